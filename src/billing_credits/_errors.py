@@ -1,0 +1,232 @@
+"""Every error billing-credits raises, on one page.
+
+::
+
+    BillingCreditsError
+    ├── ConfigurationError            a setting is missing or wrong; nothing was sent
+    │   └── UnknownProviderError      no installed provider has that name
+    ├── InvalidGrantError             the grant itself is invalid; nothing was sent (also a ValueError)
+    ├── NotRepresentableError         valid, but this provider cannot hold it; nothing was sent
+    ├── UnsupportedOperationError     this provider cannot do that operation; nothing was sent
+    └── ProviderError                 the provider answered with an error, or could not be reached
+        ├── BadRequestError           400/422: the provider refused the request
+        ├── AuthenticationError       401: missing or wrong credentials
+        ├── PermissionDeniedError     403
+        ├── NotFoundError             404
+        ├── ConflictError             409, or an idempotency key reused with other parameters
+        ├── RateLimitedError          429; ``retry_after`` holds the provider's wait, if it gave one
+        └── UnavailableError          5xx, timeouts and network failures
+
+Catch ``BillingCreditsError`` for everything, ``ProviderError`` for whatever happened after a
+request left the machine. Provider errors carry the vendor's HTTP status, error body and request
+id. No error message, repr or attribute ever holds a credential: bodies are vendor responses, and
+request headers are never kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "BillingCreditsError",
+    "ConfigurationError",
+    "ConflictError",
+    "FieldProblem",
+    "InvalidGrantError",
+    "NotFoundError",
+    "NotRepresentableError",
+    "PermissionDeniedError",
+    "ProviderError",
+    "RateLimitedError",
+    "UnavailableError",
+    "UnknownProviderError",
+    "UnsupportedOperationError",
+]
+
+
+class BillingCreditsError(Exception):
+    """Base class of every error this library raises."""
+
+
+class ConfigurationError(BillingCreditsError):
+    """A setting is missing or invalid. Nothing was sent."""
+
+
+class UnknownProviderError(ConfigurationError, LookupError):
+    """No installed provider has the requested name."""
+
+    def __init__(self, name: str, installed: Iterable[str]) -> None:
+        self.name = name
+        self.installed = sorted(installed)
+        listed = ", ".join(self.installed) or "none"
+        super().__init__(f"unknown provider {name!r}; installed providers: {listed}")
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One field that cannot be accepted, and why, in words a caller can act on."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+def _summarise(problems: tuple[FieldProblem, ...]) -> str:
+    return "; ".join(str(p) for p in problems)
+
+
+class InvalidGrantError(BillingCreditsError, ValueError):
+    """The grant (or one of its parts) is invalid. Nothing was sent anywhere.
+
+    ``problems`` names every offending field; ``str()`` is a single line.
+    """
+
+    def __init__(self, problems: Iterable[FieldProblem], *, model: str = "CreditGrant") -> None:
+        self.problems = tuple(problems)
+        self.model = model
+        super().__init__(f"invalid {model}: {_summarise(self.problems)}")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(p.field for p in self.problems)
+
+
+class NotRepresentableError(BillingCreditsError):
+    """The grant is valid, but the provider cannot hold some of it. Nothing was sent.
+
+    Raised before any I/O, from the provider's declared capabilities or its translation.
+    """
+
+    def __init__(self, provider: str, problems: Iterable[FieldProblem]) -> None:
+        self.provider = provider
+        self.problems = tuple(problems)
+        super().__init__(f"provider {provider!r} cannot represent: {_summarise(self.problems)}")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(p.field for p in self.problems)
+
+
+class UnsupportedOperationError(BillingCreditsError):
+    """The provider does not offer this operation. Nothing was sent."""
+
+    def __init__(self, provider: str, operation: str, detail: str = "") -> None:
+        self.provider = provider
+        self.operation = operation
+        message = f"provider {provider!r} does not support {operation!r}"
+        super().__init__(f"{message}: {detail}" if detail else message)
+
+
+class ProviderError(BillingCreditsError):
+    """The provider answered with an error, or could not be reached.
+
+    Attributes: ``provider`` (name), ``status`` (HTTP status or None for network failures),
+    ``body`` (the vendor's decoded error body), ``request_id`` (the vendor's request id, if any),
+    ``code`` (the vendor's error code or type, if any). ``retryable`` says whether sending the
+    same request again, with the same idempotency key, is safe and may succeed.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status: int | None = None,
+        body: Mapping[str, Any] | str | None = None,
+        request_id: str | None = None,
+        code: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        self.message = message
+        self.provider = provider
+        self.status = status
+        self.body = body
+        self.request_id = request_id
+        self.code = code
+        if retryable is not None:
+            self.retryable = retryable
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        context = []
+        if self.provider:
+            context.append(f"provider={self.provider}")
+        if self.status is not None:
+            context.append(f"status={self.status}")
+        if self.code:
+            context.append(f"code={self.code}")
+        if self.request_id:
+            context.append(f"request_id={self.request_id}")
+        if context:
+            parts.append(f"({', '.join(context)})")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class BadRequestError(ProviderError):
+    """400/422: the provider refused the request as invalid."""
+
+
+class AuthenticationError(ProviderError):
+    """401: credentials are missing or wrong."""
+
+
+class PermissionDeniedError(ProviderError):
+    """403: the credentials lack a permission."""
+
+
+class NotFoundError(ProviderError):
+    """404: no such grant (or customer)."""
+
+
+class ConflictError(ProviderError):
+    """409, or an idempotency key reused with different parameters.
+
+    ``retryable`` is true only for transient lock conflicts (a concurrent request holding the
+    same key); a key reused with other parameters is never retried and never taken as success.
+    """
+
+
+class RateLimitedError(ProviderError):
+    """429: too many requests. ``retry_after`` is the provider's requested wait in seconds."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class UnavailableError(ProviderError):
+    """5xx, timeouts and network failures. Retried with the same idempotency key."""
+
+    retryable = True
+
+
+_BY_STATUS: dict[int, type[ProviderError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: BadRequestError,
+    429: RateLimitedError,
+}
+
+
+def error_class_for_status(status: int) -> type[ProviderError]:
+    """The ``ProviderError`` subclass for an HTTP status (5xx → ``UnavailableError``)."""
+    if status >= 500:
+        return UnavailableError
+    return _BY_STATUS.get(status, ProviderError)

@@ -1,0 +1,320 @@
+"""The neutral credit grant: what every vendor means by a grant of prepaid credits."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ._base import NeutralModel, exact_decimal
+from ._money import ExactDecimal, Money
+
+__all__ = [
+    "Adjustment",
+    "Category",
+    "CreditGrant",
+    "GrantStatus",
+    "Scope",
+    "Segment",
+    "Specifier",
+    "UtcDatetime",
+]
+
+
+def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime refused: give a timezone (for example +00:00 or Z)")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
+"""A timezone-aware datetime, normalized to UTC. Naive datetimes are refused, not guessed."""
+
+Priority = Annotated[Decimal, BeforeValidator(exact_decimal), Field(allow_inf_nan=False)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class Category(enum.StrEnum):
+    """Whether the credits were bought or given."""
+
+    PAID = "paid"
+    PROMOTIONAL = "promotional"
+
+
+class GrantStatus(enum.StrEnum):
+    """A grant's state when read back, as of the read."""
+
+    SCHEDULED = "scheduled"
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    VOIDED = "voided"
+
+
+class Segment(NeutralModel):
+    """One access window of a scheduled grant: ``amount`` usable in ``[starts_at, ends_before)``.
+
+    ``id`` is the vendor's segment id when read back. ``ends_before=None`` (never) is allowed on
+    the last segment only.
+    """
+
+    amount: ExactDecimal
+    starts_at: UtcDatetime
+    ends_before: UtcDatetime | None = None
+    id: str | None = None
+
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, value: Decimal) -> Decimal:
+        if value <= 0:
+            raise ValueError("must be greater than zero")
+        return value
+
+    @field_validator("ends_before")
+    @classmethod
+    def _after_start(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        start = info.data.get("starts_at")
+        if value is not None and start is not None and value <= start:
+            raise ValueError("must be after starts_at")
+        return value
+
+
+class Specifier(NeutralModel):
+    """A usage filter: usage qualifies if it matches every part given here."""
+
+    product_id: str | None = None
+    product_tags: tuple[NonEmpty, ...] = ()
+    pricing_group_values: dict[str, str] = Field(default_factory=dict)
+    presentation_group_values: dict[str, str] = Field(default_factory=dict)
+
+
+class Scope(NeutralModel):
+    """What usage the credits apply to. The empty scope means all usage.
+
+    - ``product_ids``: specific products, **in order** (the order credits apply to line items).
+    - ``product_tags``: products carrying any of these tags.
+    - ``price_ids``: specific prices.
+    - ``metered_prices_only``: every metered price, and nothing else.
+    - ``contract_ids``: only usage under these contracts.
+    - ``specifiers``: usage matching any one of these filters.
+
+    Rules: ``price_ids`` excludes ``metered_prices_only``; ``specifiers`` exclude ``product_ids``
+    and ``product_tags``.
+    """
+
+    product_ids: tuple[NonEmpty, ...] = ()
+    product_tags: tuple[NonEmpty, ...] = ()
+    price_ids: tuple[NonEmpty, ...] = ()
+    metered_prices_only: bool = False
+    contract_ids: tuple[NonEmpty, ...] = ()
+    specifiers: tuple[Specifier, ...] = ()
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> Self:
+        if self.price_ids and self.metered_prices_only:
+            raise ValueError("price_ids and metered_prices_only exclude each other")
+        if self.specifiers and (self.product_ids or self.product_tags):
+            raise ValueError("specifiers exclude product_ids and product_tags")
+        return self
+
+    @property
+    def is_all_usage(self) -> bool:
+        return self == Scope()
+
+    def kinds(self) -> frozenset[str]:
+        """The scope kinds in use, named as in ``Capabilities.scope_kinds``."""
+        used = {
+            name
+            for name in ("product_ids", "product_tags", "price_ids", "contract_ids", "specifiers")
+            if getattr(self, name)
+        }
+        if self.metered_prices_only:
+            used.add("metered_prices_only")
+        return frozenset(used)
+
+
+class Adjustment(NeutralModel):
+    """A change a provider made to what was asked, reported rather than hidden.
+
+    For example a start time floored to the hour, or "all usage" narrowed to metered prices.
+    """
+
+    field: str
+    requested: str | None
+    stored: str | None
+    reason: str
+
+
+_READ_BACK = frozenset({"id", "provider", "status", "balance", "created_at", "raw", "adjustments"})
+_NOT_COMPARED = frozenset({"raw", "adjustments"})
+
+
+class CreditGrant(NeutralModel):
+    """A grant of prepaid credits to one customer, in no vendor's shape.
+
+    The common case is one window: ``amount`` usable from ``effective_at`` (``None``: from
+    creation) until ``expires_at`` (``None``: never). A grant whose credits arrive in several
+    access windows lists them in ``schedule``; then ``amount`` is their sum and the window is
+    the span of the segments.
+
+    ``priority`` is an exact number, lower consumed first; ``None`` means the provider's default.
+    ``idempotency_key`` (1-128 characters) makes a create safe to repeat: the same key never
+    yields two grants.
+
+    The fields from ``id`` on are filled when a grant is read back from a provider; ``raw`` holds
+    the vendor payload and, with ``adjustments``, takes no part in equality.
+    """
+
+    customer_id: NonEmpty
+    amount: Money
+    name: str | None = None
+    reason: str | None = None
+    category: Category | None = None
+    category_label: str | None = None
+    paid_amount: Money | None = None
+    effective_at: UtcDatetime | None = None
+    expires_at: UtcDatetime | None = None
+    schedule: tuple[Segment, ...] | None = None
+    priority: Priority | None = None
+    scope: Scope = Field(default_factory=Scope)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+    id: str | None = None
+    provider: str | None = None
+    status: GrantStatus | None = None
+    balance: Money | None = None
+    created_at: UtcDatetime | None = None
+    raw: dict[str, Any] | None = Field(default=None, repr=False)
+    adjustments: tuple[Adjustment, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _window_from_schedule(cls, data: Any) -> Any:
+        """With a schedule, the window defaults to the span of its segments."""
+        if not isinstance(data, dict) or not data.get("schedule"):
+            return data
+        segments = data["schedule"]
+        data = dict(data)
+        if data.get("effective_at") is None:
+            data["effective_at"] = _get(segments[0], "starts_at")
+        if "expires_at" not in data:
+            data["expires_at"] = _get(segments[-1], "ends_before")
+        return data
+
+    @field_validator("customer_id")
+    @classmethod
+    def _customer_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_positive(cls, value: Money) -> Money:
+        if value.amount <= 0:
+            raise ValueError("must be greater than zero")
+        return value
+
+    @field_validator("paid_amount")
+    @classmethod
+    def _paid_not_negative(cls, value: Money | None) -> Money | None:
+        if value is not None and value.amount < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    @field_validator("expires_at")
+    @classmethod
+    def _expiry_after_effect(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        effective = info.data.get("effective_at")
+        if value is not None and effective is not None and value <= effective:
+            raise ValueError("must be after effective_at")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _consistent_schedule(
+        cls, value: tuple[Segment, ...] | None, info: ValidationInfo
+    ) -> tuple[Segment, ...] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("give at least one segment, or None for a single window")
+        for earlier, later in zip(value, value[1:], strict=False):
+            if later.starts_at < earlier.starts_at:
+                raise ValueError("segments must be ordered by starts_at")
+            if earlier.ends_before is None:
+                raise ValueError("only the last segment may have no ends_before")
+        amount = info.data.get("amount")
+        total = sum((s.amount for s in value), Decimal(0))
+        if amount is not None and total != amount.amount:
+            raise ValueError(f"segment amounts sum to {total}, not the grant amount {amount.amount}")
+        if "effective_at" in info.data and info.data["effective_at"] != value[0].starts_at:
+            raise ValueError("effective_at must equal the first segment's starts_at")
+        if "expires_at" in info.data and info.data["expires_at"] != value[-1].ends_before:
+            raise ValueError("expires_at must equal the last segment's ends_before")
+        return value
+
+    @model_validator(mode="after")
+    def _units_agree(self) -> Self:
+        if self.balance is not None and not self.balance.same_unit(self.amount):
+            raise ValueError("balance must be in the grant's unit")
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CreditGrant):
+            return NotImplemented
+        return self.comparable() == other.comparable()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def comparable(self) -> dict[str, Any]:
+        """The fields that take part in equality (all but ``raw`` and ``adjustments``)."""
+        return {k: v for k, v in self.__dict__.items() if k not in _NOT_COMPARED}
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        """The access windows: the schedule, or the single window as one segment."""
+        if self.schedule is not None:
+            return self.schedule
+        start = self.effective_at or self.created_at
+        if start is None:
+            raise ValueError("a grant without effective_at has no window until it is created")
+        return (Segment(amount=self.amount.amount, starts_at=start, ends_before=self.expires_at),)
+
+    def is_read_back(self) -> bool:
+        return any(getattr(self, name) not in (None, ()) for name in _READ_BACK)
+
+    def as_new(self, **changes: Any) -> CreditGrant:
+        """A copy without the read-back fields, ready to create (on this or another provider)."""
+        data = self.model_dump(exclude=set(_READ_BACK), exclude_none=False)
+        data.update(changes)
+        return CreditGrant.model_validate(data)
+
+    def request_fields(self) -> dict[str, Any]:
+        """The fields a caller asks for, as JSON-ready data (no read-back fields)."""
+        return self.model_dump(mode="json", exclude=set(_READ_BACK))
+
+    def status_at(self, now: datetime) -> GrantStatus:
+        """The status this grant's window implies at ``now`` (ignores voiding)."""
+        if self.effective_at is not None and now < self.effective_at:
+            return GrantStatus.SCHEDULED
+        if self.expires_at is not None and now >= self.expires_at:
+            return GrantStatus.EXPIRED
+        return GrantStatus.ACTIVE
+
+
+def _get(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+READ_BACK_FIELDS = _READ_BACK

@@ -1,0 +1,90 @@
+"""Exact amounts: ``Money`` in an ISO 4217 currency or in a vendor's custom credit unit."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import cache
+from typing import Annotated, Self
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from ._base import NeutralModel, exact_decimal
+
+__all__ = ["CreditUnit", "ExactDecimal", "Money", "currency_exponent", "is_iso_currency"]
+
+ExactDecimal = Annotated[Decimal, BeforeValidator(exact_decimal), Field(allow_inf_nan=False)]
+"""A finite ``Decimal``; floats are taken from their decimal text, never their binary value."""
+
+
+@cache
+def _iso_table() -> dict[str, int | None]:
+    from iso4217 import Currency
+
+    return {c.code: c.exponent for c in Currency}
+
+
+def is_iso_currency(code: str) -> bool:
+    """Whether ``code`` (any case) is an active ISO 4217 currency code."""
+    return code.upper() in _iso_table()
+
+
+def currency_exponent(code: str) -> int | None:
+    """ISO 4217 minor-unit exponent (USD 2, JPY 0, KWD 3); None for units without one (XAU)."""
+    return _iso_table()[code.upper()]
+
+
+class CreditUnit(NeutralModel):
+    """A vendor's custom credit unit (a Metronome pricing unit such as "cloud consumption units").
+
+    ``id`` is the vendor's identifier for the unit; ``name`` its display name, kept when known.
+    """
+
+    id: Annotated[str, Field(min_length=1, max_length=256)]
+    name: str | None = None
+
+
+class Money(NeutralModel):
+    """An exact amount in major units of an ISO 4217 currency, or in a custom ``CreditUnit``.
+
+    ``Money(amount=Decimal("10.00"), currency="USD")`` is ten dollars. Exactly one of
+    ``currency`` and ``unit`` is set. Floats are converted from their decimal text, never their
+    binary value; NaN and infinities are refused. The sign is checked where the amount is used
+    (a grant amount must be positive, a paid amount may be zero).
+    """
+
+    amount: ExactDecimal
+    currency: str | None = None
+    unit: CreditUnit | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not is_iso_currency(value):
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> Self:
+        if (self.currency is None) == (self.unit is None):
+            raise ValueError("give exactly one of currency (ISO 4217) or unit (custom credit unit)")
+        return self
+
+    @property
+    def unit_key(self) -> str:
+        """A stable key for the unit: the currency code, or ``unit:<id>``."""
+        return self.currency if self.currency is not None else f"unit:{self.unit.id}"  # type: ignore[union-attr]
+
+    def same_unit(self, other: Money) -> bool:
+        return self.unit_key == other.unit_key
+
+    def with_amount(self, amount: Decimal) -> Money:
+        """The same unit with another amount (validated)."""
+        return Money(amount=amount, currency=self.currency, unit=self.unit)
+
+    def __str__(self) -> str:
+        if self.currency is not None:
+            return f"{self.amount} {self.currency}"
+        assert self.unit is not None
+        return f"{self.amount} {self.unit.name or self.unit.id}"

@@ -1,0 +1,141 @@
+"""Plugin discovery: entry points of the ``billing_credits`` group, loaded once, lazily.
+
+Environment:
+
+- ``BILLING_CREDITS_LOAD_PLUGINS``: comma-separated entry-point names to load (others skipped).
+  Empty string: load none.
+- ``BILLING_CREDITS_DISABLED_PLUGINS``: comma-separated entry-point names never to load.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from . import _hookspecs
+from ._capabilities import Capabilities
+from ._errors import ConfigurationError, UnknownProviderError
+from ._provider import Provider, Setting
+
+__all__ = ["ProviderInfo", "ProviderRegister", "available_providers", "get_provider", "plugin_manager"]
+
+ENTRY_POINT_GROUP = "billing_credits"
+
+pm = pluggy.PluginManager("billing_credits")
+pm.add_hookspecs(_hookspecs)
+
+_lock = threading.Lock()
+_loaded = False
+
+
+def _names(variable: str) -> list[str] | None:
+    value = os.environ.get(variable)
+    if value is None:
+        return None
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def load_plugins() -> None:
+    """Load the installed plugins once (thread-safe), then check every hook implementation."""
+    global _loaded
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True
+        for name in _names("BILLING_CREDITS_DISABLED_PLUGINS") or []:
+            pm.set_blocked(name)
+        allowed = _names("BILLING_CREDITS_LOAD_PLUGINS")
+        if allowed is None:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        else:
+            from importlib.metadata import entry_points
+
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                if ep.name in allowed and not pm.is_blocked(ep.name) and not pm.get_plugin(ep.name):
+                    pm.register(ep.load(), name=ep.name)
+        pm.check_pending()
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    """The loaded plugin manager (register test plugins on it with ``pm.register``)."""
+    load_plugins()
+    return pm
+
+
+class ProviderRegister:
+    """The ``register`` argument of ``register_providers``: collects provider classes."""
+
+    def __init__(self) -> None:
+        self.providers: dict[str, type[Provider]] = {}
+
+    def __call__(self, provider: type[Provider]) -> None:
+        if not (isinstance(provider, type) and issubclass(provider, Provider)):
+            raise ConfigurationError(f"{provider!r} is not a billing_credits.Provider subclass")
+        name = getattr(provider, "name", None)
+        if not name or not isinstance(getattr(provider, "capabilities", None), Capabilities):
+            raise ConfigurationError(f"{provider.__name__} needs a name and capabilities")
+        existing = self.providers.get(name)
+        if existing is not None and existing is not provider:
+            raise ConfigurationError(
+                f"provider name {name!r} registered twice: {existing.__module__}.{existing.__name__}"
+                f" and {provider.__module__}.{provider.__name__}"
+            )
+        self.providers[name] = provider
+
+
+def providers() -> dict[str, type[Provider]]:
+    """Every installed provider class, by name."""
+    register = ProviderRegister()
+    plugin_manager().hook.register_providers(register=register)
+    return dict(sorted(register.providers.items()))
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    """An installed provider: its name, where it comes from, what it can hold and its settings."""
+
+    name: str
+    module: str
+    capabilities: Capabilities
+    settings: tuple[Setting, ...]
+    description: str
+
+
+def available_providers() -> list[ProviderInfo]:
+    """The installed providers, sorted by name."""
+    return [
+        ProviderInfo(
+            name=name,
+            module=cls.__module__,
+            capabilities=cls.capabilities,
+            settings=cls.settings,
+            description=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
+        )
+        for name, cls in providers().items()
+    ]
+
+
+def get_provider(name: str, /, **settings: Any) -> Provider:
+    """A ready provider. ``settings`` are the provider's own (see ``available_providers()``);
+    settings not given are read from their environment variables.
+
+    Raises ``UnknownProviderError`` (listing the installed ones) for an unknown name and
+    ``ConfigurationError`` for a setting the provider does not have.
+    """
+    installed = providers()
+    cls = installed.get(name)
+    if cls is None:
+        raise UnknownProviderError(name, installed)
+    known = {s.name for s in cls.settings}
+    unknown = sorted(set(settings) - known - {"runtime"})
+    if unknown:
+        raise ConfigurationError(
+            f"provider {name!r} has no setting {', '.join(unknown)}; "
+            f"its settings: {', '.join(sorted(known)) or 'none'}"
+        )
+    return cls(**settings)
+

@@ -1,0 +1,216 @@
+"""The provider contract: what every provider, first- or third-party, implements."""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from ._capabilities import Capabilities, Operation
+from ._errors import (
+    FieldProblem,
+    InvalidGrantError,
+    ProviderError,
+    UnsupportedOperationError,
+)
+from ._model import CreditGrant
+from ._runtime import Flow, Runtime
+
+__all__ = ["ListQuery", "Page", "Provider", "Setting"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One provider setting, for ``get_provider(name, **settings)``, the CLI and the docs.
+
+    ``env`` is the environment variable read when the setting is not given; ``secret`` settings
+    are never printed.
+    """
+
+    name: str
+    help: str
+    env: str | None = None
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What to list: one customer's grants (or all), fetched ``page_size`` at a time."""
+
+    customer_id: str | None = None
+    page_size: int | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing; ``next_cursor`` is None on the last page."""
+
+    grants: Sequence[CreditGrant]
+    next_cursor: str | None = None
+
+
+class Provider(abc.ABC):
+    """Base class of every provider.
+
+    Subclasses set ``name``, ``capabilities`` and ``settings``, and write each operation once,
+    as a flow (see ``billing_credits.Runtime``): ``_create``, ``_list_page``, ``_get`` and, when
+    the capabilities include them, ``_void`` and ``_expire``. This class provides the public
+    sync and async methods on top, and guarantees for every provider that:
+
+    - a grant is validated and checked against ``capabilities`` before any I/O;
+    - every create carries an idempotency key, the caller's or one generated per call, and
+      the same key on every retry of that call;
+    - listings page through everything;
+    - calls are rate-limited and retried in one place (``self.runtime``).
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    settings: ClassVar[tuple[Setting, ...]] = ()
+
+    def __init__(self, *, runtime: Runtime | None = None) -> None:
+        self.runtime = runtime or Runtime()
+
+    # -- what a provider implements -------------------------------------------------------
+
+    @abc.abstractmethod
+    def _create(self, grant: CreditGrant, idempotency_key: str) -> Flow[CreditGrant]:
+        """Create ``grant`` (already checked) under ``idempotency_key``; return it read back."""
+
+    @abc.abstractmethod
+    def _list_page(self, query: ListQuery, cursor: str | None) -> Flow[Page]:
+        """One page of grants, starting at ``cursor`` (None: the first page)."""
+
+    @abc.abstractmethod
+    def _get(self, grant_id: str) -> Flow[CreditGrant]:
+        """One grant by id; ``NotFoundError`` when there is none."""
+
+    def _void(self, grant_id: str) -> Flow[CreditGrant]:
+        """Void the grant now: its remaining credits are gone. Return it read back."""
+        raise UnsupportedOperationError(self.name, "void")
+
+    def _expire(self, grant_id: str) -> Flow[CreditGrant]:
+        """End the grant's availability now. Return it read back."""
+        raise UnsupportedOperationError(self.name, "expire")
+
+    def check(self, grant: CreditGrant) -> None:
+        """Refuse what this provider cannot hold, before any I/O.
+
+        The default checks the declared ``capabilities``; override to add checks that data
+        cannot express, calling ``super().check(grant)`` first.
+        """
+        self.capabilities.ensure(grant, self.name)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (connections, files)."""
+
+    async def aclose(self) -> None:
+        self.close()
+
+    # -- the public API ---------------------------------------------------------------------
+
+    def prepare(self, grant: CreditGrant | Mapping[str, Any]) -> tuple[CreditGrant, str]:
+        """Validate and check a grant for creation; return it with its idempotency key."""
+        self._require("create")
+        if not isinstance(grant, CreditGrant):
+            grant = CreditGrant.model_validate(grant)
+        if grant.is_read_back():
+            raise InvalidGrantError([FieldProblem(
+                "id", "this grant was read back from a provider; create grant.as_new() instead"
+            )])
+        self.check(grant)
+        return grant, grant.idempotency_key or f"bc-{uuid.uuid4()}"
+
+    def create_grant(self, grant: CreditGrant | Mapping[str, Any]) -> CreditGrant:
+        """Create a grant and return it as stored, with ``id``.
+
+        Creating twice with the same ``idempotency_key`` yields one grant: the second call
+        returns the first grant (or raises ``ConflictError`` if the parameters differ).
+        """
+        checked, key = self.prepare(grant)
+        return self.runtime.run(self._create(checked, key))
+
+    async def acreate_grant(self, grant: CreditGrant | Mapping[str, Any]) -> CreditGrant:
+        checked, key = self.prepare(grant)
+        return await self.runtime.arun(self._create(checked, key))
+
+    def list_grants(
+        self, customer_id: str | None = None, *, page_size: int | None = None
+    ) -> Iterator[CreditGrant]:
+        """Every grant (of one customer, or all), fetching page after page lazily."""
+        self._require("list")
+        query = ListQuery(customer_id=customer_id, page_size=page_size)
+        cursor: str | None = None
+        while True:
+            page = self.runtime.run(self._list_page(query, cursor))
+            yield from page.grants
+            if page.next_cursor is None:
+                return
+            cursor = self._advance(cursor, page.next_cursor)
+
+    async def alist_grants(
+        self, customer_id: str | None = None, *, page_size: int | None = None
+    ) -> AsyncIterator[CreditGrant]:
+        self._require("list")
+        query = ListQuery(customer_id=customer_id, page_size=page_size)
+        cursor: str | None = None
+        while True:
+            page = await self.runtime.arun(self._list_page(query, cursor))
+            for grant in page.grants:
+                yield grant
+            if page.next_cursor is None:
+                return
+            cursor = self._advance(cursor, page.next_cursor)
+
+    def get_grant(self, grant_id: str) -> CreditGrant:
+        self._require("get")
+        return self.runtime.run(self._get(grant_id))
+
+    async def aget_grant(self, grant_id: str) -> CreditGrant:
+        self._require("get")
+        return await self.runtime.arun(self._get(grant_id))
+
+    def void_grant(self, grant_id: str) -> CreditGrant:
+        self._require("void")
+        return self.runtime.run(self._void(grant_id))
+
+    async def avoid_grant(self, grant_id: str) -> CreditGrant:
+        self._require("void")
+        return await self.runtime.arun(self._void(grant_id))
+
+    def expire_grant(self, grant_id: str) -> CreditGrant:
+        self._require("expire")
+        return self.runtime.run(self._expire(grant_id))
+
+    async def aexpire_grant(self, grant_id: str) -> CreditGrant:
+        self._require("expire")
+        return await self.runtime.arun(self._expire(grant_id))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    def _require(self, operation: Operation) -> None:
+        if not self.capabilities.supports(operation):
+            raise UnsupportedOperationError(self.name, operation)
+
+    def _advance(self, cursor: str | None, next_cursor: str) -> str:
+        if next_cursor == cursor:
+            raise ProviderError(
+                f"listing returned the same cursor twice ({next_cursor!r})", provider=self.name
+            )
+        return next_cursor
+

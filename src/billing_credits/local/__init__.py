@@ -1,0 +1,19 @@
+"""The ``local`` provider: grants in a SQLite file, registered like any other plugin.
+
+Read this package first when writing a provider. It uses only the public API, as a
+third-party plugin would: ``_provider.py`` holds the flows every provider implements,
+``_store.py`` the storage they drive.
+"""
+
+from __future__ import annotations
+
+import billing_credits
+
+from ._provider import LocalProvider, default_database_path
+
+__all__ = ["LocalProvider", "default_database_path"]
+
+
+@billing_credits.hookimpl
+def register_providers(register: billing_credits.ProviderRegister) -> None:
+    register(LocalProvider)
