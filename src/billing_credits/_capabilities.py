@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -86,6 +87,8 @@ class Capabilities:
     - ``max_segments``: how many access windows one grant may have (1: single window).
     - ``expiry_required``: the vendor needs an end date (the provider maps "never" itself).
     - ``name_max_length``: longest name accepted.
+    - ``time_resolution``: the finest time step it stores (Unix seconds: one second); times
+      that are not whole multiples are refused rather than truncated.
     - ``fields_in_metadata``: neutral fields carried in namespaced metadata keys, not natively.
     - ``operations``: what it can do beyond the model.
     """
@@ -100,6 +103,7 @@ class Capabilities:
     max_segments: int | None = None
     expiry_required: bool = False
     name_max_length: int | None = None
+    time_resolution: timedelta = timedelta(microseconds=1)
     metadata: MetadataLimits = field(default_factory=MetadataLimits)
     fields_in_metadata: frozenset[str] = frozenset()
     operations: frozenset[Operation] = ALL_OPERATIONS
@@ -136,6 +140,7 @@ class Capabilities:
         if self.name_max_length is not None and grant.name and len(grant.name) > self.name_max_length:
             found.append(FieldProblem(
                 "name", f"{len(grant.name)} characters; at most {self.name_max_length} fit"))
+        found += self._time_problems(grant)
         reserved = len([f for f in self.fields_in_metadata if _present(grant, f)])
         found += self.metadata.problems(grant.metadata, reserved=reserved)
         return found
@@ -171,6 +176,23 @@ class Capabilities:
                     where, f"{amount} has more digits than a JSON double carries exactly"))
         return found
 
+    def _time_problems(self, grant: CreditGrant) -> list[FieldProblem]:
+        step = self.time_resolution
+        if step <= timedelta(microseconds=1):
+            return []
+        epoch = _EPOCH
+        moments: list[tuple[str, datetime | None]] = [
+            ("effective_at", grant.effective_at), ("expires_at", grant.expires_at)]
+        for i, segment in enumerate(grant.schedule or ()):
+            moments += [(f"schedule.{i}.starts_at", segment.starts_at),
+                        (f"schedule.{i}.ends_before", segment.ends_before)]
+        return [
+            FieldProblem(name, f"{moment.isoformat()} is finer than this provider's "
+                         f"{step.total_seconds():g} s resolution")
+            for name, moment in moments
+            if moment is not None and (moment - epoch) % step
+        ]
+
     def describe(self) -> list[tuple[str, str]]:
         """Rows of (capability, value) for people."""
         rows = [
@@ -185,12 +207,16 @@ class Capabilities:
             ("schedule segments", _num(self.max_segments)),
             ("expiry", "required (never → far future)" if self.expiry_required else "optional"),
             ("name max length", _num(self.name_max_length)),
+            ("time resolution", f"{self.time_resolution.total_seconds():g} s"),
             ("metadata", _limits(self.metadata)),
             ("carried in metadata", ", ".join(sorted(self.fields_in_metadata)) or "-"),
             ("operations", ", ".join(sorted(self.operations))),
         ]
         rows += [("note", note) for note in self.notes]
         return rows
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _present(grant: CreditGrant, name: str) -> bool:

@@ -1,0 +1,1 @@
+"""pytest plugin shipped with billing-credits (entry point ``pytest11``)."""
