@@ -18,6 +18,14 @@ def problems_from(error: pydantic.ValidationError) -> list[FieldProblem]:
     problems = []
     for item in error.errors(include_url=False):
         loc = ".".join(str(part) for part in item["loc"])
+        inner = item.get("ctx", {}).get("error")
+        if isinstance(inner, InvalidGrantError):
+            # A nested model validated through its own __init__: keep its field names.
+            problems += [
+                FieldProblem(".".join(p for p in (loc, problem.field) if p), problem.message)
+                for problem in inner.problems
+            ]
+            continue
         message = item["msg"]
         for prefix in ("Value error, ", "Assertion failed, "):
             message = message.removeprefix(prefix)

@@ -9,7 +9,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._fakes import FakeApp, FakeTransport, Fault, Faults, FaultStats, LoopbackServer, serve
+
+if TYPE_CHECKING:
+    from ._conformance import ProviderConformance
 
 __all__ = [
     "FakeApp",
@@ -18,5 +23,15 @@ __all__ = [
     "FaultStats",
     "Faults",
     "LoopbackServer",
+    "ProviderConformance",
     "serve",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the conformance suite (and pytest) only when it is asked for."""
+    if name == "ProviderConformance":
+        from ._conformance import ProviderConformance
+
+        return ProviderConformance
+    raise AttributeError(name)
