@@ -207,7 +207,7 @@ class Capabilities:
             ("schedule segments", _num(self.max_segments)),
             ("expiry", "required (never → far future)" if self.expiry_required else "optional"),
             ("name max length", _num(self.name_max_length)),
-            ("time resolution", f"{self.time_resolution.total_seconds():g} s"),
+            ("time resolution", _duration(self.time_resolution)),
             ("metadata", _limits(self.metadata)),
             ("carried in metadata", ", ".join(sorted(self.fields_in_metadata)) or "-"),
             ("operations", ", ".join(sorted(self.operations))),
@@ -222,6 +222,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def _present(grant: CreditGrant, name: str) -> bool:
     value = getattr(grant, name, None)
     return value not in (None, (), {}, "")
+
+
+def _duration(step: timedelta) -> str:
+    if step < timedelta(seconds=1):
+        return f"{step // timedelta(microseconds=1)} µs"
+    return f"{step.total_seconds():g} s"
 
 
 def _yes(flag: bool) -> str:

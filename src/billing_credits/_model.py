@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Self
@@ -249,7 +250,7 @@ class CreditGrant(NeutralModel):
             return None
         if not value:
             raise ValueError("give at least one segment, or None for a single window")
-        for earlier, later in zip(value, value[1:], strict=False):
+        for earlier, later in itertools.pairwise(value):
             if later.starts_at < earlier.starts_at:
                 raise ValueError("segments must be ordered by starts_at")
             if earlier.ends_before is None:

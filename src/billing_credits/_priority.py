@@ -16,6 +16,7 @@ Three guarantees, each property-tested:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -93,7 +94,7 @@ class PriorityDomain:
         if self.minimum is not None or self.maximum is not None:
             bounds = f" {self.minimum if self.minimum is not None else '-inf'}"
             bounds += f"..{self.maximum if self.maximum is not None else 'inf'}"
-        default = f", default {self.default}" if self.default is not None else ", required"
+        default = f", default {self.default}" if self.default is not None else ""
         return f"{self.kind}{bounds}{default}"
 
     def to_vendor(
@@ -174,7 +175,7 @@ def preserve_order(
     if all(domain.contains(v) for v in distinct):
         return PriorityMapping({v: v for v in distinct}, "identity")
     nearest = [domain.nearest(v) for v in distinct]
-    if all(a < b for a, b in zip(nearest, nearest[1:], strict=False)):
+    if all(a < b for a, b in itertools.pairwise(nearest)):
         return _mapping(distinct, nearest, "nearest")
     capacity = domain.capacity
     if capacity is None or domain.minimum is None or domain.maximum is None:

@@ -91,9 +91,7 @@ class RetryPolicy:
         error = state.outcome.exception()
         if not _retryable(error):  # type: ignore[arg-type]
             return False
-        if isinstance(error, RateLimitedError) and (error.retry_after or 0) > self.max_retry_after:
-            return False
-        return True
+        return not (isinstance(error, RateLimitedError) and (error.retry_after or 0) > self.max_retry_after)
 
     def _options(self) -> dict[str, Any]:
         return {
@@ -172,7 +170,8 @@ class Runtime:
     def execute(self, call: Call[T]) -> T:
         if not call.retry_safe:
             return self._attempt(call)
-        return self.retry.retrying()(self._attempt, call)
+        result: T = self.retry.retrying()(self._attempt, call)
+        return result
 
     async def aexecute(self, call: Call[T]) -> T:
         if not call.retry_safe:

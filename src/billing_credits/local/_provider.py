@@ -159,10 +159,7 @@ class LocalProvider(bc.Provider):
         grant = bc.CreditGrant.model_validate(
             {**request, "idempotency_key": row.idempotency_key if row.key_supplied else None}
         )
-        if row.voided_at is not None:
-            status = bc.GrantStatus.VOIDED
-        else:
-            status = grant.status_at(now)
+        status = bc.GrantStatus.VOIDED if row.voided_at is not None else grant.status_at(now)
         remaining = Decimal(0)
         if status is not bc.GrantStatus.VOIDED:
             remaining = sum(

@@ -135,7 +135,7 @@ class GrantStore:
                 return existing, False
             values = [getattr(row, name.strip()) for name in _COLUMNS.split(",")][1:]
             db.execute(
-                f"INSERT INTO grants ({_COLUMNS.split(',', 1)[1]}) VALUES ({', '.join('?' * len(values))})",  # noqa: S608, E501
+                f"INSERT INTO grants ({_COLUMNS.split(',', 1)[1]}) VALUES ({', '.join('?' * len(values))})",  # noqa: S608
                 values,
             )
             stored = self._one(db, "idempotency_key = ?", row.idempotency_key)

@@ -29,7 +29,7 @@ from typing import Literal, Protocol
 
 import httpx
 
-__all__ = ["FakeApp", "FakeTransport", "Fault", "Faults", "FaultStats", "LoopbackServer", "serve"]
+__all__ = ["FakeApp", "FakeTransport", "Fault", "FaultStats", "Faults", "LoopbackServer", "serve"]
 
 Fault = Literal["429", "500", "503", "reset", "timeout_after_commit"]
 
@@ -74,7 +74,7 @@ class Faults:
     stats: FaultStats = field(default_factory=FaultStats)
 
     def __post_init__(self) -> None:
-        self._random = random.Random(self.seed)  # noqa: S311 - test data, not security
+        self._random = random.Random(self.seed)
         self._window: collections.deque[float] = collections.deque()
         self._lock = threading.Lock()
 
@@ -105,7 +105,7 @@ class Faults:
             return fault, None
 
 
-class _Lost(Exception):
+class _ResponseLostError(Exception):
     """The response was lost: ``committed`` says whether the app had handled the request."""
 
     def __init__(self, committed: bool) -> None:
@@ -132,12 +132,12 @@ class _Gate:
         if fault in ("500", "503"):
             return self.app.error(int(fault), "Injected server error")
         if fault == "reset":
-            raise _Lost(committed=False)
+            raise _ResponseLostError(committed=False)
         request.read()
         with self.lock:
             response = self.app.handle(request)
         if fault == "timeout_after_commit":
-            raise _Lost(committed=True)
+            raise _ResponseLostError(committed=True)
         return response
 
 
@@ -166,9 +166,9 @@ class FakeTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         fault, wait = self._gate.decide(request)
         try:
             return self._gate.respond(request, fault, wait)
-        except _Lost as lost:
+        except _ResponseLostError as lost:
             if lost.committed:
-                raise httpx.ReadTimeout("injected: response lost after commit", request=request)
+                raise httpx.ReadTimeout("injected: response lost after commit", request=request) from None
             raise httpx.ConnectError("injected: connection reset", request=request) from None
 
 
@@ -182,7 +182,7 @@ class LoopbackServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 """Silence per-request logging."""
 
             def _serve(self) -> None:
@@ -198,7 +198,7 @@ class LoopbackServer:
                 fault, wait = gate.decide(request)
                 try:
                     response = gate.respond(request, fault, wait)
-                except _Lost as lost:
+                except _ResponseLostError as lost:
                     if lost.committed:
                         time.sleep(hang)
                     self.close_connection = True

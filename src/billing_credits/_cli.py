@@ -1,0 +1,271 @@
+"""The ``billing-credits`` command line.
+
+Heavy imports (rich, providers) happen inside commands, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from ._errors import (
+    BillingCreditsError,
+    ConfigurationError,
+    InvalidGrantError,
+    NotRepresentableError,
+    UnsupportedOperationError,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_PROVIDER_ERROR = 1
+EXIT_INVALID = 2
+
+
+def _fail(error: BillingCreditsError) -> NoReturn:
+    message = " ".join(str(error).split())
+    click.echo(f"error: {message}", err=True)
+    invalid = (InvalidGrantError, NotRepresentableError, ConfigurationError,
+               UnsupportedOperationError)
+    sys.exit(EXIT_INVALID if isinstance(error, invalid) else EXIT_PROVIDER_ERROR)
+
+
+class _Group(click.Group):
+    """Turns library errors into one line on stderr and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BillingCreditsError as error:
+            _fail(error)
+
+
+def _pairs(values: Iterable[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint=option)
+        pairs[key] = rest
+    return pairs
+
+
+def provider_options(command: F) -> F:
+    """``--provider``, ``--setting`` and ``--json``, shared by every command that talks to one."""
+    command = click.option("--json", "as_json", is_flag=True,
+                           help="JSON output (JSON lines for lists).")(command)
+    command = click.option(
+        "-s", "--setting", "settings", multiple=True, metavar="KEY=VALUE",
+        help="A provider setting (repeatable); see `billing-credits providers`.",
+    )(command)
+    command = click.option(
+        "-p", "--provider", default="local", show_default=True, envvar="BILLING_CREDITS_PROVIDER",
+        help="Provider name [env: BILLING_CREDITS_PROVIDER].",
+    )(command)
+    return command
+
+
+def _open(provider: str, settings: tuple[str, ...]) -> Any:
+    from ._plugins import get_provider
+
+    return get_provider(provider, **_pairs(settings, "--setting"))
+
+
+def _grant_json(grant: Any) -> str:
+    text: str = grant.model_dump_json(exclude={"raw"})
+    return text
+
+
+def _show(grants: Iterable[Any], as_json: bool) -> None:
+    if as_json:
+        for grant in grants:
+            click.echo(_grant_json(grant))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "customer", "amount", "balance", "status", "priority", "effective",
+                  "expires", "name", box=None, header_style="bold")
+    count = 0
+    for grant in grants:
+        count += 1
+        table.add_row(
+            grant.id or "", grant.customer_id, str(grant.amount),
+            str(grant.balance.amount) if grant.balance else "-",
+            grant.status.value if grant.status else "-",
+            str(grant.priority) if grant.priority is not None else "default",
+            _when(grant.effective_at), _when(grant.expires_at) if grant.expires_at else "never",
+            grant.name or "",
+        )
+    console = Console(width=200 if not sys.stdout.isatty() else None)
+    if count:
+        console.print(table)
+    console.print(f"{count} grant{'s' if count != 1 else ''}")
+
+
+def _when(moment: Any) -> str:
+    return "-" if moment is None else str(moment.strftime("%Y-%m-%d %H:%M:%SZ"))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="billing-credits")
+def cli() -> None:
+    """Create, list and move prepaid billing credits across billing vendors.
+
+    Works out of the box on the embedded `local` provider (SQLite; the database is
+    $BILLING_CREDITS_DB or a file in your user data directory).
+    """
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+def providers(as_json: bool) -> None:
+    """Installed providers, their settings and what they can hold."""
+    from ._plugins import available_providers
+
+    found = available_providers()
+    if as_json:
+        for info in found:
+            click.echo(json.dumps({
+                "name": info.name,
+                "module": info.module,
+                "description": info.description,
+                "settings": [{"name": s.name, "env": s.env, "secret": s.secret, "help": s.help}
+                             for s in info.settings],
+                "capabilities": dict(info.capabilities.describe()),
+            }))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for info in found:
+        console.print(f"[bold]{info.name}[/bold]  {info.description}  ({info.module})")
+        table = Table("capability", "value", box=None, show_header=False, padding=(0, 2))
+        for name, value in info.capabilities.describe():
+            table.add_row(name, value)
+        for setting in info.settings:
+            env = f" [env: {setting.env}]" if setting.env else ""
+            table.add_row(f"setting {setting.name}", f"{setting.help}{env}")
+        console.print(table)
+        console.print()
+
+
+@cli.group()
+def grants() -> None:
+    """Create, list, show, void and expire credit grants."""
+
+
+def _money(amount: str, currency: str | None, unit_id: str | None,
+           unit_name: str | None) -> dict[str, Any]:
+    money: dict[str, Any] = {"amount": amount}
+    if unit_id is not None:
+        money["unit"] = {"id": unit_id, "name": unit_name}
+    if currency is not None or unit_id is None:
+        money["currency"] = currency
+    return money
+
+
+@grants.command("create")
+@provider_options
+@click.option("--customer", help="Customer id.")
+@click.option("--amount", help="Exact amount in major units, e.g. 25.00.")
+@click.option("--currency", help="ISO 4217 code, e.g. USD.")
+@click.option("--unit-id", help="A custom credit unit's id (instead of --currency).")
+@click.option("--unit-name", help="The custom credit unit's name.")
+@click.option("--paid-amount", help="Cost basis, in --paid-currency (default: the grant's).")
+@click.option("--paid-currency", help="ISO 4217 code of the paid amount.")
+@click.option("--category", type=click.Choice(["paid", "promotional"]))
+@click.option("--category-label", help="The vendor's own category label, e.g. trial.")
+@click.option("--name")
+@click.option("--reason")
+@click.option("--effective-at", help="ISO 8601 with a timezone, e.g. 2026-01-01T00:00:00Z.")
+@click.option("--expires-at", help="ISO 8601 with a timezone; omit for never.")
+@click.option("--priority", help="Exact number, lower consumed first.")
+@click.option("--metadata", multiple=True, metavar="KEY=VALUE")
+@click.option("--idempotency-key", help="Makes the create safe to repeat (1-128 chars).")
+@click.option("--product-id", "product_ids", multiple=True, help="Scope: product (ordered).")
+@click.option("--product-tag", "product_tags", multiple=True, help="Scope: product tag.")
+@click.option("--price-id", "price_ids", multiple=True, help="Scope: price.")
+@click.option("--metered-prices-only", is_flag=True, help="Scope: every metered price.")
+@click.option("--contract-id", "contract_ids", multiple=True, help="Scope: contract.")
+@click.option("--from-json", "from_json", type=click.File("r"),
+              help="Read the whole grant as JSON (a file, or - for stdin).")
+def create(provider: str, settings: tuple[str, ...], as_json: bool, **fields: Any) -> None:
+    """Create a grant. Invalid input is refused before anything is written."""
+    from ._model import CreditGrant
+
+    source = fields.pop("from_json")
+    if source is not None:
+        grant = CreditGrant.model_validate_json(source.read())
+    else:
+        grant = CreditGrant.model_validate(_grant_fields(fields))
+    with _open(provider, settings) as opened:
+        created = opened.create_grant(grant)
+    _show([created], as_json)
+
+
+def _grant_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    if fields["customer"] is None or fields["amount"] is None:
+        missing = "--customer" if fields["customer"] is None else "--amount"
+        raise click.UsageError(f"{missing} is required (or give --from-json)")
+    data: dict[str, Any] = {
+        "customer_id": fields["customer"],
+        "amount": _money(fields["amount"], fields["currency"], fields["unit_id"],
+                         fields["unit_name"]),
+        "metadata": _pairs(fields["metadata"], "--metadata"),
+        "scope": {k: fields[k] for k in ("product_ids", "product_tags", "price_ids",
+                                         "contract_ids") if fields[k]},
+    }
+    if fields["metered_prices_only"]:
+        data["scope"]["metered_prices_only"] = True
+    if fields["paid_amount"] is not None:
+        data["paid_amount"] = _money(
+            fields["paid_amount"], fields["paid_currency"] or fields["currency"],
+            None if fields["paid_currency"] else fields["unit_id"], fields["unit_name"])
+    for name in ("category", "category_label", "name", "reason", "effective_at", "expires_at",
+                 "priority", "idempotency_key"):
+        if fields[name] is not None:
+            data[name] = fields[name]
+    return data
+
+
+@grants.command("list")
+@provider_options
+@click.option("--customer", help="Only this customer's grants.")
+@click.option("--page-size", type=click.IntRange(min=1), help="Grants fetched per request.")
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many grants.")
+def list_(provider: str, settings: tuple[str, ...], as_json: bool, customer: str | None,
+          page_size: int | None, limit: int | None) -> None:
+    """List grants, page after page (JSON lines with --json)."""
+    with _open(provider, settings) as opened:
+        _show(_take(opened.list_grants(customer, page_size=page_size), limit), as_json)
+
+
+def _take(items: Iterator[Any], limit: int | None) -> Iterator[Any]:
+    for count, item in enumerate(items, start=1):
+        yield item
+        if limit is not None and count >= limit:
+            return
+
+
+def _single(operation: str, help_text: str) -> None:
+    @grants.command(operation, help=help_text)
+    @provider_options
+    @click.argument("grant_id")
+    def command(provider: str, settings: tuple[str, ...], as_json: bool, grant_id: str) -> None:
+        with _open(provider, settings) as opened:
+            _show([getattr(opened, f"{operation}_grant")(grant_id)], as_json)
+
+
+_single("get", "Show one grant.")
+_single("void", "Void a grant: its remaining credits are gone.")
+_single("expire", "Expire a grant now.")
+
+
+def main() -> None:
+    cli(prog_name="billing-credits")
