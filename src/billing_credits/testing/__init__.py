@@ -3,7 +3,10 @@
 - ``ProviderConformance``: the conformance suite every provider runs (subclass it in a test
   module and give it a ``provider`` fixture).
 - ``strategies``: hypothesis strategies for neutral grants, optionally limited to what a
-  provider's ``Capabilities`` can represent.
+  provider's ``Capabilities`` can represent: ``grants(capabilities, read_back=…,
+  time_step=…, now=…)`` and the blocks ``money``, ``scopes``, ``priorities`` and
+  ``aware_datetimes``. Import it as ``billing_credits.testing.strategies`` (it imports
+  hypothesis; this package does not).
 - ``FakeApp``, ``FakeTransport``, ``serve``, ``Faults``: the kit vendor fakes are built on.
 """
 

@@ -303,7 +303,7 @@ def _unique_ids(prefix: str, max_size: int) -> st.SearchStrategy[tuple[str, ...]
 @st.composite
 def _specifiers(draw: st.DrawFn) -> bc.Specifier:
     """A specifier that says something (at least one part set)."""
-    groups = st.dictionaries(_ids("", 12), _words(20), max_size=2)
+    groups = st.dictionaries(_ids("", 12), _words(20), min_size=1, max_size=2)
     parts = draw(st.sets(
         st.sampled_from(("product_id", "product_tags", "pricing_group_values",
                          "presentation_group_values")),
@@ -315,9 +315,9 @@ def _specifiers(draw: st.DrawFn) -> bc.Specifier:
     if "product_tags" in parts:
         fields["product_tags"] = draw(_unique_ids("", 3))
     if "pricing_group_values" in parts:
-        fields["pricing_group_values"] = draw(groups.filter(bool))
+        fields["pricing_group_values"] = draw(groups)
     if "presentation_group_values" in parts:
-        fields["presentation_group_values"] = draw(groups.filter(bool))
+        fields["presentation_group_values"] = draw(groups)
     return bc.Specifier(**fields)
 
 
