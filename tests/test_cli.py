@@ -145,7 +145,7 @@ def test_providers_shows_capabilities(db: Path) -> None:
 
 
 def test_console_script_runs_without_traceback(db: Path) -> None:
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [sys.executable, "-m", "billing_credits", "grants", "create", "--customer", "c",
          "--amount", "1", "--currency", "USD", "--effective-at", "2026-01-01"],
         capture_output=True, text=True, check=False,

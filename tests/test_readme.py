@@ -17,7 +17,7 @@ def blocks(language: str) -> list[str]:
 
 def test_python_example_runs_verbatim(tmp_path: Path) -> None:
     example = blocks("python")[0]
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [sys.executable, "-c", example], capture_output=True, text=True, check=False,
         env={"BILLING_CREDITS_DB": str(tmp_path / "readme.db"), "PATH": "/usr/bin:/bin"},
     )
