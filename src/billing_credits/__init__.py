@@ -32,6 +32,18 @@ from ._errors import (
     error_class_for_status,
 )
 from ._hookspecs import hookimpl
+from ._migration import (
+    ApplyReport,
+    Change,
+    MigrationError,
+    MigrationPlan,
+    PlanItem,
+    VerifyReport,
+    apply_plan,
+    migration_key,
+    plan_migration,
+    verify_plan,
+)
 from ._model import (
     Adjustment,
     Category,
@@ -60,6 +72,7 @@ from ._priority import (
 )
 from ._provider import ListQuery, Page, Provider, Setting
 from ._runtime import Call, Flow, RateLimit, RetryPolicy, Runtime, blocking
+from ._transfer import ImportReport, export_grants, import_grants
 from ._version import __version__
 
 __all__ = [
@@ -68,12 +81,14 @@ __all__ = [
     "ANY_DECIMAL",
     "FLOAT64",
     "Adjustment",
+    "ApplyReport",
     "AuthenticationError",
     "BadRequestError",
     "BillingCreditsError",
     "Call",
     "Capabilities",
     "Category",
+    "Change",
     "ConfigurationError",
     "ConflictError",
     "CreditGrant",
@@ -81,15 +96,19 @@ __all__ = [
     "FieldProblem",
     "Flow",
     "GrantStatus",
+    "ImportReport",
     "InvalidGrantError",
     "ListQuery",
     "MetadataLimits",
+    "MigrationError",
+    "MigrationPlan",
     "Money",
     "NotFoundError",
     "NotRepresentableError",
     "Operation",
     "Page",
     "PermissionDeniedError",
+    "PlanItem",
     "PriorityDomain",
     "PriorityMapping",
     "PriorityNotRepresentableError",
@@ -109,15 +128,22 @@ __all__ = [
     "UnavailableError",
     "UnknownProviderError",
     "UnsupportedOperationError",
+    "VerifyReport",
     "__version__",
+    "apply_plan",
     "available_providers",
     "blocking",
     "currency_exponent",
     "error_class_for_status",
+    "export_grants",
     "float64_exact",
     "get_provider",
     "hookimpl",
+    "import_grants",
     "is_iso_currency",
+    "migration_key",
+    "plan_migration",
     "plugin_manager",
     "preserve_order",
+    "verify_plan",
 ]

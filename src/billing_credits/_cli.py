@@ -267,5 +267,234 @@ _single("void", "Void a grant: its remaining credits are gone.")
 _single("expire", "Expire a grant now.")
 
 
+@cli.command("export")
+@provider_options
+@click.option("--customer", "customers", multiple=True, help="Only these customers (repeatable).")
+@click.option("--output", "-o", type=click.File("w"), default="-", help="File (default stdout).")
+@click.option("--include-raw", is_flag=True, help="Keep each grant's vendor payload.")
+@click.option("--page-size", type=click.IntRange(min=1))
+def export(provider: str, settings: tuple[str, ...], as_json: bool, customers: tuple[str, ...],
+           output: Any, include_raw: bool, page_size: int | None) -> None:
+    """Write grants as neutral JSON lines."""
+    from ._transfer import export_grants
+
+    with _open(provider, settings) as opened:
+        count = export_grants(opened, output, customers=customers or None,
+                              include_raw=include_raw, page_size=page_size)
+    click.echo(f"exported {count} grant{'s' if count != 1 else ''}", err=True)
+
+
+@cli.command("import")
+@provider_options
+@click.argument("source", type=click.File("r"))
+def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any) -> None:
+    """Create grants from neutral JSON lines (as written by export); safe to repeat."""
+    from ._transfer import import_grants
+
+    with _open(provider, settings) as opened:
+        report = import_grants(opened, source)
+    for line, error in report.failed:
+        click.echo(f"line {line}: {error}", err=True)
+    click.echo(f"imported {report.created}, failed {len(report.failed)}", err=True)
+    if report.failed:
+        sys.exit(EXIT_PROVIDER_ERROR)
+
+
+@cli.group()
+def migrate() -> None:
+    """Move grants between providers: plan (dry run), apply, verify."""
+
+
+def _endpoints(command: F) -> F:
+    command = click.option("-T", "--to-setting", "to_settings", multiple=True, metavar="KEY=VALUE",
+                           help="A target provider setting (repeatable).")(command)
+    command = click.option("-F", "--from-setting", "from_settings", multiple=True,
+                           metavar="KEY=VALUE", help="A source provider setting (repeatable).")(command)
+    return command
+
+
+def _read_map(path: str | None, *, many: bool) -> dict[str, Any] | None:
+    """A JSON object, or CSV rows ``key,value`` (a header row is skipped if it does not map)."""
+    if path is None:
+        return None
+    import csv
+    from pathlib import Path
+
+    text = Path(path).read_text()
+    if path.endswith(".json"):
+        loaded = json.loads(text)
+        if not isinstance(loaded, dict):
+            raise click.BadParameter(f"{path}: expected a JSON object")
+        return {str(k): ([str(x) for x in v] if many and isinstance(v, list) else v)
+                for k, v in loaded.items()}
+    mapping: dict[str, Any] = {}
+    rows = [row for row in csv.reader(text.splitlines()) if row]
+    if rows and [c.strip().lower() for c in rows[0][:2]] in (["source", "target"],
+                                                             ["product", "price"]):
+        rows = rows[1:]
+    for row in rows:
+        if len(row) < 2:
+            raise click.BadParameter(f"{path}: expected two columns, got {row}")
+        key, value = row[0].strip(), row[1].strip()
+        if many:
+            mapping.setdefault(key, []).append(value)
+        else:
+            mapping[key] = value
+    return mapping
+
+
+@migrate.command("plan")
+@_endpoints
+@click.option("--from", "source", required=True, help="Source provider.")
+@click.option("--to", "target", required=True, help="Target provider.")
+@click.option("--customer", "customers", multiple=True, help="Only these customers (repeatable).")
+@click.option("--customer-map", type=click.Path(exists=True, dir_okay=False),
+              help="CSV (source,target) or JSON object mapping customer ids.")
+@click.option("--scope-map", type=click.Path(exists=True, dir_okay=False),
+              help="CSV (product,price) or JSON {product: [prices]} mapping products to prices.")
+@click.option("--amount", "amount_mode", type=click.Choice(["remaining", "original"]),
+              default="remaining", show_default=True)
+@click.option("--priority", "priority_policy", type=click.Choice(["exact", "preserve-order"]),
+              default="exact", show_default=True)
+@click.option("--lenient", is_flag=True, help="Let apply skip refused grants instead of stopping.")
+@click.option("--no-provenance", is_flag=True, help="Do not add migrated_from_* metadata.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the plan (JSON lines).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
+                 to_settings: tuple[str, ...], customers: tuple[str, ...],
+                 customer_map: str | None, scope_map: str | None, amount_mode: Any,
+                 priority_policy: Any, lenient: bool, no_provenance: bool, output: str,
+                 as_json: bool) -> None:
+    """Plan a migration (a dry run: writes only the plan file)."""
+    from ._migration import plan_migration
+
+    with _open(source, from_settings) as src, _open(target, to_settings) as dst:
+        plan = plan_migration(
+            src, dst, customers=customers or None, amount_mode=amount_mode,
+            customer_map=_read_map(customer_map, many=False),
+            scope_map=_read_map(scope_map, many=True), priority_policy=priority_policy,
+            strict=not lenient, provenance=not no_provenance)
+    plan.save(output)
+    summary = plan.summary()
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True))
+    else:
+        _print_plan(plan, summary)
+    if plan.refusals and not lenient:
+        click.echo(f"error: {len(plan.refusals)} grant(s) refused; see {output} "
+                   "(plan again with --lenient to skip them)", err=True)
+        sys.exit(EXIT_PROVIDER_ERROR)
+
+
+def _print_plan(plan: Any, summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"plan {summary['source']} → {summary['target']}: "
+                  f"{summary['grants_to_create']} grant(s) to create, "
+                  f"{summary['refused']} refused, {summary['changes']} change(s)")
+    for reason, count in summary["skipped"].items():
+        console.print(f"  skipped {count}: {reason}")
+    changes = Table("source grant", "segment", "field", "source", "target", "why",
+                    box=None, header_style="bold")
+    for item in plan.items:
+        for change in item.changes:
+            changes.add_row(item.source_id, str(item.segment if item.segment is not None else ""),
+                            change.field, change.source, change.target, change.why)
+    if changes.row_count:
+        console.print(changes)
+    totals = Table("customer", "unit", "grants", "planned", box=None, header_style="bold")
+    for customer, units in summary["totals"].items():
+        for unit, numbers in units.items():
+            totals.add_row(customer, unit, numbers["grants"], numbers["planned"])
+    console.print(totals)
+
+
+@migrate.command("apply")
+@_endpoints
+@click.argument("plan_path", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
+@click.option("--retire", type=click.Choice(["void", "expire"]),
+              help="Then void or expire each source grant whose target grants are confirmed.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--journal", type=click.Path(dir_okay=False),
+              help="Journal file (default: PLAN.journal).")
+def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: tuple[str, ...],
+                  retire: Any, concurrency: int, journal: str | None) -> None:
+    """Create the planned grants; safe to run again after any interruption."""
+    import asyncio
+    from contextlib import ExitStack
+
+    from ._migration import MigrationPlan, apply_plan
+
+    plan = MigrationPlan.load(plan_path)
+    with ExitStack() as stack:
+        target = stack.enter_context(_open(plan.header.target, to_settings))
+        source = stack.enter_context(_open(plan.header.source, from_settings)) if retire else None
+        progress, close = _progress()
+        try:
+            report = asyncio.run(apply_plan(
+                plan, target, journal=journal or f"{plan_path}.journal", source=source,
+                retire=retire, concurrency=concurrency, progress=progress))
+        finally:
+            close()
+    for key, error in report.failed:
+        click.echo(f"failed {key}: {error}", err=True)
+    click.echo(json.dumps({"created": report.created, "already_done": report.already_done,
+                           "retired": report.retired, "failed": len(report.failed),
+                           "seconds": round(report.seconds, 3)}))
+    if not report.ok:
+        sys.exit(EXIT_PROVIDER_ERROR)
+
+
+def _progress() -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A progress bar on a terminal; JSON lines on stderr otherwise."""
+    if sys.stderr.isatty():
+        from rich.progress import Progress
+
+        bar = Progress(transient=False)
+        task = bar.add_task("creating", total=None)
+        bar.start()
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return update, bar.stop
+    last = [-1]
+
+    def report(done: int, total: int) -> None:
+        step = max(total // 20, 1)
+        if done == total or done - last[0] >= step:
+            last[0] = done
+            click.echo(json.dumps({"progress": done, "total": total}), err=True)
+
+    return report, lambda: None
+
+
+@migrate.command("verify")
+@_endpoints
+@click.argument("plan_path", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def migrate_verify(plan_path: str, from_settings: tuple[str, ...], to_settings: tuple[str, ...],
+                   as_json: bool) -> None:
+    """Reconcile the target with the plan; exit 1 and show the differences on any mismatch."""
+    from ._migration import MigrationPlan, verify_plan
+
+    plan = MigrationPlan.load(plan_path)
+    with _open(plan.header.target, to_settings) as target:
+        report = verify_plan(plan, target)
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "checked": report.checked,
+                               "differences": report.lines(), "totals": report.totals}))
+    else:
+        for line in report.lines():
+            click.echo(line)
+        click.echo(f"checked {report.checked} planned grant(s): "
+                   f"{'all present once, as planned' if report.ok else 'MISMATCH'}")
+    if not report.ok:
+        sys.exit(EXIT_PROVIDER_ERROR)
+
+
 def main() -> None:
     cli(prog_name="billing-credits")

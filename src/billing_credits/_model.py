@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from ._base import NeutralModel, exact_decimal
-from ._money import ExactDecimal, Money
+from ._money import ExactDecimal, Money, exact_json
 
 __all__ = [
     "Adjustment",
@@ -72,6 +72,13 @@ class Segment(NeutralModel):
     starts_at: UtcDatetime
     ends_before: UtcDatetime | None = None
     id: str | None = None
+
+    @classmethod
+    def model_validate_json(
+        cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any
+    ) -> Self:
+        """As pydantic's, but JSON numbers are read exactly (see ``exact_json``)."""
+        return cls.model_validate(exact_json(json_data), *args, **kwargs)
 
     @field_validator("amount")
     @classmethod
@@ -197,6 +204,13 @@ class CreditGrant(NeutralModel):
     created_at: UtcDatetime | None = None
     raw: dict[str, Any] | None = Field(default=None, repr=False)
     adjustments: tuple[Adjustment, ...] = ()
+
+    @classmethod
+    def model_validate_json(
+        cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any
+    ) -> Self:
+        """As pydantic's, but JSON numbers are read exactly (see ``exact_json``)."""
+        return cls.model_validate(exact_json(json_data), *args, **kwargs)
 
     @model_validator(mode="before")
     @classmethod

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from functools import cache
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from ._base import NeutralModel, exact_decimal
+from ._errors import FieldProblem, InvalidGrantError
 
-__all__ = ["CreditUnit", "ExactDecimal", "Money", "currency_exponent", "is_iso_currency"]
+__all__ = [
+    "CreditUnit", "ExactDecimal", "Money", "currency_exponent", "exact_json", "is_iso_currency",
+]
 
 ExactDecimal = Annotated[Decimal, BeforeValidator(exact_decimal), Field(allow_inf_nan=False)]
 """A finite ``Decimal``; floats are taken from their decimal text, never their binary value."""
+
+
+def exact_json(json_data: str | bytes | bytearray) -> Any:
+    """Parse JSON taking every fractional number as the ``Decimal`` of its text.
+
+    pydantic's JSON parser reads numbers into doubles first, so ``0.10000000000000000001``
+    would silently become ``0.1``. Models holding amounts validate JSON through this instead.
+    """
+    try:
+        return json.loads(json_data, parse_float=Decimal)
+    except ValueError as error:
+        raise InvalidGrantError([FieldProblem("", f"invalid JSON: {error}")]) from None
 
 
 @cache
@@ -55,6 +71,13 @@ class Money(NeutralModel):
     amount: ExactDecimal
     currency: str | None = None
     unit: CreditUnit | None = None
+
+    @classmethod
+    def model_validate_json(
+        cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any
+    ) -> Self:
+        """As pydantic's, but JSON numbers are read exactly (see ``exact_json``)."""
+        return cls.model_validate(exact_json(json_data), *args, **kwargs)
 
     @field_validator("currency")
     @classmethod
