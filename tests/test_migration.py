@@ -124,7 +124,8 @@ def test_order_preserving_priorities_and_refusals_onto_a_narrow_target(
     narrow = Stripeish(tmp_path / "narrow.db")
     exact = bc.plan_migration(source, narrow)
     refused = {i.source_id: i.reason for i in exact.refusals}
-    assert made["custom"].id in refused and "custom credit units" in refused[made["custom"].id]
+    assert made["custom"].id in refused
+    assert "custom credit units" in refused[made["custom"].id]
     assert "priority" in refused[made["paid"].id] or "product_ids" in refused[made["paid"].id]
     with pytest.raises(bc.MigrationError, match="refusal"):
         asyncio.run(bc.apply_plan(exact, narrow, journal=tmp_path / "j.db"))
@@ -135,11 +136,12 @@ def test_order_preserving_priorities_and_refusals_onto_a_narrow_target(
     # The multi-segment credit is split into one grant per live segment.
     assert {(made["scheduled"].id, 1), (made["scheduled"].id, 2)} <= set(migrated)
     paid = migrated[(made["paid"].id, None)]
-    assert paid.grant is not None and paid.grant.scope.price_ids == ("price_1", "price_2")
+    assert paid.grant is not None
+    assert paid.grant.scope.price_ids == ("price_1", "price_2")
     # cus_a: 0.5 (custom unit, refused anyway), 1, 100 → order kept on 0-100 integers.
     order = sorted((i.grant.priority, i.source_id) for i in plan.to_create
                    if i.grant is not None and i.grant.customer_id == "cus_a")
-    assert [sid for _, sid in order][0] == made["paid"].id
+    assert next(sid for _, sid in order) == made["paid"].id
     fields = {c.field for i in plan.items for c in i.changes}
     assert {"priority", "scope"} <= fields
     report = asyncio.run(bc.apply_plan(plan, narrow, journal=tmp_path / "n.db"))
