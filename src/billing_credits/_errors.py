@@ -8,6 +8,7 @@
     ├── InvalidGrantError             the grant itself is invalid; nothing was sent (also a ValueError)
     ├── NotRepresentableError         valid, but this provider cannot hold it; nothing was sent
     ├── UnsupportedOperationError     this provider cannot do that operation; nothing was sent
+    ├── MigrationError                a migration cannot go on as asked (refusals, wrong plan)
     └── ProviderError                 the provider answered with an error, or could not be reached
         ├── BadRequestError           400/422: the provider refused the request
         ├── AuthenticationError       401: missing or wrong credentials
@@ -37,6 +38,7 @@ __all__ = [
     "ConflictError",
     "FieldProblem",
     "InvalidGrantError",
+    "MigrationError",
     "NotFoundError",
     "NotRepresentableError",
     "PermissionDeniedError",
@@ -121,6 +123,11 @@ class UnsupportedOperationError(BillingCreditsError):
         self.operation = operation
         message = f"provider {provider!r} does not support {operation!r}"
         super().__init__(f"{message}: {detail}" if detail else message)
+
+
+class MigrationError(BillingCreditsError):
+    """A migration cannot go on as asked: a strict plan with refusals, a plan for other
+    providers, a product without mapped prices."""
 
 
 class ProviderError(BillingCreditsError):

@@ -28,7 +28,7 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ._errors import BillingCreditsError, FieldProblem
+from ._errors import BillingCreditsError, FieldProblem, MigrationError
 from ._model import CreditGrant, GrantStatus, Scope, Segment
 from ._priority import preserve_order
 from ._provider import Provider
@@ -49,11 +49,6 @@ __all__ = [
 AmountMode = Literal["remaining", "original"]
 PriorityPolicy = Literal["exact", "preserve-order"]
 Retire = Literal["void", "expire"]
-
-
-class MigrationError(BillingCreditsError):
-    """A migration cannot go on as asked (a strict plan with refusals, a plan for other
-    providers, a verification that found differences)."""
 
 
 def migration_key(source_provider: str, source_id: str, segment: int | None) -> str:

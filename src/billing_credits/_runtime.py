@@ -115,7 +115,9 @@ class RateLimit:
     """A client-side request rate (pyrate-limiter underneath), shared by sync and async calls.
 
     ``per_second`` requests per second at most, measured over a sliding one-second window,
-    so a server counting the same way never sees more. ``None`` disables it.
+    so a server counting the same way never sees more. A fractional rate of one or more is
+    rounded down (2.5 → 2), never up; below one it becomes one request per ``1/per_second``
+    seconds. ``None`` disables it.
     """
 
     def __init__(self, per_second: float | None) -> None:

@@ -1,0 +1,15 @@
+"""Shared fixtures for the core test suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own ``local`` database: nothing touches the user's real one."""
+    path = tmp_path / "credits.db"
+    monkeypatch.setenv("BILLING_CREDITS_DB", str(path))
+    return path
