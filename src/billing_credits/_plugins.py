@@ -121,7 +121,7 @@ def available_providers() -> list[ProviderInfo]:
 
 def get_provider(name: str, /, **settings: Any) -> Provider:
     """A ready provider. ``settings`` are the provider's own (see ``available_providers()``);
-    settings not given are read from their environment variables.
+    each provider reads a setting it is not given from that setting's environment variable.
 
     Raises ``UnknownProviderError`` (listing the installed ones) for an unknown name and
     ``ConfigurationError`` for a setting the provider does not have.

@@ -67,7 +67,10 @@ class Provider(abc.ABC):
     """
 
     name: ClassVar[str]
-    capabilities: ClassVar[Capabilities]
+    capabilities: Capabilities
+    """What this provider can hold. Declared on the class; an instance may narrow or widen it
+    from its settings (``self.capabilities = dataclasses.replace(type(self).capabilities, …)``),
+    and every check uses the instance's."""
     settings: ClassVar[tuple[Setting, ...]] = ()
 
     def __init__(self, *, runtime: Runtime | None = None) -> None:

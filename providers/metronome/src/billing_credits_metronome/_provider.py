@@ -1,0 +1,652 @@
+"""The two Metronome providers, sharing settings, transport and the idempotent-create recipe.
+
+- ``metronome``: contract-era customer credits (``/v1/contracts/customerCredits/*``).
+- ``metronome-plans``: Plans-era v1 credit grants (``/v1/credits/*``, deprecated by Metronome).
+
+Each operation is one flow (see ``billing_credits.Runtime``), so sync and async share it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import httpx
+
+import billing_credits as bc
+
+from . import _translate as tr
+from ._transport import DEFAULT_BASE_URL, MetronomeHTTP
+
+__all__ = ["MetronomeCreditsProvider", "MetronomePlansProvider"]
+
+DEFAULT_RATE_LIMIT = 10.0
+"""Requests per second per provider instance. Metronome publishes no limit for these endpoints;
+ten a second is a cautious guess that still lists thousands of grants a minute."""
+DEFAULT_MAX_RETRIES = 4
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_PRIORITY = Decimal(100)
+DEFAULT_FAR_FUTURE = datetime(2099, 12, 31, tzinfo=UTC)
+
+CREATE_GRANT = "/v1/credits/createGrant"
+LIST_GRANTS = "/v1/credits/listGrants"
+EDIT_GRANT = "/v1/credits/editGrant"
+VOID_GRANT = "/v1/credits/voidGrant"
+CREATE_CREDIT = "/v1/contracts/customerCredits/create"
+LIST_CREDITS = "/v1/contracts/customerCredits/list"
+UPDATE_END_DATE = "/v1/contracts/customerCredits/updateEndDate"
+
+GRANTS_PAGE_MAX = 100
+CREDITS_PAGE_MAX = 25
+
+_COMMON_SETTINGS = (
+    bc.Setting("bearer_token", "Metronome API token (Authorization: Bearer)",
+               env="METRONOME_BEARER_TOKEN", secret=True),
+    bc.Setting("base_url", f"API base URL (default {DEFAULT_BASE_URL})", env="METRONOME_BASE_URL"),
+    bc.Setting("timeout", f"seconds per request (default {DEFAULT_TIMEOUT:g})"),
+    bc.Setting("max_retries", f"retries after the first attempt on 429, 5xx and network errors "
+               f"(default {DEFAULT_MAX_RETRIES})"),
+    bc.Setting("rate_limit", f"client-side requests per second, 0 for none (default "
+               f"{DEFAULT_RATE_LIMIT:g}; Metronome publishes no limit)"),
+    bc.Setting("http_client", "an httpx.Client to send sync requests with"),
+    bc.Setting("async_http_client", "an httpx.AsyncClient to send async requests with"),
+    bc.Setting("credit_types", "map of Metronome credit type id to ISO currency, as 'EUR' "
+               "(ISO scale), 'EUR:2' or (currency, scale); USD (cents) "
+               f"{tr.USD_CENTS} is built in; other ids read as custom credit units"),
+    bc.Setting("default_priority", f"priority sent when a grant has none (default "
+               f"{DEFAULT_PRIORITY}); Metronome requires one", env="METRONOME_DEFAULT_PRIORITY"),
+    bc.Setting("far_future", "end date standing for 'never' (default 2099-12-31T00:00:00Z); "
+               "reads back as None"),
+    bc.Setting("time_alignment", "'hour' (default: floor starts, ceil ends, report it), "
+               "'strict' (refuse times off the hour) or 'none'"),
+)
+
+
+def _env(name: str | None) -> str | None:
+    return os.environ.get(name) if name else None
+
+
+def _decimal(name: str, value: Any) -> Decimal:
+    try:
+        return tr.to_decimal(value)
+    except (TypeError, ValueError, ArithmeticError):
+        raise bc.ConfigurationError(f"{name} must be a number, not {value!r}") from None
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no",
+                                                    "off", ""):
+        return value.lower() in ("1", "true", "yes", "on")
+    raise bc.ConfigurationError(f"{name} must be true or false, not {value!r}")
+
+
+def _credit_types(value: Mapping[str, Any] | None) -> dict[str, tr.CurrencyScale]:
+    types = {tr.USD_CENTS: tr.CurrencyScale("USD", 2)}
+    for type_id, spec in (value or {}).items():
+        if isinstance(spec, tr.CurrencyScale):
+            currency, scale = spec.currency, spec.scale
+        elif isinstance(spec, tuple) and len(spec) == 2:
+            currency, scale = str(spec[0]), int(spec[1])
+        elif isinstance(spec, str):
+            currency, _, digits = spec.partition(":")
+            if not bc.is_iso_currency(currency):
+                raise bc.ConfigurationError(f"credit_types[{type_id!r}]: {currency!r} is not ISO")
+            exponent = int(digits) if digits else bc.currency_exponent(currency)
+            if exponent is None:
+                raise bc.ConfigurationError(f"credit_types[{type_id!r}]: give a scale for "
+                                            f"{currency}")
+            scale = exponent
+        else:
+            raise bc.ConfigurationError(f"credit_types[{type_id!r}]: {spec!r} is not a currency")
+        if not bc.is_iso_currency(currency):
+            raise bc.ConfigurationError(f"credit_types[{type_id!r}]: {currency!r} is not ISO")
+        types[str(type_id)] = tr.CurrencyScale(currency.upper(), scale)
+    currencies = [s.currency for s in types.values()]
+    if len(currencies) != len(set(currencies)):
+        raise bc.ConfigurationError("credit_types maps two credit types to the same currency")
+    return types
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _capabilities(*, scope: frozenset[bc.ScopeKind], max_segments: int | None,
+                  operations: frozenset[bc.Operation], in_metadata: frozenset[str],
+                  notes: tuple[str, ...]) -> bc.Capabilities:
+    return bc.Capabilities(
+        currencies=frozenset({"USD"}),
+        custom_units=True,
+        amount_float64=True,
+        priority=bc.PriorityDomain("float64", default=DEFAULT_PRIORITY),
+        scope_kinds=scope,
+        max_segments=max_segments,
+        expiry_required=True,
+        metadata=bc.MetadataLimits(max_value_length=tr.MAX_CUSTOM_FIELD_VALUE,
+                                   reserved_prefix=tr.RESERVED_PREFIX),
+        fields_in_metadata=in_metadata,
+        operations=operations,
+        notes=(
+            "currencies: those mapped in the credit_types setting (USD (cents) built in); "
+            "other Metronome credit types are custom credit units",
+            "amounts travel as JSON numbers in the credit type's unit and must be exact doubles",
+            "expires_at None is sent as the far-future date and reads back as None",
+            "time_alignment 'hour' (default) floors starts and ceils ends to the UTC hour and "
+            "reports each change in adjustments",
+            "custom fields (metadata) must be registered in Metronome; keys 'bc_*' are reserved",
+            *notes,
+        ),
+    )
+
+
+class _MetronomeProvider(bc.Provider):
+    """What both Metronome providers share: settings, transport, time, the create recipe."""
+
+    settings: ClassVar[tuple[bc.Setting, ...]] = _COMMON_SETTINGS
+
+    def __init__(
+        self,
+        *,
+        bearer_token: str | None = None,
+        base_url: str | None = None,
+        timeout: float | str | None = None,
+        max_retries: int | str | None = None,
+        rate_limit: float | str | None = None,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+        credit_types: Mapping[str, Any] | None = None,
+        default_priority: Decimal | float | str | None = None,
+        far_future: datetime | str | None = None,
+        time_alignment: str | None = None,
+        invoice_paid_amount: bool | str | None = None,
+        default_name: str | None = None,
+        product_id: str | None = None,
+        runtime: bc.Runtime | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        token = bearer_token or _env("METRONOME_BEARER_TOKEN")
+        if not token:
+            raise bc.ConfigurationError(
+                f"provider {self.name!r} needs bearer_token (or METRONOME_BEARER_TOKEN)")
+        retries = int(max_retries) if max_retries is not None else DEFAULT_MAX_RETRIES
+        if retries < 0:
+            raise bc.ConfigurationError("max_retries must be 0 or more")
+        per_second = float(rate_limit) if rate_limit is not None else DEFAULT_RATE_LIMIT
+        super().__init__(runtime=runtime or bc.Runtime(
+            retry=bc.RetryPolicy(attempts=retries + 1),
+            rate_limit=bc.RateLimit(per_second if per_second > 0 else None),
+        ))
+        priority = default_priority if default_priority is not None else _env(
+            "METRONOME_DEFAULT_PRIORITY")
+        domain_default = _decimal("default_priority", priority) if priority is not None else (
+            DEFAULT_PRIORITY)
+        if not bc.float64_exact(domain_default):
+            raise bc.ConfigurationError("default_priority must be exact as a double")
+        if isinstance(far_future, str):
+            far_future = tr.parse_time(far_future)
+        alignment = time_alignment or "hour"
+        if alignment not in ("hour", "strict", "none"):
+            raise bc.ConfigurationError("time_alignment must be 'hour', 'strict' or 'none'")
+        self._config = tr.TranslationConfig(
+            credit_types=_credit_types(credit_types),
+            default_priority=domain_default,
+            far_future=far_future or DEFAULT_FAR_FUTURE,
+            alignment=alignment,  # type: ignore[arg-type]
+            invoice_paid_amount=_bool("invoice_paid_amount", invoice_paid_amount or False),
+            default_name=default_name or "Credits",
+            product_id=product_id,
+            provider=self.name,
+        )
+        if self._config.far_future.tzinfo is None:
+            raise bc.ConfigurationError("far_future must be timezone-aware")
+        self._http = MetronomeHTTP(
+            provider=self.name, bearer_token=token,
+            base_url=base_url or _env("METRONOME_BASE_URL") or DEFAULT_BASE_URL,
+            timeout=float(timeout) if timeout is not None else DEFAULT_TIMEOUT,
+            http_client=http_client, async_http_client=async_http_client,
+        )
+        self._clock = clock
+        vars(self)["capabilities"] = dataclasses.replace(
+            type(self).capabilities,
+            currencies=frozenset(s.currency for s in self._config.credit_types.values()),
+            priority=self._config.priority_domain,
+        )
+
+    @property
+    def config(self) -> tr.TranslationConfig:
+        """The translation settings in force (read-only)."""
+        return self._config
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} base_url={self._http.base_url!r}>"
+
+    def close(self) -> None:
+        self._http.close()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _now(self) -> datetime:
+        return self._clock().astimezone(UTC)
+
+    def _end_now(self, start: datetime | None) -> tuple[datetime, datetime, str]:
+        """``(now, the end to send for "now", why they differ)``.
+
+        With hour alignment the end is the start of the current UTC hour: usage from then on
+        is no longer covered, so a grant that replaces this one (created with a floored start)
+        never overlaps it and no credit can be spent twice. A grant that started within the
+        current hour cannot end before it started: it ends at the next hour instead, and the
+        adjustment says so.
+        """
+        now = self._now()
+        if self._config.alignment == "none":
+            end = now - (now - datetime(1970, 1, 1, tzinfo=UTC)) % timedelta(milliseconds=1)
+            return now, end, "expire: cut to Metronome's millisecond resolution"
+        end = tr.floor_hour(now)
+        if start is not None and end <= start:
+            return now, tr.ceil_hour(now), (
+                "expire: the grant started within the current hour, so under hour alignment "
+                "it ends at the next UTC hour and stays usable until then")
+        return now, end, ("expire: floored to the UTC hour, so usage since then is no longer "
+                          "covered (no overlap with a replacement grant)")
+
+    @staticmethod
+    def _expire_adjustment(now: datetime, end: datetime, why: str) -> tuple[bc.Adjustment, ...]:
+        if end == now:
+            return ()
+        return (bc.Adjustment(field="expires_at", requested=tr.format_time(now),
+                              stored=tr.format_time(end), reason=why),)
+
+    def _problems(self, grant: bc.CreditGrant) -> list[bc.FieldProblem]:
+        raise NotImplementedError
+
+    def check(self, grant: bc.CreditGrant) -> None:
+        """The declared capabilities, then what depends on settings (currencies, the
+        far-future date, time alignment, values of the custom fields this package writes)."""
+        super().check(grant)
+        if problems := self._problems(grant):
+            raise bc.NotRepresentableError(self.name, problems)
+
+    @staticmethod
+    def _conflict(key: str, detail: str, error: bc.ProviderError) -> bc.ConflictError:
+        return bc.ConflictError(
+            f"uniqueness_key {key!r} is already used {detail}",
+            provider=error.provider, status=error.status, body=error.body,
+            request_id=error.request_id, code="uniqueness_key_reused", retryable=False,
+        )
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    return tr.to_decimal(a) == tr.to_decimal(b)
+
+
+def _same_time(a: Any, b: Any) -> bool:
+    return tr.parse_time(str(a)) == tr.parse_time(str(b))
+
+
+class MetronomePlansProvider(_MetronomeProvider):
+    """Metronome v1 credit grants (Plans, deprecated by Metronome): /v1/credits/*.
+
+    ``create_grant`` sends ``createGrant`` (which answers only an id) and reads the grant back
+    with ``listGrants`` filtered by ``credit_grant_ids``: the grant returned is Metronome's.
+    A 409 (uniqueness key used) is answered by finding the grant with that key among the
+    customer's grants and returning it when it is the same grant; otherwise ``ConflictError``.
+    ``void_grant`` voids with ``voidGrant`` (the uniqueness key stays burnt, the purchase invoice
+    is left alone) and returns the grant as read just before, with status voided and balance 0:
+    voided grants vanish from ``listGrants``. ``expire_grant`` edits ``expires_at`` to now,
+    floored to the hour under the default time alignment (see ``_end_now``).
+    """
+
+    name = "metronome-plans"
+    capabilities = _capabilities(
+        scope=frozenset({"product_ids"}), max_segments=1,
+        operations=bc.ALL_OPERATIONS, in_metadata=frozenset({"paid_amount"}),
+        notes=(
+            "paid_amount is sent as 0 (no invoice) unless invoice_paid_amount is set; the cost "
+            "basis then travels in custom fields bc_paid_*",
+            "category ↔ credit_grant_type; another label is kept in category_label and the "
+            "category inferred from paid_amount",
+            "balance: the smaller of Metronome's excluding_pending and including_pending, "
+            "projected to the end of the current billing period",
+            "voided grants are not listed by Metronome; get_grant on one raises NotFoundError",
+        ),
+    )
+    settings = (
+        *_COMMON_SETTINGS,
+        bc.Setting("invoice_paid_amount", "send a positive paid_amount to Metronome, which "
+                   "invoices the customer for it (default false: sent as 0, kept in custom "
+                   "fields)"),
+        bc.Setting("default_name", "name sent when a grant has none (Metronome requires one; "
+                   "default 'Credits'); reads back as None"),
+    )
+
+    def _problems(self, grant: bc.CreditGrant) -> list[bc.FieldProblem]:
+        return tr.plans_problems(grant, self._config, self._now())
+
+    def _read(self, item: Mapping[str, Any]) -> bc.CreditGrant:
+        return tr.grant_from_item(item, self._config, self._now(), provider=self.name)
+
+    def _create(self, grant: bc.CreditGrant, idempotency_key: str) -> bc.Flow[bc.CreditGrant]:
+        payload, adjustments = tr.grant_create_payload(
+            grant, idempotency_key, self._config, self._now())
+        try:
+            created = yield self._http.call(CREATE_GRANT, payload, label="createGrant")
+        except bc.ConflictError as conflict:
+            item = yield from self._find_by_key(grant.customer_id, idempotency_key)
+            if item is None:
+                raise self._conflict(
+                    idempotency_key, "by a grant that is not listed (voided, or another "
+                    "customer's)", conflict) from conflict
+            differs = self._differences(payload, item, start_defaulted=grant.effective_at is None)
+            if differs:
+                raise self._conflict(
+                    idempotency_key, f"by grant {item['id']} with different "
+                    f"{', '.join(differs)}", conflict) from conflict
+            return self._read(item).model_copy(update={"adjustments": adjustments})
+        grant_id = str(created["data"]["id"])
+        item = yield from self._item(grant_id)
+        if item is None:
+            raise bc.ProviderError(
+                f"created credit grant {grant_id} but could not read it back; creating again "
+                "with the same idempotency_key returns it", provider=self.name)
+        return self._read(item).model_copy(update={"adjustments": adjustments})
+
+    @staticmethod
+    def _differences(payload: Mapping[str, Any], item: Mapping[str, Any], *,
+                     start_defaulted: bool) -> list[str]:
+        """Which fields of the stored grant differ from what this create asked for.
+
+        Fields Metronome lets you edit later (name, expires_at, credit_grant_type) are not
+        compared; nor is a start the library chose (the grant had no ``effective_at``).
+        """
+        found = []
+        if payload["customer_id"] != item.get("customer_id"):
+            found.append("customer_id")
+        for key in ("grant_amount", "paid_amount"):
+            sent, stored = payload[key], item.get(key) or {}
+            stored_type = (stored.get("credit_type") or {}).get("id")
+            if not _same_number(sent["amount"], stored.get("amount", "NaN")) or (
+                    sent["credit_type_id"] != stored_type):
+                found.append(key)
+        if not _same_number(payload["priority"], item.get("priority", "NaN")):
+            found.append("priority")
+        if not start_defaulted and not _same_time(payload["effective_at"], item["effective_at"]):
+            found.append("effective_at")
+        if payload.get("reason") != item.get("reason"):
+            found.append("reason")
+        if list(payload.get("product_ids") or ()) != [p["id"] for p in item.get("products") or ()]:
+            found.append("product_ids")
+        if dict(payload.get("custom_fields") or {}) != dict(item.get("custom_fields") or {}):
+            found.append("custom_fields")
+        return found
+
+    def _find_by_key(self, customer_id: str, key: str) -> bc.Flow[Mapping[str, Any] | None]:
+        cursor: str | None = None
+        while True:
+            query: dict[str, str | int] = {"limit": GRANTS_PAGE_MAX}
+            if cursor:
+                query["next_page"] = cursor
+            page = yield self._http.call(LIST_GRANTS, {"customer_ids": [customer_id]},
+                                         query=query, label="listGrants")
+            for item in page["data"]:
+                if item.get("uniqueness_key") == key:
+                    found: Mapping[str, Any] = item
+                    return found
+            next_page = page.get("next_page")
+            if not next_page or next_page == cursor:
+                return None
+            cursor = next_page
+
+    def _item(self, grant_id: str) -> bc.Flow[Mapping[str, Any] | None]:
+        page = yield self._http.call(LIST_GRANTS, {"credit_grant_ids": [grant_id]},
+                                     query={"limit": GRANTS_PAGE_MAX}, label="listGrants")
+        for item in page["data"]:
+            if item.get("id") == grant_id:
+                found: Mapping[str, Any] = item
+                return found
+        return None
+
+    def _list_page(self, query: bc.ListQuery, cursor: str | None) -> bc.Flow[bc.Page]:
+        limit = max(1, min(query.page_size or GRANTS_PAGE_MAX, GRANTS_PAGE_MAX))
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor:
+            params["next_page"] = cursor
+        body = {"customer_ids": [query.customer_id]} if query.customer_id else {}
+        page = yield self._http.call(LIST_GRANTS, body, query=params, label="listGrants")
+        return bc.Page([self._read(i) for i in page["data"]], page.get("next_page") or None)
+
+    def _get(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
+        item = yield from self._item(grant_id)
+        if item is None:
+            raise bc.NotFoundError(
+                f"no credit grant {grant_id!r} (Metronome does not list voided grants)",
+                provider=self.name)
+        return self._read(item)
+
+    def _void(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
+        grant = yield from self._get(grant_id)
+        try:
+            yield self._http.call(VOID_GRANT, {"id": grant_id}, label="voidGrant")
+        except bc.NotFoundError:
+            again = yield from self._item(grant_id)
+            if again is not None:
+                raise
+        return grant.model_copy(update={
+            "status": bc.GrantStatus.VOIDED, "balance": grant.amount.with_amount(Decimal(0))})
+
+    def _expire(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
+        grant = yield from self._get(grant_id)
+        now, end, why = self._end_now(grant.effective_at)
+        if grant.status is bc.GrantStatus.SCHEDULED:
+            raise bc.ConflictError("the grant is not effective yet and cannot expire before it "
+                                   "starts; void it instead", provider=self.name)
+        if grant.status is bc.GrantStatus.EXPIRED or (
+                grant.expires_at is not None and grant.expires_at <= end):
+            return grant
+        yield self._http.call(EDIT_GRANT, {"id": grant_id, "expires_at": tr.format_time(end)},
+                              label="editGrant")
+        read = yield from self._get(grant_id)
+        return read.model_copy(update={"adjustments": self._expire_adjustment(now, end, why)})
+
+
+class MetronomeCreditsProvider(_MetronomeProvider):
+    """Metronome contract customer credits: /v1/contracts/customerCredits/*.
+
+    Needs ``product_id``: the Metronome product the credit is booked under (required by
+    Metronome; not what the credit applies to, which is the scope). Grant ids are
+    ``<customer_id>:<credit_id>``, because every customer-credit endpoint needs both.
+
+    ``create_grant`` sends ``customerCredits/create`` (which answers only an id) and reads the
+    credit back with ``customerCredits/list`` filtered by ``credit_id``: the grant returned is
+    Metronome's. A 409 is answered by finding the customer's credit with that uniqueness key.
+    Multi-segment access schedules map to ``schedule``. ``expire_grant`` uses
+    ``updateEndDate`` (which can only shorten). Void is not offered: SDK 4.12 has no archive
+    endpoint, and ``/v2/contracts/credits/archive`` cannot release the uniqueness key nor be
+    checked against the SDK's types; expire the credit instead.
+    """
+
+    name = "metronome"
+    capabilities = _capabilities(
+        scope=frozenset({"product_ids", "product_tags", "contract_ids", "specifiers"}),
+        max_segments=None,
+        operations=bc.ALL_OPERATIONS - {"void"},
+        in_metadata=frozenset({"paid_amount", "category", "category_label"}),
+        notes=(
+            "customer credits have no paid amount or category: they travel in custom fields "
+            "bc_paid_*, bc_category, bc_category_label",
+            "reason ↔ description (not shown to end customers)",
+            "listing needs a customer: customerCredits/list is per customer",
+            "balance: Metronome's usable-now balance (include_balance)",
+            "void is not supported; archived credits are not listed",
+        ),
+    )
+    settings = (
+        *_COMMON_SETTINGS,
+        bc.Setting("product_id", "Metronome product the credit itself is booked under "
+                   "(required by Metronome)", env="METRONOME_CREDIT_PRODUCT_ID"),
+    )
+
+    def __init__(self, *, product_id: str | None = None, **settings: Any) -> None:
+        super().__init__(product_id=product_id or _env("METRONOME_CREDIT_PRODUCT_ID"), **settings)
+        if not self._config.product_id:
+            raise bc.ConfigurationError(
+                "provider 'metronome' needs product_id (or METRONOME_CREDIT_PRODUCT_ID): the "
+                "Metronome product the credit itself is booked under")
+
+    def _problems(self, grant: bc.CreditGrant) -> list[bc.FieldProblem]:
+        return tr.credits_problems(grant, self._config, self._now())
+
+    def _read(self, item: Mapping[str, Any], customer_id: str) -> bc.CreditGrant:
+        return tr.credit_from_item(item, customer_id, self._config, self._now(),
+                                   provider=self.name)
+
+    def _create(self, grant: bc.CreditGrant, idempotency_key: str) -> bc.Flow[bc.CreditGrant]:
+        payload, adjustments = tr.credit_create_payload(
+            grant, idempotency_key, self._config, self._now())
+        customer = grant.customer_id
+        try:
+            created = yield self._http.call(CREATE_CREDIT, payload, label="customerCredits/create")
+        except bc.ConflictError as conflict:
+            item = yield from self._find_by_key(customer, idempotency_key)
+            if item is None:
+                raise self._conflict(
+                    idempotency_key, "by a commit or credit that is not listed for this "
+                    "customer (archived, contract-level, or another customer's)",
+                    conflict) from conflict
+            differs = self._differences(payload, item, start_defaulted=grant.effective_at is None
+                                        and grant.schedule is None)
+            if differs:
+                raise self._conflict(
+                    idempotency_key, f"by credit {item['id']} with different "
+                    f"{', '.join(differs)}", conflict) from conflict
+            return self._read(item, customer).model_copy(update={"adjustments": adjustments})
+        credit = str(created["data"]["id"])
+        item = yield from self._item(customer, credit)
+        if item is None:
+            raise bc.ProviderError(
+                f"created customer credit {credit} but could not read it back; creating again "
+                "with the same idempotency_key returns it", provider=self.name)
+        return self._read(item, customer).model_copy(update={"adjustments": adjustments})
+
+    @staticmethod
+    def _differences(payload: Mapping[str, Any], item: Mapping[str, Any], *,
+                     start_defaulted: bool) -> list[str]:
+        """Which fields of the stored credit differ from this create.
+
+        Segment ends are not compared (``updateEndDate`` shortens them later), nor a start
+        the library chose.
+        """
+        found = []
+        if payload["product_id"] != (item.get("product") or {}).get("id"):
+            found.append("product_id")
+        if not _same_number(payload["priority"], item.get("priority", "NaN")):
+            found.append("priority")
+        schedule = item.get("access_schedule") or {}
+        stored_type = (schedule.get("credit_type") or {}).get("id", tr.USD_CENTS)
+        if payload["access_schedule"]["credit_type_id"] != stored_type:
+            found.append("credit_type")
+        sent_items = payload["access_schedule"]["schedule_items"]
+        stored_items = schedule.get("schedule_items") or []
+        if len(stored_items) > len(sent_items) or not stored_items:
+            found.append("access_schedule")
+        else:
+            for i, (sent, stored) in enumerate(zip(sent_items, stored_items, strict=False)):
+                if not _same_number(sent["amount"], stored["amount"]) or (
+                        not (start_defaulted and i == 0)
+                        and not _same_time(sent["starting_at"], stored["starting_at"])):
+                    found.append("access_schedule")
+                    break
+        found.extend(key for key in ("name", "description") if payload.get(key) != item.get(key))
+        found.extend(
+            key for key in ("applicable_product_ids", "applicable_product_tags",
+                            "applicable_contract_ids")
+            if list(payload.get(key) or ()) != list(item.get(key) or ()))
+        sent_specs = [dict(s) for s in payload.get("specifiers") or ()]
+        stored_specs = [{k: v for k, v in dict(s).items() if v not in (None, [], {})}
+                        for s in item.get("specifiers") or ()]
+        if sent_specs != stored_specs:
+            found.append("specifiers")
+        if dict(payload.get("custom_fields") or {}) != dict(item.get("custom_fields") or {}):
+            found.append("custom_fields")
+        return found
+
+    def _list_body(self, customer_id: str, **extra: Any) -> dict[str, Any]:
+        return {"customer_id": customer_id, "include_balance": True, **extra}
+
+    def _find_by_key(self, customer_id: str, key: str) -> bc.Flow[Mapping[str, Any] | None]:
+        cursor: str | None = None
+        while True:
+            body = self._list_body(customer_id, limit=CREDITS_PAGE_MAX)
+            if cursor:
+                body["next_page"] = cursor
+            page = yield self._http.call(LIST_CREDITS, body, label="customerCredits/list")
+            for item in page["data"]:
+                if item.get("uniqueness_key") == key:
+                    found: Mapping[str, Any] = item
+                    return found
+            next_page = page.get("next_page")
+            if not next_page or next_page == cursor:
+                return None
+            cursor = next_page
+
+    def _item(self, customer_id: str, credit: str) -> bc.Flow[Mapping[str, Any] | None]:
+        page = yield self._http.call(
+            LIST_CREDITS, self._list_body(customer_id, credit_id=credit),
+            label="customerCredits/list")
+        for item in page["data"]:
+            if item.get("id") == credit:
+                found: Mapping[str, Any] = item
+                return found
+        return None
+
+    def _split(self, grant_id: str) -> tuple[str, str]:
+        parts = tr.split_credit_id(grant_id)
+        if parts is None:
+            raise bc.NotFoundError(
+                f"{grant_id!r} is not a metronome credit id; they look like "
+                "'<customer_id>:<credit_id>'", provider=self.name)
+        return parts
+
+    def _list_page(self, query: bc.ListQuery, cursor: str | None) -> bc.Flow[bc.Page]:
+        if not query.customer_id:
+            raise bc.UnsupportedOperationError(
+                self.name, "list", "Metronome lists customer credits per customer: pass "
+                "customer_id")
+        limit = max(1, min(query.page_size or CREDITS_PAGE_MAX, CREDITS_PAGE_MAX))
+        body = self._list_body(query.customer_id, limit=limit)
+        if cursor:
+            body["next_page"] = cursor
+        page = yield self._http.call(LIST_CREDITS, body, label="customerCredits/list")
+        grants = [self._read(i, query.customer_id) for i in page["data"]]
+        return bc.Page(grants, page.get("next_page") or None)
+
+    def _get(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
+        customer, credit = self._split(grant_id)
+        item = yield from self._item(customer, credit)
+        if item is None:
+            raise bc.NotFoundError(f"no customer credit {grant_id!r} (archived credits are "
+                                   "not listed)", provider=self.name)
+        return self._read(item, customer)
+
+    def _expire(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
+        customer, credit = self._split(grant_id)
+        grant = yield from self._get(grant_id)
+        now, end, why = self._end_now(grant.effective_at)
+        if grant.status is bc.GrantStatus.SCHEDULED:
+            raise bc.ConflictError("the credit is not effective yet and cannot expire before "
+                                   "it starts", provider=self.name)
+        current_end = grant.segments[-1].ends_before
+        if grant.status is bc.GrantStatus.EXPIRED or (
+                current_end is not None and current_end <= end):
+            return grant
+        yield self._http.call(UPDATE_END_DATE, {
+            "customer_id": customer, "credit_id": credit,
+            "access_ending_before": tr.format_time(end)}, label="customerCredits/updateEndDate")
+        read = yield from self._get(grant_id)
+        return read.model_copy(update={"adjustments": self._expire_adjustment(now, end, why)})

@@ -1,0 +1,567 @@
+"""Pure translation between neutral grants and Stripe's ``billing.credit_grant``: no I/O.
+
+Everything here is a typed function of its arguments, so it is unit- and property-tested
+without a network, a fake or the SDK's HTTP layer. The provider (``_provider.py``) only moves
+the dictionaries these functions build and read.
+
+Neutral → Stripe is exact or refused (``NotRepresentableError`` naming the field); Stripe →
+neutral is exact, and reports in ``CreditGrant.adjustments`` whatever Stripe stored differently
+from what was asked (for example "all usage" narrowed to metered prices).
+
+Neutral fields Stripe has no place for travel in metadata keys under ``RESERVED_PREFIX``:
+
+- ``bc_reason``, ``bc_category_label``, ``bc_idempotency_key``: the field's text;
+- ``bc_paid_amount``: ``"<decimal amount> <ISO code>"``, e.g. ``"12.50 USD"``;
+- ``bc_flags``: comma-separated markers that make the round trip lossless where Stripe fills
+  in a default: ``unset:category``, ``unset:priority``, ``unset:effective_at`` (the caller left
+  the field to Stripe), ``scope:all`` (all usage, which Stripe narrows to metered prices) and
+  ``schedule:1`` (a one-segment schedule rather than a plain window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+import billing_credits as bc
+
+if TYPE_CHECKING:
+    from stripe.params.billing import (
+        CreditBalanceSummaryRetrieveParams,
+        CreditGrantCreateParams,
+        CreditGrantListParams,
+    )
+
+__all__ = [
+    "DEFAULT_PRIORITY",
+    "MAX_PAGE_SIZE",
+    "META_CATEGORY_LABEL",
+    "META_FLAGS",
+    "META_IDEMPOTENCY_KEY",
+    "META_PAID_AMOUNT",
+    "META_REASON",
+    "PRIORITY_DOMAIN",
+    "PROVIDER_NAME",
+    "RESERVED_PREFIX",
+    "STRIPE_API_VERSION",
+    "THREE_DECIMAL_CURRENCIES",
+    "ZERO_DECIMAL_CURRENCIES",
+    "balance_from_summary",
+    "balance_params",
+    "create_params",
+    "differences",
+    "from_minor_units",
+    "from_stripe",
+    "from_timestamp",
+    "list_params",
+    "problems",
+    "status_of",
+    "stripe_exponent",
+    "to_minor_units",
+    "to_timestamp",
+]
+
+PROVIDER_NAME = "stripe"
+STRIPE_API_VERSION = "2026-10-28.endive"
+"""The Stripe API version this adapter was written against; sent on every request."""
+
+RESERVED_PREFIX = "bc_"
+META_REASON = "bc_reason"
+META_PAID_AMOUNT = "bc_paid_amount"
+META_CATEGORY_LABEL = "bc_category_label"
+META_IDEMPOTENCY_KEY = "bc_idempotency_key"
+META_FLAGS = "bc_flags"
+
+MAX_PAGE_SIZE = 100
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_LENGTH = 40
+MAX_METADATA_VALUE_LENGTH = 500
+MAX_NAME_LENGTH = 100
+MAX_PRICES = 20
+MAX_ID_LENGTH = 5000
+
+DEFAULT_PRIORITY = 50
+DEFAULT_CATEGORY = bc.Category.PAID
+PRIORITY_DOMAIN = bc.PriorityDomain(
+    "integer", Decimal(0), Decimal(100), default=Decimal(DEFAULT_PRIORITY)
+)
+
+ZERO_DECIMAL_CURRENCIES = frozenset({
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
+    "XAF", "XOF", "XPF",
+})
+"""Stripe's zero-decimal currencies (https://docs.stripe.com/currencies#zero-decimal).
+
+MGA differs from ISO 4217 (which gives it two decimals): Stripe counts whole ariary.
+"""
+
+TWO_DECIMAL_WHOLE_UNITS = frozenset({"ISK"})
+"""Stripe's special case: ISK is zero-decimal in ISO 4217 but two-decimal in the API, and every
+amount must be a multiple of 100 (https://docs.stripe.com/currencies#special-cases)."""
+
+THREE_DECIMAL_CURRENCIES = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+"""Stripe requires the last of the three decimals to be 0 (amounts rounded to ten); we refuse
+rather than round (https://docs.stripe.com/currencies#three-decimal)."""
+
+_FLAG_UNSET = "unset:"
+_FLAG_SCOPE_ALL = "scope:all"
+_FLAG_SCHEDULE = "schedule:1"
+_UNSETTABLE = ("category", "effective_at", "priority")
+_ALL_USAGE_REASON = (
+    "Stripe billing credits apply only to metered prices; all usage is stored as "
+    "price_type=metered"
+)
+
+
+# -- money ---------------------------------------------------------------------------------
+
+
+def stripe_exponent(currency: str) -> int | None:
+    """The number of decimals of ``currency``'s minor unit in Stripe's API (None: no minor unit).
+
+    Stripe's zero-decimal list and its ISK special case override ISO 4217; every other currency
+    uses its ISO exponent.
+    """
+    code = currency.upper()
+    if code in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    if code in TWO_DECIMAL_WHOLE_UNITS:
+        return 2
+    if not bc.is_iso_currency(code):
+        return None
+    return bc.currency_exponent(code)
+
+
+def _money_problem(where: str, money: bc.Money) -> str | None:
+    if money.currency is None:
+        return "custom credit units are not supported: Stripe grants are monetary only"
+    exponent = stripe_exponent(money.currency)
+    if exponent is None:
+        return f"{money.currency} has no minor unit Stripe can count"
+    minor = money.amount.scaleb(exponent)
+    if minor != minor.to_integral_value():
+        return (f"{money.amount} {money.currency} is not a whole number of Stripe's minor units "
+                f"(10^-{exponent})")
+    if money.currency in TWO_DECIMAL_WHOLE_UNITS and minor % 100:
+        return f"{money.amount} {money.currency}: Stripe accepts whole units of this currency only"
+    if money.currency in THREE_DECIMAL_CURRENCIES and minor % 10:
+        return (f"{money.amount} {money.currency}: Stripe requires the last of three decimals "
+                "to be 0")
+    return None
+
+
+def to_minor_units(money: bc.Money, *, where: str = "amount") -> tuple[str, int]:
+    """``money`` as Stripe's (lowercase currency, integer minor units), or refused."""
+    if problem := _money_problem(where, money):
+        raise bc.NotRepresentableError(PROVIDER_NAME, [bc.FieldProblem(where, problem)])
+    assert money.currency is not None
+    exponent = stripe_exponent(money.currency)
+    assert exponent is not None
+    return money.currency.lower(), int(money.amount.scaleb(exponent))
+
+
+def from_minor_units(currency: str, value: int) -> bc.Money:
+    """Stripe's (currency, integer minor units) as neutral ``Money`` in major units."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Stripe amounts are integers, got {value!r}")
+    exponent = stripe_exponent(currency)
+    if exponent is None:
+        raise ValueError(f"unknown Stripe currency {currency!r}")
+    return bc.Money(amount=Decimal(value).scaleb(-exponent), currency=currency.upper())
+
+
+def _format_money(money: bc.Money) -> str:
+    return f"{money.amount} {money.currency}"
+
+
+def _parse_money(text: str) -> bc.Money | None:
+    parts = text.split(" ")
+    if len(parts) != 2:
+        return None
+    try:
+        return bc.Money(amount=Decimal(parts[0]), currency=parts[1])
+    except (InvalidOperation, bc.InvalidGrantError):
+        return None
+
+
+# -- time ----------------------------------------------------------------------------------
+
+
+def to_timestamp(moment: datetime) -> int:
+    """A UTC-aware datetime as Unix seconds (refuses sub-second precision)."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime")
+    stamp = moment.timestamp()
+    whole = int(moment.astimezone(UTC).replace(microsecond=0).timestamp())
+    if stamp != whole:
+        raise ValueError(f"{moment.isoformat()} has sub-second precision")
+    return whole
+
+
+def from_timestamp(value: int | None) -> datetime | None:
+    """Unix seconds (or None) as a UTC datetime."""
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+# -- checks --------------------------------------------------------------------------------
+
+
+def problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
+    """What of ``grant`` Stripe cannot hold beyond the declared capabilities.
+
+    The capabilities (checked by the core first) cover units, priority, scope kinds, the price
+    limit, segments, name length, time resolution and the user's metadata; this adds Stripe's
+    own currency exponents, the metadata keys the provider itself needs, and values Stripe
+    would drop on the way (empty strings).
+    """
+    found: list[bc.FieldProblem] = []
+    for where, money in (("amount", grant.amount), ("paid_amount", grant.paid_amount)):
+        if money is not None and money.currency is not None and (
+            problem := _money_problem(where, money)
+        ):
+            found.append(bc.FieldProblem(where, problem))
+    if len(grant.customer_id) > MAX_ID_LENGTH:
+        found.append(bc.FieldProblem("customer_id", f"longer than {MAX_ID_LENGTH} characters"))
+    if grant.name == "":
+        found.append(bc.FieldProblem("name", "Stripe stores an empty name as none; give None"))
+    for field, text in (("reason", grant.reason), ("category_label", grant.category_label),
+                        ("idempotency_key", grant.idempotency_key)):
+        if text is None:
+            continue
+        if text == "":
+            found.append(bc.FieldProblem(field, "Stripe metadata cannot hold an empty string"))
+        elif len(text) > MAX_METADATA_VALUE_LENGTH:
+            found.append(bc.FieldProblem(
+                field, f"{len(text)} characters; Stripe metadata values hold at most "
+                f"{MAX_METADATA_VALUE_LENGTH} (it travels in metadata)"))
+    for key, value in grant.metadata.items():
+        if key == "":
+            found.append(bc.FieldProblem("metadata", "Stripe metadata keys cannot be empty"))
+        if value == "":
+            found.append(bc.FieldProblem(
+                f"metadata.{key}", "Stripe deletes a key whose value is empty"))
+    if grant.schedule is not None:
+        for i, segment in enumerate(grant.schedule):
+            if segment.id is not None:
+                found.append(bc.FieldProblem(
+                    f"schedule.{i}.id", "Stripe grants have no segment ids"))
+    total = len(grant.metadata) + len(_reserved_metadata(grant))
+    if total > MAX_METADATA_KEYS:
+        found.append(bc.FieldProblem(
+            "metadata", f"{len(grant.metadata)} keys plus {total - len(grant.metadata)} the "
+            f"provider needs for fields Stripe lacks; at most {MAX_METADATA_KEYS} fit"))
+    return found
+
+
+# -- neutral → Stripe ----------------------------------------------------------------------
+
+
+def _flags(grant: bc.CreditGrant) -> list[str]:
+    flags = [f"{_FLAG_UNSET}{name}" for name in _UNSETTABLE if getattr(grant, name) is None]
+    if grant.scope.is_all_usage:
+        flags.append(_FLAG_SCOPE_ALL)
+    if grant.schedule is not None:
+        flags.append(_FLAG_SCHEDULE)
+    return flags
+
+
+def _reserved_metadata(grant: bc.CreditGrant) -> dict[str, str]:
+    reserved: dict[str, str] = {}
+    if grant.reason is not None:
+        reserved[META_REASON] = grant.reason
+    if grant.paid_amount is not None:
+        reserved[META_PAID_AMOUNT] = _format_money(grant.paid_amount)
+    if grant.category_label is not None:
+        reserved[META_CATEGORY_LABEL] = grant.category_label
+    if grant.idempotency_key is not None:
+        reserved[META_IDEMPOTENCY_KEY] = grant.idempotency_key
+    if flags := _flags(grant):
+        reserved[META_FLAGS] = ",".join(flags)
+    return reserved
+
+
+def _customer_params(customer_id: str) -> dict[str, str]:
+    """Accounts v2 ids (``acct_…``) go in ``customer_account``, all others in ``customer``."""
+    if customer_id.startswith("acct_"):
+        return {"customer_account": customer_id}
+    return {"customer": customer_id}
+
+
+def create_params(grant: bc.CreditGrant) -> CreditGrantCreateParams:
+    """The ``POST /v1/billing/credit_grants`` parameters for ``grant`` (checked first).
+
+    Raises ``NotRepresentableError`` naming every field Stripe cannot hold.
+    """
+    if found := problems(grant):
+        raise bc.NotRepresentableError(PROVIDER_NAME, found)
+    currency, value = to_minor_units(grant.amount)
+    params: dict[str, Any] = {
+        "amount": {"type": "monetary", "monetary": {"currency": currency, "value": value}},
+        **_customer_params(grant.customer_id),
+    }
+    if grant.scope.price_ids:
+        if len(grant.scope.price_ids) > MAX_PRICES:
+            raise bc.NotRepresentableError(PROVIDER_NAME, [bc.FieldProblem(
+                "scope.price_ids", f"at most {MAX_PRICES} prices fit")])
+        scope: dict[str, Any] = {"prices": [{"id": price} for price in grant.scope.price_ids]}
+    else:
+        unsupported = grant.scope.kinds() - {"metered_prices_only"}
+        if unsupported:
+            raise bc.NotRepresentableError(PROVIDER_NAME, [
+                bc.FieldProblem(f"scope.{kind}", "not supported by Stripe")
+                for kind in sorted(unsupported)])
+        scope = {"price_type": "metered"}
+    params["applicability_config"] = {"scope": scope}
+    if grant.category is not None:
+        params["category"] = grant.category.value
+    try:
+        if grant.effective_at is not None:
+            params["effective_at"] = to_timestamp(grant.effective_at)
+        if grant.expires_at is not None:
+            params["expires_at"] = to_timestamp(grant.expires_at)
+    except ValueError as error:
+        raise bc.NotRepresentableError(PROVIDER_NAME, [
+            bc.FieldProblem("effective_at/expires_at", str(error))]) from None
+    if grant.name is not None:
+        params["name"] = grant.name
+    if grant.priority is not None:
+        params["priority"] = PRIORITY_DOMAIN.to_vendor(grant.priority, provider=PROVIDER_NAME)
+    metadata = {**grant.metadata, **_reserved_metadata(grant)}
+    if metadata:
+        params["metadata"] = metadata
+    return params  # type: ignore[return-value]
+
+
+def list_params(
+    customer_id: str | None, *, limit: int | None = None, starting_after: str | None = None
+) -> CreditGrantListParams:
+    """``GET /v1/billing/credit_grants`` parameters: one page of up to 100, after a cursor."""
+    size = MAX_PAGE_SIZE if limit is None else max(1, min(limit, MAX_PAGE_SIZE))
+    params: dict[str, Any] = {"limit": size}
+    if customer_id is not None:
+        params.update(_customer_params(customer_id))
+    if starting_after is not None:
+        params["starting_after"] = starting_after
+    return params  # type: ignore[return-value]
+
+
+def balance_params(customer_id: str, grant_id: str) -> CreditBalanceSummaryRetrieveParams:
+    """``GET /v1/billing/credit_balance_summary`` parameters for one grant's balance."""
+    params: dict[str, Any] = {
+        **_customer_params(customer_id),
+        "filter": {"type": "credit_grant", "credit_grant": grant_id},
+    }
+    return params  # type: ignore[return-value]
+
+
+# -- Stripe → neutral ----------------------------------------------------------------------
+
+
+def status_of(obj: Mapping[str, Any], now: datetime) -> bc.GrantStatus:
+    """A Stripe grant's status at ``now``, from ``voided_at``, ``expires_at``, ``effective_at``."""
+    if obj.get("voided_at") is not None:
+        return bc.GrantStatus.VOIDED
+    expires = obj.get("expires_at")
+    if expires is not None and now.timestamp() >= expires:
+        return bc.GrantStatus.EXPIRED
+    effective = obj.get("effective_at")
+    if effective is not None and now.timestamp() < effective:
+        return bc.GrantStatus.SCHEDULED
+    return bc.GrantStatus.ACTIVE
+
+
+def _customer_of(obj: Mapping[str, Any]) -> str:
+    customer = obj.get("customer")
+    if isinstance(customer, Mapping):
+        customer = customer.get("id")
+    if customer:
+        return str(customer)
+    account = obj.get("customer_account")
+    if account:
+        return str(account)
+    raise _bad(obj, "has neither customer nor customer_account")
+
+
+def _bad(obj: Mapping[str, Any], problem: str) -> bc.ProviderError:
+    return bc.ProviderError(
+        f"Stripe credit grant {obj.get('id')!r} {problem}; it cannot be read as a neutral grant",
+        provider=PROVIDER_NAME,
+    )
+
+
+def _metadata_of(
+    raw: Mapping[str, str], adjustments: list[bc.Adjustment]
+) -> tuple[dict[str, str], bc.Money | None]:
+    """The caller's metadata and the paid amount; unknown or unreadable ``bc_`` keys are kept
+    in the metadata rather than dropped."""
+    metadata = {k: v for k, v in raw.items() if not k.startswith(RESERVED_PREFIX)}
+    paid_amount = None
+    if (paid_text := raw.get(META_PAID_AMOUNT)) is not None:
+        paid_amount = _parse_money(paid_text)
+        if paid_amount is None:
+            metadata[META_PAID_AMOUNT] = paid_text
+            adjustments.append(bc.Adjustment(
+                field="paid_amount", requested=None, stored=paid_text,
+                reason=f"metadata {META_PAID_AMOUNT} is not '<amount> <currency>'; kept as is"))
+    known = {META_REASON, META_PAID_AMOUNT, META_CATEGORY_LABEL, META_IDEMPOTENCY_KEY, META_FLAGS}
+    for key in raw:
+        if key.startswith(RESERVED_PREFIX) and key not in known:
+            metadata[key] = raw[key]
+    return metadata, paid_amount
+
+
+def _scope_of(
+    obj: Mapping[str, Any], flags: set[str], adjustments: list[bc.Adjustment]
+) -> bc.Scope:
+    scope_obj = (obj.get("applicability_config") or {}).get("scope") or {}
+    prices = scope_obj.get("prices") or []
+    if prices:
+        return bc.Scope(price_ids=tuple(str(p.get("id")) for p in prices))
+    if scope_obj.get("price_type") != "metered":
+        raise _bad(obj, f"has an applicability scope this adapter does not know ({scope_obj!r})")
+    if _FLAG_SCOPE_ALL not in flags:
+        return bc.Scope(metered_prices_only=True)
+    adjustments.append(bc.Adjustment(
+        field="scope", requested="all usage", stored="price_type=metered",
+        reason=_ALL_USAGE_REASON))
+    return bc.Scope()
+
+
+def _category_of(
+    obj: Mapping[str, Any], flags: set[str], adjustments: list[bc.Adjustment]
+) -> bc.Category | None:
+    raw = obj.get("category")
+    category: bc.Category | None = None
+    if raw is not None:
+        try:
+            category = bc.Category(raw)
+        except ValueError:
+            raise _bad(obj, f"has an unknown category {raw!r}") from None
+    if f"{_FLAG_UNSET}category" in flags and category in (None, DEFAULT_CATEGORY):
+        if category is not None:
+            adjustments.append(bc.Adjustment(
+                field="category", requested=None, stored=category.value,
+                reason="Stripe applies category 'paid' when none is given"))
+        return None
+    return category
+
+
+def _priority_of(
+    obj: Mapping[str, Any], flags: set[str], adjustments: list[bc.Adjustment]
+) -> Decimal | None:
+    priority = PRIORITY_DOMAIN.from_vendor(obj.get("priority"))
+    if f"{_FLAG_UNSET}priority" in flags and priority == PRIORITY_DOMAIN.default:
+        adjustments.append(bc.Adjustment(
+            field="priority", requested=None, stored=str(priority),
+            reason="Stripe applies priority 50 when none is given"))
+        return None
+    return priority
+
+
+def _window_of(
+    obj: Mapping[str, Any], flags: set[str], adjustments: list[bc.Adjustment]
+) -> tuple[datetime | None, datetime | None]:
+    effective_at = from_timestamp(obj.get("effective_at"))
+    expires_at = from_timestamp(obj.get("expires_at"))
+    if f"{_FLAG_UNSET}effective_at" in flags and effective_at is not None:
+        adjustments.append(bc.Adjustment(
+            field="effective_at", requested=None, stored=effective_at.isoformat(),
+            reason="Stripe makes a grant effective at creation when no time is given"))
+        effective_at = None
+    if effective_at is not None and expires_at is not None and expires_at <= effective_at:
+        adjustments.append(bc.Adjustment(
+            field="effective_at", requested=None, stored=effective_at.isoformat(),
+            reason="Stripe expired the grant before it became effective; it never had credits "
+                   "available"))
+        effective_at = None
+    return effective_at, expires_at
+
+
+def from_stripe(
+    obj: Mapping[str, Any], *, now: datetime, balance: bc.Money | None = None
+) -> bc.CreditGrant:
+    """A Stripe ``billing.credit_grant`` (as decoded JSON) as a read-back neutral grant.
+
+    Fields carried in ``bc_`` metadata come back out; ``priority: null`` reads as 50; what
+    Stripe stored differently from the neutral meaning is listed in ``adjustments``.
+    """
+    amount_obj = obj.get("amount") or {}
+    monetary = amount_obj.get("monetary")
+    if amount_obj.get("type") != "monetary" or not monetary:
+        raise _bad(obj, f"has a non-monetary amount ({amount_obj.get('type')!r})")
+    amount = from_minor_units(monetary["currency"], monetary["value"])
+    adjustments: list[bc.Adjustment] = []
+    raw_metadata: Mapping[str, str] = obj.get("metadata") or {}
+    flags = set(filter(None, (raw_metadata.get(META_FLAGS) or "").split(",")))
+    metadata, paid_amount = _metadata_of(raw_metadata, adjustments)
+    scope = _scope_of(obj, flags, adjustments)
+    category = _category_of(obj, flags, adjustments)
+    priority = _priority_of(obj, flags, adjustments)
+    effective_at, expires_at = _window_of(obj, flags, adjustments)
+    data: dict[str, Any] = {
+        "customer_id": _customer_of(obj),
+        "amount": amount,
+        "name": obj.get("name"),
+        "reason": raw_metadata.get(META_REASON),
+        "category": category,
+        "category_label": raw_metadata.get(META_CATEGORY_LABEL),
+        "paid_amount": paid_amount,
+        "effective_at": effective_at,
+        "expires_at": expires_at,
+        "priority": priority,
+        "scope": scope,
+        "metadata": metadata,
+        "idempotency_key": raw_metadata.get(META_IDEMPOTENCY_KEY),
+        "id": obj.get("id"),
+        "provider": PROVIDER_NAME,
+        "status": status_of(obj, now),
+        "balance": balance,
+        "created_at": from_timestamp(obj.get("created")),
+        "raw": dict(obj),
+        "adjustments": tuple(adjustments),
+    }
+    if _FLAG_SCHEDULE in flags and effective_at is not None:
+        data["schedule"] = (bc.Segment(amount=amount.amount, starts_at=effective_at,
+                                       ends_before=expires_at),)
+    return bc.CreditGrant.model_validate(data)
+
+
+def balance_from_summary(summary: Mapping[str, Any], currency: str) -> bc.Money:
+    """A grant's remaining balance from a credit balance summary filtered to that grant.
+
+    The conservative figure: the smaller of ``available_balance`` and ``ledger_balance`` in the
+    grant's currency (zero when Stripe lists no balance in it).
+    """
+    values: list[int] = []
+    for entry in summary.get("balances") or []:
+        for kind in ("available_balance", "ledger_balance"):
+            monetary = (entry.get(kind) or {}).get("monetary") or {}
+            if str(monetary.get("currency", "")).upper() == currency.upper():
+                values.append(int(monetary["value"]))
+    return from_minor_units(currency, min(values) if values else 0)
+
+
+def differences(requested: bc.CreditGrant, stored: bc.CreditGrant) -> list[bc.Adjustment]:
+    """Fields Stripe stored differently from what was requested (empty: stored exactly).
+
+    Compared by value (``Decimal("10")`` equals ``Decimal("10.00")``), read-back fields aside.
+    """
+    asked = requested.as_new().comparable()
+    got = stored.as_new().comparable()
+    return [
+        bc.Adjustment(field=name, requested=_text(asked[name]), stored=_text(got.get(name)),
+                      reason="Stripe stored a different value than requested")
+        for name in sorted(asked)
+        if asked[name] != got.get(name)
+    ]
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def metadata_keys(params: Mapping[str, Any]) -> Sequence[str]:
+    """The metadata keys a create request carries (for tests and diagnostics)."""
+    return list((params.get("metadata") or {}).keys())

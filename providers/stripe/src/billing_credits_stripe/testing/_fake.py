@@ -1,0 +1,661 @@
+"""``StripeFake``: a stateful fake of Stripe's billing credit-grant endpoints.
+
+Built on the core fake kit (``billing_credits.testing``): reach it in process with
+``FakeTransport(fake)`` or over loopback HTTP with ``serve(fake)``; both inject the kit's
+``Faults``. What it models, from Stripe's documentation and SDK types (API version
+``2026-10-28.endive``):
+
+- ``POST /v1/billing/credit_grants`` (create), ``GET …/{id}`` (retrieve), ``POST …/{id}``
+  (update ``expires_at``/``metadata``), ``GET /v1/billing/credit_grants`` (list, newest first,
+  ``limit`` 1-100 default 10, ``starting_after``/``ending_before``, ``has_more``),
+  ``POST …/{id}/expire``, ``POST …/{id}/void`` and ``GET /v1/billing/credit_balance_summary``;
+- form-encoded bodies with bracket nesting, parameter names, types, enums, ranges and limits
+  as the SDK's ``stripe.params.billing`` TypedDicts and the docs state them, answered with 400
+  in Stripe's ``{"error": {...}}`` shape; 401 without a key; 404 for unknown ids;
+- ``Idempotency-Key`` (≤ 255 characters) on POSTs: the same key with the same parameters
+  replays the saved response (``Idempotent-Replayed: true``); with other parameters, 400
+  ``idempotency_error``. Only successful responses are saved (validation failures are not,
+  as Stripe documents);
+- a ``Request-Id`` header on every response.
+
+Not modelled (unverified at Stripe, see the README): usage drawing credits down (use
+``consume``), test clocks, ``expand``, Connect account separation. Behaviour chosen where
+Stripe's is undocumented: expiring a voided, already expired or not yet effective grant and
+voiding a voided grant answer 400.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+import string
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+
+from billing_credits.testing import FakeTransport, Faults, LoopbackServer, serve
+from billing_credits_stripe._translate import STRIPE_API_VERSION, ZERO_DECIMAL_CURRENCIES
+
+__all__ = ["RecordedRequest", "StripeFake", "parse_form"]
+
+_SEGMENT = re.compile(r"\[([^\[\]]*)\]")
+_INTEGER = re.compile(r"^-?\d+$")
+_GRANTS = "/v1/billing/credit_grants"
+_ONE = re.compile(r"^/v1/billing/credit_grants/([^/]+)$")
+_ACTION = re.compile(r"^/v1/billing/credit_grants/([^/]+)/(expire|void)$")
+_SUMMARY = "/v1/billing/credit_balance_summary"
+_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")
+_CURRENCIES = frozenset(
+    {c.lower() for c in ZERO_DECIMAL_CURRENCIES}
+    | {"usd", "eur", "gbp", "cad", "aud", "chf", "sek", "nok", "dkk", "pln", "czk", "huf",
+       "isk", "mxn", "brl", "inr", "sgd", "hkd", "nzd", "twd", "thb", "myr", "php", "idr",
+       "zar", "aed", "sar", "ils", "try", "ron", "bgn", "egp", "ngn", "kes", "cop", "pen",
+       "bhd", "jod", "kwd", "omr", "tnd"}
+)
+"""The currencies the fake accepts: a representative subset of Stripe's presentment list."""
+
+
+class FormError(ValueError):
+    """A parameter name the bracket grammar cannot parse."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"Invalid parameter name: {key}")
+
+
+def parse_form(text: str) -> dict[str, Any]:
+    """Decode Stripe's form encoding (``a[b][0][c]=v``) into nested dicts and lists."""
+    root: dict[str, Any] = {}
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        base, _, rest = key.partition("[")
+        rest = "[" + rest if rest else ""
+        parts = _SEGMENT.findall(rest)
+        if not base or "".join(f"[{p}]" for p in parts) != rest:
+            raise FormError(key)
+        node: Any = root
+        path = [base, *parts]
+        for i, segment in enumerate(path):
+            last = i == len(path) - 1
+            part = segment
+            if segment == "":  # "expand[]" style append
+                if not isinstance(node, dict):
+                    raise FormError(key)
+                part = str(sum(1 for k in node if k.isdigit()))
+            if last:
+                if not isinstance(node, dict) or isinstance(node.get(part), dict):
+                    raise FormError(key)
+                node[part] = value
+            else:
+                child = node.get(part) if isinstance(node, dict) else None
+                if child is None:
+                    child = {}
+                    node[part] = child
+                if not isinstance(child, dict):
+                    raise FormError(key)
+                node = child
+    return _listify(root)  # type: ignore[no-any-return]
+
+
+def _listify(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    converted = {k: _listify(v) for k, v in node.items()}
+    if converted and all(k.isdigit() for k in converted):
+        indices = sorted(int(k) for k in converted)
+        if indices == list(range(len(indices))):
+            return [converted[str(i)] for i in indices]
+    return converted
+
+
+class StripeError(Exception):
+    """A 4xx the fake answers with, in Stripe's error shape."""
+
+    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.code = code
+        self.param = param
+
+
+def _missing(param: str) -> StripeError:
+    return StripeError(400, f"Missing required param: {param}.", code="parameter_missing",
+                       param=param)
+
+
+def _invalid(param: str, message: str, code: str = "parameter_invalid_string") -> StripeError:
+    return StripeError(400, message, code=code, param=param)
+
+
+def _unknown(params: Mapping[str, Any], allowed: set[str], prefix: str = "") -> None:
+    for name in params:
+        if name not in allowed:
+            full = f"{prefix}[{name}]" if prefix else name
+            raise StripeError(400, f"Received unknown parameter: {full}",
+                              code="parameter_unknown", param=full)
+
+
+def _string(params: Mapping[str, Any], name: str, *, required: bool = False,
+            max_length: int | None = None) -> str | None:
+    value = params.get(name)
+    if value is None:
+        if required:
+            raise _missing(name)
+        return None
+    if not isinstance(value, str):
+        raise _invalid(name, f"Invalid string: {name} must be a string")
+    if max_length is not None and len(value) > max_length:
+        raise _invalid(name, f"Invalid string: must be at most {max_length} characters")
+    return value
+
+
+def _integer(params: Mapping[str, Any], name: str, *, minimum: int | None = None,
+             maximum: int | None = None, where: str | None = None) -> int | None:
+    where = where or name
+    value = params.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _INTEGER.match(value):
+        raise _invalid(where, f"Invalid integer: {value}", code="parameter_invalid_integer")
+    number = int(value)
+    if minimum is not None and number < minimum:
+        raise _invalid(where, f"This value must be greater than or equal to {minimum}.",
+                       code="parameter_invalid_integer")
+    if maximum is not None and number > maximum:
+        raise _invalid(where, f"This value must be less than or equal to {maximum}.",
+                       code="parameter_invalid_integer")
+    return number
+
+
+@dataclass
+class RecordedRequest:
+    """One request the fake handled: method, path, decoded parameters and key headers."""
+
+    method: str
+    path: str
+    params: dict[str, Any]
+    raw_params: list[tuple[str, str]]
+    idempotency_key: str | None
+    stripe_version: str | None
+    stripe_account: str | None
+    status: int = 0
+
+
+@dataclass
+class _Saved:
+    fingerprint: str
+    status: int
+    body: bytes
+
+
+@dataclass
+class StripeFake:
+    """A stateful fake of Stripe's credit-grant endpoints (see the module docstring).
+
+    ``clock`` returns Unix seconds (inject a fixed clock for repeatable cassettes); ``seed``
+    makes ids and request ids repeatable. ``requests`` logs every request handled;
+    ``inject`` queues Stripe errors to answer the next requests with (e.g. a 409 lock
+    conflict), before any state changes.
+    """
+
+    clock: Callable[[], int] = field(default=lambda: int(time.time()))
+    seed: int | None = None
+    grants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    consumed: dict[str, int] = field(default_factory=dict)
+    injected: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+        self._saved: dict[tuple[str, str], _Saved] = {}
+        self._order = itertools.count()
+        self._seq: dict[str, int] = {}
+
+    # -- the kit's FakeApp protocol ------------------------------------------------------
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request (the kit calls this under its lock)."""
+        record = RecordedRequest(
+            method=request.method, path=request.url.path, params={}, raw_params=[],
+            idempotency_key=request.headers.get("idempotency-key"),
+            stripe_version=request.headers.get("stripe-version"),
+            stripe_account=request.headers.get("stripe-account"),
+        )
+        self.requests.append(record)
+        response = self._respond(request, record)
+        record.status = response.status_code
+        return response
+
+    def error(self, status: int, message: str) -> httpx.Response:
+        """A Stripe-shaped error (used by the kit for injected faults)."""
+        if status == 429:
+            return self._error(StripeError(429, message, code="rate_limit"))
+        kind = "api_error" if status >= 500 else "invalid_request_error"
+        return self._error(StripeError(status, message, type_=kind))
+
+    # -- helpers for tests ---------------------------------------------------------------
+
+    def transport(self, faults: Faults | None = None) -> FakeTransport:
+        """An in-process httpx transport to this fake."""
+        return FakeTransport(self, faults)
+
+    @contextmanager
+    def serve(self, faults: Faults | None = None) -> Iterator[LoopbackServer]:
+        """Serve this fake on 127.0.0.1 for the ``with`` block."""
+        with serve(self, faults) as server:
+            yield server
+
+    def reset(self) -> None:
+        """Forget every grant, saved idempotent response, request and injected error."""
+        self.grants.clear()
+        self.requests.clear()
+        self.consumed.clear()
+        self.injected.clear()
+        self._saved.clear()
+        self._seq.clear()
+
+    def consume(self, grant_id: str, value: int) -> None:
+        """Record usage drawing ``value`` minor units from a grant (for balance tests)."""
+        self.consumed[grant_id] = self.consumed.get(grant_id, 0) + value
+
+    def inject_error(self, status: int, *, type_: str = "api_error", code: str | None = None,
+                     message: str = "Injected error", headers: Mapping[str, str] | None = None
+                     ) -> None:
+        """Answer the next request with this Stripe error (before touching any state)."""
+        body = {"type": type_, "message": message}
+        if code:
+            body["code"] = code
+        self.injected.append((status, body, dict(headers or {})))
+
+    # -- routing -------------------------------------------------------------------------
+
+    def _respond(self, request: httpx.Request, record: RecordedRequest) -> httpx.Response:
+        try:
+            key = self._authenticate(request)
+            if self.injected:
+                status, body, headers = self.injected.pop(0)
+                response = self._json(status, {"error": body})
+                response.headers.update(headers)
+                return response
+            text = (request.content.decode() if request.method == "POST"
+                    else request.url.query.decode())
+            record.raw_params = parse_qsl(text, keep_blank_values=True)
+            try:
+                params = parse_form(text)
+            except FormError as error:
+                raise _invalid(error.key, str(error), "parameter_unknown") from None
+            record.params = params
+            if request.method == "POST":
+                return self._idempotent(request, key, params)
+            return self._dispatch(request.method, request.url.path, params, key)
+        except StripeError as error:
+            return self._error(error)
+
+    def _authenticate(self, request: httpx.Request) -> str:
+        header = request.headers.get("authorization", "")
+        key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        if not key.startswith(_KEY_PREFIXES):
+            raise StripeError(401, "Invalid API Key provided." if key else
+                              "You did not provide an API key.")
+        return key
+
+    def _idempotent(self, request: httpx.Request, api_key: str,
+                    params: dict[str, Any]) -> httpx.Response:
+        idem = request.headers.get("idempotency-key")
+        if idem is None:
+            return self._dispatch("POST", request.url.path, params, api_key)
+        if len(idem) > 255:
+            raise _invalid("Idempotency-Key", "Idempotency keys can be at most 255 characters.")
+        fingerprint = json.dumps([request.url.path, params], sort_keys=True)
+        slot = (api_key, idem)
+        saved = self._saved.get(slot)
+        if saved is not None:
+            if saved.fingerprint != fingerprint:
+                raise StripeError(
+                    400, "Keys for idempotent requests can only be used with the same "
+                    "parameters they were first used with. Try using a key other than "
+                    f"'{idem}' if you meant to execute a different request.",
+                    type_="idempotency_error")
+            response = httpx.Response(saved.status, content=saved.body,
+                                      headers=self._headers())
+            response.headers["Idempotent-Replayed"] = "true"
+            response.headers["Idempotency-Key"] = idem
+            return response
+        response = self._dispatch("POST", request.url.path, params, api_key)
+        if 200 <= response.status_code < 300:
+            self._saved[slot] = _Saved(fingerprint, response.status_code, response.content)
+        response.headers["Idempotency-Key"] = idem
+        return response
+
+    def _dispatch(self, method: str, path: str, params: dict[str, Any],
+                  api_key: str) -> httpx.Response:
+        live = "_live_" in api_key
+        if path == _GRANTS and method == "POST":
+            return self._json(200, self._create(params, live))
+        if path == _GRANTS and method == "GET":
+            return self._json(200, self._list(params))
+        if path == _SUMMARY and method == "GET":
+            return self._json(200, self._summary(params, live))
+        if match := _ACTION.match(path):
+            if method != "POST":
+                raise StripeError(404, f"Unrecognized request URL ({method}: {path}).")
+            _unknown(params, {"expand"})
+            return self._json(200, self._act(match.group(1), match.group(2)))
+        if match := _ONE.match(path):
+            grant = self._find(match.group(1))
+            if method == "GET":
+                _unknown(params, {"expand"})
+                return self._json(200, grant)
+            if method == "POST":
+                return self._json(200, self._update(grant, params))
+        raise StripeError(404, f"Unrecognized request URL ({method}: {path}).")
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    def _create(self, params: dict[str, Any], live: bool) -> dict[str, Any]:
+        _unknown(params, {"amount", "applicability_config", "category", "customer",
+                          "customer_account", "effective_at", "expand", "expires_at",
+                          "metadata", "name", "priority"})
+        amount = self._amount(params)
+        scope = self._scope(params.get("applicability_config"), "applicability_config")
+        customer = _string(params, "customer", max_length=5000)
+        account = _string(params, "customer_account", max_length=5000)
+        if customer is None and account is None:
+            raise _missing("customer")
+        if customer is not None and account is not None:
+            raise _invalid("customer", "You may only specify one of these parameters: "
+                           "customer, customer_account.")
+        category = _string(params, "category")
+        if category is not None and category not in ("paid", "promotional"):
+            raise _invalid("category", f"Invalid category: must be one of paid or promotional "
+                           f"(got {category!r})")
+        now = self.clock()
+        effective = _integer(params, "effective_at")
+        expires = _integer(params, "expires_at")
+        if expires is not None and expires <= (effective if effective is not None else now):
+            raise _invalid("expires_at", "expires_at must be after effective_at.")
+        name = _string(params, "name", max_length=100)
+        priority = _integer(params, "priority", minimum=0, maximum=100)
+        metadata = self._metadata(params.get("metadata"), {})
+        grant_id = self._id("credgr_test_" if not live else "credgr_")
+        grant = {
+            "id": grant_id,
+            "object": "billing.credit_grant",
+            "amount": amount,
+            "applicability_config": {"scope": scope},
+            "category": category or "paid",
+            "created": now,
+            "customer": customer,
+            "customer_account": account,
+            "effective_at": effective if effective is not None else now,
+            "expires_at": expires,
+            "livemode": live,
+            "metadata": metadata,
+            "name": name or None,
+            "priority": priority if priority is not None else 50,
+            "test_clock": None,
+            "updated": now,
+            "voided_at": None,
+        }
+        self.grants[grant_id] = grant
+        self._seq[grant_id] = next(self._order)
+        return grant
+
+    def _amount(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        amount = params.get("amount")
+        if amount is None:
+            raise _missing("amount")
+        if not isinstance(amount, dict):
+            raise _invalid("amount", "Invalid object")
+        _unknown(amount, {"type", "monetary"}, "amount")
+        kind = amount.get("type")
+        if kind is None:
+            raise _missing("amount[type]")
+        if kind != "monetary":
+            raise _invalid("amount[type]", "Invalid amount[type]: must be one of monetary")
+        monetary = amount.get("monetary")
+        if not isinstance(monetary, dict):
+            raise _missing("amount[monetary]")
+        _unknown(monetary, {"currency", "value"}, "amount[monetary]")
+        currency = monetary.get("currency")
+        if currency is None:
+            raise _missing("amount[monetary][currency]")
+        if currency not in _CURRENCIES:
+            raise _invalid("amount[monetary][currency]",
+                           f"Invalid currency: {currency}. Stripe currently supports these "
+                           "currencies in lowercase ISO format.")
+        value = _integer(monetary, "value", minimum=1, where="amount[monetary][value]")
+        if value is None:
+            raise _missing("amount[monetary][value]")
+        return {"monetary": {"currency": currency, "value": value}, "type": "monetary"}
+
+    def _scope(self, config: Any, where: str) -> dict[str, Any]:
+        if config is None:
+            raise _missing(where)
+        if not isinstance(config, dict):
+            raise _invalid(where, "Invalid object")
+        if where == "applicability_config":
+            _unknown(config, {"scope"}, where)
+            config = config.get("scope")
+            where = f"{where}[scope]"
+            if not isinstance(config, dict):
+                raise _missing(where)
+        _unknown(config, {"price_type", "prices"}, where)
+        price_type = config.get("price_type")
+        prices = config.get("prices")
+        if price_type is not None and prices is not None:
+            raise _invalid(where, "You may only specify one of these parameters: price_type, "
+                           "prices.")
+        if price_type is not None:
+            if price_type != "metered":
+                raise _invalid(f"{where}[price_type]",
+                               "Invalid price_type: must be one of metered")
+            return {"price_type": "metered"}
+        if prices is None:
+            raise _invalid(where, "You must specify one of these parameters: price_type, "
+                           "prices.")
+        if not isinstance(prices, list) or not prices:
+            raise _invalid(f"{where}[prices]", "Invalid array")
+        if len(prices) > 20:
+            raise _invalid(f"{where}[prices]", "You can specify at most 20 prices.")
+        out = []
+        for i, price in enumerate(prices):
+            if not isinstance(price, dict):
+                raise _invalid(f"{where}[prices][{i}]", "Invalid object")
+            _unknown(price, {"id"}, f"{where}[prices][{i}]")
+            price_id = price.get("id")
+            if not price_id:
+                raise _missing(f"{where}[prices][{i}][id]")
+            out.append({"id": price_id})
+        return {"prices": out}
+
+    def _metadata(self, metadata: Any, current: dict[str, str]) -> dict[str, str]:
+        if metadata is None:
+            return dict(current)
+        if metadata == "":
+            return {}
+        if not isinstance(metadata, dict):
+            raise _invalid("metadata", "Invalid object")
+        merged = dict(current)
+        for key, value in metadata.items():
+            if not isinstance(value, str):
+                raise _invalid(f"metadata[{key}]", "Invalid metadata: nested objects are not "
+                               "allowed; metadata keys may not contain '[' or ']'.")
+            if len(key) > 40:
+                raise _invalid(f"metadata[{key}]", "Metadata keys can have up to 40 "
+                               "characters.", "parameter_invalid_string")
+            if len(value) > 500:
+                raise _invalid(f"metadata[{key}]", "Metadata values can have up to 500 "
+                               "characters.", "parameter_invalid_string")
+            if value == "":
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        if len(merged) > 50:
+            raise _invalid("metadata", "You can have at most 50 metadata keys.")
+        return merged
+
+    def _ordered(self) -> list[dict[str, Any]]:
+        return sorted(self.grants.values(),
+                      key=lambda g: (g["created"], self._seq[g["id"]]), reverse=True)
+
+    def _list(self, params: dict[str, Any]) -> dict[str, Any]:
+        _unknown(params, {"customer", "customer_account", "ending_before", "expand", "limit",
+                          "starting_after"})
+        limit = _integer(params, "limit", minimum=1, maximum=100)
+        limit = 10 if limit is None else limit
+        customer = _string(params, "customer")
+        account = _string(params, "customer_account")
+        items = [g for g in self._ordered()
+                 if (customer is None or g["customer"] == customer)
+                 and (account is None or g["customer_account"] == account)]
+        after = _string(params, "starting_after")
+        before = _string(params, "ending_before")
+        if after is not None and before is not None:
+            raise _invalid("starting_after", "You may only specify one of these parameters: "
+                           "starting_after, ending_before.")
+        if after is not None:
+            index = self._cursor(items, after, "starting_after")
+            page = items[index + 1:index + 1 + limit]
+            more = index + 1 + limit < len(items)
+        elif before is not None:
+            index = self._cursor(items, before, "ending_before")
+            page = items[max(0, index - limit):index]
+            more = index - limit > 0
+        else:
+            page = items[:limit]
+            more = limit < len(items)
+        return {"object": "list", "data": page, "has_more": more, "url": _GRANTS}
+
+    def _cursor(self, items: list[dict[str, Any]], grant_id: str, param: str) -> int:
+        for i, grant in enumerate(items):
+            if grant["id"] == grant_id:
+                return i
+        raise StripeError(400 if grant_id in self.grants else 404,
+                          f"No such credit grant: '{grant_id}'", code="resource_missing",
+                          param=param)
+
+    def _find(self, grant_id: str) -> dict[str, Any]:
+        grant = self.grants.get(grant_id)
+        if grant is None:
+            raise StripeError(404, f"No such credit grant: '{grant_id}'",
+                              code="resource_missing", param="id")
+        return grant
+
+    def _update(self, grant: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        _unknown(params, {"expand", "expires_at", "metadata"})
+        if "expires_at" in params:
+            if params["expires_at"] == "":
+                grant["expires_at"] = None
+            else:
+                expires = _integer(params, "expires_at")
+                if expires is not None and grant["effective_at"] is not None and (
+                        expires <= grant["effective_at"]):
+                    raise _invalid("expires_at", "expires_at must be after effective_at.")
+                grant["expires_at"] = expires
+        grant["metadata"] = self._metadata(params.get("metadata"), grant["metadata"])
+        grant["updated"] = self.clock()
+        return grant
+
+    def _act(self, grant_id: str, action: str) -> dict[str, Any]:
+        grant = self._find(grant_id)
+        now = self.clock()
+        if grant["voided_at"] is not None:
+            raise _invalid("id", f"The credit grant {grant_id} has been voided.",
+                           "credit_grant_voided")
+        if action == "expire":
+            if grant["expires_at"] is not None and grant["expires_at"] <= now:
+                raise _invalid("id", f"The credit grant {grant_id} has already expired.",
+                               "credit_grant_expired")
+            if grant["effective_at"] is not None and grant["effective_at"] > now:
+                raise _invalid("id", f"The credit grant {grant_id} is not effective yet; "
+                               "void it instead.", "credit_grant_not_effective")
+            grant["expires_at"] = now
+        else:
+            grant["voided_at"] = now
+        grant["updated"] = now
+        return grant
+
+    def _remaining(self, grant: dict[str, Any], now: int) -> int:
+        if grant["voided_at"] is not None:
+            return 0
+        if grant["expires_at"] is not None and grant["expires_at"] <= now:
+            return 0
+        if grant["effective_at"] is not None and grant["effective_at"] > now:
+            return 0
+        value = int(grant["amount"]["monetary"]["value"])
+        return max(value - self.consumed.get(grant["id"], 0), 0)
+
+    def _summary(self, params: dict[str, Any], live: bool) -> dict[str, Any]:
+        _unknown(params, {"customer", "customer_account", "expand", "filter"})
+        customer = _string(params, "customer")
+        account = _string(params, "customer_account")
+        if customer is None and account is None:
+            raise _missing("customer")
+        filt = params.get("filter")
+        if not isinstance(filt, dict):
+            raise _missing("filter")
+        _unknown(filt, {"type", "credit_grant", "applicability_scope"}, "filter")
+        kind = filt.get("type")
+        if kind is None:
+            raise _missing("filter[type]")
+        owned = [g for g in self._ordered()
+                 if (customer is None or g["customer"] == customer)
+                 and (account is None or g["customer_account"] == account)]
+        if kind == "credit_grant":
+            grant_id = _string(filt, "credit_grant")
+            if grant_id is None:
+                raise _missing("filter[credit_grant]")
+            chosen = [g for g in owned if g["id"] == grant_id]
+            if not chosen:
+                raise StripeError(404, f"No such credit grant: '{grant_id}'",
+                                  code="resource_missing", param="filter[credit_grant]")
+        elif kind == "applicability_scope":
+            scope = self._scope(filt.get("applicability_scope"), "filter[applicability_scope]")
+            chosen = [g for g in owned if g["applicability_config"]["scope"] == scope]
+        else:
+            raise _invalid("filter[type]", "Invalid filter[type]: must be one of credit_grant or "
+                           "applicability_scope")
+        now = self.clock()
+        totals: dict[str, int] = {}
+        for grant in chosen:
+            currency = grant["amount"]["monetary"]["currency"]
+            totals[currency] = totals.get(currency, 0) + self._remaining(grant, now)
+        balances = [
+            {kind_: {"monetary": {"currency": c, "value": v}, "type": "monetary"}
+             for kind_ in ("available_balance", "ledger_balance")}
+            for c, v in sorted(totals.items())
+        ]
+        return {"object": "billing.credit_balance_summary", "balances": balances,
+                "customer": customer, "customer_account": account, "livemode": live}
+
+    # -- responses -----------------------------------------------------------------------
+
+    def _id(self, prefix: str) -> str:
+        alphabet = string.ascii_letters + string.digits
+        return prefix + "".join(self._random.choice(alphabet) for _ in range(24))
+
+    def _headers(self) -> dict[str, str]:
+        return {"Request-Id": self._id("req_"), "Stripe-Version": STRIPE_API_VERSION,
+                "Content-Type": "application/json"}
+
+    def _json(self, status: int, body: Mapping[str, Any]) -> httpx.Response:
+        return httpx.Response(status, content=json.dumps(body).encode(), headers=self._headers())
+
+    def _error(self, error: StripeError) -> httpx.Response:
+        body: dict[str, Any] = {"type": error.type, "message": error.message}
+        if error.code:
+            body["code"] = error.code
+            body["doc_url"] = f"https://stripe.com/docs/error-codes/{error.code.replace('_', '-')}"
+        if error.param:
+            body["param"] = error.param
+        return self._json(error.status, {"error": body})

@@ -1,0 +1,135 @@
+"""Fixtures for the Stripe provider tests, and a guard: no socket to anything but loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from billing_credits_stripe import StripeProvider
+from billing_credits_stripe.testing import StripeFake
+
+import billing_credits as bc
+from billing_credits.testing import Faults
+
+API_KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dcSECRET"
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class NetworkBlocked(RuntimeError):
+    """A test tried to open a socket to something other than loopback."""
+
+
+def _host(address: Any) -> str | None:
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return None  # AF_UNIX paths and the like are local by nature
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test: a connection to any host but 127.0.0.1/::1 raises ``NetworkBlocked``.
+
+    Only re-recording cassettes against a real Stripe sandbox lifts it
+    (``BILLING_CREDITS_RECORD=1`` with ``BILLING_CREDITS_ALLOW_NETWORK=1``).
+    """
+    if os.environ.get("BILLING_CREDITS_RECORD") == "1" and os.environ.get(
+            "BILLING_CREDITS_ALLOW_NETWORK") == "1":
+        return
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def check(sock: socket.socket, address: Any) -> None:
+        host = _host(address)
+        if host is not None and host not in LOOPBACK:
+            sock.close()
+            raise NetworkBlocked(f"test tried to connect to {address!r}")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        check(self, address)
+        real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        check(self, address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+class RecordingSleep:
+    """Injected into ``RetryPolicy`` so retry waits are observed, not taken."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> RecordingSleep:
+    return RecordingSleep()
+
+
+@pytest.fixture
+def runtime(sleeps: RecordingSleep) -> bc.Runtime:
+    """Five attempts, no rate limit, waits recorded instead of slept."""
+    return bc.Runtime(retry=bc.RetryPolicy(attempts=5, sleep=sleeps, asleep=sleeps.asleep))
+
+
+@pytest.fixture
+def fake() -> StripeFake:
+    return StripeFake(seed=7)
+
+
+@pytest.fixture
+def faults() -> Faults:
+    return Faults(seed=1)
+
+
+@pytest.fixture
+def provider(fake: StripeFake, faults: Faults, runtime: bc.Runtime) -> Iterator[StripeProvider]:
+    """The provider over the fake, in process (sync and async clients on one transport)."""
+    transport = fake.transport(faults)
+    with httpx.Client(transport=transport) as client:
+        created = bc.get_provider(
+            "stripe", api_key=API_KEY, http_client=client,
+            async_http_client=httpx.AsyncClient(transport=transport), runtime=runtime,
+        )
+        assert isinstance(created, StripeProvider)
+        yield created
+
+
+@pytest.fixture
+def server(fake: StripeFake, faults: Faults) -> Iterator[Any]:
+    with fake.serve(faults) as running:
+        yield running
+
+
+@pytest.fixture
+def http_provider(server: Any, runtime: bc.Runtime) -> Iterator[StripeProvider]:
+    """The provider over the fake served on loopback HTTP, built by name as users do."""
+    created = bc.get_provider("stripe", api_key=API_KEY, base_url=server.url, runtime=runtime)
+    assert isinstance(created, StripeProvider)
+    with created:
+        yield created
+
+
+@pytest.fixture
+async def ahttp_provider(server: Any, runtime: bc.Runtime) -> AsyncIterator[StripeProvider]:
+    created = bc.get_provider("stripe", api_key=API_KEY, base_url=server.url, runtime=runtime)
+    assert isinstance(created, StripeProvider)
+    async with created:
+        yield created
+
+
+@pytest.fixture
+def api_key() -> str:
+    return API_KEY
