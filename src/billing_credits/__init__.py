@@ -53,7 +53,8 @@ from ._model import (
     Segment,
     Specifier,
 )
-from ._money import CreditUnit, Money, currency_exponent, is_iso_currency
+from ._money import CreditUnit, Money, currency_exponent, exact_sum, is_iso_currency
+from ._money import exact as exact_context
 from ._plugins import (
     ProviderInfo,
     ProviderRegister,
@@ -135,6 +136,8 @@ __all__ = [
     "blocking",
     "currency_exponent",
     "error_class_for_status",
+    "exact_context",
+    "exact_sum",
     "export_grants",
     "float64_exact",
     "get_provider",

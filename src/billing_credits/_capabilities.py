@@ -10,7 +10,7 @@ from typing import Literal
 
 from ._errors import FieldProblem, NotRepresentableError
 from ._model import CreditGrant
-from ._money import Money, currency_exponent
+from ._money import Money, currency_exponent, exact
 from ._priority import ANY_DECIMAL, PriorityDomain, float64_exact
 
 __all__ = [
@@ -168,7 +168,7 @@ class Capabilities:
             if self.minor_units_only and money.currency is not None:
                 if exponent is None:
                     found.append(FieldProblem(where, f"{money.currency} has no minor unit"))
-                elif amount != amount.quantize(Decimal(1).scaleb(-exponent)):
+                elif int(amount.normalize(exact()).as_tuple().exponent) < -exponent:
                     found.append(FieldProblem(
                         where, f"{amount} {money.currency} is not a whole number of minor units"))
             if self.amount_float64 and not float64_exact(amount):

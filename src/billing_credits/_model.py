@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from ._base import NeutralModel, exact_decimal
-from ._money import ExactDecimal, Money, exact_json
+from ._money import ExactDecimal, Money, exact_json, exact_sum
 
 __all__ = [
     "Adjustment",
@@ -178,8 +178,10 @@ class CreditGrant(NeutralModel):
     ``idempotency_key`` (1-128 characters) makes a create safe to repeat: the same key never
     yields two grants.
 
-    The fields from ``id`` on are filled when a grant is read back from a provider; ``raw`` holds
-    the vendor payload and, with ``adjustments``, takes no part in equality.
+    The fields from ``id`` on are filled when a grant is read back from a provider. ``balance``
+    is what is left to use, now or in windows still to come (consumed, expired and voided
+    credits count zero). ``raw`` holds the vendor payload and, with ``adjustments``, takes no
+    part in equality.
     """
 
     customer_id: NonEmpty
@@ -196,6 +198,8 @@ class CreditGrant(NeutralModel):
     scope: Scope = Field(default_factory=Scope)
     metadata: dict[str, str] = Field(default_factory=dict)
     idempotency_key: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """Makes creates safe to repeat. Without one, each call is a new grant: a retry by the
+    caller (not by the library, which keeps its key across its own retries) duplicates it."""
 
     id: str | None = None
     provider: str | None = None
@@ -226,10 +230,10 @@ class CreditGrant(NeutralModel):
             data["expires_at"] = _get(segments[-1], "ends_before")
         return data
 
-    @field_validator("customer_id")
+    @field_validator("customer_id", "idempotency_key")
     @classmethod
-    def _customer_not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
             raise ValueError("must not be blank")
         return value
 
@@ -270,7 +274,7 @@ class CreditGrant(NeutralModel):
             if earlier.ends_before is None:
                 raise ValueError("only the last segment may have no ends_before")
         amount = info.data.get("amount")
-        total = sum((s.amount for s in value), Decimal(0))
+        total = exact_sum(s.amount for s in value)
         if amount is not None and total != amount.amount:
             raise ValueError(f"segment amounts sum to {total}, not the grant amount {amount.amount}")
         if "effective_at" in info.data and info.data["effective_at"] != value[0].starts_at:
@@ -306,12 +310,20 @@ class CreditGrant(NeutralModel):
             raise ValueError("a grant without effective_at has no window until it is created")
         return (Segment(amount=self.amount.amount, starts_at=start, ends_before=self.expires_at),)
 
+    @staticmethod
+    def read_back_fields() -> frozenset[str]:
+        """The fields only a provider fills in (``id``, ``status``, ``balance``, …)."""
+        return _READ_BACK
+
     def is_read_back(self) -> bool:
         return any(getattr(self, name) not in (None, ()) for name in _READ_BACK)
 
     def as_new(self, **changes: Any) -> CreditGrant:
-        """A copy without the read-back fields, ready to create (on this or another provider)."""
+        """A copy without the read-back fields (and without vendor segment ids), validated,
+        ready to create on this or another provider."""
         data = self.model_dump(exclude=set(_READ_BACK), exclude_none=False)
+        for segment in data.get("schedule") or ():
+            segment["id"] = None
         data.update(changes)
         return CreditGrant.model_validate(data)
 

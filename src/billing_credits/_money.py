@@ -2,22 +2,64 @@
 
 from __future__ import annotations
 
+import decimal
 import json
+from collections.abc import Iterable
 from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any, Self
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from ._base import NeutralModel, exact_decimal
 from ._errors import FieldProblem, InvalidGrantError
 
 __all__ = [
-    "CreditUnit", "ExactDecimal", "Money", "currency_exponent", "exact_json", "is_iso_currency",
+    "MAX_DIGITS",
+    "CreditUnit",
+    "ExactDecimal",
+    "Money",
+    "currency_exponent",
+    "exact",
+    "exact_json",
+    "exact_sum",
+    "is_iso_currency",
 ]
 
-ExactDecimal = Annotated[Decimal, BeforeValidator(exact_decimal), Field(allow_inf_nan=False)]
-"""A finite ``Decimal``; floats are taken from their decimal text, never their binary value."""
+MAX_DIGITS = 40
+"""Most significant digits an amount may have (18 decimals of a custom unit fit easily)."""
+
+_PRECISION = 4 * MAX_DIGITS
+
+
+def exact() -> decimal.Context:
+    """A decimal context in which sums and quantizing of amounts are exact or raise.
+
+    The default context rounds to 28 digits silently; this one has room for any sum of
+    amounts, and traps ``Inexact`` so that a rounding can never pass unnoticed.
+    """
+    context = decimal.Context(prec=_PRECISION, traps=[decimal.Inexact, decimal.InvalidOperation,
+                                                      decimal.Overflow])
+    return context
+
+
+def exact_sum(values: Iterable[Decimal]) -> Decimal:
+    """The exact sum of ``values`` (never rounded to the default 28 digits)."""
+    with decimal.localcontext(exact()):
+        return sum(values, Decimal(0))
+
+
+def _digits(value: Decimal) -> Decimal:
+    if len(value.as_tuple().digits) > MAX_DIGITS:
+        raise ValueError(f"has more than {MAX_DIGITS} significant digits")
+    return value
+
+
+ExactDecimal = Annotated[
+    Decimal, BeforeValidator(exact_decimal), Field(allow_inf_nan=False), AfterValidator(_digits)
+]
+"""A finite ``Decimal`` of at most ``MAX_DIGITS`` digits; floats are taken from their decimal
+text, never their binary value."""
 
 
 def exact_json(json_data: str | bytes | bytearray) -> Any:
@@ -30,6 +72,9 @@ def exact_json(json_data: str | bytes | bytearray) -> Any:
         return json.loads(json_data, parse_float=Decimal)
     except ValueError as error:
         raise InvalidGrantError([FieldProblem("", f"invalid JSON: {error}")]) from None
+
+
+_NOT_MONEY = frozenset({"XXX", "XTS"})
 
 
 @cache
@@ -86,6 +131,8 @@ class Money(NeutralModel):
             return None
         if not is_iso_currency(value):
             raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+        if value.upper() in _NOT_MONEY:
+            raise ValueError(f"{value.upper()} is reserved for testing or 'no currency'")
         return value.upper()
 
     @model_validator(mode="after")
@@ -108,6 +155,6 @@ class Money(NeutralModel):
 
     def __str__(self) -> str:
         if self.currency is not None:
-            return f"{self.amount} {self.currency}"
+            return f"{self.amount:f} {self.currency}"
         assert self.unit is not None
-        return f"{self.amount} {self.unit.name or self.unit.id}"
+        return f"{self.amount:f} {self.unit.name or self.unit.id}"

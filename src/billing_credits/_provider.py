@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Self
 
 from ._capabilities import Capabilities, Operation
 from ._errors import (
+    ConfigurationError,
     FieldProblem,
     InvalidGrantError,
     ProviderError,
@@ -41,6 +42,10 @@ class ListQuery:
 
     customer_id: str | None = None
     page_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.page_size is not None and self.page_size < 1:
+            raise ConfigurationError(f"page_size must be at least 1, not {self.page_size}")
 
 
 @dataclass(frozen=True)
@@ -117,8 +122,10 @@ class Provider(abc.ABC):
     def prepare(self, grant: CreditGrant | Mapping[str, Any]) -> tuple[CreditGrant, str]:
         """Validate and check a grant for creation; return it with its idempotency key."""
         self._require("create")
-        if not isinstance(grant, CreditGrant):
-            grant = CreditGrant.model_validate(grant)
+        # Validate again even an instance: model_copy(update=...) and model_construct skip
+        # validation, and nothing unvalidated may reach a provider.
+        data = grant.model_dump() if isinstance(grant, CreditGrant) else grant
+        grant = CreditGrant.model_validate(data)
         if grant.is_read_back():
             raise InvalidGrantError([FieldProblem(
                 "id", "this grant was read back from a provider; create grant.as_new() instead"

@@ -130,7 +130,8 @@ def test_multi_segment_credit_lives_through_the_api(connect: Connect) -> None:
     assert [(s.amount, s.starts_at, s.ends_before) for s in created.schedule] == [
         (s.amount, s.starts_at, s.ends_before) for s in segments]
     assert all(s.id for s in created.schedule)
-    assert created.balance == bc.Money(amount=Decimal("1.25"), currency="USD")
+    # The neutral balance: Metronome's usable-now 1.25 plus the two segments still to come.
+    assert created.balance == bc.Money(amount=Decimal("7.50"), currency="USD")
     assert created.id is not None
     expired = provider.expire_grant(created.id)
     # later segments are dropped, the current one cut short: one window is left

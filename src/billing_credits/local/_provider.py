@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import os
 import uuid
@@ -75,7 +77,7 @@ class LocalProvider(bc.Provider):
         now = self._clock()
         request = grant.request_fields()
         request.pop("idempotency_key")
-        digest = request_hash(request)
+        digest = request_hash(_canonical(grant))
         if grant.effective_at is None:
             request["effective_at"] = _text(now)
         row = Row(
@@ -93,6 +95,7 @@ class LocalProvider(bc.Provider):
             voided_at=None,
             created_at=_text(now) or "",
         )
+        self._read(row)  # what is stored must read back: refuse it here, not on every list
         stored, created = yield bc.blocking(lambda: self._store.insert(row), label="insert")
         if not created and stored.request_hash != digest:
             raise bc.ConflictError(
@@ -134,13 +137,16 @@ class LocalProvider(bc.Provider):
                 raise bc.ConflictError("a voided grant cannot be expired", provider=self.name)
             if grant.status is bc.GrantStatus.EXPIRED:
                 return None
-            if grant.status is bc.GrantStatus.SCHEDULED:
+            if grant.effective_at is not None and now <= grant.effective_at:
                 raise bc.ConflictError(
                     "the grant is not effective yet and cannot expire before it starts; "
                     "void it instead", provider=self.name)
             request = row.request
             request.update(_truncated(grant, now))
-            return {"expires_at": _text(now), "request_json": json.dumps(request, sort_keys=True)}
+            changed: dict[str, Any] = {
+                "expires_at": _text(now), "request_json": json.dumps(request, sort_keys=True)}
+            self._read(dataclasses.replace(row, **changed))  # validate before committing
+            return changed
 
         row = yield bc.blocking(lambda: self._store.update(grant_id, expire), label="expire")
         return self._read(self._found(row, grant_id))
@@ -174,6 +180,27 @@ class LocalProvider(bc.Provider):
             "balance": grant.amount.with_amount(remaining),
             "created_at": row.created_at,
         })
+
+
+def _canonical(grant: bc.CreditGrant) -> dict[str, Any]:
+    """The request fields with amounts normalized (``10`` and ``10.00`` are the same grant)."""
+
+    def normal(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return str(value.normalize(bc.exact_context()))
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, dict):
+            return {k: normal(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [normal(v) for v in value]
+        if isinstance(value, enum.Enum):
+            return value.value
+        return value
+
+    fields = grant.model_dump(exclude=set(bc.CreditGrant.read_back_fields()) | {"idempotency_key"})
+    result: dict[str, Any] = normal(fields)
+    return result
 
 
 def _truncated(grant: bc.CreditGrant, now: datetime) -> dict[str, Any]:

@@ -677,8 +677,9 @@ def credit_from_item(
 
     One schedule item reads as a single window (``schedule=None``; its segment id stays in
     ``raw``); several read as ``schedule`` with their segment ids. An end at or after the
-    far-future date reads as None (never). ``balance`` is Metronome's usable-now balance,
-    present when the list asked for it.
+    far-future date reads as None (never). ``balance`` follows the neutral meaning (what is
+    left to use, now or later): Metronome's usable-now balance, present when the list asked for
+    it, plus the full amounts of segments that have not started yet.
     """
     fields: dict[str, str] = {str(k): str(v) for k, v in (item.get("custom_fields") or {}).items()}
     schedule_data = item.get("access_schedule") or {}
@@ -703,7 +704,10 @@ def credit_from_item(
     category = fields.get(CATEGORY)
     balance = None
     if item.get("balance") is not None:
-        balance = money_from_vendor(item["balance"], credit_type, config)
+        usable_now = money_from_vendor(item["balance"], credit_type, config)
+        future = sum((m.amount for m, start in zip(amounts, starts, strict=True) if start > now),
+                     Decimal(0))
+        balance = usable_now.with_amount(usable_now.amount + future)
     created = item.get("created_at")
     return bc.CreditGrant(
         customer_id=customer_id,
