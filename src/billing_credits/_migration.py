@@ -15,9 +15,11 @@
 from __future__ import annotations
 
 import asyncio
+import decimal
 import hashlib
 import json
 import sqlite3
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,10 +28,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._errors import BillingCreditsError, FieldProblem, MigrationError
 from ._model import CreditGrant, GrantStatus, Scope, Segment
+from ._money import exact, exact_json, exact_sum
 from ._priority import preserve_order
 from ._provider import Provider
 
@@ -120,7 +123,7 @@ class MigrationPlan:
             assert item.grant is not None
             sums[item.grant.customer_id][item.grant.amount.unit_key].append(item.grant.amount.amount)
         return {
-            customer: {unit: {"planned": str(sum(values, Decimal(0))), "grants": str(len(values))}
+            customer: {unit: {"planned": str(exact_sum(values)), "grants": str(len(values))}
                        for unit, values in sorted(units.items())}
             for customer, units in sorted(sums.items())
         }
@@ -149,23 +152,52 @@ class MigrationPlan:
         out.write(json.dumps(self.summary(), sort_keys=True) + "\n")
 
     def save(self, path: str | Path) -> None:
-        with Path(path).open("w") as out:
+        """Write the plan atomically: a reader never sees half of it."""
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.partial")
+        with partial.open("w") as out:
             self.write(out)
+        partial.replace(path)
+
+    def fingerprint(self) -> str:
+        """A digest of what the plan creates: the journal is tied to it."""
+        digest = hashlib.sha256(f"{self.header.source}\0{self.header.target}".encode())
+        for item in self.to_create:
+            assert item.grant is not None
+            digest.update(item.grant.model_dump_json(exclude={"raw"}).encode())
+        return digest.hexdigest()
 
     @classmethod
     def load(cls, path: str | Path) -> MigrationPlan:
+        """Read a plan written by ``save``, checking it is whole (its summary agrees)."""
         header: PlanHeader | None = None
+        summary: dict[str, Any] | None = None
         items = []
-        with Path(path).open() as lines:
-            for line in lines:
-                data = json.loads(line)
-                if data.get("kind") == "header":
-                    header = PlanHeader.model_validate(data)
-                elif data.get("kind") == "item":
-                    items.append(PlanItem.model_validate(data))
-        if header is None:
-            raise MigrationError(f"{path} is not a migration plan (no header line)")
-        return cls(header, items)
+        try:
+            with Path(path).open() as lines:
+                for number, line in enumerate(lines, start=1):
+                    data = exact_json(line)
+                    kind = data.get("kind") if isinstance(data, dict) else None
+                    if kind == "header":
+                        header = PlanHeader.model_validate(data)
+                    elif kind == "item":
+                        items.append(PlanItem.model_validate(data))
+                    elif kind == "summary":
+                        summary = data
+                    else:
+                        raise MigrationError(f"{path}:{number}: not a plan line")
+        except (BillingCreditsError, ValidationError) as error:
+            if isinstance(error, MigrationError):
+                raise
+            raise MigrationError(f"{path}: not a valid plan: {error}") from None
+        if header is None or summary is None:
+            raise MigrationError(f"{path} is not a whole migration plan (header or summary missing)")
+        plan = cls(header, items)
+        if json.loads(json.dumps(plan.summary(), sort_keys=True, default=str)) != json.loads(
+            json.dumps(summary, sort_keys=True, default=str)
+        ):
+            raise MigrationError(f"{path}: the items do not add up to its summary; plan again")
+        return plan
 
 
 CustomerMap = Mapping[str, str] | Callable[[str], str | None]
@@ -181,18 +213,18 @@ def _customer(mapping: CustomerMap | None, customer_id: str) -> str | None:
 
 
 def _map_scope(mapping: ScopeMap | None, scope: Scope) -> Scope:
-    """Apply a product → prices map (or a callable) to a scope; other parts are kept."""
+    """Apply a product → prices map (or a callable) to a scope, validated; other parts kept."""
     if mapping is None:
         return scope
     if callable(mapping):
-        return mapping(scope)
+        return Scope.model_validate(mapping(scope).model_dump())
     if not scope.product_ids:
         return scope
-    missing = [p for p in scope.product_ids if p not in mapping]
+    missing = [p for p in scope.product_ids if not list(mapping.get(p, ()))]
     if missing:
         raise MigrationError(f"no prices mapped for product(s) {', '.join(missing)}")
     prices = tuple(dict.fromkeys(p for product in scope.product_ids for p in mapping[product]))
-    return scope.model_copy(update={"product_ids": (), "price_ids": prices})
+    return Scope.model_validate({**scope.model_dump(), "product_ids": (), "price_ids": prices})
 
 
 def _text(value: object) -> str | None:
@@ -222,11 +254,12 @@ def plan_migration(
 ) -> MigrationPlan:
     """Read the source and plan every grant's migration to the target. Writes nothing.
 
-    ``amount_mode="remaining"`` (default) migrates what is left (the grant's ``balance``);
-    ``"original"`` the granted amount. ``priority_policy="preserve-order"`` maps each target
-    customer's priorities onto the target's domain keeping their order. ``strict``: refusals
-    make ``apply`` stop before creating anything. ``provenance`` adds ``migrated_from_*``
-    metadata keys naming the source.
+    ``amount_mode="remaining"`` (default) migrates what is left (the grant's ``balance``),
+    allotted to the windows still to come first and the current one last, since usage draws
+    on the current window; ``"original"`` migrates the granted amounts of every window not yet
+    ended. ``priority_policy="preserve-order"`` maps each target customer's priorities onto
+    the target's domain keeping their order. ``strict``: refusals make ``apply`` stop before
+    creating anything. ``provenance`` adds ``migrated_from_*`` metadata keys naming the source.
     """
     now = now or datetime.now(UTC)
     header = PlanHeader(source=source.name, target=target.name, created_at=now,
@@ -234,14 +267,17 @@ def plan_migration(
     plan = MigrationPlan(header)
     drafts: list[_Draft] = []
     for grant in _source_grants(source, customers):
-        item = _decide(grant, source.name, target, amount_mode, customer_map, scope_map,
-                       provenance, now, drafts)
-        if item is not None:
-            plan.items.append(item)
+        try:
+            skipped = _decide(grant, source.name, target, amount_mode, customer_map, scope_map,
+                              provenance, now, drafts)
+        except BillingCreditsError as error:
+            skipped = _skip(grant, str(error), refused=True)
+        if skipped is not None:
+            plan.items.append(skipped)
     if priority_policy == "preserve-order":
         drafts = _preserve_order(drafts, target)
     for draft in drafts:
-        plan.items.append(_finish(draft, source.name, target))
+        plan.items.append(_finish(draft, target))
     return plan
 
 
@@ -249,7 +285,7 @@ def _source_grants(source: Provider, customers: Iterable[str] | None) -> Iterato
     if customers is None:
         yield from source.list_grants()
         return
-    for customer in customers:
+    for customer in dict.fromkeys(customers):
         yield from source.list_grants(customer)
 
 
@@ -278,95 +314,96 @@ def _decide(
     target_customer = _customer(customer_map, grant.customer_id)
     if not target_customer:
         return _skip(grant, "customer not in the customer map", refused=True)
-    try:
-        scope = _map_scope(scope_map, grant.scope)
-    except MigrationError as error:
-        return _skip(grant, str(error), refused=True)
+    scope = _map_scope(scope_map, grant.scope)
 
-    base_changes = []
+    changes = []
     if target_customer != grant.customer_id:
-        base_changes.append(Change(field="customer_id", source=grant.customer_id,
-                                   target=target_customer, why="customer map"))
+        changes.append(Change(field="customer_id", source=grant.customer_id,
+                              target=target_customer, why="customer map"))
     if scope != grant.scope:
-        base_changes.append(Change(field="scope", source=grant.scope.model_dump_json(),
-                                   target=scope.model_dump_json(), why="scope map"))
+        changes.append(Change(field="scope", source=grant.scope.model_dump_json(),
+                              target=scope.model_dump_json(), why="scope map"))
     metadata = dict(grant.metadata)
     if provenance:
         metadata.update({"migrated_from_provider": source_name,
                          "migrated_from_grant": grant.id or ""})
-    common: dict[str, Any] = {"customer_id": target_customer, "scope": scope,
-                              "metadata": metadata}
-
-    for index, window, amount in _windows(grant, amount_mode, target, now):
-        changes = list(base_changes)
-        original = window.amount
-        if amount != original:
-            changes.append(Change(field="amount", source=str(original), target=str(amount),
-                                  why="remaining balance" if amount_mode == "remaining"
-                                  else "segment"))
-        fields: dict[str, Any] = {
-            **common,
-            "amount": grant.amount.with_amount(amount),
-            "idempotency_key": migration_key(source_name, grant.id or "", index),
-        }
-        if index is not None:
-            fields.update(schedule=None, effective_at=window.starts_at,
-                          expires_at=window.ends_before)
-            if provenance:
-                fields["metadata"] = {**metadata, "migrated_from_segment": str(index)}
-        elif grant.schedule is not None and amount_mode == "remaining":
-            fields.update(schedule=_remaining_schedule(grant, amount, now))
-            fields["effective_at"] = fields["schedule"][0].starts_at
-        draft = grant.as_new(**fields)
-        drafts.append(_Draft(grant, index, draft, changes))
+    allotted = _allot(grant, amount_mode, now, changes)
+    common: dict[str, Any] = {"customer_id": target_customer, "scope": scope}
+    max_segments = target.capabilities.max_segments
+    if grant.schedule is None or max_segments is None or len(allotted) <= max_segments:
+        window = _window(grant, allotted)
+        key = migration_key(source_name, grant.id or "", None)
+        new = grant.as_new(**common, **window, metadata=metadata, idempotency_key=key)
+        drafts.append(_Draft(grant, None, new, changes))
+        return None
+    for index, segment in allotted:  # one target grant per window
+        key = migration_key(source_name, grant.id or "", index)
+        extra = {"migrated_from_segment": str(index)} if provenance else {}
+        new = grant.as_new(
+            **common, amount=grant.amount.with_amount(segment.amount), schedule=None,
+            effective_at=segment.starts_at, expires_at=segment.ends_before,
+            metadata={**metadata, **extra}, idempotency_key=key)
+        drafts.append(_Draft(grant, index, new, [*changes, Change(
+            field="schedule", source=f"{len(grant.segments)} segments",
+            target=f"segment {index} as its own grant",
+            why=f"{target.name} holds at most {max_segments} segment(s) per grant")]))
     return None
 
 
-def _windows(
-    grant: CreditGrant, amount_mode: AmountMode, target: Provider, now: datetime
-) -> Iterator[tuple[int | None, Segment, Decimal]]:
-    """(segment index or None, window, amount to grant) for each target grant to create.
+def _allot(
+    grant: CreditGrant, amount_mode: AmountMode, now: datetime, changes: list[Change]
+) -> list[tuple[int, Segment]]:
+    """The windows to grant on the target, each with its amount, recording every reduction.
 
-    One grant when the target holds the schedule; else one per current or future segment. In
-    ``remaining`` mode future segments keep their full amount and the current one gets the
-    rest of the balance; ended segments are gone.
+    Ended windows are gone. In ``remaining`` mode the balance fills the latest windows first
+    (usage draws on the current one); a balance above what the live windows hold is refused.
     """
-    segments = grant.segments
-    max_segments = target.capabilities.max_segments
-    split = grant.schedule is not None and max_segments is not None and len(segments) > max_segments
-    remaining = grant.balance.amount if grant.balance is not None else None
-    if not split:
-        whole = Segment(amount=grant.amount.amount, starts_at=segments[0].starts_at,
-                        ends_before=segments[-1].ends_before)
-        yield None, whole, remaining if amount_mode == "remaining" and remaining else whole.amount
-        return
-    live = [(i, s) for i, s in enumerate(segments) if s.ends_before is None or s.ends_before > now]
-    if amount_mode == "original" or remaining is None:
-        for index, segment in live:
-            yield index, segment, segment.amount
-        return
-    future = sum((s.amount for _, s in live if s.starts_at > now), Decimal(0))
-    current_left = remaining - future
-    for index, segment in live:
-        if segment.starts_at > now:
-            yield index, segment, segment.amount
-        elif current_left > 0:
-            yield index, segment, min(current_left, segment.amount)
+    live: list[tuple[int, Segment]] = []
+    for index, segment in enumerate(grant.segments):
+        if segment.ends_before is not None and segment.ends_before <= now:
+            changes.append(Change(field=f"schedule.{index}.amount", source=str(segment.amount),
+                                  target=None, why="window ended"))
+        else:
+            live.append((index, segment))
+    if amount_mode == "original":
+        return live
+    assert grant.balance is not None
+    remaining = grant.balance.amount
+    held = exact_sum(s.amount for _, s in live)
+    if remaining > held:
+        raise MigrationError(f"balance {remaining} exceeds the {held} its live windows hold")
+    allotted: list[tuple[int, Segment]] = []
+    with decimal.localcontext(exact()):
+        for index, segment in reversed(live):
+            amount = min(segment.amount, remaining)
+            remaining -= amount
+            if amount != segment.amount:
+                field = "amount" if grant.schedule is None else f"schedule.{index}.amount"
+                changes.append(Change(field=field, source=str(segment.amount),
+                                      target=str(amount) if amount else None,
+                                      why="remaining balance"))
+            if amount > 0:
+                allotted.append((index, Segment(amount=amount, starts_at=segment.starts_at,
+                                                ends_before=segment.ends_before)))
+    allotted.reverse()
+    return allotted
 
 
-def _remaining_schedule(grant: CreditGrant, amount: Decimal, now: datetime) -> tuple[Segment, ...]:
-    """The schedule of a partly consumed grant: live segments, the current one reduced."""
-    assert grant.schedule is not None
-    live = [s for s in grant.schedule if s.ends_before is None or s.ends_before > now]
-    future = sum((s.amount for s in live if s.starts_at > now), Decimal(0))
-    kept = []
-    for segment in live:
-        if segment.starts_at > now:
-            kept.append(segment.model_copy(update={"id": None}))
-        elif amount - future > 0:
-            kept.append(Segment(amount=amount - future, starts_at=segment.starts_at,
-                                ends_before=segment.ends_before))
-    return tuple(kept)
+def _window(grant: CreditGrant, allotted: list[tuple[int, Segment]]) -> dict[str, Any]:
+    """Amount, window and schedule of one target grant holding every allotted window."""
+    segments = [segment for _, segment in allotted]
+    fields: dict[str, Any] = {
+        "amount": grant.amount.with_amount(exact_sum(s.amount for s in segments)),
+    }
+    if grant.schedule is None:
+        return fields
+    if len(segments) == 1:
+        fields.update(schedule=None, effective_at=segments[0].starts_at,
+                      expires_at=segments[0].ends_before)
+    else:
+        fields.update(schedule=tuple(segments), effective_at=segments[0].starts_at,
+                      expires_at=segments[-1].ends_before)
+    return fields
 
 
 def _preserve_order(drafts: list[_Draft], target: Provider) -> list[_Draft]:
@@ -395,7 +432,7 @@ def _preserve_order(drafts: list[_Draft], target: Provider) -> list[_Draft]:
     return result
 
 
-def _finish(draft: _Draft, source_name: str, target: Provider) -> PlanItem:
+def _finish(draft: _Draft, target: Provider) -> PlanItem:
     problems: list[FieldProblem] = target.capabilities.check(draft.grant)
     base = {"source_id": draft.source.id or "", "segment": draft.segment,
             "customer_id": draft.source.customer_id, "changes": tuple(draft.changes)}
@@ -413,32 +450,52 @@ def _finish(draft: _Draft, source_name: str, target: Provider) -> PlanItem:
 
 
 class Journal:
-    """What apply has done, in SQLite beside the plan: created keys and retired sources."""
+    """What apply has done, in SQLite beside the plan: created keys and retired sources.
 
-    def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    A journal belongs to one plan and one target (``Provider.identity()``): opening it for
+    another is refused, so a rehearsal's journal can never make a real run skip its work.
+    """
+
+    def __init__(self, path: str | Path, *, plan: str, target: str) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, timeout=60, isolation_level=None,
+                                   check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS about (name TEXT PRIMARY KEY, value TEXT)")
         self._db.execute("CREATE TABLE IF NOT EXISTS created (key TEXT PRIMARY KEY, "
                          "target_id TEXT NOT NULL, at TEXT NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS retired (source_id TEXT PRIMARY KEY, "
                          "how TEXT NOT NULL, at TEXT NOT NULL)")
+        for name, value in (("plan", plan), ("target", target)):
+            self._db.execute("INSERT OR IGNORE INTO about VALUES (?, ?)", (name, value))
+            stored = self._db.execute("SELECT value FROM about WHERE name = ?", (name,)).fetchone()[0]
+            if stored != value:
+                self._db.close()
+                raise MigrationError(
+                    f"journal {path} belongs to another {name} ({stored[:40]}); use a fresh "
+                    "journal for this plan and target")
 
     def created(self) -> dict[str, str]:
-        return dict(self._db.execute("SELECT key, target_id FROM created").fetchall())
+        with self._lock:
+            return dict(self._db.execute("SELECT key, target_id FROM created").fetchall())
 
     def retired(self) -> set[str]:
-        return {row[0] for row in self._db.execute("SELECT source_id FROM retired")}
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT source_id FROM retired")}
 
     def record_created(self, key: str, target_id: str) -> None:
-        self._db.execute("INSERT OR IGNORE INTO created VALUES (?, ?, ?)",
-                         (key, target_id, datetime.now(UTC).isoformat()))
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO created VALUES (?, ?, ?)",
+                             (key, target_id, datetime.now(UTC).isoformat()))
 
     def record_retired(self, source_id: str, how: str) -> None:
-        self._db.execute("INSERT OR IGNORE INTO retired VALUES (?, ?, ?)",
-                         (source_id, how, datetime.now(UTC).isoformat()))
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO retired VALUES (?, ?, ?)",
+                             (source_id, how, datetime.now(UTC).isoformat()))
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
 
 @dataclass
@@ -471,8 +528,9 @@ async def apply_plan(
 ) -> ApplyReport:
     """Create the plan's grants on ``target``; safe to run again, after any interruption.
 
-    Refuses a strict plan with refusals before creating anything. With ``retire``, each source
-    grant whose target grants are all confirmed is then voided or expired on ``source``.
+    Refuses a strict plan with refusals before creating anything. With ``retire``, a source
+    grant is voided or expired on ``source`` only when every item planned for it was migrated
+    (none skipped or refused) and each of its target grants reads back as planned.
     """
     if target.name != plan.header.target:
         raise MigrationError(f"the plan targets {plan.header.target!r}, not {target.name!r}")
@@ -484,7 +542,7 @@ async def apply_plan(
         raise MigrationError(f"retiring needs the source provider {plan.header.source!r}")
     loop = asyncio.get_running_loop()
     started = loop.time()
-    book = Journal(journal)
+    book = Journal(journal, plan=plan.fingerprint(), target=target.identity())
     report = ApplyReport()
     try:
         done = book.created()
@@ -506,7 +564,7 @@ async def apply_plan(
                 except BillingCreditsError as error:
                     report.failed.append((item.key, str(error)))
                     return
-            book.record_created(item.key, created.id or "")
+            await asyncio.to_thread(book.record_created, item.key, created.id or "")
             done[item.key] = created.id or ""
             report.created += 1
             finished += 1
@@ -517,30 +575,39 @@ async def apply_plan(
             for item in todo:
                 group.create_task(create(item))
         if retire is not None and source is not None:
-            await _retire(plan, source, retire, done, book, report)
+            await _retire(plan, source, target, retire, done, book, report)
     finally:
         book.close()
         report.seconds = loop.time() - started
     return report
 
 
-async def _retire(plan: MigrationPlan, source: Provider, how: Retire, done: Mapping[str, str],
-                  book: Journal, report: ApplyReport) -> None:
-    """Void or expire each source grant whose planned target grants all exist."""
+async def _retire(plan: MigrationPlan, source: Provider, target: Provider, how: Retire,
+                  done: Mapping[str, str], book: Journal, report: ApplyReport) -> None:
+    """Void or expire each source grant whose every planned item is confirmed on the target."""
     by_source: dict[str, list[PlanItem]] = defaultdict(list)
-    for item in plan.to_create:
+    for item in plan.items:
         by_source[item.source_id].append(item)
     retired = book.retired()
     for source_id, items in by_source.items():
-        if source_id in retired or any(i.key not in done for i in items):
+        if source_id in retired or any(i.action != "migrate" for i in items):
+            continue  # a skipped or refused part stays with the source
+        if any(i.key not in done for i in items):
             continue
         try:
+            for item in items:
+                assert item.grant is not None
+                assert item.key is not None
+                stored = await target.aget_grant(done[item.key])
+                if (stored.amount != item.grant.amount or stored.customer_id != item.grant.customer_id
+                        or stored.status is GrantStatus.VOIDED):
+                    raise MigrationError(f"target grant {stored.id} does not hold what was planned")
             await (source.avoid_grant(source_id) if how == "void"
                    else source.aexpire_grant(source_id))
         except BillingCreditsError as error:
             report.failed.append((source_id, f"retire: {error}"))
             continue
-        book.record_retired(source_id, how)
+        await asyncio.to_thread(book.record_retired, source_id, how)
         report.retired += 1
 
 
@@ -598,7 +665,7 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
     planned_totals = plan.totals()
     for customer, units in planned_totals.items():
         for unit, numbers in units.items():
-            got_total = sum(sums[customer][unit], Decimal(0))
+            got_total = exact_sum(sums[customer][unit])
             report.totals.setdefault(customer, {})[unit] = {
                 "planned": numbers["planned"], "found": str(got_total)}
             if Decimal(numbers["planned"]) != got_total:

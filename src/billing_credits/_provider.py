@@ -111,6 +111,15 @@ class Provider(abc.ABC):
         """
         self.capabilities.ensure(grant, self.name)
 
+    def identity(self) -> str:
+        """Which account or store this instance talks to, without any secret in it.
+
+        Migration journals are tied to it, so one made against a sandbox is never taken for
+        one made against production. Override to add the account (a base URL, a database
+        path, a digest of the credential).
+        """
+        return self.name
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (connections, files)."""
 

@@ -65,6 +65,9 @@ class LocalProvider(bc.Provider):
         self._clock = clock
         self._store = GrantStore(self.path)
 
+    def identity(self) -> str:
+        return f"local:{self.path.resolve()}"
+
     def close(self) -> None:
         self._store.close()
 

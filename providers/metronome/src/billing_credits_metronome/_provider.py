@@ -9,6 +9,7 @@ Each operation is one flow (see ``billing_credits.Runtime``), so sync and async 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -205,6 +206,9 @@ class _MetronomeProvider(bc.Provider):
         )
         if self._config.far_future.tzinfo is None:
             raise bc.ConfigurationError("far_future must be timezone-aware")
+        self._identity = "{}:{}:{}".format(
+            self.name, base_url or _env("METRONOME_BASE_URL") or DEFAULT_BASE_URL,
+            hashlib.sha256(token.encode()).hexdigest()[:12])
         self._http = MetronomeHTTP(
             provider=self.name, bearer_token=token,
             base_url=base_url or _env("METRONOME_BASE_URL") or DEFAULT_BASE_URL,
@@ -212,11 +216,15 @@ class _MetronomeProvider(bc.Provider):
             http_client=http_client, async_http_client=async_http_client,
         )
         self._clock = clock
-        vars(self)["capabilities"] = dataclasses.replace(
+        self.capabilities = dataclasses.replace(
             type(self).capabilities,
             currencies=frozenset(s.currency for s in self._config.credit_types.values()),
             priority=self._config.priority_domain,
         )
+
+    def identity(self) -> str:
+        """Base URL and a digest of the token (never the token): which account this is."""
+        return self._identity
 
     @property
     def config(self) -> tr.TranslationConfig:

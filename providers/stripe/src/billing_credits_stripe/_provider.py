@@ -9,6 +9,7 @@ core ``Runtime``; the SDK's own retries are off (``max_network_retries=0``).
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import os
 import ssl
 import uuid
@@ -301,6 +302,12 @@ class StripeProvider(bc.Provider):
             max_network_retries=0,
             http_client=self._http,
         )
+
+
+    def identity(self) -> str:
+        """Base URL, connected account and a digest of the key (never the key)."""
+        digest = hashlib.sha256(self._api_key.reveal().encode()).hexdigest()[:12]
+        return f"stripe:{self.base_url}:{self.stripe_account or '-'}:{digest}"
 
     def __repr__(self) -> str:
         account = f" account={self.stripe_account!r}" if self.stripe_account else ""
