@@ -4,6 +4,7 @@ the vendor fakes)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -199,3 +200,132 @@ def test_cli_plan_apply_verify_export_import(tmp_path: Path, monkeypatch: pytest
         result = runner.invoke(cli, ["import", str(exported), "-s", f"path={tmp_path / 'c.db'}"])
         assert result.exit_code == 0, result.output
     assert len(list(bc.get_provider("local", path=str(tmp_path / "c.db")).list_grants())) == 4
+
+
+class Static(bc.Provider):
+    """A read-only source holding given grants (with balances no local grant has)."""
+
+    name = "static"
+    capabilities = bc.Capabilities()
+
+    def __init__(self, grants: list[bc.CreditGrant]) -> None:
+        super().__init__()
+        self.grants = grants
+        self.retired: list[str] = []
+
+    def _create(self, grant, key):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+        yield
+
+    def _list_page(self, query, cursor):  # type: ignore[no-untyped-def]
+        return bc.Page([g for g in self.grants
+                        if query.customer_id in (None, g.customer_id)])
+        yield
+
+    def _get(self, grant_id):  # type: ignore[no-untyped-def]
+        return next(g for g in self.grants if g.id == grant_id)
+        yield
+
+    def _void(self, grant_id):  # type: ignore[no-untyped-def]
+        self.retired.append(grant_id)
+        return self._get(grant_id)
+        yield
+
+
+def read_back(grant_id: str, balance: str, **fields: object) -> bc.CreditGrant:
+    data = {"customer_id": "cus_s", "amount": usd("300"), "id": grant_id, "provider": "static",
+            "status": "active", "balance": usd(balance), **fields}
+    return bc.CreditGrant.model_validate(data)
+
+
+def three_windows() -> tuple[bc.Segment, ...]:
+    return tuple(bc.Segment(amount=Decimal(100), starts_at=NOW + timedelta(days=30 * i - 10),
+                            ends_before=NOW + timedelta(days=30 * i + 20)) for i in range(3))
+
+
+def test_a_low_balance_fills_later_windows_first_and_never_over_grants(tmp_path: Path) -> None:
+    source = Static([read_back("g1", "150", schedule=three_windows())])
+    plan = bc.plan_migration(source, Stripeish(tmp_path / "t.db"))
+    amounts = [(i.segment, i.grant.amount.amount) for i in plan.to_create if i.grant]
+    # Usage draws on the current window, so the 150 left are the last window and half the next.
+    assert amounts == [(1, Decimal(50)), (2, Decimal(100))]
+    assert plan.totals()["cus_s"]["USD"]["planned"] == "150"
+    changed = {(c.field, c.source, c.target) for i in plan.items for c in i.changes}
+    assert ("schedule.0.amount", "100", None) in changed
+    assert ("schedule.1.amount", "100", "50") in changed
+
+    whole = bc.plan_migration(source, bc.get_provider("local", path=str(tmp_path / "w.db")))
+    [item] = whole.to_create
+    assert item.grant is not None
+    assert item.grant.amount.amount == Decimal(150)
+    assert [s.amount for s in item.grant.schedule or ()] == [Decimal(50), Decimal(100)]
+
+
+def test_a_balance_above_the_live_windows_is_refused(tmp_path: Path) -> None:
+    source = Static([read_back("g1", "250", amount=usd("200"),
+                               schedule=three_windows()[1:])])
+    plan = bc.plan_migration(source, Stripeish(tmp_path / "t.db"), strict=False)
+    assert plan.to_create == []
+    [refused] = plan.refusals
+    assert "exceeds" in (refused.reason or "")
+
+
+def test_retire_keeps_a_grant_part_of_which_was_refused(tmp_path: Path) -> None:
+    windows = list(three_windows())
+    windows[2] = windows[2].model_copy(update={"amount": Decimal("100.005")})
+    source = Static([read_back("g1", "300.005", amount=usd("300.005"), schedule=tuple(windows))])
+    target = Stripeish(tmp_path / "t.db")
+    target.capabilities = dataclasses.replace(target.capabilities, minor_units_only=True)
+    plan = bc.plan_migration(source, target, strict=False)
+    assert [i.segment for i in plan.to_create] == [0, 1]
+    assert [i.segment for i in plan.refusals] == [2]
+    report = asyncio.run(bc.apply_plan(plan, target, journal=tmp_path / "j.db", source=source,
+                                       retire="void"))
+    assert (report.created, report.retired) == (2, 0)
+    assert source.retired == []  # the refused window's credits stay where they are
+
+    whole = Static([read_back("g2", "300", schedule=three_windows())])
+    plan = bc.plan_migration(whole, target)
+    report = asyncio.run(bc.apply_plan(plan, target, journal=tmp_path / "k.db", source=whole,
+                                       retire="void"))
+    assert (report.created, report.retired) == (3, 1)
+    assert whole.retired == ["g2"]
+
+
+def test_a_journal_is_tied_to_its_plan_and_target(source: bc.Provider, tmp_path: Path) -> None:
+    seed(source)
+    rehearsal = bc.get_provider("local", path=str(tmp_path / "rehearsal.db"))
+    real = bc.get_provider("local", path=str(tmp_path / "real.db"))
+    plan = bc.plan_migration(source, rehearsal)
+    assert asyncio.run(bc.apply_plan(plan, rehearsal, journal=tmp_path / "j.db")).created == 4
+    with pytest.raises(bc.MigrationError, match="another target"):
+        asyncio.run(bc.apply_plan(plan, real, journal=tmp_path / "j.db", source=source,
+                                  retire="void"))
+    assert all(g.status is not bc.GrantStatus.VOIDED for g in source.list_grants()
+               if g.id and g.status is bc.GrantStatus.ACTIVE)
+
+
+def test_a_truncated_plan_is_refused(source: bc.Provider, target: bc.Provider, tmp_path: Path) -> None:
+    seed(source)
+    path = tmp_path / "plan.jsonl"
+    bc.plan_migration(source, target).save(path)
+    assert bc.MigrationPlan.load(path).to_create
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-2] + lines[-1:]))  # an item lost
+    with pytest.raises(bc.MigrationError, match="summary"):
+        bc.MigrationPlan.load(path)
+    path.write_text("".join(lines[:-1]))  # the summary lost
+    with pytest.raises(bc.MigrationError, match="whole"):
+        bc.MigrationPlan.load(path)
+
+
+def test_import_skips_ended_grants_and_refuses_unkeyed_lines(tmp_path: Path) -> None:
+    target = bc.get_provider("local", path=str(tmp_path / "t.db"))
+    voided = read_back("g1", "0", status="voided").model_dump_json()
+    unkeyed = bc.CreditGrant(customer_id="c", amount=usd("1")).model_dump_json()
+    live = read_back("g2", "300").model_dump_json()
+    report = bc.import_grants(target, [voided, unkeyed, live, live])
+    assert report.created == 2  # the live grant twice: one grant
+    assert [n for n, _ in report.skipped] == [1]
+    assert [n for n, _ in report.failed] == [2]
+    assert len(list(target.list_grants())) == 1

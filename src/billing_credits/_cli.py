@@ -38,10 +38,15 @@ class _Group(click.Group):
     """Turns library errors into one line on stderr and an exit code, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        import sqlite3
+
         try:
             return super().invoke(ctx)
         except BillingCreditsError as error:
             _fail(error)
+        except sqlite3.Error as error:
+            click.echo(f"error: database: {error}", err=True)
+            sys.exit(EXIT_PROVIDER_ERROR)
 
 
 def _pairs(values: Iterable[str], option: str) -> dict[str, str]:
@@ -49,7 +54,8 @@ def _pairs(values: Iterable[str], option: str) -> dict[str, str]:
     for value in values:
         key, sep, rest = value.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint=option)
+            # The value is not echoed: it may be a credential typed without its key.
+            raise click.BadParameter("expected KEY=VALUE", param_hint=option)
         pairs[key] = rest
     return pairs
 
@@ -287,15 +293,20 @@ def export(provider: str, settings: tuple[str, ...], as_json: bool, customers: t
 @cli.command("import")
 @provider_options
 @click.argument("source", type=click.File("r"))
-def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any) -> None:
+@click.option("--include-ended", is_flag=True, help="Also import voided and expired grants.")
+def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any,
+            include_ended: bool) -> None:
     """Create grants from neutral JSON lines (as written by export); safe to repeat."""
     from ._transfer import import_grants
 
     with _open(provider, settings) as opened:
-        report = import_grants(opened, source)
+        report = import_grants(opened, source, include_ended=include_ended)
+    for line, why in report.skipped:
+        click.echo(f"line {line}: skipped {why}", err=True)
     for line, error in report.failed:
         click.echo(f"line {line}: {error}", err=True)
-    click.echo(f"imported {report.created}, failed {len(report.failed)}", err=True)
+    click.echo(f"imported {report.created}, skipped {len(report.skipped)}, "
+               f"failed {len(report.failed)}", err=True)
     if report.failed:
         sys.exit(EXIT_PROVIDER_ERROR)
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import billing_credits as bc
+
 SCHEMA_VERSION = 1
 
 _MIGRATIONS: dict[int, str] = {
@@ -75,7 +77,7 @@ def request_hash(request: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class SchemaError(RuntimeError):
+class SchemaError(bc.ConfigurationError):
     """The database was written by a newer version of billing-credits."""
 
 
