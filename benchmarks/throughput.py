@@ -32,20 +32,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import httpx  # noqa: E402
-import stripe  # noqa: E402
-from _common import API_KEY, emit, machine, seed_metronome, served  # noqa: E402
-from billing_credits_metronome import MetronomePlansProvider  # noqa: E402
-from billing_credits_metronome.testing import MetronomeFake  # noqa: E402
-from billing_credits_stripe import StripeProvider  # noqa: E402
-from billing_credits_stripe import _translate as stripe_tr  # noqa: E402
+import httpx
+import stripe
+from _common import API_KEY, emit, machine, seed_metronome, served
+from billing_credits_metronome import MetronomePlansProvider
+from billing_credits_metronome.testing import MetronomeFake
+from billing_credits_stripe import StripeProvider
+from billing_credits_stripe import _translate as stripe_tr
 
-import billing_credits as bc  # noqa: E402
-from billing_credits.testing import FakeTransport  # noqa: E402
+import billing_credits as bc
+from billing_credits.testing import FakeTransport
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -13,3 +13,8 @@ def _isolated_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "credits.db"
     monkeypatch.setenv("BILLING_CREDITS_DB", str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _offline(loopback_only: None) -> None:
+    """No core test reaches past loopback (the guard ships in billing_credits.testing)."""

@@ -434,6 +434,14 @@ def _preserve_order(drafts: list[_Draft], target: Provider) -> list[_Draft]:
 
 def _finish(draft: _Draft, target: Provider) -> PlanItem:
     problems: list[FieldProblem] = target.capabilities.check(draft.grant)
+    if not problems:
+        try:
+            draft.changes += [
+                Change(field=a.field, source=a.requested, target=a.stored,
+                       why=f"{target.name}: {a.reason}")
+                for a in target.preview(draft.grant)]
+        except BillingCreditsError as error:
+            problems = [FieldProblem("", str(error))]
     base = {"source_id": draft.source.id or "", "segment": draft.segment,
             "customer_id": draft.source.customer_id, "changes": tuple(draft.changes)}
     if problems:

@@ -16,7 +16,7 @@ from ._errors import (
     ProviderError,
     UnsupportedOperationError,
 )
-from ._model import CreditGrant
+from ._model import Adjustment, CreditGrant
 from ._runtime import Flow, Runtime
 
 __all__ = ["ListQuery", "Page", "Provider", "Setting"]
@@ -110,6 +110,15 @@ class Provider(abc.ABC):
         cannot express, calling ``super().check(grant)`` first.
         """
         self.capabilities.ensure(grant, self.name)
+
+    def preview(self, grant: CreditGrant) -> list[Adjustment]:
+        """What this provider would change of ``grant`` when creating it (no I/O).
+
+        A time aligned to the hour, a scope narrowed to what the vendor has: the same
+        ``Adjustment`` objects a create reports afterwards, known beforehand so a migration plan
+        can list them. The default: none.
+        """
+        return []
 
     def identity(self) -> str:
         """Which account or store this instance talks to, without any secret in it.

@@ -121,7 +121,7 @@ def apply_with_kills(plan_path: Path, target_settings: dict[str, str], kills: in
                *flags("-T", target_settings), "--concurrency", "16"]
     seen: list[dict[str, int]] = []
     for attempt in range(kills + 1):
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # noqa: S603
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True, env=os.environ.copy())
         assert child.stderr is not None
         threshold = rng.uniform(0.15, 0.85)

@@ -7,9 +7,7 @@ here, whatever import mode pytest runs in.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,52 +32,15 @@ from metronome_helpers import (
 )
 
 
-def _loopback(host: Any) -> bool:
-    if isinstance(host, bytes):
-        host = host.decode()
-    if not isinstance(host, str):
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @pytest.fixture(autouse=True)
-def _only_loopback_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+def _only_loopback_sockets(loopback_only: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may open a socket to anything but loopback: connect and DNS are guarded.
 
     The one exception is re-recording cassettes against a real Metronome sandbox
     (``METRONOME_RECORD=1`` with ``METRONOME_BEARER_TOKEN`` set), never the default.
     """
     if os.environ.get("METRONOME_RECORD") == "1" and os.environ.get("METRONOME_BEARER_TOKEN"):
-        return
-    real_connect = socket.socket.connect
-    real_connect_ex = socket.socket.connect_ex
-    real_getaddrinfo = socket.getaddrinfo
-
-    def check(sock: socket.socket, address: Any) -> None:
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
-            raise OSError(f"test tried to connect to {address!r}: only loopback is allowed")
-
-    def connect(self: socket.socket, address: Any) -> None:
-        check(self, address)
-        real_connect(self, address)
-
-    def connect_ex(self: socket.socket, address: Any) -> int:
-        check(self, address)
-        return real_connect_ex(self, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host is not None and not _loopback(host):
-            raise OSError(f"test tried to resolve {host!r}: only loopback is allowed")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        monkeypatch.undo()
 
 
 @pytest.fixture

@@ -348,10 +348,10 @@ def test_plans_list_every_customer(connect: Connect) -> None:
 def test_the_socket_guard_allows_only_loopback() -> None:
     import socket
 
-    with pytest.raises(OSError, match="only loopback"):
+    with pytest.raises(RuntimeError, match="only loopback"):
         socket.create_connection(("203.0.113.7", 443), timeout=0.1)
-    with pytest.raises(OSError, match="only loopback"):
+    with pytest.raises(RuntimeError, match="only loopback"):
         socket.getaddrinfo("api.metronome.com", 443)
     provider = bc.get_provider("metronome-plans", bearer_token=TOKEN, runtime=runtime(attempts=1))
-    with pytest.raises(bc.UnavailableError):
+    with pytest.raises(RuntimeError, match="only loopback"):  # never reaches the real host
         provider.get_grant(str(uuid.uuid4()))

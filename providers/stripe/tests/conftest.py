@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,45 +17,13 @@ API_KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dcSECRET"
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
-class NetworkBlocked(RuntimeError):
-    """A test tried to open a socket to something other than loopback."""
-
-
-def _host(address: Any) -> str | None:
-    if isinstance(address, tuple) and address:
-        return str(address[0])
-    return None  # AF_UNIX paths and the like are local by nature
-
-
 @pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test: a connection to any host but 127.0.0.1/::1 raises ``NetworkBlocked``.
+def _loopback_only(loopback_only: None) -> None:
+    """Every test: a connection or name lookup past 127.0.0.1/::1 raises ``NetworkBlockedError``.
 
     Only re-recording cassettes against a real Stripe sandbox lifts it
     (``BILLING_CREDITS_RECORD=1`` with ``BILLING_CREDITS_ALLOW_NETWORK=1``).
     """
-    if os.environ.get("BILLING_CREDITS_RECORD") == "1" and os.environ.get(
-            "BILLING_CREDITS_ALLOW_NETWORK") == "1":
-        return
-    real_connect = socket.socket.connect
-    real_connect_ex = socket.socket.connect_ex
-
-    def check(sock: socket.socket, address: Any) -> None:
-        host = _host(address)
-        if host is not None and host not in LOOPBACK:
-            sock.close()
-            raise NetworkBlocked(f"test tried to connect to {address!r}")
-
-    def connect(self: socket.socket, address: Any) -> None:
-        check(self, address)
-        real_connect(self, address)
-
-    def connect_ex(self: socket.socket, address: Any) -> int:
-        check(self, address)
-        return real_connect_ex(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
 
 
 class RecordingSleep:

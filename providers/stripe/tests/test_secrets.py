@@ -71,5 +71,5 @@ def test_the_socket_guard_blocks_non_loopback_hosts() -> None:
     """Must show 4's guard (conftest): a provider aimed anywhere but loopback cannot connect."""
     provider = StripeProvider(KEY, base_url="http://192.0.2.1",
                               runtime=bc.Runtime(retry=bc.RetryPolicy(attempts=1)))
-    with pytest.raises(bc.UnavailableError, match="NetworkBlocked"):
+    with pytest.raises(bc.UnavailableError, match="NetworkBlockedError"):
         provider.get_grant("credgr_x")

@@ -340,6 +340,9 @@ class MetronomePlansProvider(_MetronomeProvider):
     def _read(self, item: Mapping[str, Any]) -> bc.CreditGrant:
         return tr.grant_from_item(item, self._config, self._now(), provider=self.name)
 
+    def preview(self, grant: bc.CreditGrant) -> list[bc.Adjustment]:
+        return list(tr.grant_create_payload(grant, "preview", self._config, self._now())[1])
+
     def _create(self, grant: bc.CreditGrant, idempotency_key: str) -> bc.Flow[bc.CreditGrant]:
         payload, adjustments = tr.grant_create_payload(
             grant, idempotency_key, self._config, self._now())
@@ -513,6 +516,9 @@ class MetronomeCreditsProvider(_MetronomeProvider):
     def _read(self, item: Mapping[str, Any], customer_id: str) -> bc.CreditGrant:
         return tr.credit_from_item(item, customer_id, self._config, self._now(),
                                    provider=self.name)
+
+    def preview(self, grant: bc.CreditGrant) -> list[bc.Adjustment]:
+        return list(tr.credit_create_payload(grant, "preview", self._config, self._now())[1])
 
     def _create(self, grant: bc.CreditGrant, idempotency_key: str) -> bc.Flow[bc.CreditGrant]:
         payload, adjustments = tr.credit_create_payload(

@@ -304,6 +304,13 @@ class StripeProvider(bc.Provider):
         )
 
 
+    def preview(self, grant: bc.CreditGrant) -> list[bc.Adjustment]:
+        """Stripe narrows "all usage" to its metered prices: say so before creating."""
+        if grant.scope.is_all_usage:
+            return [bc.Adjustment(field="scope", requested="all usage",
+                                  stored="price_type=metered", reason=tr.ALL_USAGE_REASON)]
+        return []
+
     def identity(self) -> str:
         """Base URL, connected account and a digest of the key (never the key)."""
         digest = hashlib.sha256(self._api_key.reveal().encode()).hexdigest()[:12]

@@ -109,7 +109,7 @@ _FLAG_UNSET = "unset:"
 _FLAG_SCOPE_ALL = "scope:all"
 _FLAG_SCHEDULE = "schedule:1"
 _UNSETTABLE = ("category", "effective_at", "priority")
-_ALL_USAGE_REASON = (
+ALL_USAGE_REASON = (
     "Stripe billing credits apply only to metered prices; all usage is stored as "
     "price_type=metered"
 )
@@ -425,7 +425,7 @@ def _scope_of(
         return bc.Scope(metered_prices_only=True)
     adjustments.append(bc.Adjustment(
         field="scope", requested="all usage", stored="price_type=metered",
-        reason=_ALL_USAGE_REASON))
+        reason=ALL_USAGE_REASON))
     return bc.Scope()
 
 

@@ -103,11 +103,15 @@ def parse_form(text: str) -> dict[str, Any]:
     return _listify(root)  # type: ignore[no-any-return]
 
 
-def _listify(node: Any) -> Any:
+_HASHES = frozenset({"metadata"})
+"""Parameters that are always hashes: ``metadata[0]=x`` is the key "0", not an index."""
+
+
+def _listify(node: Any, name: str = "") -> Any:
     if not isinstance(node, dict):
         return node
-    converted = {k: _listify(v) for k, v in node.items()}
-    if converted and all(k.isdigit() for k in converted):
+    converted = {k: _listify(v, k) for k, v in node.items()}
+    if name not in _HASHES and converted and all(k.isdigit() for k in converted):
         indices = sorted(int(k) for k in converted)
         if indices == list(range(len(indices))):
             return [converted[str(i)] for i in indices]

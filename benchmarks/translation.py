@@ -1,0 +1,173 @@
+"""Benchmark 2: translation cost per grant, against the official SDK merely parsing the JSON.
+
+Two paths, each per grant, with the providers' pure translation functions (no I/O):
+
+- Metronome ``listGrants`` item -> neutral ``CreditGrant`` -> Stripe create parameters:
+  ``billing_credits_metronome._translate.grant_from_item``, ``CreditGrant.as_new`` (what a
+  migration creates from a read-back grant), ``billing_credits_stripe._translate.create_params``;
+  against ``metronome.types.v1.CreditGrantListResponse.model_validate(item)``.
+- Stripe ``billing.credit_grant`` object -> neutral -> Metronome ``createGrant`` body:
+  ``billing_credits_stripe._translate.from_stripe``, ``as_new``,
+  ``billing_credits_metronome._translate.grant_create_payload``; against
+  ``stripe.billing.CreditGrant.construct_from(obj, key)`` (what the SDK does with a response).
+  The Stripe provider receives SDK objects, so its real read path also includes that parse and
+  ``to_dict()``: reported too (``ours_with_sdk_parse``).
+
+The inputs are the fakes' own responses (varied grants: amounts, priorities, paid amounts,
+custom fields / metadata, deductions), decoded once beforehand by each side's own JSON decoder
+(Decimal floats for ours, as the Metronome transport decodes; plain ``json`` for the SDKs).
+Each figure is the best of ``--repeats`` passes over all grants, SDK and ours interleaved.
+
+Run: .venv/bin/python benchmarks/translation.py [--grants 1000] [--repeats 7]
+Default run: under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import httpx
+import stripe
+from _common import API_KEY, emit, machine, seed_metronome
+from billing_credits_metronome import _translate as metronome_tr
+from billing_credits_metronome._transport import dumps, loads
+from billing_credits_metronome.testing import MetronomeFake
+from billing_credits_stripe import StripeProvider
+from billing_credits_stripe import _translate as stripe_tr
+from billing_credits_stripe.testing import StripeFake
+from metronome.types.v1 import CreditGrantListResponse
+
+NOW = datetime.now(UTC)
+CONFIG = metronome_tr.TranslationConfig(provider="metronome-plans")
+
+
+def metronome_items(count: int) -> list[bytes]:
+    """``count`` listGrants items as the fake sends them (JSON bytes), varied."""
+    fake = MetronomeFake()
+    seed_metronome(fake, count, customers=max(1, count // 20), now=NOW)
+    for i, (grant_id, grant) in enumerate(fake.grants.items()):
+        if i % 3 == 0:
+            grant.item["custom_fields"] = {"team": f"team-{i % 7}", "plan": "enterprise"}
+        if i % 4 == 0:
+            fake.deduct(grant_id, 100 + i % 50)
+        if i % 5 == 0:
+            fake.deduct(grant_id, 25, pending=True)
+    items: list[bytes] = []
+    cursor: str | None = None
+    while True:
+        query = {"limit": "100", **({"next_page": cursor} if cursor else {})}
+        page = fake._list_grants(query, {})
+        items.extend(dumps(item) for item in page["data"])
+        cursor = page["next_page"]
+        if not cursor:
+            return items
+
+
+def stripe_objects(items: list[bytes]) -> list[bytes]:
+    """The same grants created on the Stripe fake through the Stripe provider (JSON bytes)."""
+    fake = StripeFake()
+    provider = StripeProvider(API_KEY, base_url="http://stripe.invalid", rate_limit=0,
+                              http_client=httpx.Client(transport=fake.transport()))
+    for i, raw in enumerate(items):
+        grant = metronome_tr.grant_from_item(loads(raw), CONFIG, NOW, provider="metronome-plans")
+        update: dict[str, Any] = {"idempotency_key": f"bench-{i}"}
+        if i % 2 == 0:
+            update["paid_amount"] = grant.amount
+        provider.create_grant(grant.as_new(**update))
+    provider.close()
+    return [json.dumps(obj).encode() for obj in fake.grants.values()]
+
+
+def best(passes: list[float], count: int) -> float:
+    """Microseconds per grant of the fastest pass."""
+    return min(passes) / count * 1e6
+
+
+def timed(fn: Callable[[Any], Any], inputs: list[Any]) -> float:
+    gc.collect()
+    started = time.perf_counter()
+    for value in inputs:
+        fn(value)
+    return time.perf_counter() - started
+
+
+def compare(name: str, ours: dict[str, Callable[[Any], Any]], sdk: Callable[[Any], Any],
+            ours_inputs: list[Any], sdk_inputs: list[Any], repeats: int,
+            what: dict[str, str]) -> None:
+    sdk_passes: list[float] = []
+    our_passes: dict[str, list[float]] = {key: [] for key in ours}
+    for fn in (*ours.values(), sdk):  # warm up: imports, caches, pydantic schemas
+        for value in (ours_inputs if fn is not sdk else sdk_inputs)[:20]:
+            fn(value)
+    for _ in range(repeats):
+        sdk_passes.append(timed(sdk, sdk_inputs))
+        for key, fn in ours.items():
+            our_passes[key].append(timed(fn, ours_inputs))
+    count = len(sdk_inputs)
+    sdk_us = best(sdk_passes, count)
+    record: dict[str, Any] = {"benchmark": f"translation.{name}", "grants": count,
+                              "repeats": repeats, **what, "sdk_parse_us_per_grant": round(sdk_us, 1)}
+    for key, passes in our_passes.items():
+        us = best(passes, count)
+        record[f"{key}_us_per_grant"] = round(us, 1)
+        record[f"{key}_over_sdk_parse"] = round(us / sdk_us, 2)
+    emit(record)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grants", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    emit(machine())
+
+    m_raw = metronome_items(args.grants)
+    s_raw = stripe_objects(m_raw)
+    m_ours = [loads(raw) for raw in m_raw]      # Decimal floats, as the transport decodes
+    m_sdk = [json.loads(raw) for raw in m_raw]  # what the SDK's client decodes
+    s_dicts = [json.loads(raw) for raw in s_raw]
+
+    def metronome_to_stripe(item: Any) -> Any:
+        grant = metronome_tr.grant_from_item(item, CONFIG, NOW, provider="metronome-plans")
+        return stripe_tr.create_params(grant.as_new())
+
+    def stripe_to_metronome(obj: Any) -> Any:
+        grant = stripe_tr.from_stripe(obj, now=NOW)
+        return metronome_tr.grant_create_payload(grant.as_new(), f"bcm-{grant.id}", CONFIG, NOW)
+
+    def stripe_sdk_then_ours(obj: Any) -> Any:
+        parsed = stripe.billing.CreditGrant.construct_from(obj, API_KEY)
+        return stripe_to_metronome(parsed.to_dict())
+
+    compare(
+        "metronome_to_stripe",
+        {"ours": metronome_to_stripe},
+        CreditGrantListResponse.model_validate, m_ours, m_sdk, args.repeats,
+        {"ours_path": "grant_from_item -> as_new -> stripe create_params",
+         "sdk_path": "metronome CreditGrantListResponse.model_validate(item)"},
+    )
+    compare(
+        "stripe_to_metronome",
+        {"ours": stripe_to_metronome, "ours_with_sdk_parse": stripe_sdk_then_ours},
+        lambda obj: stripe.billing.CreditGrant.construct_from(obj, API_KEY),
+        s_dicts, s_dicts, args.repeats,
+        {"ours_path": "from_stripe -> as_new -> metronome grant_create_payload",
+         "ours_with_sdk_parse_path": "CreditGrant.construct_from -> to_dict -> ours_path "
+         "(the Stripe provider's real read path)",
+         "sdk_path": "stripe.billing.CreditGrant.construct_from(obj, key)"},
+    )
+
+
+if __name__ == "__main__":
+    main()
