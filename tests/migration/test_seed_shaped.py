@@ -9,7 +9,6 @@ order must be the same on both sides.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -41,13 +40,13 @@ def wired(name: str, app: FakeApp, **settings: object) -> bc.Provider:
 
 
 @pytest.fixture
-def providers() -> Iterator[tuple[bc.Provider, bc.Provider, bc.Provider, StripeFake]]:
+def providers() -> tuple[bc.Provider, bc.Provider, bc.Provider, StripeFake]:
     metronome = MetronomeFake(token=TOKEN, credit_types={CCU: "cloud consumption units"})
     stripe = StripeFake(seed=1)
     plans = wired("metronome-plans", metronome, bearer_token=TOKEN)
     credits = wired("metronome", metronome, bearer_token=TOKEN, product_id=PRODUCT)
     target = wired("stripe", stripe, api_key="sk_test_seed", rate_limit="0")
-    yield plans, credits, target, stripe
+    return plans, credits, target, stripe
 
 
 def seed(plans: bc.Provider, credits: bc.Provider) -> dict[str, bc.CreditGrant]:
@@ -127,7 +126,7 @@ def test_order_preserving_policy_keeps_each_customers_consumption_order(
     for customer, migrated in ((ALICE, ("paid", "promo")), (BOB, ("bob_first", "bob_second"))):
         source_order = [g.id for g in sorted(
             (made[name] for name in migrated), key=lambda g: g.priority or 0)]
-        on_stripe = [g for g in target.list_grants(plan_customer(plan, customer))]
+        on_stripe = list(target.list_grants(plan_customer(plan, customer)))
         target_order = [g.metadata["migrated_from_grant"] for g in sorted(
             on_stripe, key=lambda g: g.priority or 0)]
         assert target_order == source_order
