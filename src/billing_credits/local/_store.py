@@ -10,6 +10,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -91,9 +92,21 @@ class GrantStore:
         self._db = sqlite3.connect(
             path, timeout=60, isolation_level=None, check_same_thread=False
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=60000")
+        self._wal()
         self._migrate()
+
+    def _wal(self) -> None:
+        """Switch to write-ahead logging. Switching needs the database to itself, and SQLite
+        answers "locked" at once (without waiting) while another process opens it: retry."""
+        for attempt in range(200):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == 199:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         with self._lock:
