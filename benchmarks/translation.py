@@ -152,17 +152,23 @@ def main() -> None:
 
     compare(
         "metronome_to_stripe",
-        {"ours": metronome_to_stripe},
+        {"ours": metronome_to_stripe,
+         "ours_read_only": lambda item: metronome_tr.grant_from_item(
+             item, CONFIG, NOW, provider="metronome-plans")},
         CreditGrantListResponse.model_validate, m_ours, m_sdk, args.repeats,
         {"ours_path": "grant_from_item -> as_new -> stripe create_params",
+         "ours_read_only_path": "grant_from_item (vendor JSON -> neutral only)",
          "sdk_path": "metronome CreditGrantListResponse.model_validate(item)"},
     )
     compare(
         "stripe_to_metronome",
-        {"ours": stripe_to_metronome, "ours_with_sdk_parse": stripe_sdk_then_ours},
+        {"ours": stripe_to_metronome,
+         "ours_read_only": lambda obj: stripe_tr.from_stripe(obj, now=NOW),
+         "ours_with_sdk_parse": stripe_sdk_then_ours},
         lambda obj: stripe.billing.CreditGrant.construct_from(obj, API_KEY),
         s_dicts, s_dicts, args.repeats,
         {"ours_path": "from_stripe -> as_new -> metronome grant_create_payload",
+         "ours_read_only_path": "from_stripe (vendor JSON -> neutral only)",
          "ours_with_sdk_parse_path": "CreditGrant.construct_from -> to_dict -> ours_path "
          "(the Stripe provider's real read path)",
          "sdk_path": "stripe.billing.CreditGrant.construct_from(obj, key)"},

@@ -115,11 +115,15 @@ class RateLimit:
     """A client-side request rate (pyrate-limiter's GCRA underneath), shared by sync and async
     calls.
 
-    Requests are spaced evenly, with a small burst allowance (one request per 20/s of rate,
-    at most 5) so that timer overshoot is caught up; the spacing is reduced by that burst, so
-    that a server counting over any one-second window never sees more than ``per_second``.
-    At 25/s this sends about 24/s, at 100/s about 97/s. ``None`` disables it.
+    Requests are spaced evenly so that a server counting arrivals over any one-second window
+    never sees more than ``per_second``, even when arrivals wobble by up to ``JITTER`` seconds
+    (new connections, thread scheduling, timer overshoot): any window of ``1 + JITTER`` seconds
+    holds at most ``per_second`` sends. From 50/s on, a burst of two lets the pacing catch up
+    on timer overshoot. At 25/s this sends about 23/s, at 100/s about 94/s. ``None`` disables
+    it.
     """
+
+    JITTER = 0.04
 
     def __init__(self, per_second: float | None) -> None:
         self.per_second = per_second
@@ -129,9 +133,9 @@ class RateLimit:
                 raise ValueError("rate limit must be positive")
             from pyrate_limiter import GCRA, Limiter, Rate, StateBucket
 
-            burst = max(1, min(5, int(per_second // 20)))
-            sustained = per_second - (burst - 1)
-            # GCRA admits at most burst + window/spacing per window: per_second in one second.
+            burst = 2 if per_second >= 50 else 1
+            # GCRA admits at most burst + window * sustained in any window.
+            sustained = (per_second - (burst - 1)) / (1 + self.JITTER)
             rate = Rate(max(1, int(sustained * 100)), 100_000, burst=burst)
             self._limiter = Limiter(StateBucket([rate], algorithm=GCRA()), buffer_ms=1)
 
