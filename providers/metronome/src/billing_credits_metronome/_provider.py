@@ -222,6 +222,24 @@ class _MetronomeProvider(bc.Provider):
             priority=self._config.priority_domain,
         )
 
+    def _customer_page(self, customer_id: str, cursor: str | None) -> bc.Call[Any]:
+        """The request for one page of a customer's grants or credits, from ``cursor``."""
+        raise NotImplementedError
+
+    def _find_by_key(self, customer_id: str, key: str) -> bc.Flow[Mapping[str, Any] | None]:
+        """The customer's item holding uniqueness ``key``, paging through all of them."""
+        cursor: str | None = None
+        while True:
+            page = yield self._customer_page(customer_id, cursor)
+            for item in page["data"]:
+                if item.get("uniqueness_key") == key:
+                    found: Mapping[str, Any] = item
+                    return found
+            next_page = page.get("next_page")
+            if not next_page or next_page == cursor:
+                return None
+            cursor = next_page
+
     def identity(self) -> str:
         """Base URL and a digest of the token (never the token): which account this is."""
         return self._identity
@@ -397,22 +415,12 @@ class MetronomePlansProvider(_MetronomeProvider):
             found.append("custom_fields")
         return found
 
-    def _find_by_key(self, customer_id: str, key: str) -> bc.Flow[Mapping[str, Any] | None]:
-        cursor: str | None = None
-        while True:
-            query: dict[str, str | int] = {"limit": GRANTS_PAGE_MAX}
-            if cursor:
-                query["next_page"] = cursor
-            page = yield self._http.call(LIST_GRANTS, {"customer_ids": [customer_id]},
-                                         query=query, label="listGrants")
-            for item in page["data"]:
-                if item.get("uniqueness_key") == key:
-                    found: Mapping[str, Any] = item
-                    return found
-            next_page = page.get("next_page")
-            if not next_page or next_page == cursor:
-                return None
-            cursor = next_page
+    def _customer_page(self, customer_id: str, cursor: str | None) -> bc.Call[Any]:
+        query: dict[str, str | int] = {"limit": GRANTS_PAGE_MAX}
+        if cursor:
+            query["next_page"] = cursor  # listGrants takes its cursor in the query
+        return self._http.call(LIST_GRANTS, {"customer_ids": [customer_id]}, query=query,
+                               label="listGrants")
 
     def _item(self, grant_id: str) -> bc.Flow[Mapping[str, Any] | None]:
         page = yield self._http.call(LIST_GRANTS, {"credit_grant_ids": [grant_id]},
@@ -593,21 +601,11 @@ class MetronomeCreditsProvider(_MetronomeProvider):
     def _list_body(self, customer_id: str, **extra: Any) -> dict[str, Any]:
         return {"customer_id": customer_id, "include_balance": True, **extra}
 
-    def _find_by_key(self, customer_id: str, key: str) -> bc.Flow[Mapping[str, Any] | None]:
-        cursor: str | None = None
-        while True:
-            body = self._list_body(customer_id, limit=CREDITS_PAGE_MAX)
-            if cursor:
-                body["next_page"] = cursor
-            page = yield self._http.call(LIST_CREDITS, body, label="customerCredits/list")
-            for item in page["data"]:
-                if item.get("uniqueness_key") == key:
-                    found: Mapping[str, Any] = item
-                    return found
-            next_page = page.get("next_page")
-            if not next_page or next_page == cursor:
-                return None
-            cursor = next_page
+    def _customer_page(self, customer_id: str, cursor: str | None) -> bc.Call[Any]:
+        body = self._list_body(customer_id, limit=CREDITS_PAGE_MAX)
+        if cursor:
+            body["next_page"] = cursor  # customerCredits/list takes its cursor in the body
+        return self._http.call(LIST_CREDITS, body, label="customerCredits/list")
 
     def _item(self, customer_id: str, credit: str) -> bc.Flow[Mapping[str, Any] | None]:
         page = yield self._http.call(
