@@ -21,6 +21,7 @@ from ._errors import (
     ConflictError,
     FieldProblem,
     InvalidGrantError,
+    InvalidResponseError,
     NotFoundError,
     NotRepresentableError,
     PermissionDeniedError,
@@ -28,8 +29,11 @@ from ._errors import (
     RateLimitedError,
     UnavailableError,
     UnknownProviderError,
+    UnreadableGrant,
+    UnreadableGrantsError,
     UnsupportedOperationError,
     error_class_for_status,
+    excerpt,
 )
 from ._hookspecs import hookimpl
 from ._migration import (
@@ -71,8 +75,9 @@ from ._priority import (
     float64_exact,
     preserve_order,
 )
-from ._provider import ListQuery, Page, Provider, Setting
+from ._provider import ListQuery, OnUnreadable, Page, Provider, Setting, read_items
 from ._runtime import Call, Flow, RateLimit, RetryPolicy, Runtime, blocking
+from ._secrets import check_base_url, redact, register_secret
 from ._transfer import ImportReport, export_grants, import_grants
 from ._version import __version__
 
@@ -99,6 +104,7 @@ __all__ = [
     "GrantStatus",
     "ImportReport",
     "InvalidGrantError",
+    "InvalidResponseError",
     "ListQuery",
     "MetadataLimits",
     "MigrationError",
@@ -106,6 +112,7 @@ __all__ = [
     "Money",
     "NotFoundError",
     "NotRepresentableError",
+    "OnUnreadable",
     "Operation",
     "Page",
     "PermissionDeniedError",
@@ -128,16 +135,20 @@ __all__ = [
     "Specifier",
     "UnavailableError",
     "UnknownProviderError",
+    "UnreadableGrant",
+    "UnreadableGrantsError",
     "UnsupportedOperationError",
     "VerifyReport",
     "__version__",
     "apply_plan",
     "available_providers",
     "blocking",
+    "check_base_url",
     "currency_exponent",
     "error_class_for_status",
     "exact_context",
     "exact_sum",
+    "excerpt",
     "export_grants",
     "float64_exact",
     "get_provider",
@@ -148,5 +159,8 @@ __all__ = [
     "plan_migration",
     "plugin_manager",
     "preserve_order",
+    "read_items",
+    "redact",
+    "register_secret",
     "verify_plan",
 ]

@@ -16,7 +16,9 @@
         ├── NotFoundError             404
         ├── ConflictError             409, or an idempotency key reused with other parameters
         ├── RateLimitedError          429; ``retry_after`` holds the provider's wait, if it gave one
-        └── UnavailableError          5xx, timeouts and network failures
+        ├── UnavailableError          5xx, timeouts and network failures
+        └── InvalidResponseError      the vendor's answer is unusable: wrong shape, looping cursor
+            └── UnreadableGrantsError a listing held items that could not be read (``entries``)
 
 Catch ``BillingCreditsError`` for everything, ``ProviderError`` for whatever happened after a
 request left the machine. Provider errors carry the vendor's HTTP status, error body and request
@@ -38,6 +40,7 @@ __all__ = [
     "ConflictError",
     "FieldProblem",
     "InvalidGrantError",
+    "InvalidResponseError",
     "MigrationError",
     "NotFoundError",
     "NotRepresentableError",
@@ -46,6 +49,8 @@ __all__ = [
     "RateLimitedError",
     "UnavailableError",
     "UnknownProviderError",
+    "UnreadableGrant",
+    "UnreadableGrantsError",
     "UnsupportedOperationError",
 ]
 
@@ -152,15 +157,17 @@ class ProviderError(BillingCreditsError):
         code: str | None = None,
         retryable: bool | None = None,
     ) -> None:
-        self.message = message
+        from ._secrets import redact, redact_data
+
+        self.message = redact(message)
         self.provider = provider
         self.status = status
-        self.body = body
+        self.body = redact_data(body)
         self.request_id = request_id
-        self.code = code
+        self.code = redact(code) if code else code
         if retryable is not None:
             self.retryable = retryable
-        super().__init__(message)
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         parts = [self.message]
@@ -237,3 +244,53 @@ def error_class_for_status(status: int) -> type[ProviderError]:
     if status >= 500:
         return UnavailableError
     return _BY_STATUS.get(status, ProviderError)
+
+
+class InvalidResponseError(ProviderError):
+    """The vendor answered, but with something that cannot be used: a body of the wrong shape,
+    a pagination cursor seen before, a run of empty pages. ``body`` holds a bounded excerpt."""
+
+
+EXCERPT_LIMIT = 500
+
+
+def excerpt(body: object, limit: int = EXCERPT_LIMIT) -> str:
+    """A bounded, redacted excerpt of a vendor body for an error message or attribute."""
+    from ._secrets import redact
+
+    text = body if isinstance(body, str) else repr(body)
+    text = redact(text)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
+@dataclass(frozen=True)
+class UnreadableGrant:
+    """One item of a listing that could not be read as a grant.
+
+    A listing never aborts on one bad item and never drops it silently: it reports it as this,
+    with the vendor's id for it (when one could be found), the raw payload and the problem.
+    """
+
+    provider: str
+    vendor_id: str | None
+    raw: Any
+    problem: str
+
+    def as_json(self) -> dict[str, Any]:
+        from ._secrets import redact, redact_data
+
+        return {"kind": "unreadable", "provider": self.provider, "vendor_id": self.vendor_id,
+                "problem": redact(self.problem), "raw": redact_data(self.raw)}
+
+
+class UnreadableGrantsError(InvalidResponseError):
+    """Raised at the end of a listing (after every readable grant) when some items could not
+    be read and the caller did not ask to receive them (``on_unreadable``)."""
+
+    def __init__(self, provider: str, entries: Iterable[UnreadableGrant]) -> None:
+        self.entries = tuple(entries)
+        first = self.entries[0] if self.entries else None
+        detail = f"; first: {first.vendor_id or '(no id)'}: {first.problem}" if first else ""
+        super().__init__(
+            f"{len(self.entries)} item(s) of the listing could not be read{detail}",
+            provider=provider)

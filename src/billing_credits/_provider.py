@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -13,13 +13,19 @@ from ._errors import (
     ConfigurationError,
     FieldProblem,
     InvalidGrantError,
-    ProviderError,
+    InvalidResponseError,
+    UnreadableGrant,
+    UnreadableGrantsError,
     UnsupportedOperationError,
 )
 from ._model import Adjustment, CreditGrant
 from ._runtime import Flow, Runtime
 
-__all__ = ["ListQuery", "Page", "Provider", "Setting"]
+__all__ = ["ListQuery", "OnUnreadable", "Page", "Provider", "Setting", "read_items"]
+
+OnUnreadable = Callable[[UnreadableGrant], None]
+"""Receives each listing item that could not be read; without one, the listing raises
+``UnreadableGrantsError`` after yielding every readable grant."""
 
 
 @dataclass(frozen=True)
@@ -50,10 +56,43 @@ class ListQuery:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a listing; ``next_cursor`` is None on the last page."""
+    """One page of a listing; ``next_cursor`` is None on the last page.
+
+    ``unreadable`` holds the items of this page that could not be read as grants (see
+    ``read_items``); ``request_id`` is the vendor's id for the request, named in errors.
+    """
 
     grants: Sequence[CreditGrant]
     next_cursor: str | None = None
+    unreadable: Sequence[UnreadableGrant] = ()
+    request_id: str | None = None
+
+
+def read_items(
+    provider: str,
+    items: Iterable[Any],
+    read: Callable[[Any], CreditGrant],
+    vendor_id: Callable[[Any], str | None],
+) -> tuple[list[CreditGrant], list[UnreadableGrant]]:
+    """Read each raw listing item with ``read``; one that fails becomes an ``UnreadableGrant``.
+
+    Hostile or edited vendor data may fail in any way, so any exception of one item's reading
+    is caught here and reported with the item, never allowed to stop the listing.
+    """
+    grants: list[CreditGrant] = []
+    unreadable: list[UnreadableGrant] = []
+    for item in items:
+        try:
+            grants.append(read(item))
+        except Exception as error:
+            try:
+                found = vendor_id(item)
+            except Exception:
+                found = None
+            problem = " ".join(str(error).split()) or type(error).__name__
+            unreadable.append(UnreadableGrant(provider, found if isinstance(found, str) else None,
+                                              item, problem))
+    return grants, unreadable
 
 
 class Provider(abc.ABC):
@@ -164,33 +203,53 @@ class Provider(abc.ABC):
         checked, key = self.prepare(grant)
         return await self.runtime.arun(self._create(checked, key))
 
+    max_empty_pages: ClassVar[int] = 3
+    """Consecutive empty pages that still carry a next cursor before a listing gives up."""
+
     def list_grants(
-        self, customer_id: str | None = None, *, page_size: int | None = None
+        self,
+        customer_id: str | None = None,
+        *,
+        page_size: int | None = None,
+        on_unreadable: OnUnreadable | None = None,
     ) -> Iterator[CreditGrant]:
-        """Every grant (of one customer, or all), fetching page after page lazily."""
+        """Every grant (of one customer, or all), fetching page after page lazily.
+
+        An item that cannot be read never stops the listing: it goes to ``on_unreadable``, or,
+        without one, every such item is raised at the end as ``UnreadableGrantsError``. A
+        cursor seen before, or a run of empty pages, ends it with ``InvalidResponseError``.
+        """
         self._require("list")
         query = ListQuery(customer_id=customer_id, page_size=page_size)
+        walk = _Walk(self, on_unreadable)
         cursor: str | None = None
         while True:
             page = self.runtime.run(self._list_page(query, cursor))
             yield from page.grants
-            if page.next_cursor is None:
+            cursor = walk.next(page)
+            if cursor is None:
+                walk.finish()
                 return
-            cursor = self._advance(cursor, page.next_cursor)
 
     async def alist_grants(
-        self, customer_id: str | None = None, *, page_size: int | None = None
+        self,
+        customer_id: str | None = None,
+        *,
+        page_size: int | None = None,
+        on_unreadable: OnUnreadable | None = None,
     ) -> AsyncIterator[CreditGrant]:
         self._require("list")
         query = ListQuery(customer_id=customer_id, page_size=page_size)
+        walk = _Walk(self, on_unreadable)
         cursor: str | None = None
         while True:
             page = await self.runtime.arun(self._list_page(query, cursor))
             for grant in page.grants:
                 yield grant
-            if page.next_cursor is None:
+            cursor = walk.next(page)
+            if cursor is None:
+                walk.finish()
                 return
-            cursor = self._advance(cursor, page.next_cursor)
 
     def get_grant(self, grant_id: str) -> CreditGrant:
         self._require("get")
@@ -235,10 +294,41 @@ class Provider(abc.ABC):
         if not self.capabilities.supports(operation):
             raise UnsupportedOperationError(self.name, operation)
 
-    def _advance(self, cursor: str | None, next_cursor: str) -> str:
-        if next_cursor == cursor:
-            raise ProviderError(
-                f"listing returned the same cursor twice ({next_cursor!r})", provider=self.name
-            )
-        return next_cursor
 
+
+class _Walk:
+    """The state of one listing: cursors seen, empty pages in a row, unreadable items."""
+
+    def __init__(self, provider: Provider, on_unreadable: OnUnreadable | None) -> None:
+        self.provider = provider
+        self.on_unreadable = on_unreadable
+        self.seen: set[str] = set()
+        self.empty = 0
+        self.unreadable: list[UnreadableGrant] = []
+
+    def next(self, page: Page) -> str | None:
+        """Report the page's unreadable items; the cursor to follow, or None at the end."""
+        for entry in page.unreadable:
+            if self.on_unreadable is not None:
+                self.on_unreadable(entry)
+            else:
+                self.unreadable.append(entry)
+        cursor = page.next_cursor
+        if cursor is None:
+            return None
+        name = self.provider.name
+        if cursor in self.seen:
+            raise InvalidResponseError(
+                f"the listing returned a cursor it had returned before ({cursor[:80]!r}); "
+                "stopped so as not to loop", provider=name, request_id=page.request_id)
+        self.seen.add(cursor)
+        self.empty = 0 if (page.grants or page.unreadable) else self.empty + 1
+        if self.empty >= self.provider.max_empty_pages:
+            raise InvalidResponseError(
+                f"the listing returned {self.empty} empty pages in a row, each with a new "
+                "cursor; stopped so as not to loop", provider=name, request_id=page.request_id)
+        return cursor
+
+    def finish(self) -> None:
+        if self.unreadable:
+            raise UnreadableGrantsError(self.provider.name, self.unreadable)
