@@ -227,7 +227,8 @@ def _capabilities(*, scope: frozenset[bc.ScopeKind], max_segments: int | None,
             "expires_at None is sent as the far-future date and reads back as None",
             "time_alignment 'hour' (default) floors starts and ceils ends to the UTC hour and "
             "reports each change in adjustments",
-            "custom fields (metadata) must be registered in Metronome; keys 'bc_*' are reserved",
+            "custom-field keys must be registered in Metronome first: run `billing-credits "
+            "setup` (provider.setup()); keys 'bc_*' are reserved",
             *notes,
         ),
     )
