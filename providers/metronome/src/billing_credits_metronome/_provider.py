@@ -357,7 +357,7 @@ class _MetronomeProvider(bc.Provider):
                     request_id=reply.request_id)
             cursor = next_page
 
-    def _find_by_key(self, customer_id: str, key: str) -> bc.Flow[Mapping[str, Any] | None]:
+    def _find_item_by_key(self, customer_id: str, key: str) -> bc.Flow[Mapping[str, Any] | None]:
         """The customer's item holding uniqueness ``key``, paging through all of them."""
         items = yield from self._pages("list", lambda c: self._customer_page(customer_id, c))
         for item in items:
@@ -627,7 +627,7 @@ class MetronomePlansProvider(_MetronomeProvider):
         except bc.BadRequestError as refused:
             raise self._key_refusal(refused, payload) from None
         except bc.ConflictError as conflict:
-            item = yield from self._find_by_key(grant.customer_id, idempotency_key)
+            item = yield from self._find_item_by_key(grant.customer_id, idempotency_key)
             if item is None:
                 raise self._conflict(
                     idempotency_key, "by a grant that is not listed (voided, or another "
@@ -832,7 +832,7 @@ class MetronomeCreditsProvider(_MetronomeProvider):
         except bc.BadRequestError as refused:
             raise self._key_refusal(refused, payload) from None
         except bc.ConflictError as conflict:
-            item = yield from self._find_by_key(customer, idempotency_key)
+            item = yield from self._find_item_by_key(customer, idempotency_key)
             if item is None:
                 raise self._conflict(
                     idempotency_key, "by a commit or credit that is not listed for this "
