@@ -176,6 +176,27 @@ def test_unregistered_key_is_refused_with_what_to_run(
     assert provider.create_grant(paid).paid_amount == usd("100.00")
 
 
+def test_unregistered_key_is_found_whatever_the_refusal_says() -> None:
+    """Metronome's wording for the refusal is not documented: the provider asks listKeys."""
+
+    class Terse(MetronomeFake):
+        def error(self, status: int, message: str, code: str | None = None) -> httpx.Response:
+            return super().error(status, "Bad request" if status == 400 else message, code)
+
+    fake = Terse(token=TOKEN, clock=clock)
+    provider = plans(fake)
+    provider.setup()  # the library's keys, not the caller's own
+    with pytest.raises(bc.BadRequestError) as refused:
+        provider.create_grant(grant(datetime(2027, 6, 1, tzinfo=UTC), metadata={"crm": "42"}))
+    assert refused.value.code == mp.KEY_NOT_REGISTERED
+    assert "key(s) crm for credit_grant" in str(refused.value)
+    assert "-s custom_field_keys=crm" in str(refused.value)
+    with pytest.raises(bc.BadRequestError) as other:  # another 400 stays what it is
+        provider.create_grant(grant(datetime(2027, 6, 1, tzinfo=UTC),
+                                    customer_id="not-a-uuid"))
+    assert other.value.code != mp.KEY_NOT_REGISTERED
+
+
 @pytest.mark.parametrize("make", [plans, credits])
 def test_setup_registers_every_key_once(make: Callable[..., bc.Provider]) -> None:
     fake = make_fake(ready=False, clock=clock)

@@ -384,15 +384,19 @@ class _MetronomeProvider(bc.Provider):
         """
         return self.runtime.run(self._setup())
 
-    def _setup(self) -> bc.Flow[list[str]]:
+    def _registered_keys(self) -> bc.Flow[set[str]]:
+        """The custom-field keys registered for this provider's entity (``listKeys``)."""
         def request(cursor: str | None) -> bc.Call[Reply]:
             return self._http.call(LIST_KEYS, {"entities": [self.entity]},
                                    query={"next_page": cursor} if cursor else None,
                                    label="customFields/listKeys")
 
         listed = yield from self._pages("customFields/listKeys", request)
-        present = {str(k.get("key")) for k in listed
-                   if isinstance(k, Mapping) and k.get("entity") == self.entity}
+        return {str(k.get("key")) for k in listed
+                if isinstance(k, Mapping) and k.get("entity") == self.entity}
+
+    def _setup(self) -> bc.Flow[list[str]]:
+        present = yield from self._registered_keys()
         done: list[str] = []
         for key in self.custom_field_keys():
             if key in present:
@@ -409,18 +413,31 @@ class _MetronomeProvider(bc.Provider):
         return done
 
     def _key_refusal(self, refused: bc.BadRequestError,
-                     payload: Mapping[str, Any]) -> bc.ProviderError:
-        """A create refused because of its custom fields, said so with what to do."""
+                     payload: Mapping[str, Any]) -> bc.Flow[bc.ProviderError]:
+        """A create refused with 400: when some of its custom-field keys are not registered
+        (asked of ``listKeys``, whatever the refusal's wording; by the wording only when the
+        keys cannot be listed), an error saying so and what to run; else the refusal itself."""
         keys = sorted(dict(payload.get("custom_fields") or {}))
-        text = f"{refused.message} {refused.code or ''}".lower()
-        if not keys or not ("custom field" in text or "custom_field" in text
-                            or any(k.lower() in text for k in keys)):
+        if not keys:
             return refused
-        extra = sorted(set(keys) - set(self.custom_field_keys()))
+        missing: list[str] | None
+        try:
+            registered = yield from self._registered_keys()
+            missing = [k for k in keys if k not in registered]
+        except bc.ProviderError:
+            missing = None
+        if missing is None:
+            text = f"{refused.message} {refused.code or ''}".lower()
+            named = "custom field" in text or "custom_field" in text or any(
+                k.lower() in text for k in keys)
+            missing = keys if named else []
+        if not missing:
+            return refused
+        extra = sorted(set(missing) - set(self.custom_field_keys()))
         hint = (f"; keys of your own metadata ({', '.join(extra)}) also need "
                 f"-s custom_field_keys={','.join(extra)}" if extra else "")
         return bc.BadRequestError(
-            f"Metronome refused custom field key(s) {', '.join(keys)} for {self.entity}: "
+            f"Metronome refused custom field key(s) {', '.join(missing)} for {self.entity}: "
             "Metronome accepts only keys registered beforehand. Run `billing-credits setup "
             f"--provider {self.name}` (or provider.setup()) to register them{hint}. "
             f"Metronome said: {refused.message}",
@@ -625,7 +642,8 @@ class MetronomePlansProvider(_MetronomeProvider):
         try:
             created = yield self._http.call(CREATE_GRANT, payload, label="createGrant")
         except bc.BadRequestError as refused:
-            raise self._key_refusal(refused, payload) from None
+            error = yield from self._key_refusal(refused, payload)
+            raise error from None
         except bc.ConflictError as conflict:
             item = yield from self._find_item_by_key(grant.customer_id, idempotency_key)
             if item is None:
@@ -830,7 +848,8 @@ class MetronomeCreditsProvider(_MetronomeProvider):
         try:
             created = yield self._http.call(CREATE_CREDIT, payload, label="customerCredits/create")
         except bc.BadRequestError as refused:
-            raise self._key_refusal(refused, payload) from None
+            error = yield from self._key_refusal(refused, payload)
+            raise error from None
         except bc.ConflictError as conflict:
             item = yield from self._find_item_by_key(customer, idempotency_key)
             if item is None:
