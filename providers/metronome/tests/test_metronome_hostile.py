@@ -280,3 +280,22 @@ def test_credit_types_as_text() -> None:
     for text in (f"{eur}=EUR", f'{{"{eur}": "EUR:2"}}', f'{{"{eur}": ["EUR", 2]}}'):
         provider = bc.get_provider("metronome-plans", bearer_token=TOKEN, credit_types=text)
         assert provider.capabilities.currencies == frozenset({"USD", "EUR"})
+
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("timeout", "soon"), ("max_retries", "many"), ("rate_limit", "nan"),
+    ("far_future", "someday"), ("credit_types", "bogus"), ("base_url", "ftp://x"),
+    ("base_url", "http://metronome.example"),
+])
+def test_bad_settings_on_the_command_line_are_one_line(setting: str, value: str) -> None:
+    from click.testing import CliRunner
+
+    from billing_credits._cli import cli
+
+    result = CliRunner().invoke(cli, [
+        "grants", "list", "--provider", "metronome-plans", "-s", f"bearer_token={TOKEN}",
+        "-s", f"{setting}={value}"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert setting in result.output
+    assert TOKEN not in result.output
