@@ -108,6 +108,8 @@ class Capabilities:
     fields_in_metadata: frozenset[str] = frozenset()
     operations: frozenset[Operation] = ALL_OPERATIONS
     notes: tuple[str, ...] = ()
+    invoices_paid_amount: bool = False
+    """This instance, by its settings, bills the paid amount when creating a grant."""
 
     def supports(self, operation: Operation) -> bool:
         return operation in self.operations

@@ -273,6 +273,23 @@ _single("void", "Void a grant: its remaining credits are gone.")
 _single("expire", "Expire a grant now.")
 
 
+@cli.command("setup")
+@provider_options
+def setup(provider: str, settings: tuple[str, ...], as_json: bool) -> None:
+    """Prepare the vendor account for a provider (idempotent; safe to run again).
+
+    For Metronome: registers the custom-field keys the provider writes.
+    """
+    with _open(provider, settings) as opened:
+        done = opened.setup()
+    if as_json:
+        click.echo(json.dumps({"provider": provider, "done": done}))
+        return
+    for line in done:
+        click.echo(line)
+    click.echo(f"{provider}: set up" + ("" if done else " (nothing to do)"), err=True)
+
+
 @cli.command("export")
 @provider_options
 @click.option("--customer", "customers", multiple=True, help="Only these customers (repeatable).")

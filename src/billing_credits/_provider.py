@@ -6,7 +6,8 @@ import abc
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Self
 
 from ._capabilities import Capabilities, Operation
 from ._errors import (
@@ -167,6 +168,28 @@ class Provider(abc.ABC):
         path, a digest of the credential).
         """
         return self.name
+
+    def setup(self) -> list[str]:
+        """Prepare the vendor account for this provider, idempotently (register what it needs,
+        such as metadata keys); return what was done, one line each. The default: nothing.
+
+        Running it again does nothing more; ``billing-credits setup`` runs it from the CLI.
+        """
+        return []
+
+    def record_only(self) -> Provider:
+        """This provider, or a copy that records the paid amount without billing it.
+
+        The default is ``self``: a provider that never invoices. One whose settings make a
+        create bill the paid amount (``capabilities.invoices_paid_amount``) returns a copy
+        that keeps the paid amount as a record only (migration always creates through it).
+        """
+        return self
+
+    def retire_effective_at(self, how: Literal["void", "expire"], now: datetime) -> datetime:
+        """When retiring a grant now (``void_grant`` / ``expire_grant``) actually stops its
+        credit being spendable. The default: ``now``."""
+        return now
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (connections, files)."""

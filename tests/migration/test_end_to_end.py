@@ -212,6 +212,10 @@ def test_stripe_to_metronome_with_faults_and_kills(
                 "--amount", "original")
     planned = bc.MigrationPlan.load(path)
     assert len(planned.to_create) == 240
+    # Metronome accepts only custom-field keys registered beforehand: once per account
+    setup = CliRunner().invoke(cli, ["setup", "--provider", "metronome-plans",
+                                     *flags("-s", target)])
+    assert setup.exit_code == 0, setup.output
 
     apply_with_kills(path, target, kills=1, seed=5)
 

@@ -43,8 +43,12 @@ def wired(name: str, app: FakeApp, **settings: object) -> bc.Provider:
 def providers() -> tuple[bc.Provider, bc.Provider, bc.Provider, StripeFake]:
     metronome = MetronomeFake(token=TOKEN, credit_types={CCU: "cloud consumption units"})
     stripe = StripeFake(seed=1)
-    plans = wired("metronome-plans", metronome, bearer_token=TOKEN)
-    credits = wired("metronome", metronome, bearer_token=TOKEN, product_id=PRODUCT)
+    plans = wired("metronome-plans", metronome, bearer_token=TOKEN,
+                  custom_field_keys="x_account_id")
+    credits = wired("metronome", metronome, bearer_token=TOKEN, product_id=PRODUCT,
+                    custom_field_keys="x_account_id")
+    plans.setup()  # Metronome accepts only custom-field keys registered beforehand
+    credits.setup()
     target = wired("stripe", stripe, api_key="sk_test_seed", rate_limit="0")
     return plans, credits, target, stripe
 

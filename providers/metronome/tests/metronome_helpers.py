@@ -14,8 +14,35 @@ CUSTOM_UNIT = "fa2f1b3d-9d52-4951-a099-25991fd394d6"
 CUSTOM_UNIT_NAME = "cloud consumption units"
 
 
-def make_fake(**kwargs: Any) -> MetronomeFake:
-    return MetronomeFake(token=TOKEN, credit_types={CUSTOM_UNIT: CUSTOM_UNIT_NAME}, **kwargs)
+TEST_KEYS = ("n", "k", "a", "order", "region", "note", "x_account_id")
+"""The metadata keys the tests put on grants: registered by ``set_up`` like the library's."""
+
+
+def set_up(fake: MetronomeFake, keys: tuple[str, ...] = TEST_KEYS) -> MetronomeFake:
+    """Run ``setup()`` of both providers against ``fake`` (through a fault-free in-process
+    transport, so a test's fault script is not consumed), registering the custom-field keys the
+    providers write plus ``keys``, as a user does once with ``billing-credits setup``. The
+    setup requests are then dropped from ``fake.requests``."""
+    import httpx
+
+    from billing_credits.testing import FakeTransport
+
+    before = len(fake.requests)
+    for name in ("metronome", "metronome-plans"):
+        settings: dict[str, Any] = {"product_id": PRODUCT} if name == "metronome" else {}
+        with bc.get_provider(name, bearer_token=fake.token or TOKEN, runtime=runtime(),
+                             base_url="https://api.metronome.com",
+                             http_client=httpx.Client(transport=FakeTransport(fake)),
+                             custom_field_keys=",".join(keys), **settings) as provider:
+            provider.setup()
+    del fake.requests[before:]
+    return fake
+
+
+def make_fake(*, ready: bool = True, **kwargs: Any) -> MetronomeFake:
+    """The tests' fake; ``ready``: with the custom-field keys registered (``set_up``)."""
+    fake = MetronomeFake(token=TOKEN, credit_types={CUSTOM_UNIT: CUSTOM_UNIT_NAME}, **kwargs)
+    return set_up(fake) if ready else fake
 
 
 class Sleeps:

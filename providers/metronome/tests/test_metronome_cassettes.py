@@ -97,6 +97,14 @@ def cassette_vcr() -> vcr.VCR:
     )
 
 
+def _fresh(name: str) -> str:
+    """The cassette file name; when recording, the old file is removed first (vcrpy's record
+    mode "all" would otherwise append the new interactions to the old ones)."""
+    if RECORD:
+        (ROOT / name).unlink(missing_ok=True)
+    return name
+
+
 @contextmanager
 def base_url() -> Iterator[str]:
     """Where to send: the real API when recording against it, the loopback fake when recording
@@ -177,7 +185,7 @@ def scenario() -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", ["metronome", "metronome-plans"])
 def test_replay_sync(name: str, scenario: dict[str, Any]) -> None:
-    with base_url() as url, cassette_vcr().use_cassette(f"{name}-sync.yaml") as cassette:
+    with base_url() as url, cassette_vcr().use_cassette(_fresh(f"{name}-sync.yaml")) as cassette:
         provider = _provider(name, url, scenario)
         _play(provider, _grants(scenario, name, "sync"))
         provider.close()
@@ -186,7 +194,7 @@ def test_replay_sync(name: str, scenario: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("name", ["metronome", "metronome-plans"])
 async def test_replay_async(name: str, scenario: dict[str, Any]) -> None:
-    with base_url() as url, cassette_vcr().use_cassette(f"{name}-async.yaml") as cassette:
+    with base_url() as url, cassette_vcr().use_cassette(_fresh(f"{name}-async.yaml")) as cassette:
         await _aplay(_provider(name, url, scenario), _grants(scenario, name, "async"))
     assert RECORD or cassette.all_played, "unused interactions in the cassette"
 

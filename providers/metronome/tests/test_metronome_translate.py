@@ -261,7 +261,13 @@ def test_seed_003_list_grants_reads_with_every_field_kept() -> None:
                          name="cloud consumption units")
     assert g.amount == bc.Money(amount=Decimal(100), unit=unit)
     assert g.paid_amount == bc.Money(amount=Decimal("0.10"), currency="USD")
-    assert g.balance == bc.Money(amount=Decimal(80), unit=unit)
+    # expired at NOW: nothing left to use, whatever the stale balance says
+    assert g.balance == bc.Money(amount=Decimal(0), unit=unit)
+    during = tr.grant_from_item(item, PLANS, datetime(2022, 1, 15, tzinfo=UTC),
+                                provider="metronome-plans")
+    assert during.balance == bc.Money(amount=Decimal(80), unit=unit)
+    assert during.raw is not None
+    assert during.raw["_summary"]["balance_rule"] == "including_pending"
     assert (g.category, g.category_label) == (bc.Category.PAID, "enterprise")
     assert g.metadata == {"x_account_id": "KyVnHhSBWl7eY2bl"}
     assert g.name == "Initial credit purchase"
@@ -362,10 +368,12 @@ def test_round_trip_v1_grants(alignment: str) -> None:
             assert [p.field for p in problems] == ["expires_at"], problems
             return
         fake = MetronomeFake(strict_ids=False, require_hour_boundaries=alignment == "hour")
+        fake.register_custom_field_keys("credit_grant", [*tr.RESERVED_KEYS, *g.metadata])
         names = _register_units(fake, g)
         key = g.idempotency_key or f"bc-{uuid.uuid4()}"
         payload, adjustments = tr.grant_create_payload(g, key, provider.config, NOW)
-        assert not [a for a in adjustments if a.field not in ("priority", "effective_at", "name")]
+        assert not [a for a in adjustments
+                    if a.field not in ("priority", "effective_at", "name", "paid_amount")]
         check_params(CreditGrantCreateParams, loads(dumps(payload)))
         grant_id = _post(fake, "/v1/credits/createGrant", payload)["data"]["id"]
         item = _post(fake, "/v1/credits/listGrants", {"credit_grant_ids": [grant_id]})["data"][0]
@@ -397,6 +405,7 @@ def test_round_trip_customer_credits_including_multi_segment(alignment: str) -> 
             return
         seen_segments.add(len(g.schedule or ()))
         fake = MetronomeFake(strict_ids=False, require_hour_boundaries=alignment == "hour")
+        fake.register_custom_field_keys("contract_credit", [*tr.RESERVED_KEYS, *g.metadata])
         names = _register_units(fake, g)
         key = g.idempotency_key or f"bc-{uuid.uuid4()}"
         payload, adjustments = tr.credit_create_payload(g, key, provider.config, NOW)

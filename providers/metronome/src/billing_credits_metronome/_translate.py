@@ -100,6 +100,8 @@ class TranslationConfig:
     far_future: datetime = datetime(2099, 12, 31, tzinfo=UTC)
     alignment: Alignment = "hour"
     invoice_paid_amount: bool = False
+    record_only: bool = False
+    """Set on ``record_only()`` copies: ``invoice_paid_amount`` is off whatever the settings."""
     default_name: str = "Credits"
     product_id: str | None = None
     provider: str = "metronome"
@@ -446,6 +448,14 @@ def grant_create_payload(
         adjustments.append(bc.Adjustment(
             field="name", requested=None, stored=config.default_name,
             reason="Metronome requires a name; it reads back as None (custom field bc_unnamed)"))
+    if (grant.paid_amount is not None and grant.paid_amount.amount > 0
+            and not _sends_paid_natively(grant, config)):
+        adjustments.append(bc.Adjustment(
+            field="paid_amount", requested=str(grant.paid_amount), stored="0",
+            reason="Metronome invoices a positive paid_amount: it was sent as 0 (no invoice) "
+            "and kept in custom fields bc_paid_amount/bc_paid_unit, where it reads back from"
+            + ("; this copy records it only and never bills (record_only)" if config.record_only
+               else "; set invoice_paid_amount to bill it")))
     payload: dict[str, Any] = {
         "customer_id": grant.customer_id,
         "name": grant.name if grant.name is not None else config.default_name,
@@ -500,9 +510,10 @@ def grant_from_item(
     """A ``listGrants`` item as a neutral grant, keeping every field.
 
     Amounts in configured currencies become major units (USD (cents) 1000 → 10.00 USD); other
-    credit types become ``CreditUnit(id, name)``. ``balance`` is the smaller (more cautious) of
-    ``excluding_pending`` and ``including_pending``. ``raw`` is the item as received plus
-    ``_summary``: both balances, their date, and the deductions and pending deductions summed.
+    credit types become ``CreditUnit(id, name)``. ``balance`` is what the customer can still
+    use (see ``grant_balance``). ``raw`` is the item as received plus ``_summary``: both
+    balances, their date, the rule that chose the balance, and the deductions and pending
+    deductions summed.
     """
     fields: dict[str, str] = {str(k): str(v) for k, v in (item.get("custom_fields") or {}).items()}
     amount = money_from_vendor(item["grant_amount"]["amount"],
@@ -518,18 +529,15 @@ def grant_from_item(
     effective = parse_time(item["effective_at"])
     expires = _end(parse_time(item["expires_at"]), config)
     balance_data = item.get("balance") or {}
-    balance = None
-    if balance_data:
-        figures = [to_decimal(balance_data[k]) for k in ("excluding_pending", "including_pending")
-                   if balance_data.get(k) is not None]
-        if figures:
-            balance = money_from_vendor(min(figures), item["grant_amount"].get("credit_type"),
-                                        config)
+    remaining, rule = grant_balance(item, expires_at=parse_time(item["expires_at"]), now=now)
+    balance = None if remaining is None else money_from_vendor(
+        remaining, item["grant_amount"].get("credit_type"), config)
     raw = dict(item)
     raw["_summary"] = {
         "balance_excluding_pending": _text(balance_data.get("excluding_pending")),
         "balance_including_pending": _text(balance_data.get("including_pending")),
         "balance_effective_at": balance_data.get("effective_at"),
+        "balance_rule": rule,
         "deductions": _ledger_summary(item.get("deductions") or ()),
         "pending_deductions": _ledger_summary(item.get("pending_deductions") or ()),
         "native_paid_amount": None if native_paid is None else str(native_paid),
@@ -556,6 +564,73 @@ def grant_from_item(
         balance=balance,
         raw=raw,
     )
+
+
+def _pending_total(entries: Any) -> Decimal | None:
+    """What the listed pending deductions will take, or None when that is not known.
+
+    A ``CreditLedgerEntry.amount`` is "an amount representing the change to the customer's
+    credit balance" (``metronome/types/v1/credit_ledger_entry.py``); the docs' example writes a
+    deduction as a positive 20 (seed003). Either way a deduction takes its magnitude.
+    """
+    if not isinstance(entries, list):
+        return None
+    total = Decimal(0)
+    for entry in entries:
+        if not isinstance(entry, Mapping) or entry.get("amount") is None:
+            return None
+        total += abs(to_decimal(entry["amount"]))
+    return total
+
+
+def grant_balance(item: Mapping[str, Any], *, expires_at: datetime,
+                  now: datetime) -> tuple[Decimal | None, str]:
+    """The neutral balance of a ``listGrants`` item, in its credit type's unit, and the rule used.
+
+    Neutral meaning: what the customer can still use, now or in windows to come; credit
+    already consumed by usage counts zero, whether its deduction is posted or still pending on
+    a draft invoice. Metronome's fields, by their documented meaning
+    (``CreditGrantListResponse.Balance`` in ``metronome/types/v1/credit_grant_list_response.py``;
+    https://docs.metronome.com/api-reference/credit-grants/list-credit-grants):
+
+    - ``balance`` is "the effective balance of the grant as of the end of the customer's
+      current billing period" (``effective_at``, "the end_date of the customer's current
+      billing period"); "expiration deductions will be included only if the grant expires
+      before the end of the current billing period";
+    - ``excluding_pending``: "the grant's current balance including all posted deductions. If
+      the grant has expired, this amount will be 0";
+    - ``including_pending``: "... including all posted and pending deductions. If the grant
+      expires before the end of the customer's current billing period, this amount will be 0".
+
+    So:
+
+    - expired (``now >= expires_at``): 0;
+    - the grant outlives the billing period (``expires_at`` after ``balance.effective_at``):
+      ``including_pending``, Metronome's own figure for "posted and pending deductions taken";
+    - the grant expires within the period: ``including_pending`` is 0 by the rule above (the
+      expiration is counted as a deduction), which says nothing about what is usable until
+      then. The balance is ``excluding_pending`` minus the pending deductions listed on the
+      grant (``pending_deductions``: usage already incurred, which the draft invoice will take),
+      never below 0. When the pending deductions are not given, nothing is certain to be
+      taken: ``excluding_pending``.
+
+    None when the item has no balance (``balance.excluding_pending`` missing).
+    """
+    data = item.get("balance")
+    if now >= expires_at:
+        return Decimal(0), "expired"
+    if not isinstance(data, Mapping) or data.get("excluding_pending") is None:
+        return None, "no balance"
+    posted = to_decimal(data["excluding_pending"])
+    including = data.get("including_pending")
+    period_end = data.get("effective_at")
+    if including is not None and isinstance(period_end, str) and expires_at > parse_time(
+            period_end):
+        return max(to_decimal(including), Decimal(0)), "including_pending"
+    pending = _pending_total(item.get("pending_deductions"))
+    if pending is None:
+        return max(posted, Decimal(0)), "excluding_pending (pending deductions not listed)"
+    return max(posted - pending, Decimal(0)), "excluding_pending - pending_deductions"
 
 
 def _priority_in(value: Any, fields: Mapping[str, str],

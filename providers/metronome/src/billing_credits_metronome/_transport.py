@@ -8,8 +8,15 @@ Errors: Metronome answers ``{"message": ...}`` (some endpoints add ``"code"``). 
 onto the core hierarchy with ``billing_credits.error_class_for_status``; 429 carries the
 ``Retry-After`` (or ``retry-after-ms``) wait; timeouts and connection failures become retryable
 ``UnavailableError``. Metronome documents no request-id header; ``x-request-id`` or
-``request-id`` is kept when present. The bearer token lives only in the request header: it is
-never logged, never kept on errors, and never part of a repr.
+``request-id`` is kept when present, on every ``Reply`` and error. The bearer token lives only in
+the request header: it is registered with ``billing_credits._secrets.register_secret`` (masked in
+every message the library writes), never logged, never part of a repr, and never reachable from
+an error: network failures are raised outside the ``except`` block, so no httpx exception (whose
+``request.headers`` hold the token) hangs on ``__context__``.
+
+Every 2xx answer is validated before use: ``page_of`` and ``created_id`` check the shapes the
+SDK's response models declare and raise ``billing_credits.InvalidResponseError`` (with the
+request id and a bounded, redacted excerpt of the body) otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -26,10 +34,12 @@ from typing import Any
 import httpx
 
 import billing_credits as bc
+from billing_credits._secrets import check_base_url, register_secret
 
 from . import _translate as tr
 
-__all__ = ["DEFAULT_BASE_URL", "MetronomeHTTP", "dumps", "loads"]
+__all__ = ["DEFAULT_BASE_URL", "MetronomeHTTP", "Reply", "created_id", "dumps", "loads",
+           "page_of"]
 
 DEFAULT_BASE_URL = "https://api.metronome.com"
 USER_AGENT = "billing-credits-metronome/0.1"
@@ -73,6 +83,51 @@ def _retry_after(headers: httpx.Headers) -> float | None:
         return max((parsed - datetime.now(UTC)).total_seconds(), 0.0)
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A decoded 2xx answer and Metronome's request id for it (None when it sent none)."""
+
+    body: Any
+    request_id: str | None = None
+
+
+def _wrong_shape(provider: str, label: str, reply: Reply, what: str) -> bc.InvalidResponseError:
+    return bc.InvalidResponseError(
+        f"Metronome {label} answered with a body of the wrong shape ({what}): "
+        f"{bc.excerpt(reply.body, 200)}",
+        provider=provider, status=200, body=bc.excerpt(reply.body),
+        request_id=reply.request_id)
+
+
+def page_of(provider: str, label: str, reply: Reply) -> tuple[list[Any], str | None]:
+    """``(items, next cursor)`` of a list answer ``{data: [...], next_page: str | null}``.
+
+    The shape of ``SyncCursorPage`` / ``SyncCursorPageWithoutLimit`` (``metronome/pagination.py``);
+    anything else is ``InvalidResponseError``. Items are not checked here: each is read on its
+    own (``billing_credits.read_items``).
+    """
+    body = reply.body
+    if not isinstance(body, dict):
+        raise _wrong_shape(provider, label, reply, "not a JSON object")
+    data = body.get("data")
+    if not isinstance(data, list):
+        raise _wrong_shape(provider, label, reply, "'data' is not a list")
+    cursor = body.get("next_page")
+    if cursor is not None and not isinstance(cursor, str):
+        raise _wrong_shape(provider, label, reply, "'next_page' is not a string or null")
+    return data, cursor or None
+
+
+def created_id(provider: str, label: str, reply: Reply) -> str:
+    """The id of a create/edit answer ``{data: {id: str}}`` (``shared/id.py``)."""
+    body = reply.body
+    data = body.get("data") if isinstance(body, dict) else None
+    found = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(found, str) or not found:
+        raise _wrong_shape(provider, label, reply, "no 'data.id' string")
+    return found
+
+
 class _Token:
     """The bearer token, kept out of every repr and str."""
 
@@ -88,6 +143,11 @@ class _Token:
         return "_Token('**********')"
 
     __str__ = __repr__
+
+
+def _request_id(headers: httpx.Headers) -> str | None:
+    found: str | None = headers.get("x-request-id") or headers.get("request-id")
+    return found
 
 
 class MetronomeHTTP:
@@ -107,7 +167,8 @@ class MetronomeHTTP:
         async_http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.provider = provider
-        self.base_url = base_url.rstrip("/")
+        register_secret(bearer_token)
+        self.base_url = check_base_url(base_url, credential=True).rstrip("/")
         self.timeout = timeout
         self._token = _Token(bearer_token)
         self._client = http_client
@@ -154,28 +215,36 @@ class MetronomeHTTP:
     def call(
         self, path: str, body: Mapping[str, Any], *, query: Mapping[str, str | int] | None = None,
         retry_safe: bool = True, label: str = "",
-    ) -> bc.Call[Any]:
-        """One POST as a ``billing_credits.Call`` returning the decoded JSON body."""
+    ) -> bc.Call[Reply]:
+        """One POST as a ``billing_credits.Call`` returning the decoded answer as a ``Reply``."""
         content = dumps(body)  # refuse inexact numbers before any attempt
         del content
 
-        def sync() -> Any:
+        def sync() -> Reply:
             request = self._request(path, body, query)
             started = time.monotonic()
+            failure: bc.ProviderError | None = None
             try:
                 response = self.client.send(request)
             except httpx.TransportError as error:
-                raise self._network_error(error, label) from None
+                failure = self._network_error(error, label)
+            del request
+            if failure is not None:
+                raise failure  # outside the except block: no httpx error on __context__
             return self._result(response, label, started)
 
-        async def async_() -> Any:
+        async def async_() -> Reply:
             request = self._request(path, body, query)
             started = time.monotonic()
+            failure: bc.ProviderError | None = None
             try:
                 response = await self.aclient.send(request)
+                await response.aread()
             except httpx.TransportError as error:
-                raise self._network_error(error, label) from None
-            await response.aread()
+                failure = self._network_error(error, label)
+            del request
+            if failure is not None:
+                raise failure  # outside the except block: no httpx error on __context__
             return self._result(response, label, started)
 
         return bc.Call(sync, async_, retry_safe=retry_safe, label=label or path)
@@ -188,18 +257,25 @@ class MetronomeHTTP:
             provider=self.provider, retryable=True,
         )
 
-    def _result(self, response: httpx.Response, label: str, started: float) -> Any:
+    def _result(self, response: httpx.Response, label: str, started: float) -> Reply:
         elapsed = time.monotonic() - started
         log.debug("metronome %s: %s in %.3fs", label, response.status_code, elapsed)
+        request_id = _request_id(response.headers)
         if response.status_code < 400:
+            decoded: Any = None
+            failed = False
+            if not response.content.strip():
+                return Reply(None, request_id)  # e.g. addKey: the SDK expects no body
             try:
-                return loads(response.content)
-            except ValueError:
-                raise bc.ProviderError(
+                decoded = loads(response.content)
+            except (ValueError, RecursionError):
+                failed = True
+            if failed:
+                raise bc.InvalidResponseError(
                     f"Metronome {label} answered {response.status_code} with a non-JSON body",
                     provider=self.provider, status=response.status_code,
-                    body=response.text[:1000],
-                ) from None
+                    body=bc.excerpt(response.text), request_id=request_id)
+            return Reply(decoded, request_id)
         raise self._status_error(response, label)
 
     def _status_error(self, response: httpx.Response, label: str) -> bc.ProviderError:
@@ -207,12 +283,16 @@ class MetronomeHTTP:
         body: Mapping[str, Any] | str
         try:
             decoded = loads(response.content)
-            body = decoded if isinstance(decoded, dict) else response.text[:1000]
-        except ValueError:
-            body = response.text[:1000]
+            body = decoded if isinstance(decoded, dict) else bc.excerpt(response.text)
+        except (ValueError, RecursionError):
+            body = bc.excerpt(response.text)
         message = body.get("message") if isinstance(body, Mapping) else None
         code = body.get("code") if isinstance(body, Mapping) else None
-        request_id = response.headers.get("x-request-id") or response.headers.get("request-id")
+        if message is not None:
+            message = bc.excerpt(str(message), 300)
+        if code is not None:
+            code = bc.excerpt(str(code), 100)
+        request_id = _request_id(response.headers)
         text = f"Metronome {label} failed with {status}: {message or response.reason_phrase}"
         cls = bc.error_class_for_status(status)
         kwargs: dict[str, Any] = {

@@ -17,6 +17,28 @@ custom-field values of at most 200 characters, ``credit_grant_ids`` alone, ``spe
 without ``applicable_product_ids``/``applicable_product_tags``. Responses have the shapes of
 the SDK's response models (checked in tests).
 
+Custom fields: ``/v1/customFields/addKey`` and ``/v1/customFields/listKeys``. A create whose
+``custom_fields`` hold a key not on the entity's allow list (``credit_grant`` for v1 grants,
+``contract_credit`` for customer credits) is refused with 400: addKey "Add[s] a key to the
+allow list for an entity" (https://docs.metronome.com/api-reference/custom-fields/create-a-custom-field-key)
+and removeKey "remov[es] a custom field key from the allowlist ... preventing future use of that
+key" (SDK ``metronome/resources/v1/custom_fields.py``). The refusal's wording is the fake's own
+(Metronome documents only ``{"message"}`` 400s; vendor-surface.md §6 item 3). addKey on a key
+already registered answers 400 ``Duplicate custom field key`` (observed against a Metronome
+sandbox, practitioner notes found through the code index); keys are at most 100 characters
+("There is a 100 character limit on custom field keys", SDK docs for ``add_key``).
+
+Balances of v1 grants follow ``CreditGrantListResponse.Balance``
+(``metronome/types/v1/credit_grant_list_response.py``): as of the end of the current billing
+period (``effective_at``; the fake's periods are calendar months); ``excluding_pending`` takes
+the posted deductions and "if the grant has expired, this amount will be 0";
+``including_pending`` also takes the pending ones and "if the grant expires before the end of
+the customer's current billing period, this amount will be 0". ``deduct(..., pending=True)``
+records a pending deduction (a draft invoice's), ``post_pending`` finalizes them.
+
+Listing a page costs O(page size): grants and credits are indexed by customer in creation
+order, and a cursor is a position in that order.
+
 Reach it with ``billing_credits.testing.FakeTransport(fake)`` or ``serve(fake)``; faults
 (429 with ``Retry-After``, 5xx, timeouts after commit, rate limits) come from the kit.
 """
@@ -36,11 +58,13 @@ from billing_credits_metronome._translate import USD_CENTS, format_time, parse_t
 from billing_credits_metronome._transport import dumps, loads
 
 __all__ = [
+    "ADD_KEY_FIELDS",
     "CREATE_CREDIT_FIELDS",
     "CREATE_GRANT_FIELDS",
     "EDIT_GRANT_FIELDS",
     "LIST_CREDITS_FIELDS",
     "LIST_GRANTS_FIELDS",
+    "LIST_KEYS_FIELDS",
     "UPDATE_END_DATE_FIELDS",
     "VOID_GRANT_FIELDS",
     "MetronomeFake",
@@ -76,14 +100,24 @@ LIST_CREDITS_FIELDS = frozenset({
     "starting_at",
 })
 UPDATE_END_DATE_FIELDS = frozenset({"access_ending_before", "credit_id", "customer_id"})
+ADD_KEY_FIELDS = frozenset({"enforce_uniqueness", "entity", "key"})
+LIST_KEYS_FIELDS = frozenset({"entities"})
+CUSTOM_FIELD_ENTITIES = frozenset({
+    "alert", "billable_metric", "charge", "commit", "contract_credit", "contract_product",
+    "contract", "credit_grant", "customer_plan", "customer", "discount", "invoice", "plan",
+    "professional_service", "product", "rate_card", "scheduled_charge", "subscription",
+    "package_commit", "package_credit", "package_subscription", "package_scheduled_charge",
+})
+"""``CustomFieldAddKeyParams.entity`` (``metronome/types/v1/custom_field_add_key_params.py``)."""
 
 _HOUR_SECONDS = 3600
 
 
 class _RefusedError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
         self.status = status
         self.message = message
+        self.code = code
         super().__init__(message)
 
 
@@ -121,6 +155,8 @@ class MetronomeFake:
     ``Authorization: Bearer <token>`` (else 401).
     ``clock``: "now" for defaults, balances and statuses. ``credit_types``: extra credit types
     (id → name) besides USD (cents). ``requests`` records ``(path, query, body)`` for tests.
+    ``custom_field_keys``: keys already registered, per entity (``{"credit_grant": [...]}``);
+    ``register_custom_field_keys(entity, keys)`` adds more, as ``addKey`` would.
     """
 
     def __init__(
@@ -132,6 +168,7 @@ class MetronomeFake:
         credit_types: Mapping[str, str] | None = None,
         products: Mapping[str, str] | None = None,
         strict_ids: bool = True,
+        custom_field_keys: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.token = token
         self.strict_ids = strict_ids
@@ -143,6 +180,12 @@ class MetronomeFake:
         self.credits: dict[str, _Credit] = {}
         self.grant_keys: dict[str, str] = {}
         self.credit_keys: dict[str, str] = {}
+        self.field_keys: dict[str, dict[str, bool]] = {}
+        for entity, keys in (custom_field_keys or {}).items():
+            self.register_custom_field_keys(entity, keys)
+        self._grant_order: list[str] = []
+        self._grants_by_customer: dict[str, list[str]] = {}
+        self._credits_by_customer: dict[str, list[str]] = {}
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self._routes: dict[str, Callable[[dict[str, str], Any], Any]] = {
             "/v1/credits/createGrant": self._create_grant,
@@ -152,6 +195,8 @@ class MetronomeFake:
             "/v1/contracts/customerCredits/create": self._create_credit,
             "/v1/contracts/customerCredits/list": self._list_credits,
             "/v1/contracts/customerCredits/updateEndDate": self._update_end_date,
+            "/v1/customFields/addKey": self._add_key,
+            "/v1/customFields/listKeys": self._list_keys,
         }
 
     # -- FakeApp --------------------------------------------------------------------------
@@ -175,17 +220,20 @@ class MetronomeFake:
         try:
             if not isinstance(body, dict):
                 raise _bad("Body must be a JSON object")
-            allowed = LIST_GRANTS_QUERY if path == "/v1/credits/listGrants" else frozenset()
+            allowed = {"/v1/credits/listGrants": LIST_GRANTS_QUERY,
+                       "/v1/customFields/listKeys": frozenset({"next_page"})}.get(path,
+                                                                                 frozenset())
             self._fields(query, allowed, where="query parameter ")
             result = route(query, body)
         except _RefusedError as refused:
-            return self.error(refused.status, refused.message)
+            return self.error(refused.status, refused.message, refused.code)
         return httpx.Response(200, content=dumps(result),
                               headers={"content-type": "application/json",
                                        "x-request-id": uuid.uuid4().hex})
 
-    def error(self, status: int, message: str) -> httpx.Response:
-        return httpx.Response(status, content=dumps({"message": message}),
+    def error(self, status: int, message: str, code: str | None = None) -> httpx.Response:
+        body = {"message": message} if code is None else {"code": code, "message": message}
+        return httpx.Response(status, content=dumps(body),
                               headers={"content-type": "application/json",
                                        "x-request-id": uuid.uuid4().hex})
 
@@ -204,6 +252,16 @@ class MetronomeFake:
             "credit_grant_id": grant_id, "invoice_id": invoice_id or str(uuid.uuid4()),
         }
         (grant.pending if pending else grant.deductions).append(entry)
+
+    def post_pending(self, grant_id: str) -> None:
+        """Finalize the draft invoice: the grant's pending deductions become posted."""
+        grant = self.grants[grant_id]
+        grant.deductions.extend(grant.pending)
+        grant.pending.clear()
+
+    def register_custom_field_keys(self, entity: str, keys: Iterable[str]) -> None:
+        """Put ``keys`` on ``entity``'s allow list, as ``/v1/customFields/addKey`` does."""
+        self.field_keys.setdefault(entity, {}).update(dict.fromkeys(keys, False))
 
     def deduct_credit(self, credit_id: str, amount: Decimal | int) -> None:
         """Record usage against a customer credit (in its credit type's unit)."""
@@ -271,13 +329,17 @@ class MetronomeFake:
             raise _RefusedError(409, f"A {what} with uniqueness key {key!r} already exists")
         return key
 
-    @staticmethod
-    def _custom_fields(value: Any) -> dict[str, str]:
+    def _custom_fields(self, value: Any, entity: str) -> dict[str, str]:
         if value is None:
             return {}
         if not isinstance(value, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise _bad("custom_fields must map strings to strings")
+        allowed = self.field_keys.get(entity, {})
+        unknown = sorted(k for k in value if k not in allowed)
+        if unknown:
+            raise _bad(f"Custom field key(s) not on the allow list for entity {entity}: "
+                       f"{', '.join(unknown)}. Add them with /v1/customFields/addKey")
         for key, text in value.items():
             if len(text) > 200:
                 raise _bad(f"Custom field {key!r}: values are limited to 200 characters")
@@ -313,10 +375,35 @@ class MetronomeFake:
             raise _bad("Invalid next_page cursor") from None
 
     @staticmethod
-    def _page(items: list[dict[str, Any]], offset: int, limit: int) -> dict[str, Any]:
-        chunk = items[offset:offset + limit]
-        more = offset + limit < len(items)
-        return {"data": chunk, "next_page": f"cursor_{offset + limit:x}" if more else None}
+    def _scan(base: list[str], offset: int, limit: int, get: Callable[[str], Any],
+              matches: Callable[[Any], bool], view: Callable[[Any], dict[str, Any]],
+              ) -> dict[str, Any]:
+        """One page: from position ``offset`` of ``base`` (ids in creation order), the next
+        ``limit`` matching records, viewed; the cursor is the position after the last one
+        looked at. Costs O(limit + records skipped), never O(all records)."""
+        chunk: list[dict[str, Any]] = []
+        position = offset
+        while position < len(base) and len(chunk) < limit:
+            record = get(base[position])
+            position += 1
+            if record is not None and matches(record):
+                chunk.append(view(record))
+        more = position < len(base)
+        return {"data": chunk, "next_page": f"cursor_{position:x}" if more else None}
+
+    def _reindex(self) -> None:
+        """Rebuild the per-customer indexes when records were put into ``grants`` /
+        ``credits`` directly (benchmarks seed state that way)."""
+        if len(self._grant_order) != len(self.grants):
+            self._grant_order = list(self.grants)
+            self._grants_by_customer = {}
+            for grant_id, grant in self.grants.items():
+                self._grants_by_customer.setdefault(grant.item["customer_id"], []).append(
+                    grant_id)
+        if sum(len(v) for v in self._credits_by_customer.values()) != len(self.credits):
+            self._credits_by_customer = {}
+            for credit_id, credit in self.credits.items():
+                self._credits_by_customer.setdefault(credit.customer_id, []).append(credit_id)
 
     def _period_end(self) -> str:
         now = self.clock()
@@ -354,7 +441,7 @@ class MetronomeFake:
         if body.get("rollover_settings") is not None:
             raise _bad("rollover_settings is not enabled for this client")
         key = self._key(body, self.grant_keys, "credit grant")
-        custom_fields = self._custom_fields(body.get("custom_fields"))
+        custom_fields = self._custom_fields(body.get("custom_fields"), "credit_grant")
         grant_id = str(uuid.uuid4())
         item: dict[str, Any] = {
             "id": grant_id, "name": name, "customer_id": customer,
@@ -375,6 +462,8 @@ class MetronomeFake:
         if values["paid_amount"] > 0:
             item["invoice_id"] = str(uuid.uuid4())
         self.grants[grant_id] = _Grant(item, values["grant_amount"])
+        self._grant_order.append(grant_id)
+        self._grants_by_customer.setdefault(customer, []).append(grant_id)
         return {"data": {"id": grant_id}}
 
     def _grant_view(self, grant: _Grant) -> dict[str, Any]:
@@ -388,7 +477,7 @@ class MetronomeFake:
         item["balance"] = {
             "effective_at": period_end,
             "excluding_pending": Decimal(0) if expired else posted,
-            "including_pending": Decimal(0) if parse_time(item["expires_at"]) <= parse_time(
+            "including_pending": Decimal(0) if parse_time(item["expires_at"]) < parse_time(
                 period_end) else pending,
         }
         item["deductions"] = list(grant.deductions)
@@ -413,24 +502,32 @@ class MetronomeFake:
         not_expiring = self._time(body["not_expiring_before"], "not_expiring_before",
                                   hour=False) if body.get("not_expiring_before") is not None \
             else None
-        selected = []
-        for grant in self.grants.values():
+        if ids is not None:
+            base = list(dict.fromkeys(ids))  # direct lookups: O(ids)
+        elif customers is not None and len(customers) == 1:
+            self._reindex()
+            base = self._grants_by_customer.get(customers[0], [])
+        else:
+            self._reindex()
+            base = self._grant_order
+
+        def matches(grant: _Grant) -> bool:
             item = grant.item
             if grant.voided:
-                continue
-            if ids is not None and item["id"] not in ids:
-                continue
+                return False
             if customers is not None and item["customer_id"] not in customers:
-                continue
+                return False
             if types is not None and item["grant_amount"]["credit_type"]["id"] not in types:
-                continue
+                return False
             if effective_before is not None and parse_time(item["effective_at"]) >= (
                     effective_before):
-                continue
-            if not_expiring is not None and parse_time(item["expires_at"]) < not_expiring:
-                continue
-            selected.append(self._grant_view(grant))
-        return self._page(selected, offset, limit)
+                return False
+            return not (not_expiring is not None
+                        and parse_time(item["expires_at"]) < not_expiring)
+
+        return self._scan(base, offset, limit,
+                          lambda gid: self.grants.get(gid) if gid in self.grants else None,
+                          matches, self._grant_view)
 
     def _live_grant(self, body: Mapping[str, Any]) -> _Grant:
         grant_id = self._uuid(body.get("id"), "id")
@@ -456,6 +553,13 @@ class MetronomeFake:
 
     def _void_grant(self, query: dict[str, str], body: dict[str, Any]) -> Any:
         self._fields(body, VOID_GRANT_FIELDS, ("id",))
+        grant_id = self._uuid(body.get("id"), "id")
+        known = self.grants.get(grant_id)
+        if known is not None and known.voided:
+            # Metronome's answer to voiding twice is not documented; this is the one the
+            # issue's stand-in gave (issue 8.6: "failed with credit_grant_voided").
+            raise _RefusedError(400, f"Credit grant {grant_id} is already voided",
+                                "credit_grant_voided")
         grant = self._live_grant(body)
         grant.voided = True
         key = grant.item.get("uniqueness_key")
@@ -537,7 +641,7 @@ class MetronomeFake:
                 self._fields(spec, SPECIFIER_FIELDS, where=f"specifiers.{i}.")
                 checked.append(dict(spec))
             item["specifiers"] = checked
-        custom_fields = self._custom_fields(body.get("custom_fields"))
+        custom_fields = self._custom_fields(body.get("custom_fields"), "contract_credit")
         if custom_fields:
             item["custom_fields"] = custom_fields
         for optional in ("rate_type", "netsuite_sales_order_id", "salesforce_opportunity_id"):
@@ -547,6 +651,7 @@ class MetronomeFake:
             item["uniqueness_key"] = key
             self.credit_keys[key] = credit_id
         self.credits[credit_id] = _Credit(customer, item, segments)
+        self._credits_by_customer.setdefault(customer, []).append(credit_id)
         return {"data": {"id": credit_id}}
 
     def _credit_view(self, credit: _Credit, *, balance: bool, ledgers: bool) -> dict[str, Any]:
@@ -580,25 +685,28 @@ class MetronomeFake:
             "starting_at") is not None else None
         before = self._time(body["effective_before"], "effective_before", hour=False) if body.get(
             "effective_before") is not None else None
-        selected = []
-        for credit_id, credit in self.credits.items():
+        self._reindex()
+        credit_id = body.get("credit_id")
+        base = ([credit_id] if isinstance(credit_id, str) else []) if credit_id is not None \
+            else self._credits_by_customer.get(customer, [])
+
+        def matches(credit: _Credit) -> bool:
             if credit.customer_id != customer:
-                continue
-            if body.get("credit_id") is not None and credit_id != body["credit_id"]:
-                continue
+                return False
             if credit.archived and not body.get("include_archived"):
-                continue
+                return False
             windows = [(parse_time(s["starting_at"]), parse_time(s["ending_before"]))
                        for s in credit.segments]
             if covering is not None and not any(a <= covering < b for a, b in windows):
-                continue
+                return False
             if starting is not None and not any(b > starting for _, b in windows):
-                continue
-            if before is not None and not any(a < before for a, _ in windows):
-                continue
-            selected.append(self._credit_view(credit, balance=bool(body.get("include_balance")),
-                                              ledgers=bool(body.get("include_ledgers"))))
-        return self._page(selected, offset, limit)
+                return False
+            return not (before is not None and not any(a < before for a, _ in windows))
+
+        return self._scan(base, offset, limit, self.credits.get, matches,
+                          lambda c: self._credit_view(
+                              c, balance=bool(body.get("include_balance")),
+                              ledgers=bool(body.get("include_ledgers"))))
 
     def _update_end_date(self, query: dict[str, str], body: dict[str, Any]) -> Any:
         self._fields(body, UPDATE_END_DATE_FIELDS, UPDATE_END_DATE_FIELDS)
@@ -621,3 +729,32 @@ class MetronomeFake:
         ]
         credit.segments = kept
         return {"data": {"id": credit_id}}
+
+    # -- custom fields ----------------------------------------------------------------------
+
+    def _add_key(self, query: dict[str, str], body: dict[str, Any]) -> Any:
+        self._fields(body, ADD_KEY_FIELDS, ADD_KEY_FIELDS)
+        entity = body["entity"]
+        if entity not in CUSTOM_FIELD_ENTITIES:
+            raise _bad(f"entity must be one of {', '.join(sorted(CUSTOM_FIELD_ENTITIES))}")
+        key = self._string(body["key"], "key", min_length=1)
+        if len(key) > 100:
+            raise _bad("There is a 100 character limit on custom field keys")
+        if not isinstance(body["enforce_uniqueness"], bool):
+            raise _bad("enforce_uniqueness must be a boolean")
+        keys = self.field_keys.setdefault(entity, {})
+        if key in keys:
+            raise _bad("Duplicate custom field key")
+        keys[key] = body["enforce_uniqueness"]
+        return {"data": {"id": str(uuid.uuid4())}}
+
+    def _list_keys(self, query: dict[str, str], body: dict[str, Any]) -> Any:
+        self._fields(body, LIST_KEYS_FIELDS)
+        entities = body.get("entities")
+        if entities is not None:
+            entities = self._strings(entities, "entities")
+        found = [{"entity": entity, "key": key, "enforce_uniqueness": unique}
+                 for entity, keys in self.field_keys.items()
+                 if entities is None or entity in entities
+                 for key, unique in keys.items()]
+        return {"data": found, "next_page": None}
