@@ -108,9 +108,9 @@ def test_local_to_local_moves_everything_live_and_skips_the_rest(
     assert (report.created, report.failed) == (4, [])
     again = asyncio.run(bc.apply_plan(plan, target, journal=tmp_path / "j.db"))
     assert (again.created, again.already_done) == (0, 4)
-    # Even without the journal, the derived keys make a re-run create nothing new.
+    # Even without the journal, the target's own state makes a re-run create nothing new.
     fresh = asyncio.run(bc.apply_plan(plan, target, journal=tmp_path / "other.db"))
-    assert fresh.created == 4
+    assert (fresh.created, fresh.already_done) == (0, 4)
     assert len(list(target.list_grants())) == 4
 
     verified = bc.verify_plan(plan, target)
@@ -298,11 +298,40 @@ def test_a_journal_is_tied_to_its_plan_and_target(source: bc.Provider, tmp_path:
     real = bc.get_provider("local", path=str(tmp_path / "real.db"))
     plan = bc.plan_migration(source, rehearsal)
     assert asyncio.run(bc.apply_plan(plan, rehearsal, journal=tmp_path / "j.db")).created == 4
+    # A plan of an older version (no target identity in its header): the journal objects.
+    anonymous = bc.MigrationPlan(plan.header.model_copy(update={"target_identity": None}),
+                                 plan.items)
     with pytest.raises(bc.MigrationError, match="another target"):
-        asyncio.run(bc.apply_plan(plan, real, journal=tmp_path / "j.db", source=source,
+        asyncio.run(bc.apply_plan(anonymous, real, journal=tmp_path / "j.db", source=source,
                                   retire="void"))
     assert all(g.status is not bc.GrantStatus.VOIDED for g in source.list_grants()
                if g.id and g.status is bc.GrantStatus.ACTIVE)
+    assert list(real.list_grants()) == []
+
+
+def test_a_plan_belongs_to_its_target(source: bc.Provider, tmp_path: Path) -> None:
+    """Issue 8.5: a plan made for target A, applied to B, refuses before any create, naming
+    both; an old journal blocking a new plan says how to go on."""
+    seed(source)
+    a = bc.get_provider("local", path=str(tmp_path / "a.db"))
+    b = bc.get_provider("local", path=str(tmp_path / "b.db"))
+    plan = bc.plan_migration(source, a)
+    assert plan.header.target_identity == a.identity()
+    with pytest.raises(bc.MigrationError) as refused:
+        asyncio.run(bc.apply_plan(plan, b, journal=tmp_path / "j.db"))
+    assert a.identity() in str(refused.value)
+    assert b.identity() in str(refused.value)
+    assert list(b.list_grants()) == []
+    assert not (tmp_path / "j.db").exists()
+
+    assert asyncio.run(bc.apply_plan(plan, a, journal=tmp_path / "j.db")).created == 4
+    source.create_grant(bc.CreditGrant(customer_id="cus_c", amount=usd("3")))
+    newer = bc.plan_migration(source, a)
+    with pytest.raises(bc.MigrationError, match="delete .*j.db.* or give another journal file"):
+        asyncio.run(bc.apply_plan(newer, a, journal=tmp_path / "j.db"))
+    (tmp_path / "j.db").unlink()
+    again = asyncio.run(bc.apply_plan(newer, a, journal=tmp_path / "j.db"))
+    assert (again.created, again.already_done) == (1, 4)
 
 
 def test_a_truncated_plan_is_refused(source: bc.Provider, target: bc.Provider, tmp_path: Path) -> None:

@@ -91,6 +91,8 @@ class Capabilities:
       that are not whole multiples are refused rather than truncated.
     - ``fields_in_metadata``: neutral fields carried in namespaced metadata keys, not natively.
     - ``operations``: what it can do beyond the model.
+    - ``invoices_paid_amount``: this instance, by its settings, bills the customer for a grant's
+      ``paid_amount`` when creating it (see ``Provider.record_only``).
     """
 
     currencies: frozenset[str] | None = None
@@ -107,6 +109,7 @@ class Capabilities:
     metadata: MetadataLimits = field(default_factory=MetadataLimits)
     fields_in_metadata: frozenset[str] = frozenset()
     operations: frozenset[Operation] = ALL_OPERATIONS
+    invoices_paid_amount: bool = False
     notes: tuple[str, ...] = ()
 
     def supports(self, operation: Operation) -> bool:
@@ -211,6 +214,8 @@ class Capabilities:
             ("metadata", _limits(self.metadata)),
             ("carried in metadata", ", ".join(sorted(self.fields_in_metadata)) or "-"),
             ("operations", ", ".join(sorted(self.operations))),
+            ("paid amount", "invoiced on create" if self.invoices_paid_amount
+             else "recorded only"),
         ]
         rows += [("note", note) for note in self.notes]
         return rows

@@ -450,13 +450,25 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
                 retire=retire, concurrency=concurrency, progress=progress))
         finally:
             close()
-    for key, error in report.failed:
-        click.echo(f"failed {key}: {error}", err=True)
-    click.echo(json.dumps({"created": report.created, "already_done": report.already_done,
-                           "retired": report.retired, "failed": len(report.failed),
-                           "seconds": round(report.seconds, 3)}))
+    _print_failures(report.failed)
+    for overlap in report.overlaps:
+        click.echo(f"overlap {overlap}", err=True)
+    click.echo(json.dumps(report.as_dict()))
     if not report.ok:
         sys.exit(EXIT_PROVIDER_ERROR)
+
+
+def _print_failures(failed: list[tuple[str, str]], shown: int = 20) -> None:
+    """The first failures one per line, then the rest summarized by reason."""
+    for key, error in failed[:shown]:
+        click.echo(f"failed {key}: {error}", err=True)
+    if len(failed) > shown:
+        from collections import Counter
+
+        rest = Counter(error for _, error in failed[shown:])
+        click.echo(f"... and {len(failed) - shown} more failure(s):", err=True)
+        for error, count in rest.most_common(10):
+            click.echo(f"  {count} × {error}", err=True)
 
 
 def _progress() -> tuple[Callable[[int, int], None], Callable[[], None]]:

@@ -162,8 +162,9 @@ class Adjustment(NeutralModel):
     reason: str
 
 
-_READ_BACK = frozenset({"id", "provider", "status", "balance", "created_at", "raw", "adjustments"})
-_NOT_COMPARED = frozenset({"raw", "adjustments"})
+_READ_BACK = frozenset({"id", "provider", "status", "balance", "created_at", "raw", "adjustments",
+                        "replayed"})
+_NOT_COMPARED = frozenset({"raw", "adjustments", "replayed"})
 
 
 class CreditGrant(NeutralModel):
@@ -180,8 +181,8 @@ class CreditGrant(NeutralModel):
 
     The fields from ``id`` on are filled when a grant is read back from a provider. ``balance``
     is what is left to use, now or in windows still to come (consumed, expired and voided
-    credits count zero). ``raw`` holds the vendor payload and, with ``adjustments``, takes no
-    part in equality.
+    credits count zero). ``raw`` holds the vendor payload and, with ``adjustments`` and
+    ``replayed``, takes no part in equality.
     """
 
     customer_id: NonEmpty
@@ -208,6 +209,10 @@ class CreditGrant(NeutralModel):
     created_at: UtcDatetime | None = None
     raw: dict[str, Any] | None = Field(default=None, repr=False)
     adjustments: tuple[Adjustment, ...] = ()
+    replayed: bool | None = None
+    """On a create's result: True when the vendor answered with a grant that already existed
+    (an idempotency key replayed, or the grant found by its key), False when it made a new one;
+    None elsewhere. Takes no part in equality."""
 
     @classmethod
     def model_validate_json(
@@ -297,7 +302,7 @@ class CreditGrant(NeutralModel):
     __hash__ = None  # type: ignore[assignment]
 
     def comparable(self) -> dict[str, Any]:
-        """The fields that take part in equality (all but ``raw`` and ``adjustments``)."""
+        """The fields that take part in equality (all but ``raw``, ``adjustments``, ``replayed``)."""
         return {k: v for k, v in self.__dict__.items() if k not in _NOT_COMPARED}
 
     @property

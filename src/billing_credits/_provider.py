@@ -6,7 +6,8 @@ import abc
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Self
 
 from ._capabilities import Capabilities, Operation
 from ._errors import (
@@ -167,6 +168,29 @@ class Provider(abc.ABC):
         path, a digest of the credential).
         """
         return self.name
+
+    def record_only(self) -> Provider:
+        """This provider, creating grants that record their ``paid_amount`` without billing it.
+
+        Migration creates through it: credit paid for on the source must never be invoiced
+        again. The default returns ``self`` when this instance does not invoice
+        (``capabilities.invoices_paid_amount`` is false) and otherwise refuses; a provider
+        that invoices overrides it to return a copy that only records the paid amount.
+        """
+        if not self.capabilities.invoices_paid_amount:
+            return self
+        raise UnsupportedOperationError(
+            self.name, "record_only",
+            "this instance invoices the paid amount and offers no record-only copy")
+
+    def retire_effective_at(self, how: Literal["void", "expire"], now: datetime) -> datetime:
+        """When voiding or expiring a grant at ``now`` actually stops its credit being spendable.
+
+        The default is ``now``; a provider that aligns the end of a grant (to the hour, say)
+        returns the moment its credit really stops, so a migration can say how long source and
+        target credit overlap.
+        """
+        return now
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (connections, files)."""
