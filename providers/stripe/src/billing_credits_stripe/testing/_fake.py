@@ -267,6 +267,12 @@ class StripeFake:
         self._saved.clear()
         self._seq.clear()
 
+    def forget_idempotency_keys(self) -> None:
+        """Forget every saved idempotent response, as Stripe does once a key is 24 hours old
+        (https://docs.stripe.com/api/idempotent_requests: "keys are eligible to be removed from
+        the system automatically after they're at least 24 hours old")."""
+        self._saved.clear()
+
     def consume(self, grant_id: str, value: int) -> None:
         """Record usage drawing ``value`` minor units from a grant (for balance tests)."""
         self.consumed[grant_id] = self.consumed.get(grant_id, 0) + value
