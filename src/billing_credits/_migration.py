@@ -315,8 +315,8 @@ def plan_migration(
         try:
             skipped = _decide(grant, source.name, target, amount_mode, customer_map, scope_map,
                               provenance, now, drafts)
-        except BillingCreditsError as error:
-            skipped = _skip(grant, str(error), refused=True)
+        except (BillingCreditsError, ValueError) as error:  # a grant the planner cannot place
+            skipped = _skip(grant, " ".join(str(error).split()), refused=True)
         if skipped is not None:
             plan.items.append(skipped)
     _shared_keys(drafts, source.name)
