@@ -668,3 +668,37 @@ def test_coarser_target_clock_aligns_safely_and_summarizes(tmp_path: Path) -> No
         "expires_at: stripeish holds times in steps of 1 s: moved earlier (the safe direction)": 30,
     }
     assert asyncio.run(bc.apply_plan(plan, target, journal=tmp_path / "j.db")).created == 30
+
+
+def test_import_include_ended_never_brings_credit_back(tmp_path: Path) -> None:
+    """Issue 8.4: a voided grant is refused, naming it; an expired one stays expired."""
+    source = bc.get_provider("local", path=str(tmp_path / "s.db"))
+    voided = source.void_grant(source.create_grant(bc.CreditGrant(
+        customer_id="c", amount=usd("9"), idempotency_key="v")).id or "")
+    expired = source.create_grant(bc.CreditGrant(
+        customer_id="c", amount=usd("5"), effective_at=NOW - timedelta(days=9),
+        expires_at=NOW - timedelta(days=2), idempotency_key="e"))
+    live = source.create_grant(bc.CreditGrant(customer_id="c", amount=usd("1"),
+                                              idempotency_key="l"))
+    lines = [g.model_dump_json() for g in (voided, expired, live)]
+    target = bc.get_provider("local", path=str(tmp_path / "t.db"))
+    report = bc.import_grants(target, lines, include_ended=True)
+    assert report.created == 2
+    [(line, why)] = report.failed
+    assert line == 1
+    assert voided.id in why
+    assert "spendable" in why
+    stored = {g.idempotency_key: g for g in target.list_grants()}
+    assert set(stored) == {"e", "l"}
+    assert stored["e"].status is bc.GrantStatus.EXPIRED
+    assert stored["e"].balance is not None
+    assert stored["e"].balance.amount == 0
+
+    result = CliRunner().invoke(cli, ["import", "--include-ended", "-s",
+                                      f"path={tmp_path / 'u.db'}", "-"],
+                                input="\n".join(lines) + "\n")
+    assert result.exit_code == 1
+    assert voided.id in result.output
+    spendable = [g for g in bc.get_provider("local", path=str(tmp_path / "u.db")).list_grants()
+                 if g.status is not bc.GrantStatus.EXPIRED]
+    assert [g.idempotency_key for g in spendable] == ["l"]
