@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -328,7 +328,7 @@ def test_a_plan_belongs_to_its_target(source: bc.Provider, tmp_path: Path) -> No
     assert asyncio.run(bc.apply_plan(plan, a, journal=tmp_path / "j.db")).created == 4
     source.create_grant(bc.CreditGrant(customer_id="cus_c", amount=usd("3")))
     newer = bc.plan_migration(source, a)
-    with pytest.raises(bc.MigrationError, match="delete .*j.db.* or give another journal file"):
+    with pytest.raises(bc.MigrationError, match=r"delete .*j\.db.* or give another journal file"):
         asyncio.run(bc.apply_plan(newer, a, journal=tmp_path / "j.db"))
     (tmp_path / "j.db").unlink()
     again = asyncio.run(bc.apply_plan(newer, a, journal=tmp_path / "j.db"))
@@ -584,8 +584,8 @@ def test_forty_digit_amounts_plan_apply_and_verify_exactly(tmp_path: Path) -> No
     source = bc.get_provider("local", path=str(tmp_path / "s.db"))
     made = source.create_grant(bc.CreditGrant(
         customer_id="c", amount=bc.Money(amount=FORTY, unit=unit),
-        schedule=(bc.Segment(amount=Decimal("12345678900.123456789012345671"), starts_at=NOW - timedelta(days=1),
-                             ends_before=NOW + timedelta(days=1)),
+        schedule=(bc.Segment(amount=Decimal("12345678900.123456789012345671"),
+                             starts_at=NOW - timedelta(days=1), ends_before=NOW + timedelta(days=1)),
                   bc.Segment(amount=Decimal(1), starts_at=NOW + timedelta(days=1)))))
     assert made.balance is not None
     assert made.balance.amount == FORTY

@@ -391,31 +391,38 @@ def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
     if as_json:
         click.echo(json.dumps(summary, sort_keys=True))
     else:
-        _print_plan(plan, summary)
+        _print_plan(plan, summary, output)
     if plan.refusals and not lenient:
         click.echo(f"error: {len(plan.refusals)} grant(s) refused; see {output} "
                    "(plan again with --lenient to skip them)", err=True)
         sys.exit(EXIT_PROVIDER_ERROR)
 
 
-def _print_plan(plan: Any, summary: dict[str, Any]) -> None:
+def _print_plan(plan: Any, summary: dict[str, Any], output: str) -> None:
+    """The plan in brief: each kind of change and refusal once, with how many grants it
+    touches (every grant's own changes are in the plan file)."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    console.print(f"plan {summary['source']} → {summary['target']}: "
+    console.print(f"plan {summary['source']} → {summary['target']} "
+                  f"({summary['target_identity']}): "
                   f"{summary['grants_to_create']} grant(s) to create, "
                   f"{summary['refused']} refused, {summary['changes']} change(s)")
     for reason, count in summary["skipped"].items():
         console.print(f"  skipped {count}: {reason}")
-    changes = Table("source grant", "segment", "field", "source", "target", "why",
-                    box=None, header_style="bold")
-    for item in plan.items:
-        for change in item.changes:
-            changes.add_row(item.source_id, str(item.segment if item.segment is not None else ""),
-                            change.field, change.source, change.target, change.why)
+    changes = Table("grants", "change", box=None, header_style="bold")
+    for reason, count in summary["change_reasons"].items():
+        changes.add_row(str(count), reason)
     if changes.row_count:
         console.print(changes)
+    refusals = sorted(summary["refusal_reasons"].items(), key=lambda kv: (-kv[1], kv[0]))
+    for reason, count in refusals[:10]:
+        console.print(f"  refused {count}: {reason}")
+    if len(refusals) > 10:
+        console.print(f"  … and {len(refusals) - 10} other refusal reason(s)")
+    if summary["changes"] or summary["refused"]:
+        console.print(f"each grant's changes and refusals: {output}")
     totals = Table("customer", "unit", "grants", "planned", box=None, header_style="bold")
     for customer, units in summary["totals"].items():
         for unit, numbers in units.items():
