@@ -293,7 +293,8 @@ def export(provider: str, settings: tuple[str, ...], as_json: bool, customers: t
 @cli.command("import")
 @provider_options
 @click.argument("source", type=click.File("r"))
-@click.option("--include-ended", is_flag=True, help="Also import ended grants, kept ended (refused when they cannot be).")
+@click.option("--include-ended", is_flag=True,
+              help="Also import ended grants, kept ended (refused when they cannot be).")
 def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any,
             include_ended: bool) -> None:
     """Create grants from neutral JSON lines (as written by export); safe to repeat."""
