@@ -412,6 +412,8 @@ def _print_plan(plan: Any, summary: dict[str, Any], output: str) -> None:
                   f"{summary['refused']} refused, {summary['changes']} change(s)")
     for reason, count in summary["skipped"].items():
         console.print(f"  skipped {count}: {reason}")
+    for note in summary["retire_overlaps"].values():
+        console.print(f"  note: {note}")
     changes = Table("grants", "change", box=None, header_style="bold")
     for reason, count in summary["change_reasons"].items():
         changes.add_row(str(count), reason)

@@ -115,6 +115,10 @@ class PlanHeader(_Record):
     target_identity: str | None = None
     """``target.identity()`` when planned: apply refuses any other target account or store."""
     source_identity: str | None = None
+    retire_overlaps: dict[str, str] = {}
+    """For each way of retiring (``void``, ``expire``) after which the source's credit stays
+    spendable a while (``Provider.retire_effective_at``): how long, had it been retired when
+    planned. Apply reports each actual window."""
     created_at: datetime
     amount_mode: AmountMode
     priority_policy: PriorityPolicy
@@ -168,6 +172,7 @@ class MigrationPlan:
             "source": self.header.source,
             "target": self.header.target,
             "target_identity": self.header.target_identity,
+            "retire_overlaps": self.header.retire_overlaps,
             "grants_to_create": len(self.to_create),
             "skipped": dict(sorted(skipped.items())),
             "refused": len(self.refusals),
@@ -306,8 +311,8 @@ def plan_migration(
     now = now or datetime.now(UTC)
     header = PlanHeader(source=source.name, target=target.name,
                         target_identity=target.identity(), source_identity=source.identity(),
-                        created_at=now, amount_mode=amount_mode,
-                        priority_policy=priority_policy, strict=strict)
+                        retire_overlaps=_retire_overlaps(source, now), created_at=now,
+                        amount_mode=amount_mode, priority_policy=priority_policy, strict=strict)
     plan = MigrationPlan(header)
     recorder = _recorder(target)
     drafts: list[_Draft] = []
@@ -325,6 +330,19 @@ def plan_migration(
     for draft in drafts:
         plan.items.append(_finish(draft, target, recorder))
     return plan
+
+
+def _retire_overlaps(source: Provider, now: datetime) -> dict[str, str]:
+    found = {}
+    for how in ("void", "expire"):
+        if source.capabilities.supports(how):
+            ends = source.retire_effective_at(how, now)
+            if ends > now:
+                found[how] = (f"retiring by {how} leaves the source credit spendable until "
+                              f"{ends.isoformat()} if done at {now.isoformat()} "
+                              f"({(ends - now).total_seconds():g} s after), while the target "
+                              "grants already exist")
+    return found
 
 
 def _recorder(target: Provider) -> Provider | None:

@@ -78,6 +78,8 @@ def test_an_overlap_window_is_reported(tmp_path: Path) -> None:
                                                effective_at=HOUR - timedelta(days=1)))
     target = bc.get_provider("local", path=str(tmp_path / "t.db"))
     plan = bc.plan_migration(source, target)
+    assert set(plan.header.retire_overlaps) == {"void", "expire"}
+    assert "spendable until" in plan.summary()["retire_overlaps"]["expire"]
     before = datetime.now(UTC)
     report = asyncio.run(bc.apply_plan(plan, target, journal=tmp_path / "j.db", source=source,
                                        retire="expire"))
