@@ -324,7 +324,7 @@ def plan_migration(
             skipped = _skip(grant, " ".join(str(error).split()), refused=True)
         if skipped is not None:
             plan.items.append(skipped)
-    _shared_keys(drafts, source.name)
+    _shared_keys(drafts, source.name, provenance)
     if priority_policy == "preserve-order":
         drafts = _preserve_order(drafts, target)
     for draft in drafts:
@@ -354,7 +354,11 @@ def _recorder(target: Provider) -> Provider | None:
         return None
 
 
-def _shared_keys(drafts: list[_Draft], source_name: str) -> None:
+def _kept(provenance: bool) -> str:
+    return f"; the original is kept in metadata {MIGRATED_KEY}" if provenance else ""
+
+
+def _shared_keys(drafts: list[_Draft], source_name: str, provenance: bool) -> None:
     """An application key carried by several source grants cannot name each target grant:
     those get derived keys, and the change says why."""
     kept = Counter(d.kept_key for d in drafts if d.kept_key is not None)
@@ -366,8 +370,8 @@ def _shared_keys(drafts: list[_Draft], source_name: str) -> None:
         draft.changes.append(Change(
             field="idempotency_key", source=draft.kept_key, target=key,
             why=f"the key is on {kept[draft.kept_key]} source grants; each target grant gets a "
-                f"derived key and keeps the original in metadata {MIGRATED_KEY} (a create "
-                "with the original key on the target would not find them)"))
+                f"derived key{_kept(provenance)} (a create with the original key on the target "
+                "would not find them)"))
         draft.kept_key = None
 
 
@@ -418,7 +422,7 @@ def _decide(
         metadata.update({"migrated_from_provider": source_name,
                          "migrated_from_grant": grant.id or ""})
     original = grant.idempotency_key
-    if original is not None:
+    if original is not None and provenance:
         metadata[MIGRATED_KEY] = original
     allotted = _allot(grant, amount_mode, now, changes)
     common: dict[str, Any] = {"customer_id": target_customer, "scope": scope}
@@ -445,9 +449,8 @@ def _decide(
         if original is not None:
             split.append(Change(
                 field="idempotency_key", source=original, target=key,
-                why=f"split into one grant per window, each with a derived key; the original is "
-                    f"kept in metadata {MIGRATED_KEY} (a create with it on the target would not "
-                    "find these grants)"))
+                why=f"split into one grant per window, each with a derived key{_kept(provenance)} "
+                    "(a create with the original key on the target would not find these grants)"))
         drafts.append(_Draft(grant, index, new, [*changes, *split]))
     return None
 
