@@ -91,6 +91,10 @@ class Capabilities:
       that are not whole multiples are refused rather than truncated.
     - ``fields_in_metadata``: neutral fields carried in namespaced metadata keys, not natively.
     - ``operations``: what it can do beyond the model.
+    - ``idempotency_key_memory``: how long the vendor remembers an idempotency key (None: for
+      ever). When set, a keyed create first looks for a grant already carrying the key
+      (``Provider._find_by_key``), so a key never yields two grants however late it is
+      repeated (the provider setting ``find_existing`` turns the lookup off).
     """
 
     currencies: frozenset[str] | None = None
@@ -108,6 +112,7 @@ class Capabilities:
     fields_in_metadata: frozenset[str] = frozenset()
     operations: frozenset[Operation] = ALL_OPERATIONS
     notes: tuple[str, ...] = ()
+    idempotency_key_memory: timedelta | None = None
 
     def supports(self, operation: Operation) -> bool:
         return operation in self.operations
@@ -211,6 +216,9 @@ class Capabilities:
             ("metadata", _limits(self.metadata)),
             ("carried in metadata", ", ".join(sorted(self.fields_in_metadata)) or "-"),
             ("operations", ", ".join(sorted(self.operations))),
+            ("idempotency keys", "kept for ever" if self.idempotency_key_memory is None
+             else f"forgotten after {self.idempotency_key_memory.total_seconds() / 3600:g} h; a keyed create "
+             "first looks for a grant with the key"),
         ]
         rows += [("note", note) for note in self.notes]
         return rows

@@ -162,8 +162,9 @@ class Adjustment(NeutralModel):
     reason: str
 
 
-_READ_BACK = frozenset({"id", "provider", "status", "balance", "created_at", "raw", "adjustments"})
-_NOT_COMPARED = frozenset({"raw", "adjustments"})
+_READ_BACK = frozenset({"id", "provider", "status", "balance", "created_at", "raw", "adjustments",
+                        "replayed"})
+_NOT_COMPARED = frozenset({"raw", "adjustments", "replayed"})
 
 
 class CreditGrant(NeutralModel):
@@ -208,6 +209,10 @@ class CreditGrant(NeutralModel):
     created_at: UtcDatetime | None = None
     raw: dict[str, Any] | None = Field(default=None, repr=False)
     adjustments: tuple[Adjustment, ...] = ()
+    replayed: bool | None = None
+    """On a create's result: True when the vendor answered with a grant that already existed
+    (an idempotency key replayed, found by a lookup), False when it made a new one; None when
+    not known or not a create. Takes no part in equality."""
 
     @classmethod
     def model_validate_json(
