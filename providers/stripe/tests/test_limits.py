@@ -41,7 +41,7 @@ def refused(provider: StripeProvider, fake: StripeFake, candidate: bc.CreditGran
 # -- 8.7 / 9.4: minor units in the exact context, Stripe's integer limit ----------------------
 
 
-@pytest.mark.parametrize("amount, currency", [
+@pytest.mark.parametrize(("amount", "currency"), [
     ("1234567890123456789012345678.91", "USD"),  # was sent as ...567900 (28-digit rounding)
     ("1E+20", "USD"),                             # was sent as 10^22 cents
     ("123456789012345678901234567.890", "KWD"),   # was decimal.DivisionImpossible

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import logging
 import os
 import ssl
 import uuid
@@ -23,7 +24,7 @@ import httpx
 import stripe
 
 import billing_credits as bc
-from billing_credits._secrets import check_base_url, register_secret
+from billing_credits._secrets import check_base_url, redact, register_secret
 
 from . import _translate as tr
 
@@ -111,6 +112,15 @@ class _HTTPXClient(stripe.HTTPXClient):
             kwargs["timeout"] = self._timeout
         return [(method, url), kwargs]
 
+    # HTTPXClient's own signature (it already differs from the HTTPClient base the stubs name).
+    def request(self, method: str, url: str, headers: Mapping[str, str],  # type: ignore[override]
+                post_data: Any = None) -> tuple[bytes, int, Mapping[str, str]]:
+        return _text_body(*super().request(method, url, headers, post_data))
+
+    async def request_async(self, method: str, url: str, headers: Mapping[str, str],
+                            post_data: Any = None) -> tuple[bytes, int, Mapping[str, str]]:
+        return _text_body(*await super().request_async(method, url, headers, post_data))
+
     def close(self) -> None:
         if self._owns_sync and self._client is not None:
             self._client.close()
@@ -118,6 +128,18 @@ class _HTTPXClient(stripe.HTTPXClient):
     async def close_async(self) -> None:
         if self._owns_async:
             await self._client_async.aclose()
+
+
+def _text_body(content: bytes, status: int, headers: Mapping[str, str]
+               ) -> tuple[bytes, int, Mapping[str, str]]:
+    """A body that is not UTF-8 made decodable (invalid bytes replaced), so the SDK reports
+    it as an undecodable answer with its status and headers instead of crashing while
+    formatting its debug log."""
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        content = content.decode("utf-8", "replace").encode("utf-8")
+    return content, status, headers
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
@@ -170,9 +192,16 @@ def map_error(error: stripe.StripeError) -> bc.ProviderError:
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     if status is not None and 200 <= status < 300:
+        # The SDK raises this for a 2xx it cannot decode, passing the response headers where
+        # the JSON body belongs (stripe/_api_requestor.py, _interpret_response).
+        raw = error.http_body
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        if request_id is None and isinstance(error.json_body, Mapping):
+            request_id = _header(error.json_body, "request-id")
         return bc.InvalidResponseError(
-            f"Stripe answered {status} with a body that is not JSON: {bc.excerpt(body)}",
-            provider=tr.PROVIDER_NAME, status=status, body=bc.excerpt(body),
+            f"Stripe answered {status} with a body that is not JSON: {bc.excerpt(raw)}",
+            provider=tr.PROVIDER_NAME, status=status, body=bc.excerpt(raw),
             request_id=request_id)
     replayed = (_header(headers, "idempotent-replayed") or "").lower() == "true"
     details: Mapping[str, Any] = {}
@@ -212,6 +241,28 @@ def map_error(error: stripe.StripeError) -> bc.ProviderError:
     elif should_retry == "true" and mapped.code != "idempotency_error":
         mapped.retryable = True
     return mapped
+
+
+def _unreadable_answer(error: Exception) -> bc.InvalidResponseError:
+    """An exception other than the SDK's own while it handled Stripe's answer (for example a
+    body that is not UTF-8, which its debug logging cannot even format)."""
+    detail = " ".join(str(error).split())
+    return bc.InvalidResponseError(
+        f"Stripe's answer could not be read: {type(error).__name__}: {detail}",
+        provider=tr.PROVIDER_NAME)
+
+
+class _RedactedLog(logging.Filter):
+    """Masks secrets in the stripe SDK's own log records (it logs response bodies at debug
+    level, and a vendor or proxy may echo the key in one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+logging.getLogger("stripe").addFilter(_RedactedLog())
 
 
 @dataclass(frozen=True)
@@ -434,6 +485,8 @@ class StripeProvider(bc.Provider):
                 return Answer.of(client.raw_request(method, path, **kwargs))
             except stripe.StripeError as error:
                 mapped = map_error(error)
+            except Exception as error:  # the SDK choking on what came back
+                mapped = _unreadable_answer(error)
             raise mapped
 
         async def arun() -> Answer:
@@ -441,6 +494,8 @@ class StripeProvider(bc.Provider):
                 return Answer.of(await client.raw_request_async(method, path, **kwargs))
             except stripe.StripeError as error:
                 mapped = map_error(error)
+            except Exception as error:  # the SDK choking on what came back
+                mapped = _unreadable_answer(error)
             raise mapped
 
         return bc.Call(run, arun, retry_safe=retry_safe, label=label)
@@ -450,9 +505,9 @@ class StripeProvider(bc.Provider):
         data = answer.mapping("billing.credit_grant")
         try:
             return tr.from_stripe(data, now=self._clock())
-        except Exception as error:
+        except Exception as error:  # hostile data may fail in any way
             problem = " ".join(str(error).split()) or type(error).__name__
-            raise answer.invalid(f"credit grant {data.get('id')!r}: {problem}") from None
+        raise answer.invalid(f"credit grant {data.get('id')!r}: {problem}")
 
     def _with_balance(self, grant: bc.CreditGrant) -> bc.Flow[bc.CreditGrant]:
         """``grant`` with its balance when ``include_balance`` is on."""
@@ -486,9 +541,9 @@ class StripeProvider(bc.Provider):
         data = answer.mapping("billing.credit_balance_summary")
         try:
             return tr.balance_from_summary(data, grant.amount.currency)
-        except Exception as error:
+        except Exception as error:  # hostile data may fail in any way
             problem = " ".join(str(error).split()) or type(error).__name__
-            raise answer.invalid(f"credit balance summary: {problem}") from None
+        raise answer.invalid(f"credit balance summary: {problem}")
 
     # -- flows ---------------------------------------------------------------------------
 
