@@ -93,6 +93,10 @@ class Capabilities:
     - ``operations``: what it can do beyond the model.
     - ``invoices_paid_amount``: this instance, by its settings, bills the customer for a grant's
       ``paid_amount`` when creating it (see ``Provider.record_only``).
+    - ``idempotency_key_memory``: how long the vendor remembers an idempotency key (None: for
+      ever). When set, a keyed create first looks for a grant already carrying the key
+      (``Provider._find_by_key``), so a key never yields two grants however late it is
+      repeated (the provider setting ``find_existing`` turns the lookup off).
     """
 
     currencies: frozenset[str] | None = None
@@ -111,6 +115,7 @@ class Capabilities:
     operations: frozenset[Operation] = ALL_OPERATIONS
     invoices_paid_amount: bool = False
     notes: tuple[str, ...] = ()
+    idempotency_key_memory: timedelta | None = None
 
     def supports(self, operation: Operation) -> bool:
         return operation in self.operations
@@ -216,6 +221,9 @@ class Capabilities:
             ("operations", ", ".join(sorted(self.operations))),
             ("paid amount", "invoiced on create" if self.invoices_paid_amount
              else "recorded only"),
+            ("idempotency keys", "kept for ever" if self.idempotency_key_memory is None
+             else f"forgotten after {self.idempotency_key_memory.total_seconds() / 3600:g} h; a keyed create "
+             "first looks for a grant with the key"),
         ]
         rows += [("note", note) for note in self.notes]
         return rows

@@ -211,8 +211,8 @@ class CreditGrant(NeutralModel):
     adjustments: tuple[Adjustment, ...] = ()
     replayed: bool | None = None
     """On a create's result: True when the vendor answered with a grant that already existed
-    (an idempotency key replayed, or the grant found by its key), False when it made a new one;
-    None elsewhere. Takes no part in equality."""
+    (an idempotency key replayed, found by a lookup), False when it made a new one; None when
+    not known or not a create. Takes no part in equality."""
 
     @classmethod
     def model_validate_json(

@@ -226,7 +226,8 @@ class _MetronomeProvider(bc.Provider):
         """The request for one page of a customer's grants or credits, from ``cursor``."""
         raise NotImplementedError
 
-    def _find_by_key(self, customer_id: str, key: str) -> bc.Flow[Mapping[str, Any] | None]:
+    def _find_by_key(  # type: ignore[override]  # raw item; core C1 lookup is off here
+            self, customer_id: str, key: str) -> bc.Flow[Mapping[str, Any] | None]:
         """The customer's item holding uniqueness ``key``, paging through all of them."""
         cursor: str | None = None
         while True:
