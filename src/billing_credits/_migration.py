@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import decimal
 import hashlib
 import json
@@ -740,10 +741,16 @@ def _describe(error: BaseException) -> str:
 
 def _creator(plan: MigrationPlan, target: Provider) -> Provider:
     """``target.record_only()``; refused before any create if it cannot record a paid amount
-    that a planned grant carries without invoicing it."""
+    that a planned grant carries without invoicing it.
+
+    Apply has listed every target customer's grants before creating, so the lookup a keyed
+    create makes first on a vendor that forgets keys (``find_existing_before_create``) would
+    only repeat that listing once per grant: the creator is a copy with it off. A grant made
+    after the listing (by a concurrent apply) is recent, and the vendor still knows its key.
+    """
     recorder = _recorder(target)
     if recorder is not None:
-        return recorder
+        return _without_lookup(recorder)
     paid = [i for i in plan.to_create
             if i.grant is not None and i.grant.paid_amount is not None
             and i.grant.paid_amount.amount > 0]
@@ -752,7 +759,16 @@ def _creator(plan: MigrationPlan, target: Provider) -> Provider:
             f"{target.name} invoices the paid amount of {len(paid)} planned grant(s) and cannot "
             "record it only: a migration never invoices credit paid for on the source; "
             "configure the target not to invoice, then apply")
-    return target
+    return _without_lookup(target)
+
+
+def _without_lookup(provider: Provider) -> Provider:
+    if provider.capabilities.idempotency_key_memory is None or not (
+            provider.find_existing_before_create):
+        return provider
+    quiet = copy.copy(provider)
+    quiet.find_existing_before_create = False
+    return quiet
 
 
 def _check_endpoints(plan: MigrationPlan, target: Provider, source: Provider | None,
