@@ -499,8 +499,7 @@ def test_cli_apply_reports_failures_without_a_traceback(tmp_path: Path,
     result = runner.invoke(cli, ["migrate", "apply", str(plan), *common])
     assert result.exit_code == 1
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert "ZeroDivisionError: boom" in result.output
-    assert json.loads(result.stdout.splitlines()[-1])["failed"] == 5
+    assert result.output.count("ZeroDivisionError: boom") == 5
 
 
 class Invoicing(bc.Provider):
