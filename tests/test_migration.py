@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import billing_credits as bc
 from billing_credits._cli import cli
@@ -701,3 +703,56 @@ def test_import_include_ended_never_brings_credit_back(tmp_path: Path) -> None:
     spendable = [g for g in bc.get_provider("local", path=str(tmp_path / "u.db")).list_grants()
                  if g.status is not bc.GrantStatus.EXPIRED]
     assert [g.idempotency_key for g in spendable] == ["l"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(start=st.integers(min_value=0, max_value=10**7), length=st.integers(min_value=1,
+       max_value=10**8), step_seconds=st.sampled_from([1, 60, 3600]))
+def test_alignment_stays_inside_the_source_window(start: int, length: int,
+                                                  step_seconds: int) -> None:
+    """Aligned to a coarser clock, a window only shrinks, lands on the step, and every moved
+    time is a listed change; a window too short to survive is refused, never widened."""
+    begins = NOW - timedelta(days=1) + timedelta(microseconds=start)
+    ends = begins + timedelta(microseconds=length)
+    source = Static([read_back("g1", "300", effective_at=begins, expires_at=ends)])
+    target = Static([])
+    step = timedelta(seconds=step_seconds)
+    target.capabilities = dataclasses.replace(target.capabilities, time_resolution=step)
+    plan = bc.plan_migration(source, target, now=NOW - timedelta(days=2))
+    [item] = plan.items
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    if item.action == "skip":
+        assert item.refused
+        assert "shorter than" in (item.reason or "")
+        assert ends - begins < 2 * step
+        return
+    assert item.grant is not None
+    new_start, new_end = item.grant.effective_at, item.grant.expires_at
+    assert new_start is not None
+    assert new_end is not None
+    assert begins <= new_start < new_end <= ends
+    assert (new_start - epoch) % step == timedelta(0) == (new_end - epoch) % step
+    moved = {c.field for c in item.changes}
+    assert ("effective_at" in moved) == (new_start != begins)
+    assert ("expires_at" in moved) == (new_end != ends)
+
+
+def test_a_source_grant_gone_from_the_source_counts_as_retired(tmp_path: Path) -> None:
+    """A vendor that does not list voided grants (metronome-plans) answers NotFound for one
+    voided before a crash: it is retired, not a failure on every later run."""
+
+    class Forgetful(Static):
+        def _get(self, grant_id):  # type: ignore[no-untyped-def]
+            if grant_id in self.retired:
+                raise bc.NotFoundError(f"no grant {grant_id!r}", provider=self.name)
+            return (yield from super()._get(grant_id))
+
+    source = Forgetful([read_back("g1", "300", effective_at=NOW), read_back("g2", "300",
+                                                                           effective_at=NOW)])
+    target = bc.get_provider("local", path=str(tmp_path / "t.db"))
+    plan = bc.plan_migration(source, target)
+    source.retired.append("g1")  # voided by a run killed before it journalled that
+    report = asyncio.run(bc.apply_plan(plan, target, journal=tmp_path / "j.db", source=source,
+                                       retire="void"))
+    assert (report.created, report.retired, report.failed) == (2, 2, [])
+    assert source.retired == ["g1", "g2"]
