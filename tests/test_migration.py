@@ -756,3 +756,27 @@ def test_a_source_grant_gone_from_the_source_counts_as_retired(tmp_path: Path) -
                                        retire="void"))
     assert (report.created, report.retired, report.failed) == (2, 2, [])
     assert source.retired == ["g1", "g2"]
+
+
+def test_cli_apply_without_the_plans_target_settings_creates_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 8.5 from the CLI: planned with -T path=A, applied without -T (the default local
+    database): refused before any create, naming both stores."""
+    default = tmp_path / "default.db"
+    monkeypatch.setenv("BILLING_CREDITS_DB", str(default))
+    src, chosen = tmp_path / "s.db", tmp_path / "a.db"
+    seed(bc.get_provider("local", path=str(src)))
+    plan = tmp_path / "plan.jsonl"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["migrate", "plan", "--from", "local", "--to", "local",
+                                 "-F", f"path={src}", "-T", f"path={chosen}", "-o", str(plan),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["migrate", "apply", str(plan)])
+    assert result.exit_code == 1
+    message = " ".join(result.output.split())
+    assert f"local:{chosen.resolve()}" in message
+    assert f"local:{default.resolve()}" in message
+    assert list(bc.get_provider("local", path=str(default)).list_grants()) == []
+    result = runner.invoke(cli, ["migrate", "apply", str(plan), "-T", f"path={chosen}"])
+    assert result.exit_code == 0, result.output
