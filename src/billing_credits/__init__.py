@@ -37,11 +37,13 @@ from ._errors import (
 )
 from ._hookspecs import hookimpl
 from ._migration import (
+    PROVENANCE_KEYS,
     ApplyReport,
     Change,
     MigrationError,
     MigrationPlan,
     PlanItem,
+    RetireOverlap,
     VerifyReport,
     apply_plan,
     migration_key,
@@ -86,6 +88,7 @@ __all__ = [
     "ALL_SCOPE_KINDS",
     "ANY_DECIMAL",
     "FLOAT64",
+    "PROVENANCE_KEYS",
     "Adjustment",
     "ApplyReport",
     "AuthenticationError",
@@ -126,6 +129,7 @@ __all__ = [
     "ProviderRegister",
     "RateLimit",
     "RateLimitedError",
+    "RetireOverlap",
     "RetryPolicy",
     "Runtime",
     "Scope",

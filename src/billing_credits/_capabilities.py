@@ -91,6 +91,12 @@ class Capabilities:
       that are not whole multiples are refused rather than truncated.
     - ``fields_in_metadata``: neutral fields carried in namespaced metadata keys, not natively.
     - ``operations``: what it can do beyond the model.
+    - ``invoices_paid_amount``: this instance, by its settings, bills the customer for a grant's
+      ``paid_amount`` when creating it (see ``Provider.record_only``).
+    - ``idempotency_key_memory``: how long the vendor remembers an idempotency key (None: for
+      ever). When set, a keyed create first looks for a grant already carrying the key
+      (``Provider._find_by_key``), so a key never yields two grants however late it is
+      repeated (the provider setting ``find_existing`` turns the lookup off).
     """
 
     currencies: frozenset[str] | None = None
@@ -107,9 +113,9 @@ class Capabilities:
     metadata: MetadataLimits = field(default_factory=MetadataLimits)
     fields_in_metadata: frozenset[str] = frozenset()
     operations: frozenset[Operation] = ALL_OPERATIONS
-    notes: tuple[str, ...] = ()
     invoices_paid_amount: bool = False
-    """This instance, by its settings, bills the paid amount when creating a grant."""
+    notes: tuple[str, ...] = ()
+    idempotency_key_memory: timedelta | None = None
 
     def supports(self, operation: Operation) -> bool:
         return operation in self.operations
@@ -213,6 +219,11 @@ class Capabilities:
             ("metadata", _limits(self.metadata)),
             ("carried in metadata", ", ".join(sorted(self.fields_in_metadata)) or "-"),
             ("operations", ", ".join(sorted(self.operations))),
+            ("paid amount", "invoiced on create" if self.invoices_paid_amount
+             else "recorded only"),
+            ("idempotency keys", "kept for ever" if self.idempotency_key_memory is None
+             else f"forgotten after {self.idempotency_key_memory.total_seconds() / 3600:g} h; a keyed create "
+             "first looks for a grant with the key"),
         ]
         rows += [("note", note) for note in self.notes]
         return rows

@@ -310,7 +310,8 @@ def export(provider: str, settings: tuple[str, ...], as_json: bool, customers: t
 @cli.command("import")
 @provider_options
 @click.argument("source", type=click.File("r"))
-@click.option("--include-ended", is_flag=True, help="Also import voided and expired grants.")
+@click.option("--include-ended", is_flag=True,
+              help="Also import ended grants, kept ended (refused when they cannot be).")
 def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any,
             include_ended: bool) -> None:
     """Create grants from neutral JSON lines (as written by export); safe to repeat."""
@@ -408,31 +409,40 @@ def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
     if as_json:
         click.echo(json.dumps(summary, sort_keys=True))
     else:
-        _print_plan(plan, summary)
+        _print_plan(plan, summary, output)
     if plan.refusals and not lenient:
         click.echo(f"error: {len(plan.refusals)} grant(s) refused; see {output} "
                    "(plan again with --lenient to skip them)", err=True)
         sys.exit(EXIT_PROVIDER_ERROR)
 
 
-def _print_plan(plan: Any, summary: dict[str, Any]) -> None:
+def _print_plan(plan: Any, summary: dict[str, Any], output: str) -> None:
+    """The plan in brief: each kind of change and refusal once, with how many grants it
+    touches (every grant's own changes are in the plan file)."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    console.print(f"plan {summary['source']} → {summary['target']}: "
+    console.print(f"plan {summary['source']} → {summary['target']} "
+                  f"({summary['target_identity']}): "
                   f"{summary['grants_to_create']} grant(s) to create, "
                   f"{summary['refused']} refused, {summary['changes']} change(s)")
     for reason, count in summary["skipped"].items():
         console.print(f"  skipped {count}: {reason}")
-    changes = Table("source grant", "segment", "field", "source", "target", "why",
-                    box=None, header_style="bold")
-    for item in plan.items:
-        for change in item.changes:
-            changes.add_row(item.source_id, str(item.segment if item.segment is not None else ""),
-                            change.field, change.source, change.target, change.why)
+    for note in summary["retire_overlaps"].values():
+        console.print(f"  note: {note}")
+    changes = Table("grants", "change", box=None, header_style="bold")
+    for reason, count in summary["change_reasons"].items():
+        changes.add_row(str(count), reason)
     if changes.row_count:
         console.print(changes)
+    refusals = sorted(summary["refusal_reasons"].items(), key=lambda kv: (-kv[1], kv[0]))
+    for reason, count in refusals[:10]:
+        console.print(f"  refused {count}: {reason}")
+    if len(refusals) > 10:
+        console.print(f"  … and {len(refusals) - 10} other refusal reason(s)")
+    if summary["changes"] or summary["refused"]:
+        console.print(f"each grant's changes and refusals: {output}")
     totals = Table("customer", "unit", "grants", "planned", box=None, header_style="bold")
     for customer, units in summary["totals"].items():
         for unit, numbers in units.items():
@@ -467,13 +477,25 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
                 retire=retire, concurrency=concurrency, progress=progress))
         finally:
             close()
-    for key, error in report.failed:
-        click.echo(f"failed {key}: {error}", err=True)
-    click.echo(json.dumps({"created": report.created, "already_done": report.already_done,
-                           "retired": report.retired, "failed": len(report.failed),
-                           "seconds": round(report.seconds, 3)}))
+    _print_failures(report.failed)
+    for overlap in report.overlaps:
+        click.echo(f"overlap {overlap}", err=True)
+    click.echo(json.dumps(report.as_dict()))
     if not report.ok:
         sys.exit(EXIT_PROVIDER_ERROR)
+
+
+def _print_failures(failed: list[tuple[str, str]], shown: int = 20) -> None:
+    """The first failures one per line, then the rest summarized by reason."""
+    for key, error in failed[:shown]:
+        click.echo(f"failed {key}: {error}", err=True)
+    if len(failed) > shown:
+        from collections import Counter
+
+        rest = Counter(error for _, error in failed[shown:])
+        click.echo(f"... and {len(failed) - shown} more failure(s):", err=True)
+        for error, count in rest.most_common(10):
+            click.echo(f"  {count} × {error}", err=True)
 
 
 def _progress() -> tuple[Callable[[int, int], None], Callable[[], None]]:

@@ -4,44 +4,59 @@
   fewer segments), to migrate it, with the exact neutral grant to create, or to skip it with
   a reason. Every change on the way (amount, priority, scope, customer) is listed as a
   ``Change`` with its reason. Nothing is written anywhere but the plan.
-- ``apply`` creates the planned grants. Each carries an idempotency key derived from (source
-  provider, source grant id, segment), so no re-run, resume or retry ever makes a second grant;
-  a journal beside the plan makes re-runs cheap. Creates run concurrently, at the target's rate
-  limit. Source grants are retired (voided or expired) only when asked, and only after all of
-  their target grants are confirmed.
+- ``apply`` creates the planned grants. Each carries an idempotency key: the application's own
+  key when one source grant becomes one target grant (so a later create with it finds the
+  migrated grant), otherwise one derived from (source provider, source grant id, segment).
+  Before creating, apply lists each target customer's grants once and skips every planned key
+  the target already holds: the target's own state decides, never the journal (a cache beside
+  the plan) nor the vendor's idempotency memory, which may have forgotten the key. Creates run
+  concurrently, at the target's rate limit, through ``target.record_only()`` (a migration never
+  invoices). Source grants are retired (voided or expired) only when asked, and only after all
+  of their target grants are confirmed; a source already ended counts as retired.
 - ``verify`` re-reads the target and reconciles it with the plan, per customer and unit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import decimal
 import hashlib
 import json
+import re
 import sqlite3
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ._errors import BillingCreditsError, FieldProblem, MigrationError
+from ._errors import (
+    BillingCreditsError,
+    FieldProblem,
+    MigrationError,
+    NotFoundError,
+    UnsupportedOperationError,
+)
 from ._model import CreditGrant, GrantStatus, Scope, Segment
 from ._money import exact, exact_json, exact_sum
 from ._priority import preserve_order
 from ._provider import Provider
+from ._secrets import redact
 
 __all__ = [
+    "PROVENANCE_KEYS",
     "ApplyReport",
     "Change",
     "MigrationError",
     "MigrationPlan",
     "PlanItem",
+    "RetireOverlap",
     "VerifyReport",
     "apply_plan",
     "migration_key",
@@ -52,6 +67,15 @@ __all__ = [
 AmountMode = Literal["remaining", "original"]
 PriorityPolicy = Literal["exact", "preserve-order"]
 Retire = Literal["void", "expire"]
+
+
+MIGRATED_KEY = "migrated_from_key"
+"""Metadata key naming the application's own idempotency key of a migrated grant."""
+
+PROVENANCE_KEYS = ("migrated_from_provider", "migrated_from_grant", "migrated_from_segment",
+                   MIGRATED_KEY)
+"""Every metadata key ``plan_migration(provenance=True)`` may write on a target grant. A vendor
+that accepts only registered keys registers these in its ``Provider.setup()``."""
 
 
 def migration_key(source_provider: str, source_id: str, segment: int | None) -> str:
@@ -95,6 +119,13 @@ class PlanHeader(_Record):
     kind: Literal["header"] = "header"
     source: str
     target: str
+    target_identity: str | None = None
+    """``target.identity()`` when planned: apply refuses any other target account or store."""
+    source_identity: str | None = None
+    retire_overlaps: dict[str, str] = {}
+    """For each way of retiring (``void``, ``expire``) after which the source's credit stays
+    spendable a while (``Provider.retire_effective_at``): how long, had it been retired when
+    planned. Apply reports each actual window."""
     created_at: datetime
     amount_mode: AmountMode
     priority_policy: PriorityPolicy
@@ -128,19 +159,33 @@ class MigrationPlan:
             for customer, units in sorted(sums.items())
         }
 
+    def change_counts(self) -> dict[str, int]:
+        """Each kind of change (field and reason) with the number of plan items it touches:
+        the same reason is counted, not repeated once per grant."""
+        counts: Counter[str] = Counter()
+        for item in self.items:
+            for change in item.changes:
+                counts[f"{_field_kind(change.field)}: {change.why}"] += 1
+        return dict(sorted(counts.items()))
+
     def summary(self) -> dict[str, Any]:
         skipped: dict[str, int] = defaultdict(int)
         for item in self.items:
-            if item.action == "skip":
+            if item.action == "skip" and not item.refused:
                 skipped[item.reason or ""] += 1
+        refused: Counter[str] = Counter(i.reason or "" for i in self.refusals)
         return {
             "kind": "summary",
             "source": self.header.source,
             "target": self.header.target,
+            "target_identity": self.header.target_identity,
+            "retire_overlaps": self.header.retire_overlaps,
             "grants_to_create": len(self.to_create),
             "skipped": dict(sorted(skipped.items())),
             "refused": len(self.refusals),
+            "refusal_reasons": dict(sorted(refused.items())),
             "changes": sum(len(i.changes) for i in self.items),
+            "change_reasons": self.change_counts(),
             "totals": self.totals(),
         }
 
@@ -193,9 +238,12 @@ class MigrationPlan:
         if header is None or summary is None:
             raise MigrationError(f"{path} is not a whole migration plan (header or summary missing)")
         plan = cls(header, items)
-        if json.loads(json.dumps(plan.summary(), sort_keys=True, default=str)) != json.loads(
-            json.dumps(summary, sort_keys=True, default=str)
-        ):
+        # Compare what the stored summary holds (a plan written before a summary field was
+        # added still loads); the counts and totals must always be there and agree.
+        computed = json.loads(json.dumps(plan.summary(), sort_keys=True, default=str))
+        stored = json.loads(json.dumps(summary, sort_keys=True, default=str))
+        if any(name not in stored for name in ("grants_to_create", "refused", "totals")) or any(
+                computed.get(name) != value for name, value in stored.items()):
             raise MigrationError(f"{path}: the items do not add up to its summary; plan again")
         return plan
 
@@ -231,12 +279,18 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def _field_kind(name: str) -> str:
+    """``schedule.2.amount`` → ``schedule.*.amount``: one kind of change across segments."""
+    return re.sub(r"\.\d+\.", ".*.", name)
+
+
 @dataclass
 class _Draft:
     source: CreditGrant
     segment: int | None
     grant: CreditGrant
     changes: list[Change]
+    kept_key: str | None = None
 
 
 def plan_migration(
@@ -262,23 +316,70 @@ def plan_migration(
     creating anything. ``provenance`` adds ``migrated_from_*`` metadata keys naming the source.
     """
     now = now or datetime.now(UTC)
-    header = PlanHeader(source=source.name, target=target.name, created_at=now,
+    header = PlanHeader(source=source.name, target=target.name,
+                        target_identity=target.identity(), source_identity=source.identity(),
+                        retire_overlaps=_retire_overlaps(source, now), created_at=now,
                         amount_mode=amount_mode, priority_policy=priority_policy, strict=strict)
     plan = MigrationPlan(header)
+    recorder = _recorder(target)
     drafts: list[_Draft] = []
     for grant in _source_grants(source, customers):
         try:
             skipped = _decide(grant, source.name, target, amount_mode, customer_map, scope_map,
                               provenance, now, drafts)
-        except BillingCreditsError as error:
-            skipped = _skip(grant, str(error), refused=True)
+        except (BillingCreditsError, ValueError) as error:  # a grant the planner cannot place
+            skipped = _skip(grant, " ".join(str(error).split()), refused=True)
         if skipped is not None:
             plan.items.append(skipped)
+    _shared_keys(drafts, source.name, provenance)
     if priority_policy == "preserve-order":
         drafts = _preserve_order(drafts, target)
     for draft in drafts:
-        plan.items.append(_finish(draft, target))
+        plan.items.append(_finish(draft, target, recorder))
     return plan
+
+
+def _retire_overlaps(source: Provider, now: datetime) -> dict[str, str]:
+    found = {}
+    for how in ("void", "expire"):
+        if source.capabilities.supports(how):
+            ends = source.retire_effective_at(how, now)
+            if ends > now:
+                found[how] = (f"retiring by {how} leaves the source credit spendable until "
+                              f"{ends.isoformat()} if done at {now.isoformat()} "
+                              f"({(ends - now).total_seconds():g} s after), while the target "
+                              "grants already exist")
+    return found
+
+
+def _recorder(target: Provider) -> Provider | None:
+    """The target as migration creates through it (never invoicing), or None when it cannot
+    record a paid amount without invoicing it."""
+    try:
+        return target.record_only()
+    except UnsupportedOperationError:
+        return None
+
+
+def _kept(provenance: bool) -> str:
+    return f"; the original is kept in metadata {MIGRATED_KEY}" if provenance else ""
+
+
+def _shared_keys(drafts: list[_Draft], source_name: str, provenance: bool) -> None:
+    """An application key carried by several source grants cannot name each target grant:
+    those get derived keys, and the change says why."""
+    kept = Counter(d.kept_key for d in drafts if d.kept_key is not None)
+    for draft in drafts:
+        if draft.kept_key is None or kept[draft.kept_key] < 2:
+            continue
+        key = migration_key(source_name, draft.source.id or "", draft.segment)
+        draft.grant = draft.grant.as_new(idempotency_key=key)
+        draft.changes.append(Change(
+            field="idempotency_key", source=draft.kept_key, target=key,
+            why=f"the key is on {kept[draft.kept_key]} source grants; each target grant gets a "
+                f"derived key{_kept(provenance)} (a create with the original key on the target "
+                "would not find them)"))
+        draft.kept_key = None
 
 
 def _source_grants(source: Provider, customers: Iterable[str] | None) -> Iterator[CreditGrant]:
@@ -327,14 +428,19 @@ def _decide(
     if provenance:
         metadata.update({"migrated_from_provider": source_name,
                          "migrated_from_grant": grant.id or ""})
+    original = grant.idempotency_key
+    if original is not None and provenance:
+        metadata[MIGRATED_KEY] = original
     allotted = _allot(grant, amount_mode, now, changes)
     common: dict[str, Any] = {"customer_id": target_customer, "scope": scope}
     max_segments = target.capabilities.max_segments
     if grant.schedule is None or max_segments is None or len(allotted) <= max_segments:
+        # One target grant: it takes over the application's own key, so that a create the
+        # application repeats with it on the target finds this grant.
         window = _window(grant, allotted)
-        key = migration_key(source_name, grant.id or "", None)
+        key = original or migration_key(source_name, grant.id or "", None)
         new = grant.as_new(**common, **window, metadata=metadata, idempotency_key=key)
-        drafts.append(_Draft(grant, None, new, changes))
+        drafts.append(_Draft(grant, None, new, changes, kept_key=original))
         return None
     for index, segment in allotted:  # one target grant per window
         key = migration_key(source_name, grant.id or "", index)
@@ -343,10 +449,16 @@ def _decide(
             **common, amount=grant.amount.with_amount(segment.amount), schedule=None,
             effective_at=segment.starts_at, expires_at=segment.ends_before,
             metadata={**metadata, **extra}, idempotency_key=key)
-        drafts.append(_Draft(grant, index, new, [*changes, Change(
+        split = [Change(
             field="schedule", source=f"{len(grant.segments)} segments",
             target=f"segment {index} as its own grant",
-            why=f"{target.name} holds at most {max_segments} segment(s) per grant")]))
+            why=f"{target.name} holds at most {max_segments} segment(s) per grant")]
+        if original is not None:
+            split.append(Change(
+                field="idempotency_key", source=original, target=key,
+                why=f"split into one grant per window, each with a derived key{_kept(provenance)} "
+                    "(a create with the original key on the target would not find these grants)"))
+        drafts.append(_Draft(grant, index, new, [*changes, *split]))
     return None
 
 
@@ -432,23 +544,93 @@ def _preserve_order(drafts: list[_Draft], target: Provider) -> list[_Draft]:
     return result
 
 
-def _finish(draft: _Draft, target: Provider) -> PlanItem:
-    problems: list[FieldProblem] = target.capabilities.check(draft.grant)
+def _align(draft: _Draft, target: Provider) -> str | None:
+    """Align the draft's times to the target's resolution in the safe direction: starts
+    later, ends earlier, so the target never holds credit outside the source's window. Each
+    moved time is a ``Change``; a window too short to survive is the returned refusal."""
+    step = target.capabilities.time_resolution
+    if step <= timedelta(microseconds=1):
+        return None
+    grant = draft.grant
+    why = f"{target.name} holds times in steps of {_step(step)}: moved {{}} (the safe direction)"
+    moved: dict[str, Any] = {}
+
+    def up(name: str, moment: datetime) -> datetime:
+        aligned = moment + (-(moment - _EPOCH) % step)
+        if aligned != moment:
+            draft.changes.append(Change(field=name, source=moment.isoformat(),
+                                        target=aligned.isoformat(), why=why.format("later")))
+        return aligned
+
+    def down(name: str, moment: datetime | None) -> datetime | None:
+        if moment is None:
+            return None
+        aligned = moment - (moment - _EPOCH) % step
+        if aligned != moment:
+            draft.changes.append(Change(field=name, source=moment.isoformat(),
+                                        target=aligned.isoformat(), why=why.format("earlier")))
+        return aligned
+
+    if grant.schedule is not None:
+        segments = []
+        for i, segment in enumerate(grant.schedule):
+            start = up(f"schedule.{i}.starts_at", segment.starts_at)
+            end = down(f"schedule.{i}.ends_before", segment.ends_before)
+            if end is not None and end <= start:
+                return f"window {i} is shorter than {target.name}'s time resolution ({_step(step)})"
+            segments.append(segment.model_copy(update={"starts_at": start, "ends_before": end}))
+        moved = {"schedule": tuple(segments), "effective_at": segments[0].starts_at,
+                 "expires_at": segments[-1].ends_before}
+    else:
+        begin = up("effective_at", grant.effective_at) if grant.effective_at else None
+        finish = down("expires_at", grant.expires_at)
+        if begin is not None and finish is not None and finish <= begin:
+            return f"the window is shorter than {target.name}'s time resolution ({_step(step)})"
+        moved = {"effective_at": begin, "expires_at": finish}
+    if any(getattr(grant, name) != value for name, value in moved.items()):
+        draft.grant = grant.as_new(**moved)
+    return None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _step(step: timedelta) -> str:
+    return f"{step.total_seconds():g} s"
+
+
+def _finish(draft: _Draft, target: Provider, recorder: Provider | None) -> PlanItem:
+    base: dict[str, Any] = {"source_id": draft.source.id or "", "segment": draft.segment,
+                            "customer_id": draft.source.customer_id}
+    if short := _align(draft, target):
+        return PlanItem(**base, changes=tuple(draft.changes), action="skip", reason=short,
+                        refused=True, grant=draft.grant)
+    paid = draft.grant.paid_amount
+    if target.capabilities.invoices_paid_amount and paid is not None and paid.amount > 0:
+        if recorder is None:
+            return PlanItem(**base, changes=tuple(draft.changes), action="skip", refused=True,
+                            grant=draft.grant, reason=(
+                                f"{target.name} would invoice the paid amount {paid} again and "
+                                "cannot record it only: configure it not to invoice"))
+        draft.changes.append(Change(
+            field="paid_amount", source=str(paid), target=str(paid),
+            why="recorded only, not invoiced (it was paid for on the source)"))
+    creator = recorder or target
+    problems: list[FieldProblem] = creator.capabilities.check(draft.grant)
     if not problems:
         try:
             draft.changes += [
                 Change(field=a.field, source=a.requested, target=a.stored,
                        why=f"{target.name}: {a.reason}")
-                for a in target.preview(draft.grant)]
+                for a in creator.preview(draft.grant)]
         except BillingCreditsError as error:
             problems = [FieldProblem("", str(error))]
-    base = {"source_id": draft.source.id or "", "segment": draft.segment,
-            "customer_id": draft.source.customer_id, "changes": tuple(draft.changes)}
+    base["changes"] = tuple(draft.changes)
     if problems:
         reason = f"{target.name} cannot represent: " + "; ".join(str(p) for p in problems)
         return PlanItem(**base, action="skip", reason=reason, refused=True, grant=draft.grant)
     try:
-        target.check(draft.grant)
+        creator.check(draft.grant)
     except BillingCreditsError as error:
         return PlanItem(**base, action="skip", reason=str(error), refused=True, grant=draft.grant)
     return PlanItem(**base, action="migrate", grant=draft.grant)
@@ -458,10 +640,12 @@ def _finish(draft: _Draft, target: Provider) -> PlanItem:
 
 
 class Journal:
-    """What apply has done, in SQLite beside the plan: created keys and retired sources.
+    """What apply has done, in SQLite beside the plan: keys found or created, retired sources.
 
-    A journal belongs to one plan and one target (``Provider.identity()``): opening it for
-    another is refused, so a rehearsal's journal can never make a real run skip its work.
+    Only a cache: apply reads the target before creating and trusts what it finds there, so a
+    deleted journal, or one claiming a grant the target does not hold, never makes a duplicate
+    or a skip. A journal belongs to one plan and one target (``Provider.identity()``): opening
+    it for another is refused, so a rehearsal's journal is never mixed with a real run's.
     """
 
     def __init__(self, path: str | Path, *, plan: str, target: str) -> None:
@@ -480,8 +664,11 @@ class Journal:
             if stored != value:
                 self._db.close()
                 raise MigrationError(
-                    f"journal {path} belongs to another {name} ({stored[:40]}); use a fresh "
-                    "journal for this plan and target")
+                    f"journal {path} was written for another {name} ({stored[:40]}), by an "
+                    "earlier apply. A journal only makes re-runs cheap (apply re-reads the "
+                    f"target, so nothing is created twice without it): delete {path}, or give "
+                    "another journal file (--journal FILE; apply_plan(journal=...)), and run "
+                    "apply again")
 
     def created(self) -> dict[str, str]:
         with self._lock:
@@ -493,7 +680,7 @@ class Journal:
 
     def record_created(self, key: str, target_id: str) -> None:
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO created VALUES (?, ?, ?)",
+            self._db.execute("INSERT OR REPLACE INTO created VALUES (?, ?, ?)",
                              (key, target_id, datetime.now(UTC).isoformat()))
 
     def record_retired(self, source_id: str, how: str) -> None:
@@ -506,22 +693,112 @@ class Journal:
             self._db.close()
 
 
+@dataclass(frozen=True)
+class RetireOverlap:
+    """A time during which a retired source grant's credit and its target grants' credit were
+    both spendable: from when the target credit became usable until the source credit ended
+    (``Provider.retire_effective_at``)."""
+
+    source_id: str
+    starts: datetime
+    ends: datetime
+
+    def __str__(self) -> str:
+        return (f"{self.source_id}: source and target credit both spendable from "
+                f"{self.starts.isoformat()} until {self.ends.isoformat()}")
+
+
 @dataclass
 class ApplyReport:
-    """What one apply run did."""
+    """What one apply run did.
+
+    ``created`` counts grants this run made; ``already_done`` the planned grants the target
+    already held (found when listing it, or a create the vendor answered with an existing
+    grant), so concurrent or repeated runs add up to the plan, never more.
+    """
 
     created: int = 0
     already_done: int = 0
     retired: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    overlaps: list[RetireOverlap] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"created": self.created, "already_done": self.already_done,
+                "retired": self.retired, "failed": len(self.failed),
+                "overlaps": [str(o) for o in self.overlaps], "seconds": round(self.seconds, 3)}
+
 
 Progress = Callable[[int, int], None]
+
+
+def _describe(error: BaseException) -> str:
+    """One line for any failure; not a project error: its type is named too (secrets removed)."""
+    text = " ".join(str(error).split())
+    if not isinstance(error, BillingCreditsError):
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return redact(text)
+
+
+def _creator(plan: MigrationPlan, target: Provider) -> Provider:
+    """``target.record_only()``; refused before any create if it cannot record a paid amount
+    that a planned grant carries without invoicing it.
+
+    Apply has listed every target customer's grants before creating, so the lookup a keyed
+    create makes first on a vendor that forgets keys (``find_existing_before_create``) would
+    only repeat that listing once per grant: the creator is a copy with it off. A grant made
+    after the listing (by a concurrent apply) is recent, and the vendor still knows its key.
+    """
+    recorder = _recorder(target)
+    if recorder is not None:
+        return _without_lookup(recorder)
+    paid = [i for i in plan.to_create
+            if i.grant is not None and i.grant.paid_amount is not None
+            and i.grant.paid_amount.amount > 0]
+    if paid:
+        raise MigrationError(
+            f"{target.name} invoices the paid amount of {len(paid)} planned grant(s) and cannot "
+            "record it only: a migration never invoices credit paid for on the source; "
+            "configure the target not to invoice, then apply")
+    return _without_lookup(target)
+
+
+def _without_lookup(provider: Provider) -> Provider:
+    if provider.capabilities.idempotency_key_memory is None or not (
+            provider.find_existing_before_create):
+        return provider
+    quiet = copy.copy(provider)
+    quiet.find_existing_before_create = False
+    return quiet
+
+
+def _check_endpoints(plan: MigrationPlan, target: Provider, source: Provider | None,
+                     retire: Retire | None) -> None:
+    header = plan.header
+    if target.name != header.target:
+        raise MigrationError(f"the plan targets {header.target!r}, not {target.name!r}")
+    if header.target_identity is not None and target.identity() != header.target_identity:
+        raise MigrationError(
+            f"the plan was made for target {header.target_identity}, but apply was given "
+            f"{target.identity()}: nothing created. Give apply the same target settings as the "
+            "plan (-T ...), or plan again against this target")
+    if plan.header.strict and plan.refusals:
+        raise MigrationError(
+            f"the plan has {len(plan.refusals)} refusal(s) and is strict: fix them (customer "
+            "map, scope map, priority policy) and plan again, or plan with strict=False")
+    if retire is not None:
+        if source is None or source.name != header.source:
+            raise MigrationError(f"retiring needs the source provider {header.source!r}")
+        if header.source_identity is not None and source.identity() != header.source_identity:
+            raise MigrationError(
+                f"the plan was made from source {header.source_identity}, but apply was given "
+                f"{source.identity()} to retire from: nothing created. Give the same source "
+                "settings as the plan (-F ...)")
 
 
 async def apply_plan(
@@ -536,63 +813,109 @@ async def apply_plan(
 ) -> ApplyReport:
     """Create the plan's grants on ``target``; safe to run again, after any interruption.
 
-    Refuses a strict plan with refusals before creating anything. With ``retire``, a source
-    grant is voided or expired on ``source`` only when every item planned for it was migrated
-    (none skipped or refused) and each of its target grants reads back as planned.
+    Refuses, before creating anything, a target other than the plan's (``identity()``) and a
+    strict plan with refusals. Then lists each target customer's grants once: a planned key the
+    target holds is already there (whatever the journal says, and however long ago the vendor
+    forgot the key); the others are created through ``target.record_only()``. A failure of one
+    item (of any kind) is recorded in the report, never raised. With ``retire``, a source grant
+    is voided or expired on ``source`` only when every item planned for it was migrated (none
+    skipped or refused) and each of its target grants reads back as planned; a source grant
+    already ended counts as retired.
     """
-    if target.name != plan.header.target:
-        raise MigrationError(f"the plan targets {plan.header.target!r}, not {target.name!r}")
-    if plan.header.strict and plan.refusals:
-        raise MigrationError(
-            f"the plan has {len(plan.refusals)} refusal(s) and is strict: fix them (customer "
-            "map, scope map, priority policy) and plan again, or plan with strict=False")
-    if retire is not None and (source is None or source.name != plan.header.source):
-        raise MigrationError(f"retiring needs the source provider {plan.header.source!r}")
+    _check_endpoints(plan, target, source, retire)
+    creator = _creator(plan, target)
     loop = asyncio.get_running_loop()
     started = loop.time()
     book = Journal(journal, plan=plan.fingerprint(), target=target.identity())
     report = ApplyReport()
     try:
-        done = book.created()
-        todo = [i for i in plan.to_create if i.key not in done]
-        report.already_done = len(plan.to_create) - len(todo)
+        gate = asyncio.Semaphore(max(concurrency, 1))
+        found = await _reconcile(plan, target, gate, report)
+        for key, grant in found.items():
+            await asyncio.to_thread(book.record_created, key, grant.id or "")
+        unreadable = {key for key, _ in report.failed}
+        todo = [i for i in plan.to_create if i.key not in found and i.key not in unreadable]
+        report.already_done = len(found)
         total = len(plan.to_create)
         finished = report.already_done
         if progress:
             progress(finished, total)
-        gate = asyncio.Semaphore(max(concurrency, 1))
 
         async def create(item: PlanItem) -> None:
             nonlocal finished
             assert item.grant is not None
             assert item.key is not None
-            async with gate:
-                try:
-                    created = await target.acreate_grant(item.grant)
-                except BillingCreditsError as error:
-                    report.failed.append((item.key, str(error)))
-                    return
-            await asyncio.to_thread(book.record_created, item.key, created.id or "")
-            done[item.key] = created.id or ""
-            report.created += 1
+            try:
+                async with gate:
+                    created = await creator.acreate_grant(item.grant)
+                await asyncio.to_thread(book.record_created, item.key, created.id or "")
+            except Exception as error:  # any one item's failure is reported, never raised
+                report.failed.append((item.key, _describe(error)))
+                return
+            found[item.key] = created
+            if created.replayed:
+                report.already_done += 1
+            else:
+                report.created += 1
             finished += 1
             if progress:
                 progress(finished, total)
 
-        async with asyncio.TaskGroup() as group:
-            for item in todo:
-                group.create_task(create(item))
+        await asyncio.gather(*(create(item) for item in todo))
         if retire is not None and source is not None:
-            await _retire(plan, source, target, retire, done, book, report)
+            await _retire(plan, source, retire, found, book, report)
     finally:
         book.close()
         report.seconds = loop.time() - started
     return report
 
 
-async def _retire(plan: MigrationPlan, source: Provider, target: Provider, how: Retire,
-                  done: Mapping[str, str], book: Journal, report: ApplyReport) -> None:
-    """Void or expire each source grant whose every planned item is confirmed on the target."""
+async def _reconcile(plan: MigrationPlan, target: Provider, gate: asyncio.Semaphore,
+                     report: ApplyReport) -> dict[str, CreditGrant]:
+    """The planned grants the target already holds, by key: one listing per target customer.
+
+    A customer whose grants cannot all be read is not touched: each of its planned items is
+    reported failed (creating without knowing what is there could duplicate a grant).
+    """
+    wanted: dict[str, list[str]] = defaultdict(list)
+    for item in plan.to_create:
+        assert item.grant is not None
+        assert item.key is not None
+        wanted[item.grant.customer_id].append(item.key)
+    found: dict[str, CreditGrant] = {}
+
+    async def listing(customer: str, keys: list[str]) -> None:
+        planned = set(keys)
+        seen: dict[str, CreditGrant] = {}
+        try:
+            async with gate:
+                async for grant in target.alist_grants(customer):
+                    if grant.idempotency_key in planned:
+                        seen.setdefault(grant.idempotency_key, grant)
+        except Exception as error:
+            why = f"not created: the target's grants of customer {customer} could not be read " \
+                  f"({_describe(error)}); run apply again"
+            report.failed.extend((key, why) for key in keys)
+            return
+        found.update(seen)
+
+    await asyncio.gather(*(listing(c, keys) for c, keys in wanted.items()))
+    return found
+
+
+def _ended(grant: CreditGrant) -> bool:
+    return grant.status in (GrantStatus.VOIDED, GrantStatus.EXPIRED)
+
+
+async def _retire(plan: MigrationPlan, source: Provider, how: Retire,
+                  found: Mapping[str, CreditGrant], book: Journal, report: ApplyReport) -> None:
+    """Void or expire each source grant whose every planned item is confirmed on the target.
+
+    A source grant already ended (voided or expired, or no longer found: a vendor that does not
+    list voided grants) counts as retired: a crash between retiring it and journalling that
+    must not make every later run fail. When the source's credit stops later than the moment
+    of retiring (``retire_effective_at``), the report names the overlap.
+    """
     by_source: dict[str, list[PlanItem]] = defaultdict(list)
     for item in plan.items:
         by_source[item.source_id].append(item)
@@ -600,23 +923,40 @@ async def _retire(plan: MigrationPlan, source: Provider, target: Provider, how: 
     for source_id, items in by_source.items():
         if source_id in retired or any(i.action != "migrate" for i in items):
             continue  # a skipped or refused part stays with the source
-        if any(i.key not in done for i in items):
+        if any(i.key not in found for i in items):
             continue
         try:
             for item in items:
                 assert item.grant is not None
                 assert item.key is not None
-                stored = await target.aget_grant(done[item.key])
+                stored = found[item.key]
                 if (stored.amount != item.grant.amount or stored.customer_id != item.grant.customer_id
                         or stored.status is GrantStatus.VOIDED):
                     raise MigrationError(f"target grant {stored.id} does not hold what was planned")
-            await (source.avoid_grant(source_id) if how == "void"
-                   else source.aexpire_grant(source_id))
-        except BillingCreditsError as error:
-            report.failed.append((source_id, f"retire: {error}"))
+            now = datetime.now(UTC)
+            if not await _already_ended(source, source_id):
+                ends = source.retire_effective_at(how, now)
+                try:
+                    await (source.avoid_grant(source_id) if how == "void"
+                           else source.aexpire_grant(source_id))
+                except Exception:
+                    if not await _already_ended(source, source_id):
+                        raise
+                if ends > now:
+                    starts = min((found[i.key].created_at or now) for i in items if i.key)
+                    report.overlaps.append(RetireOverlap(source_id, min(starts, now), ends))
+        except Exception as error:
+            report.failed.append((source_id, f"retire: {_describe(error)}"))
             continue
         await asyncio.to_thread(book.record_retired, source_id, how)
         report.retired += 1
+
+
+async def _already_ended(source: Provider, source_id: str) -> bool:
+    try:
+        return _ended(await source.aget_grant(source_id))
+    except NotFoundError:
+        return True  # planned from this source, now gone: voided (some vendors hide those)
 
 
 # -- verify ---------------------------------------------------------------------------------

@@ -181,8 +181,8 @@ class CreditGrant(NeutralModel):
 
     The fields from ``id`` on are filled when a grant is read back from a provider. ``balance``
     is what is left to use, now or in windows still to come (consumed, expired and voided
-    credits count zero). ``raw`` holds the vendor payload and, with ``adjustments``, takes no
-    part in equality.
+    credits count zero). ``raw`` holds the vendor payload and, with ``adjustments`` and
+    ``replayed``, takes no part in equality.
     """
 
     customer_id: NonEmpty
@@ -211,7 +211,8 @@ class CreditGrant(NeutralModel):
     adjustments: tuple[Adjustment, ...] = ()
     replayed: bool | None = None
     """On a create's result: True when the vendor answered with a grant that already existed
-    (key replay, uniqueness conflict found by lookup), False when it made a new one."""
+    (an idempotency key replayed, found by a lookup), False when it made a new one; None when
+    not known or not a create. Takes no part in equality."""
 
     @classmethod
     def model_validate_json(
@@ -301,7 +302,7 @@ class CreditGrant(NeutralModel):
     __hash__ = None  # type: ignore[assignment]
 
     def comparable(self) -> dict[str, Any]:
-        """The fields that take part in equality (all but ``raw`` and ``adjustments``)."""
+        """The fields that take part in equality (all but ``raw``, ``adjustments``, ``replayed``)."""
         return {k: v for k, v in self.__dict__.items() if k not in _NOT_COMPARED}
 
     @property

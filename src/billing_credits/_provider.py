@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal, Self
 from ._capabilities import Capabilities, Operation
 from ._errors import (
     ConfigurationError,
+    ConflictError,
     FieldProblem,
     InvalidGrantError,
     InvalidResponseError,
@@ -118,6 +119,12 @@ class Provider(abc.ABC):
     and every check uses the instance's."""
     settings: ClassVar[tuple[Setting, ...]] = ()
 
+    find_existing_before_create: bool = True
+    """With ``capabilities.idempotency_key_memory`` set, whether a keyed create first looks for
+    a grant already carrying the key (``_find_by_key``). Providers expose it as the setting
+    ``find_existing``; turn it off only when repeats past the vendor's key memory cannot
+    happen (or are reconciled elsewhere, as ``migrate apply`` does)."""
+
     def __init__(self, *, runtime: Runtime | None = None) -> None:
         self.runtime = runtime or Runtime()
 
@@ -142,6 +149,45 @@ class Provider(abc.ABC):
     def _expire(self, grant_id: str) -> Flow[CreditGrant]:
         """End the grant's availability now. Return it read back."""
         raise UnsupportedOperationError(self.name, "expire")
+
+    def _find_by_key(self, customer_id: str, key: str) -> Flow[CreditGrant | None]:
+        """The customer's grant carrying idempotency key ``key``, or None (contract C1).
+
+        The default pages through the customer's grants (``_list_page``), guarded like a
+        listing against cursors that cycle. Override it when the vendor offers a cheaper
+        documented lookup. An item that cannot be read but holds the key somewhere in its raw
+        payload stops the create (``InvalidResponseError``): it may be the grant, and a
+        duplicate is worse than a refusal.
+        """
+        query = ListQuery(customer_id=customer_id)
+        skipped: list[UnreadableGrant] = []
+        walk = _Walk(self, skipped.append)
+        cursor: str | None = None
+        while True:
+            page = yield from self._list_page(query, cursor)
+            for grant in page.grants:
+                if grant.idempotency_key == key:
+                    return grant
+            cursor = walk.next(page)
+            if cursor is None:
+                break
+        for entry in skipped:
+            if key in repr(entry.raw):
+                raise InvalidResponseError(
+                    f"looking for a grant with idempotency key {key!r} before creating, item "
+                    f"{entry.vendor_id or '(no id)'} could not be read ({entry.problem}) and "
+                    "may be that grant; not creating another", provider=self.name)
+        return None
+
+    def _create_once(self, grant: CreditGrant, key: str, keyed: bool) -> Flow[CreditGrant]:
+        """``_create``, preceded by the C1 lookup when the vendor forgets keys (see
+        ``Capabilities.idempotency_key_memory``); marks the result ``replayed``."""
+        if (keyed and self.capabilities.idempotency_key_memory is not None
+                and self.find_existing_before_create):
+            found = yield from self._find_by_key(grant.customer_id, key)
+            if found is not None:
+                return _as_replayed(grant, found, self.name)
+        return (yield from self._create(grant, key))
 
     def check(self, grant: CreditGrant) -> None:
         """Refuse what this provider cannot hold, before any I/O.
@@ -178,17 +224,26 @@ class Provider(abc.ABC):
         return []
 
     def record_only(self) -> Provider:
-        """This provider, or a copy that records the paid amount without billing it.
+        """This provider, creating grants that record their ``paid_amount`` without billing it.
 
-        The default is ``self``: a provider that never invoices. One whose settings make a
-        create bill the paid amount (``capabilities.invoices_paid_amount``) returns a copy
-        that keeps the paid amount as a record only (migration always creates through it).
+        Migration creates through it: credit paid for on the source must never be invoiced
+        again. The default returns ``self`` when this instance does not invoice
+        (``capabilities.invoices_paid_amount`` is false) and otherwise refuses; a provider
+        that invoices overrides it to return a copy that only records the paid amount.
         """
-        return self
+        if not self.capabilities.invoices_paid_amount:
+            return self
+        raise UnsupportedOperationError(
+            self.name, "record_only",
+            "this instance invoices the paid amount and offers no record-only copy")
 
     def retire_effective_at(self, how: Literal["void", "expire"], now: datetime) -> datetime:
-        """When retiring a grant now (``void_grant`` / ``expire_grant``) actually stops its
-        credit being spendable. The default: ``now``."""
+        """When voiding or expiring a grant at ``now`` actually stops its credit being spendable.
+
+        The default is ``now``; a provider that aligns the end of a grant (to the hour, say)
+        returns the moment its credit really stops, so a migration can say how long source and
+        target credit overlap.
+        """
         return now
 
     def close(self) -> None:  # noqa: B027 - optional hook
@@ -217,14 +272,19 @@ class Provider(abc.ABC):
         """Create a grant and return it as stored, with ``id``.
 
         Creating twice with the same ``idempotency_key`` yields one grant: the second call
-        returns the first grant (or raises ``ConflictError`` if the parameters differ).
+        returns the first grant (or raises ``ConflictError`` if the vendor still remembers the
+        key and the parameters differ). On a vendor that forgets keys, a keyed create first
+        looks for a grant carrying the key and returns it (``ConflictError`` if the parameters
+        differ), so a key never yields two grants however late it is repeated. The result's
+        ``replayed`` says whether the grant already existed.
         """
         checked, key = self.prepare(grant)
-        return self.runtime.run(self._create(checked, key))
+        return self.runtime.run(self._create_once(checked, key, checked.idempotency_key is not None))
 
     async def acreate_grant(self, grant: CreditGrant | Mapping[str, Any]) -> CreditGrant:
         checked, key = self.prepare(grant)
-        return await self.runtime.arun(self._create(checked, key))
+        return await self.runtime.arun(
+            self._create_once(checked, key, checked.idempotency_key is not None))
 
     max_empty_pages: ClassVar[int] = 3
     """Consecutive empty pages that still carry a next cursor before a listing gives up."""
@@ -317,6 +377,31 @@ class Provider(abc.ABC):
         if not self.capabilities.supports(operation):
             raise UnsupportedOperationError(self.name, operation)
 
+
+
+def _as_replayed(requested: CreditGrant, found: CreditGrant, provider: str) -> CreditGrant:
+    """An existing grant returned for a keyed create, marked ``replayed``.
+
+    As a vendor that still remembers the key would, a request whose parameters differ from the
+    grant found is refused with ``ConflictError`` (never taken as success, never a second
+    grant); fields the provider reports having changed itself (its ``adjustments``) are not
+    counted as differences.
+    """
+    asked = requested.as_new().comparable()
+    got = found.as_new().comparable()
+    changed_by_provider = {a.field.split(".")[0] for a in found.adjustments}
+    differing = [name for name in sorted(asked)
+                 if asked[name] != got.get(name) and name not in changed_by_provider]
+    if differing:
+        raise ConflictError(
+            f"idempotency key {requested.idempotency_key!r} is already used by grant "
+            f"{found.id} with other parameters ({', '.join(differing)}); not creating another",
+            provider=provider, code="idempotency_error", retryable=False)
+    return found.model_copy(update={"replayed": True})
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 class _Walk:

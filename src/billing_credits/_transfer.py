@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import IO
 
 from ._errors import BillingCreditsError, MigrationError
@@ -42,14 +43,18 @@ class ImportReport:
 
 
 def import_grants(
-    provider: Provider, lines: Iterable[str], *, include_ended: bool = False
+    provider: Provider, lines: Iterable[str], *, include_ended: bool = False,
+    now: datetime | None = None,
 ) -> ImportReport:
     """Create each exported grant on ``provider``; safe to repeat.
 
     Each grant is created under its own idempotency key or, when it had none, one derived
     from its source provider and id, so importing twice creates nothing the second time. A
     line with neither is refused: it could not be imported safely twice. Voided and expired
-    grants are skipped unless ``include_ended`` (they would come back to life at full amount).
+    grants are skipped unless ``include_ended``; then an ended grant is never created as
+    spendable credit: one whose window has ended is created as it is (it reads back expired),
+    any other (voided, or expired before its window's end) is refused, naming it, since no
+    provider can create a grant already voided.
     """
     report = ImportReport()
     for number, line in enumerate(lines, start=1):
@@ -57,8 +62,9 @@ def import_grants(
             continue
         try:
             grant = CreditGrant.model_validate_json(line)
-            if grant.status in (GrantStatus.VOIDED, GrantStatus.EXPIRED) and not include_ended:
-                report.skipped.append((number, f"{grant.status.value} grant {grant.id}"))
+            ended = grant.status in (GrantStatus.VOIDED, GrantStatus.EXPIRED)
+            if ended and not include_ended:
+                report.skipped.append((number, _name(grant)))
                 continue
             key = grant.idempotency_key
             if key is None:
@@ -67,9 +73,44 @@ def import_grants(
                         "a grant with neither idempotency_key nor provider and id cannot be "
                         "imported safely (a second import would duplicate it)")
                 key = migration_key(grant.provider, grant.id, None)
-            provider.create_grant(grant.as_new(idempotency_key=key))
+            new = grant.as_new(idempotency_key=key)
+            if ended:
+                _ensure_stays_ended(grant, new, provider, now or datetime.now(UTC))
+            created = provider.create_grant(new)
+            if ended and created.status not in (GrantStatus.VOIDED, GrantStatus.EXPIRED):
+                _end_again(provider, created, grant)
         except BillingCreditsError as error:
             report.failed.append((number, str(error)))
             continue
         report.created += 1
     return report
+
+
+def _name(grant: CreditGrant) -> str:
+    return f"{grant.status.value if grant.status else 'ended'} grant {grant.id} " \
+           f"({grant.provider or 'unknown provider'}, customer {grant.customer_id})"
+
+
+def _ensure_stays_ended(grant: CreditGrant, new: CreditGrant, provider: Provider,
+                        now: datetime) -> None:
+    """Refuse an ended grant the target would hold as spendable credit."""
+    if new.expires_at is not None and new.expires_at <= now:
+        return  # its window has ended: created as it is, it is ended on the target too
+    raise MigrationError(
+        f"{_name(grant)} not imported: {provider.name} cannot create a grant already "
+        f"{'voided' if grant.status is GrantStatus.VOIDED else 'ended'} and its window has not "
+        "ended, so it would come back as spendable credit")
+
+
+def _end_again(provider: Provider, created: CreditGrant, grant: CreditGrant) -> None:
+    """The target moved an ended window into the present: void what it made, and say so."""
+    try:
+        provider.void_grant(created.id or "")
+    except BillingCreditsError as error:
+        raise MigrationError(
+            f"{_name(grant)} was created as {created.id} and reads back "
+            f"{created.status.value if created.status else 'live'}; voiding it failed "
+            f"({error}): void it by hand") from None
+    raise MigrationError(
+        f"{_name(grant)} was created as {created.id} but {provider.name} reads it back "
+        f"{created.status.value if created.status else 'live'}; it was voided at once")

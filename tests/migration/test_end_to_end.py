@@ -17,7 +17,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -114,8 +114,11 @@ def plan(tmp_path: Path, source: str, target: str, source_settings: dict[str, st
 
 
 def apply_with_kills(plan_path: Path, target_settings: dict[str, str], kills: int,
-                     seed: int) -> list[dict[str, int]]:
-    """Run apply in a child process, SIGKILL it mid-way ``kills`` times, then let it finish."""
+                     seed: int, between: Callable[[], None] | None = None) -> list[dict[str, int]]:
+    """Run apply in a child process, SIGKILL it mid-way ``kills`` times, then let it finish.
+
+    ``between`` runs after each kill, before the next run (to make the target forget, say).
+    """
     rng = random.Random(seed)
     command = [sys.executable, "-m", "billing_credits", "migrate", "apply", str(plan_path),
                *flags("-T", target_settings), "--concurrency", "16"]
@@ -138,6 +141,8 @@ def apply_with_kills(plan_path: Path, target_settings: dict[str, str], kills: in
         out, err = child.communicate(timeout=300)
         if killed:
             assert child.returncode == -signal.SIGKILL
+            if between is not None:
+                between()
         else:
             assert child.returncode == 0, err
             seen.append(json.loads(out.splitlines()[-1]))
@@ -167,7 +172,12 @@ def test_metronome_to_stripe_with_faults_and_three_kills(
     assert len(planned.to_create) == 1_050
     assert planned.refusals == []
 
-    runs = apply_with_kills(path, target, kills=3, seed=11)
+    def forget() -> None:  # Stripe's key memory and the journal both lost between runs
+        stripe_fake.forget_idempotency_keys()
+        for name in ("", "-wal", "-shm"):
+            Path(f"{path}.journal{name}").unlink(missing_ok=True)
+
+    runs = apply_with_kills(path, target, kills=3, seed=11, between=forget)
     assert len(runs) == 4
     assert runs[-1]["created"] + runs[-1]["already_done"] == 1_050
 
@@ -242,3 +252,52 @@ def test_metronome_into_local_with_faults(
         assert len(stored) == 200
         assert len({g.idempotency_key for g in stored}) == 200
         assert bc.verify_plan(bc.MigrationPlan.load(path), local).ok
+
+
+def test_local_to_stripe_with_kills_when_stripe_forgets_keys_and_the_journal_is_lost(
+    tmp_path: Path, stripe_fake: StripeFake, stripe_server: LoopbackServer,
+) -> None:
+    """Issue 8.1, must-show 2: between the runs Stripe forgets every idempotency key (as it
+    does after 24 hours) and the journal is deleted. Apply reconciles against Stripe's own
+    grants, so the result is still exactly the planned grants, once each."""
+    source = {"path": str(tmp_path / "source.db")}
+    customers = [f"cus_{i:03d}" for i in range(8)]
+    rng = random.Random(4)
+    with bc.get_provider("local", **source) as local:
+        for n in range(400):
+            local.create_grant(bc.CreditGrant(
+                customer_id=customers[n % len(customers)], name=f"grant {n}",
+                amount=bc.Money(amount=Decimal(rng.randint(100, 100_000)) / 100, currency="USD"),
+                priority=Decimal(n % 101), effective_at=HOUR - timedelta(days=1),
+                idempotency_key=f"app-{n}" if n % 2 else None))
+    target = stripe_settings(stripe_server)
+    path = plan(tmp_path, "local", "stripe", source, target, {c: c for c in customers})
+    planned = bc.MigrationPlan.load(path)
+    assert len(planned.to_create) == 400
+    journal = Path(f"{path}.journal")
+    forgotten = []
+
+    def forget() -> None:
+        stripe_fake.forget_idempotency_keys()
+        for name in (journal, Path(f"{journal}-wal"), Path(f"{journal}-shm")):
+            name.unlink(missing_ok=True)
+        forgotten.append(len(stripe_fake.grants))
+
+    runs = apply_with_kills(path, target, kills=2, seed=21, between=forget)
+    assert len(runs) == 3
+    assert len(forgotten) == 2
+    assert 0 < forgotten[0] < 400
+    assert runs[-1]["created"] + runs[-1]["already_done"] == 400
+    assert runs[-1]["already_done"] >= forgotten[-1]
+
+    state = stripe_state(stripe_fake)
+    assert len(stripe_fake.grants) == 400, "a duplicate or a missing grant"
+    assert set(state) == {item.key for item in planned.to_create}
+    totals: Counter[str] = Counter()
+    for grant in stripe_fake.grants.values():
+        totals[grant["customer"]] += grant["amount"]["monetary"]["value"]  # type: ignore[index]
+    for customer, units in planned.totals().items():
+        assert totals[customer] == Decimal(units["USD"]["planned"]) * 100
+    assert sum(stripe_server.faults.stats.injected.values()) > 10
+    result = CliRunner().invoke(cli, ["migrate", "verify", str(path), *flags("-T", target)])
+    assert result.exit_code == 0, result.output

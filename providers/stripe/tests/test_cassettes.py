@@ -169,11 +169,24 @@ def test_errors(stripe_provider: tuple[StripeProvider, dict[str, Any]], record_m
             provider.get_grant("credgr_test_doesnotexist")
         assert missing.value.code == "resource_missing"
         assert missing.value.request_id
-        provider.create_grant(grant(customer, 9, idempotency_key="cassette-conflict"))
-        with pytest.raises(bc.ConflictError) as conflict:
+        first = provider.create_grant(grant(customer, 9, idempotency_key="cassette-conflict"))
+        assert first.replayed is False
+        # The lookup before a keyed create (C1) finds the grant and refuses other parameters.
+        with pytest.raises(bc.ConflictError) as found:
             provider.create_grant(grant(customer, 10, idempotency_key="cassette-conflict"))
+        assert found.value.code == "idempotency_error"
+        # Without it, Stripe's own idempotency layer: 400 idempotency_error, and a replay.
+        provider.find_existing_before_create = False
+        try:
+            with pytest.raises(bc.ConflictError) as conflict:
+                provider.create_grant(grant(customer, 10, idempotency_key="cassette-conflict"))
+            replay = provider.create_grant(grant(customer, 9, idempotency_key="cassette-conflict"))
+        finally:
+            provider.find_existing_before_create = True
         assert conflict.value.code == "idempotency_error"
         assert not conflict.value.retryable
+        assert conflict.value.status == 400
+        assert (replay.id, replay.replayed) == (first.id, True), "Idempotent-Replayed: true"
 
 
 def test_zero_decimal_and_all_usage(stripe_provider: tuple[StripeProvider, dict[str, Any]],

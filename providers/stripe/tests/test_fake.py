@@ -303,3 +303,51 @@ def test_every_provider_request_uses_declared_params(provider: Any, fake: Stripe
         assert undeclared_params(request.method, request.path, request.raw_params) == []
         checked += len(request.raw_params)
     assert checked > 20
+
+
+class CountingGrants(dict):  # type: ignore[type-arg]
+    """The fake's grant store, counting every grant it hands out."""
+
+    touched = 0
+
+    def __getitem__(self, key: Any) -> Any:
+        CountingGrants.touched += 1
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        CountingGrants.touched += 1
+        return super().get(key, default)
+
+    def values(self) -> Any:
+        raise AssertionError("a listing must not walk every grant")
+
+    def items(self) -> Any:
+        raise AssertionError("a listing must not walk every grant")
+
+    def __iter__(self) -> Any:
+        raise AssertionError("a listing must not walk every grant")
+
+
+def test_listing_costs_the_page_size_not_every_grant(http: httpx.Client, fake: StripeFake) -> None:
+    """Issue 8.13: each page touches only its own grants (index by customer, cursor by
+    position), so listing N grants costs O(N), not O(N^2)."""
+    fake.grants = CountingGrants()
+    for n in range(300):
+        customer = "cus_many" if n % 3 else "cus_other"
+        assert post(http, "/v1/billing/credit_grants",
+                    {**CREATE, "customer": customer}).status_code == 200
+    CountingGrants.touched = 0
+    seen: list[str] = []
+    after: str | None = None
+    pages = 0
+    while True:
+        query = {"customer": "cus_many", "limit": 25, **({"starting_after": after} if after else {})}
+        body = http.get("/v1/billing/credit_grants", params=query).json()
+        pages += 1
+        seen += [g["id"] for g in body["data"]]
+        if not body["has_more"]:
+            break
+        after = body["data"][-1]["id"]
+    assert len(seen) == len(set(seen)) == 200
+    assert pages == 8
+    assert CountingGrants.touched == 200, "one look-up per grant listed, none for the others"

@@ -61,7 +61,9 @@ async def wired(request: pytest.FixtureRequest, fake: StripeFake, faults: Faults
             httpx.Client(transport=transport, event_hooks={"request": [sent]}))
         async with httpx.AsyncClient(transport=transport,
                                      event_hooks={"request": [sent.hook]}) as aclient:
+            # Transport behaviour only: the C1 lookup before keyed creates is tested apart.
             settings: dict[str, Any] = {"base_url": base_url} if base_url else {}
+            settings["find_existing"] = False
             with bc.get_provider("stripe", api_key=api_key, http_client=client,
                                  async_http_client=aclient, runtime=runtime,
                                  **settings) as provider:

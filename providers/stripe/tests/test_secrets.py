@@ -28,7 +28,7 @@ def test_key_is_a_declared_secret_setting() -> None:
     assert key.env == "STRIPE_API_KEY"
     assert {s.name for s in info.settings} == {
         "api_key", "base_url", "stripe_account", "timeout", "max_retries", "rate_limit",
-        "include_balance", "http_client", "async_http_client"}
+        "include_balance", "find_existing", "http_client", "async_http_client"}
 
 
 def test_key_is_not_in_errors_or_logs(caplog: pytest.LogCaptureFixture) -> None:
@@ -69,7 +69,7 @@ def test_connection_errors_map_to_unavailable() -> None:
 
 def test_the_socket_guard_blocks_non_loopback_hosts() -> None:
     """Must show 4's guard (conftest): a provider aimed anywhere but loopback cannot connect."""
-    provider = StripeProvider(KEY, base_url="http://192.0.2.1",
+    provider = StripeProvider(KEY, base_url="https://192.0.2.1",
                               runtime=bc.Runtime(retry=bc.RetryPolicy(attempts=1)))
     with pytest.raises(bc.UnavailableError, match="NetworkBlockedError"):
         provider.get_grant("credgr_x")

@@ -100,14 +100,15 @@ class LocalProvider(bc.Provider):
         )
         self._read(row)  # what is stored must read back: refuse it here, not on every list
         stored, created = yield bc.blocking(lambda: self._store.insert(row), label="insert")
-        if not created and stored.request_hash != digest:
+        if not created and stored.request_hash != digest and not _migrated_under(stored,
+                                                                                idempotency_key):
             raise bc.ConflictError(
                 f"idempotency key {idempotency_key!r} was used for a different grant "
                 f"({stored.id})",
                 provider=self.name,
                 code="idempotency_key_reused",
             )
-        return self._read(stored)
+        return self._read(stored).model_copy(update={"replayed": not created})
 
     def _list_page(self, query: bc.ListQuery, cursor: str | None) -> bc.Flow[bc.Page]:
         limit = min(query.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -171,10 +172,8 @@ class LocalProvider(bc.Provider):
         status = bc.GrantStatus.VOIDED if row.voided_at is not None else grant.status_at(now)
         remaining = Decimal(0)
         if status is not bc.GrantStatus.VOIDED:
-            remaining = sum(
-                (s.amount for s in grant.segments if s.ends_before is None or s.ends_before > now),
-                Decimal(0),
-            )
+            remaining = bc.exact_sum(
+                s.amount for s in grant.segments if s.ends_before is None or s.ends_before > now)
         return bc.CreditGrant.model_validate({
             **grant.model_dump(),
             "id": row.id,
@@ -183,6 +182,22 @@ class LocalProvider(bc.Provider):
             "balance": grant.amount.with_amount(remaining),
             "created_at": row.created_at,
         })
+
+
+MIGRATED_KEY = "migrated_from_key"
+"""The metadata key a migration writes on a grant created under the application's own
+idempotency key (see ``billing_credits.plan_migration``)."""
+
+
+def _migrated_under(row: Row, key: str) -> bool:
+    """Whether ``row`` is a migrated grant that took over the application's key ``key``.
+
+    Such a grant is the application's grant moved here (its amount may be what was left, its
+    metadata names the source): a later create with that key is a replay of it, not a new
+    grant and not a conflict.
+    """
+    metadata = row.request.get("metadata") or {}
+    return isinstance(metadata, dict) and metadata.get(MIGRATED_KEY) == key
 
 
 def _canonical(grant: bc.CreditGrant) -> dict[str, Any]:
@@ -216,7 +231,7 @@ def _truncated(grant: bc.CreditGrant, now: datetime) -> dict[str, Any]:
     if last.ends_before is None or last.ends_before > now:
         kept[-1] = bc.Segment(amount=last.amount, starts_at=last.starts_at, ends_before=now,
                               id=last.id)
-    total = sum((s.amount for s in kept), Decimal(0))
+    total = bc.exact_sum(s.amount for s in kept)
     return {
         "expires_at": _text(now),
         "schedule": [s.model_dump(mode="json") for s in kept],

@@ -70,7 +70,7 @@ def _variants() -> tuple[dict[str, Variant], dict[str, tuple[str, Variant]]]:
                            ends_before=start + timedelta(days=30 * (i + 1)))
                 for i in range(segments)
             ]
-            total = sum((s.amount for s in items), Decimal(0))
+            total = bc.exact_sum(s.amount for s in items)
             base = suite.sample_grant(provider)
             return suite.sample_grant(
                 provider, amount=base.amount.with_amount(total), schedule=tuple(items),

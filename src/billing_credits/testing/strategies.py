@@ -222,7 +222,7 @@ class _Amount:
     scale: int
 
     def decimal(self, units: int | None = None) -> Decimal:
-        return Decimal(self.units if units is None else units).scaleb(-self.scale)
+        return Decimal(self.units if units is None else units).scaleb(-self.scale, bc.exact_context())
 
     def money(self, units: int | None = None) -> bc.Money:
         return bc.Money(amount=self.decimal(units), currency=self.currency, unit=self.unit)
@@ -469,7 +469,7 @@ def _read_back_fields(
     now: datetime | None,
 ) -> dict[str, Any]:
     total = fields["amount"]
-    units = int(total.amount.scaleb(amount.scale))
+    units = int(total.amount.scaleb(amount.scale, bc.exact_context()))
     if now is not None:
         created = draw(aware_datetimes(min_value=now - _AROUND_NOW, max_value=now, time_step=step))
         window = bc.CreditGrant(customer_id="x", amount=total,

@@ -55,7 +55,7 @@ KEY_NOT_REGISTERED = "custom_field_key_not_registered"
 """``code`` of the ``BadRequestError`` raised when Metronome refuses a custom-field key that is
 not registered: run ``billing-credits setup`` (``provider.setup()``)."""
 
-MIGRATION_KEYS = ("migrated_from_provider", "migrated_from_grant", "migrated_from_segment")
+MIGRATION_KEYS = bc.PROVENANCE_KEYS
 """Metadata keys ``billing_credits.plan_migration`` writes (``provenance=True``); ``setup``
 registers them too, so migrating into Metronome needs no extra step."""
 MAX_KEY_LENGTH = 100

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import logging
 import os
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
 import stripe
 
 import billing_credits as bc
+from billing_credits._secrets import check_base_url, redact, register_secret
 
 from . import _translate as tr
 
@@ -108,6 +112,15 @@ class _HTTPXClient(stripe.HTTPXClient):
             kwargs["timeout"] = self._timeout
         return [(method, url), kwargs]
 
+    # HTTPXClient's own signature (it already differs from the HTTPClient base the stubs name).
+    def request(self, method: str, url: str, headers: Mapping[str, str],  # type: ignore[override]
+                post_data: Any = None) -> tuple[bytes, int, Mapping[str, str]]:
+        return _text_body(*super().request(method, url, headers, post_data))
+
+    async def request_async(self, method: str, url: str, headers: Mapping[str, str],
+                            post_data: Any = None) -> tuple[bytes, int, Mapping[str, str]]:
+        return _text_body(*await super().request_async(method, url, headers, post_data))
+
     def close(self) -> None:
         if self._owns_sync and self._client is not None:
             self._client.close()
@@ -115,6 +128,18 @@ class _HTTPXClient(stripe.HTTPXClient):
     async def close_async(self) -> None:
         if self._owns_async:
             await self._client_async.aclose()
+
+
+def _text_body(content: bytes, status: int, headers: Mapping[str, str]
+               ) -> tuple[bytes, int, Mapping[str, str]]:
+    """A body that is not UTF-8 made decodable (invalid bytes replaced), so the SDK reports
+    it as an undecodable answer with its status and headers instead of crashing while
+    formatting its debug log."""
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        content = content.decode("utf-8", "replace").encode("utf-8")
+    return content, status, headers
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
@@ -143,13 +168,42 @@ def _retry_after(value: str | None) -> float | None:
     return max((when - _now()).total_seconds(), 0.0)
 
 
+class ReplayedServerError(bc.UnavailableError):
+    """Stripe replayed a 5xx it saved for this idempotency key (``Idempotent-Replayed: true``).
+
+    Stripe saves the first result of a keyed request, 500s included, and replays it for as long
+    as it keeps the key (https://docs.stripe.com/idempotency), so sending the same key again
+    cannot succeed: never retried with that key."""
+
+    retryable = False
+
+
 def map_error(error: stripe.StripeError) -> bc.ProviderError:
     """A stripe SDK error as the core error, with status, body, Stripe type/code/param and
-    ``Request-Id``; ``retryable`` per Stripe's rules and its ``Stripe-Should-Retry`` header."""
+    ``Request-Id``; ``retryable`` per Stripe's rules and its ``Stripe-Should-Retry`` header.
+
+    A 2xx the SDK could not decode is an ``InvalidResponseError`` carrying a bounded excerpt of
+    the body; a replayed 5xx is a ``ReplayedServerError`` (never retried with the same key).
+    """
     headers = error.headers
     request_id = error.request_id or _header(headers, "request-id")
     status = error.http_status
     body: Any = error.json_body if error.json_body is not None else error.http_body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if status is not None and 200 <= status < 300:
+        # The SDK raises this for a 2xx it cannot decode, passing the response headers where
+        # the JSON body belongs (stripe/_api_requestor.py, _interpret_response).
+        raw = error.http_body
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        if request_id is None and isinstance(error.json_body, Mapping):
+            request_id = _header(error.json_body, "request-id")
+        return bc.InvalidResponseError(
+            f"Stripe answered {status} with a body that is not JSON: {bc.excerpt(raw)}",
+            provider=tr.PROVIDER_NAME, status=status, body=bc.excerpt(raw),
+            request_id=request_id)
+    replayed = (_header(headers, "idempotent-replayed") or "").lower() == "true"
     details: Mapping[str, Any] = {}
     if isinstance(error.json_body, Mapping) and isinstance(error.json_body.get("error"), Mapping):
         details = error.json_body["error"]
@@ -175,15 +229,71 @@ def map_error(error: stripe.StripeError) -> bc.ProviderError:
             text, retry_after=_retry_after(_header(headers, "retry-after")), **common)
     elif status == 409:
         mapped = bc.ConflictError(text, retryable=True, **common)
+    elif replayed and status is not None and status >= 500:
+        mapped = ReplayedServerError(
+            f"{text} (replayed: Stripe saved this result for the idempotency key)", **common)
     elif status is not None:
         mapped = bc.error_class_for_status(status)(text, **common)
     else:
         mapped = bc.ProviderError(text, **common)
-    if should_retry == "false":
+    if should_retry == "false" or isinstance(mapped, ReplayedServerError):
         mapped.retryable = False
     elif should_retry == "true" and mapped.code != "idempotency_error":
         mapped.retryable = True
     return mapped
+
+
+def _unreadable_answer(error: Exception) -> bc.InvalidResponseError:
+    """An exception other than the SDK's own while it handled Stripe's answer (for example a
+    body that is not UTF-8, which its debug logging cannot even format)."""
+    detail = " ".join(str(error).split())
+    return bc.InvalidResponseError(
+        f"Stripe's answer could not be read: {type(error).__name__}: {detail}",
+        provider=tr.PROVIDER_NAME)
+
+
+class _RedactedLog(logging.Filter):
+    """Masks secrets in the stripe SDK's own log records (it logs response bodies at debug
+    level, and a vendor or proxy may echo the key in one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+logging.getLogger("stripe").addFilter(_RedactedLog())
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A 2xx from Stripe: the decoded JSON, its ``Request-Id`` and ``Idempotent-Replayed``."""
+
+    data: Any
+    request_id: str | None
+    replayed: bool
+
+    @classmethod
+    def of(cls, response: Any) -> Answer:
+        headers = getattr(response, "headers", None) or {}
+        return cls(data=getattr(response, "data", None),
+                   request_id=_header(headers, "request-id"),
+                   replayed=(_header(headers, "idempotent-replayed") or "").lower() == "true")
+
+    def invalid(self, problem: str) -> bc.InvalidResponseError:
+        return bc.InvalidResponseError(
+            f"Stripe answered with something unusable: {problem}",
+            provider=tr.PROVIDER_NAME, status=200, body=bc.excerpt(self.data),
+            request_id=self.request_id)
+
+    def mapping(self, expected_object: str) -> Mapping[str, Any]:
+        """The body as a JSON object whose ``object`` is ``expected_object``."""
+        data = self.data
+        if not isinstance(data, Mapping):
+            raise self.invalid(f"expected a {expected_object} object, got {type(data).__name__}")
+        if data.get("object") != expected_object:
+            raise self.invalid(f"expected object {expected_object!r}, got {data.get('object')!r}")
+        return data
 
 
 def _flag(value: bool | str | None, default: bool) -> bool:
@@ -216,6 +326,7 @@ class StripeProvider(bc.Provider):
 
     name = tr.PROVIDER_NAME
     capabilities = bc.Capabilities(
+        currencies=tr.STRIPE_CURRENCIES,
         custom_units=False,
         minor_units_only=True,
         priority=tr.PRIORITY_DOMAIN,
@@ -224,6 +335,7 @@ class StripeProvider(bc.Provider):
         max_segments=1,
         name_max_length=tr.MAX_NAME_LENGTH,
         time_resolution=timedelta(seconds=1),
+        idempotency_key_memory=tr.KEY_MEMORY,
         metadata=bc.MetadataLimits(
             max_keys=tr.MAX_METADATA_KEYS,
             max_key_length=tr.MAX_METADATA_KEY_LENGTH,
@@ -241,7 +353,10 @@ class StripeProvider(bc.Provider):
             "three-decimal currencies to the ten)",
             "reason, paid_amount, category_label and the idempotency key travel in bc_ "
             "metadata keys, plus bc_flags when defaults were left to Stripe",
-            "balance (include_balance) costs one credit balance summary call per grant",
+            "balance (include_balance) costs one credit balance summary call per active grant",
+            "Stripe forgets idempotency keys after 24 h: a keyed create first pages the "
+            "customer's grants for one carrying the key (ceil(grants/100) list requests; "
+            "find_existing=off skips it)",
         ),
     )
     settings = (
@@ -257,6 +372,9 @@ class StripeProvider(bc.Provider):
         bc.Setting("rate_limit", "requests per second (default 25 for sandbox keys, 100 live)"),
         bc.Setting("include_balance", "read each grant's balance: one extra call per grant "
                    "(default off)"),
+        bc.Setting("find_existing", "before a keyed create, look for a grant already carrying "
+                   "the key, since Stripe forgets keys after 24 h: ceil(customer's grants / 100) "
+                   "list requests per create (default on)"),
         bc.Setting("http_client", "an httpx.Client to send sync requests through"),
         bc.Setting("async_http_client", "an httpx.AsyncClient to send async requests through"),
     )
@@ -271,6 +389,7 @@ class StripeProvider(bc.Provider):
         max_retries: int | str | None = None,
         rate_limit: float | str | None = None,
         include_balance: bool | str | None = None,
+        find_existing: bool | str | None = None,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], datetime] = _now,
@@ -280,17 +399,22 @@ class StripeProvider(bc.Provider):
         if not key:
             raise bc.ConfigurationError(
                 "the stripe provider needs an API key: pass api_key=... or set STRIPE_API_KEY")
+        if not isinstance(key, str):
+            raise bc.ConfigurationError("setting api_key must be a string")
+        register_secret(key)
         retries = int(_number("max_retries", max_retries, DEFAULT_MAX_RETRIES))
         rate = _number("rate_limit", rate_limit, default_rate_limit(key)) or None
         super().__init__(runtime=runtime or bc.Runtime(
             retry=bc.RetryPolicy(attempts=retries + 1), rate_limit=bc.RateLimit(rate)))
         self._api_key = _Secret(key)
         self.mode = "live" if "_live_" in key else "test"
-        self.base_url = (base_url or os.environ.get("STRIPE_BASE_URL")
-                         or DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = check_base_url(
+            (base_url or os.environ.get("STRIPE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
+            credential=True)
         self.stripe_account = stripe_account or os.environ.get("STRIPE_ACCOUNT") or None
         self.timeout = _number("timeout", timeout, DEFAULT_TIMEOUT)
         self.include_balance = _flag(include_balance, default=False)
+        self.find_existing_before_create = _flag(find_existing, default=True)
         self._clock = clock
         self._http = _HTTPXClient(
             timeout=self.timeout, client=http_client, async_client=async_http_client)
@@ -337,118 +461,204 @@ class StripeProvider(bc.Provider):
 
     def _call(
         self,
-        sync: Callable[[], T],
-        async_: Callable[[], Awaitable[T]],
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
         *,
         label: str,
+        idempotency_key: str | None = None,
         retry_safe: bool = True,
-    ) -> bc.Call[T]:
-        """An SDK call as a core ``Call``; SDK errors become core errors."""
+    ) -> bc.Call[Answer]:
+        """One Stripe request through the SDK (``raw_request``: its encoding, headers, auth and
+        error mapping), as a core ``Call`` answering the decoded JSON with its request id.
 
-        def run() -> T:
-            try:
-                return sync()
-            except stripe.StripeError as error:
-                raise map_error(error) from None
+        SDK errors become core errors raised outside the ``except`` block, so no SDK exception
+        (which holds the request and its headers) stays in ``__context__``.
+        """
+        kwargs: dict[str, Any] = dict(params or {})
+        if idempotency_key is not None:
+            kwargs["idempotency_key"] = idempotency_key
+        client = self.client
 
-        async def arun() -> T:
+        def run() -> Answer:
             try:
-                return await async_()
+                return Answer.of(client.raw_request(method, path, **kwargs))
             except stripe.StripeError as error:
-                raise map_error(error) from None
+                mapped = map_error(error)
+            except Exception as error:  # the SDK choking on what came back
+                mapped = _unreadable_answer(error)
+            raise mapped
+
+        async def arun() -> Answer:
+            try:
+                return Answer.of(await client.raw_request_async(method, path, **kwargs))
+            except stripe.StripeError as error:
+                mapped = map_error(error)
+            except Exception as error:  # the SDK choking on what came back
+                mapped = _unreadable_answer(error)
+            raise mapped
 
         return bc.Call(run, arun, retry_safe=retry_safe, label=label)
 
-    @property
-    def _grants(self) -> Any:
-        return self.client.v1.billing.credit_grants
+    def _grant_of(self, answer: Answer) -> bc.CreditGrant:
+        """A grant answer read as a neutral grant (no balance); unusable → InvalidResponseError."""
+        data = answer.mapping("billing.credit_grant")
+        try:
+            return tr.from_stripe(data, now=self._clock())
+        except Exception as error:  # hostile data may fail in any way
+            problem = " ".join(str(error).split()) or type(error).__name__
+        raise answer.invalid(f"credit grant {data.get('id')!r}: {problem}")
 
-    def _read(self, obj: stripe.StripeObject) -> bc.Flow[bc.CreditGrant]:
-        data = obj.to_dict()
-        balance = None
-        if self.include_balance:
-            balance = yield from self._balance_flow(data)
-        return tr.from_stripe(data, now=self._clock(), balance=balance)
+    def _with_balance(self, grant: bc.CreditGrant) -> bc.Flow[bc.CreditGrant]:
+        """``grant`` with its balance when ``include_balance`` is on."""
+        if not self.include_balance:
+            return grant
+        balance = yield from self._balance_flow(grant)
+        return grant.model_copy(update={"balance": balance})
 
-    def _balance_flow(self, data: Mapping[str, Any]) -> bc.Flow[bc.Money]:
-        probe = tr.from_stripe(data, now=self._clock())
-        params = tr.balance_params(probe.customer_id, str(data["id"]))
-        summaries = self.client.v1.billing.credit_balance_summary
-        summary = yield self._call(
-            lambda: summaries.retrieve(params), lambda: summaries.retrieve_async(params),
-            label="credit_balance_summary.retrieve")
-        assert probe.amount.currency is not None
-        return tr.balance_from_summary(summary.to_dict(), probe.amount.currency)
+    def _balance_flow(self, grant: bc.CreditGrant) -> bc.Flow[bc.Money]:
+        """What is left of ``grant`` now or in windows still to come (the neutral balance).
+
+        Stripe's credit balance summary (``available_balance``, ``ledger_balance``) reports the
+        credits a customer holds *now*: a grant counts once it is effective, through its
+        ``credits_granted`` balance transaction at ``effective_at``
+        (https://docs.stripe.com/api/billing/credit-balance-summary,
+        https://docs.stripe.com/api/billing/credit-balance-transaction). So a grant that has
+        not started yet has nothing consumed and its whole amount still to come: it is not
+        asked (the summary would say 0). A voided or expired grant has nothing left. Only an
+        active grant costs the summary call.
+        """
+        status = grant.status
+        if status is bc.GrantStatus.SCHEDULED:
+            return grant.amount
+        if status in (bc.GrantStatus.VOIDED, bc.GrantStatus.EXPIRED):
+            return grant.amount.with_amount(Decimal(0))
+        assert grant.id is not None
+        assert grant.amount.currency is not None
+        params = tr.balance_params(grant.customer_id, grant.id)
+        answer = yield self._call("get", tr.SUMMARY_PATH, params,
+                                  label="credit_balance_summary.retrieve")
+        data = answer.mapping("billing.credit_balance_summary")
+        try:
+            return tr.balance_from_summary(data, grant.amount.currency)
+        except Exception as error:  # hostile data may fail in any way
+            problem = " ".join(str(error).split()) or type(error).__name__
+        raise answer.invalid(f"credit balance summary: {problem}")
 
     # -- flows ---------------------------------------------------------------------------
 
     def _create(self, grant: bc.CreditGrant, idempotency_key: str) -> bc.Flow[bc.CreditGrant]:
         params = tr.create_params(grant)
-        options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
-        grants = self._grants
-        obj = yield self._call(
-            lambda: grants.create(params, options), lambda: grants.create_async(params, options),
-            label="credit_grants.create")
-        stored = tr.from_stripe(obj.to_dict(), now=self._clock())
+        try:
+            answer = yield self._call("post", tr.GRANTS_PATH, params, label="credit_grants.create",
+                                      idempotency_key=idempotency_key)
+        except ReplayedServerError:
+            # Stripe saved a 5xx for this key and replays it while it keeps the key: the first
+            # attempt may or may not have made the grant. Look for it; if it is not there,
+            # create under a key derived from this one (concurrent callers derive the same).
+            if grant.idempotency_key is None:
+                raise
+            found = yield from self._find_by_key(grant.customer_id, idempotency_key)
+            if found is not None:
+                return found.model_copy(update={"replayed": True})
+            answer = yield self._call("post", tr.GRANTS_PATH, params,
+                                      label="credit_grants.create",
+                                      idempotency_key=f"{idempotency_key}~after-saved-5xx")
+        stored = self._grant_of(answer).model_copy(update={"replayed": answer.replayed})
         if drift := tr.differences(grant, stored):
             stored = stored.model_copy(update={"adjustments": (*stored.adjustments, *drift)})
         return stored
 
+    def _find_by_key(self, customer_id: str, key: str) -> bc.Flow[bc.CreditGrant | None]:
+        """The customer's grant carrying ``key`` (contract C1), read from its metadata.
+
+        Stripe has no search or filter on credit grants by metadata (the list endpoint filters
+        by ``customer``/``customer_account`` only: https://docs.stripe.com/api/billing/credit-
+        grant/list), so this pages the customer's grants, 100 a time, without the balance
+        calls ``include_balance`` would add: ceil(grants / 100) requests per keyed create.
+        """
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            params = tr.list_params(customer_id, limit=tr.MAX_PAGE_SIZE, starting_after=cursor)
+            answer = yield self._call("get", tr.GRANTS_PATH, params, label="credit_grants.list")
+            items, has_more = self._list_of(answer)
+            for item in items:
+                metadata = item.get("metadata") if isinstance(item, Mapping) else None
+                if isinstance(metadata, Mapping) and metadata.get(tr.META_IDEMPOTENCY_KEY) == key:
+                    return self._grant_of(Answer(item, answer.request_id, True))
+            cursor = self._next_cursor(answer, items, has_more, seen)
+            if cursor is None:
+                return None
+
+    def _list_of(self, answer: Answer) -> tuple[list[Any], bool]:
+        data = answer.mapping("list")
+        items = data.get("data")
+        has_more = data.get("has_more")
+        if not isinstance(items, list):
+            raise answer.invalid(f"list data is {type(items).__name__}, not a list")
+        if not isinstance(has_more, bool):
+            raise answer.invalid(f"list has_more is {has_more!r}, not a boolean")
+        return items, has_more
+
+    @staticmethod
+    def _next_cursor(answer: Answer, items: list[Any], has_more: bool,
+                     seen: set[str] | None = None) -> str | None:
+        if not has_more:
+            return None
+        last = items[-1] if items else None
+        cursor = last.get("id") if isinstance(last, Mapping) else None
+        if not isinstance(cursor, str) or not cursor:
+            raise answer.invalid("has_more is true but the last item has no id to page from")
+        if seen is not None:
+            if cursor in seen:
+                raise answer.invalid(f"the listing returned a cursor seen before ({cursor[:80]!r})")
+            seen.add(cursor)
+        return cursor
+
     def _list_page(self, query: bc.ListQuery, cursor: str | None) -> bc.Flow[bc.Page]:
         params = tr.list_params(query.customer_id, limit=query.page_size, starting_after=cursor)
-        grants = self._grants
-        page = yield self._call(
-            lambda: grants.list(params), lambda: grants.list_async(params),
-            label="credit_grants.list")
-        items = list(page.data)
-        read = []
-        for item in items:
-            grant = yield from self._read(item)
-            read.append(grant)
-        next_cursor = str(items[-1]["id"]) if page.has_more and items else None
-        return bc.Page(read, next_cursor)
+        answer = yield self._call("get", tr.GRANTS_PATH, params, label="credit_grants.list")
+        items, has_more = self._list_of(answer)
+        now = self._clock()
+        grants, unreadable = bc.read_items(
+            self.name, items, lambda item: tr.from_stripe(item, now=now), tr.vendor_id)
+        if self.include_balance:
+            with_balance = []
+            for grant in grants:
+                with_balance.append((yield from self._with_balance(grant)))  # noqa: PERF401
+            grants = with_balance
+        return bc.Page(grants, self._next_cursor(answer, items, has_more), unreadable,
+                       request_id=answer.request_id)
 
     def _get(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
-        grants = self._grants
-        obj = yield self._call(
-            lambda: grants.retrieve(grant_id), lambda: grants.retrieve_async(grant_id),
-            label="credit_grants.retrieve")
-        return (yield from self._read(obj))
+        answer = yield self._call("get", tr.grant_path(grant_id), label="credit_grants.retrieve")
+        return (yield from self._with_balance(self._grant_of(answer)))
 
     def _void(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
-        options: stripe.RequestOptions = {"idempotency_key": f"bc-void-{uuid.uuid4()}"}
-        grants = self._grants
-        obj = yield self._call(
-            lambda: grants.void_grant(grant_id, None, options),
-            lambda: grants.void_grant_async(grant_id, None, options),
-            label="credit_grants.void_grant")
-        return (yield from self._read(obj))
+        answer = yield self._call("post", tr.grant_path(grant_id, "void"),
+                                  label="credit_grants.void_grant",
+                                  idempotency_key=f"bc-void-{uuid.uuid4()}")
+        return (yield from self._with_balance(self._grant_of(answer)))
 
     def _expire(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
-        options: stripe.RequestOptions = {"idempotency_key": f"bc-expire-{uuid.uuid4()}"}
-        grants = self._grants
-        obj = yield self._call(
-            lambda: grants.expire(grant_id, None, options),
-            lambda: grants.expire_async(grant_id, None, options),
-            label="credit_grants.expire")
-        return (yield from self._read(obj))
+        answer = yield self._call("post", tr.grant_path(grant_id, "expire"),
+                                  label="credit_grants.expire",
+                                  idempotency_key=f"bc-expire-{uuid.uuid4()}")
+        return (yield from self._with_balance(self._grant_of(answer)))
 
     # -- balance -------------------------------------------------------------------------
 
     def _grant_balance(self, grant_id: str) -> bc.Flow[bc.Money]:
-        grants = self._grants
-        obj = yield self._call(
-            lambda: grants.retrieve(grant_id), lambda: grants.retrieve_async(grant_id),
-            label="credit_grants.retrieve")
-        return (yield from self._balance_flow(obj.to_dict()))
+        answer = yield self._call("get", tr.grant_path(grant_id), label="credit_grants.retrieve")
+        return (yield from self._balance_flow(self._grant_of(answer)))
 
     def grant_balance(self, grant_id: str) -> bc.Money:
-        """A grant's remaining credits, from Stripe's credit balance summary (two calls: the
-        grant, for its customer and currency, then the summary)."""
+        """A grant's remaining credits (now or still to come): for an active grant, from
+        Stripe's credit balance summary (two calls: the grant, then the summary)."""
         self._require("balance")
         return self.runtime.run(self._grant_balance(grant_id))
 
     async def agrant_balance(self, grant_id: str) -> bc.Money:
         self._require("balance")
         return await self.runtime.arun(self._grant_balance(grant_id))
-

@@ -20,12 +20,15 @@ Neutral fields Stripe has no place for travel in metadata keys under ``RESERVED_
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import billing_credits as bc
+from billing_credits._money import exact
 
 if TYPE_CHECKING:
     from stripe.params.billing import (
@@ -74,6 +77,12 @@ META_CATEGORY_LABEL = "bc_category_label"
 META_IDEMPOTENCY_KEY = "bc_idempotency_key"
 META_FLAGS = "bc_flags"
 
+GRANTS_PATH = "/v1/billing/credit_grants"
+SUMMARY_PATH = "/v1/billing/credit_balance_summary"
+KEY_MEMORY = timedelta(hours=24)
+"""Stripe removes idempotency keys once they are at least 24 hours old; a key reused after
+that is a new request (https://docs.stripe.com/api/idempotent_requests)."""
+
 MAX_PAGE_SIZE = 100
 MAX_METADATA_KEYS = 50
 MAX_METADATA_KEY_LENGTH = 40
@@ -81,6 +90,34 @@ MAX_METADATA_VALUE_LENGTH = 500
 MAX_NAME_LENGTH = 100
 MAX_PRICES = 20
 MAX_ID_LENGTH = 5000
+"""Stripe's limit on string parameters such as ids (``maxLength: 5000`` in Stripe's OpenAPI
+spec; https://hexdocs.pm/tiger_stripe/Stripe.Params.Billing.CreditGrantCreateParams.html)."""
+MAX_AMOUNT_VALUE = 2**63 - 1
+"""The largest ``amount[monetary][value]`` Stripe can hold: Stripe's API integers are 64-bit
+(the OpenAPI spec's ``format: int64``; the SDKs generated from it type the credit grant's
+``value`` as ``i64``, https://docs.rs/crate/async-stripe-shared/latest/source/src/billing_credit_grants_resource_monetary_amount.rs).
+Stripe documents no lower maximum for credit grants (payments cap at eight digits,
+https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts); a larger value is
+refused here, before any request, rather than sent and cut."""
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+"""https://docs.stripe.com/api/idempotent_requests: keys are up to 255 characters."""
+
+STRIPE_CURRENCIES = frozenset({
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BWP", "BYN", "BZD", "CAD", "CDF",
+    "CHF", "CLP", "CNY", "COP", "CRC", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ETB",
+    "EUR", "FJD", "FKP", "GBP", "GEL", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG",
+    "HUF", "IDR", "ILS", "INR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KRW",
+    "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "MAD", "MDL", "MGA", "MKD", "MMK",
+    "MNT", "MOP", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR",
+    "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB",
+    "RWF", "SAR", "SBD", "SCR", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SZL", "THB", "TJS",
+    "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VND", "VUV",
+    "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW",
+})
+"""Stripe's presentment currencies (https://docs.stripe.com/currencies#presentment-currencies,
+with the three-decimal currencies of https://docs.stripe.com/currencies#three-decimal): the
+only ISO codes a Stripe amount can be in. Not every ISO 4217 code is one (no XAU, no KPW…)."""
 
 DEFAULT_PRIORITY = 50
 DEFAULT_CATEGORY = bc.Category.PAID
@@ -119,12 +156,15 @@ ALL_USAGE_REASON = (
 
 
 def stripe_exponent(currency: str) -> int | None:
-    """The number of decimals of ``currency``'s minor unit in Stripe's API (None: no minor unit).
+    """The number of decimals of ``currency``'s minor unit in Stripe's API (None: not a Stripe
+    currency).
 
-    Stripe's zero-decimal list and its ISK special case override ISO 4217; every other currency
-    uses its ISO exponent.
+    Stripe's zero-decimal list and its ISK special case override ISO 4217; every other Stripe
+    currency uses its ISO exponent.
     """
     code = currency.upper()
+    if code not in STRIPE_CURRENCIES:
+        return None
     if code in ZERO_DECIMAL_CURRENCIES:
         return 0
     if code in TWO_DECIMAL_WHOLE_UNITS:
@@ -134,42 +174,68 @@ def stripe_exponent(currency: str) -> int | None:
     return bc.currency_exponent(code)
 
 
+def _minor(amount: Decimal, exponent: int) -> Decimal | None:
+    """``amount`` in minor units, exactly (None: not a whole number of them).
+
+    Computed in the exact context (``billing_credits._money.exact``): the default 28-digit
+    context would round ``1234567890123456789012345678.91`` silently, and ``%`` on a 30-digit
+    value would raise ``DivisionImpossible``.
+    """
+    context = exact()
+    try:
+        minor = amount.scaleb(exponent, context=context)
+        whole = minor.to_integral_value(context=decimal.Context(prec=context.prec))
+    except decimal.DecimalException:
+        return None
+    return minor if minor == whole else None
+
+
 def _money_problem(where: str, money: bc.Money) -> str | None:
     if money.currency is None:
         return "custom credit units are not supported: Stripe grants are monetary only"
     exponent = stripe_exponent(money.currency)
     if exponent is None:
-        return f"{money.currency} has no minor unit Stripe can count"
-    minor = money.amount.scaleb(exponent)
-    if minor != minor.to_integral_value():
+        return (f"{money.currency} is not a currency Stripe supports "
+                "(https://docs.stripe.com/currencies)")
+    minor = _minor(money.amount, exponent)
+    if minor is None:
         return (f"{money.amount} {money.currency} is not a whole number of Stripe's minor units "
                 f"(10^-{exponent})")
-    if money.currency in TWO_DECIMAL_WHOLE_UNITS and minor % 100:
+    value = int(minor)
+    if money.currency in TWO_DECIMAL_WHOLE_UNITS and value % 100:
         return f"{money.amount} {money.currency}: Stripe accepts whole units of this currency only"
-    if money.currency in THREE_DECIMAL_CURRENCIES and minor % 10:
+    if money.currency in THREE_DECIMAL_CURRENCIES and value % 10:
         return (f"{money.amount} {money.currency}: Stripe requires the last of three decimals "
                 "to be 0")
+    if value > MAX_AMOUNT_VALUE:
+        return (f"{money.amount} {money.currency} is {value} minor units; Stripe amounts are "
+                f"64-bit integers of at most {MAX_AMOUNT_VALUE}")
     return None
 
 
 def to_minor_units(money: bc.Money, *, where: str = "amount") -> tuple[str, int]:
-    """``money`` as Stripe's (lowercase currency, integer minor units), or refused."""
+    """``money`` as Stripe's (lowercase currency, integer minor units), exactly, or refused."""
     if problem := _money_problem(where, money):
         raise bc.NotRepresentableError(PROVIDER_NAME, [bc.FieldProblem(where, problem)])
     assert money.currency is not None
     exponent = stripe_exponent(money.currency)
     assert exponent is not None
-    return money.currency.lower(), int(money.amount.scaleb(exponent))
+    minor = _minor(money.amount, exponent)
+    assert minor is not None
+    return money.currency.lower(), int(minor)
 
 
 def from_minor_units(currency: str, value: int) -> bc.Money:
     """Stripe's (currency, integer minor units) as neutral ``Money`` in major units."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"Stripe amounts are integers, got {value!r}")
+    if not isinstance(currency, str):
+        raise TypeError(f"Stripe currencies are strings, got {currency!r}")
     exponent = stripe_exponent(currency)
     if exponent is None:
         raise ValueError(f"unknown Stripe currency {currency!r}")
-    return bc.Money(amount=Decimal(value).scaleb(-exponent), currency=currency.upper())
+    return bc.Money(amount=Decimal(value).scaleb(-exponent, context=exact()),
+                    currency=currency.upper())
 
 
 def _format_money(money: bc.Money) -> str:
@@ -217,6 +283,7 @@ def problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
     would drop on the way (empty strings).
     """
     found: list[bc.FieldProblem] = []
+    found += _text_problems(grant)
     for where, money in (("amount", grant.amount), ("paid_amount", grant.paid_amount)):
         if money is not None and money.currency is not None and (
             problem := _money_problem(where, money)
@@ -224,6 +291,16 @@ def problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
             found.append(bc.FieldProblem(where, problem))
     if len(grant.customer_id) > MAX_ID_LENGTH:
         found.append(bc.FieldProblem("customer_id", f"longer than {MAX_ID_LENGTH} characters"))
+    for i, price in enumerate(grant.scope.price_ids):
+        if len(price) > MAX_ID_LENGTH:
+            found.append(bc.FieldProblem(
+                f"scope.price_ids.{i}", f"{len(price)} characters; Stripe ids hold at most "
+                f"{MAX_ID_LENGTH}"))
+    key = grant.idempotency_key
+    if key is not None and not _header_safe(key):
+        found.append(bc.FieldProblem(
+            "idempotency_key", "travels in the Idempotency-Key header: printable ASCII only "
+            "(no control characters, no line breaks, no non-ASCII)"))
     if grant.name == "":
         found.append(bc.FieldProblem("name", "Stripe stores an empty name as none; give None"))
     for field, text in (("reason", grant.reason), ("category_label", grant.category_label),
@@ -252,6 +329,34 @@ def problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
         found.append(bc.FieldProblem(
             "metadata", f"{len(grant.metadata)} keys plus {total - len(grant.metadata)} the "
             f"provider needs for fields Stripe lacks; at most {MAX_METADATA_KEYS} fit"))
+    return found
+
+
+def _header_safe(text: str) -> bool:
+    return all(" " <= c <= "~" for c in text)
+
+
+def _text_problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
+    """Text Stripe's form encoding cannot carry: strings that are not valid Unicode (a lone
+    surrogate cannot be encoded as UTF-8, so the request could not even be written)."""
+    texts: list[tuple[str, str | None]] = [
+        ("customer_id", grant.customer_id), ("name", grant.name), ("reason", grant.reason),
+        ("category_label", grant.category_label), ("idempotency_key", grant.idempotency_key),
+    ]
+    texts += [(f"scope.price_ids.{i}", p) for i, p in enumerate(grant.scope.price_ids)]
+    for key, value in grant.metadata.items():
+        texts += [(f"metadata.{key!r}", key), (f"metadata.{key!r}", value)]
+    found = []
+    for where, text in texts:
+        if text is None:
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            found.append(bc.FieldProblem(
+                where.encode("utf-8", "backslashreplace").decode("utf-8"),
+                "holds characters that are not valid Unicode (a lone surrogate) and cannot "
+                "be sent"))
     return found
 
 
@@ -332,6 +437,18 @@ def create_params(grant: bc.CreditGrant) -> CreditGrantCreateParams:
     if metadata:
         params["metadata"] = metadata
     return params  # type: ignore[return-value]
+
+
+def grant_path(grant_id: str, action: str | None = None) -> str:
+    """``/v1/billing/credit_grants/{id}[/action]``, the id escaped as one path segment."""
+    path = f"{GRANTS_PATH}/{quote(grant_id, safe='')}"
+    return f"{path}/{action}" if action else path
+
+
+def vendor_id(item: Any) -> str | None:
+    """The Stripe id of a listing item, if it has one (for unreadable items)."""
+    found = item.get("id") if isinstance(item, Mapping) else None
+    return found if isinstance(found, str) else None
 
 
 def list_params(

@@ -12,16 +12,33 @@ Built on the core fake kit (``billing_credits.testing``): reach it in process wi
 - form-encoded bodies with bracket nesting, parameter names, types, enums, ranges and limits
   as the SDK's ``stripe.params.billing`` TypedDicts and the docs state them, answered with 400
   in Stripe's ``{"error": {...}}`` shape; 401 without a key; 404 for unknown ids;
-- ``Idempotency-Key`` (≤ 255 characters) on POSTs: the same key with the same parameters
-  replays the saved response (``Idempotent-Replayed: true``); with other parameters, 400
-  ``idempotency_error``. Only successful responses are saved (validation failures are not,
-  as Stripe documents);
+- ``Idempotency-Key`` (≤ 255 characters) on POSTs, as https://docs.stripe.com/idempotency
+  and https://docs.stripe.com/api/idempotent_requests describe it: the same key with the same
+  parameters replays the saved response (``Idempotent-Replayed: true``); with other
+  parameters, 400 ``idempotency_error``. The first result is saved whatever it was once the
+  endpoint began executing, **5xx included** (an injected 5xx on a keyed POST stands for a
+  failure during execution); validation failures (4xx) and concurrent conflicts are not
+  saved. Keys are kept **per account** (the ``Stripe-Account`` header selects a connected
+  account) and **forgotten 24 hours after first use** on the fake's own clock ("keys can be
+  removed … once they're at least 24 hours old"; a key reused after that is a new request):
+  ``advance(seconds)`` moves the clock, ``forget_idempotency_keys()`` prunes every key now;
+- Connect: grants belong to the account the request was made for (``Stripe-Account``;
+  https://docs.stripe.com/connect/authentication), and are listed, read and changed only
+  there;
+- currencies: Stripe's presentment currencies only (``STRIPE_CURRENCIES``, from
+  https://docs.stripe.com/currencies); ``amount[monetary][value]`` a positive 64-bit integer
+  (``MAX_AMOUNT_VALUE``); price ids at most 5,000 characters (Stripe's string limit, the
+  OpenAPI ``maxLength: 5000`` of id parameters);
+- the credit balance summary counts a grant once it is effective (its ``credits_granted``
+  balance transaction is at ``effective_at``): a grant that has not started yet counts 0;
+- listing costs O(page size): grants are indexed per account and customer in creation
+  order, and a cursor is a position in that index;
 - a ``Request-Id`` header on every response.
 
 Not modelled (unverified at Stripe, see the README): usage drawing credits down (use
-``consume``), test clocks, ``expand``, Connect account separation. Behaviour chosen where
-Stripe's is undocumented: expiring a voided, already expired or not yet effective grant and
-voiding a voided grant answer 400.
+``consume``), test clocks, ``expand``. Behaviour chosen where Stripe's is undocumented:
+expiring a voided, already expired or not yet effective grant and voiding a voided grant
+answer 400.
 """
 
 from __future__ import annotations
@@ -41,7 +58,13 @@ from urllib.parse import parse_qsl
 import httpx
 
 from billing_credits.testing import FakeTransport, Faults, LoopbackServer, serve
-from billing_credits_stripe._translate import STRIPE_API_VERSION, ZERO_DECIMAL_CURRENCIES
+from billing_credits_stripe._translate import (
+    KEY_MEMORY,
+    MAX_AMOUNT_VALUE,
+    MAX_ID_LENGTH,
+    STRIPE_API_VERSION,
+    STRIPE_CURRENCIES,
+)
 
 __all__ = ["RecordedRequest", "StripeFake", "parse_form"]
 
@@ -52,14 +75,11 @@ _ONE = re.compile(r"^/v1/billing/credit_grants/([^/]+)$")
 _ACTION = re.compile(r"^/v1/billing/credit_grants/([^/]+)/(expire|void)$")
 _SUMMARY = "/v1/billing/credit_balance_summary"
 _KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")
-_CURRENCIES = frozenset(
-    {c.lower() for c in ZERO_DECIMAL_CURRENCIES}
-    | {"usd", "eur", "gbp", "cad", "aud", "chf", "sek", "nok", "dkk", "pln", "czk", "huf",
-       "isk", "mxn", "brl", "inr", "sgd", "hkd", "nzd", "twd", "thb", "myr", "php", "idr",
-       "zar", "aed", "sar", "ils", "try", "ron", "bgn", "egp", "ngn", "kes", "cop", "pen",
-       "bhd", "jod", "kwd", "omr", "tnd"}
-)
-"""The currencies the fake accepts: a representative subset of Stripe's presentment list."""
+_CURRENCIES = frozenset(c.lower() for c in STRIPE_CURRENCIES)
+"""The currencies the fake accepts: exactly the provider's table of Stripe's presentment
+currencies (https://docs.stripe.com/currencies#presentment-currencies)."""
+_KEY_SECONDS = int(KEY_MEMORY.total_seconds())
+_ALL = "*"
 
 
 class FormError(ValueError):
@@ -199,6 +219,7 @@ class _Saved:
     fingerprint: str
     status: int
     body: bytes
+    first_used: int
 
 
 @dataclass
@@ -223,6 +244,48 @@ class StripeFake:
         self._saved: dict[tuple[str, str], _Saved] = {}
         self._order = itertools.count()
         self._seq: dict[str, int] = {}
+        self._offset = 0
+        self._account = ""
+        self._owner: dict[str, str] = {}
+        self._index: dict[tuple[str, str, str], list[str]] = {}
+        self._position: dict[tuple[tuple[str, str, str], str], int] = {}
+        for grant in list(self.grants.values()):
+            self._add(grant, "")
+
+    # -- the fake's own clock and key memory ---------------------------------------------
+
+    def now(self) -> int:
+        """The fake's time in Unix seconds: ``clock()`` plus what ``advance`` added."""
+        return int(self.clock()) + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake's clock forward (idempotency keys older than 24 h are forgotten)."""
+        self._offset += int(seconds)
+
+    def forget_idempotency_keys(self) -> None:
+        """Forget every saved idempotency key now, as Stripe may once they are 24 h old."""
+        self._saved.clear()
+
+    # -- the index behind O(page size) listings ------------------------------------------
+
+    @staticmethod
+    def _index_keys(grant: Mapping[str, Any], account: str) -> list[tuple[str, str, str]]:
+        keys = [(account, _ALL, "")]
+        if grant.get("customer") is not None:
+            keys.append((account, "customer", str(grant["customer"])))
+        if grant.get("customer_account") is not None:
+            keys.append((account, "customer_account", str(grant["customer_account"])))
+        return keys
+
+    def _add(self, grant: dict[str, Any], account: str) -> None:
+        grant_id = grant["id"]
+        self.grants[grant_id] = grant
+        self._seq[grant_id] = next(self._order)
+        self._owner[grant_id] = account
+        for key in self._index_keys(grant, account):
+            ids = self._index.setdefault(key, [])
+            self._position[(key, grant_id)] = len(ids)
+            ids.append(grant_id)
 
     # -- the kit's FakeApp protocol ------------------------------------------------------
 
@@ -266,6 +329,9 @@ class StripeFake:
         self.injected.clear()
         self._saved.clear()
         self._seq.clear()
+        self._owner.clear()
+        self._index.clear()
+        self._position.clear()
 
     def consume(self, grant_id: str, value: int) -> None:
         """Record usage drawing ``value`` minor units from a grant (for balance tests)."""
@@ -285,24 +351,30 @@ class StripeFake:
     def _respond(self, request: httpx.Request, record: RecordedRequest) -> httpx.Response:
         try:
             key = self._authenticate(request)
-            if self.injected:
-                status, body, headers = self.injected.pop(0)
-                response = self._json(status, {"error": body})
-                response.headers.update(headers)
-                return response
+            self._account = request.headers.get("stripe-account") or ""
             text = (request.content.decode() if request.method == "POST"
                     else request.url.query.decode())
             record.raw_params = parse_qsl(text, keep_blank_values=True)
             try:
                 params = parse_form(text)
             except FormError as error:
+                if self.injected:
+                    return self._pop_injected()
                 raise _invalid(error.key, str(error), "parameter_unknown") from None
             record.params = params
-            if request.method == "POST":
+            if request.method == "POST" and request.headers.get("idempotency-key") is not None:
                 return self._idempotent(request, key, params)
+            if self.injected:
+                return self._pop_injected()
             return self._dispatch(request.method, request.url.path, params, key)
         except StripeError as error:
             return self._error(error)
+
+    def _pop_injected(self) -> httpx.Response:
+        status, body, headers = self.injected.pop(0)
+        response = self._json(status, {"error": body})
+        response.headers.update(headers)
+        return response
 
     def _authenticate(self, request: httpx.Request) -> str:
         header = request.headers.get("authorization", "")
@@ -314,14 +386,16 @@ class StripeFake:
 
     def _idempotent(self, request: httpx.Request, api_key: str,
                     params: dict[str, Any]) -> httpx.Response:
-        idem = request.headers.get("idempotency-key")
-        if idem is None:
-            return self._dispatch("POST", request.url.path, params, api_key)
+        idem = request.headers["idempotency-key"]
         if len(idem) > 255:
             raise _invalid("Idempotency-Key", "Idempotency keys can be at most 255 characters.")
         fingerprint = json.dumps([request.url.path, params], sort_keys=True)
-        slot = (api_key, idem)
+        slot = (self._account, idem)
+        now = self.now()
         saved = self._saved.get(slot)
+        if saved is not None and now - saved.first_used >= _KEY_SECONDS:
+            del self._saved[slot]  # pruned: "a new request" from now on
+            saved = None
         if saved is not None:
             if saved.fingerprint != fingerprint:
                 raise StripeError(
@@ -334,9 +408,12 @@ class StripeFake:
             response.headers["Idempotent-Replayed"] = "true"
             response.headers["Idempotency-Key"] = idem
             return response
-        response = self._dispatch("POST", request.url.path, params, api_key)
-        if 200 <= response.status_code < 300:
-            self._saved[slot] = _Saved(fingerprint, response.status_code, response.content)
+        if self.injected:
+            response = self._pop_injected()
+        else:
+            response = self._dispatch("POST", request.url.path, params, api_key)
+        if 200 <= response.status_code < 300 or response.status_code >= 500:
+            self._saved[slot] = _Saved(fingerprint, response.status_code, response.content, now)
         response.headers["Idempotency-Key"] = idem
         return response
 
@@ -382,7 +459,7 @@ class StripeFake:
         if category is not None and category not in ("paid", "promotional"):
             raise _invalid("category", f"Invalid category: must be one of paid or promotional "
                            f"(got {category!r})")
-        now = self.clock()
+        now = self.now()
         effective = _integer(params, "effective_at")
         expires = _integer(params, "expires_at")
         if expires is not None and expires <= (effective if effective is not None else now):
@@ -410,8 +487,7 @@ class StripeFake:
             "updated": now,
             "voided_at": None,
         }
-        self.grants[grant_id] = grant
-        self._seq[grant_id] = next(self._order)
+        self._add(grant, self._account)
         return grant
 
     def _amount(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -437,7 +513,8 @@ class StripeFake:
             raise _invalid("amount[monetary][currency]",
                            f"Invalid currency: {currency}. Stripe currently supports these "
                            "currencies in lowercase ISO format.")
-        value = _integer(monetary, "value", minimum=1, where="amount[monetary][value]")
+        value = _integer(monetary, "value", minimum=1, maximum=MAX_AMOUNT_VALUE,
+                         where="amount[monetary][value]")
         if value is None:
             raise _missing("amount[monetary][value]")
         return {"monetary": {"currency": currency, "value": value}, "type": "monetary"}
@@ -476,7 +553,7 @@ class StripeFake:
             if not isinstance(price, dict):
                 raise _invalid(f"{where}[prices][{i}]", "Invalid object")
             _unknown(price, {"id"}, f"{where}[prices][{i}]")
-            price_id = price.get("id")
+            price_id = _string(price, "id", max_length=MAX_ID_LENGTH)
             if not price_id:
                 raise _missing(f"{where}[prices][{i}][id]")
             out.append({"id": price_id})
@@ -508,9 +585,15 @@ class StripeFake:
             raise _invalid("metadata", "You can have at most 50 metadata keys.")
         return merged
 
-    def _ordered(self) -> list[dict[str, Any]]:
-        return sorted(self.grants.values(),
-                      key=lambda g: (g["created"], self._seq[g["id"]]), reverse=True)
+    def _ids(self, customer: str | None, account: str | None) -> list[str]:
+        """This account's grant ids (of one customer, when given) in creation order."""
+        if customer is not None and account is not None:
+            return []
+        if customer is not None:
+            return self._index.get((self._account, "customer", customer), [])
+        if account is not None:
+            return self._index.get((self._account, "customer_account", account), [])
+        return self._index.get((self._account, _ALL, ""), [])
 
     def _list(self, params: dict[str, Any]) -> dict[str, Any]:
         _unknown(params, {"customer", "customer_account", "ending_before", "expand", "limit",
@@ -519,37 +602,40 @@ class StripeFake:
         limit = 10 if limit is None else limit
         customer = _string(params, "customer")
         account = _string(params, "customer_account")
-        items = [g for g in self._ordered()
-                 if (customer is None or g["customer"] == customer)
-                 and (account is None or g["customer_account"] == account)]
+        key = (self._account, "customer", customer) if customer is not None else (
+            (self._account, "customer_account", account) if account is not None
+            else (self._account, _ALL, ""))
+        ids = self._ids(customer, account)
         after = _string(params, "starting_after")
         before = _string(params, "ending_before")
         if after is not None and before is not None:
             raise _invalid("starting_after", "You may only specify one of these parameters: "
                            "starting_after, ending_before.")
+        # ids are oldest first; Stripe lists newest first.
         if after is not None:
-            index = self._cursor(items, after, "starting_after")
-            page = items[index + 1:index + 1 + limit]
-            more = index + 1 + limit < len(items)
+            at = self._cursor(key, after, "starting_after")
+            chosen = ids[max(0, at - limit):at]
+            more = at - limit > 0
         elif before is not None:
-            index = self._cursor(items, before, "ending_before")
-            page = items[max(0, index - limit):index]
-            more = index - limit > 0
+            at = self._cursor(key, before, "ending_before")
+            chosen = ids[at + 1:at + 1 + limit]
+            more = at + 1 + limit < len(ids)
         else:
-            page = items[:limit]
-            more = limit < len(items)
+            chosen = ids[max(0, len(ids) - limit):]
+            more = len(ids) > limit
+        page = [self.grants[grant_id] for grant_id in reversed(chosen)]
         return {"object": "list", "data": page, "has_more": more, "url": _GRANTS}
 
-    def _cursor(self, items: list[dict[str, Any]], grant_id: str, param: str) -> int:
-        for i, grant in enumerate(items):
-            if grant["id"] == grant_id:
-                return i
-        raise StripeError(400 if grant_id in self.grants else 404,
-                          f"No such credit grant: '{grant_id}'", code="resource_missing",
-                          param=param)
+    def _cursor(self, key: tuple[str, str, str], grant_id: str, param: str) -> int:
+        at = self._position.get((key, grant_id))
+        if at is None:
+            raise StripeError(400 if grant_id in self._owner else 404,
+                              f"No such credit grant: '{grant_id}'", code="resource_missing",
+                              param=param)
+        return at
 
     def _find(self, grant_id: str) -> dict[str, Any]:
-        grant = self.grants.get(grant_id)
+        grant = self.grants.get(grant_id) if self._owner.get(grant_id) == self._account else None
         if grant is None:
             raise StripeError(404, f"No such credit grant: '{grant_id}'",
                               code="resource_missing", param="id")
@@ -567,12 +653,12 @@ class StripeFake:
                     raise _invalid("expires_at", "expires_at must be after effective_at.")
                 grant["expires_at"] = expires
         grant["metadata"] = self._metadata(params.get("metadata"), grant["metadata"])
-        grant["updated"] = self.clock()
+        grant["updated"] = self.now()
         return grant
 
     def _act(self, grant_id: str, action: str) -> dict[str, Any]:
         grant = self._find(grant_id)
-        now = self.clock()
+        now = self.now()
         if grant["voided_at"] is not None:
             raise _invalid("id", f"The credit grant {grant_id} has been voided.",
                            "credit_grant_voided")
@@ -612,24 +698,26 @@ class StripeFake:
         kind = filt.get("type")
         if kind is None:
             raise _missing("filter[type]")
-        owned = [g for g in self._ordered()
-                 if (customer is None or g["customer"] == customer)
-                 and (account is None or g["customer_account"] == account)]
         if kind == "credit_grant":
             grant_id = _string(filt, "credit_grant")
             if grant_id is None:
                 raise _missing("filter[credit_grant]")
-            chosen = [g for g in owned if g["id"] == grant_id]
+            found = self.grants.get(grant_id)
+            chosen = [found] if (
+                found is not None and self._owner.get(grant_id) == self._account
+                and (customer is None or found["customer"] == customer)
+                and (account is None or found["customer_account"] == account)) else []
             if not chosen:
                 raise StripeError(404, f"No such credit grant: '{grant_id}'",
                                   code="resource_missing", param="filter[credit_grant]")
         elif kind == "applicability_scope":
             scope = self._scope(filt.get("applicability_scope"), "filter[applicability_scope]")
-            chosen = [g for g in owned if g["applicability_config"]["scope"] == scope]
+            chosen = [self.grants[i] for i in self._ids(customer, account)
+                      if self.grants[i]["applicability_config"]["scope"] == scope]
         else:
             raise _invalid("filter[type]", "Invalid filter[type]: must be one of credit_grant or "
                            "applicability_scope")
-        now = self.clock()
+        now = self.now()
         totals: dict[str, int] = {}
         for grant in chosen:
             currency = grant["amount"]["monetary"]["currency"]

@@ -1,0 +1,190 @@
+"""Issue 9 on Stripe: a misbehaving vendor (a loopback server that does it on purpose) ends in
+one error of the project's own, with the request id, and never shows the key."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from billing_credits_stripe import StripeProvider
+
+import billing_credits as bc
+from billing_credits.testing import serve
+
+KEY = "sk_test_hostileSECRETkey0123456789"
+RESTRICTED = "rk_test_proxyECHOkey98765"
+
+
+def grant_json(grant_id: str, **changes: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "id": grant_id, "object": "billing.credit_grant",
+        "amount": {"type": "monetary", "monetary": {"currency": "usd", "value": 1000}},
+        "applicability_config": {"scope": {"price_type": "metered"}}, "category": "paid",
+        "created": 1767225600, "updated": 1767225600, "customer": "cus_h",
+        "customer_account": None, "effective_at": 1767225600, "expires_at": None,
+        "livemode": False, "metadata": {}, "name": None, "priority": 50, "test_clock": None,
+        "voided_at": None,
+    }
+    obj.update(changes)
+    return obj
+
+
+class Hostile:
+    """A FakeApp answering each request with ``answer(request)``, numbering request ids."""
+
+    def __init__(self, answer: Callable[[httpx.Request], tuple[int, Any]]) -> None:
+        self.answer = answer
+        self.seen: list[httpx.Request] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        status, body = self.answer(request)
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return httpx.Response(status, content=content, headers={
+            "Request-Id": f"req_hostile_{len(self.seen)}", "Content-Type": "application/json"})
+
+    def error(self, status: int, message: str) -> httpx.Response:
+        return httpx.Response(status, json={"error": {"type": "api_error", "message": message}})
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[..., StripeProvider]]:
+    stack: list[Any] = []
+
+    def make(answer: Callable[[httpx.Request], tuple[int, Any]], **settings: Any
+             ) -> StripeProvider:
+        app = Hostile(answer)
+        server = serve(app)
+        running = server.__enter__()
+        stack.append(server)
+        return StripeProvider(settings.pop("api_key", KEY), base_url=running.url,
+                              runtime=bc.Runtime(retry=bc.RetryPolicy(attempts=1)), **settings)
+
+    yield make
+    for server in stack:
+        server.__exit__(None, None, None)
+
+
+def no_secret(error: BaseException, *secrets: str) -> None:
+    """The error, its repr, body, the whole chain and its traceback hold no secret."""
+    texts = [str(error), repr(error), repr(getattr(error, "body", None)),
+             "".join(traceback.format_exception(error))]
+    for secret in secrets or (KEY,):
+        for text in texts:
+            assert secret not in text
+    assert error.__cause__ is None
+    assert error.__context__ is None, "the SDK exception (with request headers) is not kept"
+
+
+def test_a_cycling_cursor_ends_with_the_request_id(hostile: Callable[..., StripeProvider]) -> None:
+    ids = iter(["credgr_A", "credgr_B", "credgr_A", "credgr_B"])
+    provider = hostile(lambda request: (200, {"object": "list", "data": [grant_json(next(ids))],
+                                              "has_more": True, "url": "/v1/billing/credit_grants"}))
+    with pytest.raises(bc.InvalidResponseError) as error:
+        list(provider.list_grants("cus_h"))
+    assert error.value.request_id == "req_hostile_3"
+    assert "cursor" in str(error.value)
+
+
+@pytest.mark.parametrize("body", [
+    {"object": "list", "data": "not a list", "has_more": False},
+    {"object": "list", "data": [], "has_more": "yes"},
+    {"object": "billing.credit_grant", "id": "credgr_x"},
+    [1, 2, 3],
+    {"object": "list", "data": [], "has_more": True},
+])
+def test_a_list_of_the_wrong_shape_is_an_invalid_response(
+        body: Any, hostile: Callable[..., StripeProvider]) -> None:
+    provider = hostile(lambda request: (200, body))
+    with pytest.raises(bc.InvalidResponseError) as error:
+        list(provider.list_grants("cus_h"))
+    assert error.value.request_id == "req_hostile_1"
+    assert isinstance(error.value.body, str)
+    assert len(error.value.body) <= bc._errors.EXCERPT_LIMIT + 40
+
+
+@pytest.mark.parametrize("body", [
+    {"object": "billing.credit_grant", "id": "credgr_x", "amount": "lots"},
+    {"object": "customer", "id": "cus_x"},
+    b"<html>proxy error</html>",
+    b"\xff\xfe not json",
+])
+def test_a_grant_of_the_wrong_shape_is_an_invalid_response(
+        body: Any, hostile: Callable[..., StripeProvider]) -> None:
+    provider = hostile(lambda request: (200, body))
+    with pytest.raises(bc.InvalidResponseError) as error:
+        provider.get_grant("credgr_x")
+    assert error.value.request_id == "req_hostile_1"
+    no_secret(error.value)
+
+
+def test_one_unreadable_item_never_stops_the_listing(
+        hostile: Callable[..., StripeProvider]) -> None:
+    items = [
+        grant_json("credgr_ok"),
+        grant_json("credgr_zzz", amount={"type": "monetary",
+                                         "monetary": {"currency": "zzz", "value": 5}}),
+        grant_json("credgr_edited", metadata={"bc_paid_amount": "garbage", "bc_flags": "%%%"}),
+        "not even an object",
+    ]
+    provider = hostile(lambda request: (200, {"object": "list", "data": items,
+                                              "has_more": False}))
+    seen: list[bc.UnreadableGrant] = []
+    read = list(provider.list_grants("cus_h", on_unreadable=seen.append))
+    assert [g.id for g in read] == ["credgr_ok", "credgr_edited"]
+    edited = read[1]
+    assert edited.metadata["bc_paid_amount"] == "garbage", "kept, reported, not dropped"
+    assert any(a.field == "paid_amount" for a in edited.adjustments)
+    assert [(u.vendor_id, u.provider) for u in seen] == [("credgr_zzz", "stripe"),
+                                                          (None, "stripe")]
+    assert "zzz" in seen[0].problem
+    with pytest.raises(bc.UnreadableGrantsError) as error:
+        list(provider.list_grants("cus_h"))
+    assert len(error.value.entries) == 2
+
+
+def test_page_request_id_is_stripes(hostile: Callable[..., StripeProvider]) -> None:
+    provider = hostile(lambda request: (200, {"object": "list", "data": [grant_json("credgr_1")],
+                                              "has_more": False}))
+    page = provider.runtime.run(provider._list_page(bc.ListQuery("cus_h"), None))
+    assert page.request_id == "req_hostile_1"
+
+
+@pytest.mark.parametrize("status", [401, 500, 400])
+def test_an_echoed_authorization_header_never_shows_the_key(
+        status: int, hostile: Callable[..., StripeProvider]) -> None:
+    def echo(request: httpx.Request) -> tuple[int, Any]:
+        header = request.headers.get("authorization", "")
+        return status, {"error": {"type": "invalid_request_error",
+                                  "message": f"Invalid API Key provided: {header}",
+                                  "headers": dict(request.headers)}}
+
+    for key in (KEY, RESTRICTED):
+        provider = hostile(echo, api_key=key)
+        with pytest.raises(bc.ProviderError) as error:
+            provider.get_grant("credgr_x")
+        assert error.value.request_id == "req_hostile_1"
+        no_secret(error.value, key)
+        with pytest.raises(bc.ProviderError) as created:
+            provider.create_grant(bc.CreditGrant(
+                customer_id="cus_h", amount=bc.Money(amount=1, currency="USD")))
+        no_secret(created.value, key)
+
+
+def test_the_key_is_registered_as_a_secret() -> None:
+    StripeProvider("sk_test_registeredButShapelessXYZ", base_url="http://127.0.0.1:9")
+    assert "sk_test_registeredButShapelessXYZ" not in bc._secrets.redact(
+        "echo sk_test_registeredButShapelessXYZ")
+    StripeProvider("weird-key-without-prefix", base_url="http://127.0.0.1:9")
+    assert bc._secrets.redact("x weird-key-without-prefix") == f"x {bc._secrets.MASK}"
+
+
+def test_a_key_over_plain_http_to_another_host_is_refused() -> None:
+    with pytest.raises(bc.ConfigurationError, match="plain http"):
+        StripeProvider(KEY, base_url="http://stripe-proxy.example.com")
+    with pytest.raises(bc.ConfigurationError, match="http"):
+        StripeProvider(KEY, base_url="ftp://127.0.0.1")
