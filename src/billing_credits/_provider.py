@@ -154,7 +154,7 @@ class Provider(abc.ABC):
 
         The default pages through the customer's grants (``_list_page``), guarded like a
         listing against cursors that cycle. Override it when the vendor offers a cheaper
-        documented lookup. An item that cannot be read but holds the key somewhere in its raw
+        documented lookup. An item that cannot be read but holds the key as a string of its raw
         payload stops the create (``InvalidResponseError``): it may be the grant, and a
         duplicate is worse than a refusal.
         """
@@ -171,7 +171,7 @@ class Provider(abc.ABC):
             if cursor is None:
                 break
         for entry in skipped:
-            if key in repr(entry.raw):
+            if _holds_text(entry.raw, key):
                 raise InvalidResponseError(
                     f"looking for a grant with idempotency key {key!r} before creating, item "
                     f"{entry.vendor_id or '(no id)'} could not be read ({entry.problem}) and "
@@ -368,8 +368,17 @@ def _as_replayed(requested: CreditGrant, found: CreditGrant, provider: str) -> C
     return found.model_copy(update={"replayed": True})
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _holds_text(value: Any, text: str, depth: int = 0) -> bool:
+    """Whether ``text`` is one of the strings anywhere inside ``value`` (a raw vendor item)."""
+    if isinstance(value, str):
+        return value == text
+    if depth > 20:
+        return False
+    if isinstance(value, Mapping):
+        return any(_holds_text(v, text, depth + 1) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_text(v, text, depth + 1) for v in value)
+    return False
 
 
 class _Walk:
