@@ -188,3 +188,14 @@ def test_a_key_over_plain_http_to_another_host_is_refused() -> None:
         StripeProvider(KEY, base_url="http://stripe-proxy.example.com")
     with pytest.raises(bc.ConfigurationError, match="http"):
         StripeProvider(KEY, base_url="ftp://127.0.0.1")
+
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("rate_limit", "nan"), ("rate_limit", "inf"), ("timeout", "-1"), ("timeout", "1e999"),
+    ("max_retries", "2.5"), ("max_retries", "many"), ("include_balance", "maybe"),
+    ("find_existing", "sometimes"), ("base_url", "not a url"),
+])
+def test_bad_settings_are_one_configuration_error_naming_the_setting(setting: str,
+                                                                     value: str) -> None:
+    with pytest.raises(bc.ConfigurationError, match=setting):
+        bc.get_provider("stripe", api_key=KEY, **{setting: value})
