@@ -185,7 +185,7 @@ class Provider(abc.ABC):
                 and self.find_existing_before_create):
             found = yield from self._find_by_key(grant.customer_id, key)
             if found is not None:
-                return _as_replayed(grant, found, self.name)
+                return _as_replayed(grant, found, self.name, self.preview(grant))
         return (yield from self._create(grant, key))
 
     def check(self, grant: CreditGrant) -> None:
@@ -347,17 +347,18 @@ class Provider(abc.ABC):
 
 
 
-def _as_replayed(requested: CreditGrant, found: CreditGrant, provider: str) -> CreditGrant:
+def _as_replayed(requested: CreditGrant, found: CreditGrant, provider: str,
+                 changes: list[Adjustment]) -> CreditGrant:
     """An existing grant returned for a keyed create, marked ``replayed``.
 
     As a vendor that still remembers the key would, a request whose parameters differ from the
     grant found is refused with ``ConflictError`` (never taken as success, never a second
-    grant); fields the provider reports having changed itself (its ``adjustments``) are not
-    counted as differences.
+    grant); fields the provider says it changes on every create (``preview``: a time aligned
+    to the hour, a scope narrowed) are not counted as differences.
     """
     asked = requested.as_new().comparable()
     got = found.as_new().comparable()
-    changed_by_provider = {a.field.split(".")[0] for a in found.adjustments}
+    changed_by_provider = {a.field.split(".")[0] for a in changes}
     differing = [name for name in sorted(asked)
                  if asked[name] != got.get(name) and name not in changed_by_provider]
     if differing:

@@ -199,3 +199,22 @@ def test_bad_settings_are_one_configuration_error_naming_the_setting(setting: st
                                                                      value: str) -> None:
     with pytest.raises(bc.ConfigurationError, match=setting):
         bc.get_provider("stripe", api_key=KEY, **{setting: value})
+
+
+async def test_async_errors_are_the_same(hostile: Callable[..., StripeProvider]) -> None:
+    def echo(request: httpx.Request) -> tuple[int, Any]:
+        if request.url.path.endswith("credgr_shape"):
+            return 200, {"object": "list"}
+        return 401, {"error": {"type": "invalid_request_error",
+                               "message": f"Invalid API Key provided: "
+                                          f"{request.headers.get('authorization')}"}}
+
+    provider = hostile(echo)
+    with pytest.raises(bc.AuthenticationError) as error:
+        await provider.aget_grant("credgr_x")
+    no_secret(error.value)
+    with pytest.raises(bc.InvalidResponseError) as shape:
+        await provider.aget_grant("credgr_shape")
+    assert shape.value.request_id == "req_hostile_2"
+    no_secret(shape.value)
+    await provider.aclose()
