@@ -218,3 +218,18 @@ async def test_async_errors_are_the_same(hostile: Callable[..., StripeProvider])
     assert shape.value.request_id == "req_hostile_2"
     no_secret(shape.value)
     await provider.aclose()
+
+
+def test_debug_logs_never_hold_the_key(hostile: Callable[..., StripeProvider],
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    """The stripe SDK logs response bodies at debug level; an echoed key is masked there."""
+    def echo(request: httpx.Request) -> tuple[int, Any]:
+        return 500, {"error": {"type": "api_error",
+                               "message": f"upstream said {request.headers.get('authorization')}"}}
+
+    provider = hostile(echo)
+    with caplog.at_level("DEBUG"), pytest.raises(bc.UnavailableError):
+        provider.get_grant("credgr_x")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "upstream said" in logged, "the SDK did log the body"
+    assert KEY not in logged
