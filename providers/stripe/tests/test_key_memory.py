@@ -224,3 +224,9 @@ def test_a_late_repeat_with_another_scope_is_a_conflict(fake: StripeFake,
         with pytest.raises(bc.ConflictError, match="scope"):
             stripe.create_grant(grant("scoped", scope=bc.Scope(price_ids=("price_A",))))
     assert len(fake.grants) == 1
+
+
+def test_advance_moves_every_reader_of_the_fakes_clock() -> None:
+    fake = StripeFake(clock=lambda: 1_700_000_000)
+    fake.advance(90)
+    assert fake.clock() == fake.now() == 1_700_000_090
