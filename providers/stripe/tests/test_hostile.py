@@ -233,3 +233,23 @@ def test_debug_logs_never_hold_the_key(hostile: Callable[..., StripeProvider],
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "upstream said" in logged, "the SDK did log the body"
     assert KEY not in logged
+
+
+@pytest.mark.parametrize("summary", [
+    {"object": "billing.credit_balance_summary", "balances": [
+        {"available_balance": {"monetary": {"currency": "usd", "value": "lots"}}}]},
+    {"object": "billing.credit_balance_summary", "balances": "none"},
+    {"object": "list", "data": []},
+])
+def test_a_balance_summary_of_the_wrong_shape_is_an_invalid_response(
+        summary: Any, hostile: Callable[..., StripeProvider]) -> None:
+    def answer(request: httpx.Request) -> tuple[int, Any]:
+        if request.url.path.endswith("credit_balance_summary"):
+            return 200, summary
+        return 200, grant_json("credgr_b")
+
+    provider = hostile(answer, include_balance=True)
+    with pytest.raises(bc.InvalidResponseError) as error:
+        provider.get_grant("credgr_b")
+    assert error.value.request_id == "req_hostile_2"
+    no_secret(error.value)

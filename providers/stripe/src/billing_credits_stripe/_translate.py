@@ -676,7 +676,10 @@ def balance_from_summary(summary: Mapping[str, Any], currency: str) -> bc.Money:
         for kind in ("available_balance", "ledger_balance"):
             monetary = (entry.get(kind) or {}).get("monetary") or {}
             if str(monetary.get("currency", "")).upper() == currency.upper():
-                values.append(int(monetary["value"]))
+                value = monetary["value"]
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"{kind} value is {value!r}, not an integer")
+                values.append(value)
     return from_minor_units(currency, min(values) if values else 0)
 
 
