@@ -155,7 +155,7 @@ class Provider(abc.ABC):
 
         The default pages through the customer's grants (``_list_page``), guarded like a
         listing against cursors that cycle. Override it when the vendor offers a cheaper
-        documented lookup. An item that cannot be read but holds the key somewhere in its raw
+        documented lookup. An item that cannot be read but holds the key as a string of its raw
         payload stops the create (``InvalidResponseError``): it may be the grant, and a
         duplicate is worse than a refusal.
         """
@@ -172,7 +172,7 @@ class Provider(abc.ABC):
             if cursor is None:
                 break
         for entry in skipped:
-            if key in repr(entry.raw):
+            if _holds_text(entry.raw, key):
                 raise InvalidResponseError(
                     f"looking for a grant with idempotency key {key!r} before creating, item "
                     f"{entry.vendor_id or '(no id)'} could not be read ({entry.problem}) and "
@@ -186,7 +186,7 @@ class Provider(abc.ABC):
                 and self.find_existing_before_create):
             found = yield from self._find_by_key(grant.customer_id, key)
             if found is not None:
-                return _as_replayed(grant, found, self.name)
+                return _as_replayed(grant, found, self.name, self.preview(grant))
         return (yield from self._create(grant, key))
 
     def check(self, grant: CreditGrant) -> None:
@@ -379,17 +379,18 @@ class Provider(abc.ABC):
 
 
 
-def _as_replayed(requested: CreditGrant, found: CreditGrant, provider: str) -> CreditGrant:
+def _as_replayed(requested: CreditGrant, found: CreditGrant, provider: str,
+                 changes: list[Adjustment]) -> CreditGrant:
     """An existing grant returned for a keyed create, marked ``replayed``.
 
     As a vendor that still remembers the key would, a request whose parameters differ from the
     grant found is refused with ``ConflictError`` (never taken as success, never a second
-    grant); fields the provider reports having changed itself (its ``adjustments``) are not
-    counted as differences.
+    grant); fields the provider says it changes on every create (``preview``: a time aligned
+    to the hour, a scope narrowed) are not counted as differences.
     """
     asked = requested.as_new().comparable()
     got = found.as_new().comparable()
-    changed_by_provider = {a.field.split(".")[0] for a in found.adjustments}
+    changed_by_provider = {a.field.split(".")[0] for a in changes}
     differing = [name for name in sorted(asked)
                  if asked[name] != got.get(name) and name not in changed_by_provider]
     if differing:
@@ -400,8 +401,17 @@ def _as_replayed(requested: CreditGrant, found: CreditGrant, provider: str) -> C
     return found.model_copy(update={"replayed": True})
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _holds_text(value: Any, text: str, depth: int = 0) -> bool:
+    """Whether ``text`` is one of the strings anywhere inside ``value`` (a raw vendor item)."""
+    if isinstance(value, str):
+        return value == text
+    if depth > 20:
+        return False
+    if isinstance(value, Mapping):
+        return any(_holds_text(v, text, depth + 1) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_text(v, text, depth + 1) for v in value)
+    return False
 
 
 class _Walk:

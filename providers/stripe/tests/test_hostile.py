@@ -188,3 +188,68 @@ def test_a_key_over_plain_http_to_another_host_is_refused() -> None:
         StripeProvider(KEY, base_url="http://stripe-proxy.example.com")
     with pytest.raises(bc.ConfigurationError, match="http"):
         StripeProvider(KEY, base_url="ftp://127.0.0.1")
+
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("rate_limit", "nan"), ("rate_limit", "inf"), ("timeout", "-1"), ("timeout", "1e999"),
+    ("max_retries", "2.5"), ("max_retries", "many"), ("include_balance", "maybe"),
+    ("find_existing", "sometimes"), ("base_url", "not a url"),
+])
+def test_bad_settings_are_one_configuration_error_naming_the_setting(setting: str,
+                                                                     value: str) -> None:
+    with pytest.raises(bc.ConfigurationError, match=setting):
+        bc.get_provider("stripe", api_key=KEY, **{setting: value})
+
+
+async def test_async_errors_are_the_same(hostile: Callable[..., StripeProvider]) -> None:
+    def echo(request: httpx.Request) -> tuple[int, Any]:
+        if request.url.path.endswith("credgr_shape"):
+            return 200, {"object": "list"}
+        return 401, {"error": {"type": "invalid_request_error",
+                               "message": f"Invalid API Key provided: "
+                                          f"{request.headers.get('authorization')}"}}
+
+    provider = hostile(echo)
+    with pytest.raises(bc.AuthenticationError) as error:
+        await provider.aget_grant("credgr_x")
+    no_secret(error.value)
+    with pytest.raises(bc.InvalidResponseError) as shape:
+        await provider.aget_grant("credgr_shape")
+    assert shape.value.request_id == "req_hostile_2"
+    no_secret(shape.value)
+    await provider.aclose()
+
+
+def test_debug_logs_never_hold_the_key(hostile: Callable[..., StripeProvider],
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    """The stripe SDK logs response bodies at debug level; an echoed key is masked there."""
+    def echo(request: httpx.Request) -> tuple[int, Any]:
+        return 500, {"error": {"type": "api_error",
+                               "message": f"upstream said {request.headers.get('authorization')}"}}
+
+    provider = hostile(echo)
+    with caplog.at_level("DEBUG"), pytest.raises(bc.UnavailableError):
+        provider.get_grant("credgr_x")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "upstream said" in logged, "the SDK did log the body"
+    assert KEY not in logged
+
+
+@pytest.mark.parametrize("summary", [
+    {"object": "billing.credit_balance_summary", "balances": [
+        {"available_balance": {"monetary": {"currency": "usd", "value": "lots"}}}]},
+    {"object": "billing.credit_balance_summary", "balances": "none"},
+    {"object": "list", "data": []},
+])
+def test_a_balance_summary_of_the_wrong_shape_is_an_invalid_response(
+        summary: Any, hostile: Callable[..., StripeProvider]) -> None:
+    def answer(request: httpx.Request) -> tuple[int, Any]:
+        if request.url.path.endswith("credit_balance_summary"):
+            return 200, summary
+        return 200, grant_json("credgr_b")
+
+    provider = hostile(answer, include_balance=True)
+    with pytest.raises(bc.InvalidResponseError) as error:
+        provider.get_grant("credgr_b")
+    assert error.value.request_id == "req_hostile_2"
+    no_secret(error.value)

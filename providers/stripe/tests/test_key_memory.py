@@ -211,3 +211,22 @@ def test_capability_and_setting_are_declared() -> None:
     assert "find_existing" in {s.name for s in info.settings}
     rows = dict(info.capabilities.describe())
     assert "24 h" in rows["idempotency keys"]
+
+
+def test_a_late_repeat_with_another_scope_is_a_conflict(fake: StripeFake,
+                                                        runtime: bc.Runtime) -> None:
+    """All usage is stored as metered prices (an adjustment), yet a repeat asking for given
+    prices under the same key is another request, not the same one."""
+    with stripe_on(fake, runtime) as stripe:
+        stripe.create_grant(grant("scoped"))
+        fake.forget_idempotency_keys()
+        assert stripe.create_grant(grant("scoped")).replayed is True
+        with pytest.raises(bc.ConflictError, match="scope"):
+            stripe.create_grant(grant("scoped", scope=bc.Scope(price_ids=("price_A",))))
+    assert len(fake.grants) == 1
+
+
+def test_advance_moves_every_reader_of_the_fakes_clock() -> None:
+    fake = StripeFake(clock=lambda: 1_700_000_000)
+    fake.advance(90)
+    assert fake.clock() == fake.now() == 1_700_000_090

@@ -180,3 +180,15 @@ def test_the_fake_summary_counts_a_future_grant_as_zero_like_stripe(
                              "filter": {"type": "credit_grant", "credit_grant": future.id}},
                             live=False)
     assert summary["balances"][0]["available_balance"]["monetary"]["value"] == 0
+
+
+@pytest.mark.parametrize("grant_id", ["", "  ", "credgr_\udc80", "credgr_" + "x" * 5000])
+def test_ids_stripe_cannot_be_asked_for_are_refused_before_io(
+        grant_id: str, provider: StripeProvider, fake: StripeFake) -> None:
+    for operation in (provider.get_grant, provider.void_grant, provider.expire_grant,
+                      provider.grant_balance):
+        with pytest.raises(bc.InvalidGrantError, match="grant_id"):
+            operation(grant_id)
+    with pytest.raises(bc.InvalidGrantError, match="customer_id"):
+        list(provider.list_grants(grant_id or "\ud800"))
+    assert fake.requests == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import logging
+import math
 import os
 import ssl
 import uuid
@@ -296,28 +297,34 @@ class Answer:
         return data
 
 
-def _flag(value: bool | str | None, default: bool) -> bool:
+def _flag(name: str, value: bool | str | None, default: bool) -> bool:
     if value is None:
         return default
     if isinstance(value, bool):
         return value
-    lowered = value.strip().lower()
+    lowered = value.strip().lower() if isinstance(value, str) else None
     if lowered in _TRUE:
         return True
     if lowered in _FALSE:
         return False
-    raise bc.ConfigurationError(f"expected a boolean, got {value!r}")
+    raise bc.ConfigurationError(
+        f"setting {name} must be a boolean (on/off, true/false, 1/0), got {value!r}")
 
 
-def _number(name: str, value: float | int | str | None, default: float) -> float:
+def _number(name: str, value: float | int | str | None, default: float, *,
+            integer: bool = False) -> float:
     if value is None or value == "":
         return default
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise bc.ConfigurationError(f"setting {name} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not math.isfinite(number) or isinstance(value, bool):
+        raise bc.ConfigurationError(f"setting {name} must be a finite number, got {value!r}")
     if number < 0:
-        raise bc.ConfigurationError(f"setting {name} must not be negative")
+        raise bc.ConfigurationError(f"setting {name} must not be negative, got {value!r}")
+    if integer and number != int(number):
+        raise bc.ConfigurationError(f"setting {name} must be a whole number, got {value!r}")
     return number
 
 
@@ -402,7 +409,7 @@ class StripeProvider(bc.Provider):
         if not isinstance(key, str):
             raise bc.ConfigurationError("setting api_key must be a string")
         register_secret(key)
-        retries = int(_number("max_retries", max_retries, DEFAULT_MAX_RETRIES))
+        retries = int(_number("max_retries", max_retries, DEFAULT_MAX_RETRIES, integer=True))
         rate = _number("rate_limit", rate_limit, default_rate_limit(key)) or None
         super().__init__(runtime=runtime or bc.Runtime(
             retry=bc.RetryPolicy(attempts=retries + 1), rate_limit=bc.RateLimit(rate)))
@@ -413,8 +420,8 @@ class StripeProvider(bc.Provider):
             credential=True)
         self.stripe_account = stripe_account or os.environ.get("STRIPE_ACCOUNT") or None
         self.timeout = _number("timeout", timeout, DEFAULT_TIMEOUT)
-        self.include_balance = _flag(include_balance, default=False)
-        self.find_existing_before_create = _flag(find_existing, default=True)
+        self.include_balance = _flag("include_balance", include_balance, default=False)
+        self.find_existing_before_create = _flag("find_existing", find_existing, default=True)
         self._clock = clock
         self._http = _HTTPXClient(
             timeout=self.timeout, client=http_client, async_client=async_http_client)

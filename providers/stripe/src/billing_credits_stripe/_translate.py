@@ -439,9 +439,28 @@ def create_params(grant: bc.CreditGrant) -> CreditGrantCreateParams:
     return params  # type: ignore[return-value]
 
 
+def sendable_id(field: str, value: object) -> str:
+    """An id the caller gave, refused before any request if Stripe could not be asked for it:
+    not a non-empty string, over 5,000 characters, or not encodable (a lone surrogate)."""
+    problem = None
+    if not isinstance(value, str) or not value.strip():
+        problem = "give a non-empty string"
+    elif len(value) > MAX_ID_LENGTH:
+        problem = f"{len(value)} characters; Stripe ids hold at most {MAX_ID_LENGTH}"
+    else:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "holds characters that are not valid Unicode (a lone surrogate)"
+    if problem is not None:
+        raise bc.InvalidGrantError([bc.FieldProblem(field, problem)], model="Stripe request")
+    assert isinstance(value, str)
+    return value
+
+
 def grant_path(grant_id: str, action: str | None = None) -> str:
     """``/v1/billing/credit_grants/{id}[/action]``, the id escaped as one path segment."""
-    path = f"{GRANTS_PATH}/{quote(grant_id, safe='')}"
+    path = f"{GRANTS_PATH}/{quote(sendable_id('grant_id', grant_id), safe='')}"
     return f"{path}/{action}" if action else path
 
 
@@ -458,6 +477,7 @@ def list_params(
     size = MAX_PAGE_SIZE if limit is None else max(1, min(limit, MAX_PAGE_SIZE))
     params: dict[str, Any] = {"limit": size}
     if customer_id is not None:
+        sendable_id("customer_id", customer_id)
         params.update(_customer_params(customer_id))
     if starting_after is not None:
         params["starting_after"] = starting_after
@@ -656,7 +676,10 @@ def balance_from_summary(summary: Mapping[str, Any], currency: str) -> bc.Money:
         for kind in ("available_balance", "ledger_balance"):
             monetary = (entry.get(kind) or {}).get("monetary") or {}
             if str(monetary.get("currency", "")).upper() == currency.upper():
-                values.append(int(monetary["value"]))
+                value = monetary["value"]
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"{kind} value is {value!r}, not an integer")
+                values.append(value)
     return from_minor_units(currency, min(values) if values else 0)
 
 

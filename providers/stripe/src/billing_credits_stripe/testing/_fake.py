@@ -226,7 +226,8 @@ class _Saved:
 class StripeFake:
     """A stateful fake of Stripe's credit-grant endpoints (see the module docstring).
 
-    ``clock`` returns Unix seconds (inject a fixed clock for repeatable cassettes); ``seed``
+    ``clock`` returns Unix seconds (inject a fixed clock for repeatable cassettes; after
+    construction ``clock()`` also counts what ``advance`` added); ``seed``
     makes ids and request ids repeatable. ``requests`` logs every request handled;
     ``inject`` queues Stripe errors to answer the next requests with (e.g. a 409 lock
     conflict), before any state changes.
@@ -245,6 +246,9 @@ class StripeFake:
         self._order = itertools.count()
         self._seq: dict[str, int] = {}
         self._offset = 0
+        base = self.clock
+        # ``clock`` itself moves with ``advance``, so every reader of the fake's time agrees.
+        self.clock = lambda: base() + self._offset
         self._account = ""
         self._owner: dict[str, str] = {}
         self._index: dict[tuple[str, str, str], list[str]] = {}
@@ -255,8 +259,8 @@ class StripeFake:
     # -- the fake's own clock and key memory ---------------------------------------------
 
     def now(self) -> int:
-        """The fake's time in Unix seconds: ``clock()`` plus what ``advance`` added."""
-        return int(self.clock()) + self._offset
+        """The fake's time in Unix seconds: the given clock plus what ``advance`` added."""
+        return int(self.clock())
 
     def advance(self, seconds: float) -> None:
         """Move the fake's clock forward (idempotency keys older than 24 h are forgotten)."""
