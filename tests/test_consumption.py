@@ -142,9 +142,10 @@ def _check_invariants(grants: list[bc.CreditGrant], usage: list[bc.Usage],
         g, u = by_id[d.grant_id], usage[d.usage_index]
         segment = g.segments[d.segment]
         assert d.amount > 0
-        assert segment.starts_at <= d.at and (segment.ends_before is None
-                                             or d.at < segment.ends_before), "outside window"
-        assert d.at == u.at and d.reference == u.reference
+        assert segment.starts_at <= d.at, "before its window"
+        assert segment.ends_before is None or d.at < segment.ends_before, "after its window"
+        assert d.at == u.at
+        assert d.reference == u.reference
         assert g.amount.unit_key == u.amount.unit_key
         if order.scope_aware:
             assert bc.admits(g, u), "drew on a grant whose scope does not admit the usage"
@@ -152,7 +153,8 @@ def _check_invariants(grants: list[bc.CreditGrant], usage: list[bc.Usage],
         per_usage[d.usage_index] += d.amount
     for e in result.expired:
         segment = by_id[e.grant_id].segments[e.segment]
-        assert e.at == segment.ends_before and e.amount > 0
+        assert e.at == segment.ends_before
+        assert e.amount > 0
         per_window[(e.grant_id, e.segment)] += e.amount
     for (gid, index), total in per_window.items():
         assert total <= by_id[gid].segments[index].amount, "drew more than a window holds"
