@@ -52,6 +52,7 @@ class LocalProvider(bc.Provider):
                "credit down in the declared order, atomically and once per reference",),
     )
     consumption_order = bc.LOCAL_ORDER
+    remaining_source = "local ledger: open and future windows less consumed entries"
     settings = (
         bc.Setting("path", "SQLite database file (default: per-user data directory)",
                    env="BILLING_CREDITS_DB"),
