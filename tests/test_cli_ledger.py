@@ -96,3 +96,23 @@ def test_grants_update(db: Path) -> None:
     assert "give --expires-at" in err
     code, _, err = run("grants", "update", "lcg_missing", "--name", "x")
     assert code == 1
+
+
+def test_readme_ledger_example_runs_verbatim(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+                   if "consume" in block)
+    done = subprocess.run(
+        [sys.executable, "-c", example], capture_output=True, text=True, check=False,
+        env={"BILLING_CREDITS_DB": str(tmp_path / "readme.db"), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("consumed lcg_")
+    assert lines[0].endswith(" -10.00 USD")
+    assert lines[1].endswith(" -2.25 USD")
+    assert lines[2] == "2.75 USD ['2.75']"
