@@ -98,7 +98,7 @@ def test_balance_at_is_refused_before_any_request_where_only_now_is_answered() -
         provider.get_balance("c", at=NOW)
     assert refused.value.fields == ("at",)
     with pytest.raises(bc.InvalidGrantError):
-        provider.get_balance("c", at=datetime(2026, 1, 1))  # noqa: DTZ001 - naive on purpose
+        provider.get_balance("c", at=datetime(2026, 1, 1))
     assert provider.runtime.calls == 0
     assert provider.get_balance("c", unit="USD")[0].usable == usd(1)
     assert provider.seen == [("c", "USD", None)]
@@ -181,7 +181,7 @@ def test_grant_update_and_usage() -> None:
     with pytest.raises(bc.InvalidGrantError):
         bc.Usage(customer_id="c", amount=usd(0), at=NOW)
     with pytest.raises(bc.InvalidGrantError):
-        bc.Usage(customer_id="c", amount=usd(1), at=datetime(2026, 1, 1))  # noqa: DTZ001
+        bc.Usage(customer_id="c", amount=usd(1), at=datetime(2026, 1, 1))
     with pytest.raises(bc.InvalidGrantError):
         bc.Usage(customer_id="c", amount=usd(1), at=NOW, reference=" ")
     assert repr(bc.UNSET) == "UNSET"
