@@ -13,6 +13,18 @@ from ._capabilities import (
     Operation,
     ScopeKind,
 )
+from ._consumption import (
+    LOCAL_ORDER,
+    RULE_NAMES,
+    Allocation,
+    ConsumptionOrder,
+    Draw,
+    Expiry,
+    OrderRule,
+    Tie,
+    admits,
+    allocate,
+)
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -36,6 +48,15 @@ from ._errors import (
     excerpt,
 )
 from ._hookspecs import hookimpl
+from ._ledger import (
+    Balance,
+    BalancePart,
+    GrantUpdate,
+    LedgerEntry,
+    LedgerKind,
+    LedgerPage,
+    Usage,
+)
 from ._migration import (
     PROVENANCE_KEYS,
     ApplyReport,
@@ -77,7 +98,7 @@ from ._priority import (
     float64_exact,
     preserve_order,
 )
-from ._provider import ListQuery, OnUnreadable, Page, Provider, Setting, read_items
+from ._provider import UNSET, ListQuery, OnUnreadable, Page, Provider, Setting, read_items
 from ._runtime import Call, Flow, RateLimit, RetryPolicy, Runtime, blocking
 from ._secrets import check_base_url, redact, register_secret
 from ._transfer import ImportReport, export_grants, import_grants
@@ -88,11 +109,17 @@ __all__ = [
     "ALL_SCOPE_KINDS",
     "ANY_DECIMAL",
     "FLOAT64",
+    "LOCAL_ORDER",
     "PROVENANCE_KEYS",
+    "RULE_NAMES",
+    "UNSET",
     "Adjustment",
+    "Allocation",
     "ApplyReport",
     "AuthenticationError",
     "BadRequestError",
+    "Balance",
+    "BalancePart",
     "BillingCreditsError",
     "Call",
     "Capabilities",
@@ -100,14 +127,21 @@ __all__ = [
     "Change",
     "ConfigurationError",
     "ConflictError",
+    "ConsumptionOrder",
     "CreditGrant",
     "CreditUnit",
+    "Draw",
+    "Expiry",
     "FieldProblem",
     "Flow",
     "GrantStatus",
+    "GrantUpdate",
     "ImportReport",
     "InvalidGrantError",
     "InvalidResponseError",
+    "LedgerEntry",
+    "LedgerKind",
+    "LedgerPage",
     "ListQuery",
     "MetadataLimits",
     "MigrationError",
@@ -117,6 +151,7 @@ __all__ = [
     "NotRepresentableError",
     "OnUnreadable",
     "Operation",
+    "OrderRule",
     "Page",
     "PermissionDeniedError",
     "PlanItem",
@@ -137,13 +172,17 @@ __all__ = [
     "Segment",
     "Setting",
     "Specifier",
+    "Tie",
     "UnavailableError",
     "UnknownProviderError",
     "UnreadableGrant",
     "UnreadableGrantsError",
     "UnsupportedOperationError",
+    "Usage",
     "VerifyReport",
     "__version__",
+    "admits",
+    "allocate",
     "apply_plan",
     "available_providers",
     "blocking",

@@ -22,12 +22,14 @@ __all__ = [
     "ScopeKind",
 ]
 
-Operation = Literal["create", "list", "get", "void", "expire", "balance"]
+Operation = Literal[
+    "create", "list", "get", "void", "expire", "balance", "ledger", "update", "consume"
+]
 ScopeKind = Literal[
     "product_ids", "product_tags", "price_ids", "metered_prices_only", "contract_ids", "specifiers"
 ]
 ALL_OPERATIONS: frozenset[Operation] = frozenset(
-    {"create", "list", "get", "void", "expire", "balance"}
+    {"create", "list", "get", "void", "expire", "balance", "ledger", "update", "consume"}
 )
 ALL_SCOPE_KINDS: frozenset[ScopeKind] = frozenset(
     {"product_ids", "product_tags", "price_ids", "metered_prices_only", "contract_ids", "specifiers"}
@@ -97,6 +99,10 @@ class Capabilities:
       ever). When set, a keyed create first looks for a grant already carrying the key
       (``Provider._find_by_key``), so a key never yields two grants however late it is
       repeated (the provider setting ``find_existing`` turns the lookup off).
+    - ``balance_as_of``: the moments ``get_balance(at=...)`` can answer for: ``"now"`` only, or
+      ``"any"`` moment (past or future).
+    - ``updatable_fields``: which ``GrantUpdate`` fields ``update_grant`` can change
+      (``expires_at``, ``name``, ``metadata``).
     """
 
     currencies: frozenset[str] | None = None
@@ -114,6 +120,8 @@ class Capabilities:
     fields_in_metadata: frozenset[str] = frozenset()
     operations: frozenset[Operation] = ALL_OPERATIONS
     invoices_paid_amount: bool = False
+    balance_as_of: Literal["now", "any"] = "now"
+    updatable_fields: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
     idempotency_key_memory: timedelta | None = None
 
@@ -224,6 +232,8 @@ class Capabilities:
             ("idempotency keys", "kept for ever" if self.idempotency_key_memory is None
              else f"forgotten after {self.idempotency_key_memory.total_seconds() / 3600:g} h; a keyed create "
              "first looks for a grant with the key"),
+            ("balance as of", "any moment" if self.balance_as_of == "any" else "now only"),
+            ("updatable fields", ", ".join(sorted(self.updatable_fields)) or "-"),
         ]
         rows += [("note", note) for note in self.notes]
         return rows
