@@ -135,3 +135,19 @@ def test_replayed_takes_no_part_in_equality() -> None:
     assert first == first.model_copy(update={"replayed": True})
     assert "replayed" in bc.CreditGrant.read_back_fields()
     assert first.as_new().replayed is None
+
+
+def test_the_applications_repeat_finds_a_migrated_grant_that_took_over_its_key() -> None:
+    """Issue 8.11 on a vendor that forgets keys: the migrated grant (30 left of the 50 the
+    application granted) carries the application's key; the application's original create,
+    re-sent after cut-over, finds it instead of making a second grant or a conflict."""
+    provider = Forgetful()
+    migrated = provider.create_grant(grant(
+        amount=bc.Money(amount=Decimal(30), currency="USD"),
+        metadata={bc.MIGRATED_KEY: "welcome-1", "migrated_from_grant": "src_1"}))
+    again = provider.create_grant(grant(amount=bc.Money(amount=Decimal(50), currency="USD")))
+    assert (again.id, again.replayed) == (migrated.id, True)
+    assert len(provider.stored) == 1
+    with pytest.raises(bc.ConflictError):  # a grant that did not take the key over conflicts
+        provider.create_grant(grant("other", amount=bc.Money(amount=Decimal(1), currency="USD")))
+        provider.create_grant(grant("other", amount=bc.Money(amount=Decimal(2), currency="USD")))

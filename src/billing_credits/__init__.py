@@ -72,6 +72,7 @@ from ._migration import (
     verify_plan,
 )
 from ._model import (
+    MIGRATED_KEY,
     Adjustment,
     Category,
     CreditGrant,
@@ -110,6 +111,7 @@ __all__ = [
     "ANY_DECIMAL",
     "FLOAT64",
     "LOCAL_ORDER",
+    "MIGRATED_KEY",
     "PROVENANCE_KEYS",
     "RULE_NAMES",
     "UNSET",

@@ -43,7 +43,7 @@ from ._errors import (
     NotFoundError,
     UnsupportedOperationError,
 )
-from ._model import CreditGrant, GrantStatus, Scope, Segment
+from ._model import MIGRATED_KEY, CreditGrant, GrantStatus, Scope, Segment
 from ._money import exact, exact_json, exact_sum
 from ._priority import preserve_order
 from ._provider import Provider
@@ -68,9 +68,6 @@ AmountMode = Literal["remaining", "original"]
 PriorityPolicy = Literal["exact", "preserve-order"]
 Retire = Literal["void", "expire"]
 
-
-MIGRATED_KEY = "migrated_from_key"
-"""Metadata key naming the application's own idempotency key of a migrated grant."""
 
 PROVENANCE_KEYS = ("migrated_from_provider", "migrated_from_grant", "migrated_from_segment",
                    MIGRATED_KEY)

@@ -21,6 +21,7 @@ from ._base import NeutralModel, exact_decimal
 from ._money import ExactDecimal, Money, exact_json, exact_sum
 
 __all__ = [
+    "MIGRATED_KEY",
     "Adjustment",
     "Category",
     "CreditGrant",
@@ -161,6 +162,11 @@ class Adjustment(NeutralModel):
     stored: str | None
     reason: str
 
+
+MIGRATED_KEY = "migrated_from_key"
+"""Metadata key a migration writes on a target grant created under the application's own
+idempotency key: a later create with that key is a replay of the migrated grant, whatever
+amount the migration moved (see ``CreditGrant.took_over_key``)."""
 
 _READ_BACK = frozenset({"id", "provider", "status", "balance", "created_at", "raw", "adjustments",
                         "replayed"})
@@ -319,6 +325,10 @@ class CreditGrant(NeutralModel):
     def read_back_fields() -> frozenset[str]:
         """The fields only a provider fills in (``id``, ``status``, ``balance``, …)."""
         return _READ_BACK
+
+    def took_over_key(self, key: str | None) -> bool:
+        """Whether this is a migrated grant that took over the application's key ``key``."""
+        return key is not None and self.metadata.get(MIGRATED_KEY) == key
 
     def is_read_back(self) -> bool:
         return any(getattr(self, name) not in (None, ()) for name in _READ_BACK)

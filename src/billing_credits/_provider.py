@@ -630,9 +630,14 @@ def _as_replayed(requested: CreditGrant, found: CreditGrant, provider: str,
 
     As a vendor that still remembers the key would, a request whose parameters differ from the
     grant found is refused with ``ConflictError`` (never taken as success, never a second
-    grant); fields the provider says it changes on every create (``preview``: a time aligned
-    to the hour, a scope narrowed) are not counted as differences.
+    grant), except for a migrated grant that took over the key; fields the provider says it
+    changes on every create (``preview``: a time aligned to the hour, a scope narrowed) are not
+    counted as differences.
     """
+    if found.took_over_key(requested.idempotency_key):
+        # A migrated grant holding the application's key: it is the application's grant moved
+        # here (its amount may be what was left), so the application's repeat finds it.
+        return found.model_copy(update={"replayed": True})
     asked = requested.as_new().comparable()
     got = found.as_new().comparable()
     changed_by_provider = {a.field.split(".")[0] for a in changes}

@@ -432,11 +432,6 @@ class LocalProvider(bc.Provider):
         })
 
 
-MIGRATED_KEY = "migrated_from_key"
-"""The metadata key a migration writes on a grant created under the application's own
-idempotency key (see ``billing_credits.plan_migration``)."""
-
-
 def _migrated_under(row: Row, key: str) -> bool:
     """Whether ``row`` is a migrated grant that took over the application's key ``key``.
 
@@ -445,7 +440,7 @@ def _migrated_under(row: Row, key: str) -> bool:
     grant and not a conflict.
     """
     metadata = row.request.get("metadata") or {}
-    return isinstance(metadata, dict) and metadata.get(MIGRATED_KEY) == key
+    return isinstance(metadata, dict) and metadata.get(bc.MIGRATED_KEY) == key
 
 
 _RANK = {"granted": 0, "consumed": 1, "adjusted": 2, "expired": 3, "voided": 4}
