@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._consumption import ConsumptionOrder, Draw, Expiry, Tie, _active, allocate
-from ._errors import FieldProblem, InvalidGrantError
+from ._errors import BillingCreditsError, FieldProblem, InvalidGrantError
 from ._ledger import Usage
 from ._model import CreditGrant, GrantStatus, Scope
 from ._money import Money, exact, exact_sum
+from ._priority import PriorityDomain, preserve_order
 
 if TYPE_CHECKING:
     from ._migration import MigrationPlan, PlanItem
@@ -142,6 +143,26 @@ class Simulation:
     def totals(self) -> dict[str, dict[str, dict[str, Decimal]]]:
         """Per customer and unit: granted, consumed, expired, remaining, uncovered."""
         return {c: sim.totals() for c, sim in sorted(self.customers.items())}
+
+    def html(self, *, title: str = "Credit burn-down") -> str:
+        """A self-contained HTML report: a stacked burn-down chart per customer and unit."""
+        from ._report import render_simulation
+
+        return render_simulation(self, title=title)
+
+    def as_json(self) -> list[dict[str, Any]]:
+        """Per customer: burn order, each grant's outcome and the totals, amounts as text."""
+        return [{
+            "customer_id": customer,
+            "burn_order": list(sim.burn_order),
+            "grants": [{"grant_id": g.grant_id, "name": g.name, "unit": g.unit,
+                        "granted": str(g.granted), "consumed": str(g.consumed),
+                        "expired": str(g.expired), "remaining": str(g.remaining),
+                        "exhausted_at": g.exhausted_at.isoformat() if g.exhausted_at else None,
+                        "expired_at": g.expired_at.isoformat() if g.expired_at else None}
+                       for g in sim.grants],
+            "totals": {u: {k: str(v) for k, v in t.items()} for u, t in sim.totals().items()},
+        } for customer, sim in sorted(self.customers.items())]
 
 
 # -- simulate -------------------------------------------------------------------------------
@@ -513,6 +534,14 @@ class Comparison:
     def lines(self) -> list[str]:
         return [d.line() for d in self.differences]
 
+    def html(self, *, title: str = "Credit burn-down: source and target",
+             source_name: str | None = None, target_name: str | None = None) -> str:
+        """A self-contained HTML report: differing customers first, both sides side by side."""
+        from ._report import render_comparison
+
+        return render_comparison(self, title=title, source_name=source_name,
+                                 target_name=target_name)
+
     def as_json(self) -> list[dict[str, Any]]:
         return [{"customer_id": d.customer_id, "differs": list(d.kinds), "rule": d.rule,
                  "source_order": list(d.source_order), "target_order": list(d.target_order),
@@ -744,9 +773,10 @@ def compare_plan(
         planned = held.get(item.key, item.grant) if held is not None else item.grant
         if held is not None and item.key not in held:
             continue
-        dst = planned.model_copy(update={"id": item.key, "customer_id": item.customer_id})
-        target_grants[item.key] = dst
-        labels[item.key] = label
+        target_id = planned.id if held is not None and planned.id else item.key
+        dst = planned.model_copy(update={"id": target_id, "customer_id": item.customer_id})
+        target_grants[target_id] = dst
+        labels[target_id] = label
     now = plan.header.created_at
     source_list = [_windowed(g, now) for g in source_grants.values()]
     target_list = [_windowed(g, now) for g in target_grants.values()]
@@ -766,3 +796,125 @@ def plan_totals(simulation: Simulation, plan: MigrationPlan) -> dict[str, dict[s
             out[customers.get(customer, customer)][unit].append(numbers["granted"])
     return {c: {u: str(exact_sum(v)) for u, v in sorted(units.items())}
             for c, units in sorted(out.items())}
+
+
+# -- preserve-order -------------------------------------------------------------------------
+
+
+class _DraftLike(Protocol):
+    """What ``preserve_burn_order`` needs of a planned grant (migration's drafts)."""
+
+    source: CreditGrant
+    segment: int | None
+    grant: CreditGrant
+    changes: list[Any]
+
+
+def _label(draft: _DraftLike) -> str:
+    base = draft.source.id or ""
+    return base if draft.segment is None else f"{base}#{draft.segment}"
+
+
+def _sides(group: Sequence[_DraftLike], now: datetime) -> tuple[list[CreditGrant], list[CreditGrant],
+                                                                 dict[str, str]]:
+    sources, targets, labels = [], [], {}
+    for draft in group:
+        label = _label(draft)
+        sources.append(_windowed(draft.grant.model_copy(update={
+            "id": label, "customer_id": draft.source.customer_id,
+            "priority": draft.source.priority, "scope": draft.source.scope}), now))
+        key = draft.grant.idempotency_key or label
+        targets.append(_windowed(draft.grant.model_copy(update={
+            "id": key, "customer_id": draft.source.customer_id}), now))
+        labels[label] = label
+        labels[key] = label
+    return sources, targets, labels
+
+
+def _compare_group(group: Sequence[_DraftLike], source_order: ConsumptionOrder,
+                   target_order: ConsumptionOrder, now: datetime,
+                   steps: int) -> Difference | None:
+    sources, targets, labels = _sides(group, now)
+    stream = synthetic_usage(sources, steps=steps, start=now)
+    result = compare(simulate(sources, stream, source_order), simulate(targets, stream, target_order),
+                     source_grants={g.id or "": g for g in sources},
+                     target_grants={g.id or "": g for g in targets}, labels=labels,
+                     names={_label(d): d.grant.name or _label(d) for d in group})
+    return result.differences[0] if result.differences else None
+
+
+def preserve_burn_order(
+    drafts: Sequence[_DraftLike],
+    source_order: ConsumptionOrder,
+    target_order: ConsumptionOrder,
+    domain: PriorityDomain,
+    *,
+    target_name: str,
+    now: datetime,
+    steps: int = SYNTHETIC_STEPS,
+) -> dict[str, str]:
+    """Choose target priorities that make each customer's burn order the source's.
+
+    Per target customer, the planned grants are simulated on both sides; where they differ,
+    the grants get the target's priorities by their rank in the source's declared order (at
+    the start of each grant's window), mapped onto ``domain`` keeping that order, and the
+    simulation is run again. Drafts are changed in place, each change listed. Returns the
+    customers (source ids) where no choice can make the orders identical, with why; their
+    drafts keep the priorities they had and carry a ``consumption_order`` change naming it.
+    """
+    by_customer: dict[str, list[_DraftLike]] = defaultdict(list)
+    for draft in drafts:
+        by_customer[draft.grant.customer_id].append(draft)
+    unfixable: dict[str, str] = {}
+    for group in by_customer.values():
+        before = _compare_group(group, source_order, target_order, now, steps)
+        if before is None:
+            continue
+        customer = group[0].source.customer_id
+        sources, _, _ = _sides(group, now)
+        ranked = sorted(range(len(group)), key=lambda i: (
+            source_order.sort_key(sources[i], at=max(now, _start(sources[i]))), sources[i].id or ""))
+        ranks = {index: Decimal(rank) for rank, index in enumerate(ranked)}
+        try:
+            mapping = preserve_order(list(ranks.values()), domain, provider=target_name,
+                                     group=f"customer {customer}")
+        except BillingCreditsError as error:
+            unfixable[customer] = f"{before.rule}; and {error}"
+            _name_unfixable(group, unfixable[customer])
+            continue
+        old = [d.grant for d in group]
+        for index, draft in enumerate(group):
+            draft.grant = draft.grant.model_copy(update={"priority": mapping(ranks[index])})
+        after = _compare_group(group, source_order, target_order, now, steps)
+        if after is not None:
+            for draft, grant in zip(group, old, strict=True):
+                draft.grant = grant
+            unfixable[customer] = (f"{after.rule} (even with priorities by {source_order.provider}"
+                                   f"'s order: {target_name}'s rules do not allow it)")
+            _name_unfixable(group, unfixable[customer])
+            continue
+        for index, (draft, grant) in enumerate(zip(group, old, strict=True)):
+            new = mapping(ranks[index])
+            if new != grant.priority:
+                draft.grant = grant.as_new(priority=new)
+                draft.changes = [c for c in draft.changes if getattr(c, "field", None) != "priority"]
+                draft.changes.append(_change(
+                    "priority", None if draft.source.priority is None else str(draft.source.priority),
+                    str(new), f"order-preserving policy (burn order): rank {ranks[index]} in "
+                    f"{source_order.provider}'s order; {before.rule}"))
+            else:
+                draft.grant = grant
+    return unfixable
+
+
+def _change(field_name: str, source: str | None, target: str | None, why: str) -> Any:
+    from ._migration import Change
+
+    return Change(field=field_name, source=source, target=target, why=why)
+
+
+def _name_unfixable(group: Sequence[_DraftLike], why: str) -> None:
+    for draft in group:
+        draft.changes.append(_change(
+            "consumption_order", None, None,
+            f"no target priorities make this customer's burn order identical: {why}"))
