@@ -210,7 +210,7 @@ def simulate(
             streams[event.customer_id].append(event)
     customers: dict[str, CustomerSimulation] = {}
     for customer in sorted(set(by_customer) | set(streams)):
-        mine = by_customer.get(customer, [])
+        mine = sorted(by_customer.get(customer, []), key=lambda g: g.id or "")
         stream = (synthetic_usage(mine, steps=steps, start=start) if synthetic
                   else streams.get(customer, []))
         result = _run(customer, mine, stream, order)
@@ -309,7 +309,8 @@ def synthetic_usage(
     groups: dict[tuple[str, str], list[CreditGrant]] = defaultdict(list)
     for grant in grants:
         groups[(grant.customer_id, grant.amount.unit_key)].append(grant)
-    for (customer, _unit), mine in sorted(groups.items()):
+    for (customer, _unit), group in sorted(groups.items()):
+        mine = sorted(group, key=lambda g: (g.id or "", _start(g), g.amount.amount))
         begin = start or min(_start(g) for g in mine)
         ends = [e for g in mine for e in (g.segments[-1].ends_before,) if e is not None]
         finish = max(ends) if ends else begin + DEFAULT_HORIZON
@@ -322,7 +323,7 @@ def synthetic_usage(
             step = (total / count).quantize(_quantum(mine), rounding=ROUND_DOWN)
         if step <= 0:
             count, step = 1, total
-        products = list(dict.fromkeys(p for g in mine for p in g.scope.product_ids))
+        products = sorted({p for g in mine for p in g.scope.product_ids})
         cycle: list[str | None] = [*products, None] if products else [None]
         if any(g.scope.product_ids for g in mine) and all(g.scope.product_ids for g in mine):
             cycle = list(products)
@@ -734,8 +735,8 @@ def source_side(item: PlanItem) -> CreditGrant:
     priority and scope (the fields a plan changes on the way)."""
     assert item.grant is not None
     update: dict[str, Any] = {"customer_id": item.customer_id, "id": item_label(item)}
-    for change in item.changes:
-        if change.field == "priority":
+    for change in item.changes:  # the first priority change is the plan's own, from the source
+        if change.field == "priority" and "priority" not in update:
             update["priority"] = None if change.source is None else Decimal(change.source)
         elif change.field == "scope" and change.why == "scope map" and change.source:
             update["scope"] = Scope.model_validate_json(change.source)

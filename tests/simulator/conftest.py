@@ -1,0 +1,58 @@
+"""Consumption orders shaped like the vendors' documented rules, for tests.
+
+The providers' own declarations (``Provider.consumption_order``) belong to the vendor
+adapters; these are built here so the simulator's tests do not depend on them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import billing_credits as bc
+
+PLANS_DOC = "https://docs.metronome.com/invoicing/how-billing-works/manage-credits/"
+CONTRACTS_DOC = "https://docs.metronome.com/pricing-packaging/apply-credits-commits/prioritization-rules"
+STRIPE_DOC = "https://docs.stripe.com/billing/subscriptions/usage-based/billing-credits"
+
+METRONOME_PLANS = bc.ConsumptionOrder(
+    provider="metronome-plans",
+    rules=(
+        bc.OrderRule("priority", "asc", PLANS_DOC, "lower priority applies first"),
+        bc.OrderRule("expires_at", "asc", PLANS_DOC, "on a tie, the sooner expiry first"),
+    ),
+    documented_tie_break=True,
+)
+
+METRONOME_CONTRACTS = bc.ConsumptionOrder(
+    provider="metronome",
+    rules=(
+        bc.OrderRule("priority", "asc", CONTRACTS_DOC),
+        bc.OrderRule("contract_before_customer", "asc", CONTRACTS_DOC),
+        bc.OrderRule("cost_basis", "asc", CONTRACTS_DOC, "$0 cost basis first"),
+        bc.OrderRule("fewest_products", "asc", CONTRACTS_DOC),
+        bc.OrderRule("expires_at", "asc", CONTRACTS_DOC),
+        bc.OrderRule("starts_at", "asc", CONTRACTS_DOC),
+    ),
+    documented_tie_break=False,
+)
+
+STRIPE = bc.ConsumptionOrder(
+    provider="stripe",
+    rules=(bc.OrderRule("priority", "asc", STRIPE_DOC, "0-100, lower first"),),
+    documented_tie_break=False,  # Stripe documents nothing after priority
+)
+
+
+@pytest.fixture(scope="session")
+def plans_order() -> bc.ConsumptionOrder:
+    return METRONOME_PLANS
+
+
+@pytest.fixture(scope="session")
+def contracts_order() -> bc.ConsumptionOrder:
+    return METRONOME_CONTRACTS
+
+
+@pytest.fixture(scope="session")
+def stripe_order() -> bc.ConsumptionOrder:
+    return STRIPE
