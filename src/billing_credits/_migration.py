@@ -261,8 +261,9 @@ def plan_migration(
     the target's domain keeping their order; where both providers declare a consumption order,
     it also simulates each customer on both sides and, where the target's rules would burn the
     grants in another order (a tie broken differently), gives them priorities in the source's
-    order, naming the customers where no choice can (a ``consumption_order`` change). ``strict``: refusals make ``apply`` stop before
-    creating anything. ``provenance`` adds ``migrated_from_*`` metadata keys naming the source.
+    order, naming the customers where no choice can (a ``consumption_order`` change).
+    ``strict``: refusals make ``apply`` stop before creating anything. ``provenance`` adds
+    ``migrated_from_*`` metadata keys naming the source.
     """
     now = now or datetime.now(UTC)
     header = PlanHeader(source=source.name, target=target.name, created_at=now,

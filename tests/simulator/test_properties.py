@@ -94,7 +94,7 @@ def test_the_same_grants_under_the_same_order_simulate_identically(
         assert sorted(sim.grants, key=lambda g: g.grant_id) == sorted(
             again.grants, key=lambda g: g.grant_id)
     # The synthetic stream asks for exactly what was granted, per customer and unit.
-    for customer, sim in first.customers.items():
+    for sim in first.customers.values():
         totals = sim.totals()["USD"]
         assert bc.exact_sum(u.amount.amount for u in sim.usage) >= totals["granted"] - Decimal(0)
         assert totals["consumed"] + totals["uncovered"] == bc.exact_sum(
@@ -104,25 +104,26 @@ def test_the_same_grants_under_the_same_order_simulate_identically(
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(grants=grant_sets(), order=st.sampled_from(ORDERS[1:]))
 def test_export_and_import_simulate_identically(
-    grants: list[bc.CreditGrant], order: bc.ConsumptionOrder, tmp_path_factory: object,
+    grants: list[bc.CreditGrant], order: bc.ConsumptionOrder,
 ) -> None:
     import tempfile
 
-    with tempfile.TemporaryDirectory() as folder:
-        with bc.get_provider("local", path=f"{folder}/a.db") as source, \
-                bc.get_provider("local", path=f"{folder}/b.db") as target:
-            for grant in grants:
-                source.create_grant(grant)
-            exported = io.StringIO()
-            bc.export_grants(source, exported)
-            lines = exported.getvalue().splitlines()
-            read_back = [bc.CreditGrant.model_validate_json(line) for line in lines]
-            listed = list(source.list_grants())
-            assert bc.simulate(read_back, None, order) == bc.simulate(listed, None, order)
+    with tempfile.TemporaryDirectory() as folder, \
+            bc.get_provider("local", path=f"{folder}/a.db") as source, \
+            bc.get_provider("local", path=f"{folder}/b.db") as target:
+        for grant in grants:
+            source.create_grant(grant)
+        exported = io.StringIO()
+        bc.export_grants(source, exported)
+        lines = exported.getvalue().splitlines()
+        read_back = [bc.CreditGrant.model_validate_json(line) for line in lines]
+        listed = list(source.list_grants())
+        assert bc.simulate(read_back, None, order) == bc.simulate(listed, None, order)
 
-            report = bc.import_grants(target, lines, include_ended=True)
-            assert report.created == len(grants) and not report.failed
-            imported = list(target.list_grants())
+        report = bc.import_grants(target, lines, include_ended=True)
+        assert report.created == len(grants)
+        assert not report.failed
+        imported = list(target.list_grants())
     original = bc.simulate(listed, None, order)
     again = bc.simulate(imported, None, order)
     by_key = {g.id: g.idempotency_key for g in [*listed, *imported]}
@@ -143,17 +144,17 @@ def test_the_simulators_totals_are_the_plans_totals(
 ) -> None:
     import tempfile
 
-    with tempfile.TemporaryDirectory() as folder:
-        with bc.get_provider("local", path=f"{folder}/a.db") as source, \
-                bc.get_provider("local", path=f"{folder}/b.db") as target:
-            for grant in grants:
-                source.create_grant(grant)
-            # Orders declared on both sides: preserve-order goes through the simulation too.
-            source.consumption_order = ORDERS[1]  # type: ignore[misc]
-            target.consumption_order = bc.LOCAL_ORDER  # type: ignore[misc]
-            plan = bc.plan_migration(source, target, amount_mode=amount_mode,  # type: ignore[arg-type]
-                                     priority_policy=policy, now=NOW,  # type: ignore[arg-type]
-                                     customer_map=lambda c: c.replace("cus_", "new_"))
+    with tempfile.TemporaryDirectory() as folder, \
+            bc.get_provider("local", path=f"{folder}/a.db") as source, \
+            bc.get_provider("local", path=f"{folder}/b.db") as target:
+        for grant in grants:
+            source.create_grant(grant)
+        # Orders declared on both sides: preserve-order goes through the simulation too.
+        source.consumption_order = ORDERS[1]  # type: ignore[misc]
+        target.consumption_order = bc.LOCAL_ORDER  # type: ignore[misc]
+        plan = bc.plan_migration(source, target, amount_mode=amount_mode,  # type: ignore[arg-type]
+                                 priority_policy=policy, now=NOW,  # type: ignore[arg-type]
+                                 customer_map=lambda c: c.replace("cus_", "new_"))
     comparison = bc.compare_plan(plan, ORDERS[1], bc.LOCAL_ORDER)
     if policy == "preserve-order":
         # Every customer still differing is one the plan names as impossible to align.

@@ -81,11 +81,14 @@ def test_preserve_order_makes_the_orders_identical_on_the_plan_and_on_stripe(
     plan = bc.plan_migration(source, target, priority_policy="preserve-order")
     assert not plan.refusals
     carol = {i.grant.name: i for i in plan.to_create if i.customer_id == CAROL and i.grant}
-    assert carol["Top-up"].grant and carol["Welcome"].grant
-    assert carol["Top-up"].grant.priority is not None and carol["Welcome"].grant.priority is not None
+    assert carol["Top-up"].grant
+    assert carol["Welcome"].grant
+    assert carol["Top-up"].grant.priority is not None
+    assert carol["Welcome"].grant.priority is not None
     assert carol["Top-up"].grant.priority < carol["Welcome"].grant.priority
     why = next(c.why for c in carol["Welcome"].changes if c.field == "priority")
-    assert "burn order" in why and "expires_at" in why
+    assert "burn order" in why
+    assert "expires_at" in why
     # Alice's priorities (1 and 100) already fit Stripe and order her grants alike: unchanged.
     alice = [i for i in plan.to_create if i.customer_id == ALICE]
     assert not any(c.field == "priority" for i in alice for c in i.changes)
