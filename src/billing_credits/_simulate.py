@@ -448,7 +448,8 @@ def _usage(label: str, number: int, data: dict[str, Any],
         })
     except InvalidGrantError as error:
         raise InvalidGrantError(
-            [FieldProblem(f"{label}:{number}.{p.field}", p.message) for p in error.problems],
+            [FieldProblem(f"{label}:{number}.{p.field.split('.')[0]}", p.message)
+             for p in error.problems],
             model="usage") from None
 
 
