@@ -14,7 +14,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._simulate import Comparison, CustomerSimulation, Difference, Simulation
+    from ._simulate import Comparison, CustomerSimulation, Difference, GrantOutcome, Simulation
 
 __all__ = ["render_comparison", "render_simulation"]
 
@@ -44,7 +44,7 @@ background:#eee;margin-left:6px;vertical-align:middle}
 .differs .badge{background:var(--bad);color:#fff}
 .rule{color:var(--bad);margin:0 0 8px}
 .sides{display:flex;gap:16px;flex-wrap:wrap}
-.side{flex:1 1 420px;min-width:0}
+.side{flex:1 1 420px;min-width:0;overflow-x:auto}
 svg.burndown{width:100%;height:auto;max-width:420px;display:block;background:#fafafa;
 border:1px solid var(--line)}
 .axis{font-size:10px;fill:var(--muted)}
@@ -134,13 +134,27 @@ def _chart(sim: CustomerSimulation | None, unit: str, side: str, labels: dict[st
     return "".join(parts)
 
 
+def _ended(grant: GrantOutcome) -> str:
+    if grant.expired_at is not None:
+        return f"expired {_day(grant.expired_at)}"
+    if grant.exhausted_at is not None:
+        return f"spent {_day(grant.exhausted_at)}"
+    return ""
+
+
+def _day(moment: datetime) -> str:
+    if (moment.hour, moment.minute, moment.second) == (0, 0, 0):
+        return moment.strftime("%Y-%m-%d")
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
 def _grant_table(sim: CustomerSimulation | None, unit: str, labels: dict[str, str],
                  colors: dict[str, str], names: dict[str, str]) -> str:
     if sim is None:
         return ""
     rows = ['<table class="grants"><thead><tr><th>grant</th><th class="n">granted</th>'
-            '<th class="n">consumed</th><th class="n">expired unused</th>'
-            '<th class="n">left</th><th>exhausted</th><th>expired</th></tr></thead><tbody>']
+            '<th class="n">used</th><th class="n" title="expired unused">lost</th>'
+            '<th class="n">left</th><th>ended</th></tr></thead><tbody>']
     for grant in sim.grants:
         if grant.unit != unit:
             continue
@@ -150,7 +164,7 @@ def _grant_table(sim: CustomerSimulation | None, unit: str, labels: dict[str, st
             f"{escape(names.get(label, grant.name))}</td>"
             f'<td class="n">{_money(grant.granted)}</td><td class="n">{_money(grant.consumed)}</td>'
             f'<td class="n">{_money(grant.expired)}</td><td class="n">{_money(grant.remaining)}</td>'
-            f"<td>{_when(grant.exhausted_at)}</td><td>{_when(grant.expired_at)}</td></tr>")
+            f"<td>{_ended(grant)}</td></tr>")
     rows.append("</tbody></table>")
     return "".join(rows)
 

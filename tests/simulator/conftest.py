@@ -56,3 +56,35 @@ def contracts_order() -> bc.ConsumptionOrder:
 @pytest.fixture(scope="session")
 def stripe_order() -> bc.ConsumptionOrder:
     return STRIPE
+
+
+@pytest.fixture(scope="session")
+def comparison() -> bc.Comparison:
+    """A small comparison: one customer whose tie Stripe breaks otherwise, one the same, one
+    in two units, and one whose id needs escaping."""
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from billing_credits._migration import PlanHeader
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    items = []
+    for customer, name, amount, currency, priority, days in (
+        ("cus_tie", "Top-up", "50.00", "USD", 5, 30),
+        ("cus_tie", "Welcome", "20.00", "USD", 5, 60),
+        ("cus_same", "Only", "10.00", "USD", 1, 20),
+        ("cus_two_units", "Dollars", "10.00", "USD", 1, 20),
+        ("cus_two_units", "Euros", "7.00", "EUR", 2, 40),
+        ('<script>alert("x")</script>', "Hostile <b>", "3.00", "USD", 1, 10),
+    ):
+        items.append(bc.CreditGrant(
+            customer_id=customer, name=name, priority=Decimal(priority),
+            amount=bc.Money(amount=Decimal(amount), currency=currency), effective_at=start,
+            expires_at=start + timedelta(days=days), idempotency_key=f"{customer}-{name}"))
+    plan = bc.MigrationPlan(PlanHeader(
+        source="metronome-plans", target="stripe", created_at=start, amount_mode="original",
+        priority_policy="exact", strict=True))
+    for index, grant in enumerate(items):
+        plan.items.append(bc.PlanItem(source_id=f"src_{index}", customer_id=grant.customer_id,
+                                      action="migrate", grant=grant))
+    return bc.compare_plan(plan, METRONOME_PLANS, STRIPE)

@@ -135,11 +135,11 @@ def test_bad_usage_names_the_line_and_field(tmp_path: Path, text: str, where: st
 def test_bad_json_usage_is_an_invalid_input_error(tmp_path: Path) -> None:
     path = tmp_path / "usage.jsonl"
     path.write_text('{"customer_id": "c", "at": "2026-01-01T00:00:00Z", "amount": 1.5}\n')
-    with pytest.raises(bc.InvalidGrantError, match="usage.jsonl:1.currency"):
+    with pytest.raises(bc.InvalidGrantError, match=r"usage\.jsonl:1\.currency"):
         bc.read_usage(path)
     path.write_text('{"customer_id": "c", "at": "2026-01-01T00:00:00Z", "amount": "1", '
                     '"currency": "USD"}\n{oops\n')
-    with pytest.raises(bc.InvalidGrantError, match="usage.jsonl:2: invalid JSON"):
+    with pytest.raises(bc.InvalidGrantError, match=r"usage\.jsonl:2: invalid JSON"):
         bc.read_usage(path)
 
 
