@@ -169,7 +169,16 @@ class Simulation:
 
 
 def _start(grant: CreditGrant) -> datetime:
-    return grant.segments[0].starts_at
+    """When the grant's first window opens (without building its segments)."""
+    if grant.schedule:
+        return grant.schedule[0].starts_at
+    start = grant.effective_at or grant.created_at
+    return start if start is not None else grant.segments[0].starts_at
+
+
+def _end(grant: CreditGrant) -> datetime | None:
+    """When the grant's last window ends (None: never)."""
+    return grant.schedule[-1].ends_before if grant.schedule else grant.expires_at
 
 
 def _windowed(grant: CreditGrant, now: datetime | None) -> CreditGrant:
@@ -268,17 +277,18 @@ def _timeline(grants: Sequence[CreditGrant], draws: Sequence[Draw],
     for expiry in expiries:
         if expiry.amount > 0:
             events[expiry.at].append((index[expiry.grant_id], expiry.amount))
-    starts = sorted({_start(g) for g in grants})
-    moments = sorted(set(events) | set(starts))
+    opening: dict[datetime, list[int]] = defaultdict(list)
+    for i, grant in enumerate(grants):
+        opening[_start(grant)].append(i)
+    moments = sorted(set(events) | set(opening))
     balances = [Decimal(0)] * len(grants)
     points = []
     with decimal.localcontext(exact()):
         for moment in moments:
             started = False
-            for i, grant in enumerate(grants):
-                if _start(grant) == moment:
-                    balances[i] += grant.amount.amount
-                    started = True
+            for i in opening.get(moment, ()):
+                balances[i] += grants[i].amount.amount
+                started = True
             if started and moment in events:
                 points.append(BalancePoint(moment, tuple(balances)))  # before its first draws
             for i, amount in events.get(moment, ()):
@@ -312,7 +322,7 @@ def synthetic_usage(
     for (customer, _unit), group in sorted(groups.items()):
         mine = sorted(group, key=lambda g: (g.id or "", _start(g), g.amount.amount))
         begin = start or min(_start(g) for g in mine)
-        ends = [e for g in mine for e in (g.segments[-1].ends_before,) if e is not None]
+        ends = [e for e in map(_end, mine) if e is not None]
         finish = max(ends) if ends else begin + DEFAULT_HORIZON
         if finish <= begin:
             continue
@@ -333,9 +343,11 @@ def synthetic_usage(
                 amount = step if i < count - 1 else total - step * (count - 1)
                 if amount <= 0:
                     continue
-                out.append(Usage(customer_id=customer, amount=mine[0].amount.with_amount(amount),
-                                 at=begin + gap * i, product_id=cycle[i % len(cycle)],
-                                 reference=f"synthetic-{customer}-{mine[0].amount.unit_key}-{i}"))
+                # Built from validated parts (the grant's unit, an exact positive amount).
+                out.append(Usage.model_construct(
+                    customer_id=customer, amount=mine[0].amount.model_copy(update={"amount": amount}),
+                    at=begin + gap * i, product_id=cycle[i % len(cycle)],
+                    reference=f"synthetic-{customer}-{mine[0].amount.unit_key}-{i}"))
     return out
 
 
@@ -345,7 +357,7 @@ def _top_up(grants: Sequence[CreditGrant], usage: Sequence[Usage], result: Custo
     left: dict[str, list[Decimal]] = defaultdict(list)
     template: dict[str, Money] = {}
     for grant, outcome in zip(grants, result.grants, strict=True):
-        if outcome.remaining > 0 and grant.segments[-1].ends_before is None:
+        if outcome.remaining > 0 and _end(grant) is None:
             left[grant.amount.unit_key].append(outcome.remaining)
             template[grant.amount.unit_key] = grant.amount
     if not left or not usage:
