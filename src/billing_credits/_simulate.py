@@ -387,7 +387,10 @@ def read_usage(
     """
     if isinstance(source, str | Path):
         label = name or str(source)
-        text = Path(source).read_text()
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise _bad(label, 0, "", f"cannot read usage: {error}") from None
     else:
         label = name or "usage"
         text = "".join(line if line.endswith("\n") else line + "\n" for line in source)

@@ -143,6 +143,14 @@ def test_bad_json_usage_is_an_invalid_input_error(tmp_path: Path) -> None:
         bc.read_usage(path)
 
 
+def test_an_unreadable_usage_file_is_an_invalid_input_error(tmp_path: Path) -> None:
+    with pytest.raises(bc.InvalidGrantError, match="cannot read usage"):
+        bc.read_usage(tmp_path / "missing.csv")
+    (tmp_path / "latin1.csv").write_bytes(b"customer_id,at,amount\ncus_\xe9,2026-01-01T00:00:00Z,1\n")
+    with pytest.raises(bc.InvalidGrantError, match="cannot read usage"):
+        bc.read_usage(tmp_path / "latin1.csv")
+
+
 def test_a_grant_without_id_is_refused(plans_order: bc.ConsumptionOrder) -> None:
     with pytest.raises(bc.InvalidGrantError, match="id"):
         bc.simulate([grant("x", "1").model_copy(update={"id": None})], None, plans_order)
