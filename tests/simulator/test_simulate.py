@@ -186,3 +186,39 @@ def test_preserve_order_names_the_customer_no_priorities_can_align(
     assert preserve_burn_order(drafts, plans_order, stripe_order, stripe_scale,
                                target_name="stripe", now=T0) == {}
     assert [d.grant.priority for d in drafts] == [Decimal(2), Decimal(1), Decimal(0)]
+
+
+def compare_sides(source: list[bc.CreditGrant], target: list[bc.CreditGrant],
+                  source_order: bc.ConsumptionOrder,
+                  target_order: bc.ConsumptionOrder) -> bc.Comparison:
+    from billing_credits._simulate import compare
+
+    usage = bc.synthetic_usage(source, steps=12)
+    labels = {g.id or "": g.id or "" for g in [*source, *target]}
+    return compare(bc.simulate(source, usage, source_order), bc.simulate(target, usage, target_order),
+                   source_grants={g.id or "": g for g in source},
+                   target_grants={g.id or "": g for g in target}, labels=labels)
+
+
+def test_a_tie_broken_on_cost_basis_is_named(contracts_order: bc.ConsumptionOrder,
+                                             stripe_order: bc.ConsumptionOrder) -> None:
+    grants = [grant("a_paid", "30", priority=3, paid_amount=usd("30")),
+              grant("b_free", "30", priority=3)]
+    result = compare_sides(grants, grants, contracts_order, stripe_order)
+    [difference] = result.differences
+    assert difference.source_order == ("b_free", "a_paid")
+    assert difference.target_order == ("a_paid", "b_free")
+    assert difference.rule == ("metronome breaks the tie between b_free and a_paid on cost_basis "
+                               "(lowest first); stripe on nothing documented (the engine breaks "
+                               "the tie by grant id)")
+
+
+def test_expiry_losses_and_balance_over_time_are_compared(plans_order: bc.ConsumptionOrder) -> None:
+    source = [grant("g", "30", days=30)]
+    target = [grant("g", "30", days=10)]  # e.g. a window the target shortened
+    [difference] = compare_sides(source, target, plans_order, plans_order).differences
+    assert set(difference.kinds) == {"burn order", "expiry losses", "balance over time"}
+    assert difference.source_expired == 0
+    assert difference.target_expired > 0
+    assert difference.rule.startswith("g expires with 0 left on metronome-plans")
+    assert compare_sides(source, source, plans_order, plans_order).ok
