@@ -629,13 +629,13 @@ def _compare_customer(comparison: Comparison, customer: str,
     src_draws = _draw_sequence(comparison, src)
     dst_draws = _draw_sequence(comparison, dst)
     kinds = []
-    if src_draws != dst_draws:
+    if _collapse(label for _, label, _ in src_draws) != _collapse(label for _, label, _ in dst_draws):
         kinds.append("burn order")
     src_expired = _expired_by_label(comparison, src)
     dst_expired = _expired_by_label(comparison, dst)
     if src_expired != dst_expired:
         kinds.append("expiry losses")
-    if _total_timeline(src) != _total_timeline(dst):
+    if _grant_timeline(comparison, src) != _grant_timeline(comparison, dst):
         kinds.append("balance over time")
     undetermined = _undocumented_tie(comparison, src, dst, source_grants, target_grants)
     if undetermined and "burn order" not in kinds:
@@ -686,22 +686,19 @@ def _expired_by_label(comparison: Comparison, sim: CustomerSimulation | None) ->
     return {k: exact_sum(v) for k, v in sorted(out.items())}
 
 
-def _total_timeline(sim: CustomerSimulation | None) -> list[tuple[datetime, str, Decimal]]:
-    """The customer's total balance per unit after each moment, dropping repeated values."""
+def _grant_timeline(comparison: Comparison,
+                    sim: CustomerSimulation | None) -> list[tuple[datetime, str, Decimal]]:
+    """Each grant's balance (by common label) after each moment it changed."""
     if sim is None:
         return []
-    units = [g.unit for g in sim.grants]
+    labels = [comparison.label(g.grant_id) for g in sim.grants]
     out: list[tuple[datetime, str, Decimal]] = []
     last: dict[str, Decimal] = {}
     for point in sim.timeline:
-        sums: dict[str, list[Decimal]] = defaultdict(list)
-        for unit, value in zip(units, point.balances, strict=True):
-            sums[unit].append(value)
-        for unit, values in sorted(sums.items()):
-            total = exact_sum(values)
-            if last.get(unit) != total:
-                out.append((point.at, unit, total))
-                last[unit] = total
+        for label, value in sorted(zip(labels, point.balances, strict=True)):
+            if last.get(label) != value:
+                out.append((point.at, label, value))
+                last[label] = value
     return out
 
 
@@ -711,9 +708,18 @@ def _why(comparison: Comparison, src: CustomerSimulation | None, dst: CustomerSi
          src_expired: Mapping[str, Decimal], dst_expired: Mapping[str, Decimal]) -> str:
     src_by_label = {comparison.label(g.grant_id): g.grant_id for g in (src.grants if src else ())}
     dst_by_label = {comparison.label(g.grant_id): g.grant_id for g in (dst.grants if dst else ())}
-    for (index, a, _), (_, b, _) in zip(src_draws, dst_draws, strict=False):
-        if a == b:
+    # The first usage the sides pay from different grants, at the first grant that differs.
+    src_payers: dict[int, list[str]] = defaultdict(list)
+    dst_payers: dict[int, list[str]] = defaultdict(list)
+    for index, label, _ in src_draws:
+        src_payers[index].append(label)
+    for index, label, _ in dst_draws:
+        dst_payers[index].append(label)
+    for index in sorted(set(src_payers) & set(dst_payers)):
+        pairs = [(a, b) for a, b in zip(src_payers[index], dst_payers[index], strict=False) if a != b]
+        if not pairs:
             continue
+        a, b = pairs[0]
         if a in src_by_label and b in src_by_label and a in dst_by_label and b in dst_by_label:
             s_first, s_second = source_grants[src_by_label[a]], source_grants[src_by_label[b]]
             t_first, t_second = target_grants[dst_by_label[a]], target_grants[dst_by_label[b]]

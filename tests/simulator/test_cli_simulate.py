@@ -92,8 +92,9 @@ def test_migrate_plan_lists_the_customer_and_rule_and_writes_the_report(
     code, out, err = run(*plan_args(source, tmp_path, "--report", str(tmp_path / "r.html")))
     assert code == 0, err
     assert "consumption differs for 1 customer(s):" in out
-    assert ("cus_carol: burn order differs: metronome-plans breaks the tie between Top-up and "
-            "Welcome on expires_at (lowest first); stripe on nothing documented") in out
+    assert "cus_carol: burn order" in out
+    assert ("metronome-plans breaks the tie between Top-up and Welcome on expires_at (lowest "
+            "first); stripe on nothing documented") in out
     report = (tmp_path / "r.html").read_text()
     assert 'data-customer="cus_carol" data-differs="true"' in report
     assert 'data-customer="cus_alice" data-differs="false"' in report
