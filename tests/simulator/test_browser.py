@@ -106,3 +106,13 @@ def test_the_report_renders_in_chromium(comparison: bc.Comparison, tmp_path: Pat
     png = (shots / "report.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(png) > 10_000  # charts and tables, not a blank page
+
+    # In print (the @media print stylesheet): a PDF with the charts, one page per few customers.
+    printed = run(binary, tmp_path / "profile-pdf", f"--print-to-pdf={shots / 'report.pdf'}",
+                  "--no-pdf-header-footer", plain.as_uri())
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    pdf = (shots / "report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-")
+    pages = max(int(n) for n in re.findall(rb"/Count (\d+)", pdf))
+    assert pages >= 2  # the summary on a page of its own, then the customers
+    assert len(pdf) > 20_000
