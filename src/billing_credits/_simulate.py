@@ -810,17 +810,6 @@ def compare_plan(
                    target_grants={g.id or "": g for g in target_list}, labels=labels, names=names)
 
 
-def plan_totals(simulation: Simulation, plan: MigrationPlan) -> dict[str, dict[str, str]]:
-    """Per target customer and unit, the simulated granted total, shaped like plan totals."""
-    customers = {i.customer_id: i.grant.customer_id for i in plan.to_create if i.grant is not None}
-    out: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
-    for customer, units in simulation.totals().items():
-        for unit, numbers in units.items():
-            out[customers.get(customer, customer)][unit].append(numbers["granted"])
-    return {c: {u: str(exact_sum(v)) for u, v in sorted(units.items())}
-            for c, units in sorted(out.items())}
-
-
 # -- preserve-order -------------------------------------------------------------------------
 
 
