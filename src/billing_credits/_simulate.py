@@ -797,7 +797,12 @@ def compare_plan(
         if held is not None and item.key not in held:
             continue
         target_id = planned.id if held is not None and planned.id else item.key
-        dst = planned.model_copy(update={"id": target_id, "customer_id": item.customer_id})
+        update: dict[str, Any] = {"id": target_id, "customer_id": item.customer_id}
+        if any(c.field == "scope" and c.why == "scope map" for c in item.changes):
+            # The scope map names the same usage in the target's terms (prices for products):
+            # usage, named in the source's terms, applies to it as it did to the source grant.
+            update["scope"] = src.scope
+        dst = planned.model_copy(update=update)
         target_grants[target_id] = dst
         labels[target_id] = label
     now = plan.header.created_at

@@ -222,3 +222,21 @@ def test_expiry_losses_and_balance_over_time_are_compared(plans_order: bc.Consum
     assert difference.target_expired > 0
     assert difference.rule.startswith("g expires with 0 left on metronome-plans")
     assert compare_sides(source, source, plans_order, plans_order).ok
+
+
+def test_a_scope_map_names_the_same_usage_on_the_target(
+    plans_order: bc.ConsumptionOrder, tmp_path: Path,
+) -> None:
+    with bc.get_provider("local", path=str(tmp_path / "a.db")) as source, \
+            bc.get_provider("local", path=str(tmp_path / "b.db")) as target:
+        source.create_grant(bc.CreditGrant(
+            customer_id="cus_1", amount=usd("10"), priority=Decimal(1), effective_at=T0,
+            scope=bc.Scope(product_ids=("prod_a",)), idempotency_key="scoped"))
+        plan = bc.plan_migration(source, target, amount_mode="original", now=T0,
+                                 scope_map={"prod_a": ["price_a"]})
+    [item] = plan.to_create
+    assert item.grant is not None
+    assert item.grant.scope.price_ids == ("price_a",)
+    comparison = bc.compare_plan(plan, plans_order, plans_order)
+    assert comparison.ok, comparison.lines()
+    assert comparison.target.customers["cus_1"].totals()["USD"]["consumed"] == Decimal(10)
