@@ -841,8 +841,11 @@ def _sides(group: Sequence[_DraftLike], now: datetime) -> tuple[list[CreditGrant
             "id": label, "customer_id": draft.source.customer_id,
             "priority": draft.source.priority, "scope": draft.source.scope}), now))
         key = draft.grant.idempotency_key or label
-        targets.append(_windowed(draft.grant.model_copy(update={
-            "id": key, "customer_id": draft.source.customer_id}), now))
+        update: dict[str, Any] = {"id": key, "customer_id": draft.source.customer_id}
+        if any(getattr(c, "field", None) == "scope" and getattr(c, "why", None) == "scope map"
+               for c in draft.changes):
+            update["scope"] = draft.source.scope  # as in compare_plan: the same usage
+        targets.append(_windowed(draft.grant.model_copy(update=update), now))
         labels[label] = label
         labels[key] = label
     return sources, targets, labels

@@ -232,11 +232,21 @@ def test_a_scope_map_names_the_same_usage_on_the_target(
         source.create_grant(bc.CreditGrant(
             customer_id="cus_1", amount=usd("10"), priority=Decimal(1), effective_at=T0,
             scope=bc.Scope(product_ids=("prod_a",)), idempotency_key="scoped"))
+        source.create_grant(bc.CreditGrant(
+            customer_id="cus_1", amount=usd("5"), priority=Decimal(1), effective_at=T0,
+            expires_at=T0 + timedelta(days=5), idempotency_key="other"))
+        plans_like = bc.ConsumptionOrder("plans-like", (bc.OrderRule("priority", "asc", "test"),
+                                                        bc.OrderRule("expires_at", "asc", "test")),
+                                         documented_tie_break=True)
+        source.consumption_order = plans_like  # type: ignore[misc]
+        target.consumption_order = plans_order  # type: ignore[misc]
         plan = bc.plan_migration(source, target, amount_mode="original", now=T0,
-                                 scope_map={"prod_a": ["price_a"]})
-    [item] = plan.to_create
-    assert item.grant is not None
-    assert item.grant.scope.price_ids == ("price_a",)
+                                 scope_map={"prod_a": ["price_a"]},
+                                 priority_policy="preserve-order")
+    assert not any(c.field == "consumption_order" for i in plan.items for c in i.changes)
+    scoped = next(i.grant for i in plan.to_create if i.grant and i.grant.scope.price_ids)
+    assert scoped.scope.price_ids == ("price_a",)
     comparison = bc.compare_plan(plan, plans_order, plans_order)
     assert comparison.ok, comparison.lines()
-    assert comparison.target.customers["cus_1"].totals()["USD"]["consumed"] == Decimal(10)
+    scoped_outcome = comparison.target.customers["cus_1"].outcome(scoped.idempotency_key or "")
+    assert scoped_outcome.consumed > 0  # product usage reached the price-scoped grant
