@@ -102,6 +102,18 @@ from ._priority import (
 from ._provider import UNSET, ListQuery, OnUnreadable, Page, Provider, Setting, read_items
 from ._runtime import Call, Flow, RateLimit, RetryPolicy, Runtime, blocking
 from ._secrets import check_base_url, redact, register_secret
+from ._simulate import (
+    BalancePoint,
+    Comparison,
+    CustomerSimulation,
+    Difference,
+    GrantOutcome,
+    Simulation,
+    compare_plan,
+    read_usage,
+    simulate,
+    synthetic_usage,
+)
 from ._transfer import ImportReport, export_grants, import_grants
 from ._version import __version__
 
@@ -122,20 +134,25 @@ __all__ = [
     "BadRequestError",
     "Balance",
     "BalancePart",
+    "BalancePoint",
     "BillingCreditsError",
     "Call",
     "Capabilities",
     "Category",
     "Change",
+    "Comparison",
     "ConfigurationError",
     "ConflictError",
     "ConsumptionOrder",
     "CreditGrant",
     "CreditUnit",
+    "CustomerSimulation",
+    "Difference",
     "Draw",
     "Expiry",
     "FieldProblem",
     "Flow",
+    "GrantOutcome",
     "GrantStatus",
     "GrantUpdate",
     "ImportReport",
@@ -173,6 +190,7 @@ __all__ = [
     "ScopeKind",
     "Segment",
     "Setting",
+    "Simulation",
     "Specifier",
     "Tie",
     "UnavailableError",
@@ -189,6 +207,7 @@ __all__ = [
     "available_providers",
     "blocking",
     "check_base_url",
+    "compare_plan",
     "currency_exponent",
     "error_class_for_status",
     "exact_context",
@@ -205,7 +224,10 @@ __all__ = [
     "plugin_manager",
     "preserve_order",
     "read_items",
+    "read_usage",
     "redact",
     "register_secret",
+    "simulate",
+    "synthetic_usage",
     "verify_plan",
 ]

@@ -390,11 +390,16 @@ def _read_map(path: str | None, *, many: bool) -> dict[str, Any] | None:
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="Where to write the plan (JSON lines).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--usage", "usage_path", type=click.Path(exists=True, dir_okay=False),
+              help="Usage (CSV or JSON lines: customer_id, at, amount[, product]) to simulate "
+              "both sides with, instead of the synthetic stream.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write an HTML report: each customer's burn-down on both sides.")
 def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
                  to_settings: tuple[str, ...], customers: tuple[str, ...],
                  customer_map: str | None, scope_map: str | None, amount_mode: Any,
                  priority_policy: Any, lenient: bool, no_provenance: bool, output: str,
-                 as_json: bool) -> None:
+                 as_json: bool, usage_path: str | None, report_path: str | None) -> None:
     """Plan a migration (a dry run: writes only the plan file)."""
     from ._migration import plan_migration
 
@@ -404,12 +409,15 @@ def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
             customer_map=_read_map(customer_map, many=False),
             scope_map=_read_map(scope_map, many=True), priority_policy=priority_policy,
             strict=not lenient, provenance=not no_provenance)
+        comparison = _simulate_plan(plan, src, dst, usage_path, report_path)
     plan.save(output)
     summary = plan.summary()
     if as_json:
-        click.echo(json.dumps(summary, sort_keys=True))
+        extra = {} if comparison is None else {"consumption_differs": comparison.as_json()}
+        click.echo(json.dumps({**summary, **extra}, sort_keys=True))
     else:
         _print_plan(plan, summary, output)
+        _print_comparison(comparison)
     if plan.refusals and not lenient:
         click.echo(f"error: {len(plan.refusals)} grant(s) refused; see {output} "
                    "(plan again with --lenient to skip them)", err=True)
@@ -526,22 +534,29 @@ def _progress() -> tuple[Callable[[int, int], None], Callable[[], None]]:
 @_endpoints
 @click.argument("plan_path", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--usage", "usage_path", type=click.Path(exists=True, dir_okay=False),
+              help="Usage to simulate both sides with, instead of the synthetic stream.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write an HTML report of the source and what the target holds.")
 def migrate_verify(plan_path: str, from_settings: tuple[str, ...], to_settings: tuple[str, ...],
-                   as_json: bool) -> None:
+                   as_json: bool, usage_path: str | None, report_path: str | None) -> None:
     """Reconcile the target with the plan; exit 1 and show the differences on any mismatch."""
     from ._migration import MigrationPlan, verify_plan
 
     plan = MigrationPlan.load(plan_path)
     with _open(plan.header.target, to_settings) as target:
         report = verify_plan(plan, target)
+        comparison = _simulate_held(plan, target, usage_path, report_path)
     if as_json:
+        extra = {} if comparison is None else {"consumption_differs": comparison.as_json()}
         click.echo(json.dumps({"ok": report.ok, "checked": report.checked,
-                               "differences": report.lines(), "totals": report.totals}))
+                               "differences": report.lines(), "totals": report.totals, **extra}))
     else:
         for line in report.lines():
             click.echo(line)
         click.echo(f"checked {report.checked} planned grant(s): "
                    f"{'all present once, as planned' if report.ok else 'MISMATCH'}")
+        _print_comparison(comparison)
     if not report.ok:
         sys.exit(EXIT_PROVIDER_ERROR)
 
@@ -686,6 +701,150 @@ def consume_(provider: str, settings: tuple[str, ...], as_json: bool, customer: 
             click.echo(f"{entry.grant_id}  {entry.amount}")
     if not as_json:
         click.echo(f"consumed {money} under {reference!r} from {len(entries)} grant(s)")
+
+
+# -- simulate (issue 12) ---------------------------------------------------------------------
+
+
+@cli.command("simulate")
+@provider_options
+@click.option("--customer", "customers", multiple=True, help="Only these customers (repeatable).")
+@click.option("--usage", "usage_path", type=click.Path(exists=True, dir_okay=False),
+              help="Usage (CSV or JSON lines: customer_id, at, amount[, product]); default: "
+              "steady synthetic usage until every grant is spent or expired.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Write a self-contained HTML report (burn-down chart per customer).")
+def simulate_(provider: str, settings: tuple[str, ...], as_json: bool,
+              customers: tuple[str, ...], usage_path: str | None, html_path: str | None) -> None:
+    """Simulate the provider's current grants against usage, in its consumption order."""
+    from datetime import UTC, datetime
+
+    from ._simulate import as_of, read_usage, simulate, units_of
+
+    now = datetime.now(UTC)
+    with _open(provider, settings) as opened:
+        order = _order_of(opened.name, type(opened))
+        grants = [g for customer in (customers or (None,))
+                  for g in opened.list_grants(customer)]
+    current = [g for g in (as_of(grant, now) for grant in grants) if g is not None]
+    usage = None
+    if usage_path is not None:
+        usage = read_usage(usage_path, units=units_of(current))
+        if customers:
+            usage = [u for u in usage if u.customer_id in customers]
+    result = simulate(current, usage, order, start=now)
+    if html_path is not None:
+        _write_html(html_path, result.html(title=f"Credit burn-down: {opened.name}"))
+    if as_json:
+        for line in result.as_json():
+            click.echo(json.dumps(line, sort_keys=True))
+        return
+    _print_simulation(result)
+
+
+def _order_of(name: str, cls: Any) -> Any:
+    order = getattr(cls, "consumption_order", None)
+    if order is None:
+        raise UnsupportedOperationError(name, "simulate", "it declares no consumption order")
+    return order
+
+
+def _write_html(path: str, text: str) -> None:
+    from pathlib import Path
+
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(target)
+    click.echo(f"report written to {path}", err=True)
+
+
+def _print_simulation(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200 if not sys.stdout.isatty() else None)
+    table = Table("customer", "grant", "unit", "granted", "consumed", "expired unused", "left",
+                  "exhausted", "expired", box=None, header_style="bold")
+    for customer, sim in sorted(result.customers.items()):
+        for grant in sim.grants:
+            table.add_row(customer, grant.name, grant.unit, str(grant.granted), str(grant.consumed),
+                          str(grant.expired), str(grant.remaining),
+                          _when(grant.exhausted_at) if grant.exhausted_at else "",
+                          _when(grant.expired_at) if grant.expired_at else "")
+    console.print(table)
+    console.print(f"{len(result.customers)} customer(s), order {result.order.provider}: "
+                  + ", ".join(f"{r.name} {r.direction}" for r in result.order.rules))
+
+
+def _usage_for(path: str | None, grants: Any) -> Any:
+    from ._simulate import read_usage, units_of
+
+    return None if path is None else read_usage(path, units=units_of(grants))
+
+
+def _simulate_plan(plan: Any, source: Any, target: Any, usage_path: str | None,
+                   report_path: str | None) -> Any:
+    """Compare the plan's two sides (None, with a note, when an order is not declared)."""
+    from ._simulate import compare_plan, source_side
+
+    if source.consumption_order is None or target.consumption_order is None:
+        missing = source.name if source.consumption_order is None else target.name
+        click.echo(f"note: consumption not simulated: {missing} declares no consumption order",
+                   err=True)
+        if usage_path or report_path:
+            raise UnsupportedOperationError(missing, "simulate", "it declares no consumption order")
+        return None
+    sides = [source_side(i) for i in plan.to_create if i.grant is not None]
+    comparison = compare_plan(plan, source.consumption_order, target.consumption_order,
+                              usage=_usage_for(usage_path, sides))
+    if report_path is not None:
+        _write_html(report_path, comparison.html(
+            title=f"Migration {plan.header.source} → {plan.header.target}: credit burn-down",
+            source_name=f"source: {plan.header.source}", target_name=f"target: {plan.header.target}"))
+    return comparison
+
+
+def _simulate_held(plan: Any, target: Any, usage_path: str | None, report_path: str | None) -> Any:
+    """After apply: the comparison against the grants the target actually holds."""
+    from ._model import GrantStatus
+    from ._plugins import providers
+    from ._simulate import compare_plan, source_side
+
+    source_cls = providers().get(plan.header.source)
+    source_order = getattr(source_cls, "consumption_order", None)
+    if source_order is None or target.consumption_order is None:
+        if usage_path or report_path:
+            name = plan.header.source if source_order is None else target.name
+            raise UnsupportedOperationError(name, "simulate", "it declares no consumption order")
+        return None
+    keys = {i.key for i in plan.to_create if i.key}
+    held: dict[str, Any] = {}
+    for customer in sorted({i.grant.customer_id for i in plan.to_create if i.grant is not None}):
+        for grant in target.list_grants(customer):
+            if grant.idempotency_key in keys and grant.status is not GrantStatus.VOIDED:
+                held.setdefault(grant.idempotency_key, grant)
+    sides = [source_side(i) for i in plan.to_create if i.grant is not None]
+    comparison = compare_plan(plan, source_order, target.consumption_order,
+                              usage=_usage_for(usage_path, sides), held=held)
+    if report_path is not None:
+        _write_html(report_path, comparison.html(
+            title=f"Verify {plan.header.source} → {plan.header.target}: credit burn-down",
+            source_name=f"source: {plan.header.source}",
+            target_name=f"target: {plan.header.target} (as held)"))
+    return comparison
+
+
+def _print_comparison(comparison: Any) -> None:
+    if comparison is None:
+        return
+    if comparison.ok:
+        click.echo(f"consumption: every customer burns the same way on both sides "
+                   f"({len(comparison.source.customers)} simulated)")
+        return
+    click.echo(f"consumption differs for {len(comparison.differences)} customer(s):")
+    for line in comparison.lines():
+        click.echo(f"  {line}")
 
 
 def main() -> None:

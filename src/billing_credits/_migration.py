@@ -314,8 +314,12 @@ def plan_migration(
     allotted to the windows still to come first and the current one last, since usage draws
     on the current window; ``"original"`` migrates the granted amounts of every window not yet
     ended. ``priority_policy="preserve-order"`` maps each target customer's priorities onto
-    the target's domain keeping their order. ``strict``: refusals make ``apply`` stop before
-    creating anything. ``provenance`` adds ``migrated_from_*`` metadata keys naming the source.
+    the target's domain keeping their order; where both providers declare a consumption order,
+    it also simulates each customer on both sides and, where the target's rules would burn the
+    grants in another order (a tie broken differently), gives them priorities in the source's
+    order, naming the customers where no choice can (a ``consumption_order`` change).
+    ``strict``: refusals make ``apply`` stop before creating anything. ``provenance`` adds
+    ``migrated_from_*`` metadata keys naming the source.
     """
     now = now or datetime.now(UTC)
     header = PlanHeader(source=source.name, target=target.name,
@@ -338,6 +342,11 @@ def plan_migration(
     _shared_keys(drafts, source.name, provenance)
     if priority_policy == "preserve-order":
         drafts = _preserve_order(drafts, target)
+        if source.consumption_order is not None and target.consumption_order is not None:
+            from ._simulate import preserve_burn_order  # ties broken alike, by simulation
+
+            preserve_burn_order(drafts, source.consumption_order, target.consumption_order,
+                                target.capabilities.priority, target_name=target.name, now=now)
     for draft in drafts:
         plan.items.append(_finish(draft, target, recorder))
     if amount_mode == "remaining":

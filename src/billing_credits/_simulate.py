@@ -1,0 +1,940 @@
+"""Simulate who pays for usage: a set of grants, a usage stream and a consumption order.
+
+``simulate(grants, usage, order)`` runs the consumption engine (``allocate``) per customer and
+keeps what a person asks of it: which grant pays for each unit of usage, when each grant is
+exhausted or expires with credit left (breakage), and the remaining balance over time.
+
+``compare_plan`` simulates a migration plan's source side (the source grants as they stand,
+under the source's declared order) and its target side (the planned grants, under the
+target's order) against the same usage, and names every customer whose burn order, expiry
+losses or balance over time differ, with the rule that causes it.
+
+Every amount is an exact ``Decimal``; the usage stream's total equals what it was asked to be.
+"""
+
+from __future__ import annotations
+
+import csv
+import decimal
+import io
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._consumption import ConsumptionOrder, Draw, Expiry, Tie, _active, allocate
+from ._errors import BillingCreditsError, FieldProblem, InvalidGrantError
+from ._ledger import Usage
+from ._model import CreditGrant, GrantStatus, Scope
+from ._money import Money, exact, exact_sum
+from ._priority import PriorityDomain, preserve_order
+
+if TYPE_CHECKING:
+    from ._migration import MigrationPlan, PlanItem
+
+__all__ = [
+    "BalancePoint",
+    "Comparison",
+    "CustomerSimulation",
+    "Difference",
+    "GrantOutcome",
+    "Simulation",
+    "as_of",
+    "compare_plan",
+    "read_usage",
+    "simulate",
+    "synthetic_usage",
+]
+
+SYNTHETIC_STEPS = 24
+"""Usage events per customer and unit in the synthetic stream."""
+
+DEFAULT_HORIZON = timedelta(days=90)
+"""How long the synthetic stream runs when no grant of a customer ever expires."""
+
+
+# -- results --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GrantOutcome:
+    """What became of one grant: consumed, expired unused (breakage) and left, exactly."""
+
+    grant_id: str
+    name: str
+    unit: str
+    granted: Decimal
+    consumed: Decimal
+    expired: Decimal
+    remaining: Decimal
+    first_draw_at: datetime | None
+    exhausted_at: datetime | None
+    """When the last of it was consumed (None while any is left or it expired with credit)."""
+    expired_at: datetime | None
+    """When a window ended with credit left (the last such moment)."""
+
+
+@dataclass(frozen=True)
+class BalancePoint:
+    """Each grant's balance (what is left now or in windows to come) after the events at ``at``."""
+
+    at: datetime
+    balances: tuple[Decimal, ...]
+    """One per grant, in ``CustomerSimulation.grants`` order."""
+
+
+@dataclass(frozen=True)
+class CustomerSimulation:
+    """One customer's simulated consumption."""
+
+    customer_id: str
+    grants: tuple[GrantOutcome, ...]
+    usage: tuple[Usage, ...]
+    draws: tuple[Draw, ...]
+    expiries: tuple[Expiry, ...]
+    uncovered: tuple[tuple[int, Decimal], ...]
+    timeline: tuple[BalancePoint, ...]
+    ties: tuple[Tie, ...] = ()
+    """Usage paid from grants the order ranks equal, where the vendor documents no tie-break."""
+
+    @property
+    def burn_order(self) -> tuple[str, ...]:
+        """Grant ids in the order usage draws on them (a repeated run counted once)."""
+        order: list[str] = []
+        for draw in self.draws:
+            if not order or order[-1] != draw.grant_id:
+                order.append(draw.grant_id)
+        return tuple(order)
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(g.unit for g in self.grants))
+
+    def outcome(self, grant_id: str) -> GrantOutcome:
+        return next(g for g in self.grants if g.grant_id == grant_id)
+
+    def totals(self) -> dict[str, dict[str, Decimal]]:
+        """Per unit: granted, consumed, expired, remaining and uncovered usage."""
+        out: dict[str, dict[str, Decimal]] = {}
+        for unit in self.units:
+            mine = [g for g in self.grants if g.unit == unit]
+            out[unit] = {
+                "granted": exact_sum(g.granted for g in mine),
+                "consumed": exact_sum(g.consumed for g in mine),
+                "expired": exact_sum(g.expired for g in mine),
+                "remaining": exact_sum(g.remaining for g in mine),
+                "uncovered": exact_sum(amount for index, amount in self.uncovered
+                                       if self.usage[index].amount.unit_key == unit),
+            }
+        return out
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """The result of ``simulate``: per customer, who paid for what and what was lost."""
+
+    order: ConsumptionOrder
+    customers: Mapping[str, CustomerSimulation]
+
+    def totals(self) -> dict[str, dict[str, dict[str, Decimal]]]:
+        """Per customer and unit: granted, consumed, expired, remaining, uncovered."""
+        return {c: sim.totals() for c, sim in sorted(self.customers.items())}
+
+    def html(self, *, title: str = "Credit burn-down") -> str:
+        """A self-contained HTML report: a stacked burn-down chart per customer and unit."""
+        from ._report import render_simulation
+
+        return render_simulation(self, title=title)
+
+    def as_json(self) -> list[dict[str, Any]]:
+        """Per customer: burn order, each grant's outcome and the totals, amounts as text."""
+        return [{
+            "customer_id": customer,
+            "burn_order": list(sim.burn_order),
+            "grants": [{"grant_id": g.grant_id, "name": g.name, "unit": g.unit,
+                        "granted": str(g.granted), "consumed": str(g.consumed),
+                        "expired": str(g.expired), "remaining": str(g.remaining),
+                        "exhausted_at": g.exhausted_at.isoformat() if g.exhausted_at else None,
+                        "expired_at": g.expired_at.isoformat() if g.expired_at else None}
+                       for g in sim.grants],
+            "totals": {u: {k: str(v) for k, v in t.items()} for u, t in sim.totals().items()},
+        } for customer, sim in sorted(self.customers.items())]
+
+
+# -- simulate -------------------------------------------------------------------------------
+
+
+def _start(grant: CreditGrant) -> datetime:
+    """When the grant's first window opens (without building its segments)."""
+    if grant.schedule:
+        return grant.schedule[0].starts_at
+    start = grant.effective_at or grant.created_at
+    return start if start is not None else grant.segments[0].starts_at
+
+
+def _end(grant: CreditGrant) -> datetime | None:
+    """When the grant's last window ends (None: never)."""
+    return grant.schedule[-1].ends_before if grant.schedule else grant.expires_at
+
+
+def _windowed(grant: CreditGrant, now: datetime | None) -> CreditGrant:
+    """A grant without a start (created "now") gets one, so that it has a window."""
+    if grant.schedule is None and grant.effective_at is None and grant.created_at is None:
+        moment = now or datetime.now(UTC)
+        if grant.expires_at is not None and grant.expires_at <= moment:
+            moment = grant.expires_at - timedelta(microseconds=1)
+        return grant.model_copy(update={"effective_at": moment})
+    return grant
+
+
+def simulate(
+    grants: Iterable[CreditGrant],
+    usage: Iterable[Usage] | None,
+    order: ConsumptionOrder,
+    *,
+    steps: int = SYNTHETIC_STEPS,
+    start: datetime | None = None,
+) -> Simulation:
+    """Apply ``order`` to ``grants`` and ``usage`` (None: the synthetic stream), per customer.
+
+    Every grant needs an id (it names the grant in the result); voided grants take no part.
+    The synthetic stream is steady usage per customer and unit from ``start`` (default: the
+    earliest grant's start) until every grant is spent or expired.
+    """
+    by_customer: dict[str, list[CreditGrant]] = defaultdict(list)
+    for grant in grants:
+        if grant.status is GrantStatus.VOIDED:
+            continue
+        if not grant.id:
+            raise InvalidGrantError([FieldProblem("id", "a simulated grant needs an id")])
+        by_customer[grant.customer_id].append(_windowed(grant, start))
+    streams: dict[str, list[Usage]] = defaultdict(list)
+    synthetic = usage is None
+    if usage is not None:
+        for event in usage:
+            streams[event.customer_id].append(event)
+    customers: dict[str, CustomerSimulation] = {}
+    for customer in sorted(set(by_customer) | set(streams)):
+        mine = sorted(by_customer.get(customer, []), key=lambda g: g.id or "")
+        stream = (synthetic_usage(mine, steps=steps, start=start) if synthetic
+                  else streams.get(customer, []))
+        result = _run(customer, mine, stream, order)
+        if synthetic:
+            topped = _top_up(mine, stream, result, order)
+            if topped is not None:
+                result = _run(customer, mine, topped, order)
+        customers[customer] = result
+    return Simulation(order, customers)
+
+
+def _run(customer: str, grants: Sequence[CreditGrant], usage: Sequence[Usage],
+         order: ConsumptionOrder) -> CustomerSimulation:
+    usage = sorted(usage, key=lambda u: u.at)
+    allocation = allocate(grants, usage, order)
+    draws = tuple(allocation.draws)
+    expiries = tuple(allocation.expired)
+    consumed: dict[str, list[Decimal]] = defaultdict(list)
+    first: dict[str, datetime] = {}
+    last: dict[str, datetime] = {}
+    for draw in draws:
+        consumed[draw.grant_id].append(draw.amount)
+        first.setdefault(draw.grant_id, draw.at)
+        last[draw.grant_id] = draw.at
+    expired: dict[str, list[Decimal]] = defaultdict(list)
+    expired_at: dict[str, datetime] = {}
+    for expiry in expiries:
+        if expiry.amount > 0:
+            expired[expiry.grant_id].append(expiry.amount)
+            expired_at[expiry.grant_id] = expiry.at
+    outcomes = []
+    for grant in grants:
+        gid = grant.id or ""
+        remaining = allocation.remaining.get(gid, Decimal(0))
+        spent = exact_sum(consumed[gid])
+        lost = exact_sum(expired[gid])
+        outcomes.append(GrantOutcome(
+            grant_id=gid, name=grant.name or gid, unit=grant.amount.unit_key,
+            granted=grant.amount.amount, consumed=spent, expired=lost, remaining=remaining,
+            first_draw_at=first.get(gid),
+            exhausted_at=last.get(gid) if remaining == 0 and not lost and spent else None,
+            expired_at=expired_at.get(gid)))
+    timeline = _timeline(grants, draws, expiries)
+    return CustomerSimulation(customer, tuple(outcomes), tuple(usage), draws, expiries,
+                              tuple(allocation.uncovered), timeline, tuple(allocation.ties))
+
+
+def _timeline(grants: Sequence[CreditGrant], draws: Sequence[Draw],
+              expiries: Sequence[Expiry]) -> tuple[BalancePoint, ...]:
+    """Each grant's balance after every moment something happened, from its start."""
+    index = {g.id: i for i, g in enumerate(grants)}
+    events: dict[datetime, list[tuple[int, Decimal]]] = defaultdict(list)
+    for draw in draws:
+        events[draw.at].append((index[draw.grant_id], draw.amount))
+    for expiry in expiries:
+        if expiry.amount > 0:
+            events[expiry.at].append((index[expiry.grant_id], expiry.amount))
+    opening: dict[datetime, list[int]] = defaultdict(list)
+    for i, grant in enumerate(grants):
+        opening[_start(grant)].append(i)
+    moments = sorted(set(events) | set(opening))
+    balances = [Decimal(0)] * len(grants)
+    points = []
+    with decimal.localcontext(exact()):
+        for moment in moments:
+            started = False
+            for i in opening.get(moment, ()):
+                balances[i] += grants[i].amount.amount
+                started = True
+            if started and moment in events:
+                points.append(BalancePoint(moment, tuple(balances)))  # before its first draws
+            for i, amount in events.get(moment, ()):
+                balances[i] -= amount
+            points.append(BalancePoint(moment, tuple(balances)))
+    return tuple(points)
+
+
+# -- usage streams --------------------------------------------------------------------------
+
+
+def _quantum(grants: Sequence[CreditGrant]) -> Decimal:
+    exponent = min(0, *(int(g.amount.amount.as_tuple().exponent) for g in grants))
+    return Decimal(1).scaleb(exponent)
+
+
+def synthetic_usage(
+    grants: Sequence[CreditGrant], *, steps: int = SYNTHETIC_STEPS, start: datetime | None = None,
+) -> list[Usage]:
+    """Steady usage per customer and unit until every grant is spent or expired.
+
+    ``steps`` equal draws (the last takes the rest) spread evenly from ``start`` (default the
+    earliest grant's start) to the last window's end (``DEFAULT_HORIZON`` when none ends);
+    their sum is exactly the grants' total. When grants are scoped to products, the draws go
+    to those products in turn.
+    """
+    out: list[Usage] = []
+    groups: dict[tuple[str, str], list[CreditGrant]] = defaultdict(list)
+    for grant in grants:
+        groups[(grant.customer_id, grant.amount.unit_key)].append(grant)
+    for (customer, _unit), group in sorted(groups.items()):
+        mine = sorted(group, key=lambda g: (g.id or "", _start(g), g.amount.amount))
+        begin = start or min(_start(g) for g in mine)
+        ends = [e for e in map(_end, mine) if e is not None]
+        finish = max(ends) if ends else begin + DEFAULT_HORIZON
+        if finish <= begin:
+            continue
+        total = exact_sum(g.amount.amount for g in mine)
+        count = max(steps, 1)
+        with decimal.localcontext() as context:
+            context.prec = 100
+            step = (total / count).quantize(_quantum(mine), rounding=ROUND_DOWN)
+        if step <= 0:
+            count, step = 1, total
+        products = sorted({p for g in mine for p in g.scope.product_ids})
+        cycle: list[str | None] = [*products, None] if products else [None]
+        if any(g.scope.product_ids for g in mine) and all(g.scope.product_ids for g in mine):
+            cycle = list(products)
+        gap = (finish - begin) / count
+        with decimal.localcontext(exact()):
+            for i in range(count):
+                amount = step if i < count - 1 else total - step * (count - 1)
+                if amount <= 0:
+                    continue
+                # Built from validated parts (the grant's unit, an exact positive amount).
+                out.append(Usage.model_construct(
+                    customer_id=customer, amount=mine[0].amount.model_copy(update={"amount": amount}),
+                    at=begin + gap * i, product_id=cycle[i % len(cycle)],
+                    reference=f"synthetic-{customer}-{mine[0].amount.unit_key}-{i}"))
+    return out
+
+
+def _top_up(grants: Sequence[CreditGrant], usage: Sequence[Usage], result: CustomerSimulation,
+            order: ConsumptionOrder) -> list[Usage] | None:
+    """Credit that never expires and is left after the stream: one last draw spends it."""
+    left: dict[str, list[Decimal]] = defaultdict(list)
+    template: dict[str, Money] = {}
+    for grant, outcome in zip(grants, result.grants, strict=True):
+        if outcome.remaining > 0 and _end(grant) is None:
+            left[grant.amount.unit_key].append(outcome.remaining)
+            template[grant.amount.unit_key] = grant.amount
+    if not left or not usage:
+        return None
+    when = max(u.at for u in usage) + timedelta(seconds=1)
+    extra = [Usage(customer_id=result.customer_id, amount=template[unit].with_amount(exact_sum(v)),
+                   at=when, reference=f"synthetic-{result.customer_id}-{unit}-rest")
+             for unit, v in sorted(left.items())]
+    return [*usage, *extra]
+
+
+_COLUMNS = ("customer_id", "at", "amount")
+
+
+def read_usage(
+    source: str | Path | Iterable[str],
+    *,
+    units: Mapping[str, Money] | Callable[[str], Money | None] | None = None,
+    name: str | None = None,
+) -> list[Usage]:
+    """Read usage from CSV (a header row naming ``customer_id, at, amount[, product]``) or
+    JSON lines (objects with those keys), exactly.
+
+    Optional columns/keys: ``product`` (or ``product_id``), ``reference``, ``currency`` or
+    ``unit``. Without a unit, ``units`` gives the customer's (a mapping or a callable, e.g.
+    the unit of their grants). Any bad line raises ``InvalidGrantError`` naming the line.
+    """
+    if isinstance(source, str | Path):
+        label = name or str(source)
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise _bad(label, 0, "", f"cannot read usage: {error}") from None
+    else:
+        label = name or "usage"
+        text = "".join(line if line.endswith("\n") else line + "\n" for line in source)
+    rows: list[tuple[int, dict[str, Any]]] = []
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line, parse_float=Decimal, parse_int=Decimal)
+            except ValueError as error:
+                raise _bad(label, number, "", f"invalid JSON: {error}") from None
+            if not isinstance(data, dict):
+                raise _bad(label, number, "", "expected a JSON object")
+            rows.append((number, data))
+    else:
+        reader = csv.DictReader(io.StringIO(text))
+        header = [h.strip() for h in reader.fieldnames or ()]
+        missing = [c for c in _COLUMNS if c not in header]
+        if missing:
+            raise _bad(label, 1, "", f"header must name {', '.join(_COLUMNS)}[, product]; "
+                       f"missing {', '.join(missing)}")
+        reader.fieldnames = header
+        for row in reader:
+            extra = row.pop(None, None)
+            if extra:
+                raise _bad(label, reader.line_num, "", f"more fields than the header names: {extra}")
+            rows.append((reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}))
+    return [_usage(label, number, data, units) for number, data in rows]
+
+
+def _bad(label: str, number: int, column: str, message: str) -> InvalidGrantError:
+    where = f"{label}:{number}" + (f".{column}" if column else "")
+    return InvalidGrantError([FieldProblem(where, message)], model="usage")
+
+
+def _usage(label: str, number: int, data: dict[str, Any],
+           units: Mapping[str, Money] | Callable[[str], Money | None] | None) -> Usage:
+    for column in _COLUMNS:
+        if data.get(column) in (None, ""):
+            raise _bad(label, number, column, "missing")
+    customer = str(data["customer_id"])
+    raw_amount = data["amount"]
+    if isinstance(raw_amount, float | bool):
+        raise _bad(label, number, "amount", "must be a decimal number")
+    try:
+        amount = Decimal(str(raw_amount).strip())
+    except decimal.InvalidOperation:
+        raise _bad(label, number, "amount", f"{raw_amount!r} is not a number") from None
+    if not amount.is_finite() or amount <= 0:
+        raise _bad(label, number, "amount", "must be a finite number greater than zero")
+    money: dict[str, Any] = {"amount": amount}
+    if data.get("currency"):
+        money["currency"] = str(data["currency"])
+    elif data.get("unit"):
+        money["unit"] = {"id": str(data["unit"])}
+    else:
+        found = (units(customer) if callable(units) else units.get(customer)) if units else None
+        if found is None:
+            raise _bad(label, number, "currency", f"no unit given and none known for customer "
+                       f"{customer!r}: add a currency or unit column")
+        money.update(currency=found.currency, unit=found.unit)
+    product = data.get("product", data.get("product_id"))
+    try:
+        return Usage.model_validate({
+            "customer_id": customer, "amount": money, "at": data["at"],
+            "product_id": None if product in (None, "") else str(product),
+            "reference": str(data["reference"]) if data.get("reference") else f"{label}:{number}",
+        })
+    except InvalidGrantError as error:
+        raise InvalidGrantError(
+            [FieldProblem(f"{label}:{number}.{p.field.split('.')[0]}", p.message)
+             for p in error.problems],
+            model="usage") from None
+
+
+def units_of(grants: Iterable[CreditGrant]) -> Callable[[str], Money | None]:
+    """The unit of each customer's grants, when they use exactly one (for ``read_usage``)."""
+    found: dict[str, dict[str, Money]] = defaultdict(dict)
+    for grant in grants:
+        found[grant.customer_id][grant.amount.unit_key] = grant.amount
+
+    def unit(customer: str) -> Money | None:
+        mine = found.get(customer, {})
+        return next(iter(mine.values())) if len(mine) == 1 else None
+
+    return unit
+
+
+def as_of(grant: CreditGrant, now: datetime) -> CreditGrant | None:
+    """The grant as it stands at ``now``: what is left in the windows still to come.
+
+    None when it is voided, expired or used up. Without a reported balance, the granted
+    amounts of the live windows. The id and customer are kept.
+    """
+    from ._migration import _allot, _window
+
+    if grant.status is GrantStatus.VOIDED or grant.status is GrantStatus.EXPIRED:
+        return None
+    if grant.expires_at is not None and grant.expires_at <= now:
+        return None
+    if grant.balance is not None and grant.balance.amount <= 0:
+        return None
+    grant = _windowed(grant, now)
+    allotted = _allot(grant, "remaining" if grant.balance is not None else "original", now, [])
+    if not allotted:
+        return None
+    fields = _window(grant, allotted)
+    if grant.schedule is None and grant.effective_at is None:
+        fields["effective_at"] = grant.created_at
+    return grant.model_copy(update={**fields, "balance": None})
+
+
+# -- comparing two sides --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One customer whose consumption differs between the two sides, and why."""
+
+    customer_id: str
+    kinds: tuple[str, ...]
+    """Among "burn order", "expiry losses", "balance over time"."""
+    rule: str
+    """The rule that causes it, in words (e.g. "metronome breaks the tie on expires_at …")."""
+    source_order: tuple[str, ...]
+    target_order: tuple[str, ...]
+    source_expired: Decimal
+    target_expired: Decimal
+    fixable: bool = True
+    """False when no choice of target priorities can make the sides identical."""
+
+    def line(self) -> str:
+        verb = "differ" if len(self.kinds) > 1 else "differs"
+        return f"{self.customer_id}: {', '.join(self.kinds)} {verb}: {self.rule}"
+
+
+@dataclass
+class Comparison:
+    """Two simulations of the same customers and usage; grants named by a common label."""
+
+    source: Simulation
+    target: Simulation
+    labels: dict[str, str] = field(default_factory=dict)
+    """Side-specific grant id → the common label (the source grant, with its segment)."""
+    names: dict[str, str] = field(default_factory=dict)
+    """Common label → a readable name."""
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def label(self, grant_id: str) -> str:
+        return self.labels.get(grant_id, grant_id)
+
+    def lines(self) -> list[str]:
+        return [d.line() for d in self.differences]
+
+    def html(self, *, title: str = "Credit burn-down: source and target",
+             source_name: str | None = None, target_name: str | None = None) -> str:
+        """A self-contained HTML report: differing customers first, both sides side by side."""
+        from ._report import render_comparison
+
+        return render_comparison(self, title=title, source_name=source_name,
+                                 target_name=target_name)
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return [{"customer_id": d.customer_id, "differs": list(d.kinds), "rule": d.rule,
+                 "source_order": list(d.source_order), "target_order": list(d.target_order),
+                 "source_expired": str(d.source_expired), "target_expired": str(d.target_expired),
+                 "fixable": d.fixable} for d in self.differences]
+
+
+def deciding_rule(order: ConsumptionOrder, first: CreditGrant, second: CreditGrant, *,
+                  at: datetime | None = None, product_id: str | None = None) -> str:
+    """The first rule of ``order`` that tells two grants apart (for usage at ``at`` of
+    ``product_id``), in words."""
+    one = _active(first, at) if at is not None else None
+    two = _active(second, at) if at is not None else None
+    for rule in order.rules:
+        if rule.sort_part(first, one, product_id) != rule.sort_part(second, two, product_id):
+            return f"{rule.name} ({'lowest' if rule.direction == 'asc' else 'highest'} first)"
+    if order.documented_tie_break:
+        return "grant id (its documented last resort)"
+    return "nothing documented (the engine breaks the tie by grant id)"
+
+
+def explain(source_order: ConsumptionOrder, target_order: ConsumptionOrder,
+            source_pair: tuple[CreditGrant, CreditGrant],
+            target_pair: tuple[CreditGrant, CreditGrant], names: tuple[str, str], *,
+            at: datetime | None = None, product_id: str | None = None) -> str:
+    """Why the sides burn two grants in different orders: the rule each side decides on."""
+    source_rule = deciding_rule(source_order, *source_pair, at=at, product_id=product_id)
+    target_rule = deciding_rule(target_order, *target_pair, at=at, product_id=product_id)
+    first_rules = {o.rules[0].name for o in (source_order, target_order) if o.rules}
+    tie = len(first_rules) == 1 and not any(r.startswith(tuple(first_rules))
+                                            for r in (source_rule, target_rule))
+    verb = "breaks the tie" if tie else "orders them"
+    return (f"{source_order.provider} {verb} between {names[0]} and {names[1]} on {source_rule}; "
+            f"{target_order.provider} on {target_rule}")
+
+
+def compare(source: Simulation, target: Simulation, *, source_grants: Mapping[str, CreditGrant],
+            target_grants: Mapping[str, CreditGrant], labels: Mapping[str, str],
+            names: Mapping[str, str] | None = None) -> Comparison:
+    """Compare two simulations of the same customers; grants matched through ``labels``."""
+    comparison = Comparison(source, target, dict(labels), dict(names or {}))
+    for customer in sorted(set(source.customers) | set(target.customers)):
+        difference = _compare_customer(comparison, customer, source_grants, target_grants)
+        if difference is not None:
+            comparison.differences.append(difference)
+    return comparison
+
+
+def _draw_sequence(comparison: Comparison, sim: CustomerSimulation | None) -> list[tuple[int, str, Decimal]]:
+    if sim is None:
+        return []
+    return [(d.usage_index, comparison.label(d.grant_id), d.amount) for d in sim.draws]
+
+
+def _collapse(labels: Iterable[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for label in labels:
+        if not out or out[-1] != label:
+            out.append(label)
+    return tuple(out)
+
+
+def _compare_customer(comparison: Comparison, customer: str,
+                      source_grants: Mapping[str, CreditGrant],
+                      target_grants: Mapping[str, CreditGrant]) -> Difference | None:
+    src = comparison.source.customers.get(customer)
+    dst = comparison.target.customers.get(customer)
+    src_draws = _draw_sequence(comparison, src)
+    dst_draws = _draw_sequence(comparison, dst)
+    kinds = []
+    if _collapse(label for _, label, _ in src_draws) != _collapse(label for _, label, _ in dst_draws):
+        kinds.append("burn order")
+    src_expired = _expired_by_label(comparison, src)
+    dst_expired = _expired_by_label(comparison, dst)
+    if src_expired != dst_expired:
+        kinds.append("expiry losses")
+    if _grant_timeline(comparison, src) != _grant_timeline(comparison, dst):
+        kinds.append("balance over time")
+    undetermined = _undocumented_tie(comparison, src, dst, source_grants, target_grants)
+    if undetermined and "burn order" not in kinds:
+        kinds.insert(0, "burn order")
+    if not kinds:
+        return None
+    src_order = _collapse(label for _, label, _ in src_draws)
+    dst_order = _collapse(label for _, label, _ in dst_draws)
+    rule = _why(comparison, src, dst, src_draws, dst_draws, source_grants, target_grants,
+                src_expired, dst_expired)
+    if undetermined and (src_draws == dst_draws or rule.startswith("the same grants")):
+        rule = undetermined
+    return Difference(customer, tuple(kinds), rule, src_order, dst_order,
+                      exact_sum(src_expired.values()), exact_sum(dst_expired.values()))
+
+
+def _undocumented_tie(comparison: Comparison, src: CustomerSimulation | None,
+                      dst: CustomerSimulation | None, source_grants: Mapping[str, CreditGrant],
+                      target_grants: Mapping[str, CreditGrant]) -> str | None:
+    """A tie the target breaks by nothing documented, between grants the source orders."""
+    if src is None or dst is None:
+        return None
+    src_ids = {comparison.label(g.grant_id): g.grant_id for g in src.grants}
+    for tie in dst.ties:
+        event = dst.usage[tie.usage_index]
+        for i, first in enumerate(tie.grant_ids):
+            for second in tie.grant_ids[i + 1:]:
+                a, b = comparison.label(first), comparison.label(second)
+                if a not in src_ids or b not in src_ids:
+                    continue
+                s_first, s_second = source_grants[src_ids[a]], source_grants[src_ids[b]]
+                rule = deciding_rule(comparison.source.order, s_first, s_second, at=event.at,
+                                     product_id=event.product_id)
+                if rule.startswith("nothing documented"):
+                    continue
+                names = (comparison.names.get(a, a), comparison.names.get(b, b))
+                return explain(comparison.source.order, comparison.target.order,
+                               (s_first, s_second), (target_grants[first], target_grants[second]),
+                               names, at=event.at, product_id=event.product_id)
+    return None
+
+
+def _expired_by_label(comparison: Comparison, sim: CustomerSimulation | None) -> dict[str, Decimal]:
+    out: dict[str, list[Decimal]] = defaultdict(list)
+    for expiry in sim.expiries if sim else ():
+        if expiry.amount > 0:
+            out[comparison.label(expiry.grant_id)].append(expiry.amount)
+    return {k: exact_sum(v) for k, v in sorted(out.items())}
+
+
+def _grant_timeline(comparison: Comparison,
+                    sim: CustomerSimulation | None) -> list[tuple[datetime, str, Decimal]]:
+    """Each grant's balance (by common label) after each moment it changed."""
+    if sim is None:
+        return []
+    labels = [comparison.label(g.grant_id) for g in sim.grants]
+    out: list[tuple[datetime, str, Decimal]] = []
+    last: dict[str, Decimal] = {}
+    for point in sim.timeline:
+        for label, value in sorted(zip(labels, point.balances, strict=True)):
+            if last.get(label) != value:
+                out.append((point.at, label, value))
+                last[label] = value
+    return out
+
+
+def _why(comparison: Comparison, src: CustomerSimulation | None, dst: CustomerSimulation | None,
+         src_draws: list[tuple[int, str, Decimal]], dst_draws: list[tuple[int, str, Decimal]],
+         source_grants: Mapping[str, CreditGrant], target_grants: Mapping[str, CreditGrant],
+         src_expired: Mapping[str, Decimal], dst_expired: Mapping[str, Decimal]) -> str:
+    src_by_label = {comparison.label(g.grant_id): g.grant_id for g in (src.grants if src else ())}
+    dst_by_label = {comparison.label(g.grant_id): g.grant_id for g in (dst.grants if dst else ())}
+    # The first usage the sides pay from different grants, at the first grant that differs.
+    src_payers: dict[int, list[str]] = defaultdict(list)
+    dst_payers: dict[int, list[str]] = defaultdict(list)
+    for index, label, _ in src_draws:
+        src_payers[index].append(label)
+    for index, label, _ in dst_draws:
+        dst_payers[index].append(label)
+    for index in sorted(set(src_payers) & set(dst_payers)):
+        pairs = [(a, b) for a, b in zip(src_payers[index], dst_payers[index], strict=False) if a != b]
+        if not pairs:
+            continue
+        a, b = pairs[0]
+        if a in src_by_label and b in src_by_label and a in dst_by_label and b in dst_by_label:
+            s_first, s_second = source_grants[src_by_label[a]], source_grants[src_by_label[b]]
+            t_first, t_second = target_grants[dst_by_label[a]], target_grants[dst_by_label[b]]
+            names = (comparison.names.get(a, a), comparison.names.get(b, b))
+            event = src.usage[index] if src is not None else None
+            return explain(comparison.source.order, comparison.target.order,
+                           (s_first, s_second), (t_first, t_second), names,
+                           at=event.at if event else None,
+                           product_id=event.product_id if event else None)
+        break
+    missing = sorted(set(src_by_label) ^ set(dst_by_label))
+    if missing:
+        return "the sides hold different grants: " + ", ".join(
+            comparison.names.get(m, m) for m in missing)
+    for label in sorted(set(src_expired) | set(dst_expired)):
+        a_loss, b_loss = src_expired.get(label, Decimal(0)), dst_expired.get(label, Decimal(0))
+        if a_loss != b_loss:
+            return (f"{comparison.names.get(label, label)} expires with {a_loss} left on "
+                    f"{comparison.source.order.provider}, {b_loss} on "
+                    f"{comparison.target.order.provider} (its window or its place in the order "
+                    "differs)")
+    return "the same grants are drawn in another proportion or at other times (windows differ)"
+
+
+# -- plans ----------------------------------------------------------------------------------
+
+
+def item_label(item: PlanItem) -> str:
+    """The common name of a planned grant: its source grant, with the segment when split."""
+    return item.source_id if item.segment is None else f"{item.source_id}#{item.segment}"
+
+
+def source_side(item: PlanItem) -> CreditGrant:
+    """What the source holds for a planned item: the planned grant with the source's customer,
+    priority and scope (the fields a plan changes on the way)."""
+    assert item.grant is not None
+    update: dict[str, Any] = {"customer_id": item.customer_id, "id": item_label(item)}
+    for change in item.changes:  # the first priority change is the plan's own, from the source
+        if change.field == "priority" and "priority" not in update:
+            update["priority"] = None if change.source is None else Decimal(change.source)
+        elif change.field == "scope" and change.why == "scope map" and change.source:
+            update["scope"] = Scope.model_validate_json(change.source)
+    return item.grant.model_copy(update=update)
+
+
+def compare_plan(
+    plan: MigrationPlan,
+    source_order: ConsumptionOrder,
+    target_order: ConsumptionOrder,
+    *,
+    usage: Iterable[Usage] | None = None,
+    held: Mapping[str, CreditGrant] | None = None,
+    steps: int = SYNTHETIC_STEPS,
+) -> Comparison:
+    """Simulate a plan's source side and target side against the same usage, and compare.
+
+    Usage is the synthetic stream (from the plan's creation time) unless given; it names
+    source customers. ``held`` (idempotency key → the grant the target actually holds, as
+    read by ``verify``) replaces the planned target grants where given.
+    """
+    items = [i for i in plan.to_create if i.grant is not None and i.key]
+    labels: dict[str, str] = {}
+    names: dict[str, str] = {}
+    source_grants: dict[str, CreditGrant] = {}
+    target_grants: dict[str, CreditGrant] = {}
+    for item in items:
+        assert item.grant is not None
+        assert item.key is not None
+        label = item_label(item)
+        names[label] = item.grant.name or label
+        src = source_side(item)
+        source_grants[label] = src
+        labels[label] = label
+        planned = held.get(item.key, item.grant) if held is not None else item.grant
+        if held is not None and item.key not in held:
+            continue
+        target_id = planned.id if held is not None and planned.id else item.key
+        update: dict[str, Any] = {"id": target_id, "customer_id": item.customer_id}
+        if any(c.field == "scope" and c.why == "scope map" for c in item.changes):
+            # The scope map names the same usage in the target's terms (prices for products):
+            # usage, named in the source's terms, applies to it as it did to the source grant.
+            update["scope"] = src.scope
+        dst = planned.model_copy(update=update)
+        target_grants[target_id] = dst
+        labels[target_id] = label
+    now = plan.header.created_at
+    source_list = [_windowed(g, now) for g in source_grants.values()]
+    target_list = [_windowed(g, now) for g in target_grants.values()]
+    stream = list(usage) if usage is not None else synthetic_usage(source_list, steps=steps, start=now)
+    source_sim = simulate(source_list, stream, source_order)
+    target_sim = simulate(target_list, stream, target_order)
+    return compare(source_sim, target_sim, source_grants={g.id or "": g for g in source_list},
+                   target_grants={g.id or "": g for g in target_list}, labels=labels, names=names)
+
+
+# -- preserve-order -------------------------------------------------------------------------
+
+
+class _DraftLike(Protocol):
+    """What ``preserve_burn_order`` needs of a planned grant (migration's drafts)."""
+
+    source: CreditGrant
+    segment: int | None
+    grant: CreditGrant
+    changes: list[Any]
+
+
+def _label(draft: _DraftLike) -> str:
+    base = draft.source.id or ""
+    return base if draft.segment is None else f"{base}#{draft.segment}"
+
+
+def _sides(group: Sequence[_DraftLike], now: datetime) -> tuple[list[CreditGrant], list[CreditGrant],
+                                                                 dict[str, str]]:
+    sources, targets, labels = [], [], {}
+    for draft in group:
+        label = _label(draft)
+        sources.append(_windowed(draft.grant.model_copy(update={
+            "id": label, "customer_id": draft.source.customer_id,
+            "priority": draft.source.priority, "scope": draft.source.scope}), now))
+        key = draft.grant.idempotency_key or label
+        update: dict[str, Any] = {"id": key, "customer_id": draft.source.customer_id}
+        if any(getattr(c, "field", None) == "scope" and getattr(c, "why", None) == "scope map"
+               for c in draft.changes):
+            update["scope"] = draft.source.scope  # as in compare_plan: the same usage
+        targets.append(_windowed(draft.grant.model_copy(update=update), now))
+        labels[label] = label
+        labels[key] = label
+    return sources, targets, labels
+
+
+def _compare_group(group: Sequence[_DraftLike], source_order: ConsumptionOrder,
+                   target_order: ConsumptionOrder, now: datetime,
+                   steps: int) -> Difference | None:
+    sources, targets, labels = _sides(group, now)
+    stream = synthetic_usage(sources, steps=steps, start=now)
+    result = compare(simulate(sources, stream, source_order), simulate(targets, stream, target_order),
+                     source_grants={g.id or "": g for g in sources},
+                     target_grants={g.id or "": g for g in targets}, labels=labels,
+                     names={_label(d): d.grant.name or _label(d) for d in group})
+    return result.differences[0] if result.differences else None
+
+
+def preserve_burn_order(
+    drafts: Sequence[_DraftLike],
+    source_order: ConsumptionOrder,
+    target_order: ConsumptionOrder,
+    domain: PriorityDomain,
+    *,
+    target_name: str,
+    now: datetime,
+    steps: int = SYNTHETIC_STEPS,
+) -> dict[str, str]:
+    """Choose target priorities that make each customer's burn order the source's.
+
+    Per target customer, the planned grants are simulated on both sides; where they differ,
+    the grants get the target's priorities by their rank in the source's declared order (at
+    the start of each grant's window), mapped onto ``domain`` keeping that order, and the
+    simulation is run again. Drafts are changed in place, each change listed. Returns the
+    customers (source ids) where no choice can make the orders identical, with why; their
+    drafts keep the priorities they had and carry a ``consumption_order`` change naming it.
+    """
+    by_customer: dict[str, list[_DraftLike]] = defaultdict(list)
+    for draft in drafts:
+        by_customer[draft.grant.customer_id].append(draft)
+    unfixable: dict[str, str] = {}
+    for group in by_customer.values():
+        before = _compare_group(group, source_order, target_order, now, steps)
+        if before is None:
+            continue
+        customer = group[0].source.customer_id
+        sources, _, _ = _sides(group, now)
+        ranked = sorted(range(len(group)), key=lambda i: (
+            source_order.sort_key(sources[i], at=max(now, _start(sources[i]))), sources[i].id or ""))
+        ranks = {index: Decimal(rank) for rank, index in enumerate(ranked)}
+        try:
+            mapping = preserve_order(list(ranks.values()), domain, provider=target_name,
+                                     group=f"customer {customer}")
+        except BillingCreditsError as error:
+            unfixable[customer] = f"{before.rule}; and {error}"
+            _name_unfixable(group, unfixable[customer])
+            continue
+        old = [d.grant for d in group]
+        for index, draft in enumerate(group):
+            draft.grant = draft.grant.model_copy(update={"priority": mapping(ranks[index])})
+        after = _compare_group(group, source_order, target_order, now, steps)
+        if after is not None:
+            for draft, grant in zip(group, old, strict=True):
+                draft.grant = grant
+            unfixable[customer] = (f"{after.rule} (even with priorities by {source_order.provider}"
+                                   f"'s order: {target_name}'s rules do not allow it)")
+            _name_unfixable(group, unfixable[customer])
+            continue
+        for index, (draft, grant) in enumerate(zip(group, old, strict=True)):
+            new = mapping(ranks[index])
+            if new != grant.priority:
+                draft.grant = grant.as_new(priority=new)
+                draft.changes = [c for c in draft.changes if getattr(c, "field", None) != "priority"]
+                draft.changes.append(_change(
+                    "priority", None if draft.source.priority is None else str(draft.source.priority),
+                    str(new), f"order-preserving policy (burn order): rank {ranks[index]} in "
+                    f"{source_order.provider}'s order; {before.rule}"))
+            else:
+                draft.grant = grant
+    return unfixable
+
+
+def _change(field_name: str, source: str | None, target: str | None, why: str) -> Any:
+    from ._migration import Change
+
+    return Change(field=field_name, source=source, target=target, why=why)
+
+
+def _name_unfixable(group: Sequence[_DraftLike], why: str) -> None:
+    for draft in group:
+        draft.changes.append(_change(
+            "consumption_order", None, None,
+            f"no target priorities make this customer's burn order identical: {why}"))
