@@ -8,7 +8,8 @@ Built on the core fake kit (``billing_credits.testing``): reach it in process wi
 - ``POST /v1/billing/credit_grants`` (create), ``GET …/{id}`` (retrieve), ``POST …/{id}``
   (update ``expires_at``/``metadata``), ``GET /v1/billing/credit_grants`` (list, newest first,
   ``limit`` 1-100 default 10, ``starting_after``/``ending_before``, ``has_more``),
-  ``POST …/{id}/expire``, ``POST …/{id}/void`` and ``GET /v1/billing/credit_balance_summary``;
+  ``POST …/{id}/expire``, ``POST …/{id}/void``, ``GET /v1/billing/credit_balance_summary`` and
+  ``GET /v1/billing/credit_balance_transactions`` (list, and ``…/{id}``: see ``_consume``);
 - form-encoded bodies with bracket nesting, parameter names, types, enums, ranges and limits
   as the SDK's ``stripe.params.billing`` TypedDicts and the docs state them, answered with 400
   in Stripe's ``{"error": {...}}`` shape; 401 without a key; 404 for unknown ids;
@@ -18,8 +19,8 @@ Built on the core fake kit (``billing_credits.testing``): reach it in process wi
   as Stripe documents);
 - a ``Request-Id`` header on every response.
 
-Not modelled (unverified at Stripe, see the README): usage drawing credits down (use
-``consume``), test clocks, ``expand``, Connect account separation. Behaviour chosen where
+Usage is applied with ``consume`` (in Stripe's order; see ``_consume``). Not modelled
+(unverified at Stripe, see the README): draft invoices holding credit, test clocks, ``expand``, Connect account separation. Behaviour chosen where
 Stripe's is undocumented: expiring a voided, already expired or not yet effective grant and
 voiding a voided grant answer 400.
 """
@@ -42,6 +43,8 @@ import httpx
 
 from billing_credits.testing import FakeTransport, Faults, LoopbackServer, serve
 from billing_credits_stripe._translate import STRIPE_API_VERSION, ZERO_DECIMAL_CURRENCIES
+
+from ._consume import StripeConsumption
 
 __all__ = ["RecordedRequest", "StripeFake", "parse_form"]
 
@@ -202,7 +205,7 @@ class _Saved:
 
 
 @dataclass
-class StripeFake:
+class StripeFake(StripeConsumption):
     """A stateful fake of Stripe's credit-grant endpoints (see the module docstring).
 
     ``clock`` returns Unix seconds (inject a fixed clock for repeatable cassettes); ``seed``
@@ -217,6 +220,7 @@ class StripeFake:
     requests: list[RecordedRequest] = field(default_factory=list)
     consumed: dict[str, int] = field(default_factory=dict)
     injected: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
+    applied: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -263,13 +267,10 @@ class StripeFake:
         self.grants.clear()
         self.requests.clear()
         self.consumed.clear()
+        self.applied.clear()
         self.injected.clear()
         self._saved.clear()
         self._seq.clear()
-
-    def consume(self, grant_id: str, value: int) -> None:
-        """Record usage drawing ``value`` minor units from a grant (for balance tests)."""
-        self.consumed[grant_id] = self.consumed.get(grant_id, 0) + value
 
     def inject_error(self, status: int, *, type_: str = "api_error", code: str | None = None,
                      message: str = "Injected error", headers: Mapping[str, str] | None = None
@@ -349,6 +350,8 @@ class StripeFake:
             return self._json(200, self._list(params))
         if path == _SUMMARY and method == "GET":
             return self._json(200, self._summary(params, live))
+        if (transactions := self._transaction_route(method, path, params)) is not None:
+            return self._json(200, transactions)
         if match := _ACTION.match(path):
             if method != "POST":
                 raise StripeError(404, f"Unrecognized request URL ({method}: {path}).")
