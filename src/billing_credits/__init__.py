@@ -13,6 +13,18 @@ from ._capabilities import (
     Operation,
     ScopeKind,
 )
+from ._consumption import (
+    LOCAL_ORDER,
+    RULE_NAMES,
+    Allocation,
+    ConsumptionOrder,
+    Draw,
+    Expiry,
+    OrderRule,
+    Tie,
+    admits,
+    allocate,
+)
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -36,6 +48,15 @@ from ._errors import (
     excerpt,
 )
 from ._hookspecs import hookimpl
+from ._ledger import (
+    Balance,
+    BalancePart,
+    GrantUpdate,
+    LedgerEntry,
+    LedgerKind,
+    LedgerPage,
+    Usage,
+)
 from ._migration import (
     ApplyReport,
     Change,
@@ -75,7 +96,7 @@ from ._priority import (
     float64_exact,
     preserve_order,
 )
-from ._provider import ListQuery, OnUnreadable, Page, Provider, Setting, read_items
+from ._provider import UNSET, ListQuery, OnUnreadable, Page, Provider, Setting, read_items
 from ._runtime import Call, Flow, RateLimit, RetryPolicy, Runtime, blocking
 from ._secrets import check_base_url, redact, register_secret
 from ._transfer import ImportReport, export_grants, import_grants
@@ -86,10 +107,16 @@ __all__ = [
     "ALL_SCOPE_KINDS",
     "ANY_DECIMAL",
     "FLOAT64",
+    "LOCAL_ORDER",
+    "RULE_NAMES",
+    "UNSET",
     "Adjustment",
+    "Allocation",
     "ApplyReport",
     "AuthenticationError",
     "BadRequestError",
+    "Balance",
+    "BalancePart",
     "BillingCreditsError",
     "Call",
     "Capabilities",
@@ -97,14 +124,21 @@ __all__ = [
     "Change",
     "ConfigurationError",
     "ConflictError",
+    "ConsumptionOrder",
     "CreditGrant",
     "CreditUnit",
+    "Draw",
+    "Expiry",
     "FieldProblem",
     "Flow",
     "GrantStatus",
+    "GrantUpdate",
     "ImportReport",
     "InvalidGrantError",
     "InvalidResponseError",
+    "LedgerEntry",
+    "LedgerKind",
+    "LedgerPage",
     "ListQuery",
     "MetadataLimits",
     "MigrationError",
@@ -114,6 +148,7 @@ __all__ = [
     "NotRepresentableError",
     "OnUnreadable",
     "Operation",
+    "OrderRule",
     "Page",
     "PermissionDeniedError",
     "PlanItem",
@@ -133,13 +168,17 @@ __all__ = [
     "Segment",
     "Setting",
     "Specifier",
+    "Tie",
     "UnavailableError",
     "UnknownProviderError",
     "UnreadableGrant",
     "UnreadableGrantsError",
     "UnsupportedOperationError",
+    "Usage",
     "VerifyReport",
     "__version__",
+    "admits",
+    "allocate",
     "apply_plan",
     "available_providers",
     "blocking",

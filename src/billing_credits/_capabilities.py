@@ -22,12 +22,14 @@ __all__ = [
     "ScopeKind",
 ]
 
-Operation = Literal["create", "list", "get", "void", "expire", "balance"]
+Operation = Literal[
+    "create", "list", "get", "void", "expire", "balance", "ledger", "update", "consume"
+]
 ScopeKind = Literal[
     "product_ids", "product_tags", "price_ids", "metered_prices_only", "contract_ids", "specifiers"
 ]
 ALL_OPERATIONS: frozenset[Operation] = frozenset(
-    {"create", "list", "get", "void", "expire", "balance"}
+    {"create", "list", "get", "void", "expire", "balance", "ledger", "update", "consume"}
 )
 ALL_SCOPE_KINDS: frozenset[ScopeKind] = frozenset(
     {"product_ids", "product_tags", "price_ids", "metered_prices_only", "contract_ids", "specifiers"}
@@ -91,6 +93,10 @@ class Capabilities:
       that are not whole multiples are refused rather than truncated.
     - ``fields_in_metadata``: neutral fields carried in namespaced metadata keys, not natively.
     - ``operations``: what it can do beyond the model.
+    - ``balance_as_of``: the moments ``get_balance(at=...)`` can answer for: ``"now"`` only, or
+      ``"any"`` moment (past or future).
+    - ``updatable_fields``: which ``GrantUpdate`` fields ``update_grant`` can change
+      (``expires_at``, ``name``, ``metadata``).
     """
 
     currencies: frozenset[str] | None = None
@@ -107,6 +113,8 @@ class Capabilities:
     metadata: MetadataLimits = field(default_factory=MetadataLimits)
     fields_in_metadata: frozenset[str] = frozenset()
     operations: frozenset[Operation] = ALL_OPERATIONS
+    balance_as_of: Literal["now", "any"] = "now"
+    updatable_fields: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
 
     def supports(self, operation: Operation) -> bool:
@@ -211,6 +219,8 @@ class Capabilities:
             ("metadata", _limits(self.metadata)),
             ("carried in metadata", ", ".join(sorted(self.fields_in_metadata)) or "-"),
             ("operations", ", ".join(sorted(self.operations))),
+            ("balance as of", "any moment" if self.balance_as_of == "any" else "now only"),
+            ("updatable fields", ", ".join(sorted(self.updatable_fields)) or "-"),
         ]
         rows += [("note", note) for note in self.notes]
         return rows

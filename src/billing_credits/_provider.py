@@ -3,25 +3,42 @@
 from __future__ import annotations
 
 import abc
+import enum
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final, Self
 
 from ._capabilities import Capabilities, Operation
+from ._consumption import ConsumptionOrder
 from ._errors import (
     ConfigurationError,
     FieldProblem,
     InvalidGrantError,
     InvalidResponseError,
+    NotRepresentableError,
     UnreadableGrant,
     UnreadableGrantsError,
     UnsupportedOperationError,
 )
+from ._ledger import Balance, GrantUpdate, LedgerEntry, LedgerPage, Usage
 from ._model import Adjustment, CreditGrant
+from ._money import Money
 from ._runtime import Flow, Runtime
 
-__all__ = ["ListQuery", "OnUnreadable", "Page", "Provider", "Setting", "read_items"]
+__all__ = ["UNSET", "ListQuery", "OnUnreadable", "Page", "Provider", "Setting", "read_items"]
+
+
+class _Unset(enum.Enum):
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset.UNSET
+"""The default of ``update_grant``'s fields: leave this field as it is (``None`` clears it)."""
 
 OnUnreadable = Callable[[UnreadableGrant], None]
 """Receives each listing item that could not be read; without one, the listing raises
@@ -116,6 +133,9 @@ class Provider(abc.ABC):
     from its settings (``self.capabilities = dataclasses.replace(type(self).capabilities, …)``),
     and every check uses the instance's."""
     settings: ClassVar[tuple[Setting, ...]] = ()
+    consumption_order: ClassVar[ConsumptionOrder | None] = None
+    """The order in which this provider's vendor consumes a customer's grants, as cited data
+    (``billing_credits.ConsumptionOrder``); None where it is not declared."""
 
     def __init__(self, *, runtime: Runtime | None = None) -> None:
         self.runtime = runtime or Runtime()
@@ -141,6 +161,36 @@ class Provider(abc.ABC):
     def _expire(self, grant_id: str) -> Flow[CreditGrant]:
         """End the grant's availability now. Return it read back."""
         raise UnsupportedOperationError(self.name, "expire")
+
+    def _balance(
+        self, customer_id: str, unit: str | None, at: datetime | None
+    ) -> Flow[list[Balance]]:
+        """The customer's balances, one per unit (only ``unit`` when given, as
+        ``Money.unit_key``), as of ``at`` (None: now; otherwise already checked against
+        ``capabilities.balance_as_of``)."""
+        raise UnsupportedOperationError(self.name, "balance")
+
+    def _ledger_page(
+        self, customer_id: str, grant_id: str | None, since: datetime | None, cursor: str | None
+    ) -> Flow[LedgerPage]:
+        """One page of the customer's ledger (of one grant, from ``since``), oldest first
+        where the vendor allows, starting at ``cursor`` (None: the first page)."""
+        raise UnsupportedOperationError(self.name, "ledger")
+
+    def _update(self, grant_id: str, update: GrantUpdate) -> Flow[CreditGrant]:
+        """Change the fields set in ``update`` (already checked against
+        ``capabilities.updatable_fields``); return the grant read back."""
+        raise UnsupportedOperationError(self.name, "update")
+
+    def _consume(self, usage: Usage) -> Flow[list[LedgerEntry]]:
+        """Burn ``usage`` down from the customer's grants in ``consumption_order``, once per
+        ``usage.reference``; return the consumed entries it wrote (the same ones again when
+        the reference was applied before)."""
+        raise UnsupportedOperationError(self.name, "consume")
+
+    def now(self) -> datetime:
+        """The provider's clock (UTC), for the default time of ``consume``."""
+        return datetime.now(UTC)
 
     def check(self, grant: CreditGrant) -> None:
         """Refuse what this provider cannot hold, before any I/O.
@@ -275,6 +325,173 @@ class Provider(abc.ABC):
         self._require("expire")
         return await self.runtime.arun(self._expire(grant_id))
 
+    # -- balances, ledger, updates, consumption ------------------------------------------
+
+    def _balance_args(self, at: datetime | None) -> datetime | None:
+        self._require_flow("balance")
+        if at is None:
+            return None
+        at = _moment("at", at)
+        if self.capabilities.balance_as_of != "any":
+            raise NotRepresentableError(self.name, [FieldProblem(
+                "at", "this provider answers balances as of now only")])
+        return at
+
+    def get_balance(
+        self, customer_id: str, *, unit: str | None = None, at: datetime | None = None
+    ) -> list[Balance]:
+        """The customer's balances, one per unit (``unit``: only that one, as
+        ``Money.unit_key``: ``USD``, ``unit:<id>``), as of ``at`` (default now).
+
+        ``at`` other than None needs ``capabilities.balance_as_of == "any"``; otherwise it is
+        refused with ``NotRepresentableError`` before any request.
+        """
+        moment = self._balance_args(at)
+        return self.runtime.run(self._balance(customer_id, unit, moment))
+
+    async def aget_balance(
+        self, customer_id: str, *, unit: str | None = None, at: datetime | None = None
+    ) -> list[Balance]:
+        moment = self._balance_args(at)
+        return await self.runtime.arun(self._balance(customer_id, unit, moment))
+
+    def list_ledger(
+        self, customer_id: str, *, grant_id: str | None = None, since: datetime | None = None
+    ) -> Iterator[LedgerEntry]:
+        """Every ledger entry of the customer (of one grant; from ``since``), fetching page
+        after page lazily. A cursor seen before, or a run of empty pages, ends it with
+        ``InvalidResponseError``."""
+        self._require_flow("ledger")
+        since = None if since is None else _moment("since", since)
+        walk = _Walk(self, None)
+        cursor: str | None = None
+        while True:
+            page = self.runtime.run(self._ledger_page(customer_id, grant_id, since, cursor))
+            yield from page.entries
+            cursor = walk.next(page)
+            if cursor is None:
+                walk.finish()
+                return
+
+    async def alist_ledger(
+        self, customer_id: str, *, grant_id: str | None = None, since: datetime | None = None
+    ) -> AsyncIterator[LedgerEntry]:
+        self._require_flow("ledger")
+        since = None if since is None else _moment("since", since)
+        walk = _Walk(self, None)
+        cursor: str | None = None
+        while True:
+            page = await self.runtime.arun(
+                self._ledger_page(customer_id, grant_id, since, cursor))
+            for entry in page.entries:
+                yield entry
+            cursor = walk.next(page)
+            if cursor is None:
+                walk.finish()
+                return
+
+    def prepare_update(
+        self,
+        *,
+        expires_at: datetime | _Unset | None = UNSET,
+        name: str | _Unset | None = UNSET,
+        metadata: Mapping[str, str] | _Unset | None = UNSET,
+    ) -> GrantUpdate:
+        """Validate an update and check it against ``capabilities`` (no I/O)."""
+        self._require_flow("update")
+        given: dict[str, Any] = {
+            key: (dict(value) if isinstance(value, Mapping) else value)
+            for key, value in (("expires_at", expires_at), ("name", name), ("metadata", metadata))
+            if value is not UNSET
+        }
+        if not given:
+            raise InvalidGrantError([FieldProblem("", "nothing to update: give expires_at, "
+                                                  "name or metadata")], model="GrantUpdate")
+        update = GrantUpdate(**given)
+        caps = self.capabilities
+        problems = [FieldProblem(field, "this provider cannot change it after creation")
+                    for field in sorted(update.model_fields_set - caps.updatable_fields)]
+        if update.name is not None and caps.name_max_length is not None \
+                and len(update.name) > caps.name_max_length:
+            problems.append(FieldProblem(
+                "name", f"{len(update.name)} characters; at most {caps.name_max_length} fit"))
+        if update.metadata is not None:
+            reserved = len(caps.fields_in_metadata)
+            problems += caps.metadata.problems(update.metadata, reserved=reserved)
+        if update.expires_at is not None:
+            step = caps.time_resolution
+            if (update.expires_at - _EPOCH) % step:
+                problems.append(FieldProblem(
+                    "expires_at", f"{update.expires_at.isoformat()} is finer than this "
+                    f"provider's {step.total_seconds():g} s resolution"))
+        elif "expires_at" in update.model_fields_set and caps.expiry_required:
+            problems.append(FieldProblem("expires_at", "this provider needs an end date"))
+        if problems:
+            raise NotRepresentableError(self.name, problems)
+        return update
+
+    def update_grant(
+        self,
+        grant_id: str,
+        *,
+        expires_at: datetime | _Unset | None = UNSET,
+        name: str | _Unset | None = UNSET,
+        metadata: Mapping[str, str] | _Unset | None = UNSET,
+    ) -> CreditGrant:
+        """Change what the vendor lets change on an existing grant; return it read back.
+
+        Only the fields given are sent (``expires_at=None``: never expire). A field outside
+        ``capabilities.updatable_fields`` is refused with ``NotRepresentableError`` before any
+        request. ``metadata`` replaces the grant's metadata.
+        """
+        update = self.prepare_update(expires_at=expires_at, name=name, metadata=metadata)
+        return self.runtime.run(self._update(grant_id, update))
+
+    async def aupdate_grant(
+        self,
+        grant_id: str,
+        *,
+        expires_at: datetime | _Unset | None = UNSET,
+        name: str | _Unset | None = UNSET,
+        metadata: Mapping[str, str] | _Unset | None = UNSET,
+    ) -> CreditGrant:
+        update = self.prepare_update(expires_at=expires_at, name=name, metadata=metadata)
+        return await self.runtime.arun(self._update(grant_id, update))
+
+    def prepare_usage(
+        self, customer_id: str, amount: Money, *, at: datetime | None, reference: str,
+        product_id: str | None = None,
+    ) -> Usage:
+        """Validate usage for ``consume`` (no I/O)."""
+        self._require_flow("consume")
+        data = amount.model_dump() if isinstance(amount, Money) else amount
+        return Usage(customer_id=customer_id, amount=data,
+                     at=self.now() if at is None else at,
+                     reference=reference, product_id=product_id)
+
+    def consume(
+        self, customer_id: str, amount: Money, *, at: datetime | None = None, reference: str,
+        product_id: str | None = None,
+    ) -> list[LedgerEntry]:
+        """Pay ``amount`` of usage at ``at`` (default now) with the customer's credit, in
+        ``consumption_order``; return the consumed ledger entries.
+
+        Idempotent by ``reference``: applying one reference again changes nothing and returns
+        the entries of the first time (``ConflictError`` if the usage differs). Usage the
+        credit cannot cover entirely is refused whole (``ConflictError``), never part-paid.
+        """
+        usage = self.prepare_usage(customer_id, amount, at=at, reference=reference,
+                                   product_id=product_id)
+        return self.runtime.run(self._consume(usage))
+
+    async def aconsume(
+        self, customer_id: str, amount: Money, *, at: datetime | None = None, reference: str,
+        product_id: str | None = None,
+    ) -> list[LedgerEntry]:
+        usage = self.prepare_usage(customer_id, amount, at=at, reference=reference,
+                                   product_id=product_id)
+        return await self.runtime.arun(self._consume(usage))
+
     def __enter__(self) -> Self:
         return self
 
@@ -290,14 +507,41 @@ class Provider(abc.ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
+    def supports(self, operation: Operation) -> bool:
+        """Whether this instance can do ``operation``: its capabilities declare it and, for the
+        balance / ledger / update / consume operations, its class implements the flow."""
+        if not self.capabilities.supports(operation):
+            return False
+        flow = _FLOWS.get(operation)
+        return flow is None or getattr(type(self), flow) is not getattr(Provider, flow)
+
     def _require(self, operation: Operation) -> None:
         if not self.capabilities.supports(operation):
             raise UnsupportedOperationError(self.name, operation)
 
+    def _require_flow(self, operation: Operation) -> None:
+        self._require(operation)
+        if not self.supports(operation):
+            raise UnsupportedOperationError(self.name, operation, "not implemented yet")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FLOWS: dict[str, str] = {
+    "balance": "_balance", "ledger": "_ledger_page", "update": "_update", "consume": "_consume"}
+
+
+def _moment(name: str, value: datetime) -> datetime:
+    if not isinstance(value, datetime):
+        raise InvalidGrantError([FieldProblem(name, "must be a datetime")], model="query")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidGrantError([FieldProblem(
+            name, "naive datetime refused: give a timezone (for example +00:00 or Z)")],
+            model="query")
+    return value.astimezone(UTC)
 
 
 class _Walk:
-    """The state of one listing: cursors seen, empty pages in a row, unreadable items."""
+    """The state of one listing (grants or ledger entries): cursors seen, empty pages in a
+    row, unreadable items."""
 
     def __init__(self, provider: Provider, on_unreadable: OnUnreadable | None) -> None:
         self.provider = provider
@@ -306,9 +550,15 @@ class _Walk:
         self.empty = 0
         self.unreadable: list[UnreadableGrant] = []
 
-    def next(self, page: Page) -> str | None:
+    def next(self, page: Page | LedgerPage) -> str | None:
         """Report the page's unreadable items; the cursor to follow, or None at the end."""
-        for entry in page.unreadable:
+        if isinstance(page, LedgerPage):
+            items: bool = bool(page.entries)
+            unreadable: Sequence[UnreadableGrant] = ()
+        else:
+            items = bool(page.grants or page.unreadable)
+            unreadable = page.unreadable
+        for entry in unreadable:
             if self.on_unreadable is not None:
                 self.on_unreadable(entry)
             else:
@@ -322,7 +572,7 @@ class _Walk:
                 f"the listing returned a cursor it had returned before ({cursor[:80]!r}); "
                 "stopped so as not to loop", provider=name, request_id=page.request_id)
         self.seen.add(cursor)
-        self.empty = 0 if (page.grants or page.unreadable) else self.empty + 1
+        self.empty = 0 if items else self.empty + 1
         if self.empty >= self.provider.max_empty_pages:
             raise InvalidResponseError(
                 f"the listing returned {self.empty} empty pages in a row, each with a new "
