@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import billing_credits as bc
@@ -276,9 +277,9 @@ def update_params(update: bc.GrantUpdate, existing_metadata: Mapping[str, str] |
     changes = update.changes()
     problems: list[bc.FieldProblem] = []
     params: dict[str, Any] = {}
-    for name in sorted(set(changes) - UPDATABLE_FIELDS):
-        problems.append(bc.FieldProblem(name, "Stripe cannot change it after creation (only "
-                                        "expires_at and metadata)"))
+    problems += [bc.FieldProblem(name, "Stripe cannot change it after creation (only "
+                                 "expires_at and metadata)")
+                 for name in sorted(set(changes) - UPDATABLE_FIELDS)]
     if "expires_at" in changes:
         expires = changes["expires_at"]
         if expires is None:
@@ -323,9 +324,10 @@ def balance_flow(provider: StripeProvider, customer_id: str, unit: str | None,
     cursor: str | None = None
     grants: list[bc.CreditGrant] = []
     while True:
-        params = tr.list_params(customer_id, limit=tr.MAX_PAGE_SIZE, starting_after=cursor)
+        list_params = tr.list_params(customer_id, limit=tr.MAX_PAGE_SIZE,
+                                     starting_after=cursor)
         page = yield provider._call(
-            lambda p=params: grants_api.list(p), lambda p=params: grants_api.list_async(p),
+            partial(grants_api.list, list_params), partial(grants_api.list_async, list_params),
             label="credit_grants.list")
         items = list(page.data)
         grants += [tr.from_stripe(item.to_dict(), now=provider._clock()) for item in items]
@@ -337,10 +339,10 @@ def balance_flow(provider: StripeProvider, customer_id: str, unit: str | None,
               if unit is None or (g.amount.currency or "").upper() == unit.upper()]
     summaries = []
     for grant in chosen:
-        params = tr.balance_params(customer_id, grant.id or "")
+        summary_params = tr.balance_params(customer_id, grant.id or "")
         summary = yield provider._call(
-            lambda p=params: summaries_api.retrieve(p),
-            lambda p=params: summaries_api.retrieve_async(p),
+            partial(summaries_api.retrieve, summary_params),
+            partial(summaries_api.retrieve_async, summary_params),
             label="credit_balance_summary.retrieve")
         summaries.append((grant, summary.to_dict()))
     return balances_from_summaries(customer_id, summaries, as_of)
@@ -354,7 +356,7 @@ def ledger_flow(provider: StripeProvider, customer_id: str, grant_id: str | None
     while True:
         params = transaction_list_params(customer_id, grant_id, starting_after=cursor)
         page = yield provider._call(
-            lambda p=params: api.list(p), lambda p=params: api.list_async(p),
+            partial(api.list, params), partial(api.list_async, params),
             label="credit_balance_transactions.list")
         items = [item.to_dict() for item in page.data]
         entries = [entry_from_transaction(item, customer_id) for item in items]

@@ -22,6 +22,7 @@ import stripe
 
 import billing_credits as bc
 
+from . import _ledger as ledger
 from . import _translate as tr
 
 __all__ = ["StripeProvider"]
@@ -233,7 +234,9 @@ class StripeProvider(bc.Provider):
         ),
         fields_in_metadata=frozenset({"reason", "paid_amount", "category_label",
                                       "idempotency_key"}),
-        operations=bc.ALL_OPERATIONS,
+        operations=bc.ALL_OPERATIONS - {"consume"},
+        balance_as_of="now",
+        updatable_fields=ledger.UPDATABLE_FIELDS,
         notes=(
             "all usage is stored as price_type=metered: Stripe credits apply to metered "
             "prices only (reported in the grant's adjustments)",
@@ -242,8 +245,12 @@ class StripeProvider(bc.Provider):
             "reason, paid_amount, category_label and the idempotency key travel in bc_ "
             "metadata keys, plus bc_flags when defaults were left to Stripe",
             "balance (include_balance) costs one credit balance summary call per grant",
+            "get_balance: one credit balance summary per live grant, as of now only",
+            "update: expires_at and metadata only (Stripe cannot change the rest)",
+            "consume: Stripe applies credits to invoices itself; StripeFake.consume models it",
         ),
     )
+    consumption_order = ledger.STRIPE_ORDER
     settings = (
         bc.Setting("api_key", "Stripe secret or restricted key", env="STRIPE_API_KEY",
                    secret=True),
@@ -452,3 +459,15 @@ class StripeProvider(bc.Provider):
         self._require("balance")
         return await self.runtime.arun(self._grant_balance(grant_id))
 
+    # -- balances, ledger, updates (issue 11: see _ledger) ---------------------------------
+
+    def _balance(self, customer_id: str, unit: str | None,
+                 at: datetime | None) -> bc.Flow[list[bc.Balance]]:
+        return ledger.balance_flow(self, customer_id, unit, at)
+
+    def _ledger_page(self, customer_id: str, grant_id: str | None, since: datetime | None,
+                     cursor: str | None) -> bc.Flow[bc.LedgerPage]:
+        return ledger.ledger_flow(self, customer_id, grant_id, since, cursor)
+
+    def _update(self, grant_id: str, update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
+        return ledger.update_flow(self, grant_id, update)

@@ -20,7 +20,8 @@ Built on the core fake kit (``billing_credits.testing``): reach it in process wi
 - a ``Request-Id`` header on every response.
 
 Usage is applied with ``consume`` (in Stripe's order; see ``_consume``). Not modelled
-(unverified at Stripe, see the README): draft invoices holding credit, test clocks, ``expand``, Connect account separation. Behaviour chosen where
+(unverified at Stripe, see the README): draft invoices holding credit, test clocks,
+``expand``, Connect account separation. Behaviour chosen where
 Stripe's is undocumented: expiring a voided, already expired or not yet effective grant and
 voiding a voided grant answer 400.
 """
@@ -44,7 +45,7 @@ import httpx
 from billing_credits.testing import FakeTransport, Faults, LoopbackServer, serve
 from billing_credits_stripe._translate import STRIPE_API_VERSION, ZERO_DECIMAL_CURRENCIES
 
-from ._consume import StripeConsumption
+from . import _consume
 
 __all__ = ["RecordedRequest", "StripeFake", "parse_form"]
 
@@ -205,7 +206,7 @@ class _Saved:
 
 
 @dataclass
-class StripeFake(StripeConsumption):
+class StripeFake:
     """A stateful fake of Stripe's credit-grant endpoints (see the module docstring).
 
     ``clock`` returns Unix seconds (inject a fixed clock for repeatable cassettes); ``seed``
@@ -271,6 +272,9 @@ class StripeFake(StripeConsumption):
         self.injected.clear()
         self._saved.clear()
         self._seq.clear()
+
+    consume = _consume.consume
+    transactions = _consume.transactions
 
     def inject_error(self, status: int, *, type_: str = "api_error", code: str | None = None,
                      message: str = "Injected error", headers: Mapping[str, str] | None = None
@@ -350,7 +354,7 @@ class StripeFake(StripeConsumption):
             return self._json(200, self._list(params))
         if path == _SUMMARY and method == "GET":
             return self._json(200, self._summary(params, live))
-        if (transactions := self._transaction_route(method, path, params)) is not None:
+        if (transactions := _consume.transaction_route(self, method, path, params)) is not None:
             return self._json(200, transactions)
         if match := _ACTION.match(path):
             if method != "POST":
