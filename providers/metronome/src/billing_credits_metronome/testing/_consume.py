@@ -111,13 +111,14 @@ def consume_grants(fake: MetronomeFake, customer_id: str, amount: Decimal | int,
             "credit_grant_id": grant.item["id"], "invoice_id": invoice,
         }
         (grant.pending if pending else grant.deductions).append(entry)
+        fake.grant_draws.append(entry)
         made.append(entry)
         left -= take
     return made
 
 def _grant_events(fake: MetronomeFake, grant: _Grant,
                   now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(posted, pending) ledger events of one grant as (effective_at, order, entry)."""
+    """(posted, pending) ledger entries of one grant (``_seq``: the order of draws)."""
     item = grant.item
     effective = parse_time(item["effective_at"])
     expires = parse_time(item["expires_at"])
@@ -129,7 +130,9 @@ def _grant_events(fake: MetronomeFake, grant: _Grant,
         if item.get("invoice_id"):
             granted["invoice_id"] = item["invoice_id"]
         posted.append(granted)
-    posted += [{**e, "amount": -to_decimal(e["amount"])} for e in grant.deductions]
+    order = {id(e): i for i, e in enumerate(fake.grant_draws)}
+    posted += [{**e, "amount": -to_decimal(e["amount"]), "_seq": order.get(id(e), -1)}
+               for e in grant.deductions]
     used = sum((to_decimal(e["amount"]) for e in grant.deductions), Decimal(0))
     if expires <= now and grant.amount - used > 0:
         posted.append({"amount": -(grant.amount - used), "created_by": "Metronome System",
@@ -176,7 +179,8 @@ def list_entries(fake: MetronomeFake, query: dict[str, str], body: dict[str, Any
     for customer, by_type in ledgers.items():
         out = []
         for type_id, (posted, pending) in by_type.items():
-            posted.sort(key=lambda e: (parse_time(e["effective_at"]), -e["amount"]))
+            posted.sort(key=lambda e: (parse_time(e["effective_at"]), e["amount"] < 0,
+                                       e.get("_seq", -1)))
             running = Decimal(0)
             before = Decimal(0)
             entries = []
@@ -188,7 +192,8 @@ def list_entries(fake: MetronomeFake, query: dict[str, str], body: dict[str, Any
                 if starting is not None and moment < starting:
                     before = running
                     continue
-                entries.append({**entry, "running_balance": running})
+                entries.append({**{k: v for k, v in entry.items() if k != "_seq"},
+                                "running_balance": running})
             end_balance = entries[-1]["running_balance"] if entries else before
             waiting = sum((e["amount"] for e in pending), Decimal(0))
             first = min((parse_time(g.item["effective_at"]) for g in fake.grants.values()

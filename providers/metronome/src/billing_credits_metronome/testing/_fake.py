@@ -151,6 +151,7 @@ class MetronomeFake:
         self.credit_keys: dict[str, str] = {}
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self.credit_ledgers: dict[str, list[dict[str, Any]]] = {}
+        self.grant_draws: list[dict[str, Any]] = []
         self._routes: dict[str, Callable[[dict[str, str], Any], Any]] = {
             "/v1/credits/createGrant": self._create_grant,
             "/v1/credits/listGrants": self._list_grants,
