@@ -249,6 +249,17 @@ def test_credits_burn_down_follows_metronomes_prioritisation(
     assert granted == {ids["broad"]: Decimal("10.00"), ids["narrow"]: Decimal("10.00"),
                        ids["early"]: Decimal("6.00"), ids["top"]: Decimal("4.00")}
 
+    # As of other moments (covering_date + ledgers): before the usage, now, and ahead.
+    assert credits.capabilities.balance_as_of == "any"
+    [before] = credits.get_balance(customer, at=datetime(2026, 6, 2, tzinfo=UTC))
+    assert before.usable == usd("30.00")
+    [same] = credits.get_balance(customer, at=clock.now)
+    assert (same.usable, {p.grant_id: p.usable for p in same.parts}) == (
+        balance.usable, {p.grant_id: p.usable for p in balance.parts})
+    [ahead] = credits.get_balance(customer, at=datetime(2026, 7, 15, tzinfo=UTC))
+    assert ahead.usable == usd("2.00")
+    assert [p.grant_id for p in ahead.parts] == [ids["narrow"]]
+
     # 2 July: 'broad' ended with 6.00 left; the ledger says so and the balance drops it.
     clock.now = datetime(2026, 7, 2, tzinfo=UTC)
     later = list(credits.list_ledger(customer, grant_id=ids["broad"]))

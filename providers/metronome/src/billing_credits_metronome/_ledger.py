@@ -17,7 +17,9 @@
 
 - balance and ledger: ``POST /v1/contracts/customerBalances/list`` (``ContractListBalancesParams``)
   with ``include_balance`` (``Credit.balance``: usable "at this moment"; expired and future
-  segments count 0) and ``include_ledgers`` (``Credit.ledger``, typed entries). Commits in the
+  segments count 0) and ``include_ledgers`` (``Credit.ledger``, typed entries). A balance as of
+  another moment asks for the credits whose schedule covers it (``covering_date``) with their
+  ledgers, and sums each open segment's amount and entries up to that moment. Commits in the
   answer are not this provider's grants and are skipped; like ``list_grants``, only
   customer-level credits are read (no ``include_contract_balances``).
 - update: ``POST /v1/contracts/customerCredits/updateEndDate`` "can only shorten" the end.
@@ -49,6 +51,7 @@ __all__ = [
     "PLANS_UPDATABLE",
     "credit_entries",
     "credits_balances",
+    "credits_balances_at",
     "plans_balances",
     "plans_edit_body",
     "plans_entries",
@@ -306,6 +309,74 @@ def credits_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
     ]
 
 
+def _signed(entry: Mapping[str, Any]) -> Decimal:
+    """A credit ledger entry's effect on the balance: deductions and expirations decrease it by
+    ``|amount|``, a segment start adds it, any other entry keeps its own sign."""
+    amount = tr.to_decimal(entry["amount"])
+    kind = _CREDIT_KINDS.get(str(entry.get("type")), bc.LedgerKind.ADJUSTED)
+    if kind is bc.LedgerKind.GRANTED:
+        return abs(amount)
+    if kind is bc.LedgerKind.ADJUSTED:
+        return amount
+    return -abs(amount)
+
+
+def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
+                        config: tr.TranslationConfig, at: datetime,
+                        unit: str | None = None) -> list[bc.Balance]:
+    """Balances as of ``at`` from ``customerBalances/list`` items with ledgers.
+
+    Per credit: each segment open at ``at`` (``starting_at <= at < ending_before``) holds its
+    amount plus its ledger entries up to ``at``; entries without a segment (manual ones) up to
+    ``at`` count for the credit; never below zero, as Metronome's own balance. For a future
+    ``at`` this is what is left if no more usage is recorded.
+    """
+    rows: dict[str, list[tuple[bc.BalancePart, bc.Money, Mapping[str, Any]]]] = {}
+    for item in _credits_only(items):
+        try:
+            schedule = item.get("access_schedule") or {}
+            credit_type = schedule.get("credit_type")
+            open_segments = {}
+            for segment in schedule.get("schedule_items") or ():
+                if tr.parse_time(segment["starting_at"]) <= at < tr.parse_time(
+                        segment["ending_before"]):
+                    open_segments[segment.get("id")] = segment
+            total = sum((tr.to_decimal(s["amount"]) for s in open_segments.values()), Decimal(0))
+            for entry in item.get("ledger") or ():
+                if entry.get("type") == "CREDIT_SEGMENT_START":
+                    continue
+                if tr.parse_time(str(entry["timestamp"])) > at:
+                    continue
+                segment_id = entry.get("segment_id")
+                if segment_id is None or segment_id in open_segments:
+                    total += _signed(entry)
+            usable = _money(max(total, Decimal(0)), credit_type, config)
+            ends = [tr.parse_time(s["ending_before"]) for s in open_segments.values()]
+            priority = tr.to_decimal(item["priority"]) if item.get("priority") is not None else None
+        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+            raise _problem(f"customerBalances item {item.get('id')!r}", item, error,
+                           config.provider) from None
+        if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
+            continue
+        part = bc.BalancePart(
+            grant_id=tr.credit_id(customer_id, str(item["id"])), usable=usable.amount,
+            expires_at=tr._end(min(ends), config) if ends else None, priority=priority)
+        rows.setdefault(usable.unit_key, []).append((part, usable, item))
+    return [
+        bc.Balance(
+            customer_id=customer_id,
+            usable=parts[0][1].with_amount(bc.exact_sum(p.usable for p, _, _ in parts)),
+            pending=parts[0][1].with_amount(Decimal(0)),
+            parts=tuple(p for p, _, _ in parts),
+            as_of=at,
+            source="customerBalances/list covering_date + include_ledgers: each segment open "
+                   "at the moment, with its ledger entries up to it; pending not reported (0)",
+            raw={"credits": [dict(item) for _, _, item in parts]},
+        )
+        for _, parts in sorted(rows.items())
+    ]
+
+
 _CREDIT_KINDS: dict[str, bc.LedgerKind] = {
     "CREDIT_SEGMENT_START": bc.LedgerKind.GRANTED,
     "CREDIT_AUTOMATED_INVOICE_DEDUCTION": bc.LedgerKind.CONSUMED,
@@ -408,18 +479,23 @@ def _balances_body(customer_id: str, cursor: str | None, **extra: Any) -> dict[s
 
 def credits_balance_flow(provider: MetronomeCreditsProvider, customer_id: str,
                          unit: str | None, at: datetime | None) -> bc.Flow[list[bc.Balance]]:
-    _now_only(provider.name, at)
+    """Now: Metronome's ``balance``. Another moment: ``covering_date`` and the ledgers."""
+    extra: dict[str, Any] = {"include_balance": True}
+    if at is not None:
+        extra = {"include_ledgers": True, "covering_date": tr.format_time(at)}
     items: list[Mapping[str, Any]] = []
     cursor: str | None = None
     while True:
         page = yield provider._http.call(
-            LIST_BALANCES, _balances_body(customer_id, cursor, include_balance=True),
+            LIST_BALANCES, _balances_body(customer_id, cursor, **extra),
             label="customerBalances/list")
         items += page["data"]
         next_page = page.get("next_page")
         if not next_page or next_page == cursor:
             break
         cursor = next_page
+    if at is not None:
+        return credits_balances_at(items, customer_id, provider.config, at, unit)
     return credits_balances(items, customer_id, provider.config, provider._now(), unit)
 
 

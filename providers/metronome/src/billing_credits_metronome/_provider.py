@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 
@@ -121,10 +121,10 @@ def _now() -> datetime:
 
 def _capabilities(*, scope: frozenset[bc.ScopeKind], max_segments: int | None,
                   operations: frozenset[bc.Operation], in_metadata: frozenset[str],
-                  notes: tuple[str, ...], updatable: frozenset[str] = frozenset()
-                  ) -> bc.Capabilities:
+                  notes: tuple[str, ...], updatable: frozenset[str] = frozenset(),
+                  balance_as_of: Literal["now", "any"] = "now") -> bc.Capabilities:
     return bc.Capabilities(
-        balance_as_of="now",
+        balance_as_of=balance_as_of,
         updatable_fields=updatable,
         currencies=frozenset({"USD"}),
         custom_units=True,
@@ -520,6 +520,7 @@ class MetronomeCreditsProvider(_MetronomeProvider):
         operations=bc.ALL_OPERATIONS - {"void", "consume"},
         in_metadata=frozenset({"paid_amount", "category", "category_label"}),
         updatable=ledger.CREDITS_UPDATABLE,
+        balance_as_of="any",
         notes=(
             "customer credits have no paid amount or category: they travel in custom fields "
             "bc_paid_*, bc_category, bc_category_label",
@@ -528,7 +529,7 @@ class MetronomeCreditsProvider(_MetronomeProvider):
             "balance: Metronome's usable-now balance (include_balance)",
             "void is not supported; archived credits are not listed",
             "get_balance and ledger: /v1/contracts/customerBalances/list (customer-level "
-            "credits, with ledgers), as of now only",
+            "credits, with ledgers); a balance at another moment is summed from the ledgers",
             "update: expires_at through updateEndDate, which can only shorten",
         ),
     )
