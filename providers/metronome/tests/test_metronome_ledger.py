@@ -345,3 +345,16 @@ def test_edit_body_sends_never_as_the_far_future_date() -> None:
     assert adjustments == []
     with pytest.raises(bc.NotRepresentableError, match="name"):
         plans_edit_body("g", bc.GrantUpdate(name=""), CONFIG, START)
+
+
+@pytest.mark.parametrize("name", ["metronome-plans", "metronome"])
+def test_a_vendor_repeating_its_cursor_cannot_loop_a_balance(name: str) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": [], "next_page": "again"})
+
+    transport = httpx.MockTransport(answer)
+    settings: dict[str, Any] = {"product_id": PRODUCT} if name == "metronome" else {}
+    with bc.get_provider(name, bearer_token=TOKEN, runtime=runtime(attempts=1),
+                         http_client=httpx.Client(transport=transport), **settings) as provider:
+        with pytest.raises(bc.InvalidResponseError, match="cursor"):
+            provider.get_balance(str(uuid.uuid4()))

@@ -305,3 +305,29 @@ def test_update_params_refuse_what_stripe_cannot_change() -> None:
     fields = {p.field for p in refused.value.problems}
     assert fields == {"name", "metadata"}
     assert update_params(bc.GrantUpdate(expires_at=None), None) == {"expires_at": ""}
+
+
+def test_a_vendor_repeating_its_cursor_cannot_loop_the_balance_or_ledger(clock: Clock) -> None:
+    """Stripe answering the same page again and again (has_more, the same last id) ends with
+    InvalidResponseError instead of looping inside one balance or filtered-ledger flow."""
+    grant_obj = {"id": "credgr_test_1", "object": "billing.credit_grant",
+                 "amount": {"monetary": {"currency": "usd", "value": 100}, "type": "monetary"},
+                 "applicability_config": {"scope": {"price_type": "metered"}},
+                 "category": "paid", "created": 1, "customer": CUSTOMER, "effective_at": 1,
+                 "expires_at": None, "livemode": False, "metadata": {}, "name": None,
+                 "priority": 50, "test_clock": None, "updated": 1, "voided_at": None}
+    old = _transaction("debit", "credits_applied", 5)
+    old["effective_at"] = 1
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        data = [grant_obj] if request.url.path.endswith("credit_grants") else [old]
+        return httpx.Response(200, json={"object": "list", "data": data, "has_more": True,
+                                         "url": request.url.path})
+
+    transport = httpx.MockTransport(answer)
+    with StripeProvider(API_KEY, http_client=httpx.Client(transport=transport), clock=clock,
+                        runtime=bc.Runtime(retry=bc.RetryPolicy(attempts=1))) as provider:
+        with pytest.raises(bc.InvalidResponseError, match="cursor"):
+            provider.get_balance(CUSTOMER)
+        with pytest.raises(bc.InvalidResponseError, match="cursor"):
+            list(provider.list_ledger(CUSTOMER, since=START))

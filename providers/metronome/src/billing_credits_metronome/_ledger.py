@@ -423,6 +423,19 @@ def credit_entries(item: Mapping[str, Any], customer_id: str, config: tr.Transla
 # -- flows -----------------------------------------------------------------------------------
 
 
+def _follow(provider: str, cursor: str | None, seen: set[str]) -> str | None:
+    """The next cursor of a paging loop inside one flow (None: done), refusing one seen
+    before: a vendor answering the same cursor again would otherwise loop for ever."""
+    if not cursor:
+        return None
+    if cursor in seen:
+        raise bc.InvalidResponseError(
+            f"the listing returned a cursor it had returned before ({cursor[:80]!r}); stopped "
+            "so as not to loop", provider=provider)
+    seen.add(cursor)
+    return cursor
+
+
 def _now_only(provider: str, at: datetime | None) -> None:
     if at is not None:
         raise bc.NotRepresentableError(provider, [bc.FieldProblem(
@@ -434,13 +447,13 @@ def plans_balance_flow(provider: MetronomePlansProvider, customer_id: str, unit:
     _now_only(provider.name, at)
     items: list[Mapping[str, Any]] = []
     cursor: str | None = None
+    seen: set[str] = set()
     while True:
         page = yield provider._customer_page(customer_id, cursor)
         items += page["data"]
-        next_page = page.get("next_page")
-        if not next_page or next_page == cursor:
+        cursor = _follow(provider.name, page.get("next_page"), seen)
+        if cursor is None:
             break
-        cursor = next_page
     return plans_balances(items, customer_id, provider.config, provider._now(), unit)
 
 
@@ -485,15 +498,15 @@ def credits_balance_flow(provider: MetronomeCreditsProvider, customer_id: str,
         extra = {"include_ledgers": True, "covering_date": tr.format_time(at)}
     items: list[Mapping[str, Any]] = []
     cursor: str | None = None
+    seen: set[str] = set()
     while True:
         page = yield provider._http.call(
             LIST_BALANCES, _balances_body(customer_id, cursor, **extra),
             label="customerBalances/list")
         items += page["data"]
-        next_page = page.get("next_page")
-        if not next_page or next_page == cursor:
+        cursor = _follow(provider.name, page.get("next_page"), seen)
+        if cursor is None:
             break
-        cursor = next_page
     if at is not None:
         return credits_balances_at(items, customer_id, provider.config, at, unit)
     return credits_balances(items, customer_id, provider.config, provider._now(), unit)

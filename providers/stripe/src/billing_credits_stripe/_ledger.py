@@ -307,6 +307,18 @@ def update_params(update: bc.GrantUpdate, existing_metadata: Mapping[str, str] |
 # -- flows (driven by StripeProvider) --------------------------------------------------------
 
 
+def _follow(cursor: str | None, seen: set[str]) -> str | None:
+    """The next cursor of a paging loop inside one flow, refusing one seen before (a vendor
+    answering the same cursor again would otherwise loop for ever)."""
+    if cursor is not None:
+        if cursor in seen:
+            raise bc.InvalidResponseError(
+                f"the listing returned a cursor it had returned before ({cursor[:80]!r}); "
+                "stopped so as not to loop", provider=tr.PROVIDER_NAME)
+        seen.add(cursor)
+    return cursor
+
+
 def _live(grants: Iterable[bc.CreditGrant]) -> list[bc.CreditGrant]:
     """Grants that can hold usable credit now, by Stripe's own fields (not voided, effective,
     not expired)."""
@@ -322,6 +334,7 @@ def balance_flow(provider: StripeProvider, customer_id: str, unit: str | None,
     grants_api = provider.client.v1.billing.credit_grants
     summaries_api = provider.client.v1.billing.credit_balance_summary
     cursor: str | None = None
+    seen: set[str] = set()
     grants: list[bc.CreditGrant] = []
     while True:
         list_params = tr.list_params(customer_id, limit=tr.MAX_PAGE_SIZE,
@@ -333,7 +346,7 @@ def balance_flow(provider: StripeProvider, customer_id: str, unit: str | None,
         grants += [tr.from_stripe(item.to_dict(), now=provider._clock()) for item in items]
         if not page.has_more or not items:
             break
-        cursor = str(items[-1]["id"])
+        cursor = _follow(str(items[-1]["id"]), seen)
     as_of = provider._clock()
     chosen = [g for g in _live(grants)
               if unit is None or (g.amount.currency or "").upper() == unit.upper()]
@@ -353,6 +366,7 @@ def ledger_flow(provider: StripeProvider, customer_id: str, grant_id: str | None
     """One page of entries: Stripe pages until one holds an entry at or after ``since`` (Stripe
     has no date filter), so filtered-out pages never look like a run of empty pages."""
     api = provider.client.v1.billing.credit_balance_transactions
+    seen: set[str] = set() if cursor is None else {cursor}
     while True:
         params = transaction_list_params(customer_id, grant_id, starting_after=cursor)
         page = yield provider._call(
@@ -365,7 +379,7 @@ def ledger_flow(provider: StripeProvider, customer_id: str, grant_id: str | None
         next_cursor = str(items[-1]["id"]) if page.has_more and items else None
         if entries or next_cursor is None:
             return bc.LedgerPage(entries, next_cursor)
-        cursor = next_cursor
+        cursor = _follow(next_cursor, seen)
 
 
 def update_flow(provider: StripeProvider, grant_id: str,
