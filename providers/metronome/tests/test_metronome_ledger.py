@@ -354,7 +354,7 @@ def test_a_vendor_repeating_its_cursor_cannot_loop_a_balance(name: str) -> None:
 
     transport = httpx.MockTransport(answer)
     settings: dict[str, Any] = {"product_id": PRODUCT} if name == "metronome" else {}
-    with bc.get_provider(name, bearer_token=TOKEN, runtime=runtime(attempts=1),
-                         http_client=httpx.Client(transport=transport), **settings) as provider:
-        with pytest.raises(bc.InvalidResponseError, match="cursor"):
-            provider.get_balance(str(uuid.uuid4()))
+    provider = bc.get_provider(name, bearer_token=TOKEN, runtime=runtime(attempts=1),
+                               http_client=httpx.Client(transport=transport), **settings)
+    with provider, pytest.raises(bc.InvalidResponseError, match="cursor"):
+        provider.get_balance(str(uuid.uuid4()))
