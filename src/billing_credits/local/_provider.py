@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import enum
 import json
 import os
@@ -15,7 +16,7 @@ from typing import Any
 
 import billing_credits as bc
 
-from ._store import GrantStore, Row, request_hash
+from ._store import EntryRow, GrantStore, Row, Transaction, request_hash, signed
 
 __all__ = ["LocalProvider", "default_database_path"]
 
@@ -45,9 +46,12 @@ class LocalProvider(bc.Provider):
 
     name = "local"
     capabilities = bc.Capabilities(
-        notes=("stores every neutral field exactly; no usage is recorded, so a grant's balance "
-               "is its unexpired amount",),
+        balance_as_of="any",
+        updatable_fields=frozenset({"expires_at", "name", "metadata"}),
+        notes=("stores every neutral field exactly; a working credits ledger: consume burns "
+               "credit down in the declared order, atomically and once per reference",),
     )
+    consumption_order = bc.LOCAL_ORDER
     settings = (
         bc.Setting("path", "SQLite database file (default: per-user data directory)",
                    env="BILLING_CREDITS_DB"),
@@ -67,6 +71,9 @@ class LocalProvider(bc.Provider):
 
     def identity(self) -> str:
         return f"local:{self.path.resolve()}"
+
+    def now(self) -> datetime:
+        return self._clock()
 
     def close(self) -> None:
         self._store.close()
@@ -97,6 +104,7 @@ class LocalProvider(bc.Provider):
             expires_at=_text(grant.expires_at),
             voided_at=None,
             created_at=_text(now) or "",
+            consumed_json=json.dumps(["0"] * len(grant.schedule or (None,))),
         )
         self._read(row)  # what is stored must read back: refuse it here, not on every list
         stored, created = yield bc.blocking(lambda: self._store.insert(row), label="insert")
@@ -128,7 +136,17 @@ class LocalProvider(bc.Provider):
         def void(row: Row) -> dict[str, Any] | None:
             return None if row.voided_at else {"voided_at": _text(now)}
 
-        row = yield bc.blocking(lambda: self._store.update(grant_id, void), label="void")
+        def entries(db: Any, before: Row, after: Row) -> None:
+            # What was left in windows not ended by now is voided; ended ones expired before.
+            grant = self._read(before)
+            left = bc.exact_sum(
+                amount - used for (segment, amount, used) in _windows(grant, before)
+                if segment.ends_before is None or segment.ends_before > now)
+            Transaction(self._store, db).add_entry(
+                after.customer_id, after.id, None, "voided", signed(left.copy_negate()),
+                after.unit, _text(now) or "", None, _text(now) or "")
+
+        row = yield bc.blocking(lambda: self._store.update(grant_id, void, entries), label="void")
         return self._read(self._found(row, grant_id))
 
     def _expire(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
@@ -146,13 +164,228 @@ class LocalProvider(bc.Provider):
                     "void it instead", provider=self.name)
             request = row.request
             request.update(_truncated(grant, now))
+            kept = len(request.get("schedule") or (None,))
             changed: dict[str, Any] = {
-                "expires_at": _text(now), "request_json": json.dumps(request, sort_keys=True)}
+                "expires_at": _text(now), "request_json": json.dumps(request, sort_keys=True),
+                "consumed_json": json.dumps([str(c) for c in _used(row, grant)[:kept]])}
             self._read(dataclasses.replace(row, **changed))  # validate before committing
             return changed
 
-        row = yield bc.blocking(lambda: self._store.update(grant_id, expire), label="expire")
+        def entries(db: Any, before: Row, after: Row) -> None:
+            # Windows still to come are dropped: what they held expires now, as a row.
+            kept = len(after.request.get("schedule") or (None,))
+            windows = _windows(self._read(before), before)[kept:]
+            dropped = bc.exact_sum(amount - used for (_, amount, used) in windows)
+            if dropped:
+                Transaction(self._store, db).add_entry(
+                    after.customer_id, after.id, None, "expired", signed(dropped.copy_negate()),
+                    after.unit, _text(now) or "", None, _text(now) or "")
+
+        row = yield bc.blocking(
+            lambda: self._store.update(grant_id, expire, entries), label="expire")
         return self._read(self._found(row, grant_id))
+
+    # -- balances, ledger, updates, consumption ------------------------------------------
+
+    def _balance(
+        self, customer_id: str, unit: str | None, at: datetime | None
+    ) -> bc.Flow[list[bc.Balance]]:
+        moment = at or self._clock()
+        rows, stored = yield bc.blocking(
+            lambda: self._store.customer_ledger(customer_id, None), label="balance")
+        used: dict[tuple[str, int], Decimal] = {}
+        with decimal.localcontext(bc.exact_context()):
+            for entry in stored:
+                if entry.kind == "consumed" and entry.grant_id and entry.segment is not None \
+                        and _moment(entry.at) <= moment:
+                    slot = (entry.grant_id, entry.segment)
+                    used[slot] = used.get(slot, Decimal(0)) - Decimal(entry.amount)
+        units: dict[str, bc.Money] = {}
+        parts: dict[str, list[bc.BalancePart]] = {}
+        for row in rows:
+            if row.voided_at is not None and _moment(row.voided_at) <= moment:
+                continue
+            grant = self._read(row)
+            key = grant.amount.unit_key
+            if unit is not None and key != unit:
+                continue
+            units.setdefault(key, grant.amount)
+            for index, segment in enumerate(grant.segments):
+                open_now = segment.starts_at <= moment and (
+                    segment.ends_before is None or moment < segment.ends_before)
+                if not open_now:
+                    continue
+                with decimal.localcontext(bc.exact_context()):
+                    usable = segment.amount - used.get((row.id, index), Decimal(0))
+                if usable > 0:
+                    parts.setdefault(key, []).append(bc.BalancePart(
+                        grant_id=row.id, usable=usable, expires_at=segment.ends_before,
+                        priority=grant.priority))
+        if unit is not None and unit not in units:
+            units[unit] = _unit_money(unit)
+        return [
+            bc.Balance(
+                customer_id=customer_id,
+                usable=money.with_amount(bc.exact_sum(p.usable for p in parts.get(key, ()))),
+                pending=money.with_amount(Decimal(0)),
+                parts=tuple(parts.get(key, ())),
+                as_of=moment,
+                source="local ledger: open windows less consumed entries (no pending invoices)",
+            )
+            for key, money in sorted(units.items())
+        ]
+
+    def _ledger_page(
+        self, customer_id: str, grant_id: str | None, since: datetime | None, cursor: str | None
+    ) -> bc.Flow[bc.LedgerPage]:
+        now = self._clock()
+        rows, stored = yield bc.blocking(
+            lambda: self._store.customer_ledger(customer_id, grant_id), label="ledger")
+        if grant_id is not None and not any(row.id == grant_id for row in rows):
+            raise bc.NotFoundError(f"no grant {grant_id!r} of customer {customer_id!r}",
+                                   provider=self.name, status=404)
+        grants = {row.id: (row, self._read(row)) for row in rows}
+        keyed: list[tuple[tuple[Any, ...], bc.LedgerEntry]] = []
+        for entry in stored:
+            money = grants[entry.grant_id][1].amount if entry.grant_id in grants else None
+            keyed.append((_entry_key(entry.at, entry.kind, entry.seq, entry.grant_id,
+                                     entry.segment), self._entry(entry, money)))
+        for row, grant in grants.values():
+            if grant_id is not None and row.id != grant_id:
+                continue
+            keyed += self._expiries(row, grant, now)
+        keyed.sort(key=lambda pair: pair[0])
+        after = tuple(json.loads(cursor)) if cursor else None
+        chosen = [
+            (key, entry) for key, entry in keyed
+            if (since is None or entry.at >= since) and (after is None or key > after)
+        ]
+        page = chosen[:DEFAULT_PAGE_SIZE]
+        more = len(chosen) > DEFAULT_PAGE_SIZE
+        return bc.LedgerPage([entry for _, entry in page],
+                             json.dumps(list(page[-1][0])) if more else None)
+
+    def _entry(self, entry: EntryRow, money: bc.Money | None) -> bc.LedgerEntry:
+        amount = (money or _unit_money(entry.unit)).with_amount(Decimal(entry.amount))
+        return bc.LedgerEntry(
+            customer_id=entry.customer_id, grant_id=entry.grant_id,
+            kind=bc.LedgerKind(entry.kind), amount=amount, at=_moment(entry.at),
+            reference=entry.reference, vendor_id=f"lle_{entry.seq}")
+
+    def _expiries(self, row: Row, grant: bc.CreditGrant,
+                  now: datetime) -> list[tuple[tuple[Any, ...], bc.LedgerEntry]]:
+        """Credit left in windows that ended (before any void): an expiry, read, not stored."""
+        ended_by = now if row.voided_at is None else min(now, _moment(row.voided_at))
+        found = []
+        for index, (segment, amount, used) in enumerate(_windows(grant, row)):
+            end = segment.ends_before
+            with decimal.localcontext(bc.exact_context()):
+                left = amount - used
+            if end is None or end > ended_by or left <= 0:
+                continue
+            key = _entry_key(_text(end) or "", "expired", 0, row.id, index)
+            found.append((key, bc.LedgerEntry(
+                customer_id=row.customer_id, grant_id=row.id, kind=bc.LedgerKind.EXPIRED,
+                amount=grant.amount.with_amount(left.copy_negate()), at=end,
+                vendor_id=f"lle_expiry_{row.id}_{index}")))
+        return found
+
+    def _update(self, grant_id: str, update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
+        changes = update.changes()
+
+        def work(tx: Transaction) -> Row | None:
+            row = tx.grant(grant_id)
+            if row is None:
+                return None
+            if row.voided_at is not None:
+                raise bc.ConflictError("a voided grant cannot be changed", provider=self.name)
+            request = row.request
+            columns: dict[str, Any] = {}
+            if "name" in changes:
+                request["name"] = changes["name"]
+            if "metadata" in changes:
+                request["metadata"] = changes["metadata"] or {}
+            if "expires_at" in changes:
+                columns["expires_at"] = _text(changes["expires_at"])
+                request.update(self._new_expiry(tx, row, changes["expires_at"]))
+            columns["request_json"] = json.dumps(request, sort_keys=True)
+            self._read(dataclasses.replace(row, **columns))  # validate before committing
+            tx.set_columns(grant_id, columns)
+            return tx.grant(grant_id)
+
+        row = yield bc.blocking(lambda: self._store.transaction(work), label="update")
+        return self._read(self._found(row, grant_id))
+
+    def _new_expiry(self, tx: Transaction, row: Row, expires_at: datetime | None) -> dict[str, Any]:
+        """The request fields for a new end of the grant's (last) window; refused when credit
+        was consumed from that window at or after the new end."""
+        grant = self._read(row)
+        last = len(grant.segments) - 1
+        if expires_at is not None:
+            late = [e for e in tx.grant_entries(row.id)
+                    if e.kind == "consumed" and e.segment == last and _moment(e.at) >= expires_at]
+            if late:
+                raise bc.ConflictError(
+                    f"credit of this window was consumed at {late[0].at}, at or after the new "
+                    f"expiry {expires_at.isoformat()}", provider=self.name)
+        if grant.schedule is None:
+            return {"expires_at": _text(expires_at)}
+        segments = [s.model_dump(mode="json") for s in grant.schedule]
+        segments[-1]["ends_before"] = _text(expires_at)
+        return {"expires_at": _text(expires_at), "schedule": segments}
+
+    def _consume(self, usage: bc.Usage) -> bc.Flow[list[bc.LedgerEntry]]:
+        now = self._clock()
+        if usage.at > now:
+            raise bc.BadRequestError(
+                f"usage at {usage.at.isoformat()} is in the future; record usage when it "
+                "happens", provider=self.name)
+        reference = usage.reference
+        if reference is None:
+            raise bc.InvalidGrantError([bc.FieldProblem("reference", "required")], model="Usage")
+        digest = request_hash({
+            "customer_id": usage.customer_id,
+            "amount": str(usage.amount.amount.normalize(bc.exact_context())),
+            "unit": usage.amount.unit_key, "product_id": usage.product_id,
+        })  # not ``at``: a retry without one takes a new "now", and is still the same usage
+        unit = usage.amount.unit_key
+
+        def work(tx: Transaction) -> tuple[list[Row], list[EntryRow]]:
+            found = tx.usage(reference)
+            if found is not None:
+                if found[1] != digest:
+                    raise bc.ConflictError(
+                        f"usage reference {reference!r} was applied before to other usage",
+                        provider=self.name, code="reference_reused")
+                return tx.customer_rows(found[0]), tx.entries_for(reference)
+            rows = [r for r in tx.customer_rows(usage.customer_id)
+                    if r.voided_at is None and r.unit == unit]
+            grants = [self._read(r) for r in rows]
+            already = {(row.id, i): used for row, grant in zip(rows, grants, strict=True)
+                       for i, used in enumerate(_used(row, grant))}
+            plan = bc.allocate(grants, [usage], bc.LOCAL_ORDER, already=already, until=usage.at)
+            if plan.uncovered:
+                short = plan.uncovered[0][1]
+                raise bc.ConflictError(
+                    f"insufficient credit: {short} of {usage.amount} is not covered by "
+                    f"{usage.customer_id}'s grants at {usage.at.isoformat()}; nothing consumed",
+                    provider=self.name, code="insufficient_credit")
+            recorded = _text(now) or ""
+            totals = {row.id: _used(row, grant) for row, grant in zip(rows, grants, strict=True)}
+            for draw in plan.draws:
+                with decimal.localcontext(bc.exact_context()):
+                    totals[draw.grant_id][draw.segment] += draw.amount
+                tx.add_entry(usage.customer_id, draw.grant_id, draw.segment, "consumed",
+                             signed(draw.amount.copy_negate()), unit, _text(usage.at) or "",
+                             reference, recorded)
+            for gid in {draw.grant_id for draw in plan.draws}:
+                tx.set_columns(gid, {"consumed_json": json.dumps([str(u) for u in totals[gid]])})
+            tx.add_usage(reference, usage.customer_id, digest, _text(usage.at) or "", recorded)
+            return rows, tx.entries_for(reference)
+
+        rows, entries = yield bc.blocking(lambda: self._store.transaction(work), label="consume")
+        money = {row.id: self._read(row).amount for row in rows}
+        return [self._entry(e, money.get(e.grant_id or "")) for e in entries]
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -171,10 +404,9 @@ class LocalProvider(bc.Provider):
         status = bc.GrantStatus.VOIDED if row.voided_at is not None else grant.status_at(now)
         remaining = Decimal(0)
         if status is not bc.GrantStatus.VOIDED:
-            remaining = sum(
-                (s.amount for s in grant.segments if s.ends_before is None or s.ends_before > now),
-                Decimal(0),
-            )
+            remaining = bc.exact_sum(
+                amount - used for (segment, amount, used) in _windows(grant, row)
+                if segment.ends_before is None or segment.ends_before > now)
         return bc.CreditGrant.model_validate({
             **grant.model_dump(),
             "id": row.id,
@@ -183,6 +415,40 @@ class LocalProvider(bc.Provider):
             "balance": grant.amount.with_amount(remaining),
             "created_at": row.created_at,
         })
+
+
+_RANK = {"granted": 0, "consumed": 1, "adjusted": 2, "expired": 3, "voided": 4}
+
+
+def _entry_key(at: str, kind: str, seq: int, grant_id: str | None,
+               segment: int | None) -> tuple[Any, ...]:
+    """Where an entry sorts in a ledger: by time, then granted before consumed before expired
+    before voided, then as written; the cursor of a page is its last entry's key."""
+    return (at, _RANK.get(kind, 9), seq, grant_id or "", -1 if segment is None else segment)
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _unit_money(unit: str) -> bc.Money:
+    """Zero in the unit named by a ``Money.unit_key``."""
+    if unit.startswith("unit:"):
+        return bc.Money(amount=Decimal(0), unit=bc.CreditUnit(id=unit.removeprefix("unit:")))
+    return bc.Money(amount=Decimal(0), currency=unit)
+
+
+def _used(row: Row, grant: bc.CreditGrant) -> list[Decimal]:
+    """What was consumed from each window of ``grant`` (stored ``row``), one per window."""
+    used = row.consumed
+    count = len(grant.schedule or (None,))
+    return (used + [Decimal(0)] * count)[:count]
+
+
+def _windows(grant: bc.CreditGrant, row: Row) -> list[tuple[bc.Segment, Decimal, Decimal]]:
+    """(window, amount, consumed) for each access window of a stored grant."""
+    return [(segment, segment.amount, used)
+            for segment, used in zip(grant.segments, _used(row, grant), strict=True)]
 
 
 def _canonical(grant: bc.CreditGrant) -> dict[str, Any]:

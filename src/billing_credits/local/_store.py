@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import billing_credits as bc
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -40,12 +41,43 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX grants_by_customer ON grants (customer_id, seq);
     """,
+    # 2: the credits ledger. Every movement of credit is a row (granted, consumed, voided, and
+    # expired when an expire drops windows still to come; credit left when a window ends is
+    # read as an expiry without a row). ``consumed_json`` holds, per access window of a
+    # grant, what has been consumed from it: the sum of its consumed rows, kept in the same
+    # transaction. ``usage`` holds each consumed reference once (UNIQUE): applying a
+    # reference again finds it.
+    2: """
+    ALTER TABLE grants ADD COLUMN consumed_json TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE ledger (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        customer_id TEXT NOT NULL,
+        grant_id    TEXT,
+        segment     INTEGER,
+        kind        TEXT NOT NULL,
+        amount      TEXT NOT NULL,
+        unit        TEXT NOT NULL,
+        at          TEXT NOT NULL,
+        reference   TEXT,
+        recorded_at TEXT NOT NULL
+    );
+    CREATE INDEX ledger_by_customer ON ledger (customer_id, at, seq);
+    CREATE INDEX ledger_by_grant ON ledger (grant_id, seq);
+    CREATE TABLE usage (
+        reference    TEXT PRIMARY KEY,
+        customer_id  TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        at           TEXT NOT NULL,
+        recorded_at  TEXT NOT NULL
+    );
+    """,
 }
 
 _COLUMNS = (
     "seq, id, customer_id, idempotency_key, key_supplied, request_hash, amount, unit, "
-    "request_json, effective_at, expires_at, voided_at, created_at"
+    "request_json, effective_at, expires_at, voided_at, created_at, consumed_json"
 )
+_ENTRY_COLUMNS = "seq, customer_id, grant_id, segment, kind, amount, unit, at, reference, recorded_at"
 
 
 @dataclass(frozen=True)
@@ -65,11 +97,33 @@ class Row:
     expires_at: str | None
     voided_at: str | None
     created_at: str
+    consumed_json: str = "[]"
 
     @property
     def request(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.request_json)
         return data
+
+    @property
+    def consumed(self) -> list[Decimal]:
+        """What has been consumed from each access window, exactly."""
+        return [Decimal(text) for text in json.loads(self.consumed_json)]
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    """One stored ledger row; ``amount`` is signed exact decimal text."""
+
+    seq: int
+    customer_id: str
+    grant_id: str | None
+    segment: int | None
+    kind: str
+    amount: str
+    unit: str
+    at: str
+    reference: str | None
+    recorded_at: str
 
 
 def request_hash(request: dict[str, Any]) -> str:
@@ -135,19 +189,24 @@ class GrantStore:
                 for statement in _MIGRATIONS[target].split(";"):
                     if statement.strip():
                         db.execute(statement)
+                if target in _BACKFILL:
+                    _BACKFILL[target](db)
                 db.execute(f"PRAGMA user_version = {target}")
 
     def _one(self, db: sqlite3.Connection, where: str, *args: Any) -> Row | None:
         found = db.execute(f"SELECT {_COLUMNS} FROM grants WHERE {where}", args).fetchone()  # noqa: S608
         return Row(*found) if found else None
 
-    def insert(self, row: Row) -> tuple[Row, bool]:
+    def insert(self, row: Row, granted_at: str | None = None) -> tuple[Row, bool]:
         """Insert ``row`` unless its idempotency key exists; return the stored row and
-        whether it is new."""
+        whether it is new. A new row gets its ``granted`` ledger entry in the same
+        transaction (at ``granted_at``, default its creation)."""
         with self._write() as db:
             existing = self._one(db, "idempotency_key = ?", row.idempotency_key)
             if existing is not None:
                 return existing, False
+            add_entry(db, row.customer_id, row.id, None, "granted", row.amount, row.unit,
+                      granted_at or row.created_at, None, row.created_at)
             values = [getattr(row, name.strip()) for name in _COLUMNS.split(",")][1:]
             db.execute(
                 f"INSERT INTO grants ({_COLUMNS.split(',', 1)[1]}) VALUES ({', '.join('?' * len(values))})",  # noqa: S608
@@ -172,18 +231,169 @@ class GrantStore:
         rows = [Row(*r) for r in found]
         return rows[:limit], len(rows) > limit
 
-    def update(self, grant_id: str, change: Callable[[Row], dict[str, Any] | None]) -> Row | None:
-        """Apply ``change`` (row → columns to set, or None for no change) atomically."""
+    def update(
+        self,
+        grant_id: str,
+        change: Callable[[Row], dict[str, Any] | None],
+        entries: Callable[[sqlite3.Connection, Row, Row], None] | None = None,
+    ) -> Row | None:
+        """Apply ``change`` (row → columns to set, or None for no change) atomically; then
+        ``entries(db, before, after)`` writes ledger rows in the same transaction."""
         with self._write() as db:
             row = self._one(db, "id = ?", grant_id)
             if row is None:
                 return None
             columns = change(row)
             if columns:
-                assignments = ", ".join(f"{name} = ?" for name in columns)
-                db.execute(
-                    f"UPDATE grants SET {assignments} WHERE id = ?",  # noqa: S608
-                    [*columns.values(), grant_id],
-                )
+                before = row
+                set_columns(db, grant_id, columns)
                 row = self._one(db, "id = ?", grant_id)
+                assert row is not None
+                if entries is not None:
+                    entries(db, before, row)
             return row
+
+    def transaction(self, work: Callable[[Transaction], T]) -> T:
+        """Run ``work`` in one write transaction (``BEGIN IMMEDIATE``: one writer at a time,
+        across processes); any exception rolls everything back."""
+        with self._write() as db:
+            return work(Transaction(self, db))
+
+    def customer_rows(self, customer_id: str) -> list[Row]:
+        with self._lock:
+            return _customer_rows(self._db, customer_id)
+
+    def customer_ledger(
+        self, customer_id: str, grant_id: str | None
+    ) -> tuple[list[Row], list[EntryRow]]:
+        """A customer's grants and ledger rows (of one grant), read in one snapshot."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                rows = _customer_rows(self._db, customer_id)
+                found = self._db.execute(
+                    f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE customer_id = ?1 "  # noqa: S608
+                    "AND (?2 IS NULL OR grant_id = ?2) ORDER BY seq",
+                    (customer_id, grant_id),
+                ).fetchall()
+            finally:
+                self._db.execute("COMMIT")
+        return rows, [EntryRow(*r) for r in found]
+
+    def entries(self, customer_id: str, grant_id: str | None) -> list[EntryRow]:
+        """The stored ledger rows of a customer (of one grant), in the order written."""
+        with self._lock:
+            found = self._db.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE customer_id = ?1 "  # noqa: S608
+                "AND (?2 IS NULL OR grant_id = ?2) ORDER BY seq",
+                (customer_id, grant_id),
+            ).fetchall()
+        return [EntryRow(*r) for r in found]
+
+
+T = TypeVar("T")
+
+
+class Transaction:
+    """What a write transaction may do (see ``GrantStore.transaction``)."""
+
+    def __init__(self, store: GrantStore, db: sqlite3.Connection) -> None:
+        self.store = store
+        self.db = db
+
+    def customer_rows(self, customer_id: str) -> list[Row]:
+        return _customer_rows(self.db, customer_id)
+
+    def grant(self, grant_id: str) -> Row | None:
+        return self.store._one(self.db, "id = ?", grant_id)
+
+    def set_columns(self, grant_id: str, columns: dict[str, Any]) -> None:
+        set_columns(self.db, grant_id, columns)
+
+    def add_entry(self, customer_id: str, grant_id: str | None, segment: int | None, kind: str,
+                  amount: str, unit: str, at: str, reference: str | None,
+                  recorded_at: str) -> None:
+        add_entry(self.db, customer_id, grant_id, segment, kind, amount, unit, at, reference,
+                  recorded_at)
+
+    def usage(self, reference: str) -> tuple[str, str] | None:
+        """(customer id, request hash) of the usage recorded under ``reference``."""
+        found = self.db.execute(
+            "SELECT customer_id, request_hash FROM usage WHERE reference = ?", (reference,)
+        ).fetchone()
+        return (found[0], found[1]) if found else None
+
+    def add_usage(self, reference: str, customer_id: str, digest: str, at: str,
+                  recorded_at: str) -> None:
+        self.db.execute(
+            "INSERT INTO usage (reference, customer_id, request_hash, at, recorded_at) "
+            "VALUES (?, ?, ?, ?, ?)", (reference, customer_id, digest, at, recorded_at))
+
+    def grant_entries(self, grant_id: str) -> list[EntryRow]:
+        found = self.db.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE grant_id = ? ORDER BY seq",  # noqa: S608
+            (grant_id,)).fetchall()
+        return [EntryRow(*r) for r in found]
+
+    def entries_for(self, reference: str) -> list[EntryRow]:
+        found = self.db.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE reference = ? "  # noqa: S608
+            "AND kind = 'consumed' ORDER BY seq", (reference,)).fetchall()
+        return [EntryRow(*r) for r in found]
+
+
+def _customer_rows(db: sqlite3.Connection, customer_id: str) -> list[Row]:
+    found = db.execute(
+        f"SELECT {_COLUMNS} FROM grants WHERE customer_id = ? ORDER BY seq",  # noqa: S608
+        (customer_id,)).fetchall()
+    return [Row(*r) for r in found]
+
+
+def set_columns(db: sqlite3.Connection, grant_id: str, columns: dict[str, Any]) -> None:
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    db.execute(
+        f"UPDATE grants SET {assignments} WHERE id = ?",  # noqa: S608
+        [*columns.values(), grant_id],
+    )
+
+
+def add_entry(db: sqlite3.Connection, customer_id: str, grant_id: str | None,
+              segment: int | None, kind: str, amount: str, unit: str, at: str,
+              reference: str | None, recorded_at: str) -> None:
+    db.execute(
+        "INSERT INTO ledger (customer_id, grant_id, segment, kind, amount, unit, at, reference, "
+        "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (customer_id, grant_id, segment, kind, amount, unit, at, reference, recorded_at))
+
+
+def signed(amount: Decimal) -> str:
+    """Exact decimal text of a ledger amount (never ``-0``)."""
+    return str(amount) if amount else "0"
+
+
+def _backfill_ledger(db: sqlite3.Connection) -> None:
+    """Version 2 on a database written by version 1: a ``granted`` entry for every grant and a
+    ``voided`` entry for every voided one (what was left in its windows not ended by then).
+    Version 1 recorded no usage, so nothing was consumed."""
+    from datetime import datetime
+
+    rows = [Row(*r) for r in db.execute(f"SELECT {_COLUMNS} FROM grants ORDER BY seq")]  # noqa: S608
+    for row in rows:
+        add_entry(db, row.customer_id, row.id, None, "granted", row.amount, row.unit,
+                  row.created_at, None, row.created_at)
+        request = row.request
+        segments = request.get("schedule") or [
+            {"amount": request["amount"]["amount"], "ends_before": request.get("expires_at")}]
+        consumed = json.dumps(["0"] * len(segments))
+        set_columns(db, row.id, {"consumed_json": consumed})
+        if row.voided_at is None:
+            continue
+        voided = datetime.fromisoformat(row.voided_at)
+        left = bc.exact_sum(
+            Decimal(str(s["amount"])) for s in segments
+            if s.get("ends_before") is None or datetime.fromisoformat(s["ends_before"]) > voided)
+        add_entry(db, row.customer_id, row.id, None, "voided", signed(left.copy_negate()), row.unit,
+                  row.voided_at, None, row.voided_at)
+
+
+_BACKFILL: dict[int, Callable[[sqlite3.Connection], None]] = {2: _backfill_ledger}

@@ -339,3 +339,182 @@ class ProviderConformance:
         created = provider.create_grant(self.sample_grant(provider))
         with self.no_io(provider), pytest.raises(bc.InvalidGrantError):
             provider.create_grant(created)
+
+    # -- balances, ledger, updates, consumption (issue 11) ------------------------------
+
+    ledger_reconciles: bool = True
+    """Whether the ledger of a grant sums to its balance (every movement is listed). Set False
+    (with the reason in a comment) for a vendor whose ledger leaves movements out."""
+
+    def _supports(self, provider: bc.Provider, operation: bc.Operation) -> None:
+        if not provider.supports(operation):
+            pytest.skip(f"{provider.name} does not offer {operation!r}")
+
+    def _balance_of(self, provider: bc.Provider, customer: str, unit: str) -> bc.Balance:
+        found = [b for b in provider.get_balance(customer) if b.unit_key == unit]
+        assert len(found) == 1, f"one balance per unit, not {found}"
+        assert found[0].customer_id == customer
+        return found[0]
+
+    def test_unsupported_ledger_operations_are_refused_before_any_request(
+        self, provider: bc.Provider
+    ) -> None:
+        declined = [op for op in ("balance", "ledger", "update", "consume")
+                    if not provider.supports(op)]
+        if not declined:
+            pytest.skip(f"{provider.name} offers every ledger operation")
+        calls: dict[str, Callable[[], object]] = {
+            "balance": lambda: provider.get_balance("c"),
+            "ledger": lambda: next(provider.list_ledger("c")),
+            "update": lambda: provider.update_grant("g", name="x"),
+            "consume": lambda: provider.consume(
+                "c", bc.Money(amount=Decimal(1), currency="USD"), reference="r"),
+        }
+        for operation in declined:
+            with self.no_io(provider), pytest.raises(bc.UnsupportedOperationError):
+                calls[operation]()
+
+    def test_balance_counts_a_new_grant(self, provider: bc.Provider) -> None:
+        self._supports(provider, "balance")
+        customer = self.customer_id()
+        grant = provider.create_grant(self.sample_grant(provider, customer_id=customer))
+        balance = self._balance_of(provider, customer, grant.amount.unit_key)
+        assert balance.usable.amount == grant.amount.amount
+        assert balance.pending.same_unit(balance.usable)
+        assert balance.source
+        if balance.parts:
+            assert grant.id in {p.grant_id for p in balance.parts}
+            assert bc.exact_sum(p.usable for p in balance.parts) == balance.usable.amount
+
+    def test_balance_as_of_is_checked_before_any_request(self, provider: bc.Provider) -> None:
+        self._supports(provider, "balance")
+        customer = self.customer_id()
+        past = datetime.now(UTC) - timedelta(days=1)
+        if provider.capabilities.balance_as_of == "any":
+            grant = provider.create_grant(self.sample_grant(provider, customer_id=customer))
+            later = [b for b in provider.get_balance(customer, at=self.start() + timedelta(
+                days=40)) if b.unit_key == grant.amount.unit_key]
+            assert all(b.usable.amount == 0 for b in later), "expired credit is not usable"
+        else:
+            with self.no_io(provider), pytest.raises(bc.NotRepresentableError) as refused:
+                provider.get_balance(customer, at=past)
+            assert refused.value.fields == ("at",)
+        with self.no_io(provider), pytest.raises(bc.InvalidGrantError):
+            provider.get_balance(customer, at=datetime(2030, 1, 1))
+
+    def test_ledger_belongs_to_the_customer_and_reconciles(self, provider: bc.Provider) -> None:
+        self._supports(provider, "ledger")
+        customer = self.customer_id()
+        grant = provider.create_grant(self.sample_grant(provider, customer_id=customer))
+        if provider.supports("consume"):
+            provider.consume(customer, grant.amount.with_amount(Decimal("2.50")),
+                             reference=f"conformance-{uuid.uuid4()}")
+        entries = list(provider.list_ledger(customer))
+        assert all(e.customer_id == customer for e in entries)
+        assert all(e.amount.same_unit(grant.amount) for e in entries)
+        mine = list(provider.list_ledger(customer, grant_id=grant.id))
+        assert all(e.grant_id == grant.id for e in mine)
+        if self.ledger_reconciles:
+            assert grant.id is not None
+            balance = provider.get_grant(grant.id).balance
+            assert balance is not None
+            assert bc.exact_sum(e.amount.amount for e in mine) == balance.amount
+        later = datetime.now(UTC) + timedelta(days=400)
+        assert list(provider.list_ledger(customer, since=later)) == []
+
+    def test_update_changes_each_updatable_field(self, provider: bc.Provider) -> None:
+        self._supports(provider, "update")
+        fields = provider.capabilities.updatable_fields
+        created = provider.create_grant(self.sample_grant(provider))
+        assert created.id is not None
+        if "expires_at" in fields:
+            new_end = self.start() + timedelta(days=60)
+            updated = provider.update_grant(created.id, expires_at=new_end)
+            assert updated.expires_at == new_end
+            assert provider.get_grant(created.id).expires_at == new_end
+        if "name" in fields:
+            assert provider.update_grant(created.id, name="Renamed").name == "Renamed"
+        if "metadata" in fields:
+            updated = provider.update_grant(created.id, metadata={"ticket": "T-1"})
+            assert updated.metadata.get("ticket") == "T-1"
+        assert provider.get_grant(created.id).amount.amount == created.amount.amount
+
+    def test_update_refuses_what_it_cannot_change_before_any_request(
+        self, provider: bc.Provider
+    ) -> None:
+        self._supports(provider, "update")
+        fixed = {"expires_at", "name", "metadata"} - provider.capabilities.updatable_fields
+        values: dict[str, object] = {"expires_at": self.start() + timedelta(days=9),
+                                     "name": "x", "metadata": {"k": "v"}}
+        for field in sorted(fixed):
+            with self.no_io(provider), pytest.raises(bc.NotRepresentableError) as refused:
+                provider.update_grant(self.missing_id(), **{field: values[field]})  # type: ignore[arg-type]
+            assert refused.value.fields == (field,)
+        with self.no_io(provider), pytest.raises(bc.InvalidGrantError):
+            provider.update_grant(self.missing_id())
+
+    def test_consume_burns_down_in_the_declared_order(self, provider: bc.Provider) -> None:
+        self._supports(provider, "consume")
+        order = provider.consumption_order
+        assert order is not None, "a provider that consumes declares its consumption order"
+        customer = self.customer_id()
+        domain = provider.capabilities.priority
+        low, high = (domain.nearest(Decimal(1)), domain.nearest(Decimal(90)))
+        first = provider.create_grant(self.sample_grant(provider, customer_id=customer,
+                                                        priority=low))
+        second = provider.create_grant(self.sample_grant(provider, customer_id=customer,
+                                                         priority=high))
+        amount = first.amount.with_amount(Decimal("12.50"))
+        reference = f"conformance-{uuid.uuid4()}"
+        expected = bc.allocate(
+            [first, second],
+            [bc.Usage(customer_id=customer, amount=amount, at=datetime.now(UTC),
+                      reference=reference)], order)
+        entries = provider.consume(customer, amount, reference=reference)
+        assert all(e.kind is bc.LedgerKind.CONSUMED and e.reference == reference
+                   for e in entries)
+        assert bc.exact_sum(e.amount.amount for e in entries) == -amount.amount
+        drawn = {e.grant_id: e.amount.amount for e in entries}
+        assert drawn == {d.grant_id: -d.amount for d in expected.draws}
+        again = provider.consume(customer, amount, reference=reference)
+        assert [e.amount for e in again] == [e.amount for e in entries], "applied once"
+        if provider.supports("balance"):
+            balance = self._balance_of(provider, customer, amount.unit_key)
+            assert balance.usable.amount == Decimal("7.50")
+
+    def test_consume_never_goes_below_zero(self, provider: bc.Provider) -> None:
+        self._supports(provider, "consume")
+        customer = self.customer_id()
+        grant = provider.create_grant(self.sample_grant(provider, customer_id=customer))
+        with pytest.raises(bc.ConflictError):
+            provider.consume(customer, grant.amount.with_amount(Decimal("10.01")),
+                             reference=f"conformance-{uuid.uuid4()}")
+        assert grant.id is not None
+        balance = provider.get_grant(grant.id).balance
+        assert balance is not None
+        assert balance.amount == grant.amount.amount
+
+    def test_ledger_async_twins(self, provider: bc.Provider) -> None:
+        customer = self.customer_id()
+
+        async def run() -> None:
+            created = await provider.acreate_grant(
+                self.sample_grant(provider, customer_id=customer))
+            assert created.id is not None
+            if provider.supports("consume"):
+                entries = await provider.aconsume(
+                    customer, created.amount.with_amount(Decimal(1)), reference=str(uuid.uuid4()))
+                assert bc.exact_sum(e.amount.amount for e in entries) == -1
+            if provider.supports("balance"):
+                balances = await provider.aget_balance(customer, unit=created.amount.unit_key)
+                assert [b.unit_key for b in balances] == [created.amount.unit_key]
+            if provider.supports("ledger"):
+                listed = [e async for e in provider.alist_ledger(customer)]
+                assert all(e.customer_id == customer for e in listed)
+            if provider.supports("update") and "name" in provider.capabilities.updatable_fields:
+                updated = await provider.aupdate_grant(created.id, name="Async")
+                assert updated.name == "Async"
+
+        if not any(provider.supports(op) for op in ("balance", "ledger", "update", "consume")):
+            pytest.skip(f"{provider.name} offers no ledger operation")
+        asyncio.run(run())
