@@ -23,7 +23,7 @@ from billing_credits_metronome._ledger import (
 )
 from billing_credits_metronome._translate import TranslationConfig
 from billing_credits_metronome.testing import MetronomeFake
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from metronome_helpers import PRODUCT, TOKEN, make_fake, runtime
 from metronome_sdk_checks import Recorder, check_exchange
@@ -358,3 +358,52 @@ def test_a_vendor_repeating_its_cursor_cannot_loop_a_balance(name: str) -> None:
                                http_client=httpx.Client(transport=transport), **settings)
     with provider, pytest.raises(bc.InvalidResponseError, match="cursor"):
         provider.get_balance(str(uuid.uuid4()))
+
+
+ENDS = [datetime(2026, 6, 20, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC),
+        datetime(2026, 8, 1, tzinfo=UTC)]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(["metronome-plans", "metronome"]),
+       grants=st.lists(st.tuples(st.sampled_from(["0", "1", "2"]),
+                                 st.integers(min_value=1, max_value=5000),
+                                 st.sampled_from([(), (P1,), (P1, P2)]),
+                                 st.sampled_from(ENDS)), min_size=1, max_size=6),
+       usage=st.lists(st.tuples(st.integers(min_value=1, max_value=4000),
+                                st.sampled_from([None, P1, P2])), min_size=1, max_size=5))
+def test_the_fake_burns_in_the_declared_order(
+    name: str, grants: list[tuple[str, int, tuple[str, ...], datetime]],
+    usage: list[tuple[int, str | None]],
+) -> None:
+    """Whatever the grants and usage, the fake draws exactly what the provider's declared
+    consumption order gives the engine (ties by grant id on both sides), and the balance
+    agrees with it to the cent."""
+    clock = Clock()
+    fake = make_fake(clock=clock)
+    recorder = Recorder(fake)
+    settings_: dict[str, Any] = _settings(recorder, clock)
+    provider: bc.Provider = (MetronomePlansProvider(**settings_) if name == "metronome-plans"
+                             else MetronomeCreditsProvider(product_id=PRODUCT, **settings_))
+    customer = str(uuid.uuid4())
+    with provider:
+        created = [provider.create_grant(grant(customer, str(Decimal(cents).scaleb(-2)),
+                                               priority, ends=end, products=products))
+                   for priority, cents, products, end in grants]
+        consume = fake.consume_grants if name == "metronome-plans" else fake.consume_credits
+        for n, (cents, product) in enumerate(usage):
+            consume(customer, cents, product_id=product, invoice_id=f"inv-{n}")
+        order = provider.consumption_order
+        assert order is not None
+        expected = bc.allocate(created, [
+            bc.Usage(customer_id=customer, amount=usd(str(Decimal(c).scaleb(-2))), at=clock.now,
+                     product_id=product, reference=f"inv-{n}")
+            for n, (c, product) in enumerate(usage)], order)
+        drawn: dict[str, Decimal] = {}
+        for entry in provider.list_ledger(customer):
+            if entry.kind is bc.LedgerKind.CONSUMED:
+                key = entry.grant_id or ""
+                drawn[key] = drawn.get(key, Decimal(0)) - entry.amount.amount
+        assert drawn == {k: v for k, v in expected.consumed().items() if v}
+        [balance] = provider.get_balance(customer)
+        assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining

@@ -14,7 +14,7 @@ import stripe
 from billing_credits_stripe import StripeProvider
 from billing_credits_stripe._ledger import STRIPE_ORDER, entry_from_transaction, update_params
 from billing_credits_stripe.testing import StripeFake, undeclared_params
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import billing_credits as bc
@@ -331,3 +331,40 @@ def test_a_vendor_repeating_its_cursor_cannot_loop_the_balance_or_ledger(clock: 
             provider.get_balance(CUSTOMER)
         with pytest.raises(bc.InvalidResponseError, match="cursor"):
             list(provider.list_ledger(CUSTOMER, since=START))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(grants=st.lists(st.tuples(st.sampled_from([None, 0, 10, 50, 100]),
+                                 st.integers(min_value=1, max_value=5000)),
+                       min_size=1, max_size=6),
+       usage=st.lists(st.integers(min_value=1, max_value=4000), min_size=1, max_size=5))
+def test_the_fake_burns_in_the_declared_order(grants: list[tuple[int | None, int]],
+                                              usage: list[int]) -> None:
+    """Whatever the grants and usage, StripeFake.consume draws exactly what the declared
+    STRIPE_ORDER gives the engine (ties by grant id on both sides), and the balance and the
+    transactions agree with it to the cent."""
+    clock = Clock()
+    fake = StripeFake(clock=clock.seconds, seed=3)
+    transport = fake.transport()
+    with StripeProvider(API_KEY, http_client=httpx.Client(transport=transport), clock=clock,
+                        runtime=bc.Runtime(retry=bc.RetryPolicy(attempts=1))) as provider:
+        created = [provider.create_grant(bc.CreditGrant(
+            customer_id=CUSTOMER, amount=usd(str(Decimal(cents).scaleb(-2))),
+            priority=None if priority is None else Decimal(priority), effective_at=START,
+            expires_at=START + timedelta(days=30))) for priority, cents in grants]
+        for n, cents in enumerate(usage):
+            fake.consume(CUSTOMER, cents, invoice=f"in_{n}")
+        expected = bc.allocate(created, [
+            bc.Usage(customer_id=CUSTOMER, amount=usd(str(Decimal(c).scaleb(-2))), at=clock.now,
+                     reference=f"in_{n}") for n, c in enumerate(usage)], STRIPE_ORDER)
+        consumed = expected.consumed()
+        entries = list(provider.list_ledger(CUSTOMER))
+        drawn: dict[str, Decimal] = {}
+        for entry in entries:
+            if entry.kind is bc.LedgerKind.CONSUMED:
+                drawn[entry.grant_id or ""] = drawn.get(entry.grant_id or "", Decimal(0)) \
+                    - entry.amount.amount
+        assert drawn == {k: v for k, v in consumed.items() if v}
+        [balance] = provider.get_balance(CUSTOMER)
+        assert balance.usable.amount == bc.exact_sum(expected.remaining.values())
+        assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining
