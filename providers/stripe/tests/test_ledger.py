@@ -368,3 +368,30 @@ def test_the_fake_burns_in_the_declared_order(grants: list[tuple[int | None, int
         [balance] = provider.get_balance(CUSTOMER)
         assert balance.usable.amount == bc.exact_sum(expected.remaining.values())
         assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining
+
+
+def test_pending_is_what_the_ledger_balance_holds_beyond_the_available() -> None:
+    """Stripe does not document available vs ledger balance: usable is the smaller, pending
+    the difference (read as credit held by draft invoices), exact in minor units."""
+    from billing_credits_stripe._ledger import balances_from_summaries
+
+    def summary(available: int, ledger: int) -> dict[str, Any]:
+        def money(value: int) -> dict[str, Any]:
+            return {"monetary": {"currency": "jpy", "value": value}, "type": "monetary"}
+        return {"object": "billing.credit_balance_summary", "customer": CUSTOMER,
+                "livemode": False, "balances": [{"available_balance": money(available),
+                                                 "ledger_balance": money(ledger)}]}
+
+    yen = [bc.CreditGrant(customer_id=CUSTOMER, amount=bc.Money(amount=Decimal(900),
+                                                                currency="JPY"), id=f"credgr_{n}")
+           for n in range(2)]
+    [balance] = balances_from_summaries(
+        CUSTOMER, [(yen[0], summary(300, 500)), (yen[1], summary(700, 600))], START)
+    assert balance.usable == bc.Money(amount=Decimal(900), currency="JPY")
+    assert balance.pending == bc.Money(amount=Decimal(200), currency="JPY")
+    assert [(p.usable, p.pending) for p in balance.parts] == [(300, 200), (600, 0)]
+    assert "ledger_balance - available_balance" in balance.source
+    bad = summary(1, 1)
+    bad["balances"][0]["ledger_balance"]["monetary"]["value"] = 1.5
+    with pytest.raises(bc.InvalidResponseError):
+        balances_from_summaries(CUSTOMER, [(yen[0], bad)], START)
