@@ -99,6 +99,11 @@ class PlanHeader(_Record):
     amount_mode: AmountMode
     priority_policy: PriorityPolicy
     strict: bool
+    remaining_source: str | None = None
+    """Where the remaining amounts came from (``Provider.remaining_source``), in remaining mode."""
+    source_balances: dict[str, dict[str, str]] | None = None
+    """Per target customer and unit, the usable balance on the source when planning (where the
+    source reports balances): ``verify`` compares the target's with it."""
 
 
 @dataclass
@@ -266,7 +271,9 @@ def plan_migration(
                         amount_mode=amount_mode, priority_policy=priority_policy, strict=strict)
     plan = MigrationPlan(header)
     drafts: list[_Draft] = []
+    seen: dict[str, None] = {}
     for grant in _source_grants(source, customers):
+        seen[grant.customer_id] = None
         try:
             skipped = _decide(grant, source.name, target, amount_mode, customer_map, scope_map,
                               provenance, now, drafts)
@@ -278,7 +285,28 @@ def plan_migration(
         drafts = _preserve_order(drafts, target)
     for draft in drafts:
         plan.items.append(_finish(draft, target))
+    if amount_mode == "remaining":
+        balances = _source_balances(source, seen, customer_map)
+        plan.header = header.model_copy(update={
+            "remaining_source": f"{source.name}: {source.remaining_source}",
+            "source_balances": balances})
     return plan
+
+
+def _source_balances(source: Provider, customers: Iterable[str],
+                     customer_map: CustomerMap | None) -> dict[str, dict[str, str]] | None:
+    """Usable balances on the source, per target customer and unit (None: not reported)."""
+    if not source.supports("balance"):
+        return None
+    found: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
+    for customer in customers:
+        target_customer = _customer(customer_map, customer)
+        if not target_customer:
+            continue
+        for balance in source.get_balance(customer):
+            found[target_customer][balance.unit_key].append(balance.usable.amount)
+    return {customer: {unit: str(exact_sum(values)) for unit, values in sorted(units.items())}
+            for customer, units in sorted(found.items())}
 
 
 def _source_grants(source: Provider, customers: Iterable[str] | None) -> Iterator[CreditGrant]:
@@ -631,6 +659,9 @@ class VerifyReport:
     duplicated: list[str] = field(default_factory=list)
     different: list[tuple[str, str, str, str]] = field(default_factory=list)
     totals: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    balances: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    """Per customer and unit: the usable balance on the source when planning, and on the
+    target now (where both providers report balances)."""
 
     @property
     def ok(self) -> bool:
@@ -679,5 +710,22 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
             if Decimal(numbers["planned"]) != got_total:
                 report.different.append((customer, f"total {unit}", numbers["planned"],
                                          str(got_total)))
+    _compare_balances(plan, target, report)
     return report
+
+
+def _compare_balances(plan: MigrationPlan, target: Provider, report: VerifyReport) -> None:
+    """The usable balance per customer and unit: on the source before, on the target now."""
+    before = plan.header.source_balances
+    if before is None or not target.supports("balance"):
+        return
+    for customer, units in sorted(before.items()):
+        after = {b.unit_key: b.usable.amount for b in target.get_balance(customer)}
+        for unit in sorted(set(units) | set(after)):
+            was = Decimal(units.get(unit, "0"))
+            now = after.get(unit, Decimal(0))
+            report.balances.setdefault(customer, {})[unit] = {
+                "source_before": str(was), "target_after": str(now)}
+            if was != now:
+                report.different.append((customer, f"usable balance {unit}", str(was), str(now)))
 

@@ -133,6 +133,9 @@ class Provider(abc.ABC):
     from its settings (``self.capabilities = dataclasses.replace(type(self).capabilities, …)``),
     and every check uses the instance's."""
     settings: ClassVar[tuple[Setting, ...]] = ()
+    remaining_source: ClassVar[str] = "each grant's balance as listed"
+    """Where ``CreditGrant.balance`` (what is left of a grant) comes from on this provider: the
+    vendor field or endpoint it documents as authoritative. Migration plans record it."""
     consumption_order: ClassVar[ConsumptionOrder | None] = None
     """The order in which this provider's vendor consumes a customer's grants, as cited data
     (``billing_credits.ConsumptionOrder``); None where it is not declared."""

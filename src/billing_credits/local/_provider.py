@@ -52,6 +52,7 @@ class LocalProvider(bc.Provider):
                "credit down in the declared order, atomically and once per reference",),
     )
     consumption_order = bc.LOCAL_ORDER
+    remaining_source = "local ledger: open and future windows less consumed entries"
     settings = (
         bc.Setting("path", "SQLite database file (default: per-user data directory)",
                    env="BILLING_CREDITS_DB"),
@@ -321,6 +322,10 @@ class LocalProvider(bc.Provider):
         was consumed from that window at or after the new end."""
         grant = self._read(row)
         last = len(grant.segments) - 1
+        if expires_at is not None and expires_at <= grant.segments[last].starts_at:
+            raise bc.InvalidGrantError([bc.FieldProblem(
+                "expires_at", "must be after the start of the grant's (last) window")],
+                model="GrantUpdate")
         if expires_at is not None:
             late = [e for e in tx.grant_entries(row.id)
                     if e.kind == "consumed" and e.segment == last and _moment(e.at) >= expires_at]
