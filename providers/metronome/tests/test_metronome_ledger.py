@@ -302,6 +302,8 @@ def test_the_declared_orders_cite_metronome() -> None:
     assert all("metronome" in r.cites for r in (*PLANS_ORDER.rules, *CREDITS_ORDER.rules))
     assert not PLANS_ORDER.documented_tie_break
     assert not CREDITS_ORDER.documented_tie_break
+    assert "listGrants" in MetronomePlansProvider.remaining_source
+    assert "customerCredits/list" in MetronomeCreditsProvider.remaining_source
 
 
 # -- pure translation --------------------------------------------------------------------------

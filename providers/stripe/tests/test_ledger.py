@@ -258,6 +258,7 @@ def test_the_declared_order_cites_stripe() -> None:
     assert rule.direction == "asc"
     assert "docs.stripe.com" in rule.cites
     assert STRIPE_ORDER.documented_tie_break is False
+    assert "credit_balance_summary" in StripeProvider.remaining_source
 
 
 # -- pure translation ------------------------------------------------------------------------

@@ -352,6 +352,8 @@ class MetronomePlansProvider(_MetronomeProvider):
         ),
     )
     consumption_order = ledger.PLANS_ORDER
+    remaining_source = ("listGrants balance: the smaller of excluding_pending and "
+                        "including_pending (as of the end of the current billing period)")
     settings = (
         *_COMMON_SETTINGS,
         bc.Setting("invoice_paid_amount", "send a positive paid_amount to Metronome, which "
@@ -534,6 +536,8 @@ class MetronomeCreditsProvider(_MetronomeProvider):
         ),
     )
     consumption_order = ledger.CREDITS_ORDER
+    remaining_source = ("customerCredits/list include_balance: balance (usable now) plus the "
+                        "amounts of segments not started yet")
     settings = (
         *_COMMON_SETTINGS,
         bc.Setting("product_id", "Metronome product the credit itself is booked under "

@@ -251,6 +251,9 @@ class StripeProvider(bc.Provider):
         ),
     )
     consumption_order = ledger.STRIPE_ORDER
+    remaining_source = ("credit_balance_summary per grant (filter[type]=credit_grant): the "
+                        "smaller of available_balance and ledger_balance; read with "
+                        "include_balance=true")
     settings = (
         bc.Setting("api_key", "Stripe secret or restricted key", env="STRIPE_API_KEY",
                    secret=True),
