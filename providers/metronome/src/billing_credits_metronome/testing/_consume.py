@@ -12,6 +12,10 @@ Metronome's ``listGrants`` example) and an entry of ``POST /v1/credits/listEntri
 ``amount`` "the change to the customer's credit balance" (negative for a deduction or an
 expiration) and ``running_balance`` for the credit type; ``starting_balance`` and
 ``ending_balance``; ``pending_entries``; entries of voided grants left out).
+``CreditGrantListEntriesParams``: ``starting_on`` inclusive, ``ending_before`` "must not be in
+the future" (400) and defaults to the start of the next billing period, ``sort`` ``asc``
+(default) or ``desc``, cursor ``next_page`` in the query and no ``limit``; the fake answers in
+one page.
 
 Contract customer credits: ``consume_credits`` applies Metronome's prioritisation rules
 (https://docs.metronome.com/pricing-packaging/apply-credits-commits/prioritization-rules):

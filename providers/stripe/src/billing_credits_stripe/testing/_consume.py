@@ -15,8 +15,11 @@ or ``debit`` (``credits_applied`` with ``invoice`` and ``invoice_line_item``,
 ``credits_expired``, ``credits_voided``), amounts as ``{"type": "monetary", "monetary":
 {"currency", "value"}}`` with a positive ``value``. The list (``GET
 /v1/billing/credit_balance_transactions``) is newest first, ``limit`` 1-100 (default 10),
-``starting_after``/``ending_before``, and needs ``customer`` or ``customer_account``
-(``CreditBalanceTransactionListParams``).
+``starting_after``/``ending_before`` (``CreditBalanceTransactionListParams``), and the fake
+requires ``customer`` or ``customer_account``: the SDK marks both optional, the API reference's
+example (https://docs.stripe.com/api/billing/credit-balance-transaction/list) always names the
+customer, and what Stripe answers without one is not documented in the sources read. The
+shapes match that page's example response.
 
 Which transactions exist is derived from the grants' state when asked: ``credits_granted``
 once a grant is effective, one ``credits_applied`` per draw, ``credits_voided`` (what was left
