@@ -409,3 +409,20 @@ def test_the_fake_burns_in_the_declared_order(
         assert drawn == {k: v for k, v in expected.consumed().items() if v}
         [balance] = provider.get_balance(customer)
         assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining
+
+
+def test_the_fake_refuses_like_metronome(fake: MetronomeFake, clock: Clock) -> None:
+    def post(path: str, body: dict[str, Any], **query: str) -> httpx.Response:
+        with httpx.Client(transport=FakeTransport(fake)) as client:
+            return client.post(f"https://api.metronome.com{path}", json=body, params=query,
+                               headers={"Authorization": f"Bearer {TOKEN}"})
+
+    future = {"customer_ids": [str(uuid.uuid4())], "ending_before": "2030-01-01T00:00:00Z"}
+    assert post("/v1/credits/listEntries", future).status_code == 400
+    assert post("/v1/credits/listEntries", {}, sort="sideways").status_code == 400
+    assert post("/v1/credits/listEntries", {}, limit="5").status_code == 400, "no limit here"
+    assert post("/v1/contracts/customerBalances/list", {}).status_code == 400
+    assert post("/v1/contracts/customerBalances/list",
+                {"customer_id": str(uuid.uuid4()), "limit": 26}).status_code == 400
+    ok = post("/v1/contracts/customerBalances/list", {"customer_id": str(uuid.uuid4())})
+    assert ok.json() == {"data": [], "next_page": None}

@@ -396,3 +396,16 @@ def test_pending_is_what_the_ledger_balance_holds_beyond_the_available() -> None
     bad["balances"][0]["ledger_balance"]["monetary"]["value"] = 1.5
     with pytest.raises(bc.InvalidResponseError):
         balances_from_summaries(CUSTOMER, [(yen[0], bad)], START)
+
+
+def test_the_fake_refuses_like_stripe(fake: StripeFake, provider: StripeProvider) -> None:
+    api = provider.client.v1.billing.credit_balance_transactions
+    with pytest.raises(stripe.InvalidRequestError, match="customer"):
+        api.list({})
+    with pytest.raises(stripe.InvalidRequestError, match="less than or equal to 100"):
+        api.list({"customer": CUSTOMER, "limit": 101})
+    with pytest.raises(stripe.InvalidRequestError, match="No such credit balance transaction"):
+        api.retrieve("cbtxn_missing")
+    with pytest.raises(stripe.InvalidRequestError, match="No such credit grant"):
+        api.list({"customer": CUSTOMER, "credit_grant": "credgr_missing"})
+    assert api.list({"customer": "cus_nobody"}).data == []
