@@ -426,3 +426,16 @@ def test_the_fake_refuses_like_metronome(fake: MetronomeFake, clock: Clock) -> N
                 {"customer_id": str(uuid.uuid4()), "limit": 26}).status_code == 400
     ok = post("/v1/contracts/customerBalances/list", {"customer_id": str(uuid.uuid4())})
     assert ok.json() == {"data": [], "next_page": None}
+
+
+@pytest.mark.parametrize("answer", [
+    {"data": "nope", "next_page": None},
+    {"data": [{"customer_id": "c", "ledgers": [{"credit_type": USD, "entries": [7]}]}]},
+    {"data": [{"customer_id": "c", "ledgers": 3}]},
+])
+def test_a_malformed_ledger_is_an_invalid_response(answer: dict[str, Any]) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    provider = bc.get_provider("metronome-plans", bearer_token=TOKEN, runtime=runtime(attempts=1),
+                               http_client=httpx.Client(transport=transport))
+    with provider, pytest.raises(bc.InvalidResponseError):
+        list(provider.list_ledger("c"))

@@ -119,6 +119,20 @@ CREDITS_ORDER = bc.ConsumptionOrder(
 """Metronome customer credits: Metronome's published prioritisation rules, in its order."""
 
 
+_READ_ERRORS = (KeyError, TypeError, ValueError, ArithmeticError, AttributeError)
+"""What reading a hostile or malformed vendor payload may raise; each becomes
+``InvalidResponseError`` naming the item."""
+
+
+def _data(page: Any, what: str, provider: str) -> list[Mapping[str, Any]]:
+    """A page's ``data``: a list of objects, or ``InvalidResponseError``."""
+    data = page.get("data") if isinstance(page, Mapping) else None
+    if not isinstance(data, list) or not all(isinstance(item, Mapping) for item in data):
+        raise bc.InvalidResponseError(f"{what}: the answer has no list of objects in 'data'",
+                                      provider=provider, body=bc.excerpt(str(page)))
+    return data
+
+
 def _money(amount: Any, credit_type: Mapping[str, Any] | None,
            config: tr.TranslationConfig) -> bc.Money:
     return tr.money_from_vendor(amount, credit_type, config)
@@ -153,7 +167,7 @@ def plans_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
                                   for e in item.get("pending_deductions") or ()), Decimal(0)),
                              credit_type, config).amount
             priority = tr.to_decimal(item["priority"]) if item.get("priority") is not None else None
-        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+        except _READ_ERRORS as error:
             raise _problem(f"listGrants item {item.get('id')!r}", item, error,
                            config.provider) from None
         if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
@@ -221,14 +235,18 @@ def plans_entries(data: Sequence[Mapping[str, Any]], customer_id: str,
     for customer in data:
         if customer.get("customer_id") != customer_id:
             continue
-        for ledger in customer.get("ledgers") or ():
-            credit_type = ledger.get("credit_type")
-            for entry in ledger.get("entries") or ():
-                if grant_id is not None and entry.get("credit_grant_id") != grant_id:
-                    continue
+        try:
+            ledgers = [(ledger.get("credit_type"), list(ledger.get("entries") or ()))
+                       for ledger in customer.get("ledgers") or ()]
+        except _READ_ERRORS as error:
+            raise _problem("listEntries ledgers", customer, error, config.provider) from None
+        for credit_type, entries in ledgers:
+            for entry in entries:
                 try:
+                    if grant_id is not None and entry.get("credit_grant_id") != grant_id:
+                        continue
                     read = plans_entry(entry, customer_id, credit_type, config)
-                except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+                except _READ_ERRORS as error:
                     raise _problem("listEntries entry", entry, error, config.provider) from None
                 if since is None or read.at >= since:
                     out.append(read)
@@ -284,7 +302,7 @@ def credits_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
             usable = _money(item.get("balance") or 0, credit_type, config)
             ends = [tr.parse_time(s["ending_before"]) for s in schedule.get("schedule_items") or ()]
             priority = tr.to_decimal(item["priority"]) if item.get("priority") is not None else None
-        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+        except _READ_ERRORS as error:
             raise _problem(f"customerBalances item {item.get('id')!r}", item, error,
                            config.provider) from None
         if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
@@ -353,7 +371,7 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
             usable = _money(max(total, Decimal(0)), credit_type, config)
             ends = [tr.parse_time(s["ending_before"]) for s in open_segments.values()]
             priority = tr.to_decimal(item["priority"]) if item.get("priority") is not None else None
-        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+        except _READ_ERRORS as error:
             raise _problem(f"customerBalances item {item.get('id')!r}", item, error,
                            config.provider) from None
         if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
@@ -393,10 +411,14 @@ def credit_entries(item: Mapping[str, Any], customer_id: str, config: tr.Transla
     types (canceled, credited, manual, seat-based adjustment, rollover) → adjusted with their
     own sign. Metronome reports no running balance for credits.
     """
-    credit_type = (item.get("access_schedule") or {}).get("credit_type")
-    grant_id = tr.credit_id(customer_id, str(item["id"]))
+    try:
+        credit_type = (item.get("access_schedule") or {}).get("credit_type")
+        grant_id = tr.credit_id(customer_id, str(item["id"]))
+        ledger = list(item.get("ledger") or ())
+    except _READ_ERRORS as error:
+        raise _problem("customerBalances item", item, error, config.provider) from None
     out = []
-    for entry in item.get("ledger") or ():
+    for entry in ledger:
         try:
             kind = _CREDIT_KINDS.get(str(entry.get("type")), bc.LedgerKind.ADJUSTED)
             amount = tr.to_decimal(entry["amount"])
@@ -412,7 +434,7 @@ def credit_entries(item: Mapping[str, Any], customer_id: str, config: tr.Transla
                 reference=str(invoice) if invoice else None,
                 raw=dict(entry),
             )
-        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+        except _READ_ERRORS as error:
             raise _problem(f"ledger entry of credit {item.get('id')!r}", entry, error,
                            config.provider) from None
         if since is None or read.at >= since:
@@ -450,7 +472,7 @@ def plans_balance_flow(provider: MetronomePlansProvider, customer_id: str, unit:
     seen: set[str] = set()
     while True:
         page = yield provider._customer_page(customer_id, cursor)
-        items += page["data"]
+        items += _data(page, "listGrants", provider.name)
         cursor = _follow(provider.name, page.get("next_page"), seen)
         if cursor is None:
             break
@@ -466,7 +488,8 @@ def plans_ledger_flow(provider: MetronomePlansProvider, customer_id: str, grant_
     if cursor:
         query["next_page"] = cursor
     page = yield provider._http.call(LIST_ENTRIES, body, query=query, label="listEntries")
-    entries = plans_entries(page.get("data") or (), customer_id, provider.config, grant_id, since)
+    entries = plans_entries(_data(page, "listEntries", provider.name), customer_id,
+                            provider.config, grant_id, since)
     return bc.LedgerPage(entries, page.get("next_page") or None)
 
 
@@ -503,7 +526,7 @@ def credits_balance_flow(provider: MetronomeCreditsProvider, customer_id: str,
         page = yield provider._http.call(
             LIST_BALANCES, _balances_body(customer_id, cursor, **extra),
             label="customerBalances/list")
-        items += page["data"]
+        items += _data(page, "customerBalances/list", provider.name)
         cursor = _follow(provider.name, page.get("next_page"), seen)
         if cursor is None:
             break
@@ -523,7 +546,7 @@ def credits_ledger_flow(provider: MetronomeCreditsProvider, customer_id: str,
         extra["id"] = credit
     page = yield provider._http.call(LIST_BALANCES, _balances_body(customer_id, cursor, **extra),
                                      label="customerBalances/list")
-    entries = [e for item in _credits_only(page["data"])
+    entries = [e for item in _credits_only(_data(page, "customerBalances/list", provider.name))
                for e in credit_entries(item, customer_id, provider.config, since)]
     return bc.LedgerPage(entries, page.get("next_page") or None)
 
