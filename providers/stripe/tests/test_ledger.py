@@ -409,3 +409,15 @@ def test_the_fake_refuses_like_stripe(fake: StripeFake, provider: StripeProvider
     with pytest.raises(stripe.InvalidRequestError, match="No such credit grant"):
         api.list({"customer": CUSTOMER, "credit_grant": "credgr_missing"})
     assert api.list({"customer": "cus_nobody"}).data == []
+
+
+@pytest.mark.parametrize("data", ["nope", [{"id": "cbtxn_1", "type": "debit", "debit": "weird"}],
+                                  [{"object": "billing.credit_balance_transaction"}]])
+def test_a_malformed_transaction_page_is_an_invalid_response(data: Any, clock: Clock) -> None:
+    answer = {"object": "list", "data": data, "has_more": False,
+              "url": "/v1/billing/credit_balance_transactions"}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    provider = StripeProvider(API_KEY, http_client=httpx.Client(transport=transport),
+                              clock=clock, runtime=bc.Runtime(retry=bc.RetryPolicy(attempts=1)))
+    with provider, pytest.raises(bc.InvalidResponseError):
+        list(provider.list_ledger(CUSTOMER))

@@ -319,6 +319,18 @@ def _follow(cursor: str | None, seen: set[str]) -> str | None:
     return cursor
 
 
+def _dicts(page: Any, what: str) -> list[dict[str, Any]]:
+    """A list page's objects as dictionaries, or ``InvalidResponseError`` for another shape."""
+    try:
+        items = [item.to_dict() for item in page.data]
+    except (AttributeError, TypeError) as error:
+        raise bc.InvalidResponseError(f"{what}: the answer is not a list of objects ({error})",
+                                      provider=tr.PROVIDER_NAME) from None
+    if not all(isinstance(item.get("id"), str) for item in items):
+        raise bc.InvalidResponseError(f"{what}: an object has no id", provider=tr.PROVIDER_NAME)
+    return items
+
+
 def _live(grants: Iterable[bc.CreditGrant]) -> list[bc.CreditGrant]:
     """Grants that can hold usable credit now, by Stripe's own fields (not voided, effective,
     not expired)."""
@@ -342,8 +354,8 @@ def balance_flow(provider: StripeProvider, customer_id: str, unit: str | None,
         page = yield provider._call(
             partial(grants_api.list, list_params), partial(grants_api.list_async, list_params),
             label="credit_grants.list")
-        items = list(page.data)
-        grants += [tr.from_stripe(item.to_dict(), now=provider._clock()) for item in items]
+        items = _dicts(page, "credit_grants.list")
+        grants += [tr.from_stripe(item, now=provider._clock()) for item in items]
         if not page.has_more or not items:
             break
         cursor = _follow(str(items[-1]["id"]), seen)
@@ -372,7 +384,7 @@ def ledger_flow(provider: StripeProvider, customer_id: str, grant_id: str | None
         page = yield provider._call(
             partial(api.list, params), partial(api.list_async, params),
             label="credit_balance_transactions.list")
-        items = [item.to_dict() for item in page.data]
+        items = _dicts(page, "credit_balance_transactions.list")
         entries = [entry_from_transaction(item, customer_id) for item in items]
         if since is not None:
             entries = [e for e in entries if e.at >= since]
