@@ -55,7 +55,7 @@ def engine_grants(draw: st.DrawFn) -> list[bc.CreditGrant]:
         unit = draw(st.sampled_from(sorted(UNITS)))
         start = T0 + timedelta(days=draw(st.integers(0, 20)))
         fields: dict[str, object] = {
-            "customer_id": "c",
+            "customer_id": draw(st.sampled_from(["c", "c", "d"])),
             "id": f"g{i}",
             "priority": draw(st.sampled_from([None, Decimal(0), Decimal(1), Decimal("0.5")])),
             "created_at": T0 + timedelta(hours=draw(st.integers(0, 5))),
@@ -93,7 +93,7 @@ def engine_grants(draw: st.DrawFn) -> list[bc.CreditGrant]:
 def engine_usage(draw: st.DrawFn) -> list[bc.Usage]:
     return [
         bc.Usage(
-            customer_id="c",
+            customer_id=draw(st.sampled_from(["c", "c", "d"])),
             amount=UNITS[draw(st.sampled_from(sorted(UNITS)))].with_amount(draw(AMOUNTS)),
             at=T0 + timedelta(hours=draw(st.integers(0, 24 * 50))),
             product_id=draw(st.one_of(st.none(), st.sampled_from(PRODUCTS))),
@@ -147,6 +147,7 @@ def _check_invariants(grants: list[bc.CreditGrant], usage: list[bc.Usage],
         assert d.at == u.at
         assert d.reference == u.reference
         assert g.amount.unit_key == u.amount.unit_key
+        assert g.customer_id == u.customer_id
         if order.scope_aware:
             assert bc.admits(g, u), "drew on a grant whose scope does not admit the usage"
         per_window[(d.grant_id, d.segment)] += d.amount
@@ -297,6 +298,13 @@ def test_ties_are_broken_by_id_and_reported_when_the_vendor_documents_none() -> 
     assert [d.grant_id for d in result.draws] == ["a"]
     assert result.ties == [bc.Tie(0, ("a", "b"))]
     assert bc.allocate(grants, [use(3)], bc.LOCAL_ORDER).ties == []
+
+
+def test_usage_draws_only_on_its_own_customers_grants() -> None:
+    grants = [grant("mine", 5, priority=1), grant("theirs", 5, priority=0, customer_id="d")]
+    result = bc.allocate(grants, [use(7)], bc.LOCAL_ORDER)
+    assert [(d.grant_id, d.amount) for d in result.draws] == [("mine", 5)]
+    assert result.uncovered == [(0, Decimal(2))]
 
 
 def test_already_consumed_is_taken_into_account() -> None:

@@ -372,7 +372,7 @@ def allocate(
 
     Usage is taken in time order (ties in the order given). Each usage is paid, in the
     declared order, from the access windows open at its time (``starts_at <= at <
-    ends_before``) of the grants in its unit whose scope admits it (``admit``; every grant
+    ends_before``) of its customer's grants in its unit whose scope admits it (``admit``; every grant
     when the order is not ``scope_aware``), never more than a window holds. Windows that end
     by ``until`` (default: the last usage's time; nothing when there is no usage) expire with
     what is left in them. ``already`` gives what was consumed before, per (grant id, window
@@ -426,6 +426,7 @@ def _pay(index: int, item: Usage, lots: list[_Lot], order: ConsumptionOrder,
     open_lots = [
         lot for lot in lots
         if lot.active(item.at) and lot.available > 0 and lot.grant.amount.unit_key == unit
+        and lot.grant.customer_id == item.customer_id
         and (not order.scope_aware or admit(lot.grant, item))
     ]
     keyed = [(order._key(lot.grant, lot.segment, item.product_id), lot) for lot in open_lots]
