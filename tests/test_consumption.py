@@ -164,7 +164,7 @@ def _check_invariants(grants: list[bc.CreditGrant], usage: list[bc.Usage],
         assert per_usage[i] + uncovered.get(i, Decimal(0)) == u.amount.amount
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(engine_grants(), engine_usage(), ORDERS)
 def test_consumed_plus_expired_plus_remaining_is_granted_exactly(
     grants: list[bc.CreditGrant], usage: list[bc.Usage], order: bc.ConsumptionOrder

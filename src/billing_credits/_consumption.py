@@ -402,9 +402,14 @@ def allocate(
 
     items = list(usage)
     result = Allocation()
+    pools: dict[tuple[str, str], list[_Lot]] = {}
+    for lot in lots:
+        pools.setdefault((lot.grant.customer_id, lot.grant.amount.unit_key), []).append(lot)
     with decimal.localcontext(exact()):
         for index in sorted(range(len(items)), key=lambda i: (items[i].at, i)):
-            _pay(index, items[index], lots, order, admit, result)
+            item = items[index]
+            pool = pools.get((item.customer_id, item.amount.unit_key), [])
+            _pay(index, item, pool, order, admit, result)
         horizon = until if until is not None else max((u.at for u in items), default=None)
         result.until = horizon
         for lot in lots:
@@ -422,11 +427,10 @@ def allocate(
 
 def _pay(index: int, item: Usage, lots: list[_Lot], order: ConsumptionOrder,
          admit: Callable[[CreditGrant, Usage], bool], result: Allocation) -> None:
-    unit = item.amount.unit_key
+    # ``lots``: this usage's customer's grant windows in its unit.
     open_lots = [
         lot for lot in lots
-        if lot.active(item.at) and lot.available > 0 and lot.grant.amount.unit_key == unit
-        and lot.grant.customer_id == item.customer_id
+        if lot.active(item.at) and lot.available > 0
         and (not order.scope_aware or admit(lot.grant, item))
     ]
     keyed = [(order._key(lot.grant, lot.segment, item.product_id), lot) for lot in open_lots]

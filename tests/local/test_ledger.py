@@ -161,6 +161,10 @@ def test_ledger_lists_every_movement_and_reconciles(local: LocalProvider, clock:
     assert ("expired", a.id) in kinds
     assert ("voided", b.id) in kinds
     assert [e.at for e in entries] == sorted(e.at for e in entries)
+    running = Decimal(0)
+    for e in entries:
+        running += e.amount.amount
+        assert e.running_balance == usd(str(running))
     for g in (a, b, c):
         assert g.id is not None
         mine = list(local.list_ledger("c", grant_id=g.id))

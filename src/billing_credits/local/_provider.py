@@ -241,7 +241,7 @@ class LocalProvider(bc.Provider):
     ) -> bc.Flow[bc.LedgerPage]:
         now = self._clock()
         rows, stored = yield bc.blocking(
-            lambda: self._store.customer_ledger(customer_id, grant_id), label="ledger")
+            lambda: self._store.customer_ledger(customer_id, None), label="ledger")
         if grant_id is not None and not any(row.id == grant_id for row in rows):
             raise bc.NotFoundError(f"no grant {grant_id!r} of customer {customer_id!r}",
                                    provider=self.name, status=404)
@@ -252,10 +252,19 @@ class LocalProvider(bc.Provider):
             keyed.append((_entry_key(entry.at, entry.kind, entry.seq, entry.grant_id,
                                      entry.segment), self._entry(entry, money)))
         for row, grant in grants.values():
-            if grant_id is not None and row.id != grant_id:
-                continue
             keyed += self._expiries(row, grant, now)
         keyed.sort(key=lambda pair: pair[0])
+        # The running balance: the customer's credit in the entry's unit after it, every grant
+        # and window still to come included (the sum of the ledger so far).
+        running: dict[str, Decimal] = {}
+        with decimal.localcontext(bc.exact_context()):
+            for i, (key, entry) in enumerate(keyed):
+                unit = entry.amount.unit_key
+                running[unit] = running.get(unit, Decimal(0)) + entry.amount.amount
+                keyed[i] = (key, entry.model_copy(update={
+                    "running_balance": entry.amount.with_amount(running[unit])}))
+        if grant_id is not None:
+            keyed = [(key, entry) for key, entry in keyed if entry.grant_id == grant_id]
         after = tuple(json.loads(cursor)) if cursor else None
         chosen = [
             (key, entry) for key, entry in keyed
