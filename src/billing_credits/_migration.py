@@ -350,7 +350,8 @@ def plan_migration(
     for draft in drafts:
         plan.items.append(_finish(draft, target, recorder))
     if amount_mode == "remaining":
-        balances = _source_balances(source, seen, customer_map)
+        migrated = {item.source_id for item in plan.to_create}
+        balances = _source_balances(source, seen, customer_map, migrated)
         plan.header = header.model_copy(update={
             "remaining_source": f"{source.name}: {source.remaining_source}",
             "source_balances": balances})
@@ -401,8 +402,12 @@ def _shared_keys(drafts: list[_Draft], source_name: str, provenance: bool) -> No
 
 
 def _source_balances(source: Provider, customers: Iterable[str],
-                     customer_map: CustomerMap | None) -> dict[str, dict[str, str]] | None:
-    """Usable balances on the source, per target customer and unit (None: not reported)."""
+                     customer_map: CustomerMap | None,
+                     migrated: set[str]) -> dict[str, dict[str, str]] | None:
+    """Usable balances on the source, per target customer and unit (None: not reported).
+
+    Where the source splits a balance by grant, only the grants the plan migrates count: a
+    grant refused or skipped is not expected on the target."""
     if not source.supports("balance"):
         return None
     found: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
@@ -411,7 +416,10 @@ def _source_balances(source: Provider, customers: Iterable[str],
         if not target_customer:
             continue
         for balance in source.get_balance(customer):
-            found[target_customer][balance.unit_key].append(balance.usable.amount)
+            usable = balance.usable.amount
+            if balance.parts:
+                usable = exact_sum(p.usable for p in balance.parts if p.grant_id in migrated)
+            found[target_customer][balance.unit_key].append(usable)
     return {customer: {unit: str(exact_sum(values)) for unit, values in sorted(units.items())}
             for customer, units in sorted(found.items())}
 

@@ -23,10 +23,13 @@ from metronome.types.shared import Credit
 from metronome.types.v1 import (
     CreditGrantCreateResponse,
     CreditGrantEditResponse,
+    CreditGrantListEntriesResponse,
     CreditGrantListResponse,
     CreditGrantVoidResponse,
+    contract_list_balances_params,
     credit_grant_create_params,
     credit_grant_edit_params,
+    credit_grant_list_entries_params,
     credit_grant_list_params,
     credit_grant_void_params,
 )
@@ -154,6 +157,9 @@ PARAMS: dict[str, Any] = {
     "/v1/contracts/customerCredits/list": credit_list_params.CreditListParams,
     "/v1/contracts/customerCredits/updateEndDate":
         credit_update_end_date_params.CreditUpdateEndDateParams,
+    "/v1/credits/listEntries": credit_grant_list_entries_params.CreditGrantListEntriesParams,
+    "/v1/contracts/customerBalances/list":
+        contract_list_balances_params.ContractListBalancesParams,
 }
 RESPONSES: dict[str, Any] = {
     "/v1/credits/createGrant": CreditGrantCreateResponse,
@@ -165,6 +171,8 @@ RESPONSES: dict[str, Any] = {
 ITEMS: dict[str, Any] = {
     "/v1/credits/listGrants": CreditGrantListResponse,
     "/v1/contracts/customerCredits/list": Credit,
+    "/v1/credits/listEntries": CreditGrantListEntriesResponse,
+    "/v1/contracts/customerBalances/list": Credit,  # ContractListBalancesResponse: Credit | Commit
 }
 
 
@@ -193,8 +201,10 @@ def check_exchange(request: httpx.Request, response: httpx.Response) -> None:
     if path == "/v1/credits/listGrants":
         assert set(query) <= {"limit", "next_page"}, "listGrants pages in the query"
         assert not {"limit", "next_page"} & set(body)
-    if path == "/v1/contracts/customerCredits/list":
-        assert not query, "customerCredits/list pages in the body"
+    if path == "/v1/credits/listEntries":
+        assert set(query) <= {"next_page", "sort"}, "listEntries pages in the query"
+    if path in ("/v1/contracts/customerCredits/list", "/v1/contracts/customerBalances/list"):
+        assert not query, f"{path} pages in the body"
     if response.status_code >= 400:
         assert set(loads(response.content)) == {"message"}
         return

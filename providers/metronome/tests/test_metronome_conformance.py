@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -56,6 +57,20 @@ class TestPlansConformance(_MetronomeConformance):
 
 class TestCreditsConformance(_MetronomeConformance):
     name = "metronome"
+
+    def test_update_changes_each_updatable_field(self, provider: bc.Provider) -> None:
+        """As the suite's, but the new end is earlier than the sample's: ``updateEndDate`` "can
+        only shorten" a customer credit (the suite's later end is refused, as it should be)."""
+        assert provider.capabilities.updatable_fields == {"expires_at"}
+        created = provider.create_grant(self.sample_grant(provider))
+        assert created.id is not None
+        assert created.expires_at == self.start() + timedelta(days=30)
+        new_end = self.start() + timedelta(days=20)
+        assert provider.update_grant(created.id, expires_at=new_end).expires_at == new_end
+        assert provider.get_grant(created.id).expires_at == new_end
+        assert provider.get_grant(created.id).amount.amount == created.amount.amount
+        with pytest.raises(bc.NotRepresentableError, match="only shorten"):
+            provider.update_grant(created.id, expires_at=self.start() + timedelta(days=60))
 
     def missing_id(self) -> str:
         return f"{uuid.uuid4()}:{uuid.uuid4()}"

@@ -40,6 +40,7 @@ class TestStripeInProcess(StripeIds, ProviderConformance):
         with bc.get_provider(
             "stripe", api_key=API_KEY, http_client=httpx.Client(transport=transport),
             async_http_client=httpx.AsyncClient(transport=transport), runtime=_runtime(),
+            include_balance=True,  # the suite reconciles a grant's ledger with its balance
         ) as provider:
             yield provider
 
@@ -56,6 +57,7 @@ class TestStripeOverLoopback(StripeIds, ProviderConformance):
     @pytest.fixture
     def provider(self, server_url: str) -> Iterator[bc.Provider]:
         with bc.get_provider(
-            "stripe", api_key=API_KEY, base_url=server_url, runtime=_runtime()
+            "stripe", api_key=API_KEY, base_url=server_url, runtime=_runtime(),
+            include_balance=True,  # the suite reconciles a grant's ledger with its balance
         ) as provider:
             yield provider

@@ -24,6 +24,7 @@ import httpx
 import billing_credits as bc
 from billing_credits import _secrets as bc_secrets
 
+from . import _ledger as ledger
 from . import _translate as tr
 from ._transport import DEFAULT_BASE_URL, MetronomeHTTP, Reply, created_id, page_of
 
@@ -207,8 +208,11 @@ def _now() -> datetime:
 
 def _capabilities(*, scope: frozenset[bc.ScopeKind], max_segments: int | None,
                   operations: frozenset[bc.Operation], in_metadata: frozenset[str],
-                  notes: tuple[str, ...]) -> bc.Capabilities:
+                  notes: tuple[str, ...], updatable: frozenset[str] = frozenset(),
+                  balance_as_of: Literal["now", "any"] = "now") -> bc.Capabilities:
     return bc.Capabilities(
+        balance_as_of=balance_as_of,
+        updatable_fields=updatable,
         currencies=frozenset({"USD"}),
         custom_units=True,
         amount_float64=True,
@@ -573,7 +577,8 @@ class MetronomePlansProvider(_MetronomeProvider):
     name = "metronome-plans"
     capabilities = _capabilities(
         scope=frozenset({"product_ids"}), max_segments=1,
-        operations=bc.ALL_OPERATIONS, in_metadata=frozenset({"paid_amount"}),
+        operations=bc.ALL_OPERATIONS - {"consume"}, in_metadata=frozenset({"paid_amount"}),
+        updatable=ledger.PLANS_UPDATABLE,
         notes=(
             "paid_amount is sent as 0 (no invoice) unless invoice_paid_amount is set; the cost "
             "basis then travels in custom fields bc_paid_*",
@@ -582,8 +587,14 @@ class MetronomePlansProvider(_MetronomeProvider):
             "balance: what the customer can still use: including_pending when the grant outlives "
             "the billing period, else excluding_pending minus the listed pending deductions",
             "voided grants are not listed by Metronome; get_grant on one raises NotFoundError",
+            "get_balance: listGrants excluding_pending now, pending deductions as pending",
+            "ledger: /v1/credits/listEntries (posted entries); update: editGrant (name, "
+            "expires_at)",
         ),
     )
+    consumption_order = ledger.PLANS_ORDER
+    remaining_source = ("listGrants balance: the smaller of excluding_pending and "
+                        "including_pending (as of the end of the current billing period)")
     settings = (
         *_COMMON_SETTINGS,
         bc.Setting("invoice_paid_amount", "send a positive paid_amount to Metronome, which "
@@ -783,6 +794,20 @@ class MetronomePlansProvider(_MetronomeProvider):
         return read.model_copy(update={"adjustments": self._expire_adjustment(now, end, why)})
 
 
+    # -- balances, ledger, updates (issue 11: see _ledger) ---------------------------------
+
+    def _balance(self, customer_id: str, unit: str | None,
+                 at: datetime | None) -> bc.Flow[list[bc.Balance]]:
+        return ledger.plans_balance_flow(self, customer_id, unit, at)
+
+    def _ledger_page(self, customer_id: str, grant_id: str | None, since: datetime | None,
+                     cursor: str | None) -> bc.Flow[bc.LedgerPage]:
+        return ledger.plans_ledger_flow(self, customer_id, grant_id, since, cursor)
+
+    def _update(self, grant_id: str, update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
+        return ledger.plans_update_flow(self, grant_id, update)
+
+
 class MetronomeCreditsProvider(_MetronomeProvider):
     """Metronome contract customer credits: /v1/contracts/customerCredits/*.
 
@@ -803,8 +828,10 @@ class MetronomeCreditsProvider(_MetronomeProvider):
     capabilities = _capabilities(
         scope=frozenset({"product_ids", "product_tags", "contract_ids", "specifiers"}),
         max_segments=None,
-        operations=bc.ALL_OPERATIONS - {"void"},
+        operations=bc.ALL_OPERATIONS - {"void", "consume"},
         in_metadata=frozenset({"paid_amount", "category", "category_label"}),
+        updatable=ledger.CREDITS_UPDATABLE,
+        balance_as_of="any",
         notes=(
             "customer credits have no paid amount or category: they travel in custom fields "
             "bc_paid_*, bc_category, bc_category_label",
@@ -812,8 +839,14 @@ class MetronomeCreditsProvider(_MetronomeProvider):
             "listing needs a customer: customerCredits/list is per customer",
             "balance: Metronome's usable-now balance (include_balance)",
             "void is not supported; archived credits are not listed",
+            "get_balance and ledger: /v1/contracts/customerBalances/list (customer-level "
+            "credits, with ledgers); a balance at another moment is summed from the ledgers",
+            "update: expires_at through updateEndDate, which can only shorten",
         ),
     )
+    consumption_order = ledger.CREDITS_ORDER
+    remaining_source = ("customerCredits/list include_balance: balance (usable now) plus the "
+                        "amounts of segments not started yet")
     settings = (
         *_COMMON_SETTINGS,
         bc.Setting("product_id", "Metronome product the credit itself is booked under "
@@ -990,3 +1023,16 @@ class MetronomeCreditsProvider(_MetronomeProvider):
             "access_ending_before": tr.format_time(end)}, label="customerCredits/updateEndDate")
         read = yield from self._get(grant_id)
         return read.model_copy(update={"adjustments": self._expire_adjustment(now, end, why)})
+
+    # -- balances, ledger, updates (issue 11: see _ledger) ---------------------------------
+
+    def _balance(self, customer_id: str, unit: str | None,
+                 at: datetime | None) -> bc.Flow[list[bc.Balance]]:
+        return ledger.credits_balance_flow(self, customer_id, unit, at)
+
+    def _ledger_page(self, customer_id: str, grant_id: str | None, since: datetime | None,
+                     cursor: str | None) -> bc.Flow[bc.LedgerPage]:
+        return ledger.credits_ledger_flow(self, customer_id, grant_id, since, cursor)
+
+    def _update(self, grant_id: str, update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
+        return ledger.credits_update_flow(self, grant_id, update)

@@ -27,6 +27,7 @@ import stripe
 import billing_credits as bc
 from billing_credits._secrets import check_base_url, redact, register_secret
 
+from . import _ledger as ledger
 from . import _translate as tr
 
 __all__ = ["StripeProvider"]
@@ -352,7 +353,9 @@ class StripeProvider(bc.Provider):
         ),
         fields_in_metadata=frozenset({"reason", "paid_amount", "category_label",
                                       "idempotency_key"}),
-        operations=bc.ALL_OPERATIONS,
+        operations=bc.ALL_OPERATIONS - {"consume"},
+        balance_as_of="now",
+        updatable_fields=ledger.UPDATABLE_FIELDS,
         notes=(
             "all usage is stored as price_type=metered: Stripe credits apply to metered "
             "prices only (reported in the grant's adjustments)",
@@ -364,8 +367,15 @@ class StripeProvider(bc.Provider):
             "Stripe forgets idempotency keys after 24 h: a keyed create first pages the "
             "customer's grants for one carrying the key (ceil(grants/100) list requests; "
             "find_existing=off skips it)",
+            "get_balance: one credit balance summary per live grant, as of now only",
+            "update: expires_at and metadata only (Stripe cannot change the rest)",
+            "consume: Stripe applies credits to invoices itself; StripeFake.consume models it",
         ),
     )
+    consumption_order = ledger.STRIPE_ORDER
+    remaining_source = ("credit_balance_summary per grant (filter[type]=credit_grant): the "
+                        "smaller of available_balance and ledger_balance; read with "
+                        "include_balance=true")
     settings = (
         bc.Setting("api_key", "Stripe secret or restricted key", env="STRIPE_API_KEY",
                    secret=True),
@@ -669,3 +679,16 @@ class StripeProvider(bc.Provider):
     async def agrant_balance(self, grant_id: str) -> bc.Money:
         self._require("balance")
         return await self.runtime.arun(self._grant_balance(grant_id))
+
+    # -- balances, ledger, updates (issue 11: see _ledger) ---------------------------------
+
+    def _balance(self, customer_id: str, unit: str | None,
+                 at: datetime | None) -> bc.Flow[list[bc.Balance]]:
+        return ledger.balance_flow(self, customer_id, unit, at)
+
+    def _ledger_page(self, customer_id: str, grant_id: str | None, since: datetime | None,
+                     cursor: str | None) -> bc.Flow[bc.LedgerPage]:
+        return ledger.ledger_flow(self, customer_id, grant_id, since, cursor)
+
+    def _update(self, grant_id: str, update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
+        return ledger.update_flow(self, grant_id, update)

@@ -7,7 +7,10 @@ Endpoints (all ``POST``, JSON bodies, ``{"message": ...}`` errors):
   ``listGrants``);
 - ``/v1/contracts/customerCredits/create``, ``/v1/contracts/customerCredits/list``
   (``limit`` 1-25 and ``next_page`` in the body), ``/v1/contracts/customerCredits/updateEndDate``
-  (can only shorten).
+  (can only shorten);
+- ``/v1/credits/listEntries`` and ``/v1/contracts/customerBalances/list`` (balances and ledgers),
+  with ``consume_grants`` / ``consume_credits`` applying usage in Metronome's order (see
+  ``_consume``).
 
 Validation follows the documented contract: unknown and missing fields (the key sets equal the
 ``metronome-sdk`` 4.12 params types, checked in tests), uuid ids, known credit types, JSON
@@ -56,6 +59,9 @@ import httpx
 
 from billing_credits_metronome._translate import USD_CENTS, format_time, parse_time, to_decimal
 from billing_credits_metronome._transport import dumps, loads
+
+from . import _consume
+from ._consume import LIST_BALANCES, LIST_ENTRIES, LIST_ENTRIES_QUERY
 
 __all__ = [
     "ADD_KEY_FIELDS",
@@ -187,6 +193,8 @@ class MetronomeFake:
         self._grants_by_customer: dict[str, list[str]] = {}
         self._credits_by_customer: dict[str, list[str]] = {}
         self.requests: list[tuple[str, dict[str, str], Any]] = []
+        self.credit_ledgers: dict[str, list[dict[str, Any]]] = {}
+        self.grant_draws: list[dict[str, Any]] = []
         self._routes: dict[str, Callable[[dict[str, str], Any], Any]] = {
             "/v1/credits/createGrant": self._create_grant,
             "/v1/credits/listGrants": self._list_grants,
@@ -197,6 +205,8 @@ class MetronomeFake:
             "/v1/contracts/customerCredits/updateEndDate": self._update_end_date,
             "/v1/customFields/addKey": self._add_key,
             "/v1/customFields/listKeys": self._list_keys,
+            LIST_ENTRIES: lambda q, b: _consume.list_entries(self, q, b),
+            LIST_BALANCES: lambda q, b: _consume.list_balances(self, q, b),
         }
 
     # -- FakeApp --------------------------------------------------------------------------
@@ -221,6 +231,7 @@ class MetronomeFake:
             if not isinstance(body, dict):
                 raise _bad("Body must be a JSON object")
             allowed = {"/v1/credits/listGrants": LIST_GRANTS_QUERY,
+                       LIST_ENTRIES: LIST_ENTRIES_QUERY,
                        "/v1/customFields/listKeys": frozenset({"next_page"})}.get(path,
                                                                                  frozenset())
             self._fields(query, allowed, where="query parameter ")
@@ -266,6 +277,9 @@ class MetronomeFake:
     def deduct_credit(self, credit_id: str, amount: Decimal | int) -> None:
         """Record usage against a customer credit (in its credit type's unit)."""
         self.credits[credit_id].deducted += Decimal(amount)
+
+    consume_grants = _consume.consume_grants
+    consume_credits = _consume.consume_credits
 
     # -- validation helpers -----------------------------------------------------------------
 
@@ -659,15 +673,9 @@ class MetronomeFake:
         item["access_schedule"] = {**item["access_schedule"],
                                    "schedule_items": [dict(s) for s in credit.segments]}
         if balance:
-            now = self.clock()
-            usable = sum((s["amount"] for s in credit.segments
-                          if parse_time(s["starting_at"]) <= now < parse_time(s["ending_before"])),
-                         Decimal(0))
-            item["balance"] = max(usable - credit.deducted, Decimal(0))
+            item["balance"] = _consume._credit_balance(self, credit, self.clock())
         if ledgers:
-            item["ledger"] = [
-                {"type": "CREDIT_SEGMENT_START", "amount": s["amount"], "segment_id": s["id"],
-                 "timestamp": s["starting_at"]} for s in credit.segments]
+            item["ledger"] = _consume._credit_ledger(self, credit, self.clock())
         return item
 
     def _list_credits(self, query: dict[str, str], body: dict[str, Any]) -> Any:

@@ -8,7 +8,8 @@ Built on the core fake kit (``billing_credits.testing``): reach it in process wi
 - ``POST /v1/billing/credit_grants`` (create), ``GET …/{id}`` (retrieve), ``POST …/{id}``
   (update ``expires_at``/``metadata``), ``GET /v1/billing/credit_grants`` (list, newest first,
   ``limit`` 1-100 default 10, ``starting_after``/``ending_before``, ``has_more``),
-  ``POST …/{id}/expire``, ``POST …/{id}/void`` and ``GET /v1/billing/credit_balance_summary``;
+  ``POST …/{id}/expire``, ``POST …/{id}/void``, ``GET /v1/billing/credit_balance_summary`` and
+  ``GET /v1/billing/credit_balance_transactions`` (list, and ``…/{id}``: see ``_consume``);
 - form-encoded bodies with bracket nesting, parameter names, types, enums, ranges and limits
   as the SDK's ``stripe.params.billing`` TypedDicts and the docs state them, answered with 400
   in Stripe's ``{"error": {...}}`` shape; 401 without a key; 404 for unknown ids;
@@ -35,10 +36,10 @@ Built on the core fake kit (``billing_credits.testing``): reach it in process wi
   order, and a cursor is a position in that index;
 - a ``Request-Id`` header on every response.
 
-Not modelled (unverified at Stripe, see the README): usage drawing credits down (use
-``consume``), test clocks, ``expand``. Behaviour chosen where Stripe's is undocumented:
-expiring a voided, already expired or not yet effective grant and voiding a voided grant
-answer 400.
+Usage is applied with ``consume`` (in Stripe's order; see ``_consume``). Not modelled
+(unverified at Stripe, see the README): draft invoices holding credit, test clocks, ``expand``.
+Behaviour chosen where Stripe's is undocumented: expiring a voided, already expired or not yet
+effective grant and voiding a voided grant answer 400.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ from billing_credits_stripe._translate import (
     STRIPE_API_VERSION,
     STRIPE_CURRENCIES,
 )
+
+from . import _consume
 
 __all__ = ["RecordedRequest", "StripeFake", "parse_form"]
 
@@ -239,6 +242,7 @@ class StripeFake:
     requests: list[RecordedRequest] = field(default_factory=list)
     consumed: dict[str, int] = field(default_factory=dict)
     injected: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
+    applied: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -330,6 +334,7 @@ class StripeFake:
         self.grants.clear()
         self.requests.clear()
         self.consumed.clear()
+        self.applied.clear()
         self.injected.clear()
         self._saved.clear()
         self._seq.clear()
@@ -337,9 +342,8 @@ class StripeFake:
         self._index.clear()
         self._position.clear()
 
-    def consume(self, grant_id: str, value: int) -> None:
-        """Record usage drawing ``value`` minor units from a grant (for balance tests)."""
-        self.consumed[grant_id] = self.consumed.get(grant_id, 0) + value
+    consume = _consume.consume
+    transactions = _consume.transactions
 
     def inject_error(self, status: int, *, type_: str = "api_error", code: str | None = None,
                      message: str = "Injected error", headers: Mapping[str, str] | None = None
@@ -430,6 +434,8 @@ class StripeFake:
             return self._json(200, self._list(params))
         if path == _SUMMARY and method == "GET":
             return self._json(200, self._summary(params, live))
+        if (transactions := _consume.transaction_route(self, method, path, params)) is not None:
+            return self._json(200, transactions)
         if match := _ACTION.match(path):
             if method != "POST":
                 raise StripeError(404, f"Unrecognized request URL ({method}: {path}).")

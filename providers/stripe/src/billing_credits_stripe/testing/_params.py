@@ -12,6 +12,8 @@ import stripe
 import typing_extensions
 from stripe.params.billing import (
     CreditBalanceSummaryRetrieveParams,
+    CreditBalanceTransactionListParams,
+    CreditBalanceTransactionRetrieveParams,
     CreditGrantCreateParams,
     CreditGrantExpireParams,
     CreditGrantListParams,
@@ -30,6 +32,8 @@ ENDPOINT_PARAMS: Mapping[str, Any] = {
     "expire": CreditGrantExpireParams,
     "void": CreditGrantVoidGrantParams,
     "summary": CreditBalanceSummaryRetrieveParams,
+    "transactions": CreditBalanceTransactionListParams,
+    "transaction": CreditBalanceTransactionRetrieveParams,
 }
 """The SDK TypedDict declaring each credit-grant endpoint's parameters."""
 
@@ -77,6 +81,10 @@ def endpoint_of(method: str, path: str) -> str:
     """Which credit-grant endpoint a request is for (a key of ``ENDPOINT_PARAMS``)."""
     if path.endswith("/credit_balance_summary"):
         return "summary"
+    if path.endswith("/credit_balance_transactions"):
+        return "transactions"
+    if "/credit_balance_transactions/" in path:
+        return "transaction"
     if path.endswith("/expire"):
         return "expire"
     if path.endswith("/void"):

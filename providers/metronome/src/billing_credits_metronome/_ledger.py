@@ -1,0 +1,593 @@
+"""Balances, the ledger and grant updates on Metronome (issue 11): pure translation plus flows.
+
+``metronome-plans`` (v1 credit grants, ``metronome-sdk`` 4.12 ``types/v1``):
+
+- balance: ``POST /v1/credits/listGrants``: ``balance.excluding_pending`` is "the grant's current
+  balance including all posted deductions", 0 once expired (``CreditGrantListResponse.Balance``);
+  ``pending`` is the sum of the grant's ``pending_deductions``.
+- ledger: ``POST /v1/credits/listEntries`` (``CreditGrantListEntriesResponse``): per customer, one
+  ledger per credit type with ``entries`` (``CreditLedgerEntry``: ``amount`` "the change to the
+  customer's credit balance", ``running_balance`` for the credit type, ``credit_grant_id``,
+  ``invoice_id``, ``reason``). Only posted ``entries`` are read; ``pending_entries`` are in the
+  balance's ``pending``. Cursor ``next_page`` in the query, no ``limit``.
+- update: ``POST /v1/credits/editGrant`` changes ``name`` and ``expires_at``
+  (``credit_grant_edit_params.py``).
+
+``metronome`` (contract customer credits):
+
+- balance and ledger: ``POST /v1/contracts/customerBalances/list`` (``ContractListBalancesParams``)
+  with ``include_balance`` (``Credit.balance``: usable "at this moment"; expired and future
+  segments count 0) and ``include_ledgers`` (``Credit.ledger``, typed entries). A balance as of
+  another moment asks for the credits whose schedule covers it (``covering_date``) with their
+  ledgers, and sums each open segment's amount and entries up to that moment. Commits in the
+  answer are not this provider's grants and are skipped; like ``list_grants``, only
+  customer-level credits are read (no ``include_contract_balances``).
+- update: ``POST /v1/contracts/customerCredits/updateEndDate`` "can only shorten" the end.
+
+Amount signs: Metronome's docs examples show deductions both as positive amounts (the
+``listGrants`` example: ``amount: 20, running_balance: 80``) and the SDK calls an entry's amount
+"the change to the balance"; so a deduction or expiration always reads as a decrease of
+``|amount|`` and every other entry keeps its sign.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import billing_credits as bc
+
+from . import _translate as tr
+from ._transport import Reply, page_of
+
+if TYPE_CHECKING:
+    from ._provider import MetronomeCreditsProvider, MetronomePlansProvider
+
+__all__ = [
+    "CREDITS_ORDER",
+    "CREDITS_UPDATABLE",
+    "PLANS_ORDER",
+    "PLANS_UPDATABLE",
+    "credit_entries",
+    "credits_balances",
+    "credits_balances_at",
+    "plans_balances",
+    "plans_edit_body",
+    "plans_entries",
+]
+
+LIST_ENTRIES = "/v1/credits/listEntries"
+LIST_BALANCES = "/v1/contracts/customerBalances/list"
+BALANCES_PAGE_MAX = 25
+
+PLANS_UPDATABLE = frozenset({"expires_at", "name"})
+CREDITS_UPDATABLE = frozenset({"expires_at"})
+
+MANAGE_CREDITS = "https://docs.metronome.com/invoicing/how-billing-works/manage-credits/"
+PRIORITIZATION = "https://docs.metronome.com/pricing-packaging/apply-credits-commits/prioritization-rules"
+CREATE_CREDIT_DOC = ("https://docs.metronome.com/api-reference/credits-and-commits/create-a-credit "
+                     "('Priority considerations')")
+
+PLANS_ORDER = bc.ConsumptionOrder(
+    provider="metronome-plans",
+    rules=(
+        bc.OrderRule("priority", "asc",
+                     f"{MANAGE_CREDITS}; metronome-sdk types/v1/credit_grant_create_params.py "
+                     "(priority, required)", note="lower first"),
+        bc.OrderRule("expires_at", "asc", MANAGE_CREDITS,
+                     note="on a priority tie the grant expiring sooner applies first"),
+    ),
+    documented_tie_break=False,
+    scope_aware=True,
+)
+"""Metronome Plans grants: priority, then the sooner expiry. ``product_ids`` order is Metronome's
+order for the line items *of one invoice* a grant pays ("The array ordering specified here will
+be used to determine the order in which credits will be applied to invoice line items",
+``credit_grant_create_params.py``), not an order between grants: a usage here is one line item.
+Nothing is documented after expiry: ties go by grant id, reported."""
+
+
+def _contract_level(grant: bc.CreditGrant) -> int:
+    """0 for a contract-level credit (Metronome's ``Credit.contract`` is set), else 1."""
+    return 0 if isinstance((grant.raw or {}).get("contract"), Mapping) else 1
+
+
+CREDITS_ORDER = bc.ConsumptionOrder(
+    provider="metronome",
+    rules=(
+        bc.OrderRule("priority", "asc",
+                     "metronome-sdk types/v1/customers/credit_create_params.py ('If multiple "
+                     "credits or commits are applicable, the one with the lower priority will "
+                     "apply first')", note="lower first"),
+        bc.OrderRule("contract_before_customer", "asc", f"{CREATE_CREDIT_DOC}; {PRIORITIZATION}",
+                     note="on a tie, contract-level commits and credits before customer-level",
+                     key=_contract_level),
+        bc.OrderRule("cost_basis", "asc", PRIORITIZATION,
+                     note="$0 cost basis first; customer credits are all free",
+                     key=lambda grant: Decimal(0)),
+        bc.OrderRule("fewest_products", "asc", PRIORITIZATION,
+                     note="fewer applicable products first; all products last"),
+        bc.OrderRule("expires_at", "asc", PRIORITIZATION,
+                     note="earlier ending_before of the segment in use first"),
+        bc.OrderRule("starts_at", "asc", PRIORITIZATION,
+                     note="earlier starting_at of the segment in use first"),
+    ),
+    documented_tie_break=False,
+    scope_aware=True,
+)
+"""Metronome customer credits: Metronome's published prioritisation rules, in its order."""
+
+
+_READ_ERRORS = (KeyError, TypeError, ValueError, ArithmeticError, AttributeError)
+"""What reading a hostile or malformed vendor payload may raise; each becomes
+``InvalidResponseError`` naming the item."""
+
+
+def _data(reply: Reply, what: str, provider: str) -> tuple[list[Mapping[str, Any]], str | None]:
+    """A page's ``data`` (a list of objects) and its next cursor, or ``InvalidResponseError``
+    with Metronome's request id."""
+    items, cursor = page_of(provider, what, reply)
+    if not all(isinstance(item, Mapping) for item in items):
+        raise bc.InvalidResponseError(f"{what}: the answer has no list of objects in 'data'",
+                                      provider=provider, status=200, body=bc.excerpt(reply.body),
+                                      request_id=reply.request_id)
+    return items, cursor
+
+
+def _money(amount: Any, credit_type: Mapping[str, Any] | None,
+           config: tr.TranslationConfig) -> bc.Money:
+    return tr.money_from_vendor(amount, credit_type, config)
+
+
+def _problem(what: str, item: Any, error: Exception, provider: str) -> bc.InvalidResponseError:
+    return bc.InvalidResponseError(f"{what}: {error}", provider=provider,
+                                   body=bc.excerpt(item if isinstance(item, dict) else str(item)))
+
+
+# -- metronome-plans -----------------------------------------------------------------------
+
+
+def plans_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
+                   config: tr.TranslationConfig, now: datetime,
+                   unit: str | None = None) -> list[bc.Balance]:
+    """One ``Balance`` per credit type from ``listGrants`` items of one customer.
+
+    A grant counts when it is effective now and not expired: its usable part is
+    ``balance.excluding_pending``, its pending part the sum of its ``pending_deductions``.
+    """
+    rows: dict[str, list[tuple[bc.BalancePart, bc.Money, Mapping[str, Any]]]] = {}
+    for item in items:
+        try:
+            effective = tr.parse_time(item["effective_at"])
+            expires = tr.parse_time(item["expires_at"])
+            if not effective <= now < expires:
+                continue
+            credit_type = item["grant_amount"].get("credit_type")
+            usable = _money(item["balance"]["excluding_pending"], credit_type, config)
+            pending = _money(sum((abs(tr.to_decimal(e["amount"]))
+                                  for e in item.get("pending_deductions") or ()), Decimal(0)),
+                             credit_type, config).amount
+            priority = tr.to_decimal(item["priority"]) if item.get("priority") is not None else None
+        except _READ_ERRORS as error:
+            raise _problem(f"listGrants item {item.get('id')!r}", item, error,
+                           config.provider) from None
+        if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
+            continue
+        part = bc.BalancePart(grant_id=str(item["id"]), usable=usable.amount, pending=pending,
+                              expires_at=tr._end(expires, config), priority=priority)
+        rows.setdefault(usable.unit_key, []).append((part, usable, item))
+    return [
+        bc.Balance(
+            customer_id=customer_id,
+            usable=parts[0][1].with_amount(bc.exact_sum(p.usable for p, _, _ in parts)),
+            pending=parts[0][1].with_amount(bc.exact_sum(p.pending for p, _, _ in parts)),
+            parts=tuple(p for p, _, _ in parts),
+            as_of=now,
+            source="listGrants: balance.excluding_pending (posted deductions) per effective, "
+                   "unexpired grant; pending = sum of pending_deductions",
+            raw={"grants": [dict(item) for _, _, item in parts]},
+        )
+        for _, parts in sorted(rows.items())
+    ]
+
+
+def _plans_kind(entry: Mapping[str, Any], amount: Decimal) -> tuple[bc.LedgerKind, Decimal]:
+    reason = str(entry.get("reason") or "").lower()
+    if "expir" in reason:
+        return bc.LedgerKind.EXPIRED, -abs(amount)
+    if "deduction" in reason or (entry.get("invoice_id") and amount < 0):
+        return bc.LedgerKind.CONSUMED, -abs(amount)
+    if amount > 0 and ("grant" in reason or not reason):
+        return bc.LedgerKind.GRANTED, amount
+    return bc.LedgerKind.ADJUSTED, amount
+
+
+def plans_entry(entry: Mapping[str, Any], customer_id: str, credit_type: Mapping[str, Any] | None,
+                config: tr.TranslationConfig) -> bc.LedgerEntry:
+    """A ``CreditLedgerEntry`` as a neutral entry.
+
+    Kind from Metronome's ``reason``: an expiration → expired (−), an invoice deduction →
+    consumed (−, reference: the invoice), a positive grant entry → granted (+), anything else
+    adjusted with its own sign.
+    """
+    amount = tr.to_decimal(entry["amount"])
+    kind, signed = _plans_kind(entry, amount)
+    money = _money(signed, credit_type, config)
+    running = entry.get("running_balance")
+    invoice = entry.get("invoice_id")
+    return bc.LedgerEntry(
+        customer_id=customer_id,
+        grant_id=str(entry["credit_grant_id"]) if entry.get("credit_grant_id") else None,
+        kind=kind,
+        amount=money,
+        at=tr.parse_time(str(entry["effective_at"])),
+        running_balance=None if running is None else _money(running, credit_type, config),
+        reference=str(invoice) if invoice and kind is not bc.LedgerKind.GRANTED else None,
+        raw=dict(entry),
+    )
+
+
+def plans_entries(data: Sequence[Mapping[str, Any]], customer_id: str,
+                  config: tr.TranslationConfig, grant_id: str | None = None,
+                  since: datetime | None = None) -> list[bc.LedgerEntry]:
+    """The posted entries of a ``listEntries`` page for ``customer_id`` (one grant's only when
+    ``grant_id`` is given; Metronome has no such filter)."""
+    out = []
+    for customer in data:
+        if customer.get("customer_id") != customer_id:
+            continue
+        try:
+            ledgers = [(ledger.get("credit_type"), list(ledger.get("entries") or ()))
+                       for ledger in customer.get("ledgers") or ()]
+        except _READ_ERRORS as error:
+            raise _problem("listEntries ledgers", customer, error, config.provider) from None
+        for credit_type, entries in ledgers:
+            for entry in entries:
+                try:
+                    if grant_id is not None and entry.get("credit_grant_id") != grant_id:
+                        continue
+                    read = plans_entry(entry, customer_id, credit_type, config)
+                except _READ_ERRORS as error:
+                    raise _problem("listEntries entry", entry, error, config.provider) from None
+                if since is None or read.at >= since:
+                    out.append(read)
+    return out
+
+
+def plans_edit_body(grant_id: str, update: bc.GrantUpdate, config: tr.TranslationConfig,
+                    effective_at: datetime) -> tuple[dict[str, Any], list[bc.Adjustment]]:
+    """The ``editGrant`` body for ``update``, with the adjustments Metronome's time alignment
+    makes; ``NotRepresentableError`` for what editGrant cannot change."""
+    changes = update.changes()
+    problems = [bc.FieldProblem(name, "editGrant changes only name and expires_at")
+                for name in sorted(set(changes) - PLANS_UPDATABLE)]
+    body: dict[str, Any] = {"id": grant_id}
+    adjustments: list[bc.Adjustment] = []
+    if "name" in changes:
+        name = changes["name"]
+        if not name:
+            problems.append(bc.FieldProblem("name", "Metronome requires a grant name"))
+        else:
+            body["name"] = name
+    if "expires_at" in changes:
+        expires = changes["expires_at"] or config.far_future
+        if (found := tr._time_problem("expires_at", expires, config.alignment)) is not None:
+            problems.append(found)
+        else:
+            expires = tr._align("expires_at", expires, end=True, alignment=config.alignment,
+                                adjustments=adjustments)
+            if expires <= effective_at:
+                problems.append(bc.FieldProblem("expires_at", "must be after the grant starts"))
+            body["expires_at"] = tr.format_time(expires)
+    if problems:
+        raise bc.NotRepresentableError(config.provider, problems)
+    return body, adjustments
+
+
+# -- metronome (customer credits) ----------------------------------------------------------
+
+
+def _credits_only(items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [i for i in items if i.get("type") == "CREDIT"]
+
+
+def credits_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
+                     config: tr.TranslationConfig, now: datetime,
+                     unit: str | None = None) -> list[bc.Balance]:
+    """One ``Balance`` per credit type from ``customerBalances/list`` items (credits only)."""
+    rows: dict[str, list[tuple[bc.BalancePart, bc.Money, Mapping[str, Any]]]] = {}
+    for item in _credits_only(items):
+        try:
+            schedule = item.get("access_schedule") or {}
+            credit_type = schedule.get("credit_type")
+            usable = _money(item.get("balance") or 0, credit_type, config)
+            ends = [tr.parse_time(s["ending_before"]) for s in schedule.get("schedule_items") or ()]
+            priority = tr.to_decimal(item["priority"]) if item.get("priority") is not None else None
+        except _READ_ERRORS as error:
+            raise _problem(f"customerBalances item {item.get('id')!r}", item, error,
+                           config.provider) from None
+        if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
+            continue
+        current = [e for e in ends if e > now]
+        part = bc.BalancePart(
+            grant_id=tr.credit_id(customer_id, str(item["id"])), usable=usable.amount,
+            expires_at=tr._end(min(current), config) if current else None, priority=priority)
+        rows.setdefault(usable.unit_key, []).append((part, usable, item))
+    return [
+        bc.Balance(
+            customer_id=customer_id,
+            usable=parts[0][1].with_amount(bc.exact_sum(p.usable for p, _, _ in parts)),
+            pending=parts[0][1].with_amount(Decimal(0)),
+            parts=tuple(p for p, _, _ in parts),
+            as_of=now,
+            source="customerBalances/list include_balance: balance (usable now) per "
+                   "customer-level credit; pending not reported by Metronome (0)",
+            raw={"credits": [dict(item) for _, _, item in parts]},
+        )
+        for _, parts in sorted(rows.items())
+    ]
+
+
+def _signed(entry: Mapping[str, Any]) -> Decimal:
+    """A credit ledger entry's effect on the balance: deductions and expirations decrease it by
+    ``|amount|``, a segment start adds it, any other entry keeps its own sign."""
+    amount = tr.to_decimal(entry["amount"])
+    kind = _CREDIT_KINDS.get(str(entry.get("type")), bc.LedgerKind.ADJUSTED)
+    if kind is bc.LedgerKind.GRANTED:
+        return abs(amount)
+    if kind is bc.LedgerKind.ADJUSTED:
+        return amount
+    return -abs(amount)
+
+
+def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
+                        config: tr.TranslationConfig, at: datetime,
+                        unit: str | None = None) -> list[bc.Balance]:
+    """Balances as of ``at`` from ``customerBalances/list`` items with ledgers.
+
+    Per credit: each segment open at ``at`` (``starting_at <= at < ending_before``) holds its
+    amount plus its ledger entries up to ``at``; entries without a segment (manual ones) up to
+    ``at`` count for the credit; never below zero, as Metronome's own balance. For a future
+    ``at`` this is what is left if no more usage is recorded.
+    """
+    rows: dict[str, list[tuple[bc.BalancePart, bc.Money, Mapping[str, Any]]]] = {}
+    for item in _credits_only(items):
+        try:
+            schedule = item.get("access_schedule") or {}
+            credit_type = schedule.get("credit_type")
+            open_segments = {}
+            for segment in schedule.get("schedule_items") or ():
+                if tr.parse_time(segment["starting_at"]) <= at < tr.parse_time(
+                        segment["ending_before"]):
+                    open_segments[segment.get("id")] = segment
+            total = sum((tr.to_decimal(s["amount"]) for s in open_segments.values()), Decimal(0))
+            for entry in item.get("ledger") or ():
+                if entry.get("type") == "CREDIT_SEGMENT_START":
+                    continue
+                if tr.parse_time(str(entry["timestamp"])) > at:
+                    continue
+                segment_id = entry.get("segment_id")
+                if segment_id is None or segment_id in open_segments:
+                    total += _signed(entry)
+            usable = _money(max(total, Decimal(0)), credit_type, config)
+            ends = [tr.parse_time(s["ending_before"]) for s in open_segments.values()]
+            priority = tr.to_decimal(item["priority"]) if item.get("priority") is not None else None
+        except _READ_ERRORS as error:
+            raise _problem(f"customerBalances item {item.get('id')!r}", item, error,
+                           config.provider) from None
+        if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
+            continue
+        part = bc.BalancePart(
+            grant_id=tr.credit_id(customer_id, str(item["id"])), usable=usable.amount,
+            expires_at=tr._end(min(ends), config) if ends else None, priority=priority)
+        rows.setdefault(usable.unit_key, []).append((part, usable, item))
+    return [
+        bc.Balance(
+            customer_id=customer_id,
+            usable=parts[0][1].with_amount(bc.exact_sum(p.usable for p, _, _ in parts)),
+            pending=parts[0][1].with_amount(Decimal(0)),
+            parts=tuple(p for p, _, _ in parts),
+            as_of=at,
+            source="customerBalances/list covering_date + include_ledgers: each segment open "
+                   "at the moment, with its ledger entries up to it; pending not reported (0)",
+            raw={"credits": [dict(item) for _, _, item in parts]},
+        )
+        for _, parts in sorted(rows.items())
+    ]
+
+
+_CREDIT_KINDS: dict[str, bc.LedgerKind] = {
+    "CREDIT_SEGMENT_START": bc.LedgerKind.GRANTED,
+    "CREDIT_AUTOMATED_INVOICE_DEDUCTION": bc.LedgerKind.CONSUMED,
+    "CREDIT_EXPIRATION": bc.LedgerKind.EXPIRED,
+}
+
+
+def credit_entries(item: Mapping[str, Any], customer_id: str, config: tr.TranslationConfig,
+                   since: datetime | None = None) -> list[bc.LedgerEntry]:
+    """A credit's ``ledger`` (``Credit.ledger``) as neutral entries, in Metronome's order.
+
+    ``CREDIT_SEGMENT_START`` → granted (+), ``CREDIT_AUTOMATED_INVOICE_DEDUCTION`` → consumed
+    (−|amount|, reference: the invoice), ``CREDIT_EXPIRATION`` → expired (−|amount|); the other
+    types (canceled, credited, manual, seat-based adjustment, rollover) → adjusted with their
+    own sign. Metronome reports no running balance for credits.
+    """
+    try:
+        credit_type = (item.get("access_schedule") or {}).get("credit_type")
+        grant_id = tr.credit_id(customer_id, str(item["id"]))
+        ledger = list(item.get("ledger") or ())
+    except _READ_ERRORS as error:
+        raise _problem("customerBalances item", item, error, config.provider) from None
+    out = []
+    for entry in ledger:
+        try:
+            kind = _CREDIT_KINDS.get(str(entry.get("type")), bc.LedgerKind.ADJUSTED)
+            amount = tr.to_decimal(entry["amount"])
+            if kind is bc.LedgerKind.GRANTED:
+                amount = abs(amount)
+            elif kind is not bc.LedgerKind.ADJUSTED:
+                amount = -abs(amount)
+            invoice = entry.get("invoice_id")
+            read = bc.LedgerEntry(
+                customer_id=customer_id, grant_id=grant_id, kind=kind,
+                amount=_money(amount, credit_type, config),
+                at=tr.parse_time(str(entry["timestamp"])),
+                reference=str(invoice) if invoice else None,
+                raw=dict(entry),
+            )
+        except _READ_ERRORS as error:
+            raise _problem(f"ledger entry of credit {item.get('id')!r}", entry, error,
+                           config.provider) from None
+        if since is None or read.at >= since:
+            out.append(read)
+    return out
+
+
+# -- flows -----------------------------------------------------------------------------------
+
+
+def _follow(provider: str, cursor: str | None, seen: set[str]) -> str | None:
+    """The next cursor of a paging loop inside one flow (None: done), refusing one seen
+    before: a vendor answering the same cursor again would otherwise loop for ever."""
+    if not cursor:
+        return None
+    if cursor in seen:
+        raise bc.InvalidResponseError(
+            f"the listing returned a cursor it had returned before ({cursor[:80]!r}); stopped "
+            "so as not to loop", provider=provider)
+    seen.add(cursor)
+    return cursor
+
+
+def _now_only(provider: str, at: datetime | None) -> None:
+    if at is not None:
+        raise bc.NotRepresentableError(provider, [bc.FieldProblem(
+            "at", "Metronome reports balances as of now only")])
+
+
+def plans_balance_flow(provider: MetronomePlansProvider, customer_id: str, unit: str | None,
+                       at: datetime | None) -> bc.Flow[list[bc.Balance]]:
+    _now_only(provider.name, at)
+    items: list[Mapping[str, Any]] = []
+    cursor: str | None = None
+    seen: set[str] = set()
+    while True:
+        page = yield provider._customer_page(customer_id, cursor)
+        found, following = _data(page, "listGrants", provider.name)
+        items += found
+        cursor = _follow(provider.name, following, seen)
+        if cursor is None:
+            break
+    return plans_balances(items, customer_id, provider.config, provider._now(), unit)
+
+
+def plans_ledger_flow(provider: MetronomePlansProvider, customer_id: str, grant_id: str | None,
+                      since: datetime | None, cursor: str | None) -> bc.Flow[bc.LedgerPage]:
+    body: dict[str, Any] = {"customer_ids": [customer_id]}
+    if since is not None:
+        body["starting_on"] = tr.format_time(since)
+    query: dict[str, str | int] = {"sort": "asc"}
+    if cursor:
+        query["next_page"] = cursor
+    page = yield provider._http.call(LIST_ENTRIES, body, query=query, label="listEntries")
+    found, following = _data(page, "listEntries", provider.name)
+    entries = plans_entries(found, customer_id, provider.config, grant_id, since)
+    return bc.LedgerPage(entries, following, request_id=page.request_id)
+
+
+def plans_update_flow(provider: MetronomePlansProvider, grant_id: str,
+                      update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
+    from ._provider import EDIT_GRANT
+
+    grant = yield from provider._get(grant_id)
+    assert grant.effective_at is not None
+    body, adjustments = plans_edit_body(grant_id, update, provider.config, grant.effective_at)
+    if len(body) > 1:
+        yield provider._http.call(EDIT_GRANT, body, label="editGrant")
+    read = yield from provider._get(grant_id)
+    return read.model_copy(update={"adjustments": tuple(adjustments)})
+
+
+def _balances_body(customer_id: str, cursor: str | None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"customer_id": customer_id, "limit": BALANCES_PAGE_MAX, **extra}
+    if cursor:
+        body["next_page"] = cursor  # customerBalances/list takes its cursor in the body
+    return body
+
+
+def credits_balance_flow(provider: MetronomeCreditsProvider, customer_id: str,
+                         unit: str | None, at: datetime | None) -> bc.Flow[list[bc.Balance]]:
+    """Now: Metronome's ``balance``. Another moment: ``covering_date`` and the ledgers."""
+    extra: dict[str, Any] = {"include_balance": True}
+    if at is not None:
+        extra = {"include_ledgers": True, "covering_date": tr.format_time(at)}
+    items: list[Mapping[str, Any]] = []
+    cursor: str | None = None
+    seen: set[str] = set()
+    while True:
+        page = yield provider._http.call(
+            LIST_BALANCES, _balances_body(customer_id, cursor, **extra),
+            label="customerBalances/list")
+        found, following = _data(page, "customerBalances/list", provider.name)
+        items += found
+        cursor = _follow(provider.name, following, seen)
+        if cursor is None:
+            break
+    if at is not None:
+        return credits_balances_at(items, customer_id, provider.config, at, unit)
+    return credits_balances(items, customer_id, provider.config, provider._now(), unit)
+
+
+def credits_ledger_flow(provider: MetronomeCreditsProvider, customer_id: str,
+                        grant_id: str | None, since: datetime | None,
+                        cursor: str | None) -> bc.Flow[bc.LedgerPage]:
+    extra: dict[str, Any] = {"include_ledgers": True}
+    if grant_id is not None:
+        customer, credit = provider._split(grant_id)
+        if customer != customer_id:
+            return bc.LedgerPage([], None)
+        extra["id"] = credit
+    page = yield provider._http.call(LIST_BALANCES, _balances_body(customer_id, cursor, **extra),
+                                     label="customerBalances/list")
+    found, following = _data(page, "customerBalances/list", provider.name)
+    entries = [e for item in _credits_only(found)
+               for e in credit_entries(item, customer_id, provider.config, since)]
+    return bc.LedgerPage(entries, following, request_id=page.request_id)
+
+
+def credits_update_flow(provider: MetronomeCreditsProvider, grant_id: str,
+                        update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
+    from ._provider import UPDATE_END_DATE
+
+    changes = update.changes()
+    config = provider.config
+    problems = [bc.FieldProblem(name, "updateEndDate changes only the end date")
+                for name in sorted(set(changes) - CREDITS_UPDATABLE)]
+    if problems:
+        raise bc.NotRepresentableError(provider.name, problems)
+    customer, credit = provider._split(grant_id)
+    grant = yield from provider._get(grant_id)
+    if "expires_at" not in changes:
+        return grant
+    wanted = changes["expires_at"] or config.far_future
+    if (found := tr._time_problem("expires_at", wanted, config.alignment)) is not None:
+        raise bc.NotRepresentableError(provider.name, [found])
+    adjustments: list[bc.Adjustment] = []
+    end = tr._align("expires_at", wanted, end=True, alignment=config.alignment,
+                    adjustments=adjustments)
+    current = grant.segments[-1].ends_before or config.far_future
+    if end > current:
+        raise bc.NotRepresentableError(provider.name, [bc.FieldProblem(
+            "expires_at", f"updateEndDate can only shorten a credit (it ends "
+            f"{tr.format_time(current)})")])
+    if end <= grant.segments[0].starts_at:
+        raise bc.NotRepresentableError(provider.name, [bc.FieldProblem(
+            "expires_at", "must be after the credit starts")])
+    if end != current:
+        yield provider._http.call(UPDATE_END_DATE, {
+            "customer_id": customer, "credit_id": credit,
+            "access_ending_before": tr.format_time(end)}, label="customerCredits/updateEndDate")
+    read = yield from provider._get(grant_id)
+    return read.model_copy(update={"adjustments": tuple(adjustments)})

@@ -1,0 +1,420 @@
+"""Balances, the ledger and grant updates on Stripe (issue 11): pure translation plus the flows.
+
+Stripe sources (API version ``2026-10-28.endive``, the ``stripe`` SDK's types):
+
+- balance: ``GET /v1/billing/credit_balance_summary`` (``stripe/billing/_credit_balance_summary.py``)
+  answers for *now* only and needs a filter; it is read once per live grant with
+  ``filter[type]=credit_grant``, so every part of the balance names its grant. Stripe does not
+  document the difference between ``available_balance`` and ``ledger_balance``: ``usable`` is the
+  smaller of the two, ``pending`` what the ledger balance holds beyond the available one (read as
+  credits held by draft invoices; ``source`` says so).
+- ledger: ``GET /v1/billing/credit_balance_transactions`` (``…/_credit_balance_transaction.py``):
+  ``credit`` transactions (``credits_granted``, ``credits_application_invoice_voided``) and
+  ``debit`` ones (``credits_applied``, ``credits_expired``, ``credits_voided``). Amounts there are
+  "a positive integer" in minor units; the sign comes from ``type``. Stripe reports no running
+  balance. The list has no date filter: ``since`` is applied here.
+- update: ``POST /v1/billing/credit_grants/{id}`` changes only ``expires_at`` (``""`` clears it)
+  and ``metadata`` (merged; a key set to ``""`` is unset) (``_credit_grant_update_params.py``).
+- consumption order: ``priority`` 0-100, lower first ("The highest priority is 0 and the lowest
+  is 100", ``stripe/billing/_credit_grant.py``;
+  https://docs.stripe.com/changelog/acacia/2025-02-24/billing-credits-priority). Stripe documents
+  no rule after priority in the sources read, so the order says so
+  (``documented_tie_break=False``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import billing_credits as bc
+
+from . import _translate as tr
+
+if TYPE_CHECKING:
+    from stripe.params.billing import (
+        CreditBalanceTransactionListParams,
+        CreditGrantUpdateParams,
+    )
+
+    from ._provider import Answer, StripeProvider
+
+T = TypeVar("T")
+
+__all__ = [
+    "BALANCE_SOURCE",
+    "STRIPE_ORDER",
+    "UPDATABLE_FIELDS",
+    "balances_from_summaries",
+    "entry_from_transaction",
+    "summary_values",
+    "transaction_list_params",
+    "update_params",
+]
+
+UPDATABLE_FIELDS = frozenset({"expires_at", "metadata"})
+"""What ``POST /v1/billing/credit_grants/{id}`` can change (``CreditGrantUpdateParams``)."""
+
+BALANCE_SOURCE = (
+    "credit_balance_summary (filter[type]=credit_grant, one call per live grant): usable = "
+    "min(available_balance, ledger_balance); pending = ledger_balance - available_balance "
+    "(Stripe does not document the difference)"
+)
+
+PRIORITY_CITES = (
+    "https://docs.stripe.com/changelog/acacia/2025-02-24/billing-credits-priority; stripe SDK "
+    "stripe/billing/_credit_grant.py CreditGrant.priority ('The highest priority is 0 and the "
+    "lowest is 100')"
+)
+
+STRIPE_ORDER = bc.ConsumptionOrder(
+    provider=tr.PROVIDER_NAME,
+    rules=(
+        bc.OrderRule(
+            "priority", "asc", PRIORITY_CITES,
+            note="integers 0-100, lower first; Stripe reads an unset priority as 50",
+            key=lambda grant: grant.priority if grant.priority is not None
+            else Decimal(tr.DEFAULT_PRIORITY)),
+    ),
+    documented_tie_break=False,
+    scope_aware=True,
+)
+"""Stripe's consumption order. Stripe documents priority only
+(https://docs.stripe.com/billing/subscriptions/usage-based/billing-credits#multiple-credit-grants
+is where the changelog points; no tie-break after priority could be read there). A third party
+(https://docs.stigg.io/documentation/modeling-your-pricing-in-stigg/credits/credit-consumption-logic)
+lists expires_at, category, effective_at and created after priority; that is not Stripe's word,
+so it is not adopted: ties are broken by grant id and reported by the engine."""
+
+
+# -- balance ---------------------------------------------------------------------------------
+
+
+def summary_values(summary: Mapping[str, Any], currency: str) -> tuple[int, int]:
+    """``(available_balance, ledger_balance)`` in minor units of ``currency`` from a credit
+    balance summary (zeros when Stripe lists no balance in it)."""
+    available = ledger = 0
+    for entry in summary.get("balances") or ():
+        for kind in ("available_balance", "ledger_balance"):
+            monetary = (entry.get(kind) or {}).get("monetary") or {}
+            if str(monetary.get("currency", "")).upper() != currency.upper():
+                continue
+            value = monetary.get("value")
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bc.InvalidResponseError(
+                    f"credit balance summary: {kind} value {value!r} is not an integer",
+                    provider=tr.PROVIDER_NAME, body=bc.excerpt(dict(summary)))
+            if kind == "available_balance":
+                available += value
+            else:
+                ledger += value
+    return available, ledger
+
+
+def balances_from_summaries(
+    customer_id: str,
+    summaries: Sequence[tuple[bc.CreditGrant, Mapping[str, Any]]],
+    as_of: datetime,
+) -> list[bc.Balance]:
+    """One ``Balance`` per currency from each live grant's credit balance summary.
+
+    ``usable`` is the smaller of ``available_balance`` and ``ledger_balance`` (the cautious
+    figure); ``pending`` what the ledger balance holds beyond the available balance.
+    """
+    by_currency: dict[str, list[tuple[bc.CreditGrant, Decimal, Decimal, Mapping[str, Any]]]] = {}
+    for grant, summary in summaries:
+        currency = grant.amount.currency
+        assert currency is not None  # Stripe grants are monetary
+        available, ledger = summary_values(summary, currency)
+        usable = tr.from_minor_units(currency, min(available, ledger)).amount
+        pending = tr.from_minor_units(currency, max(ledger - available, 0)).amount
+        by_currency.setdefault(currency, []).append((grant, usable, pending, summary))
+    balances = []
+    for currency, rows in sorted(by_currency.items()):
+        parts = tuple(
+            bc.BalancePart(grant_id=grant.id or "", usable=usable, pending=pending,
+                           expires_at=grant.expires_at, priority=grant.priority)
+            for grant, usable, pending, _ in rows)
+        balances.append(bc.Balance(
+            customer_id=customer_id,
+            usable=bc.Money(amount=bc.exact_sum(p.usable for p in parts), currency=currency),
+            pending=bc.Money(amount=bc.exact_sum(p.pending for p in parts), currency=currency),
+            parts=parts,
+            as_of=as_of,
+            source=BALANCE_SOURCE,
+            raw={"summaries": {grant.id: dict(summary) for grant, _, _, summary in rows}},
+        ))
+    return balances
+
+
+# -- ledger ----------------------------------------------------------------------------------
+
+
+def transaction_list_params(
+    customer_id: str, grant_id: str | None, *, starting_after: str | None = None,
+    limit: int = tr.MAX_PAGE_SIZE,
+) -> CreditBalanceTransactionListParams:
+    """``GET /v1/billing/credit_balance_transactions`` parameters for one page."""
+    params: dict[str, Any] = {"customer": customer_id, "limit": limit}
+    if grant_id is not None:
+        params["credit_grant"] = grant_id
+    if starting_after is not None:
+        params["starting_after"] = starting_after
+    return params  # type: ignore[return-value]
+
+
+_CREDIT_KINDS = {
+    "credits_granted": bc.LedgerKind.GRANTED,
+    "credits_application_invoice_voided": bc.LedgerKind.ADJUSTED,
+}
+_DEBIT_KINDS = {
+    "credits_applied": bc.LedgerKind.CONSUMED,
+    "credits_expired": bc.LedgerKind.EXPIRED,
+    "credits_voided": bc.LedgerKind.VOIDED,
+}
+
+
+def _id_of(value: Any) -> str | None:
+    """An expandable field's id (a string, or an expanded object's ``id``)."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def _bad(obj: Mapping[str, Any], problem: str) -> bc.InvalidResponseError:
+    return bc.InvalidResponseError(
+        f"credit balance transaction {obj.get('id')!r}: {problem}", provider=tr.PROVIDER_NAME,
+        body=bc.excerpt(dict(obj)))
+
+
+def entry_from_transaction(obj: Mapping[str, Any], customer_id: str) -> bc.LedgerEntry:
+    """A ``billing.credit_balance_transaction`` as a neutral ledger entry (exact, signed).
+
+    ``credit``: ``credits_granted`` → granted (+), ``credits_application_invoice_voided`` →
+    adjusted (+, credits given back; reference: the invoice). ``debit``: ``credits_applied`` →
+    consumed (−, reference: the invoice), ``credits_expired`` → expired (−),
+    ``credits_voided`` → voided (−). A sub-type Stripe adds later reads as adjusted, signed by
+    ``credit``/``debit``. Anything else is refused (``InvalidResponseError``), never guessed.
+    """
+    kind_name = obj.get("type")
+    if kind_name not in ("credit", "debit"):
+        raise _bad(obj, f"type {kind_name!r} is neither credit nor debit")
+    detail = obj.get(kind_name)
+    if not isinstance(detail, Mapping):
+        raise _bad(obj, f"no {kind_name} details")
+    sub = detail.get("type")
+    kinds = _CREDIT_KINDS if kind_name == "credit" else _DEBIT_KINDS
+    kind = kinds.get(str(sub), bc.LedgerKind.ADJUSTED)
+    amount = detail.get("amount") or {}
+    monetary = amount.get("monetary") if isinstance(amount, Mapping) else None
+    if not isinstance(monetary, Mapping) or amount.get("type") != "monetary":
+        raise _bad(obj, "amount is not monetary")
+    value = monetary.get("value")
+    currency = monetary.get("currency")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _bad(obj, f"amount value {value!r} is not a non-negative integer")
+    if not isinstance(currency, str):
+        raise _bad(obj, f"currency {currency!r} is not a string")
+    try:
+        money = tr.from_minor_units(currency, value)
+    except (TypeError, ValueError, bc.InvalidGrantError) as error:
+        raise _bad(obj, str(error)) from None
+    if kind_name == "debit":
+        money = money.with_amount(-money.amount)
+    stamp = obj.get("effective_at", obj.get("created"))
+    if isinstance(stamp, bool) or not isinstance(stamp, int):
+        raise _bad(obj, f"effective_at {stamp!r} is not a Unix timestamp")
+    reference = None
+    applied = detail.get(sub) if isinstance(sub, str) else None
+    if isinstance(applied, Mapping):
+        reference = _id_of(applied.get("invoice"))
+    at = tr.from_timestamp(stamp)
+    assert at is not None
+    return bc.LedgerEntry(
+        customer_id=customer_id,
+        grant_id=_id_of(obj.get("credit_grant")),
+        kind=kind,
+        amount=money,
+        at=at,
+        reference=reference,
+        vendor_id=_id_of(obj.get("id")),
+        raw=dict(obj),
+    )
+
+
+# -- update ----------------------------------------------------------------------------------
+
+
+def _metadata_problems(metadata: Mapping[str, str], existing: Mapping[str, str]) -> list[str]:
+    found = []
+    for key, value in metadata.items():
+        if key.startswith(tr.RESERVED_PREFIX):
+            found.append(f"key {key!r}: keys starting with {tr.RESERVED_PREFIX!r} are reserved")
+        if not key or len(key) > tr.MAX_METADATA_KEY_LENGTH or "[" in key or "]" in key:
+            found.append(f"key {key!r}: Stripe keys are 1-{tr.MAX_METADATA_KEY_LENGTH} "
+                         "characters without '[' or ']'")
+        if not value:
+            found.append(f"key {key!r}: an empty value would unset the key on Stripe")
+        if len(value) > tr.MAX_METADATA_VALUE_LENGTH:
+            found.append(f"key {key!r}: values are at most {tr.MAX_METADATA_VALUE_LENGTH} "
+                         "characters")
+    reserved = [k for k in existing if k.startswith(tr.RESERVED_PREFIX)]
+    if len(metadata) + len(reserved) > tr.MAX_METADATA_KEYS:
+        found.append(f"{len(metadata)} keys plus {len(reserved)} kept by billing-credits exceed "
+                     f"Stripe's {tr.MAX_METADATA_KEYS}")
+    return found
+
+
+def update_params(update: bc.GrantUpdate, existing_metadata: Mapping[str, str] | None
+                  ) -> CreditGrantUpdateParams:
+    """The update request for ``update``'s explicitly set fields, or ``NotRepresentableError``.
+
+    ``expires_at=None`` clears the expiry (``expires_at=""``: the credits never expire).
+    ``metadata`` replaces the grant's own metadata: keys it no longer has are unset (``""``);
+    the library's ``bc_`` keys are kept. ``name`` cannot be changed on Stripe.
+    """
+    changes = update.changes()
+    problems: list[bc.FieldProblem] = []
+    params: dict[str, Any] = {}
+    problems += [bc.FieldProblem(name, "Stripe cannot change it after creation (only "
+                                 "expires_at and metadata)")
+                 for name in sorted(set(changes) - UPDATABLE_FIELDS)]
+    if "expires_at" in changes:
+        expires = changes["expires_at"]
+        if expires is None:
+            params["expires_at"] = ""
+        else:
+            try:
+                params["expires_at"] = tr.to_timestamp(expires)
+            except ValueError as error:
+                problems.append(bc.FieldProblem("expires_at", f"{error}: Stripe keeps whole "
+                                                "seconds"))
+    if "metadata" in changes:
+        wanted = dict(changes["metadata"] or {})
+        existing = dict(existing_metadata or {})
+        problems += [bc.FieldProblem("metadata", p) for p in _metadata_problems(wanted, existing)]
+        sent: dict[str, str] = {k: "" for k in existing
+                                if not k.startswith(tr.RESERVED_PREFIX) and k not in wanted}
+        sent.update(wanted)
+        if sent:
+            params["metadata"] = sent
+    if problems:
+        raise bc.NotRepresentableError(tr.PROVIDER_NAME, problems)
+    return params  # type: ignore[return-value]
+
+
+# -- flows (driven by StripeProvider, through its validated transport) ---------------------
+
+TRANSACTIONS_PATH = "/v1/billing/credit_balance_transactions"
+
+
+def _follow(cursor: str | None, seen: set[str]) -> str | None:
+    """The next cursor of a paging loop inside one flow, refusing one seen before (a vendor
+    answering the same cursor again would otherwise loop for ever)."""
+    if cursor is not None:
+        if cursor in seen:
+            raise bc.InvalidResponseError(
+                f"the listing returned a cursor it had returned before ({cursor[:80]!r}); "
+                "stopped so as not to loop", provider=tr.PROVIDER_NAME)
+        seen.add(cursor)
+    return cursor
+
+
+def _items(provider: StripeProvider, answer: Answer, what: str) -> tuple[list[dict[str, Any]], bool]:
+    """A list answer's objects (each a JSON object with an id) and ``has_more``; any other shape
+    is ``InvalidResponseError`` with the request id."""
+    items, has_more = provider._list_of(answer)
+    if not all(isinstance(item, Mapping) and isinstance(item.get("id"), str) for item in items):
+        raise answer.invalid(f"{what}: an item is not an object with an id")
+    return [dict(item) for item in items], has_more
+
+
+def _each(answer: Answer, what: str, items: Iterable[dict[str, Any]],
+          read: Callable[[dict[str, Any]], T]) -> list[T]:
+    """``read`` of every item of a validated answer; any failure on hostile data is
+    ``InvalidResponseError`` with the request id."""
+    try:
+        return [read(item) for item in items]
+    except Exception as error:  # hostile data may fail in any way
+        problem = " ".join(str(error).split()) or type(error).__name__
+    raise answer.invalid(f"{what}: {problem}")
+
+
+def _live(grants: Iterable[bc.CreditGrant]) -> list[bc.CreditGrant]:
+    """Grants that can hold usable credit now, by Stripe's own fields (not voided, effective,
+    not expired)."""
+    return [g for g in grants if g.status is bc.GrantStatus.ACTIVE]
+
+
+def balance_flow(provider: StripeProvider, customer_id: str, unit: str | None,
+                 at: datetime | None) -> bc.Flow[list[bc.Balance]]:
+    """Every credit grant of the customer (paged), then one balance summary per live grant."""
+    if at is not None:
+        raise bc.NotRepresentableError(tr.PROVIDER_NAME, [bc.FieldProblem(
+            "at", "Stripe's credit balance summary answers for now only")])
+    cursor: str | None = None
+    seen: set[str] = set()
+    grants: list[bc.CreditGrant] = []
+    while True:
+        params = tr.list_params(customer_id, limit=tr.MAX_PAGE_SIZE, starting_after=cursor)
+        answer = yield provider._call("get", tr.GRANTS_PATH, params, label="credit_grants.list")
+        items, has_more = _items(provider, answer, "credit_grants.list")
+        grants += _each(answer, "credit_grants.list", items,
+                        partial(tr.from_stripe, now=provider._clock()))
+        if not has_more or not items:
+            break
+        cursor = _follow(str(items[-1]["id"]), seen)
+    as_of = provider._clock()
+    chosen = [g for g in _live(grants)
+              if unit is None or (g.amount.currency or "").upper() == unit.upper()]
+    summaries = []
+    for grant in chosen:
+        summary_params = tr.balance_params(customer_id, grant.id or "")
+        answer = yield provider._call("get", tr.SUMMARY_PATH, summary_params,
+                                      label="credit_balance_summary.retrieve")
+        summaries.append((grant, dict(answer.mapping("billing.credit_balance_summary"))))
+    return balances_from_summaries(customer_id, summaries, as_of)
+
+
+def ledger_flow(provider: StripeProvider, customer_id: str, grant_id: str | None,
+                since: datetime | None, cursor: str | None) -> bc.Flow[bc.LedgerPage]:
+    """One page of entries: Stripe pages until one holds an entry at or after ``since`` (Stripe
+    has no date filter), so filtered-out pages never look like a run of empty pages."""
+    seen: set[str] = set() if cursor is None else {cursor}
+    while True:
+        params = transaction_list_params(customer_id, grant_id, starting_after=cursor)
+        answer = yield provider._call("get", TRANSACTIONS_PATH, params,
+                                      label="credit_balance_transactions.list")
+        items, has_more = _items(provider, answer, "credit_balance_transactions.list")
+        entries = _each(answer, "credit_balance_transactions.list", items,
+                        partial(entry_from_transaction, customer_id=customer_id))
+        if since is not None:
+            entries = [e for e in entries if e.at >= since]
+        next_cursor = str(items[-1]["id"]) if has_more and items else None
+        if entries or next_cursor is None:
+            return bc.LedgerPage(entries, next_cursor, request_id=answer.request_id)
+        cursor = _follow(next_cursor, seen)
+
+
+def update_flow(provider: StripeProvider, grant_id: str,
+                update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
+    """Read the grant (for its metadata, when metadata changes), then update it."""
+    existing: Mapping[str, str] | None = None
+    if "metadata" in update.model_fields_set:
+        answer = yield provider._call("get", tr.grant_path(grant_id),
+                                      label="credit_grants.retrieve")
+        metadata = answer.mapping("billing.credit_grant").get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise answer.invalid("credit grant metadata is not an object")
+        existing = dict(metadata)
+    params = update_params(update, existing)
+    if not params:
+        return (yield from provider._get(grant_id))
+    answer = yield provider._call("post", tr.grant_path(grant_id), dict(params),
+                                  label="credit_grants.update",
+                                  idempotency_key=f"bc-update-{uuid.uuid4()}")
+    return (yield from provider._with_balance(provider._grant_of(answer)))
