@@ -70,7 +70,8 @@ def _measured(args: list[str]) -> dict[str, Any]:
     """Run ``args`` as a child; its own peak RSS (``ru_maxrss`` from ``wait4``) and times."""
     started = time.perf_counter()
     child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout is not None
+    assert child.stderr is not None
     out = child.stdout.read()
     err = child.stderr.read()
     _, status, usage = os.wait4(child.pid, 0)
