@@ -30,11 +30,12 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ._errors import BillingCreditsError, FieldProblem, MigrationError
+from ._errors import BillingCreditsError, FieldProblem, MigrationError, UnreadableGrant
 from ._model import CreditGrant, GrantStatus, Scope, Segment
 from ._money import exact, exact_json, exact_sum
 from ._priority import preserve_order
-from ._provider import Provider
+from ._provider import OnUnreadable, Provider
+from ._secrets import redact
 
 __all__ = [
     "ApplyReport",
@@ -266,7 +267,8 @@ def plan_migration(
                         amount_mode=amount_mode, priority_policy=priority_policy, strict=strict)
     plan = MigrationPlan(header)
     drafts: list[_Draft] = []
-    for grant in _source_grants(source, customers):
+    unreadable: list[UnreadableGrant] = []
+    for grant in _source_grants(source, customers, unreadable.append):
         try:
             skipped = _decide(grant, source.name, target, amount_mode, customer_map, scope_map,
                               provenance, now, drafts)
@@ -274,6 +276,11 @@ def plan_migration(
             skipped = _skip(grant, str(error), refused=True)
         if skipped is not None:
             plan.items.append(skipped)
+    for entry in unreadable:  # never dropped: each is a refusal naming the vendor's id
+        plan.items.append(PlanItem(
+            source_id=entry.vendor_id or "", customer_id="", action="skip", refused=True,
+            reason=f"unreadable {entry.provider} item {entry.vendor_id or '(no id)'}: "
+                   f"{redact(entry.problem)}"))
     if priority_policy == "preserve-order":
         drafts = _preserve_order(drafts, target)
     for draft in drafts:
@@ -281,12 +288,13 @@ def plan_migration(
     return plan
 
 
-def _source_grants(source: Provider, customers: Iterable[str] | None) -> Iterator[CreditGrant]:
+def _source_grants(source: Provider, customers: Iterable[str] | None,
+                   on_unreadable: OnUnreadable | None = None) -> Iterator[CreditGrant]:
     if customers is None:
-        yield from source.list_grants()
+        yield from source.list_grants(on_unreadable=on_unreadable)
         return
     for customer in dict.fromkeys(customers):
-        yield from source.list_grants(customer)
+        yield from source.list_grants(customer, on_unreadable=on_unreadable)
 
 
 def _skip(grant: CreditGrant, reason: str, *, refused: bool = False,

@@ -78,8 +78,12 @@ def exact_json(json_data: str | bytes | bytearray) -> Any:
     """
     try:
         return json.loads(json_data, parse_float=Decimal)
-    except ValueError as error:
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError of bytes
         raise InvalidGrantError([FieldProblem("", f"invalid JSON: {error}")]) from None
+    except RecursionError:
+        raise InvalidGrantError([FieldProblem("", "invalid JSON: nested too deeply")]) from None
+    except TypeError as error:
+        raise InvalidGrantError([FieldProblem("", f"invalid JSON input: {error}")]) from None
 
 
 _NOT_MONEY = frozenset({"XXX", "XTS"})
