@@ -117,6 +117,7 @@ def _open(provider: str, settings: tuple[str, ...], option: str = "--setting") -
     from ._plugins import get_provider
 
     pairs = _pairs(settings, option)
+    _register_secrets(provider, pairs)
     try:
         return get_provider(provider, **pairs)
     except BillingCreditsError:
@@ -124,6 +125,27 @@ def _open(provider: str, settings: tuple[str, ...], option: str = "--setting") -
     except (ValueError, TypeError, ArithmeticError, LookupError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
         raise ConfigurationError(f"provider {provider!r}: invalid setting ({message})") from None
+
+
+def _register_secrets(provider: str, pairs: dict[str, str]) -> None:
+    """Mask every secret setting given (or in its environment variable) from now on, before
+    the provider sees it: whatever fails while reading the settings, it never shows them."""
+    import os
+
+    from ._plugins import providers
+    from ._secrets import check_base_url, register_secret
+
+    found = providers().get(provider)
+    credential = False
+    for setting in getattr(found, "settings", ()):
+        if setting.secret:
+            register_secret(pairs.get(setting.name))
+            if setting.env:
+                register_secret(os.environ.get(setting.env))
+            credential = credential or bool(
+                pairs.get(setting.name) or (setting.env and os.environ.get(setting.env)))
+    if pairs.get("base_url"):  # never a credential over plain http to another machine
+        check_base_url(pairs["base_url"], credential=credential)
 
 
 def _grant_json(grant: Any) -> str:
