@@ -45,14 +45,31 @@ class _Group(click.Group):
     """Turns every error into one line on stderr and an exit code, never a traceback; every
     line printed goes through ``redact``."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         from ._secrets import RedactingWriter
 
         out, err = sys.stdout, sys.stderr
         sys.stdout = RedactingWriter(out)
         sys.stderr = RedactingWriter(err)
         try:
-            return super().main(*args, **kwargs)
+            if not standalone_mode:
+                return super().main(args, prog_name, complete_var, False, **extra)
+            try:
+                result = super().main(args, prog_name, complete_var, False, **extra)
+            except click.ClickException as error:
+                if type(error).__name__ == "NoArgsIsHelpError":  # a bare group: its help
+                    error.show()
+                    sys.exit(error.exit_code)
+                # Usage errors too are one line: what is wrong, and where to read more.
+                context = getattr(error, "ctx", None)
+                hint = f" (see '{context.command_path} --help')" if context is not None else ""
+                _say(f"error: {error.format_message()}{hint}")
+                sys.exit(error.exit_code)
+            except click.Abort:
+                _say("error: aborted")
+                sys.exit(EXIT_PROVIDER_ERROR)
+            sys.exit(result if isinstance(result, int) else 0)
         finally:
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(OSError, ValueError):
