@@ -51,7 +51,7 @@ class HalfReadable(bc.Provider):
         else:
             _, unreadable = bc.read_items(
                 self.name, [{"id": "credgr_zero", "amount": 0}, {"amount": "x"}],
-                lambda item: bc.CreditGrant.model_validate(item), lambda item: item.get("id"))
+                bc.CreditGrant.model_validate, lambda item: item.get("id"))
             page = bc.Page([_grant(2)], unreadable=unreadable, request_id="req_2")
         result: bc.Page = yield bc.blocking(lambda: page)
         return result

@@ -139,7 +139,7 @@ def _open(provider: str, settings: tuple[str, ...], option: str = "--setting") -
         return get_provider(provider, **pairs)
     except BillingCreditsError:
         raise
-    except (ValueError, TypeError, ArithmeticError, LookupError) as error:
+    except (ValueError, TypeError, ArithmeticError, LookupError, AttributeError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
         raise ConfigurationError(f"provider {provider!r}: invalid setting ({message})") from None
 
