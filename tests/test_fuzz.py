@@ -412,6 +412,10 @@ def _fuzz(tmp_path: Path) -> Failures:
             for name, to_vendor, _ in _translations(provider):
                 failures.run(case, f"{name} to vendor", data, lambda f=to_vendor, g=grant: f(g))
         listed = _read_back(data, rng, case)
+        if valid % 6 == 0:  # the local provider stores it (and reads it back) for real
+            local = providers[0]
+            failures.run(case, "local.create_grant", data, lambda p=local, g=grant: (
+                p.get_grant(p.create_grant(g).id or "")))
         read_back = failures.run(case, "read-back grant", listed,
                                  lambda d=listed: bc.CreditGrant.model_validate(d))
         if read_back is not None:
