@@ -24,7 +24,8 @@ an unfiltered listing with the same pages in O(page) (see ``_common.paged_metron
 The client's rate limit is off (``-s rate_limit=0``): this measures memory, not pacing.
 
 Run: .venv/bin/python benchmarks/memory.py [--what export,migrate] [--grants 1000,100000,1000000]
-                                           [--migrate-grants 100000,1000000] [--page-size N]
+         [--migrate-grants 100000,1000000] [--phases plan,apply,verify] [--max-memory-gb G]
+         [--page-size N]
 """
 
 from __future__ import annotations
@@ -66,10 +67,23 @@ def export(url: str, page_size: int | None) -> dict[str, Any]:
     return _measured(args)
 
 
-def _measured(args: list[str]) -> dict[str, Any]:
-    """Run ``args`` as a child; its own peak RSS (``ru_maxrss`` from ``wait4``) and times."""
+def _measured(args: list[str], *, max_memory_gb: float | None = None,
+              check: bool = True) -> dict[str, Any]:
+    """Run ``args`` as a child; its own peak RSS (``ru_maxrss`` from ``wait4``) and times.
+
+    ``max_memory_gb`` caps the child's address space (``RLIMIT_AS``), so that a run that
+    would outgrow a shared machine fails instead of pushing others out of memory."""
+
+    def limit() -> None:
+        if max_memory_gb:
+            import resource
+
+            cap = int(max_memory_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
     started = time.perf_counter()
-    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=limit if max_memory_gb else None)  # noqa: PLW1509
     assert child.stdout is not None
     assert child.stderr is not None
     out = child.stdout.read()
@@ -77,10 +91,11 @@ def _measured(args: list[str]) -> dict[str, Any]:
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
-    if child.returncode != 0:
+    if child.returncode != 0 and check:
         raise SystemExit(f"{args[1:4]} failed ({child.returncode}): {err.decode()[-2000:]}")
     return {"peak_rss_kb": usage.ru_maxrss, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "stdout": out.decode().strip(), "stderr": err.decode().strip()}
+            "stdout": out.decode().strip(), "stderr": err.decode().strip(),
+            "returncode": child.returncode}
 
 
 # -- the in-memory providers of the migration benchmark (used in the child processes) --------
@@ -183,18 +198,29 @@ def child(phase: str, count: int, folder: Path) -> None:
         raise SystemExit(f"unknown phase {phase}")
 
 
-def migrate(counts: Iterator[int]) -> None:
+def migrate(counts: Iterator[int], phases: list[str], max_memory_gb: float | None) -> None:
     for count in counts:
         with tempfile.TemporaryDirectory(prefix="bc-memory-") as folder:
-            for phase in ("plan", "apply", "verify"):
+            for phase in phases:
                 result = _measured([sys.executable, os.path.abspath(__file__), "--child", phase,
-                                    "--migrate-grants", str(count), "--folder", folder])
+                                    "--migrate-grants", str(count), "--folder", folder],
+                                   max_memory_gb=max_memory_gb, check=False)
                 peak_mb = result["peak_rss_kb"] / 1024
-                emit({"benchmark": f"memory.migrate.{phase}", "grants": count,
-                      "result": result["stdout"], "peak_rss_mb": round(peak_mb, 1),
-                      "wall_s": round(result["wall_s"], 1), "child_cpu_s": round(result["cpu_s"], 1),
-                      "plan_file_mb": round(os.path.getsize(Path(folder) / "plan.jsonl") / 2**20, 1),
-                      "meets_rss_target": peak_mb <= MIGRATE_TARGET_MB})
+                plan = Path(folder) / "plan.jsonl"
+                record: dict[str, Any] = {
+                    "benchmark": f"memory.migrate.{phase}", "grants": count,
+                    "result": result["stdout"], "peak_rss_mb": round(peak_mb, 1),
+                    "wall_s": round(result["wall_s"], 1), "child_cpu_s": round(result["cpu_s"], 1),
+                    "plan_file_mb": round(plan.stat().st_size / 2**20, 1) if plan.exists() else None,
+                    "meets_rss_target": peak_mb <= MIGRATE_TARGET_MB and result["returncode"] == 0}
+                if result["returncode"] != 0:
+                    record["failed"] = (f"exit {result['returncode']}"
+                                        + (f" (address space capped at {max_memory_gb} GB)"
+                                           if max_memory_gb else "")
+                                        + f": {result['stderr'][-300:]}")
+                emit(record)
+                if result["returncode"] != 0 and phase == "plan":
+                    break
 
 
 def main() -> None:
@@ -205,6 +231,10 @@ def main() -> None:
                         help="export: comma-separated grant counts (e.g. 100000,1000000)")
     parser.add_argument("--migrate-grants", default="100000,1000000",
                         help="migrate: comma-separated grant counts")
+    parser.add_argument("--phases", default="plan,apply,verify",
+                        help="migrate: which phases to measure (each needs the plan)")
+    parser.add_argument("--max-memory-gb", type=float, default=None,
+                        help="migrate: cap each child's address space (a shared machine)")
     parser.add_argument("--page-size", type=int, default=None,
                         help="export --page-size (default: the provider's, 100)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -216,7 +246,8 @@ def main() -> None:
     emit(machine())
     what = set(args.what.split(","))
     if "migrate" in what:
-        migrate(int(n) for n in args.migrate_grants.split(","))
+        migrate((int(n) for n in args.migrate_grants.split(",")), args.phases.split(","),
+                args.max_memory_gb)
     if "export" not in what:
         return
     peaks: dict[int, float] = {}
