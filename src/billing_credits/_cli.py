@@ -77,6 +77,7 @@ class _Group(click.Group):
             sys.stdout, sys.stderr = out, err
 
     def invoke(self, ctx: click.Context) -> Any:
+        import errno
         import sqlite3
 
         try:
@@ -93,6 +94,8 @@ class _Group(click.Group):
             unusable = "unable to open" in str(error) or "readonly" in str(error)
             sys.exit(EXIT_INVALID if unusable else EXIT_PROVIDER_ERROR)
         except OSError as error:
+            if error.errno == errno.EPIPE:  # the reader went away (| head): click's to handle
+                raise
             where = f"{error.filename}: " if error.filename else ""
             _say(f"error: {where}{error.strerror or error}")
             sys.exit(EXIT_INVALID)
