@@ -204,3 +204,34 @@ def test_runtime_errors_carry_no_request_chain() -> None:
     assert caught.value.__cause__ is None
     assert caught.value.__context__ is None
     assert detach(ValueError("x")).__suppress_context__
+
+
+def test_log_records_are_redacted_on_the_library_loggers(caplog: pytest.LogCaptureFixture) -> None:
+    bc.register_secret(METRONOME_TOKEN)
+    caplog.set_level(logging.DEBUG)
+    for name in ("billing_credits", "billing_credits_metronome", "httpx", "stripe"):
+        logger = logging.getLogger(name)
+        logger.debug("sent %s", {"Authorization": f"Bearer {METRONOME_TOKEN}"})
+        try:
+            raise RuntimeError(f"echo {METRONOME_TOKEN}")
+        except RuntimeError:
+            logger.exception("failed with %s", METRONOME_TOKEN)
+    assert METRONOME_TOKEN not in caplog.text
+    assert all(METRONOME_TOKEN not in (r.exc_text or "") for r in caplog.records)
+    assert "[REDACTED]" in caplog.text
+
+
+def test_redacting_writer_masks_a_secret_split_over_writes() -> None:
+    import io
+
+    from billing_credits._secrets import RedactingWriter
+
+    bc.register_secret(METRONOME_TOKEN)
+    out = io.StringIO()
+    writer = RedactingWriter(out)
+    half = len(METRONOME_TOKEN) // 2
+    writer.write(f"token {METRONOME_TOKEN[:half]}")
+    writer.write(f"{METRONOME_TOKEN[half:]} end\npartial {METRONOME_TOKEN}")
+    writer.flush()
+    assert METRONOME_TOKEN not in out.getvalue()
+    assert out.getvalue() == "token [REDACTED] end\npartial [REDACTED]"
