@@ -75,8 +75,10 @@ def test_no_priority_is_the_default() -> None:
     assert STRIPE.to_vendor(None) == 50
     assert bc.FLOAT64.to_vendor(None) is None
     assert bc.FLOAT64.from_vendor(None) is None
-    with pytest.raises(TypeError):
-        STRIPE.from_vendor(True)
+    # A vendor value that is no number is the project's error (issue 9.4), not a TypeError.
+    for bad in (True, "NaN", "abc", [1], float("inf")):
+        with pytest.raises(bc.InvalidGrantError):
+            STRIPE.from_vendor(bad)  # type: ignore[arg-type]
 
 
 def test_float64_exact() -> None:

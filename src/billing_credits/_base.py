@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Self
 
 import pydantic
-from pydantic import ConfigDict
+from pydantic import ConfigDict, model_validator
 
 from ._errors import FieldProblem, InvalidGrantError
 
@@ -47,8 +47,40 @@ def exact_decimal(value: Any) -> Any:
     return value
 
 
+def _unencodable(value: Any, path: str, found: list[FieldProblem]) -> None:
+    """Add a problem for each string in ``value`` that UTF-8 cannot encode (a lone surrogate):
+    it could be neither sent to a vendor, nor written to a file, nor hashed into a key."""
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                found.append(FieldProblem(path, "contains a lone surrogate (not valid Unicode text)"))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _unencodable(key, f"{path}.[key]", found)
+            _unencodable(item, f"{path}.{key}" if isinstance(key, str) and key.isascii() else path,
+                         found)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _unencodable(item, f"{path}.{index}", found)
+
+
+def _internal(error: Exception, model: str) -> InvalidGrantError:
+    """Any other exception of validation (a validator's bug, an overflow, a bad key type) as
+    the project's error: a caller only ever has to catch ``BillingCreditsError``."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    return InvalidGrantError([FieldProblem("", f"cannot be read ({type(error).__name__}: "
+                                               f"{message[:200]})")], model=model)
+
+
 class NeutralModel(pydantic.BaseModel):
-    """Frozen, strict-about-extras base; validation failures raise ``InvalidGrantError``."""
+    """Frozen, strict-about-extras base; validation failures raise ``InvalidGrantError``.
+
+    Every failure of validation is one: pydantic's errors field by field, and any other
+    exception a validator or a conversion may raise (it is never let through). Strings must be
+    valid Unicode (a lone surrogate is refused: nothing could encode it).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
@@ -59,6 +91,20 @@ class NeutralModel(pydantic.BaseModel):
                 super().__init__(**data)
             except pydantic.ValidationError as error:
                 raise InvalidGrantError(problems_from(error), model=type(self).__name__) from None
+            except InvalidGrantError:
+                raise
+            except Exception as error:
+                raise _internal(error, type(self).__name__) from None
+
+    @model_validator(mode="after")
+    def _valid_unicode(self) -> Self:
+        found: list[FieldProblem] = []
+        for name, value in self.__dict__.items():
+            if not isinstance(value, NeutralModel):
+                _unencodable(value, name, found)
+        if found:
+            raise InvalidGrantError(found, model=type(self).__name__)
+        return self
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
@@ -66,6 +112,10 @@ class NeutralModel(pydantic.BaseModel):
             return super().model_validate(obj, *args, **kwargs)
         except pydantic.ValidationError as error:
             raise InvalidGrantError(problems_from(error), model=cls.__name__) from None
+        except InvalidGrantError:
+            raise
+        except Exception as error:
+            raise _internal(error, cls.__name__) from None
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any) -> Self:
@@ -73,3 +123,7 @@ class NeutralModel(pydantic.BaseModel):
             return super().model_validate_json(json_data, *args, **kwargs)
         except pydantic.ValidationError as error:
             raise InvalidGrantError(problems_from(error), model=cls.__name__) from None
+        except InvalidGrantError:
+            raise
+        except Exception as error:
+            raise _internal(error, cls.__name__) from None

@@ -5,6 +5,7 @@ Heavy imports (rich, providers) happen inside commands, so ``--help`` stays fast
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -26,26 +27,81 @@ EXIT_PROVIDER_ERROR = 1
 EXIT_INVALID = 2
 
 
+def _say(message: str) -> None:
+    """One line on stderr, secrets masked, whatever the message holds."""
+    from ._secrets import redact
+
+    click.echo(redact(" ".join(message.split())), err=True)
+
+
 def _fail(error: BillingCreditsError) -> NoReturn:
-    message = " ".join(str(error).split())
-    click.echo(f"error: {message}", err=True)
+    _say(f"error: {error}")
     invalid = (InvalidGrantError, NotRepresentableError, ConfigurationError,
                UnsupportedOperationError)
     sys.exit(EXIT_INVALID if isinstance(error, invalid) else EXIT_PROVIDER_ERROR)
 
 
 class _Group(click.Group):
-    """Turns library errors into one line on stderr and an exit code, never a traceback."""
+    """Turns every error into one line on stderr and an exit code, never a traceback; every
+    line printed goes through ``redact``."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        from ._secrets import RedactingWriter
+
+        out, err = sys.stdout, sys.stderr
+        sys.stdout = RedactingWriter(out)
+        sys.stderr = RedactingWriter(err)
+        try:
+            if not standalone_mode:
+                return super().main(args, prog_name, complete_var, False, **extra)
+            try:
+                result = super().main(args, prog_name, complete_var, False, **extra)
+            except click.ClickException as error:
+                if type(error).__name__ == "NoArgsIsHelpError":  # a bare group: its help
+                    error.show()
+                    sys.exit(error.exit_code)
+                # Usage errors too are one line: what is wrong, and where to read more.
+                context = getattr(error, "ctx", None)
+                hint = f" (see '{context.command_path} --help')" if context is not None else ""
+                _say(f"error: {error.format_message()}{hint}")
+                sys.exit(error.exit_code)
+            except click.Abort:
+                _say("error: aborted")
+                sys.exit(EXIT_PROVIDER_ERROR)
+            sys.exit(result if isinstance(result, int) else 0)
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            sys.stdout, sys.stderr = out, err
 
     def invoke(self, ctx: click.Context) -> Any:
+        import errno
         import sqlite3
 
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except BillingCreditsError as error:
             _fail(error)
+        except UnicodeError as error:
+            _say(f"error: input is not UTF-8 text: {error}")
+            sys.exit(EXIT_INVALID)
         except sqlite3.Error as error:
-            click.echo(f"error: database: {error}", err=True)
+            _say(f"error: database: {error}")
+            unusable = "unable to open" in str(error) or "readonly" in str(error)
+            sys.exit(EXIT_INVALID if unusable else EXIT_PROVIDER_ERROR)
+        except OSError as error:
+            if error.errno == errno.EPIPE:  # the reader went away (| head): click's to handle
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            _say(f"error: {where}{error.strerror or error}")
+            sys.exit(EXIT_INVALID)
+        except Exception as error:
+            # Never a traceback: whatever escaped the hierarchy is still one line, redacted.
+            _say(f"error: internal error: {type(error).__name__}: {error}")
             sys.exit(EXIT_PROVIDER_ERROR)
 
 
@@ -75,10 +131,41 @@ def provider_options(command: F) -> F:
     return command
 
 
-def _open(provider: str, settings: tuple[str, ...]) -> Any:
+def _open(provider: str, settings: tuple[str, ...], option: str = "--setting") -> Any:
+    """The provider ``provider`` with ``settings``; a setting it cannot use is a
+    ``ConfigurationError`` (exit 2), whatever the provider raised for it."""
     from ._plugins import get_provider
 
-    return get_provider(provider, **_pairs(settings, "--setting"))
+    pairs = _pairs(settings, option)
+    _register_secrets(provider, pairs)
+    try:
+        return get_provider(provider, **pairs)
+    except BillingCreditsError:
+        raise
+    except (ValueError, TypeError, ArithmeticError, LookupError, AttributeError) as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        raise ConfigurationError(f"provider {provider!r}: invalid setting ({message})") from None
+
+
+def _register_secrets(provider: str, pairs: dict[str, str]) -> None:
+    """Mask every secret setting given (or in its environment variable) from now on, before
+    the provider sees it: whatever fails while reading the settings, it never shows them."""
+    import os
+
+    from ._plugins import providers
+    from ._secrets import check_base_url, register_secret
+
+    found = providers().get(provider)
+    credential = False
+    for setting in getattr(found, "settings", ()):
+        if setting.secret:
+            register_secret(pairs.get(setting.name))
+            if setting.env:
+                register_secret(os.environ.get(setting.env))
+            credential = credential or bool(
+                pairs.get(setting.name) or (setting.env and os.environ.get(setting.env)))
+    if pairs.get("base_url"):  # never a credential over plain http to another machine
+        check_base_url(pairs["base_url"], credential=credential)
 
 
 def _grant_json(grant: Any) -> str:
@@ -119,12 +206,23 @@ def _when(moment: Any) -> str:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="billing-credits")
-def cli() -> None:
+@click.option("--debug", is_flag=True, envvar="BILLING_CREDITS_DEBUG",
+              help="Log requests, retries and errors to stderr (secrets masked) "
+                   "[env: BILLING_CREDITS_DEBUG].")
+def cli(debug: bool) -> None:
     """Create, list and move prepaid billing credits across billing vendors.
 
     Works out of the box on the embedded `local` provider (SQLite; the database is
     $BILLING_CREDITS_DB or a file in your user data directory).
     """
+    if debug:
+        import logging
+
+        from ._secrets import install_log_redaction
+
+        install_log_redaction()
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, force=True,
+                            format="%(levelname)s %(name)s: %(message)s")
 
 
 @cli.command()
@@ -207,7 +305,12 @@ def create(provider: str, settings: tuple[str, ...], as_json: bool, **fields: An
 
     source = fields.pop("from_json")
     if source is not None:
-        grant = CreditGrant.model_validate_json(source.read())
+        try:
+            text = source.read()
+        except UnicodeDecodeError as error:
+            raise click.BadParameter(f"{source.name}: not UTF-8 text ({error.reason} at byte "
+                                     f"{error.start})", param_hint="--from-json") from None
+        grant = CreditGrant.model_validate_json(text)
     else:
         grant = CreditGrant.model_validate(_grant_fields(fields))
     with _open(provider, settings) as opened:
@@ -290,41 +393,119 @@ def setup(provider: str, settings: tuple[str, ...], as_json: bool) -> None:
     click.echo(f"{provider}: set up" + ("" if done else " (nothing to do)"), err=True)
 
 
+class _Rejects:
+    """A rejects file (JSON lines), created on its first entry only."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.count = 0
+        self._file: Any = None
+
+    def write(self, entry: dict[str, Any]) -> None:
+        from ._secrets import redact
+
+        if self._file is None:
+            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file.write(redact(json.dumps(entry, default=str, ensure_ascii=True)) + "\n")
+        self._file.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+class _AtomicOutput:
+    """An output file written beside its final name and moved into place only on success:
+    a failed command leaves nothing half-written (``-``: stdout, written as it goes)."""
+
+    def __init__(self, path: str) -> None:
+        from pathlib import Path
+
+        self.path = path
+        self.partial = None if path == "-" else Path(path).with_name(f".{Path(path).name}.partial")
+
+    def __enter__(self) -> Any:
+        if self.partial is None:
+            return sys.stdout
+        self._file = self.partial.open("w", encoding="utf-8")
+        return self._file
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if self.partial is None:
+            return
+        self._file.close()
+        if kind is None:
+            self.partial.replace(self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
+
+
 @cli.command("export")
 @provider_options
 @click.option("--customer", "customers", multiple=True, help="Only these customers (repeatable).")
-@click.option("--output", "-o", type=click.File("w"), default="-", help="File (default stdout).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              help="File (default stdout); written whole or not at all.")
+@click.option("--rejects", type=click.Path(dir_okay=False),
+              help="Where listing items that cannot be read go, as JSON lines (default "
+                   "OUTPUT.rejects.jsonl, or export.rejects.jsonl for stdout).")
 @click.option("--include-raw", is_flag=True, help="Keep each grant's vendor payload.")
 @click.option("--page-size", type=click.IntRange(min=1))
 def export(provider: str, settings: tuple[str, ...], as_json: bool, customers: tuple[str, ...],
-           output: Any, include_raw: bool, page_size: int | None) -> None:
-    """Write grants as neutral JSON lines."""
+           output: str, rejects: str | None, include_raw: bool, page_size: int | None) -> None:
+    """Write grants as neutral JSON lines; unreadable vendor items go to a rejects file."""
     from ._transfer import export_grants
 
-    with _open(provider, settings) as opened:
-        count = export_grants(opened, output, customers=customers or None,
-                              include_raw=include_raw, page_size=page_size)
-    click.echo(f"exported {count} grant{'s' if count != 1 else ''}", err=True)
+    if output != "-":
+        _writable_folder(output, "--output")
+    unreadable = _Rejects(rejects or (f"{output}.rejects.jsonl" if output != "-"
+                                      else "export.rejects.jsonl"))
+    try:
+        with _open(provider, settings) as opened, _AtomicOutput(output) as out:
+            count = export_grants(opened, out, customers=customers or None,
+                                  include_raw=include_raw, page_size=page_size,
+                                  on_unreadable=lambda entry: unreadable.write(entry.as_json()))
+    finally:
+        unreadable.close()
+    message = f"exported {count} grant{'s' if count != 1 else ''}"
+    if unreadable.count:
+        message += (f"; {unreadable.count} item(s) could not be read as grants, written to "
+                    f"{unreadable.path}")
+    _say(message)
 
 
 @cli.command("import")
 @provider_options
-@click.argument("source", type=click.File("r"))
+@click.argument("source", type=click.File("rb"))
 @click.option("--include-ended", is_flag=True,
               help="Also import ended grants, kept ended (refused when they cannot be).")
+@click.option("--rejects", type=click.Path(dir_okay=False),
+              help="Where lines that were not imported go, with the problem, as JSON lines "
+                   "(default SOURCE.rejects.jsonl, or import.rejects.jsonl for stdin).")
 def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any,
-            include_ended: bool) -> None:
+            include_ended: bool, rejects: str | None) -> None:
     """Create grants from neutral JSON lines (as written by export); safe to repeat."""
-    from ._transfer import import_grants
+    from ._transfer import import_grants, reject_line
 
-    with _open(provider, settings) as opened:
-        report = import_grants(opened, source, include_ended=include_ended)
+    name = getattr(source, "name", "-")
+    rejected = _Rejects(rejects or (f"{name}.rejects.jsonl" if isinstance(name, str)
+                                    and name not in ("-", "<stdin>") else "import.rejects.jsonl"))
+    try:
+        with _open(provider, settings) as opened:
+            report = import_grants(
+                opened, source, include_ended=include_ended,
+                on_reject=lambda number, line, why: rejected.write(reject_line(number, line, why)))
+    finally:
+        rejected.close()
     for line, why in report.skipped:
-        click.echo(f"line {line}: skipped {why}", err=True)
+        _say(f"line {line}: skipped {why}")
     for line, error in report.failed:
-        click.echo(f"line {line}: {error}", err=True)
-    click.echo(f"imported {report.created}, skipped {len(report.skipped)}, "
-               f"failed {len(report.failed)}", err=True)
+        _say(f"line {line}: {error}")
+    summary = (f"imported {report.created}, skipped {len(report.skipped)}, "
+               f"failed {len(report.failed)}")
+    if rejected.count:
+        summary += f"; failed lines written to {rejected.path}"
+    _say(summary)
     if report.failed:
         sys.exit(EXIT_PROVIDER_ERROR)
 
@@ -342,34 +523,67 @@ def _endpoints(command: F) -> F:
     return command
 
 
-def _read_map(path: str | None, *, many: bool) -> dict[str, Any] | None:
-    """A JSON object, or CSV rows ``key,value`` (a header row is skipped if it does not map)."""
+def _read_map(path: str | None, *, many: bool, option: str) -> dict[str, Any] | None:
+    """A JSON object, or CSV rows ``key,value`` (a header row is skipped if it does not map).
+
+    Checked whole: keys and values are non-empty strings (``many``: a value is a list of
+    them, or one string in CSV rows); anything else is refused naming the file and the entry.
+    """
     if path is None:
         return None
     import csv
     from pathlib import Path
 
-    text = Path(path).read_text()
+    def bad(problem: str) -> click.BadParameter:
+        return click.BadParameter(f"{path}: {problem}", param_hint=option)
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise bad(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
     if path.endswith(".json"):
-        loaded = json.loads(text)
+        try:
+            loaded = json.loads(text)
+        except (ValueError, RecursionError) as error:
+            raise bad(f"not valid JSON ({' '.join(str(error).split())[:120]})") from None
         if not isinstance(loaded, dict):
-            raise click.BadParameter(f"{path}: expected a JSON object")
-        return {str(k): ([str(x) for x in v] if many and isinstance(v, list) else v)
-                for k, v in loaded.items()}
+            raise bad("expected a JSON object")
+        for key, value in loaded.items():
+            if not key.strip():
+                raise bad("an empty key")
+            if many:
+                if not isinstance(value, list) or not all(
+                        isinstance(x, str) and x.strip() for x in value):
+                    raise bad(f"{key!r}: expected a list of ids (strings), got {value!r:.60}")
+            elif not isinstance(value, str) or not value.strip():
+                raise bad(f"{key!r}: expected an id (a string), got {value!r:.60}")
+        return dict(loaded)
     mapping: dict[str, Any] = {}
     rows = [row for row in csv.reader(text.splitlines()) if row]
     if rows and [c.strip().lower() for c in rows[0][:2]] in (["source", "target"],
                                                              ["product", "price"]):
         rows = rows[1:]
-    for row in rows:
-        if len(row) < 2:
-            raise click.BadParameter(f"{path}: expected two columns, got {row}")
+    for number, row in enumerate(rows, start=1):
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise bad(f"row {number}: expected two non-empty columns, got {row!r:.60}")
         key, value = row[0].strip(), row[1].strip()
         if many:
             mapping.setdefault(key, []).append(value)
         else:
             mapping[key] = value
     return mapping
+
+
+def _writable_folder(path: str, option: str) -> None:
+    """Refuse, before any work, an output path whose folder is missing or not writable."""
+    import os
+    from pathlib import Path
+
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"{path}: folder {str(folder)!r} does not exist", param_hint=option)
+    if not os.access(folder, os.W_OK):
+        raise click.BadParameter(f"{path}: folder {str(folder)!r} is not writable", param_hint=option)
 
 
 @migrate.command("plan")
@@ -402,15 +616,21 @@ def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
                  as_json: bool, usage_path: str | None, report_path: str | None) -> None:
     """Plan a migration (a dry run: writes only the plan file)."""
     from ._migration import plan_migration
+    from ._secrets import RedactingWriter
 
-    with _open(source, from_settings) as src, _open(target, to_settings) as dst:
+    # Everything given is checked before anything is read from a provider.
+    customers_by = _read_map(customer_map, many=False, option="--customer-map")
+    prices_by = _read_map(scope_map, many=True, option="--scope-map")
+    _writable_folder(output, "--output")
+    with _open(source, from_settings, "--from-setting") as src, \
+            _open(target, to_settings, "--to-setting") as dst:
         plan = plan_migration(
             src, dst, customers=customers or None, amount_mode=amount_mode,
-            customer_map=_read_map(customer_map, many=False),
-            scope_map=_read_map(scope_map, many=True), priority_policy=priority_policy,
+            customer_map=customers_by, scope_map=prices_by, priority_policy=priority_policy,
             strict=not lenient, provenance=not no_provenance)
         comparison = _simulate_plan(plan, src, dst, usage_path, report_path)
-    plan.save(output)
+    with _AtomicOutput(output) as out, RedactingWriter(out) as redacted:
+        plan.write(redacted)  # type: ignore[arg-type]
     summary = plan.summary()
     if as_json:
         extra = {} if comparison is None else {"consumption_differs": comparison.as_json()}
@@ -476,8 +696,9 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
 
     plan = MigrationPlan.load(plan_path)
     with ExitStack() as stack:
-        target = stack.enter_context(_open(plan.header.target, to_settings))
-        source = stack.enter_context(_open(plan.header.source, from_settings)) if retire else None
+        target = stack.enter_context(_open(plan.header.target, to_settings, "--to-setting"))
+        source = stack.enter_context(_open(plan.header.source, from_settings, "--from-setting")) \
+            if retire else None
         progress, close = _progress()
         try:
             report = asyncio.run(apply_plan(
@@ -544,7 +765,7 @@ def migrate_verify(plan_path: str, from_settings: tuple[str, ...], to_settings: 
     from ._migration import MigrationPlan, verify_plan
 
     plan = MigrationPlan.load(plan_path)
-    with _open(plan.header.target, to_settings) as target:
+    with _open(plan.header.target, to_settings, "--to-setting") as target:
         report = verify_plan(plan, target)
         comparison = _simulate_held(plan, target, usage_path, report_path)
     if as_json:

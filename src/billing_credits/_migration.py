@@ -41,12 +41,13 @@ from ._errors import (
     FieldProblem,
     MigrationError,
     NotFoundError,
+    UnreadableGrant,
     UnsupportedOperationError,
 )
 from ._model import MIGRATED_KEY, CreditGrant, GrantStatus, Scope, Segment
 from ._money import exact, exact_json, exact_sum
 from ._priority import preserve_order
-from ._provider import Provider
+from ._provider import OnUnreadable, Provider
 from ._secrets import redact
 
 __all__ = [
@@ -330,7 +331,8 @@ def plan_migration(
     recorder = _recorder(target)
     drafts: list[_Draft] = []
     seen: dict[str, None] = {}
-    for grant in _source_grants(source, customers):
+    unreadable: list[UnreadableGrant] = []
+    for grant in _source_grants(source, customers, unreadable.append):
         seen[grant.customer_id] = None
         try:
             skipped = _decide(grant, source.name, target, amount_mode, customer_map, scope_map,
@@ -339,6 +341,11 @@ def plan_migration(
             skipped = _skip(grant, " ".join(str(error).split()), refused=True)
         if skipped is not None:
             plan.items.append(skipped)
+    for entry in unreadable:  # never dropped: each is a refusal naming the vendor's id
+        plan.items.append(PlanItem(
+            source_id=entry.vendor_id or "", customer_id="", action="skip", refused=True,
+            reason=f"unreadable {entry.provider} item {entry.vendor_id or '(no id)'}: "
+                   f"{redact(entry.problem)}"))
     _shared_keys(drafts, source.name, provenance)
     if priority_policy == "preserve-order":
         drafts = _preserve_order(drafts, target)
@@ -424,12 +431,13 @@ def _source_balances(source: Provider, customers: Iterable[str],
             for customer, units in sorted(found.items())}
 
 
-def _source_grants(source: Provider, customers: Iterable[str] | None) -> Iterator[CreditGrant]:
+def _source_grants(source: Provider, customers: Iterable[str] | None,
+                   on_unreadable: OnUnreadable | None = None) -> Iterator[CreditGrant]:
     if customers is None:
-        yield from source.list_grants()
+        yield from source.list_grants(on_unreadable=on_unreadable)
         return
     for customer in dict.fromkeys(customers):
-        yield from source.list_grants(customer)
+        yield from source.list_grants(customer, on_unreadable=on_unreadable)
 
 
 def _skip(grant: CreditGrant, reason: str, *, refused: bool = False,

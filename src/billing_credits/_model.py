@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Self
 
@@ -18,7 +18,8 @@ from pydantic import (
 )
 
 from ._base import NeutralModel, exact_decimal
-from ._money import ExactDecimal, Money, exact_json, exact_sum
+from ._errors import FieldProblem, InvalidGrantError
+from ._money import MAX_DIGITS, ExactDecimal, Money, exact_json, exact_sum
 
 __all__ = [
     "MIGRATED_KEY",
@@ -33,16 +34,42 @@ __all__ = [
 ]
 
 
+EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=2)
+LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)
+"""Times the model accepts (UTC): a margin of two days from the calendar's ends, so that no
+time zone, hour alignment or a day's arithmetic on a valid time can overflow."""
+
+
 def _to_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("naive datetime refused: give a timezone (for example +00:00 or Z)")
-    return value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise ValueError(f"{value.isoformat()} is out of range: give a time between "
+                         f"{EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
+    return utc
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
 """A timezone-aware datetime, normalized to UTC. Naive datetimes are refused, not guessed."""
 
-Priority = Annotated[Decimal, BeforeValidator(exact_decimal), Field(allow_inf_nan=False)]
+def _priority_bounds(value: Decimal) -> Decimal:
+    if len(value.as_tuple().digits) > MAX_DIGITS:
+        raise ValueError(f"has more than {MAX_DIGITS} significant digits")
+    if value and abs(value.adjusted()) > _PRIORITY_EXPONENT:
+        raise ValueError(f"must be 0 or between 10^-{_PRIORITY_EXPONENT} and 10^{_PRIORITY_EXPONENT} "
+                         "in size")
+    return value
+
+
+_PRIORITY_EXPONENT = 400
+"""Every finite double (10^-324 to 10^308) fits; nothing beyond is anybody's priority."""
+
+Priority = Annotated[Decimal, BeforeValidator(exact_decimal), Field(allow_inf_nan=False),
+                     AfterValidator(_priority_bounds)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -234,6 +261,8 @@ class CreditGrant(NeutralModel):
         if not isinstance(data, dict) or not data.get("schedule"):
             return data
         segments = data["schedule"]
+        if not isinstance(segments, list | tuple):
+            return data  # not a schedule: validation names the field
         data = dict(data)
         if data.get("effective_at") is None:
             data["effective_at"] = _get(segments[0], "starts_at")
@@ -318,7 +347,8 @@ class CreditGrant(NeutralModel):
             return self.schedule
         start = self.effective_at or self.created_at
         if start is None:
-            raise ValueError("a grant without effective_at has no window until it is created")
+            raise InvalidGrantError([FieldProblem(
+                "effective_at", "a grant without effective_at has no window until it is created")])
         return (Segment(amount=self.amount.amount, starts_at=start, ends_before=self.expires_at),)
 
     @staticmethod

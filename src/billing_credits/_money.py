@@ -50,8 +50,16 @@ def exact_sum(values: Iterable[Decimal]) -> Decimal:
 
 
 def _digits(value: Decimal) -> Decimal:
-    if len(value.as_tuple().digits) > MAX_DIGITS:
+    """At most ``MAX_DIGITS`` significant digits, below 10^MAX_DIGITS, and no finer than
+    10^-MAX_DIGITS: every amount is then a whole number of 10^-40 below 10^40 (80 digits), so
+    any sum of them is exact in the ``exact()`` context (160 digits)."""
+    parts = value.as_tuple()
+    if len(parts.digits) > MAX_DIGITS:
         raise ValueError(f"has more than {MAX_DIGITS} significant digits")
+    if value and value.adjusted() >= MAX_DIGITS:
+        raise ValueError(f"must be less than 10^{MAX_DIGITS} in size")
+    if isinstance(parts.exponent, int) and parts.exponent < -MAX_DIGITS:
+        raise ValueError(f"has more than {MAX_DIGITS} decimal places")
     return value
 
 
@@ -70,8 +78,12 @@ def exact_json(json_data: str | bytes | bytearray) -> Any:
     """
     try:
         return json.loads(json_data, parse_float=Decimal)
-    except ValueError as error:
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError of bytes
         raise InvalidGrantError([FieldProblem("", f"invalid JSON: {error}")]) from None
+    except RecursionError:
+        raise InvalidGrantError([FieldProblem("", "invalid JSON: nested too deeply")]) from None
+    except TypeError as error:
+        raise InvalidGrantError([FieldProblem("", f"invalid JSON input: {error}")]) from None
 
 
 _NOT_MONEY = frozenset({"XXX", "XTS"})

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
-from ._errors import FieldProblem, NotRepresentableError
+from ._errors import FieldProblem, InvalidGrantError, NotRepresentableError
 
 __all__ = [
     "ANY_DECIMAL",
@@ -126,11 +126,15 @@ class PriorityDomain:
         """The neutral priority for a vendor value; a vendor's "no priority" is its default."""
         if value is None:
             return self.default
-        if isinstance(value, bool):
-            raise TypeError("a boolean is not a priority")
-        if isinstance(value, float):
-            return Decimal(repr(value))
-        return Decimal(value)
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+            raise InvalidGrantError([FieldProblem("priority", f"{value!r:.80} is not a number")])
+        try:
+            number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        except ArithmeticError:
+            number = None
+        if number is None or not number.is_finite():
+            raise InvalidGrantError([FieldProblem("priority", f"{value!r:.80} is not a finite number")])
+        return number
 
     def nearest(self, value: Decimal) -> Decimal:
         """The closest value this domain holds (ties to even), clamped to its bounds."""

@@ -20,6 +20,7 @@ same idempotency key on every attempt.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
@@ -27,11 +28,14 @@ from typing import Any, Generic, TypeVar
 
 import tenacity
 
-from ._errors import ProviderError, RateLimitedError
+from ._errors import BillingCreditsError, ProviderError, RateLimitedError
+from ._secrets import detach
 
 __all__ = ["Call", "Flow", "RateLimit", "RetryPolicy", "Runtime", "blocking"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("billing_credits")
 
 
 @dataclass(frozen=True)
@@ -167,12 +171,20 @@ class Runtime:
     def _attempt(self, call: Call[T]) -> T:
         self.rate_limit.acquire()
         self.calls += 1
-        return call.sync()
+        try:
+            return call.sync()
+        except BillingCreditsError as error:
+            log.debug("call %s failed: %s", call.label or "-", error)
+            raise detach(error) from None
 
     async def _aattempt(self, call: Call[T]) -> T:
         await self.rate_limit.aacquire()
         self.calls += 1
-        return await call.async_()
+        try:
+            return await call.async_()
+        except BillingCreditsError as error:
+            log.debug("call %s failed: %s", call.label or "-", error)
+            raise detach(error) from None
 
     def execute(self, call: Call[T]) -> T:
         if not call.retry_safe:
@@ -186,7 +198,23 @@ class Runtime:
         return await self.retry.aretrying()(self._aattempt, call)
 
     def run(self, flow: Flow[T]) -> T:
-        """Drive ``flow`` to completion, synchronously."""
+        """Drive ``flow`` to completion, synchronously.
+
+        A project error leaves without its ``__cause__``/``__context__`` chain: that may hold
+        a vendor client's exception, and with it the request and its credential."""
+        try:
+            return self._run(flow)
+        except BillingCreditsError as error:
+            raise detach(error) from None
+
+    async def arun(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` to completion on the running event loop (errors as for ``run``)."""
+        try:
+            return await self._arun(flow)
+        except BillingCreditsError as error:
+            raise detach(error) from None
+
+    def _run(self, flow: Flow[T]) -> T:
         try:
             call = next(flow)
             while True:
@@ -199,8 +227,7 @@ class Runtime:
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    async def arun(self, flow: Flow[T]) -> T:
-        """Drive ``flow`` to completion on the running event loop."""
+    async def _arun(self, flow: Flow[T]) -> T:
         try:
             call = next(flow)
             while True:

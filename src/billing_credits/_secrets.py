@@ -9,13 +9,24 @@ credential (Stripe keys, ``Bearer`` tokens), whatever a vendor or a proxy echoes
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
-__all__ = ["MASK", "check_base_url", "redact", "redact_data", "register_secret"]
+__all__ = [
+    "LOGGERS",
+    "MASK",
+    "RedactingFilter",
+    "RedactingWriter",
+    "check_base_url",
+    "detach",
+    "redact",
+    "redact_data",
+    "register_secret",
+]
 
 MASK = "[REDACTED]"
 
@@ -96,3 +107,99 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class RedactingWriter:
+    """A text stream that masks secrets in everything written through it.
+
+    Complete lines are redacted as they arrive; a partial line waits for its end (or a
+    ``flush``), so a secret split over two writes is still masked whole. Everything else
+    (``isatty``, ``encoding``, ``fileno``) is the wrapped stream's.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._pending += text
+        if "\n" in self._pending:
+            done, _, self._pending = self._pending.rpartition("\n")
+            self.stream.write(redact(done + "\n"))
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self._pending:
+            self.stream.write(redact(self._pending))
+            self._pending = ""
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    def __enter__(self) -> RedactingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a log record: its message (arguments merged in), exception text and
+    stack. Attached to the library's loggers and to those of the HTTP clients it drives."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose arguments do not format: keep it, masked raw
+            message = f"{record.msg} {record.args}"
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+LOGGERS = ("billing_credits", "billing_credits_stripe", "billing_credits_metronome", "stripe",
+           "httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
+           "httpcore.proxy", "urllib3", "urllib3.connectionpool")
+"""Loggers whose records are redacted: the library's, its providers', and the HTTP clients'
+(whose debug output may hold request details)."""
+
+_FILTER = RedactingFilter()
+
+
+def install_log_redaction() -> None:
+    """Attach the redacting filter to every logger in ``LOGGERS`` (idempotent)."""
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+def detach(error: BaseException) -> BaseException:
+    """``error`` without its ``__cause__``/``__context__`` chain (which may hold a vendor
+    client's request, headers and credential included); returned for ``raise``."""
+    error.__cause__ = None
+    error.__context__ = None
+    error.__suppress_context__ = True
+    return error
+
+
+install_log_redaction()

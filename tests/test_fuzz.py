@@ -1,0 +1,487 @@
+"""Issue 9.4: every Python API failure is one of the project's errors.
+
+A seeded generator (so every run sees the same inputs, and a failure names its case) draws
+hostile inputs: odd types, NaN and huge or tiny decimals, times at the edges of the calendar in
+far-off zones, lone surrogates, NULs, nested garbage. Each is thrown at the neutral model
+(``CreditGrant``, ``Money``, ``Segment``, ``Scope``, from Python and from JSON), at every
+installed provider's ``check``, ``capabilities.check`` and ``preview``, at the vendor
+translation functions both ways (neutral → request, and mutated vendor payloads → neutral),
+and at the planner. Any exception outside ``BillingCreditsError`` is a failure, reported with
+the input, the exception and where it was raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import billing_credits as bc
+from billing_credits._migration import plan_migration
+from billing_credits.local import LocalProvider
+
+SEED = 9
+CASES = 10_000
+"""Generated inputs (each goes to the model; valid ones on to every provider and translation)."""
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+CUSTOMER_UUID = "6f1c0c9e-3d7e-4b7a-9a57-0d6f6b2b4b10"
+
+# -- hostile values ---------------------------------------------------------------------------
+
+_STRINGS = ["", " ", "\t\n", "cus_1", "x" * 300, "\ud800", "a\udfffb", "nul\0byte", "crlf\r\nkey",
+            "é€😀", "USD", "usd", "XXX", "XAU", "KWD", "JPY", "2026-01-01T00:00:00Z",
+            "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "1e999999999", "NaN",
+            "-0", "0.1", "5", "1E-200", "1E+200", "sNaN", "Infinity", "price_1Abc", "bc_reason",
+            "sk_test_abcdefghijkl", "{}", "[]", "null", "\x1b[31mred", "a" * 129]
+_NUMBERS: list[Any] = [0, 1, -1, 5, 10**50, -(10**50), 2**63, 0.1, -0.0, float("nan"), float("inf"),
+                       1e308, 1e-308, Decimal("1E-200"), Decimal("1E+200"), Decimal("NaN"),
+                       Decimal("sNaN"), Decimal("-Infinity"), Decimal("0E-1000"),
+                       Decimal("123456789012345678901234567890.123"), Decimal("0.001"),
+                       Decimal("5"), Decimal("1E-40"), Decimal("99999999999999999999999999999999999999"),
+                       True, False]
+_OFFSETS = [timedelta(0), timedelta(hours=-1), timedelta(hours=1), timedelta(hours=23, minutes=59),
+            timedelta(hours=-23, minutes=-59), timedelta(minutes=330)]
+
+
+def _datetimes(rng: random.Random) -> Any:
+    zone = timezone(rng.choice(_OFFSETS))
+    choice = rng.randrange(8)
+    if choice == 0:
+        return datetime.max.replace(tzinfo=zone)
+    if choice == 1:
+        return datetime.min.replace(tzinfo=zone)
+    if choice == 2:
+        return datetime(2026, 1, 1)  # naive
+    if choice == 3:
+        return datetime(9999, 12, 31, 23, tzinfo=zone)
+    if choice == 4:
+        return datetime(1, 1, 1, 1, tzinfo=zone)
+    if choice == 5:
+        return rng.choice(["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00",
+                           "2026-02-30T00:00:00Z", "2026-01-01", "yesterday", 253402300800,
+                           -62135596801, 1.5e18])
+    return NOW + timedelta(seconds=rng.randrange(-10**9, 10**9), microseconds=rng.randrange(10**6))
+
+
+def _scalar(rng: random.Random) -> Any:
+    pick = rng.randrange(10)
+    if pick < 3:
+        return rng.choice(_STRINGS)
+    if pick < 6:
+        return rng.choice(_NUMBERS)
+    if pick < 8:
+        return _datetimes(rng)
+    return rng.choice([None, [], {}, (), [1, "a"], {"a": None}, object(), b"bytes", {1: 2}])
+
+
+def _amount(rng: random.Random) -> Any:
+    if rng.random() < 0.3:
+        return _scalar(rng)
+    money: dict[str, Any] = {"amount": rng.choice([*_NUMBERS, "12.50", "0.01", "1E-200"])}
+    if rng.random() < 0.8:
+        money["currency"] = rng.choice(["USD", "EUR", "JPY", "KWD", "BHD", "usd", "XAU", "XXX", "ZZZ",
+                                        None, 5, "\ud800"])
+    else:
+        money["unit"] = rng.choice([{"id": "cu_1", "name": "credits"}, {"id": ""}, {"id": "\ud800"},
+                                    "cu_1", None, {"id": "x" * 300}])
+    return money
+
+
+def _segment(rng: random.Random, start: datetime) -> Any:
+    if rng.random() < 0.15:
+        return _scalar(rng)
+    segment = {"amount": rng.choice(["10", "5.5", "1E-200", 0, -1, "0.001", 7]),
+               "starts_at": start,
+               "ends_before": rng.choice([start + timedelta(days=30), None, start, _datetimes(rng)])}
+    if rng.random() < 0.2:
+        segment[rng.choice(["starts_at", "ends_before", "amount", "id"])] = _scalar(rng)
+    return segment
+
+
+def _scope(rng: random.Random) -> Any:
+    if rng.random() < 0.2:
+        return _scalar(rng)
+    scope: dict[str, Any] = {}
+    for name in ("product_ids", "product_tags", "price_ids", "contract_ids"):
+        if rng.random() < 0.2:
+            scope[name] = rng.choice([["p_1", "p_2"], [""], "price_1Abc", [rng.choice(_STRINGS)], 5])
+    if rng.random() < 0.15:
+        scope["metered_prices_only"] = rng.choice([True, False, "yes", 2])
+    if rng.random() < 0.1:
+        scope["specifiers"] = rng.choice([[{"product_id": "p"}], [{"pricing_group_values": {"a": 1}}],
+                                          [{"product_tags": [""]}], "s", [5]])
+    return scope
+
+
+def _metadata(rng: random.Random) -> Any:
+    if rng.random() < 0.15:
+        return _scalar(rng)
+    return {rng.choice([*_STRINGS, "k", "bc_x", "a[b]"]): rng.choice([*_STRINGS, 5, None])
+            for _ in range(rng.randrange(4))}
+
+
+def _valid_base(rng: random.Random) -> dict[str, Any]:
+    start = NOW + timedelta(days=rng.randrange(-400, 400), hours=rng.randrange(24))
+    currency = rng.choice(["USD", "EUR", "JPY", "KWD"])
+    amount = rng.choice(["10", "25.50", "1000", "0.5", "3", "123456789012345678901234567.123",
+                         "0.000000000000000000000000000001", "1E+39"])
+    data: dict[str, Any] = {"customer_id": f"cus_{rng.randrange(5)}",
+                            "amount": {"amount": amount, "currency": currency},
+                            "effective_at": start,
+                            "expires_at": start + timedelta(days=rng.randrange(1, 900))}
+    if rng.random() < 0.5:
+        data["priority"] = rng.choice(["1", "50", "0.5", "100", "7"])
+    if rng.random() < 0.3:
+        data["name"] = rng.choice(["Welcome", "Prepaid", "é€😀"])
+    if rng.random() < 0.2:
+        data["category"] = rng.choice(["paid", "promotional"])
+    if rng.random() < 0.2:
+        data["paid_amount"] = {"amount": rng.choice(["0", "5", "10.5"]), "currency": currency}
+    if rng.random() < 0.3:
+        data["idempotency_key"] = f"key-{rng.randrange(10**6)}"
+    if rng.random() < 0.15:
+        half = Decimal(amount) / 2
+        data["schedule"] = [
+            {"amount": str(half), "starts_at": start, "ends_before": start + timedelta(days=10)},
+            {"amount": str(Decimal(amount) - half), "starts_at": start + timedelta(days=10),
+             "ends_before": start + timedelta(days=40)}]
+        data.pop("effective_at")
+        data.pop("expires_at")
+    if rng.random() < 0.15:
+        data["scope"] = rng.choice([{"price_ids": ["price_1"]}, {"metered_prices_only": True},
+                                    {"product_ids": ["prod_1"]}])
+    if rng.random() < 0.15:
+        data["metadata"] = {"team": "growth"}
+    return data
+
+
+_FIELDS: dict[str, Callable[[random.Random], Any]] = {
+    "customer_id": _scalar, "amount": _amount, "name": _scalar, "reason": _scalar,
+    "category": _scalar, "category_label": _scalar, "paid_amount": _amount,
+    "effective_at": _datetimes, "expires_at": _datetimes,
+    "schedule": lambda rng: rng.choice([5, "x", [], None, [_segment(rng, NOW)],
+                                        [_segment(rng, NOW), _segment(rng, NOW + timedelta(days=1))]]),
+    "priority": lambda rng: rng.choice(_NUMBERS + _STRINGS[:6]), "scope": _scope,
+    "metadata": _metadata, "idempotency_key": _scalar,
+    "id": _scalar, "provider": _scalar, "status": lambda rng: rng.choice(
+        ["active", "voided", "expired", "scheduled", "bogus", 5, None]),
+    "balance": _amount, "created_at": _datetimes, "raw": _metadata, "adjustments": _scalar,
+}
+
+
+def hostile_grant(rng: random.Random) -> Any:
+    """A grant-shaped input: a valid base with a few fields replaced by hostile values."""
+    if rng.random() < 0.03:
+        return _scalar(rng)
+    data = _valid_base(rng)
+    for name in rng.sample(sorted(_FIELDS), rng.randrange(0, 4)):
+        data[name] = _FIELDS[name](rng)
+    if rng.random() < 0.03:
+        data[rng.choice(_STRINGS)] = _scalar(rng)  # an unknown field
+    if rng.random() < 0.05:
+        data.pop(rng.choice(sorted(data)), None)
+    return data
+
+
+def _mutate(value: Any, rng: random.Random, depth: int = 0) -> Any:
+    """A vendor payload with a few values replaced, removed or re-typed, at any depth."""
+    if isinstance(value, dict) and value:
+        copy = dict(value)
+        for key in rng.sample(sorted(copy), min(len(copy), rng.randrange(1, 3))):
+            roll = rng.random()
+            if roll < 0.25:
+                copy.pop(key)
+            elif roll < 0.6 and depth < 4:
+                copy[key] = _mutate(copy[key], rng, depth + 1)
+            else:
+                copy[key] = _scalar(rng) if rng.random() < 0.7 else rng.choice(
+                    [0, -5, 10**40, "1000", 1.5, None, "", "\ud800"])
+        return copy
+    if isinstance(value, list) and value:
+        copy_list = list(value)
+        index = rng.randrange(len(copy_list))
+        copy_list[index] = _mutate(copy_list[index], rng, depth + 1)
+        if rng.random() < 0.2:
+            copy_list.append(_scalar(rng))
+        return copy_list
+    return _scalar(rng)
+
+
+# -- what the inputs are thrown at -------------------------------------------------------------
+
+
+class Failures:
+    def __init__(self) -> None:
+        self.count = 0
+        self.records: list[str] = []
+        self.where: Counter[str] = Counter()
+        self.valid = 0
+
+    def run(self, case: int, what: str, data: Any, fn: Callable[[], Any]) -> Any:
+        self.count += 1
+        try:
+            return fn()
+        except bc.BillingCreditsError:
+            return None
+        except Exception as error:
+            frames = [f for f in traceback.extract_tb(error.__traceback__)
+                      if "billing_credits" in f.filename]
+            last = frames[-1] if frames else traceback.extract_tb(error.__traceback__)[-1]
+            where = f"{Path(last.filename).parent.name}/{Path(last.filename).name}:{last.lineno}"
+            self.where[f"{type(error).__name__} at {where}"] += 1
+            if sum(1 for r in self.records if where in r) < 3:
+                self.records.append(f"case {case} {what}: {type(error).__name__}: "
+                                    f"{str(error)[:160]} at {where}\n    input: {repr(data)[:300]}")
+            return None
+
+
+def _samples(tmp: Path) -> tuple[list[bc.Provider], dict[str, list[dict[str, Any]]]]:
+    """Every installed provider (not reaching anything), and real vendor payloads to mutate,
+    made by creating grants on the vendors' fakes in process."""
+    from billing_credits.testing import FakeTransport
+
+    providers: list[bc.Provider] = [LocalProvider(tmp / "fuzz.db")]
+    samples: dict[str, list[dict[str, Any]]] = {}
+    start = NOW.replace(minute=0, second=0, microsecond=0)
+    grants = [
+        bc.CreditGrant(customer_id="cus_1", amount=bc.Money(amount=Decimal("7"), currency="USD"),
+                       effective_at=start, idempotency_key="sample-0"),
+        bc.CreditGrant(customer_id="cus_1", amount=bc.Money(amount=Decimal("12.50"), currency="USD"),
+                       name="Welcome", priority=Decimal(10), effective_at=start,
+                       expires_at=start + timedelta(days=30), idempotency_key="sample-1",
+                       metadata={"team": "growth"}, category=bc.Category.PROMOTIONAL),
+        bc.CreditGrant(customer_id="cus_1", amount=bc.Money(amount=Decimal("30"), currency="USD"),
+                       paid_amount=bc.Money(amount=Decimal("20"), currency="USD"),
+                       schedule=(bc.Segment(amount=Decimal(10), starts_at=start,
+                                            ends_before=start + timedelta(days=10)),
+                                 bc.Segment(amount=Decimal(20), starts_at=start + timedelta(days=10),
+                                            ends_before=start + timedelta(days=40))),
+                       idempotency_key="sample-2"),
+    ]
+    try:
+        from billing_credits_stripe.testing import StripeFake
+
+        fake = StripeFake(seed=3)
+        transport = fake.transport()
+        stripe_provider = bc.get_provider("stripe", api_key="sk_test_fuzzfuzzfuzzfuzz",
+                                          http_client=httpx.Client(transport=transport))
+        samples["stripe"] = []
+        for grant in grants:
+            with contextlib.suppress(bc.BillingCreditsError):
+                samples["stripe"].append(dict(stripe_provider.create_grant(grant).raw or {}))
+        providers.append(stripe_provider)
+    except ImportError:
+        pass
+    try:
+        from billing_credits_metronome.testing import MetronomeFake
+
+        fake_m = MetronomeFake(token="mtr_fuzz_token_value")
+        transport_m = FakeTransport(fake_m)
+        for name, extra in (("metronome-plans", {}),
+                            ("metronome", {"product_id": "f14d6729-6a44-4b13-9908-9387f1918790"})):
+            provider = bc.get_provider(name, bearer_token="mtr_fuzz_token_value",
+                                       base_url="https://api.metronome.com",
+                                       http_client=httpx.Client(transport=transport_m), **extra)
+            samples[name] = []
+            for grant in grants:
+                try:
+                    raw = dict(provider.create_grant(grant.as_new(customer_id=CUSTOMER_UUID)).raw or {})
+                except bc.BillingCreditsError:
+                    continue
+                raw.pop("_summary", None)
+                samples[name].append(raw)
+            providers.append(provider)
+    except ImportError:
+        pass
+    return providers, samples
+
+
+def _translations(provider: bc.Provider) -> Iterator[tuple[str, Callable[[bc.CreditGrant], Any],
+                                                            Callable[[dict[str, Any]], Any]]]:
+    """(name, neutral → request, vendor item → neutral) for each vendor provider."""
+    if provider.name == "stripe":
+        from billing_credits_stripe import _translate as st
+
+        yield ("stripe._translate", st.create_params,
+               lambda item: st.from_stripe(item, now=NOW))
+    elif provider.name == "metronome-plans":
+        from billing_credits_metronome import _translate as mt
+
+        config = provider._config  # type: ignore[attr-defined]
+        yield ("metronome._translate.grant", lambda g: mt.grant_create_payload(g, "k", config, NOW),
+               lambda item: mt.grant_from_item(item, config, NOW, provider=provider.name))
+    elif provider.name == "metronome":
+        from billing_credits_metronome import _translate as mt
+
+        config = provider._config  # type: ignore[attr-defined]
+        yield ("metronome._translate.credit",
+               lambda g: mt.credit_create_payload(g, "k", config, NOW),
+               lambda item: mt.credit_from_item(item, CUSTOMER_UUID, config, NOW, provider=provider.name))
+
+
+class _Source(bc.Provider):
+    """A source provider listing whatever grants (read back) the test hands it."""
+
+    name = "fuzz-source"
+    capabilities = bc.Capabilities()
+
+    def __init__(self, grants: list[bc.CreditGrant]) -> None:
+        super().__init__()
+        self.grants = grants
+
+    def _create(self, grant: bc.CreditGrant, idempotency_key: str) -> bc.Flow[bc.CreditGrant]:
+        raise bc.UnsupportedOperationError(self.name, "create")
+        yield  # pragma: no cover
+
+    def _list_page(self, query: bc.ListQuery, cursor: str | None) -> bc.Flow[bc.Page]:
+        grants = [g for g in self.grants if query.customer_id in (None, g.customer_id)]
+        page: bc.Page = yield bc.blocking(lambda: bc.Page(grants))
+        return page
+
+    def _get(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
+        raise bc.NotFoundError(grant_id)
+        yield  # pragma: no cover
+
+
+def _read_back(data: Any, rng: random.Random, case: int) -> Any:
+    """A grant-shaped input with read-back fields, as a source provider would list it."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    data.setdefault("id", f"src_{case}")
+    data.setdefault("provider", "fuzz-source")
+    data.setdefault("status", rng.choice(["active", "scheduled", "active", "expired"]))
+    if "balance" not in data and isinstance(data.get("amount"), dict):
+        data["balance"] = dict(data["amount"])
+        if rng.random() < 0.3:
+            data["balance"]["amount"] = rng.choice(["0", "1E-200", "0.01", "1", "5"])
+    return data
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Failures:
+    """The whole fuzz run, once for the module: every call and every non-project exception."""
+    return _fuzz(tmp_path_factory.mktemp("fuzz"))
+
+
+def _fuzz(tmp_path: Path) -> Failures:
+    rng = random.Random(SEED)
+    failures = Failures()
+    providers, samples = _samples(tmp_path)
+    assert {p.name for p in providers} >= {"local"}
+    pending: list[bc.CreditGrant] = []
+    valid = 0
+    for case in range(CASES):
+        data = hostile_grant(rng)
+        grant = failures.run(case, "CreditGrant.model_validate", data,
+                             lambda d=data: bc.CreditGrant.model_validate(d))
+        if isinstance(data, dict) and all(isinstance(k, str) for k in data):
+            failures.run(case, "CreditGrant(**data)", data, lambda d=data: bc.CreditGrant(**d))
+        text = json.dumps(data, default=str)
+        failures.run(case, "CreditGrant.model_validate_json", text,
+                     lambda t=text: bc.CreditGrant.model_validate_json(t))
+        if isinstance(data, dict):
+            amount = data.get("amount")
+            failures.run(case, "Money.model_validate", amount, lambda a=amount: bc.Money.model_validate(a))
+            scope = data.get("scope")
+            failures.run(case, "Scope.model_validate", scope, lambda s=scope: bc.Scope.model_validate(s))
+            for segment in data.get("schedule") or () if isinstance(data.get("schedule"), list) else ():
+                failures.run(case, "Segment.model_validate", segment,
+                             lambda s=segment: bc.Segment.model_validate(s))
+        if grant is None:
+            continue
+        valid += 1
+        failures.run(case, "as_new/dump", data, lambda g=grant: (
+            g.as_new(), g.model_dump_json(), g.request_fields(), g.segments, g.status_at(NOW), str(g.amount)))
+        for provider in providers:
+            failures.run(case, f"{provider.name}.check", data, lambda p=provider, g=grant: p.check(g))
+            failures.run(case, f"{provider.name}.capabilities.check", data,
+                         lambda p=provider, g=grant: p.capabilities.check(g))
+            failures.run(case, f"{provider.name}.preview", data, lambda p=provider, g=grant: p.preview(g))
+            for name, to_vendor, _ in _translations(provider):
+                failures.run(case, f"{name} to vendor", data, lambda f=to_vendor, g=grant: f(g))
+        listed = _read_back(data, rng, case)
+        if valid % 6 == 0:  # the local provider stores it (and reads it back) for real
+            local = providers[0]
+            failures.run(case, "local.create_grant", data, lambda p=local, g=grant: (
+                p.get_grant(p.create_grant(g).id or "")))
+        read_back = failures.run(case, "read-back grant", listed,
+                                 lambda d=listed: bc.CreditGrant.model_validate(d))
+        if read_back is not None:
+            pending.append(read_back)
+        if len(pending) >= 25:
+            source = _Source(pending)
+            for target in providers:
+                for mode in ("remaining", "original"):
+                    failures.run(case, f"plan_migration -> {target.name} ({mode})",
+                                 [g.model_dump(exclude={"raw"}) for g in pending][:3],
+                                 lambda t=target, m=mode, s=source: plan_migration(
+                                     s, t, amount_mode=m, strict=False, now=NOW,
+                                     priority_policy=rng.choice(["exact", "preserve-order"])))
+            pending = []
+    # Vendor payloads, mutated, read back through each provider's translation.
+    for case in range(CASES // 2):
+        provider = providers[1 + case % (len(providers) - 1)] if len(providers) > 1 else providers[0]
+        for name, _, from_vendor in _translations(provider):
+            for sample in samples.get(provider.name, ()):
+                item = _mutate(sample, rng)
+                failures.run(case, f"{name} from vendor", item, lambda f=from_vendor, i=item: f(i))
+    # One customer holding 5 USD and 1E-200 USD: the planner's sums stay exact or refuse.
+    tiny = [bc.CreditGrant.model_validate(_read_back(
+        {"customer_id": "cus_t", "amount": {"amount": value, "currency": "USD"}}, rng, i))
+        for i, value in enumerate(["5", "1E-30"])]
+    failures.run(-1, "plan 5 USD + tiny", None, lambda: plan_migration(_Source(tiny), providers[0], now=NOW))
+    for provider in providers:
+        provider.close()
+    failures.valid = valid
+    return failures
+
+
+def _report(failures: Failures, core: bool) -> tuple[int, str]:
+    where = {k: v for k, v in failures.where.items() if ("billing_credits/" in k) == core}
+    records = [r for r in failures.records if (" at billing_credits/" in r) == core]
+    summary = "\n".join(f"  {count} × {place}" for place, count in
+                        sorted(where.items(), key=lambda kv: -kv[1]))
+    return sum(where.values()), f"{summary}\n" + "\n".join(records)
+
+
+def test_fuzz_core_raises_only_project_errors(fuzzed: Failures) -> None:
+    """The model, Money, Scope, Segment, every provider's check and preview, local and the
+    planner: zero exceptions outside ``BillingCreditsError`` over every generated input."""
+    count, detail = _report(fuzzed, core=True)
+    print(f"fuzz: {fuzzed.count} calls over {CASES} generated grants ({fuzzed.valid} valid) and "
+          f"{CASES // 2} vendor payload rounds; {count} non-project exceptions in the core, "
+          f"{sum(fuzzed.where.values()) - count} in provider translations")
+    assert fuzzed.count >= CASES
+    assert count == 0, f"non-project exceptions:\n{detail}"
+
+
+def test_fuzz_provider_translations_raise_only_project_errors(fuzzed: Failures) -> None:
+    """Stripe's and Metronome's translations, both ways, on fuzzed grants and mutated vendor
+    payloads: zero exceptions outside ``BillingCreditsError``."""
+    count, detail = _report(fuzzed, core=False)
+    assert count == 0, f"non-project exceptions:\n{detail}"
+
+
+def test_known_cases_are_project_errors() -> None:
+    """The inputs issue 9 names, each one of the project's errors (not a crash)."""
+    base = {"customer_id": "cus_1", "amount": {"amount": "5", "currency": "USD"}}
+    for changes in ({"effective_at": "9999-12-31T23:59:59-01:00"},
+                    {"expires_at": "0001-01-01T00:00:00+01:00"},
+                    {"schedule": 5},
+                    {"name": "lone \ud800 surrogate"},
+                    {"metadata": {"k\udfff": "v"}},
+                    {"amount": {"amount": "1E-200", "currency": "USD"}}):
+        with pytest.raises(bc.InvalidGrantError):
+            bc.CreditGrant.model_validate({**base, **changes})
