@@ -77,6 +77,7 @@ from ._priority import (
 )
 from ._provider import ListQuery, OnUnreadable, Page, Provider, Setting, read_items
 from ._runtime import Call, Flow, RateLimit, RetryPolicy, Runtime, blocking
+from ._sandbox import Sandbox, SandboxRegister
 from ._secrets import check_base_url, redact, register_secret
 from ._transfer import ImportReport, export_grants, import_grants
 from ._version import __version__
@@ -128,6 +129,8 @@ __all__ = [
     "RateLimitedError",
     "RetryPolicy",
     "Runtime",
+    "Sandbox",
+    "SandboxRegister",
     "Scope",
     "ScopeKind",
     "Segment",
