@@ -34,8 +34,50 @@ def _fail(error: BillingCreditsError) -> NoReturn:
     sys.exit(EXIT_INVALID if isinstance(error, invalid) else EXIT_PROVIDER_ERROR)
 
 
+EXIT_INTERRUPTED = 130
+
+_activity: list[Callable[[], str]] = []
+
+
+def _doing(describe: Callable[[], str]) -> None:
+    """Say what the running command has done so far, for a Ctrl-C."""
+    _activity[:] = [describe]
+
+
+def _interrupted() -> NoReturn:
+    done = ""
+    if _activity:
+        try:
+            done = f": {_activity[0]()}"
+        except Exception:  # noqa: BLE001 - best effort while stopping
+            done = ""
+    click.echo(f"\ninterrupted{done}", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
 class _Group(click.Group):
     """Turns library errors into one line on stderr and an exit code, never a traceback."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        _activity.clear()
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as error:
+            # One line: the problem and where to read more, never the whole usage text.
+            command = error.ctx.command_path if error.ctx is not None else "billing-credits"
+            message = " ".join(error.format_message().split())
+            click.echo(f"error: {message} (see: {command} --help)", err=True)
+            sys.exit(EXIT_INVALID)
+        except click.ClickException as error:
+            click.echo(f"error: {' '.join(error.format_message().split())}", err=True)
+            sys.exit(error.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            _interrupted()
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         import sqlite3
@@ -47,6 +89,68 @@ class _Group(click.Group):
         except sqlite3.Error as error:
             click.echo(f"error: database: {error}", err=True)
             sys.exit(EXIT_PROVIDER_ERROR)
+
+
+def quiet_option(command: F) -> F:
+    return click.option("-q", "--quiet", is_flag=True,
+                        help="No progress output (the final summary still prints).")(command)
+
+
+class Progress:
+    """Progress of a long operation on stderr: a bar on a terminal, JSON lines otherwise
+    (about twenty per run, or one a second when the total is unknown), nothing with --quiet."""
+
+    def __init__(self, label: str, *, quiet: bool = False, total: int | None = None) -> None:
+        self.label = label
+        self.quiet = quiet
+        self.total = total
+        self.done = 0
+        self._bar: Any = None
+        self._task: Any = None
+        self._last = -1
+        self._last_time = 0.0
+
+    def __enter__(self) -> Progress:
+        if not self.quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(console=Console(stderr=True), transient=False)
+            self._task = self._bar.add_task(self.label, total=self.total)
+            self._bar.start()
+        return self
+
+    def advance(self, count: int = 1) -> None:
+        self.update(self.done + count, self.total)
+
+    def update(self, done: int, total: int | None) -> None:
+        import time
+
+        self.done, self.total = done, total
+        if self.quiet:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total)
+            return
+        now = time.monotonic()
+        if total is not None:
+            step = max(total // 20, 1)
+            due = done == total or done - self._last >= step
+        else:
+            due = self._last < 0 or now - self._last_time >= 1.0
+        if due and done != self._last:
+            self._last, self._last_time = done, now
+            line: dict[str, Any] = {"progress": self.label, "done": done}
+            if total is not None:
+                line["total"] = total
+            click.echo(json.dumps(line), err=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        elif not self.quiet and self.done != self._last and exc[0] is None:
+            self._last = self.done - 1
+            self.update(self.done, self.total)
 
 
 def _pairs(values: Iterable[str], option: str) -> dict[str, str]:
@@ -486,11 +590,15 @@ def _print_plan(plan: Any, summary: dict[str, Any]) -> None:
 @click.argument("plan_path", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
 @click.option("--retire", type=click.Choice(["void", "expire"]),
               help="Then void or expire each source grant whose target grants are confirmed.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Creates in flight at once (the target's rate limit still applies).")
 @click.option("--journal", type=click.Path(dir_okay=False),
               help="Journal file (default: PLAN.journal).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@quiet_option
 def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: tuple[str, ...],
-                  retire: Any, concurrency: int, journal: str | None) -> None:
+                  retire: Any, concurrency: int, journal: str | None, as_json: bool,
+                  quiet: bool) -> None:
     """Create the planned grants; safe to run again after any interruption."""
     import asyncio
     from contextlib import ExitStack
@@ -498,47 +606,36 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
     from ._migration import MigrationPlan, apply_plan
 
     plan = MigrationPlan.load(plan_path)
+    refused = len(plan.refusals)
     with ExitStack() as stack:
         target = stack.enter_context(_open(plan.header.target, to_settings))
         source = stack.enter_context(_open(plan.header.source, from_settings)) if retire else None
-        progress, close = _progress()
-        try:
-            report = asyncio.run(apply_plan(
-                plan, target, journal=journal or f"{plan_path}.journal", source=source,
-                retire=retire, concurrency=concurrency, progress=progress))
-        finally:
-            close()
+        bar = stack.enter_context(Progress("creating", quiet=quiet))
+        state = {"done": 0, "total": len(plan.to_create)}
+
+        def progress(done: int, total: int) -> None:
+            state.update(done=done, total=total)
+            bar.update(done, total)
+
+        _doing(lambda: f"{state['done']} of {state['total']} planned grant(s) confirmed; "
+                       f"the journal keeps them: run apply again to finish")
+        report = asyncio.run(apply_plan(
+            plan, target, journal=journal or f"{plan_path}.journal", source=source,
+            retire=retire, concurrency=concurrency, progress=progress))
     for key, error in report.failed:
         click.echo(f"failed {key}: {error}", err=True)
-    click.echo(json.dumps({"created": report.created, "already_done": report.already_done,
-                           "retired": report.retired, "failed": len(report.failed),
-                           "seconds": round(report.seconds, 3)}))
+    summary = {"created": report.created, "already_there": report.already_done,
+               "refused": refused, "failed": len(report.failed), "retired": report.retired,
+               "seconds": round(report.seconds, 3)}
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        retired = f", retired {report.retired}" if retire else ""
+        click.echo(f"created {report.created}, already there {report.already_done}, "
+                   f"refused {refused}{' (skipped)' if refused else ''}, "
+                   f"failed {len(report.failed)}{retired} in {report.seconds:.1f} s")
     if not report.ok:
         sys.exit(EXIT_PROVIDER_ERROR)
-
-
-def _progress() -> tuple[Callable[[int, int], None], Callable[[], None]]:
-    """A progress bar on a terminal; JSON lines on stderr otherwise."""
-    if sys.stderr.isatty():
-        from rich.progress import Progress
-
-        bar = Progress(transient=False)
-        task = bar.add_task("creating", total=None)
-        bar.start()
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return update, bar.stop
-    last = [-1]
-
-    def report(done: int, total: int) -> None:
-        step = max(total // 20, 1)
-        if done == total or done - last[0] >= step:
-            last[0] = done
-            click.echo(json.dumps({"progress": done, "total": total}), err=True)
-
-    return report, lambda: None
 
 
 @migrate.command("verify")
