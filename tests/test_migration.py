@@ -185,7 +185,7 @@ def test_cli_plan_apply_verify_export_import(tmp_path: Path, monkeypatch: pytest
     summary = json.loads(result.stdout)
     assert summary["grants_to_create"] == 4
     assert set(summary["totals"]) == {"cus_A", "cus_B"}
-    result = runner.invoke(cli, ["migrate", "apply", str(plan), *common])
+    result = runner.invoke(cli, ["migrate", "apply", str(plan), *common, "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.splitlines()[-1])["created"] == 4
     result = runner.invoke(cli, ["migrate", "verify", str(plan), *common])

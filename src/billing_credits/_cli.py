@@ -160,6 +160,8 @@ def _pairs(values: Iterable[str], option: str) -> dict[str, str]:
         if not sep or not key:
             # The value is not echoed: it may be a credential typed without its key.
             raise click.BadParameter("expected KEY=VALUE", param_hint=option)
+        if key in pairs:
+            raise click.BadParameter(f"{key} given twice", param_hint=option)
         pairs[key] = rest
     return pairs
 
@@ -190,31 +192,149 @@ def _grant_json(grant: Any) -> str:
     return text
 
 
+_COLUMNS: tuple[tuple[str, int], ...] = (
+    # (header, drop rank: the higher, the sooner it goes on a narrow terminal; 0 never)
+    ("id", 0), ("customer", 0), ("amount", 0), ("balance", 4), ("status", 3),
+    ("priority", 5), ("effective", 7), ("expires", 6), ("name", 8), ("adjusted", 1),
+)
+
+
+def _row(grant: Any) -> list[str]:
+    return [
+        grant.id or "", grant.customer_id, str(grant.amount),
+        str(grant.balance.amount) if grant.balance else "-",
+        grant.status.value if grant.status else "-",
+        str(grant.priority) if grant.priority is not None else "default",
+        _when(grant.effective_at), _when(grant.expires_at) if grant.expires_at else "never",
+        grant.name or "",
+        ", ".join(a.field for a in grant.adjustments) or "-",
+    ]
+
+
+def _console(*, stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    import os
+
+    stream = sys.stderr if stderr else sys.stdout
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() else None if stream.isatty() else 250
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def _fit(rows: list[list[str]], width: int) -> list[int]:
+    """Indexes of the columns to show: ids whole, other columns dropped until they fit."""
+    keep = list(range(len(_COLUMNS)))
+    need = [max([len(_COLUMNS[i][0])] + [len(r[i]) for r in rows]) for i in keep]
+
+    def total() -> int:
+        return sum(min(need[i], 12) if _COLUMNS[i][1] else need[i] for i in keep) + 2 * len(keep)
+
+    for index in sorted(keep, key=lambda i: -_COLUMNS[i][1]):
+        if total() <= width or not _COLUMNS[index][1]:
+            break
+        keep.remove(index)
+    return keep
+
+
+class _Rows:
+    """Prints grants as a table while they arrive: the first row at once, then in batches,
+    with the column widths of the first batch (an id longer than its column still prints
+    whole: ids are never cut)."""
+
+    def __init__(self) -> None:
+        self.console = _console()
+        self.count = 0
+        self.keep: list[int] | None = None
+        self.widths: list[int] = []
+        self.batch: list[list[str]] = []
+
+    def add(self, grant: Any) -> None:
+        self.batch.append(_row(grant))
+        self.count += 1
+        if self.count == 1 or len(self.batch) >= 200:
+            self.flush()
+
+    def flush(self) -> None:
+        from rich.table import Table
+
+        if not self.batch:
+            return
+        if self.keep is None:
+            self.keep = _fit(self.batch, self.console.width)
+            self.widths = [max([len(_COLUMNS[i][0])] + [len(r[i]) for r in self.batch])
+                           for i in self.keep]
+        table = Table(box=None, header_style="bold", show_header=self.count == len(self.batch),
+                      pad_edge=False)
+        for i, width in zip(self.keep, self.widths, strict=True):
+            header, rank = _COLUMNS[i]
+            longest = max(len(r[i]) for r in self.batch)
+            if rank == 0:  # an id or an amount: whole, on one line
+                table.add_column(header, no_wrap=True, min_width=max(width, longest))
+            else:
+                table.add_column(header, overflow="fold", min_width=min(width, 12), max_width=40)
+        for row in self.batch:
+            table.add_row(*(row[i] for i in self.keep))
+        self.console.print(table)
+        self.batch = []
+
+    def finish(self) -> None:
+        self.flush()
+        self.console.print(f"{self.count} grant{'s' if self.count != 1 else ''}")
+
+
 def _show(grants: Iterable[Any], as_json: bool) -> None:
     if as_json:
         for grant in grants:
             click.echo(_grant_json(grant))
         return
-    from rich.console import Console
+    rows = _Rows()
+    try:
+        for grant in grants:
+            rows.add(grant)
+    finally:
+        rows.flush()
+    rows.finish()
+
+
+def _detail(grant: Any) -> None:
+    """Every field of one grant, one per line (nothing only --json would show)."""
     from rich.table import Table
 
-    table = Table("id", "customer", "amount", "balance", "status", "priority", "effective",
-                  "expires", "name", box=None, header_style="bold")
-    count = 0
-    for grant in grants:
-        count += 1
-        table.add_row(
-            grant.id or "", grant.customer_id, str(grant.amount),
-            str(grant.balance.amount) if grant.balance else "-",
-            grant.status.value if grant.status else "-",
-            str(grant.priority) if grant.priority is not None else "default",
-            _when(grant.effective_at), _when(grant.expires_at) if grant.expires_at else "never",
-            grant.name or "",
-        )
-    console = Console(width=200 if not sys.stdout.isatty() else None)
-    if count:
-        console.print(table)
-    console.print(f"{count} grant{'s' if count != 1 else ''}")
+    data = grant.model_dump(mode="json", exclude={"raw"})
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+
+    def add(name: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, inner in value.items():
+                add(f"{name}.{key}", inner)
+        elif isinstance(value, list) and value and not all(isinstance(v, str) for v in value):
+            for index, inner in enumerate(value):
+                add(f"{name}.{index}", inner)
+        elif isinstance(value, list):
+            table.add_row(name, ", ".join(value) if value else "-")
+        elif isinstance(value, dict):
+            table.add_row(name, "-")
+        else:
+            table.add_row(name, "-" if value is None else str(value))
+
+    ordered = ["id", "provider", "customer_id", "status", "amount", "balance", "paid_amount",
+               "category", "category_label", "name", "reason", "priority", "effective_at",
+               "expires_at", "schedule", "scope", "metadata", "idempotency_key", "created_at",
+               "adjustments"]
+    for name in ordered + [k for k in data if k not in ordered]:
+        if name in data:
+            value = data[name]
+            if name in ("amount", "balance", "paid_amount") and isinstance(value, dict):
+                value = str(getattr(grant, name))
+            if name == "scope" and not any(value.values()):
+                value = "all usage"
+            if name == "schedule" and value is None:
+                value = "one window (effective_at to expires_at)"
+            add(name, value)
+    _console().print(table)
 
 
 def _when(moment: Any) -> str:
@@ -232,36 +352,49 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="JSON output.")
-def providers(as_json: bool) -> None:
-    """Installed providers, their settings and what they can hold."""
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per provider.")
+def providers(name: str | None, as_json: bool) -> None:
+    """Installed providers (or only NAME): settings, environment variables, capabilities."""
     from ._plugins import available_providers
 
     found = available_providers()
+    if name is not None:
+        chosen = [info for info in found if info.name == name]
+        if not chosen:
+            from ._errors import UnknownProviderError
+
+            raise UnknownProviderError(name, {info.name: None for info in found})
+        found = chosen
     if as_json:
         for info in found:
+            rows = info.capabilities.describe()
             click.echo(json.dumps({
                 "name": info.name,
                 "module": info.module,
                 "description": info.description,
                 "settings": [{"name": s.name, "env": s.env, "secret": s.secret, "help": s.help}
                              for s in info.settings],
-                "capabilities": dict(info.capabilities.describe()),
+                "capabilities": {k: v for k, v in rows if k != "note"},
+                "notes": [v for k, v in rows if k == "note"],
             }))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     for info in found:
         console.print(f"[bold]{info.name}[/bold]  {info.description}  ({info.module})")
         table = Table("capability", "value", box=None, show_header=False, padding=(0, 2))
-        for name, value in info.capabilities.describe():
-            table.add_row(name, value)
-        for setting in info.settings:
-            env = f" [env: {setting.env}]" if setting.env else ""
-            table.add_row(f"setting {setting.name}", f"{setting.help}{env}")
+        for capability, value in info.capabilities.describe():
+            table.add_row(capability, value)
         console.print(table)
+        if info.settings:
+            settings = Table("setting", "environment variable", "meaning", box=None,
+                             header_style="bold", padding=(0, 2))
+            for setting in info.settings:
+                secret = " (secret)" if setting.secret else ""
+                settings.add_row(setting.name, setting.env or "-", f"{setting.help}{secret}")
+            console.print(settings)
         console.print()
 
 
@@ -282,21 +415,25 @@ def _money(amount: str, currency: str | None, unit_id: str | None,
 
 @grants.command("create")
 @provider_options
-@click.option("--customer", help="Customer id.")
+@click.option("--customer", "customers", multiple=True,
+              help="Customer id (repeatable: one grant per customer, each keyed "
+                   "IDEMPOTENCY_KEY:CUSTOMER).")
 @click.option("--amount", help="Exact amount in major units, e.g. 25.00.")
 @click.option("--currency", help="ISO 4217 code, e.g. USD.")
 @click.option("--unit-id", help="A custom credit unit's id (instead of --currency).")
 @click.option("--unit-name", help="The custom credit unit's name.")
 @click.option("--paid-amount", help="Cost basis, in --paid-currency (default: the grant's).")
 @click.option("--paid-currency", help="ISO 4217 code of the paid amount.")
-@click.option("--category", type=click.Choice(["paid", "promotional"]))
+@click.option("--category", type=click.Choice(["paid", "promotional"]),
+              help="Paid (bought) or promotional (given) credits.")
 @click.option("--category-label", help="The vendor's own category label, e.g. trial.")
-@click.option("--name")
-@click.option("--reason")
+@click.option("--name", help="Name shown to people (on invoices, in dashboards).")
+@click.option("--reason", help="Why the credits were granted (internal note).")
 @click.option("--effective-at", help="ISO 8601 with a timezone, e.g. 2026-01-01T00:00:00Z.")
 @click.option("--expires-at", help="ISO 8601 with a timezone; omit for never.")
 @click.option("--priority", help="Exact number, lower consumed first.")
-@click.option("--metadata", multiple=True, metavar="KEY=VALUE")
+@click.option("--metadata", multiple=True, metavar="KEY=VALUE",
+              help="A metadata entry (repeatable; each key once).")
 @click.option("--idempotency-key", help="Makes the create safe to repeat (1-128 chars).")
 @click.option("--product-id", "product_ids", multiple=True, help="Scope: product (ordered).")
 @click.option("--product-tag", "product_tags", multiple=True, help="Scope: product tag.")
@@ -304,25 +441,47 @@ def _money(amount: str, currency: str | None, unit_id: str | None,
 @click.option("--metered-prices-only", is_flag=True, help="Scope: every metered price.")
 @click.option("--contract-id", "contract_ids", multiple=True, help="Scope: contract.")
 @click.option("--from-json", "from_json", type=click.File("r"),
-              help="Read the whole grant as JSON (a file, or - for stdin).")
+              help="Read the whole grant as JSON (a file, or - for stdin); no field options.")
 def create(provider: str, settings: tuple[str, ...], as_json: bool, **fields: Any) -> None:
     """Create a grant. Invalid input is refused before anything is written."""
     from ._model import CreditGrant
 
     source = fields.pop("from_json")
     if source is not None:
-        grant = CreditGrant.model_validate_json(source.read())
+        given = sorted(f"--{name.replace('_', '-').rstrip('s')}" for name, value in fields.items()
+                       if value not in (None, (), False))
+        if given:
+            raise click.UsageError(f"--from-json reads the whole grant; drop {', '.join(given)}")
+        made = [CreditGrant.model_validate_json(source.read())]
     else:
-        grant = CreditGrant.model_validate(_grant_fields(fields))
+        customers = fields.pop("customers")
+        if not customers:
+            raise click.UsageError("--customer is required (or give --from-json)")
+        if len(set(customers)) != len(customers):
+            raise click.UsageError("--customer: a customer given twice")
+        key = fields["idempotency_key"]
+        made = []
+        for customer in customers:
+            if len(customers) > 1 and key is not None:
+                fields["idempotency_key"] = f"{key}:{customer}"
+            made.append(CreditGrant.model_validate(_grant_fields({**fields, "customer": customer})))
+    created = []
     with _open(provider, settings) as opened:
-        created = opened.create_grant(grant)
-    _show([created], as_json)
+        for grant in made:
+            created.append(opened.create_grant(grant))
+            _doing(lambda: f"created {len(created)} of {len(made)} grant(s)")
+    if as_json:
+        for grant in created:
+            click.echo(_grant_json(grant))
+    elif len(created) == 1:
+        _detail(created[0])
+    else:
+        _show(created, False)
 
 
 def _grant_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    if fields["customer"] is None or fields["amount"] is None:
-        missing = "--customer" if fields["customer"] is None else "--amount"
-        raise click.UsageError(f"{missing} is required (or give --from-json)")
+    if fields["amount"] is None:
+        raise click.UsageError("--amount is required (or give --from-json)")
     data: dict[str, Any] = {
         "customer_id": fields["customer"],
         "amount": _money(fields["amount"], fields["currency"], fields["unit_id"],
@@ -346,14 +505,19 @@ def _grant_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 @grants.command("list")
 @provider_options
-@click.option("--customer", help="Only this customer's grants.")
+@click.option("--customer", "customers", multiple=True,
+              help="Only this customer's grants (repeatable).")
 @click.option("--page-size", type=click.IntRange(min=1), help="Grants fetched per request.")
 @click.option("--limit", type=click.IntRange(min=1), help="Stop after this many grants.")
-def list_(provider: str, settings: tuple[str, ...], as_json: bool, customer: str | None,
+def list_(provider: str, settings: tuple[str, ...], as_json: bool, customers: tuple[str, ...],
           page_size: int | None, limit: int | None) -> None:
-    """List grants, page after page (JSON lines with --json)."""
+    """List grants as they arrive, page after page (JSON lines with --json)."""
     with _open(provider, settings) as opened:
-        _show(_take(opened.list_grants(customer, page_size=page_size), limit), as_json)
+        def every() -> Iterator[Any]:
+            for customer in dict.fromkeys(customers) if customers else (None,):
+                yield from opened.list_grants(customer, page_size=page_size)
+
+        _show(_take(every(), limit), as_json)
 
 
 def _take(items: Iterator[Any], limit: int | None) -> Iterator[Any]:
@@ -369,28 +533,72 @@ def _single(operation: str, help_text: str) -> None:
     @click.argument("grant_id")
     def command(provider: str, settings: tuple[str, ...], as_json: bool, grant_id: str) -> None:
         with _open(provider, settings) as opened:
-            _show([getattr(opened, f"{operation}_grant")(grant_id)], as_json)
+            grant = getattr(opened, f"{operation}_grant")(grant_id)
+        if as_json:
+            click.echo(_grant_json(grant))
+        else:
+            _detail(grant)
 
 
-_single("get", "Show one grant.")
-_single("void", "Void a grant: its remaining credits are gone.")
-_single("expire", "Expire a grant now.")
+_single("get", "Show one grant, every field.")
+_single("void", "Void a grant: its remaining credits are gone. Shows it afterwards.")
+_single("expire", "Expire a grant now. Shows it afterwards.")
+
+
+def _provider_only(command: F) -> F:
+    """``--provider`` and ``--setting`` without ``--json`` (for commands whose output is data)."""
+    command = click.option(
+        "-s", "--setting", "settings", multiple=True, metavar="KEY=VALUE",
+        help="A provider setting (repeatable, each key once); see `billing-credits providers`.",
+    )(command)
+    command = click.option(
+        "-p", "--provider", default="local", show_default=True, envvar="BILLING_CREDITS_PROVIDER",
+        help="Provider name [env: BILLING_CREDITS_PROVIDER].",
+    )(command)
+    return command
 
 
 @cli.command("export")
-@provider_options
+@_provider_only
 @click.option("--customer", "customers", multiple=True, help="Only these customers (repeatable).")
-@click.option("--output", "-o", type=click.File("w"), default="-", help="File (default stdout).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              help="File (default stdout), written under a temporary name and renamed when "
+                   "complete.")
 @click.option("--include-raw", is_flag=True, help="Keep each grant's vendor payload.")
-@click.option("--page-size", type=click.IntRange(min=1))
-def export(provider: str, settings: tuple[str, ...], as_json: bool, customers: tuple[str, ...],
-           output: Any, include_raw: bool, page_size: int | None) -> None:
-    """Write grants as neutral JSON lines."""
+@click.option("--page-size", type=click.IntRange(min=1), help="Grants fetched per request.")
+@quiet_option
+def export(provider: str, settings: tuple[str, ...], customers: tuple[str, ...],
+           output: str, include_raw: bool, page_size: int | None, quiet: bool) -> None:
+    """Write grants as neutral JSON lines (the output is JSON already)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
     from ._transfer import export_grants
 
     with _open(provider, settings) as opened:
-        count = export_grants(opened, output, customers=customers or None,
-                              include_raw=include_raw, page_size=page_size)
+        if output == "-":
+            count = export_grants(opened, sys.stdout, customers=customers or None,
+                                  include_raw=include_raw, page_size=page_size)
+        else:
+            target = Path(output)
+            handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                                 dir=target.parent or Path("."))
+            try:
+                with os.fdopen(handle, "w") as out, Progress("exporting", quiet=quiet) as bar:
+                    _doing(lambda: f"exported {bar.done} grant(s); {output} not written")
+                    count = export_grants(
+                        opened, out, customers=customers or None, include_raw=include_raw,
+                        page_size=page_size, progress=lambda done: bar.update(done, None))
+                    out.flush()
+                    os.fsync(out.fileno())
+                mask = os.umask(0)
+                os.umask(mask)
+                os.chmod(temporary, 0o666 & ~mask)
+                os.replace(temporary, target)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
     click.echo(f"exported {count} grant{'s' if count != 1 else ''}", err=True)
 
 
@@ -398,79 +606,30 @@ def export(provider: str, settings: tuple[str, ...], as_json: bool, customers: t
 @provider_options
 @click.argument("source", type=click.File("r"))
 @click.option("--include-ended", is_flag=True, help="Also import voided and expired grants.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Grants per transaction, on providers that take batches (local).")
+@quiet_option
 def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any,
-            include_ended: bool) -> None:
+            include_ended: bool, batch_size: int, quiet: bool) -> None:
     """Create grants from neutral JSON lines (as written by export); safe to repeat."""
     from ._transfer import import_grants
 
-    with _open(provider, settings) as opened:
-        report = import_grants(opened, source, include_ended=include_ended)
+    with _open(provider, settings) as opened, Progress("importing", quiet=quiet) as bar:
+        _doing(lambda: f"read {bar.done} line(s); every batch written is complete: "
+                       "run the import again to finish (nothing is created twice)")
+        report = import_grants(opened, source, include_ended=include_ended,
+                               batch_size=batch_size, progress=lambda n: bar.update(n, None))
     for line, why in report.skipped:
         click.echo(f"line {line}: skipped {why}", err=True)
     for line, error in report.failed:
         click.echo(f"line {line}: {error}", err=True)
-    click.echo(f"imported {report.created}, skipped {len(report.skipped)}, "
-               f"failed {len(report.failed)}", err=True)
+    if as_json:
+        click.echo(json.dumps(report.summary()))
+    else:
+        click.echo(f"created {report.created}, already there {report.already_there}, "
+                   f"skipped {len(report.skipped)}, failed {len(report.failed)}")
     if report.failed:
         sys.exit(EXIT_PROVIDER_ERROR)
-
-
-@cli.command("sandbox")
-@click.option("--dir", "directory", default="billing-credits-sandbox", show_default=True,
-              type=click.Path(file_okay=False),
-              help="Where to write sandbox.env and the example files (created if missing).")
-@click.option("--only", "only", multiple=True, metavar="NAME",
-              help="Start only this sandbox (repeatable; default: every installed one).")
-def sandbox(directory: str, only: tuple[str, ...]) -> None:
-    """Serve the installed vendor fakes on loopback with a demo account, until Ctrl-C.
-
-    Prints (and writes to DIR/sandbox.env) the environment lines that point the providers at
-    them; `. DIR/sandbox.env` in another shell, then use any command against them.
-    """
-    import signal
-    import threading
-    from contextlib import ExitStack
-    from pathlib import Path
-
-    from ._sandbox import sandboxes
-
-    installed = sandboxes()
-    unknown = sorted(set(only) - set(installed))
-    if unknown:
-        raise click.BadParameter(f"no sandbox {', '.join(unknown)}; installed: "
-                                 f"{', '.join(installed) or 'none'}", param_hint="--only")
-    if not installed:
-        raise ConfigurationError("no sandbox installed (install billing-credits-stripe or "
-                                 "billing-credits-metronome)")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    with ExitStack() as stack:
-        started = [stack.enter_context(start()) for name, start in installed.items()
-                   if not only or name in only]
-        lines: list[str] = []
-        for box in started:
-            click.echo(f"{box.name}: {box.url}  (providers: {', '.join(box.providers)})")
-            for item in box.seeded:
-                click.echo(f"  {item}")
-            lines += box.export_lines()
-            for name, text in box.files.items():
-                (folder / name).write_text(text)
-                click.echo(f"  wrote {folder / name}")
-        env_file = folder / "sandbox.env"
-        env_file.write_text("\n".join(lines) + "\n")
-        click.echo("\nPoint the providers at the sandbox (in another shell):\n")
-        for line in lines:
-            click.echo(f"  {line}")
-        click.echo(f"\nor: . {env_file}\nServing on loopback only; Ctrl-C stops.", nl=True)
-        sys.stdout.flush()
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-    click.echo("sandbox stopped", err=True)
 
 
 @cli.group()
@@ -564,21 +723,27 @@ def _print_plan(plan: Any, summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     console.print(f"plan {summary['source']} → {summary['target']}: "
                   f"{summary['grants_to_create']} grant(s) to create, "
                   f"{summary['refused']} refused, {summary['changes']} change(s)")
     for reason, count in summary["skipped"].items():
         console.print(f"  skipped {count}: {reason}")
-    changes = Table("source grant", "segment", "field", "source", "target", "why",
-                    box=None, header_style="bold")
+    changes = Table(box=None, header_style="bold")
+    longest = max([len(i.source_id) for i in plan.items] + [12])
+    changes.add_column("source grant", no_wrap=True, min_width=longest)
+    for header in ("segment", "field", "source", "target", "why"):
+        changes.add_column(header, overflow="fold")
     for item in plan.items:
         for change in item.changes:
             changes.add_row(item.source_id, str(item.segment if item.segment is not None else ""),
                             change.field, change.source, change.target, change.why)
     if changes.row_count:
         console.print(changes)
-    totals = Table("customer", "unit", "grants", "planned", box=None, header_style="bold")
+    totals = Table(box=None, header_style="bold")
+    totals.add_column("customer", no_wrap=True)
+    for header in ("unit", "grants", "planned"):
+        totals.add_column(header)
     for customer, units in summary["totals"].items():
         for unit, numbers in units.items():
             totals.add_row(customer, unit, numbers["grants"], numbers["planned"])

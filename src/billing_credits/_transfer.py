@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Protocol, cast
 
 from ._errors import BillingCreditsError, MigrationError
 from ._migration import migration_key
@@ -17,6 +17,7 @@ __all__ = ["ImportReport", "export_grants", "import_grants"]
 def export_grants(
     provider: Provider, out: IO[str], *, customers: Iterable[str] | None = None,
     include_raw: bool = False, page_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write every grant (of ``customers``, or all) as one JSON line each; return the count.
 
@@ -29,20 +30,38 @@ def export_grants(
             out.write(grant.model_dump_json(exclude=exclude))
             out.write("\n")
             count += 1
+            if progress is not None and count % 100 == 0:
+                progress(count)
+    if progress is not None:
+        progress(count)
     return count
 
 
 @dataclass
 class ImportReport:
-    """What an import did: grants created, lines skipped (with why) and lines that failed."""
+    """What an import did: grants created, grants already there (same key, same grant), lines
+    skipped (with why) and lines that failed."""
 
     created: int = 0
+    already_there: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
 
+    def summary(self) -> dict[str, int]:
+        return {"created": self.created, "already_there": self.already_there,
+                "skipped": len(self.skipped), "failed": len(self.failed)}
+
+
+class BatchImporter(Protocol):
+    """A provider that creates many keyed grants at once (``local``: one transaction per
+    batch). Each result: True created, False already there, or the error refusing it."""
+
+    def import_batch(self, grants: list[CreditGrant]) -> list[bool | BillingCreditsError]: ...
+
 
 def import_grants(
-    provider: Provider, lines: Iterable[str], *, include_ended: bool = False
+    provider: Provider, lines: Iterable[str], *, include_ended: bool = False,
+    batch_size: int = 1000, progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Create each exported grant on ``provider``; safe to repeat.
 
@@ -50,9 +69,38 @@ def import_grants(
     from its source provider and id, so importing twice creates nothing the second time. A
     line with neither is refused: it could not be imported safely twice. Voided and expired
     grants are skipped unless ``include_ended`` (they would come back to life at full amount).
+
+    A provider with ``import_batch`` (``local``) gets ``batch_size`` grants at a time, each
+    batch one transaction; others get one create each. ``progress`` receives the number of
+    lines read so far after each batch.
     """
     report = ImportReport()
+    batch = cast("BatchImporter | None", getattr(provider, "import_batch", None) and provider)
+    size = batch_size if batch is not None else 1
+    known: dict[str, set[str]] = {}
+    pending: list[tuple[int, CreditGrant]] = []
+    read = 0
+
+    def flush() -> None:
+        if not pending:
+            return
+        if batch is not None:
+            results = batch.import_batch([grant for _, grant in pending])
+        else:
+            results = [_create_one(provider, grant, known) for _, grant in pending]
+        for (number, _), result in zip(pending, results, strict=True):
+            if isinstance(result, BillingCreditsError):
+                report.failed.append((number, str(result)))
+            elif result:
+                report.created += 1
+            else:
+                report.already_there += 1
+        pending.clear()
+        if progress is not None:
+            progress(read)
+
     for number, line in enumerate(lines, start=1):
+        read = number
         if not line.strip():
             continue
         try:
@@ -67,9 +115,35 @@ def import_grants(
                         "a grant with neither idempotency_key nor provider and id cannot be "
                         "imported safely (a second import would duplicate it)")
                 key = migration_key(grant.provider, grant.id, None)
-            provider.create_grant(grant.as_new(idempotency_key=key))
+            pending.append((number, grant.as_new(idempotency_key=key)))
         except BillingCreditsError as error:
             report.failed.append((number, str(error)))
             continue
-        report.created += 1
+        if len(pending) >= size:
+            flush()
+    flush()
+    if progress is not None:
+        progress(read)
     return report
+
+
+def _create_one(provider: Provider, grant: CreditGrant,
+                known: dict[str, set[str]]) -> bool | BillingCreditsError:
+    """Create one grant; whether it is new. The vendor's word (``replayed``) when it gives
+    one, else whether the customer's listing, read once before this import touched the
+    customer, already held the key."""
+    try:
+        keys = known.get(grant.customer_id)
+        if keys is None:
+            keys = known[grant.customer_id] = {
+                g.idempotency_key for g in provider.list_grants(grant.customer_id)
+                if g.idempotency_key is not None}
+        created = provider.create_grant(grant)
+    except BillingCreditsError as error:
+        return error
+    replayed = getattr(created, "replayed", None)
+    if replayed is not None:
+        return not replayed
+    new = grant.idempotency_key not in keys
+    keys.add(grant.idempotency_key or "")
+    return new
