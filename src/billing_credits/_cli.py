@@ -140,9 +140,10 @@ class Progress:
             due = self._last < 0 or now - self._last_time >= 1.0
         if due and done != self._last:
             self._last, self._last_time = done, now
-            line: dict[str, Any] = {"progress": self.label, "done": done}
+            line: dict[str, Any] = {"progress": done}
             if total is not None:
                 line["total"] = total
+            line["what"] = self.label
             click.echo(json.dumps(line), err=True)
 
     def __exit__(self, *exc: object) -> None:
@@ -632,6 +633,64 @@ def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any
         sys.exit(EXIT_PROVIDER_ERROR)
 
 
+@cli.command("sandbox")
+@click.option("--dir", "directory", default="billing-credits-sandbox", show_default=True,
+              type=click.Path(file_okay=False),
+              help="Where to write sandbox.env and the example files (created if missing).")
+@click.option("--only", "only", multiple=True, metavar="NAME",
+              help="Start only this sandbox (repeatable; default: every installed one).")
+def sandbox(directory: str, only: tuple[str, ...]) -> None:
+    """Serve the installed vendor fakes on loopback with a demo account, until Ctrl-C.
+
+    Prints (and writes to DIR/sandbox.env) the environment lines that point the providers at
+    them; `. DIR/sandbox.env` in another shell, then use any command against them.
+    """
+    import signal
+    import threading
+    from contextlib import ExitStack
+    from pathlib import Path
+
+    from ._sandbox import sandboxes
+
+    installed = sandboxes()
+    unknown = sorted(set(only) - set(installed))
+    if unknown:
+        raise click.BadParameter(f"no sandbox {', '.join(unknown)}; installed: "
+                                 f"{', '.join(installed) or 'none'}", param_hint="--only")
+    if not installed:
+        raise ConfigurationError("no sandbox installed (install billing-credits-stripe or "
+                                 "billing-credits-metronome)")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        started = [stack.enter_context(start()) for name, start in installed.items()
+                   if not only or name in only]
+        lines: list[str] = []
+        for box in started:
+            click.echo(f"{box.name}: {box.url}  (providers: {', '.join(box.providers)})")
+            for item in box.seeded:
+                click.echo(f"  {item}")
+            lines += box.export_lines()
+            for name, text in box.files.items():
+                (folder / name).write_text(text)
+                click.echo(f"  wrote {folder / name}")
+        env_file = folder / "sandbox.env"
+        env_file.write_text("\n".join(lines) + "\n")
+        click.echo("\nPoint the providers at the sandbox (in another shell):\n")
+        for line in lines:
+            click.echo(f"  {line}")
+        click.echo(f"\nor: . {env_file}\nServing on loopback only; Ctrl-C stops.", nl=True)
+        sys.stdout.flush()
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    click.echo("sandbox stopped", err=True)
+
+
 @cli.group()
 def migrate() -> None:
     """Move grants between providers: plan (dry run), apply, verify."""
@@ -790,6 +849,7 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
     for key, error in report.failed:
         click.echo(f"failed {key}: {error}", err=True)
     summary = {"created": report.created, "already_there": report.already_done,
+               "already_done": report.already_done,
                "refused": refused, "failed": len(report.failed), "retired": report.retired,
                "seconds": round(report.seconds, 3)}
     if as_json:

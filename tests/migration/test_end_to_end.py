@@ -118,7 +118,7 @@ def apply_with_kills(plan_path: Path, target_settings: dict[str, str], kills: in
     """Run apply in a child process, SIGKILL it mid-way ``kills`` times, then let it finish."""
     rng = random.Random(seed)
     command = [sys.executable, "-m", "billing_credits", "migrate", "apply", str(plan_path),
-               *flags("-T", target_settings), "--concurrency", "16"]
+               *flags("-T", target_settings), "--concurrency", "16", "--json"]
     seen: list[dict[str, int]] = []
     for attempt in range(kills + 1):
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
