@@ -60,7 +60,7 @@ def test_try_a_migration_runs_verbatim(tmp_path: Path) -> None:
         assert "created 0, already there 5" in again.stdout
     finally:
         server.send_signal(signal.SIGINT)
-        out, err = server.communicate(timeout=30)
+        _, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
     assert "sandbox stopped" in err
     assert "Traceback" not in err

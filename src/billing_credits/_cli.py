@@ -49,7 +49,7 @@ def _interrupted() -> NoReturn:
     if _activity:
         try:
             done = f": {_activity[0]()}"
-        except Exception:  # noqa: BLE001 - best effort while stopping
+        except Exception:
             done = ""
     click.echo(f"\ninterrupted{done}", err=True)
     sys.exit(EXIT_INTERRUPTED)
@@ -194,10 +194,16 @@ def _grant_json(grant: Any) -> str:
 
 
 _COLUMNS: tuple[tuple[str, int], ...] = (
-    # (header, drop rank: the higher, the sooner it goes on a narrow terminal; 0 never)
+    # (header, drop rank: the higher, the sooner it goes on a narrow terminal; 0 never).
+    # Ranks 0 print whole on one line (ids, amounts), except "adjusted", which folds.
     ("id", 0), ("customer", 0), ("amount", 0), ("balance", 4), ("status", 3),
-    ("priority", 5), ("effective", 7), ("expires", 6), ("name", 8), ("adjusted", 1),
+    ("priority", 5), ("effective", 7), ("expires", 6), ("name", 8), ("adjusted", 0),
 )
+_FOLDED = frozenset({"adjusted"})
+
+
+def _whole(index: int) -> bool:
+    return _COLUMNS[index][1] == 0 and _COLUMNS[index][0] not in _FOLDED
 
 
 def _row(grant: Any) -> list[str]:
@@ -213,9 +219,9 @@ def _row(grant: Any) -> list[str]:
 
 
 def _console(*, stderr: bool = False) -> Any:
-    from rich.console import Console
-
     import os
+
+    from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     columns = os.environ.get("COLUMNS", "")
@@ -229,7 +235,7 @@ def _fit(rows: list[list[str]], width: int) -> list[int]:
     need = [max([len(_COLUMNS[i][0])] + [len(r[i]) for r in rows]) for i in keep]
 
     def total() -> int:
-        return sum(min(need[i], 12) if _COLUMNS[i][1] else need[i] for i in keep) + 2 * len(keep)
+        return sum(need[i] if _whole(i) else min(need[i], 12) for i in keep) + 2 * len(keep)
 
     for index in sorted(keep, key=lambda i: -_COLUMNS[i][1]):
         if total() <= width or not _COLUMNS[index][1]:
@@ -268,15 +274,24 @@ class _Rows:
         table = Table(box=None, header_style="bold", show_header=self.count == len(self.batch),
                       pad_edge=False)
         for i, width in zip(self.keep, self.widths, strict=True):
-            header, rank = _COLUMNS[i]
+            header = _COLUMNS[i][0]
             longest = max(len(r[i]) for r in self.batch)
-            if rank == 0:  # an id or an amount: whole, on one line
+            if _whole(i):  # an id or an amount: whole, on one line
                 table.add_column(header, no_wrap=True, min_width=max(width, longest))
             else:
                 table.add_column(header, overflow="fold", min_width=min(width, 12), max_width=40)
+        needed = 0
+        for i, width in zip(self.keep, self.widths, strict=True):
+            longest = max(len(r[i]) for r in self.batch)
+            needed += (max(width, longest) if _whole(i) else min(width, 12)) + 2
         for row in self.batch:
             table.add_row(*(row[i] for i in self.keep))
-        self.console.print(table)
+        console = self.console
+        if needed > console.width:  # wider than the terminal: wrap on screen, never cut
+            from rich.console import Console
+
+            console = Console(file=console.file, width=needed, highlight=False, soft_wrap=False)
+        console.print(table)
         self.batch = []
 
     def finish(self) -> None:
@@ -744,9 +759,12 @@ def _read_map(path: str | None, *, many: bool) -> dict[str, Any] | None:
 @click.option("--scope-map", type=click.Path(exists=True, dir_okay=False),
               help="CSV (product,price) or JSON {product: [prices]} mapping products to prices.")
 @click.option("--amount", "amount_mode", type=click.Choice(["remaining", "original"]),
-              default="remaining", show_default=True)
+              default="remaining", show_default=True,
+              help="Migrate what is left of each grant, or the granted amounts.")
 @click.option("--priority", "priority_policy", type=click.Choice(["exact", "preserve-order"]),
-              default="exact", show_default=True)
+              default="exact", show_default=True,
+              help="Keep priorities exactly (refuse what the target cannot hold) or map each "
+                   "customer's onto the target's scale keeping their order.")
 @click.option("--lenient", is_flag=True, help="Let apply skip refused grants instead of stopping.")
 @click.option("--no-provenance", is_flag=True, help="Do not add migrated_from_* metadata.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
@@ -779,7 +797,6 @@ def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
 
 
 def _print_plan(plan: Any, summary: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     console = _console()
@@ -866,7 +883,7 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
 @migrate.command("verify")
 @_endpoints
 @click.argument("plan_path", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def migrate_verify(plan_path: str, from_settings: tuple[str, ...], to_settings: tuple[str, ...],
                    as_json: bool) -> None:
     """Reconcile the target with the plan; exit 1 and show the differences on any mismatch."""

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import billing_credits as bc
 
-TOKEN = "mtr_sandbox_token"
+TOKEN = "mtr_sandbox_token"  # noqa: S105 - the sandbox's own fake token
 CLOUD_UNITS = "fa2f1b3d-9d52-4951-a099-25991fd394d6"
 COMPUTE = "f14d6729-6a44-4b13-9908-9387f1918790"
 CREDIT_PRODUCT = "3b0c7f5e-2d64-4c1a-9a7e-5f3d2f0f7a11"
@@ -76,8 +76,7 @@ def seed(plans: bc.Provider, credits: bc.Provider, now: datetime) -> list[bc.Cre
 def _csv(rows: dict[str, str] | dict[str, list[str]], header: str) -> str:
     lines = [header]
     for key, value in rows.items():
-        for target in value if isinstance(value, list) else [value]:
-            lines.append(f"{key},{target}")
+        lines.extend(f"{key},{target}" for target in (value if isinstance(value, list) else [value]))
     return "\n".join(lines) + "\n"
 
 
