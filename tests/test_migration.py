@@ -206,7 +206,8 @@ class Static(bc.Provider):
     """A read-only source holding given grants (with balances no local grant has)."""
 
     name = "static"
-    capabilities = bc.Capabilities()
+    capabilities = bc.Capabilities(operations=bc.BASIC_OPERATIONS | {"void", "expire"},
+                                   custom_units=True, max_segments=None)
 
     def __init__(self, grants: list[bc.CreditGrant]) -> None:
         super().__init__()

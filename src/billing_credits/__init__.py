@@ -14,6 +14,8 @@ if typing.TYPE_CHECKING:
     from ._capabilities import (
         ALL_OPERATIONS,
         ALL_SCOPE_KINDS,
+        BASIC_OPERATIONS,
+        CONSERVATIVE_METADATA,
         Capabilities,
         MetadataLimits,
         Operation,
@@ -91,6 +93,8 @@ if typing.TYPE_CHECKING:
 _SOURCES: dict[str, tuple[str, str]] = {
     "ALL_OPERATIONS": ("._capabilities", "ALL_OPERATIONS"),
     "ALL_SCOPE_KINDS": ("._capabilities", "ALL_SCOPE_KINDS"),
+    "BASIC_OPERATIONS": ("._capabilities", "BASIC_OPERATIONS"),
+    "CONSERVATIVE_METADATA": ("._capabilities", "CONSERVATIVE_METADATA"),
     "ANY_DECIMAL": ("._priority", "ANY_DECIMAL"),
     "FLOAT64": ("._priority", "FLOAT64"),
     "Adjustment": ("._model", "Adjustment"),
@@ -178,6 +182,8 @@ __all__ = [
     "ALL_OPERATIONS",
     "ALL_SCOPE_KINDS",
     "ANY_DECIMAL",
+    "BASIC_OPERATIONS",
+    "CONSERVATIVE_METADATA",
     "FLOAT64",
     "Adjustment",
     "ApplyReport",

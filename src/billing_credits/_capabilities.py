@@ -16,6 +16,8 @@ from ._priority import ANY_DECIMAL, PriorityDomain, float64_exact
 __all__ = [
     "ALL_OPERATIONS",
     "ALL_SCOPE_KINDS",
+    "BASIC_OPERATIONS",
+    "CONSERVATIVE_METADATA",
     "Capabilities",
     "MetadataLimits",
     "Operation",
@@ -32,6 +34,7 @@ ALL_OPERATIONS: frozenset[Operation] = frozenset(
 ALL_SCOPE_KINDS: frozenset[ScopeKind] = frozenset(
     {"product_ids", "product_tags", "price_ids", "metered_prices_only", "contract_ids", "specifiers"}
 )
+BASIC_OPERATIONS: frozenset[Operation] = frozenset({"create", "list", "get"})
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ class MetadataLimits:
         return found
 
 
+CONSERVATIVE_METADATA = MetadataLimits(max_keys=20, max_key_length=40, max_value_length=500)
+"""The metadata ``Capabilities()`` assumes when a provider declares none."""
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """Declarative description of what a provider can represent and do.
@@ -91,22 +98,30 @@ class Capabilities:
       that are not whole multiples are refused rather than truncated.
     - ``fields_in_metadata``: neutral fields carried in namespaced metadata keys, not natively.
     - ``operations``: what it can do beyond the model.
+    - ``notes``: anything else people should know, shown by ``billing-credits providers``.
+
+    The defaults are conservative: ``Capabilities()`` claims nothing a provider must write code
+    for. It holds ISO currencies only (no custom units), one access window, the "all usage"
+    scope only, at most 20 metadata keys of 40 characters with values of 500, and the
+    operations create, list and get. A provider opts in to more, field by field, so one that
+    declares nothing never advertises what it has not implemented (and the conformance suite
+    tests what it does declare).
     """
 
     currencies: frozenset[str] | None = None
-    custom_units: bool = True
+    custom_units: bool = False
     minor_units_only: bool = False
     amount_float64: bool = False
     priority: PriorityDomain = ANY_DECIMAL
-    scope_kinds: frozenset[ScopeKind] = ALL_SCOPE_KINDS
+    scope_kinds: frozenset[ScopeKind] = frozenset()
     max_price_ids: int | None = None
-    max_segments: int | None = None
+    max_segments: int | None = 1
     expiry_required: bool = False
     name_max_length: int | None = None
     time_resolution: timedelta = timedelta(microseconds=1)
-    metadata: MetadataLimits = field(default_factory=MetadataLimits)
+    metadata: MetadataLimits = field(default_factory=lambda: CONSERVATIVE_METADATA)
     fields_in_metadata: frozenset[str] = frozenset()
-    operations: frozenset[Operation] = ALL_OPERATIONS
+    operations: frozenset[Operation] = BASIC_OPERATIONS
     notes: tuple[str, ...] = ()
 
     def supports(self, operation: Operation) -> bool:

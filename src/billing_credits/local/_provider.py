@@ -45,6 +45,11 @@ class LocalProvider(bc.Provider):
 
     name = "local"
     capabilities = bc.Capabilities(
+        custom_units=True,
+        scope_kinds=bc.ALL_SCOPE_KINDS,
+        max_segments=None,
+        metadata=bc.MetadataLimits(),
+        operations=bc.ALL_OPERATIONS,
         notes=("stores every neutral field exactly; no usage is recorded, so a grant's balance "
                "is its unexpired amount",),
     )
