@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import IO, Protocol, cast
 
-from ._errors import BillingCreditsError, MigrationError
+from ._errors import BillingCreditsError, FieldProblem, InvalidGrantError, MigrationError
 from ._migration import migration_key
 from ._model import CreditGrant, GrantStatus
 from ._provider import Provider
@@ -104,27 +106,60 @@ def import_grants(
         if not line.strip():
             continue
         try:
-            grant = CreditGrant.model_validate_json(line)
-            if grant.status in (GrantStatus.VOIDED, GrantStatus.EXPIRED) and not include_ended:
-                report.skipped.append((number, f"{grant.status.value} grant {grant.id}"))
-                continue
-            key = grant.idempotency_key
-            if key is None:
-                if not (grant.provider and grant.id):
-                    raise MigrationError(
-                        "a grant with neither idempotency_key nor provider and id cannot be "
-                        "imported safely (a second import would duplicate it)")
-                key = migration_key(grant.provider, grant.id, None)
-            pending.append((number, grant.as_new(idempotency_key=key)))
+            grant = _new_grant(line, include_ended)
+        except _Skipped as skipped:
+            report.skipped.append((number, str(skipped)))
+            continue
         except BillingCreditsError as error:
             report.failed.append((number, str(error)))
             continue
+        pending.append((number, grant))
         if len(pending) >= size:
             flush()
     flush()
+    report.failed.sort(key=lambda entry: entry[0])
     if progress is not None:
         progress(read)
     return report
+
+
+class _Skipped(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """The line is a grant that has ended: skipped, not imported."""
+
+
+def _new_grant(line: str, include_ended: bool) -> CreditGrant:
+    """One exported line as a new grant to create, under its key (validated once).
+
+    Read with exact decimals (a JSON number never passes through a float); the read-back
+    fields are dropped as ``CreditGrant.as_new`` would.
+    """
+    try:
+        data = json.loads(line, parse_float=Decimal)
+    except ValueError as error:
+        raise InvalidGrantError([FieldProblem("", f"not JSON: {error}")]) from None
+    if not isinstance(data, dict):
+        raise InvalidGrantError([FieldProblem("", "expected a JSON object")])
+    status, grant_id, provider = data.get("status"), data.get("id"), data.get("provider")
+    if status is not None:
+        try:
+            state = GrantStatus(status)
+        except ValueError:
+            raise InvalidGrantError([FieldProblem("status", f"unknown status {status!r}")]) \
+                from None
+        if state in (GrantStatus.VOIDED, GrantStatus.EXPIRED) and not include_ended:
+            raise _Skipped(f"{state.value} grant {grant_id}")
+    for name in CreditGrant.read_back_fields():
+        data.pop(name, None)
+    for segment in data.get("schedule") or ():
+        if isinstance(segment, dict):
+            segment["id"] = None
+    if data.get("idempotency_key") is None:
+        if not (isinstance(provider, str) and provider and isinstance(grant_id, str) and grant_id):
+            raise MigrationError(
+                "a grant with neither idempotency_key nor provider and id cannot be "
+                "imported safely (a second import would duplicate it)")
+        data["idempotency_key"] = migration_key(provider, grant_id, None)
+    return CreditGrant.model_validate(data)
 
 
 def _create_one(provider: Provider, grant: CreditGrant,

@@ -246,12 +246,28 @@ class LocalProvider(bc.Provider):
         })
 
 
+_EXCLUDED = frozenset(bc.CreditGrant.read_back_fields()) | {"idempotency_key"}
+
+
 def _canonical(grant: bc.CreditGrant) -> dict[str, Any]:
-    """The request fields with amounts normalized (``10`` and ``10.00`` are the same grant)."""
+    """The request fields with amounts normalized (``10`` and ``10.00`` are the same grant).
+
+    Stored request hashes depend on this exact output: change what it returns, never how.
+    """
+    context = bc.exact_context()
+
+    plain = (str, bool, int, type(None))
 
     def normal(value: Any) -> Any:
+        kind = type(value)
+        if kind in plain:
+            return value
+        if kind is dict:
+            return {k: v if type(v) in plain else normal(v) for k, v in value.items()}
+        if kind is tuple or kind is list:
+            return [v if type(v) in plain else normal(v) for v in value]
         if isinstance(value, Decimal):
-            return str(value.normalize(bc.exact_context()))
+            return str(value.normalize(context))
         if isinstance(value, datetime):
             return value.isoformat()
         if isinstance(value, dict):
@@ -262,7 +278,7 @@ def _canonical(grant: bc.CreditGrant) -> dict[str, Any]:
             return value.value
         return value
 
-    fields = grant.model_dump(exclude=set(bc.CreditGrant.read_back_fields()) | {"idempotency_key"})
+    fields = grant.model_dump(exclude=set(_EXCLUDED))
     result: dict[str, Any] = normal(fields)
     return result
 
