@@ -6,6 +6,7 @@ a script. A ``# …`` line right after a ``print(…)`` line is the output it mu
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -28,7 +29,7 @@ def snippets() -> list[tuple[str, int, str]]:
 
 def expected_output(block: str) -> list[str]:
     lines = block.splitlines()
-    return [after[2:] for before, after in zip(lines, lines[1:], strict=False)
+    return [after[2:] for before, after in itertools.pairwise(lines)
             if before.lstrip().startswith("print(") and after.startswith("# ")]
 
 
