@@ -299,3 +299,19 @@ def test_metronome_lists_without_product_id_and_refuses_creating() -> None:
                 customer_id="d7abd0cd-4ae9-4db7-8676-e986a4ebd8dc",
                 amount=bc.Money(amount=Decimal(5), currency="USD")))
     assert [path for path, _, _ in fake.requests] == ["/v1/contracts/customerCredits/list"]
+
+
+def test_plan_shows_progress_reading_the_source(db: Path, tmp_path: Path) -> None:
+    for i in range(3):
+        create("cus_a", f"p-{i}")
+    target = f"path={tmp_path / 'target.db'}"
+    plan = str(tmp_path / "plan.jsonl")
+    code, _, err = run("migrate", "plan", "--from", "local", "--to", "local", "-T", target,
+                       "-o", plan, "--json")
+    assert code == 0, err
+    lines = [json.loads(x) for x in err.splitlines()]
+    assert lines[-1] == {"progress": 3, "what": "reading source"}
+    code, _, err = run("migrate", "plan", "--from", "local", "--to", "local", "-T", target,
+                       "-o", plan, "--json", "--quiet")
+    assert code == 0
+    assert err == ""

@@ -123,7 +123,7 @@ class Progress:
     def advance(self, count: int = 1) -> None:
         self.update(self.done + count, self.total)
 
-    def update(self, done: int, total: int | None) -> None:
+    def update(self, done: int, total: int | None, *, force: bool = False) -> None:
         import time
 
         self.done, self.total = done, total
@@ -138,7 +138,7 @@ class Progress:
             due = done == total or done - self._last >= step
         else:
             due = self._last < 0 or now - self._last_time >= 1.0
-        if due and done != self._last:
+        if (due or force) and done != self._last:
             self._last, self._last_time = done, now
             line: dict[str, Any] = {"progress": done}
             if total is not None:
@@ -149,9 +149,8 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
-        elif not self.quiet and self.done != self._last and exc[0] is None:
-            self._last = self.done - 1
-            self.update(self.done, self.total)
+        elif not self.quiet and exc[0] is None:
+            self.update(self.done, self.total, force=True)
 
 
 def _pairs(values: Iterable[str], option: str) -> dict[str, str]:
@@ -770,15 +769,26 @@ def _read_map(path: str | None, *, many: bool) -> dict[str, Any] | None:
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="Where to write the plan (JSON lines).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@quiet_option
 def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
                  to_settings: tuple[str, ...], customers: tuple[str, ...],
                  customer_map: str | None, scope_map: str | None, amount_mode: Any,
                  priority_policy: Any, lenient: bool, no_provenance: bool, output: str,
-                 as_json: bool) -> None:
+                 as_json: bool, quiet: bool) -> None:
     """Plan a migration (a dry run: writes only the plan file)."""
     from ._migration import plan_migration
 
-    with _open(source, from_settings) as src, _open(target, to_settings) as dst:
+    with _open(source, from_settings) as src, _open(target, to_settings) as dst, \
+            Progress("reading source", quiet=quiet) as bar:
+        listing = src.list_grants
+
+        def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            for grant in listing(*args, **kwargs):
+                bar.advance()
+                yield grant
+
+        src.list_grants = counted
+        _doing(lambda: f"read {bar.done} source grant(s); nothing written")
         plan = plan_migration(
             src, dst, customers=customers or None, amount_mode=amount_mode,
             customer_map=_read_map(customer_map, many=False),
