@@ -6,12 +6,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ._errors import FieldProblem, NotRepresentableError
-from ._model import CreditGrant
-from ._money import Money, currency_exponent, exact
 from ._priority import ANY_DECIMAL, PriorityDomain, float64_exact
+
+if TYPE_CHECKING:  # the models load only when a grant is checked: listing providers stays light
+    from ._model import CreditGrant
+    from ._money import Money
 
 __all__ = [
     "ALL_OPERATIONS",
@@ -168,6 +170,8 @@ class Capabilities:
     def _money_problems(
         self, where: str, money: Money, amounts: Iterable[Decimal], *, check_unit: bool = True
     ) -> list[FieldProblem]:
+        from ._money import currency_exponent, exact
+
         found = []
         if check_unit and money.unit is not None and not self.custom_units:
             found.append(FieldProblem(where, "custom credit units are not supported"))

@@ -6,7 +6,7 @@ import abc
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ._capabilities import Capabilities, Operation
 from ._errors import (
@@ -18,8 +18,10 @@ from ._errors import (
     UnreadableGrantsError,
     UnsupportedOperationError,
 )
-from ._model import Adjustment, CreditGrant
 from ._runtime import Flow, Runtime
+
+if TYPE_CHECKING:  # the models load when a grant is first prepared, not with the class
+    from ._model import Adjustment, CreditGrant
 
 __all__ = ["ListQuery", "OnUnreadable", "Page", "Provider", "Setting", "read_items"]
 
@@ -178,6 +180,8 @@ class Provider(abc.ABC):
 
     def prepare(self, grant: CreditGrant | Mapping[str, Any]) -> tuple[CreditGrant, str]:
         """Validate and check a grant for creation; return it with its idempotency key."""
+        from ._model import CreditGrant
+
         self._require("create")
         # Validate again even an instance: model_copy(update=...) and model_construct skip
         # validation, and nothing unvalidated may reach a provider.

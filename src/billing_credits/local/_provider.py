@@ -246,7 +246,9 @@ class LocalProvider(bc.Provider):
         })
 
 
-_EXCLUDED = frozenset(bc.CreditGrant.read_back_fields()) | {"idempotency_key"}
+def _excluded() -> frozenset[str]:
+    """Fields outside the canonical form (read at call time: the models load lazily)."""
+    return frozenset(bc.CreditGrant.read_back_fields()) | {"idempotency_key"}
 
 
 def _canonical(grant: bc.CreditGrant) -> dict[str, Any]:
@@ -278,7 +280,7 @@ def _canonical(grant: bc.CreditGrant) -> dict[str, Any]:
             return value.value
         return value
 
-    fields = grant.model_dump(exclude=set(_EXCLUDED))
+    fields = grant.model_dump(exclude=set(_excluded()))
     result: dict[str, Any] = normal(fields)
     return result
 
@@ -295,7 +297,8 @@ def _canonical_from_request(grant: bc.CreditGrant, request: dict[str, Any]) -> d
     def money(value: bc.Money | None, data: Any) -> Any:
         return None if value is None else {**data, "amount": number(value.amount)}
 
-    result = {key: value for key, value in request.items() if key not in _EXCLUDED}
+    excluded = _excluded()
+    result = {key: value for key, value in request.items() if key not in excluded}
     result["amount"] = money(grant.amount, request["amount"])
     result["paid_amount"] = money(grant.paid_amount, request["paid_amount"])
     result["priority"] = None if grant.priority is None else number(grant.priority)
