@@ -315,3 +315,11 @@ def test_plan_shows_progress_reading_the_source(db: Path, tmp_path: Path) -> Non
                        "-o", plan, "--json", "--quiet")
     assert code == 0
     assert err == ""
+
+
+def test_a_bare_group_prints_its_help() -> None:
+    for args in ([], ["grants"], ["migrate"]):
+        code, out, err = run(*args)
+        assert code == 0, err
+        assert out.startswith("Usage: ")
+        assert err == ""

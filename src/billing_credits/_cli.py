@@ -67,6 +67,10 @@ class _Group(click.Group):
         try:
             result = super().main(args, prog_name, complete_var, False, **extra)
         except click.UsageError as error:
+            no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
+            if isinstance(error, no_args) and error.ctx is not None:
+                click.echo(error.ctx.get_help())  # a bare group: its help, as asked
+                sys.exit(0)
             # One line: the problem and where to read more, never the whole usage text.
             command = error.ctx.command_path if error.ctx is not None else "billing-credits"
             message = " ".join(error.format_message().split())
