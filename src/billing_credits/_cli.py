@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -398,23 +398,23 @@ def providers(name: str | None, as_json: bool) -> None:
                 "notes": [v for k, v in rows if k == "note"],
             }))
         return
-    from rich.table import Table
-
-    console = _console()
+    # Plain aligned text (no rich): `providers` is the first command people run, keep it fast.
     for info in found:
-        console.print(f"[bold]{info.name}[/bold]  {info.description}  ({info.module})")
-        table = Table("capability", "value", box=None, show_header=False, padding=(0, 2))
-        for capability, value in info.capabilities.describe():
-            table.add_row(capability, value)
-        console.print(table)
+        click.echo(click.style(info.name, bold=True) + f"  {info.description}  ({info.module})")
+        _plain_rows([tuple(row) for row in info.capabilities.describe()])
         if info.settings:
-            settings = Table("setting", "environment variable", "meaning", box=None,
-                             header_style="bold", padding=(0, 2))
-            for setting in info.settings:
-                secret = " (secret)" if setting.secret else ""
-                settings.add_row(setting.name, setting.env or "-", f"{setting.help}{secret}")
-            console.print(settings)
-        console.print()
+            table: list[tuple[str, ...]] = [("setting", "environment variable", "meaning")]
+            table += [(s.name, s.env or "-", s.help + (" (secret)" if s.secret else ""))
+                      for s in info.settings]
+            _plain_rows(table)
+        click.echo()
+
+
+def _plain_rows(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  " + "  ".join([*cells, row[-1]]))
 
 
 @cli.group()
