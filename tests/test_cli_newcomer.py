@@ -323,3 +323,26 @@ def test_a_bare_group_prints_its_help() -> None:
         assert code == 0, err
         assert out.startswith("Usage: ")
         assert err == ""
+
+
+def test_ctrl_c_during_apply_says_how_far_it_got(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from billing_credits import _migration
+
+    for i in range(2):
+        create("cus_a", f"c-{i}")
+    target = f"path={tmp_path / 'target.db'}"
+    plan = str(tmp_path / "plan.jsonl")
+    assert run("migrate", "plan", "--from", "local", "--to", "local", "-T", target, "-o", plan,
+               "--json", "--quiet")[0] == 0
+
+    async def interrupted(*args: Any, progress: Any, **kwargs: Any) -> Any:
+        progress(1, 2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_migration, "apply_plan", interrupted)
+    code, _, err = run("migrate", "apply", plan, "-T", target, "--quiet")
+    assert code == 130
+    assert "interrupted: 1 of 2 planned grant(s) confirmed" in err
+    assert "run apply again" in err
