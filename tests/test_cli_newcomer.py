@@ -251,7 +251,7 @@ def test_json_where_a_command_prints_a_result_and_nowhere_else() -> None:
                  if any(isinstance(p, click.Option) and "--json" in p.opts for p in command.params)}
     assert with_json == {
         "providers", "grants create", "grants list", "grants get", "grants void",
-        "grants expire", "import", "migrate plan", "migrate apply", "migrate verify"}
+        "grants expire", "import", "migrate plan", "migrate apply", "migrate verify", "sandbox"}
 
 
 def test_create_for_several_customers_keys_each(db: Path) -> None:

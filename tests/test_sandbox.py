@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -58,3 +60,24 @@ def test_the_metronome_demo_account_is_shaped_like_the_seeds(
     assert any(g.amount.unit is not None for g in grants)  # a custom credit unit
     assert any(g.paid_amount is not None for g in grants)
     assert any(g.schedule is not None and len(g.schedule) == 3 for g in grants)
+
+
+def test_sandbox_json_lines_then_stops_cleanly(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [str(Path(sys.executable).parent / "billing-credits"), "sandbox", "--json",
+               "--only", "stripe", "--dir", str(tmp_path / "box")]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    first = json.loads(server.stdout.readline())
+    assert first["name"] == "stripe"
+    assert urlsplit(first["url"]).hostname == "127.0.0.1"
+    assert first["environment"]["STRIPE_BASE_URL"] == first["url"]
+    time.sleep(0.2)
+    server.send_signal(signal.SIGINT)
+    _, err = server.communicate(timeout=30)
+    assert server.returncode == 0
+    assert "sandbox stopped" in err

@@ -657,7 +657,9 @@ def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any
               help="Where to write sandbox.env and the example files (created if missing).")
 @click.option("--only", "only", multiple=True, metavar="NAME",
               help="Start only this sandbox (repeatable; default: every installed one).")
-def sandbox(directory: str, only: tuple[str, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print each started sandbox as one JSON line (name, url, environment, ...).")
+def sandbox(directory: str, only: tuple[str, ...], as_json: bool) -> None:
     """Serve the installed vendor fakes on loopback with a demo account, until Ctrl-C.
 
     Prints (and writes to DIR/sandbox.env) the environment lines that point the providers at
@@ -686,20 +688,30 @@ def sandbox(directory: str, only: tuple[str, ...]) -> None:
         started = [stack.enter_context(start()) for name, start in installed.items()
                    if not only or name in only]
         lines: list[str] = []
+        env_file = folder / "sandbox.env"
         for box in started:
-            click.echo(f"{box.name}: {box.url}  (providers: {', '.join(box.providers)})")
-            for item in box.seeded:
-                click.echo(f"  {item}")
+            if not as_json:
+                click.echo(f"{box.name}: {box.url}  (providers: {', '.join(box.providers)})")
+                for item in box.seeded:
+                    click.echo(f"  {item}")
             lines += box.export_lines()
             for name, text in box.files.items():
                 (folder / name).write_text(text)
-                click.echo(f"  wrote {folder / name}")
-        env_file = folder / "sandbox.env"
+                if not as_json:
+                    click.echo(f"  wrote {folder / name}")
         env_file.write_text("\n".join(lines) + "\n")
-        click.echo("\nPoint the providers at the sandbox (in another shell):\n")
-        for line in lines:
-            click.echo(f"  {line}")
-        click.echo(f"\nor: . {env_file}\nServing on loopback only; Ctrl-C stops.", nl=True)
+        if as_json:
+            for box in started:
+                click.echo(json.dumps({
+                    "name": box.name, "url": box.url, "providers": list(box.providers),
+                    "environment": dict(box.environment), "seeded": list(box.seeded),
+                    "files": [str(folder / name) for name in box.files],
+                    "env_file": str(env_file)}))
+        else:
+            click.echo("\nPoint the providers at the sandbox (in another shell):\n")
+            for line in lines:
+                click.echo(f"  {line}")
+            click.echo(f"\nor: . {env_file}\nServing on loopback only; Ctrl-C stops.")
         sys.stdout.flush()
         try:
             while not stop.wait(0.5):
