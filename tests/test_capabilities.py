@@ -31,7 +31,7 @@ STRICT = bc.Capabilities(
     fields_in_metadata=frozenset({"reason"}),
 )
 FLOATY = bc.Capabilities(amount_float64=True, priority=bc.FLOAT64, max_segments=3,
-                         time_resolution=timedelta(hours=1))
+                         custom_units=True, time_resolution=timedelta(hours=1))
 
 
 def grant(**changes: Any) -> bc.CreditGrant:
@@ -124,13 +124,29 @@ def test_ensure_raises_not_representable_naming_fields() -> None:
     assert "strict" in str(info.value)
 
 
-def test_default_capabilities_hold_everything() -> None:
+def test_default_capabilities_claim_only_the_basics() -> None:
+    """Capabilities() advertises nothing a provider must write code for (issue 10)."""
     caps = bc.Capabilities()
+    assert {op for op in bc.ALL_OPERATIONS if caps.supports(op)} == {"create", "list", "get"}
+    assert caps.scope_kinds == frozenset()
+    assert caps.max_segments == 1
+    assert not caps.custom_units
+    assert caps.metadata == bc.CONSERVATIVE_METADATA
+    assert caps.check(grant(priority=Decimal("0.5"),
+                            effective_at=T0 + timedelta(microseconds=1))) == []
+    names = fields(caps, amount={"amount": Decimal("1"), "unit": {"id": "u"}},
+                   scope={"product_ids": ("p",)}, metadata={f"k{i}": "v" for i in range(21)})
+    assert set(names) == {"amount", "scope.product_ids", "metadata"}
+    assert not bc.Capabilities(operations=frozenset({"create"})).supports("void")
+
+
+def test_opting_in_holds_everything() -> None:
+    caps = bc.Capabilities(custom_units=True, scope_kinds=bc.ALL_SCOPE_KINDS, max_segments=None,
+                           metadata=bc.MetadataLimits(), operations=bc.ALL_OPERATIONS)
     assert caps.check(grant(amount={"amount": Decimal("1.0000001"), "unit": {"id": "u"}},
                             priority=Decimal("0.123456789123456789123"),
                             effective_at=T0 + timedelta(microseconds=1))) == []
     assert all(caps.supports(op) for op in bc.ALL_OPERATIONS)
-    assert not bc.Capabilities(operations=frozenset({"create"})).supports("void")
 
 
 def test_describe_rows() -> None:

@@ -28,7 +28,8 @@ class Scripted(bc.Provider):
     """Answers ledger pages from a script; counts every request through the runtime."""
 
     name = "scripted"
-    capabilities = bc.Capabilities(updatable_fields=frozenset({"expires_at"}),
+    capabilities = bc.Capabilities(operations=bc.ALL_OPERATIONS,
+                                   updatable_fields=frozenset({"expires_at"}),
                                    time_resolution=timedelta(seconds=1), name_max_length=5)
 
     def __init__(self, pages: list[bc.LedgerPage] | None = None) -> None:

@@ -21,6 +21,8 @@ def _ruff_order(name: str) -> tuple[int, str]:
 
 
 def test_all_is_exactly_the_public_names() -> None:
+    for name in bc.__all__:  # names load lazily, on first use: load them all
+        getattr(bc, name)
     defined = {
         name for name, value in vars(bc).items()
         if not name.startswith("_")
@@ -65,6 +67,13 @@ def test_importing_billing_credits_imports_no_vendor_sdk_nor_httpx() -> None:
     loaded = loaded_after_import("billing_credits")
     assert "billing_credits" in loaded
     assert not loaded & {"stripe", "metronome", "httpx", "hypothesis", "pytest"}
+
+
+def test_importing_billing_credits_builds_no_model() -> None:
+    """``--help`` stays fast: pydantic (and the models) load only when a name needs them."""
+    loaded = loaded_after_import("billing_credits")
+    assert not loaded & {"pydantic", "pydantic_core", "rich", "tenacity", "pyrate_limiter"}
+    assert not loaded_after_import("billing_credits._cli") & {"pydantic", "rich"}
 
 
 def test_importing_the_testing_package_does_not_import_hypothesis() -> None:

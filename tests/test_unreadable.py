@@ -140,7 +140,7 @@ def test_import_rejects_every_line_that_is_not_a_grant(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["import", str(source)])
     assert result.exit_code == 1
     assert "Traceback" not in result.stderr
-    assert "imported 1, skipped 0, failed 5" in result.stderr
+    assert "created 1, already there 0, skipped 0, failed 5" in result.stdout
     rejects = [json.loads(line) for line in
                (tmp_path / "in.jsonl.rejects.jsonl").read_text().splitlines()]
     assert [r["line"] for r in rejects] == [2, 3, 4, 5, 6]

@@ -1,126 +1,237 @@
 """billing-credits: prepaid billing credits across billing vendors, through one neutral model.
 
-Everything public is importable from here; the modules behind it are private.
+Everything public is importable from here; the modules behind it are private. Names are
+imported on first use (module ``__getattr__``), so ``import billing_credits`` and the CLI's
+``--help`` stay fast: pydantic models are built only when something needs them.
 """
 
 from __future__ import annotations
 
-from ._capabilities import (
-    ALL_OPERATIONS,
-    ALL_SCOPE_KINDS,
-    Capabilities,
-    MetadataLimits,
-    Operation,
-    ScopeKind,
-)
-from ._consumption import (
-    LOCAL_ORDER,
-    RULE_NAMES,
-    Allocation,
-    ConsumptionOrder,
-    Draw,
-    Expiry,
-    OrderRule,
-    Tie,
-    admits,
-    allocate,
-)
-from ._errors import (
-    AuthenticationError,
-    BadRequestError,
-    BillingCreditsError,
-    ConfigurationError,
-    ConflictError,
-    FieldProblem,
-    InvalidGrantError,
-    InvalidResponseError,
-    NotFoundError,
-    NotRepresentableError,
-    PermissionDeniedError,
-    ProviderError,
-    RateLimitedError,
-    UnavailableError,
-    UnknownProviderError,
-    UnreadableGrant,
-    UnreadableGrantsError,
-    UnsupportedOperationError,
-    error_class_for_status,
-    excerpt,
-)
-from ._hookspecs import hookimpl
-from ._ledger import (
-    Balance,
-    BalancePart,
-    GrantUpdate,
-    LedgerEntry,
-    LedgerKind,
-    LedgerPage,
-    Usage,
-)
-from ._migration import (
-    PROVENANCE_KEYS,
-    ApplyReport,
-    Change,
-    MigrationError,
-    MigrationPlan,
-    PlanItem,
-    RetireOverlap,
-    VerifyReport,
-    apply_plan,
-    migration_key,
-    plan_migration,
-    verify_plan,
-)
-from ._model import (
-    MIGRATED_KEY,
-    Adjustment,
-    Category,
-    CreditGrant,
-    GrantStatus,
-    Scope,
-    Segment,
-    Specifier,
-)
-from ._money import CreditUnit, Money, currency_exponent, exact_sum, is_iso_currency
-from ._money import exact as exact_context
-from ._plugins import (
-    ProviderInfo,
-    ProviderRegister,
-    available_providers,
-    get_provider,
-    plugin_manager,
-)
-from ._priority import (
-    ANY_DECIMAL,
-    FLOAT64,
-    PriorityDomain,
-    PriorityMapping,
-    PriorityNotRepresentableError,
-    float64_exact,
-    preserve_order,
-)
-from ._provider import UNSET, ListQuery, OnUnreadable, Page, Provider, Setting, read_items
-from ._runtime import Call, Flow, RateLimit, RetryPolicy, Runtime, blocking
-from ._secrets import check_base_url, redact, register_secret
-from ._simulate import (
-    BalancePoint,
-    Comparison,
-    CustomerSimulation,
-    Difference,
-    GrantOutcome,
-    Simulation,
-    compare_plan,
-    read_usage,
-    simulate,
-    synthetic_usage,
-)
-from ._transfer import ImportReport, export_grants, import_grants
-from ._version import __version__
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from ._capabilities import (
+        ALL_OPERATIONS,
+        ALL_SCOPE_KINDS,
+        BASIC_OPERATIONS,
+        CONSERVATIVE_METADATA,
+        Capabilities,
+        MetadataLimits,
+        Operation,
+        ScopeKind,
+    )
+    from ._consumption import (
+        LOCAL_ORDER,
+        RULE_NAMES,
+        Allocation,
+        ConsumptionOrder,
+        Draw,
+        Expiry,
+        OrderRule,
+        Tie,
+        admits,
+        allocate,
+    )
+    from ._errors import (
+        AuthenticationError,
+        BadRequestError,
+        BillingCreditsError,
+        ConfigurationError,
+        ConflictError,
+        FieldProblem,
+        InvalidGrantError,
+        InvalidResponseError,
+        NotFoundError,
+        NotRepresentableError,
+        PermissionDeniedError,
+        ProviderError,
+        RateLimitedError,
+        UnavailableError,
+        UnknownProviderError,
+        UnreadableGrant,
+        UnreadableGrantsError,
+        UnsupportedOperationError,
+        error_class_for_status,
+        excerpt,
+    )
+    from ._hookspecs import (
+        hookimpl,
+    )
+    from ._ledger import (
+        Balance,
+        BalancePart,
+        GrantUpdate,
+        LedgerEntry,
+        LedgerKind,
+        LedgerPage,
+        Usage,
+    )
+    from ._migration import (
+        PROVENANCE_KEYS,
+        ApplyReport,
+        Change,
+        MigrationError,
+        MigrationPlan,
+        PlanItem,
+        RetireOverlap,
+        VerifyReport,
+        apply_plan,
+        migration_key,
+        plan_migration,
+        verify_plan,
+    )
+    from ._model import (
+        MIGRATED_KEY,
+        Adjustment,
+        Category,
+        CreditGrant,
+        GrantStatus,
+        Scope,
+        Segment,
+        Specifier,
+    )
+    from ._money import CreditUnit, Money, currency_exponent, exact_sum, is_iso_currency
+    from ._money import exact as exact_context
+    from ._plugins import (
+        ProviderInfo,
+        ProviderRegister,
+        available_providers,
+        get_provider,
+        plugin_manager,
+    )
+    from ._priority import (
+        ANY_DECIMAL,
+        FLOAT64,
+        PriorityDomain,
+        PriorityMapping,
+        PriorityNotRepresentableError,
+        float64_exact,
+        preserve_order,
+    )
+    from ._provider import (
+        UNSET,
+        ListQuery,
+        OnUnreadable,
+        Page,
+        Provider,
+        Setting,
+        read_items,
+    )
+    from ._runtime import (
+        Call,
+        Flow,
+        RateLimit,
+        RetryPolicy,
+        Runtime,
+        blocking,
+    )
+    from ._sandbox import (
+        Sandbox,
+        SandboxRegister,
+    )
+    from ._secrets import (
+        check_base_url,
+        redact,
+        register_secret,
+    )
+    from ._simulate import (
+        BalancePoint,
+        Comparison,
+        CustomerSimulation,
+        Difference,
+        GrantOutcome,
+        Simulation,
+        compare_plan,
+        read_usage,
+        simulate,
+        synthetic_usage,
+    )
+    from ._transfer import (
+        ImportReport,
+        export_grants,
+        import_grants,
+    )
+    from ._version import (
+        __version__,
+    )
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "._capabilities": (
+        "ALL_OPERATIONS", "ALL_SCOPE_KINDS", "BASIC_OPERATIONS", "CONSERVATIVE_METADATA",
+        "Capabilities", "MetadataLimits", "Operation", "ScopeKind",
+    ),
+    "._consumption": (
+        "LOCAL_ORDER", "RULE_NAMES", "Allocation", "ConsumptionOrder", "Draw", "Expiry",
+        "OrderRule", "Tie", "admits", "allocate",
+    ),
+    "._errors": (
+        "AuthenticationError", "BadRequestError", "BillingCreditsError", "ConfigurationError",
+        "ConflictError", "FieldProblem", "InvalidGrantError", "InvalidResponseError",
+        "NotFoundError", "NotRepresentableError", "PermissionDeniedError", "ProviderError",
+        "RateLimitedError", "UnavailableError", "UnknownProviderError", "UnreadableGrant",
+        "UnreadableGrantsError", "UnsupportedOperationError", "error_class_for_status", "excerpt",
+    ),
+    "._hookspecs": (
+        "hookimpl",
+    ),
+    "._ledger": (
+        "Balance", "BalancePart", "GrantUpdate", "LedgerEntry", "LedgerKind", "LedgerPage", "Usage",
+    ),
+    "._migration": (
+        "PROVENANCE_KEYS", "ApplyReport", "Change", "MigrationError", "MigrationPlan", "PlanItem",
+        "RetireOverlap", "VerifyReport", "apply_plan", "migration_key", "plan_migration",
+        "verify_plan",
+    ),
+    "._model": (
+        "MIGRATED_KEY", "Adjustment", "Category", "CreditGrant", "GrantStatus", "Scope", "Segment",
+        "Specifier",
+    ),
+    "._money": (
+        "CreditUnit", "Money", "currency_exponent", "exact_sum", "is_iso_currency",
+    ),
+    "._plugins": (
+        "ProviderInfo", "ProviderRegister", "available_providers", "get_provider", "plugin_manager",
+    ),
+    "._priority": (
+        "ANY_DECIMAL", "FLOAT64", "PriorityDomain", "PriorityMapping",
+        "PriorityNotRepresentableError", "float64_exact", "preserve_order",
+    ),
+    "._provider": (
+        "UNSET", "ListQuery", "OnUnreadable", "Page", "Provider", "Setting", "read_items",
+    ),
+    "._runtime": (
+        "Call", "Flow", "RateLimit", "RetryPolicy", "Runtime", "blocking",
+    ),
+    "._sandbox": (
+        "Sandbox", "SandboxRegister",
+    ),
+    "._secrets": (
+        "check_base_url", "redact", "register_secret",
+    ),
+    "._simulate": (
+        "BalancePoint", "Comparison", "CustomerSimulation", "Difference", "GrantOutcome",
+        "Simulation", "compare_plan", "read_usage", "simulate", "synthetic_usage",
+    ),
+    "._transfer": (
+        "ImportReport", "export_grants", "import_grants",
+    ),
+    "._version": (
+        "__version__",
+    ),
+}
+
+_SOURCES: dict[str, tuple[str, str]] = {
+    name: (module, name) for module, names in _EXPORTS.items() for name in names
+}
+_SOURCES["exact_context"] = ("._money", "exact")
 
 __all__ = [
     "ALL_OPERATIONS",
     "ALL_SCOPE_KINDS",
     "ANY_DECIMAL",
+    "BASIC_OPERATIONS",
+    "CONSERVATIVE_METADATA",
     "FLOAT64",
     "LOCAL_ORDER",
     "MIGRATED_KEY",
@@ -186,6 +297,8 @@ __all__ = [
     "RetireOverlap",
     "RetryPolicy",
     "Runtime",
+    "Sandbox",
+    "SandboxRegister",
     "Scope",
     "ScopeKind",
     "Segment",
@@ -231,3 +344,17 @@ __all__ = [
     "synthetic_usage",
     "verify_plan",
 ]
+
+
+def __getattr__(name: str) -> typing.Any:
+    """Import a public name from its private module on first use, then keep it here."""
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(source[0], __name__), source[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -6,16 +6,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ._errors import FieldProblem, NotRepresentableError
-from ._model import CreditGrant
-from ._money import Money, currency_exponent, exact
 from ._priority import ANY_DECIMAL, PriorityDomain, float64_exact
+
+if TYPE_CHECKING:  # the models load only when a grant is checked: listing providers stays light
+    from ._model import CreditGrant
+    from ._money import Money
 
 __all__ = [
     "ALL_OPERATIONS",
     "ALL_SCOPE_KINDS",
+    "BASIC_OPERATIONS",
+    "CONSERVATIVE_METADATA",
     "Capabilities",
     "MetadataLimits",
     "Operation",
@@ -34,6 +38,7 @@ ALL_OPERATIONS: frozenset[Operation] = frozenset(
 ALL_SCOPE_KINDS: frozenset[ScopeKind] = frozenset(
     {"product_ids", "product_tags", "price_ids", "metered_prices_only", "contract_ids", "specifiers"}
 )
+BASIC_OPERATIONS: frozenset[Operation] = frozenset({"create", "list", "get"})
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,10 @@ class MetadataLimits:
         return found
 
 
+CONSERVATIVE_METADATA = MetadataLimits(max_keys=20, max_key_length=40, max_value_length=500)
+"""The metadata ``Capabilities()`` assumes when a provider declares none."""
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """Declarative description of what a provider can represent and do.
@@ -103,22 +112,30 @@ class Capabilities:
       ``"any"`` moment (past or future).
     - ``updatable_fields``: which ``GrantUpdate`` fields ``update_grant`` can change
       (``expires_at``, ``name``, ``metadata``).
+    - ``notes``: anything else people should know, shown by ``billing-credits providers``.
+
+    The defaults are conservative: ``Capabilities()`` claims nothing a provider must write code
+    for. It holds ISO currencies only (no custom units), one access window, the "all usage"
+    scope only, at most 20 metadata keys of 40 characters with values of 500, and the
+    operations create, list and get. A provider opts in to more, field by field, so one that
+    declares nothing never advertises what it has not implemented (and the conformance suite
+    tests what it does declare).
     """
 
     currencies: frozenset[str] | None = None
-    custom_units: bool = True
+    custom_units: bool = False
     minor_units_only: bool = False
     amount_float64: bool = False
     priority: PriorityDomain = ANY_DECIMAL
-    scope_kinds: frozenset[ScopeKind] = ALL_SCOPE_KINDS
+    scope_kinds: frozenset[ScopeKind] = frozenset()
     max_price_ids: int | None = None
-    max_segments: int | None = None
+    max_segments: int | None = 1
     expiry_required: bool = False
     name_max_length: int | None = None
     time_resolution: timedelta = timedelta(microseconds=1)
-    metadata: MetadataLimits = field(default_factory=MetadataLimits)
+    metadata: MetadataLimits = field(default_factory=lambda: CONSERVATIVE_METADATA)
     fields_in_metadata: frozenset[str] = frozenset()
-    operations: frozenset[Operation] = ALL_OPERATIONS
+    operations: frozenset[Operation] = BASIC_OPERATIONS
     invoices_paid_amount: bool = False
     balance_as_of: Literal["now", "any"] = "now"
     updatable_fields: frozenset[str] = frozenset()
@@ -169,6 +186,8 @@ class Capabilities:
     def _money_problems(
         self, where: str, money: Money, amounts: Iterable[Decimal], *, check_unit: bool = True
     ) -> list[FieldProblem]:
+        from ._money import currency_exponent, exact
+
         found = []
         if check_unit and money.unit is not None and not self.custom_units:
             found.append(FieldProblem(where, "custom credit units are not supported"))

@@ -13,6 +13,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from ._plugins import ProviderRegister
+    from ._sandbox import SandboxRegister
 
 __all__ = ["hookimpl", "hookspec"]
 
@@ -28,4 +29,17 @@ def register_providers(register: ProviderRegister) -> None:
         known by its ``name`` attribute, which must be unique among installed providers.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_sandboxes(register: SandboxRegister) -> None:
+    """Register sandboxes: call ``register(name, start)`` for each vendor fake you ship.
+
+    :param register: call it with a name (``"stripe"``) and ``start``, a function returning a
+        context manager that serves the fake on loopback, seeds a demo account and yields a
+        ``billing_credits.Sandbox`` (its URL and the environment variables pointing the
+        plugin's providers at it). Import the fake inside ``start``, not at module import.
+
+    .. versionadded:: 0.2
     """

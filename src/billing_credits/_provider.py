@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self
 
 from ._capabilities import Capabilities, Operation
 from ._consumption import ConsumptionOrder
@@ -23,10 +23,12 @@ from ._errors import (
     UnreadableGrantsError,
     UnsupportedOperationError,
 )
-from ._ledger import Balance, GrantUpdate, LedgerEntry, LedgerPage, Usage
-from ._model import Adjustment, CreditGrant
-from ._money import Money
 from ._runtime import Flow, Runtime
+
+if TYPE_CHECKING:  # the models load when first needed, not with the class
+    from ._ledger import Balance, GrantUpdate, LedgerEntry, LedgerPage, Usage
+    from ._model import Adjustment, CreditGrant
+    from ._money import Money
 
 __all__ = ["UNSET", "ListQuery", "OnUnreadable", "Page", "Provider", "Setting", "read_items"]
 
@@ -308,6 +310,8 @@ class Provider(abc.ABC):
 
     def prepare(self, grant: CreditGrant | Mapping[str, Any]) -> tuple[CreditGrant, str]:
         """Validate and check a grant for creation; return it with its idempotency key."""
+        from ._model import CreditGrant
+
         self._require("create")
         # Validate again even an instance: model_copy(update=...) and model_construct skip
         # validation, and nothing unvalidated may reach a provider.
@@ -483,6 +487,8 @@ class Provider(abc.ABC):
         metadata: Mapping[str, str] | _Unset | None = UNSET,
     ) -> GrantUpdate:
         """Validate an update and check it against ``capabilities`` (no I/O)."""
+        from ._ledger import GrantUpdate
+
         self._require_flow("update")
         given: dict[str, Any] = {
             key: (dict(value) if isinstance(value, Mapping) else value)
@@ -548,6 +554,9 @@ class Provider(abc.ABC):
         product_id: str | None = None,
     ) -> Usage:
         """Validate usage for ``consume`` (no I/O)."""
+        from ._ledger import Usage
+        from ._money import Money
+
         self._require_flow("consume")
         data = amount.model_dump() if isinstance(amount, Money) else amount
         return Usage(customer_id=customer_id, amount=data,
@@ -677,12 +686,12 @@ class _Walk:
 
     def next(self, page: Page | LedgerPage) -> str | None:
         """Report the page's unreadable items; the cursor to follow, or None at the end."""
-        if isinstance(page, LedgerPage):
-            items: bool = bool(page.entries)
-            unreadable: Sequence[UnreadableGrant] = ()
-        else:
-            items = bool(page.grants or page.unreadable)
-            unreadable = page.unreadable
+        if isinstance(page, Page):
+            items: bool = bool(page.grants or page.unreadable)
+            unreadable: Sequence[UnreadableGrant] = page.unreadable
+        else:  # a LedgerPage
+            items = bool(page.entries)
+            unreadable = ()
         for entry in unreadable:
             if self.on_unreadable is not None:
                 self.on_unreadable(entry)

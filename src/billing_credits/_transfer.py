@@ -6,9 +6,16 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any
+from decimal import Decimal
+from typing import IO, Any, Protocol, cast
 
-from ._errors import BillingCreditsError, MigrationError, UnreadableGrant
+from ._errors import (
+    BillingCreditsError,
+    FieldProblem,
+    InvalidGrantError,
+    MigrationError,
+    UnreadableGrant,
+)
 from ._migration import migration_key
 from ._model import CreditGrant, GrantStatus
 from ._provider import OnUnreadable, Provider
@@ -21,13 +28,15 @@ def export_grants(
     provider: Provider, out: IO[str], *, customers: Iterable[str] | None = None,
     include_raw: bool = False, page_size: int | None = None,
     on_unreadable: OnUnreadable | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write every grant (of ``customers``, or all) as one JSON line each; return the count.
 
     Streams page by page: memory does not grow with the number of grants. A listing item that
     cannot be read as a grant goes to ``on_unreadable`` (write it with ``UnreadableGrant.as_json``
     to a rejects file); without one, ``UnreadableGrantsError`` is raised after every readable
-    grant was written. Every line is redacted (``redact``) as it is written.
+    grant was written. Every line is redacted (``redact``) as it is written. ``progress``
+    receives the number of grants written, every 100 and at the end.
     """
     count = 0
     exclude = None if include_raw else {"raw"}
@@ -38,8 +47,12 @@ def export_grants(
                                               on_unreadable=on_unreadable):
                 writer.write(grant.model_dump_json(exclude=exclude) + "\n")
                 count += 1
+                if progress is not None and count % 100 == 0:
+                    progress(count)
     finally:
         writer.flush()
+    if progress is not None:
+        progress(count)
     return count
 
 
@@ -59,16 +72,78 @@ def reject_line(number: int, line: str, problem: str) -> dict[str, Any]:
 
 @dataclass
 class ImportReport:
-    """What an import did: grants created, lines skipped (with why) and lines that failed."""
+    """What an import did: grants created, grants already there (same key, same grant), lines
+    skipped (with why) and lines that failed."""
 
     created: int = 0
+    already_there: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, int]:
+        return {"created": self.created, "already_there": self.already_there,
+                "skipped": len(self.skipped), "failed": len(self.failed)}
+
+
+class BatchImporter(Protocol):
+    """A provider that creates many keyed grants at once (``local``: one transaction per
+    batch). Each result: True created, False already there, or the error refusing it."""
+
+    def import_batch(self, grants: list[CreditGrant]) -> list[bool | BillingCreditsError]: ...
+
+
+@dataclass
+class _Line:
+    number: int
+    text: str
+    grant: CreditGrant
+    ended: str | None  # the name of an ended grant imported with include_ended
+
+
+class _Import:
+    """The state of one ``import_grants`` run: lines waiting in a batch, what is known."""
+
+    def __init__(self, provider: Provider, on_reject: OnReject | None,
+                 progress: Callable[[int], None] | None) -> None:
+        self.provider = provider
+        self.on_reject = on_reject
+        self.progress = progress
+        self.report = ImportReport()
+        self.batch = cast("BatchImporter | None",
+                          getattr(provider, "import_batch", None) and provider)
+        self.known: dict[str, set[str]] = {}
+        self.pending: list[_Line] = []
+        self.read = 0
+
+    def fail(self, number: int, text: str, error: BillingCreditsError) -> None:
+        self.report.failed.append((number, str(error)))
+        if self.on_reject is not None:
+            self.on_reject(number, text.rstrip("\r\n"), str(error))
+
+    def flush(self) -> None:
+        """Create the waiting lines (one batch, or one create each); report progress."""
+        pending = self.pending
+        if pending:
+            if self.batch is not None and not any(item.ended for item in pending):
+                results = self.batch.import_batch([item.grant for item in pending])
+            else:
+                results = [_create_one(self.provider, item, self.known) for item in pending]
+            for item, result in zip(pending, results, strict=True):
+                if isinstance(result, BillingCreditsError):
+                    self.fail(item.number, item.text, result)
+                elif result:
+                    self.report.created += 1
+                else:
+                    self.report.already_there += 1
+            pending.clear()
+        if self.progress is not None:
+            self.progress(self.read)
 
 
 def import_grants(
     provider: Provider, lines: Iterable[str | bytes], *, include_ended: bool = False,
     now: datetime | None = None, on_reject: OnReject | None = None,
+    batch_size: int = 1000, progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Create each exported grant on ``provider``; safe to repeat.
 
@@ -82,84 +157,146 @@ def import_grants(
 
     A line that is not a valid grant (not UTF-8, not JSON, not a grant) or whose create fails
     is listed in ``failed`` and given to ``on_reject``; the import goes on with the next line.
+    A provider with ``import_batch`` (``local``) gets ``batch_size`` grants at a time, each
+    batch one transaction; others get one create each. ``progress`` receives the number of
+    lines read so far after each batch.
     """
-    report = ImportReport()
+    run = _Import(provider, on_reject, progress)
+    size = batch_size if run.batch is not None else 1
+    moment = now or datetime.now(UTC)
     for number, raw in enumerate(lines, start=1):
-        line = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-        if not line.strip():
+        run.read = number
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        if not text.strip():
             continue
         try:
-            if isinstance(raw, bytes):
-                try:
-                    raw.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise MigrationError(f"not UTF-8 text ({error.reason} at byte {error.start})") \
-                        from None
-            grant = _read_line(line)
-            ended = grant.status in (GrantStatus.VOIDED, GrantStatus.EXPIRED)
-            if ended and not include_ended:
-                report.skipped.append((number, _name(grant)))
-                continue
-            key = grant.idempotency_key
-            if key is None:
-                if not (grant.provider and grant.id):
-                    raise MigrationError(
-                        "a grant with neither idempotency_key nor provider and id cannot be "
-                        "imported safely (a second import would duplicate it)")
-                key = migration_key(grant.provider, grant.id, None)
-            new = grant.as_new(idempotency_key=key)
-            if ended:
-                _ensure_stays_ended(grant, new, provider, now or datetime.now(UTC))
-            created = provider.create_grant(new)
-            if ended and created.status not in (GrantStatus.VOIDED, GrantStatus.EXPIRED):
-                _end_again(provider, created, grant)
-        except BillingCreditsError as error:
-            report.failed.append((number, str(error)))
-            if on_reject is not None:
-                on_reject(number, line.rstrip("\r\n"), str(error))
+            grant, ended = _new_grant(raw, text, include_ended)
+            if ended is not None:
+                _ensure_stays_ended(ended, grant, provider, moment)
+        except _Skipped as skipped:
+            run.report.skipped.append((number, str(skipped)))
             continue
-        report.created += 1
+        except BillingCreditsError as error:
+            run.fail(number, text, error)
+            continue
+        if ended is not None:
+            run.flush()  # an ended grant is created alone, then checked
+        run.pending.append(_Line(number, text, grant, ended))
+        if len(run.pending) >= size or ended is not None:
+            run.flush()
+    run.flush()
+    report = run.report
+    report.failed.sort(key=lambda entry: entry[0])
     return report
 
 
-def _name(grant: CreditGrant) -> str:
-    return f"{grant.status.value if grant.status else 'ended'} grant {grant.id} " \
-           f"({grant.provider or 'unknown provider'}, customer {grant.customer_id})"
+class _Skipped(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """The line is a grant that has ended: skipped, not imported."""
 
 
-def _ensure_stays_ended(grant: CreditGrant, new: CreditGrant, provider: Provider,
-                        now: datetime) -> None:
+def _name(status: object, grant_id: object, provider: object, customer: object) -> str:
+    return f"{status or 'ended'} grant {grant_id} " \
+           f"({provider or 'unknown provider'}, customer {customer})"
+
+
+def _new_grant(raw: str | bytes, line: str,
+               include_ended: bool) -> tuple[CreditGrant, str | None]:
+    """One exported line as a new grant to create, under its key (validated once), and, for
+    an ended grant imported with ``include_ended``, its name.
+
+    Read with exact decimals (a JSON number never passes through a float); the read-back
+    fields are dropped as ``CreditGrant.as_new`` would. Whatever is wrong with the line is an
+    ``InvalidGrantError`` (or ``MigrationError`` for a grant that cannot be imported safely).
+    """
+    if isinstance(raw, bytes):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise MigrationError(f"not UTF-8 text ({error.reason} at byte {error.start})") \
+                from None
+    try:
+        data = json.loads(line, parse_float=Decimal)
+    except ValueError as error:
+        raise InvalidGrantError([FieldProblem("", f"not JSON: {error}")]) from None
+    except RecursionError:
+        raise InvalidGrantError([FieldProblem("", "not JSON: nested too deeply")]) from None
+    if not isinstance(data, dict):
+        raise InvalidGrantError([FieldProblem("", "expected a JSON object")])
+    status, grant_id, provider = data.get("status"), data.get("id"), data.get("provider")
+    ended: str | None = None
+    if status is not None:
+        try:
+            state = GrantStatus(status)
+        except (ValueError, TypeError):
+            raise InvalidGrantError([FieldProblem("status", f"unknown status {status!r}")]) \
+                from None
+        if state in (GrantStatus.VOIDED, GrantStatus.EXPIRED):
+            ended = _name(state.value, grant_id, provider, data.get("customer_id"))
+            if not include_ended:
+                raise _Skipped(ended)
+    voided = status == GrantStatus.VOIDED.value
+    for name in CreditGrant.read_back_fields():
+        data.pop(name, None)
+    for segment in data.get("schedule") or ():
+        if isinstance(segment, dict):
+            segment["id"] = None
+    if data.get("idempotency_key") is None:
+        if not (isinstance(provider, str) and provider and isinstance(grant_id, str) and grant_id):
+            raise MigrationError(
+                "a grant with neither idempotency_key nor provider and id cannot be "
+                "imported safely (a second import would duplicate it)")
+        data["idempotency_key"] = migration_key(provider, grant_id, None)
+    grant = CreditGrant.model_validate(data)
+    if voided and ended is not None:
+        ended = "voided " + ended  # marks it: a voided grant can never be created ended
+    return grant, ended
+
+
+def _ensure_stays_ended(name: str, new: CreditGrant, provider: Provider, now: datetime) -> None:
     """Refuse an ended grant the target would hold as spendable credit."""
-    if new.expires_at is not None and new.expires_at <= now:
+    voided = name.startswith("voided ")
+    if not voided and new.expires_at is not None and new.expires_at <= now:
         return  # its window has ended: created as it is, it is ended on the target too
     raise MigrationError(
-        f"{_name(grant)} not imported: {provider.name} cannot create a grant already "
-        f"{'voided' if grant.status is GrantStatus.VOIDED else 'ended'} and its window has not "
-        "ended, so it would come back as spendable credit")
+        f"{name.removeprefix('voided ')} not imported: {provider.name} cannot create a grant "
+        f"already {'voided' if voided else 'ended'} and its window has not ended, so it would "
+        "come back as spendable credit")
 
 
-def _end_again(provider: Provider, created: CreditGrant, grant: CreditGrant) -> None:
+def _create_one(provider: Provider, item: _Line,
+                known: dict[str, set[str]]) -> bool | BillingCreditsError:
+    """Create one grant; whether it is new. The vendor's word (``replayed``) when it gives
+    one, else whether the customer's listing, read once before this import touched the
+    customer, already held the key. An ended grant that reads back live is voided at once."""
+    grant = item.grant
+    try:
+        keys = known.get(grant.customer_id)
+        if keys is None:
+            keys = known[grant.customer_id] = {
+                g.idempotency_key for g in provider.list_grants(grant.customer_id)
+                if g.idempotency_key is not None}
+        created = provider.create_grant(grant)
+        if item.ended is not None and created.status not in (GrantStatus.VOIDED,
+                                                               GrantStatus.EXPIRED):
+            _end_again(provider, created, item.ended)
+        if created.replayed is not None:
+            return not created.replayed
+    except BillingCreditsError as error:
+        return error
+    new = grant.idempotency_key not in keys
+    keys.add(grant.idempotency_key or "")
+    return new
+
+
+def _end_again(provider: Provider, created: CreditGrant, name: str) -> None:
     """The target moved an ended window into the present: void what it made, and say so."""
+    state = created.status.value if created.status else "live"
     try:
         provider.void_grant(created.id or "")
     except BillingCreditsError as error:
         raise MigrationError(
-            f"{_name(grant)} was created as {created.id} and reads back "
-            f"{created.status.value if created.status else 'live'}; voiding it failed "
+            f"{name} was created as {created.id} and reads back {state}; voiding it failed "
             f"({error}): void it by hand") from None
     raise MigrationError(
-        f"{_name(grant)} was created as {created.id} but {provider.name} reads it back "
-        f"{created.status.value if created.status else 'live'}; it was voided at once")
-
-
-def _read_line(line: str) -> CreditGrant:
-    """One exported line as a grant; whatever is wrong with it, an ``InvalidGrantError``."""
-    try:
-        return CreditGrant.model_validate_json(line)
-    except BillingCreditsError:
-        raise
-    except Exception as error:  # deeply nested JSON (RecursionError), anything else
-        from ._errors import FieldProblem, InvalidGrantError
-
-        raise InvalidGrantError([FieldProblem("", f"cannot be read ({type(error).__name__})")]) \
-            from None
+        f"{name} was created as {created.id} but {provider.name} reads it back {state}; it "
+        "was voided at once")

@@ -121,7 +121,7 @@ def apply_with_kills(plan_path: Path, target_settings: dict[str, str], kills: in
     """
     rng = random.Random(seed)
     command = [sys.executable, "-m", "billing_credits", "migrate", "apply", str(plan_path),
-               *flags("-T", target_settings), "--concurrency", "16"]
+               *flags("-T", target_settings), "--concurrency", "16", "--json"]
     seen: list[dict[str, int]] = []
     for attempt in range(kills + 1):
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -244,9 +244,12 @@ def test_multi_segment_schedule_goes_out_segment_by_segment() -> None:
     assert payload["custom_fields"] == {"a": "b", "bc_category": "paid"}
 
 
-def test_customer_credits_need_a_product_id() -> None:
+def test_customer_credits_need_a_product_id_to_create_only() -> None:
+    provider = MetronomeCreditsProvider(bearer_token="t")  # listing needs none (issue 10)
+    grant = bc.CreditGrant(customer_id=str(uuid.UUID(int=1)),
+                           amount=bc.Money(amount=Decimal(5), currency="USD"))
     with pytest.raises(bc.ConfigurationError, match="product_id"):
-        MetronomeCreditsProvider(bearer_token="t")
+        provider.create_grant(grant)
 
 
 # -- reading: seed 003 ------------------------------------------------------------------------

@@ -216,6 +216,39 @@ class GrantStore:
             assert stored is not None
             return stored, True
 
+    def insert_many(self, rows: list[Row]) -> list[Row | None]:
+        """Insert every row whose idempotency key is new, in one transaction, each with its
+        ``granted`` ledger entry (as ``insert``). For each row: None when it was inserted, else
+        the row already stored under its key."""
+        keys = [row.idempotency_key for row in rows]
+        with self._write() as db:
+            existing: dict[str, Row] = {}
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                found = db.execute(
+                    f"SELECT {_COLUMNS} FROM grants WHERE idempotency_key IN "  # noqa: S608
+                    f"({', '.join('?' * len(chunk))})", chunk).fetchall()
+                existing.update((r[3], Row(*r)) for r in found)
+            result: list[Row | None] = []
+            fresh: list[list[Any]] = []
+            granted: list[tuple[Any, ...]] = []
+            for row in rows:
+                if row.idempotency_key in existing:
+                    result.append(existing[row.idempotency_key])
+                    continue
+                existing[row.idempotency_key] = row  # a key twice in one batch: one row
+                result.append(None)
+                fresh.append([getattr(row, name.strip()) for name in _COLUMNS.split(",")][1:])
+                granted.append((row.customer_id, row.id, None, "granted", row.amount, row.unit,
+                                row.created_at, None, row.created_at))
+            if granted:
+                db.executemany(_INSERT_ENTRY, granted)
+            if fresh:
+                db.executemany(
+                    f"INSERT INTO grants ({_COLUMNS.split(',', 1)[1]}) "  # noqa: S608
+                    f"VALUES ({', '.join('?' * len(fresh[0]))})", fresh)
+            return result
+
     def get(self, grant_id: str) -> Row | None:
         with self._lock:
             return self._one(self._db, "id = ?", grant_id)
@@ -357,13 +390,15 @@ def set_columns(db: sqlite3.Connection, grant_id: str, columns: dict[str, Any]) 
     )
 
 
+_INSERT_ENTRY = ("INSERT INTO ledger (customer_id, grant_id, segment, kind, amount, unit, at, "
+                 "reference, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
 def add_entry(db: sqlite3.Connection, customer_id: str, grant_id: str | None,
               segment: int | None, kind: str, amount: str, unit: str, at: str,
               reference: str | None, recorded_at: str) -> None:
-    db.execute(
-        "INSERT INTO ledger (customer_id, grant_id, segment, kind, amount, unit, at, reference, "
-        "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (customer_id, grant_id, segment, kind, amount, unit, at, reference, recorded_at))
+    db.execute(_INSERT_ENTRY,
+               (customer_id, grant_id, segment, kind, amount, unit, at, reference, recorded_at))
 
 
 def signed(amount: Decimal) -> str:

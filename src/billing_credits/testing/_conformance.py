@@ -27,7 +27,6 @@ from typing import Any
 import pytest
 
 import billing_credits as bc
-from billing_credits._model import READ_BACK_FIELDS
 
 __all__ = ["ProviderConformance"]
 
@@ -39,7 +38,7 @@ def _hour_floor(moment: datetime) -> datetime:
 
 
 def _requested(grant: bc.CreditGrant) -> dict[str, Any]:
-    fields = grant.model_dump(exclude=set(READ_BACK_FIELDS))
+    fields = grant.model_dump(exclude=set(bc.CreditGrant.read_back_fields()))
     for segment in fields.get("schedule") or ():
         segment.pop("id", None)
     return fields

@@ -48,6 +48,9 @@ IDEMPOTENCY_KEY_ALPHABET = string.ascii_letters + string.digits + "_-:."
 """Characters of generated idempotency keys (1-128 of them): safe at every vendor."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ANYTHING = bc.Capabilities(custom_units=True, scope_kinds=bc.ALL_SCOPE_KINDS, max_segments=None,
+                            metadata=bc.MetadataLimits(), operations=bc.ALL_OPERATIONS)
+"""What the strategies draw from when given no capabilities: every neutral field."""
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2090, 1, 1, tzinfo=UTC)
 """Generated times stay well before the far-future "never" sentinels vendors use (2099)."""
@@ -134,7 +137,7 @@ def money(
 ) -> st.SearchStrategy[bc.Money]:
     """Exact ``Money`` that ``capabilities`` accepts as an amount (currency or custom unit,
     whole minor units or exact doubles where required). Positive unless ``allow_zero``."""
-    caps = capabilities or bc.Capabilities()
+    caps = capabilities or _ANYTHING
     return st.builds(
         lambda drawn: drawn.money(),
         _amounts(caps, min_units=0 if allow_zero else 1),
@@ -145,7 +148,7 @@ def scopes(capabilities: bc.Capabilities | None = None) -> st.SearchStrategy[bc.
     """Valid ``Scope`` objects using only ``capabilities.scope_kinds`` (all kinds without
     capabilities), respecting the exclusivity rules and ``max_price_ids``. Includes the empty
     scope (all usage)."""
-    caps = capabilities or bc.Capabilities()
+    caps = capabilities or _ANYTHING
     return _scopes(caps)
 
 
@@ -169,7 +172,7 @@ def grants(
       zero and the amount), ``created_at`` and segment ids, as a provider returns them.
     - ``customer_ids``: where customer ids come from (default: short ``cus_…`` ids).
     """
-    caps = capabilities or bc.Capabilities()
+    caps = capabilities or _ANYTHING
     step = _step(time_step if time_step is not None else caps.time_resolution)
     if step % _step(caps.time_resolution):
         raise InvalidArgument(

@@ -14,6 +14,8 @@ Both are registered through the ``billing_credits`` entry-point group::
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import billing_credits
 
 from ._provider import (
@@ -30,6 +32,7 @@ __all__ = [
     "MetronomeCreditsProvider",
     "MetronomePlansProvider",
     "register_providers",
+    "register_sandboxes",
 ]
 
 
@@ -38,3 +41,15 @@ def register_providers(register: billing_credits.ProviderRegister) -> None:
     """Register ``metronome`` (customer credits) and ``metronome-plans`` (v1 credit grants)."""
     register(MetronomeCreditsProvider)
     register(MetronomePlansProvider)
+
+
+@billing_credits.hookimpl
+def register_sandboxes(register: billing_credits.SandboxRegister) -> None:
+    """Register the ``metronome`` sandbox (a seeded ``MetronomeFake`` on loopback)."""
+
+    def start() -> AbstractContextManager[billing_credits.Sandbox]:
+        from .testing._sandbox import start
+
+        return start()
+
+    register("metronome", start)

@@ -850,15 +850,12 @@ class MetronomeCreditsProvider(_MetronomeProvider):
     settings = (
         *_COMMON_SETTINGS,
         bc.Setting("product_id", "Metronome product the credit itself is booked under "
-                   "(required by Metronome)", env="METRONOME_CREDIT_PRODUCT_ID"),
+                   "(required by Metronome to create; not to list)", env="METRONOME_CREDIT_PRODUCT_ID"),
     )
 
     def __init__(self, *, product_id: str | None = None, **settings: Any) -> None:
+        # Only creating needs product_id (refused then, before any request); listing does not.
         super().__init__(product_id=product_id or _env("METRONOME_CREDIT_PRODUCT_ID"), **settings)
-        if not self._config.product_id:
-            raise bc.ConfigurationError(
-                "provider 'metronome' needs product_id (or METRONOME_CREDIT_PRODUCT_ID): the "
-                "Metronome product the credit itself is booked under")
 
     entity = "contract_credit"
     own_keys = frozenset({tr.PAID_AMOUNT, tr.PAID_UNIT, tr.PAID_UNIT_NAME, tr.CATEGORY,

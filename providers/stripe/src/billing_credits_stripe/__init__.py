@@ -12,6 +12,8 @@ credit-grant endpoints.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import billing_credits
 
 from ._provider import StripeProvider, default_rate_limit, map_error
@@ -24,3 +26,15 @@ __all__ = ["STRIPE_API_VERSION", "StripeProvider", "default_rate_limit", "map_er
 def register_providers(register: billing_credits.ProviderRegister) -> None:
     """Register the ``stripe`` provider."""
     register(StripeProvider)
+
+
+@billing_credits.hookimpl
+def register_sandboxes(register: billing_credits.SandboxRegister) -> None:
+    """Register the ``stripe`` sandbox (``StripeFake`` on loopback), imported when started."""
+
+    def start() -> AbstractContextManager[billing_credits.Sandbox]:
+        from .testing._sandbox import start
+
+        return start()
+
+    register("stripe", start)

@@ -1,0 +1,83 @@
+"""The sandbox (issue 10): vendor fakes on loopback only, seeded like the seed documents."""
+
+from __future__ import annotations
+
+import json
+import os
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+import billing_credits as bc
+from billing_credits._sandbox import sandboxes
+
+
+def test_a_sandbox_beyond_loopback_is_refused() -> None:
+    for url in ("http://0.0.0.0:8000", "http://10.0.0.1:80", "http://example.com"):
+        with pytest.raises(bc.ConfigurationError, match="loopback"):
+            bc.Sandbox(name="x", url=url, environment={})
+    with pytest.raises(bc.ConfigurationError):
+        bc.Sandbox(name="x", url="http://127.0.0.1:1", environment={"not a name": "v"})
+    with pytest.raises(bc.ConfigurationError):
+        bc.Sandbox(name="x", url="http://127.0.0.1:1", environment={}, files={"../x": ""})
+
+
+def test_every_installed_sandbox_serves_on_loopback_and_points_its_providers_at_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    installed = sandboxes()
+    assert {"stripe", "metronome"} <= set(installed)
+    for name, start in installed.items():
+        with start() as box:
+            assert urlsplit(box.url).hostname == "127.0.0.1"
+            assert box.providers
+            for key, value in box.environment.items():
+                monkeypatch.setenv(key, value)
+            for provider in box.providers:
+                with bc.get_provider(provider) as opened:  # settings from the environment only
+                    assert opened.identity()
+            for key in box.environment:
+                monkeypatch.delenv(key)
+        assert name == box.name
+    assert not any(k.startswith(("STRIPE_", "METRONOME_")) for k in os.environ)
+
+
+def test_the_metronome_demo_account_is_shaped_like_the_seeds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with sandboxes()["metronome"]() as box:
+        for key, value in box.environment.items():
+            monkeypatch.setenv(key, value)
+        with bc.get_provider("metronome-plans") as plans, bc.get_provider("metronome") as credits:
+            customers = {line.split(",")[0] for line in box.files["customers.csv"].splitlines()[1:]}
+            grants = [g for c in sorted(customers) for p in (plans, credits)
+                      for g in p.list_grants(c)]
+    assert len(customers) >= 3
+    assert {g.priority for g in grants} >= {Decimal("0.5"), Decimal(1), Decimal(100),
+                                            Decimal("0.75")}
+    assert any(g.amount.unit is not None for g in grants)  # a custom credit unit
+    assert any(g.paid_amount is not None for g in grants)
+    assert any(g.schedule is not None and len(g.schedule) == 3 for g in grants)
+
+
+def test_sandbox_json_lines_then_stops_cleanly(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [str(Path(sys.executable).parent / "billing-credits"), "sandbox", "--json",
+               "--only", "stripe", "--dir", str(tmp_path / "box")]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    first = json.loads(server.stdout.readline())
+    assert first["name"] == "stripe"
+    assert urlsplit(first["url"]).hostname == "127.0.0.1"
+    assert first["environment"]["STRIPE_BASE_URL"] == first["url"]
+    time.sleep(0.2)
+    server.send_signal(signal.SIGINT)
+    _, err = server.communicate(timeout=30)
+    assert server.returncode == 0
+    assert "sandbox stopped" in err
