@@ -292,7 +292,9 @@ def _samples(tmp: Path) -> tuple[list[bc.Provider], dict[str, list[dict[str, Any
                             ("metronome", {"product_id": "f14d6729-6a44-4b13-9908-9387f1918790"})):
             provider = bc.get_provider(name, bearer_token="mtr_fuzz_token_value",
                                        base_url="https://api.metronome.com",
-                                       http_client=httpx.Client(transport=transport_m), **extra)
+                                       http_client=httpx.Client(transport=transport_m),
+                                       custom_field_keys="team", **extra)
+            provider.setup()  # registers the custom-field keys Metronome needs beforehand
             samples[name] = []
             for grant in grants:
                 try:
@@ -380,6 +382,8 @@ def _fuzz(tmp_path: Path) -> Failures:
     failures = Failures()
     providers, samples = _samples(tmp_path)
     assert {p.name for p in providers} >= {"local"}
+    for provider in providers[1:]:  # every vendor provider's reading is fuzzed, none silently not
+        assert samples.get(provider.name), f"no {provider.name} payload to mutate"
     pending: list[bc.CreditGrant] = []
     valid = 0
     for case in range(CASES):

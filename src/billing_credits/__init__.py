@@ -46,6 +46,8 @@ from ._errors import (
     UnsupportedOperationError,
     error_class_for_status,
     excerpt,
+    reading_vendor_payload,
+    reads_vendor_payload,
 )
 from ._hookspecs import hookimpl
 from ._ledger import (
@@ -225,6 +227,8 @@ __all__ = [
     "preserve_order",
     "read_items",
     "read_usage",
+    "reading_vendor_payload",
+    "reads_vendor_payload",
     "redact",
     "register_secret",
     "simulate",
