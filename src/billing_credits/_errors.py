@@ -338,9 +338,10 @@ def reading_vendor_payload(provider: str, what: str, payload: object) -> Iterato
     except Exception as error:
         found = payload.get("id") if isinstance(payload, Mapping) else None
         named = f"{what} {excerpt(repr(found), 100)}" if isinstance(found, str) else what
+        # Not chained: the problem says it all, redacted; the original may quote vendor values.
         raise InvalidResponseError(
             f"{named} cannot be read: {_problem_of(error)}", provider=provider,
-            body=excerpt(payload)) from error
+            body=excerpt(payload)) from None
 
 
 def reads_vendor_payload(provider: str, what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:

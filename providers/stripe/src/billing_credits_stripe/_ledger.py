@@ -229,6 +229,9 @@ def entry_from_transaction(obj: Mapping[str, Any], customer_id: str) -> bc.Ledge
     stamp = obj.get("effective_at", obj.get("created"))
     if isinstance(stamp, bool) or not isinstance(stamp, int):
         raise _bad(obj, f"effective_at {stamp!r} is not a Unix timestamp")
+    for field in ("id", "credit_grant"):
+        if obj.get(field) is not None and _id_of(obj.get(field)) is None:
+            raise _bad(obj, f"{field} {obj.get(field)!r} is not an id")
     reference = None
     applied = detail.get(sub) if isinstance(sub, str) else None
     if isinstance(applied, Mapping):
@@ -341,7 +344,8 @@ def _each(answer: Answer, what: str, items: Iterable[dict[str, Any]],
     try:
         return [read(item) for item in items]
     except bc.ProviderError as error:
-        raise answer.invalid(f"{what}: {error.message}") from None
+        problem = error.message
+    raise answer.invalid(f"{what}: {problem}")
 
 
 def _live(grants: Iterable[bc.CreditGrant]) -> list[bc.CreditGrant]:

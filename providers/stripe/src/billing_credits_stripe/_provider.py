@@ -523,7 +523,8 @@ class StripeProvider(bc.Provider):
         try:
             return tr.from_stripe(data, now=self._clock())
         except bc.ProviderError as error:  # the only error reading raises (reads_vendor_payload)
-            raise answer.invalid(error.message) from None
+            problem = error.message
+        raise answer.invalid(problem)
 
     def _with_balance(self, grant: bc.CreditGrant) -> bc.Flow[bc.CreditGrant]:
         """``grant`` with its balance when ``include_balance`` is on."""
@@ -558,7 +559,8 @@ class StripeProvider(bc.Provider):
         try:
             return tr.balance_from_summary(data, grant.amount.currency)
         except bc.ProviderError as error:  # the only error reading raises (reads_vendor_payload)
-            raise answer.invalid(error.message) from None
+            problem = error.message
+        raise answer.invalid(problem)
 
     # -- flows ---------------------------------------------------------------------------
 

@@ -564,7 +564,7 @@ def _scope_of(
     prices = scope_obj.get("prices") or []
     if prices:
         ids = [p.get("id") if isinstance(p, Mapping) else p for p in prices]
-        if not all(isinstance(i, str) and i for i in ids):
+        if not isinstance(prices, list) or not all(isinstance(i, str) and i for i in ids):
             raise _bad(obj, f"has an applicability price that is not an id ({prices!r})")
         return bc.Scope(price_ids=tuple(ids))
     if scope_obj.get("price_type") != "metered":
