@@ -32,7 +32,8 @@ Amount signs: Metronome's docs examples show deductions both as positive amounts
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -433,6 +434,19 @@ def credit_entries(item: Mapping[str, Any], customer_id: str, config: tr.Transla
 # -- flows -----------------------------------------------------------------------------------
 
 
+@contextmanager
+def _answered(reply: Reply) -> Iterator[None]:
+    """An unreadable item of ``reply`` (``InvalidResponseError``) carries its request id."""
+    try:
+        yield
+    except bc.InvalidResponseError as error:
+        if error.request_id is None:
+            error.request_id = reply.request_id
+        if error.status is None:
+            error.status = 200
+        raise
+
+
 def _follow(provider: str, cursor: str | None, seen: set[str]) -> str | None:
     """The next cursor of a paging loop inside one flow (None: done), refusing one seen
     before: a vendor answering the same cursor again would otherwise loop for ever."""
@@ -478,7 +492,8 @@ def plans_ledger_flow(provider: MetronomePlansProvider, customer_id: str, grant_
         query["next_page"] = cursor
     page = yield provider._http.call(LIST_ENTRIES, body, query=query, label="listEntries")
     found, following = _data(page, "listEntries", provider.name)
-    entries = plans_entries(found, customer_id, provider.config, grant_id, since)
+    with _answered(page):
+        entries = plans_entries(found, customer_id, provider.config, grant_id, since)
     return bc.LedgerPage(entries, following, request_id=page.request_id)
 
 
@@ -537,8 +552,9 @@ def credits_ledger_flow(provider: MetronomeCreditsProvider, customer_id: str,
     page = yield provider._http.call(LIST_BALANCES, _balances_body(customer_id, cursor, **extra),
                                      label="customerBalances/list")
     found, following = _data(page, "customerBalances/list", provider.name)
-    entries = [e for item in _credits_only(found, provider.name)
-               for e in credit_entries(item, customer_id, provider.config, since)]
+    with _answered(page):
+        entries = [e for item in _credits_only(found, provider.name)
+                   for e in credit_entries(item, customer_id, provider.config, since)]
     return bc.LedgerPage(entries, following, request_id=page.request_id)
 
 
