@@ -281,6 +281,9 @@ def _samples(tmp: Path) -> tuple[list[bc.Provider], dict[str, list[dict[str, Any
             with contextlib.suppress(bc.BillingCreditsError):
                 samples["stripe"].append(dict(stripe_provider.create_grant(grant).raw or {}))
         providers.append(stripe_provider)
+        samples["stripe:transaction"] = [dict(e.raw or {}) for e in stripe_provider.list_ledger("cus_1")]
+        samples["stripe:summary"] = [dict(summary) for balance in stripe_provider.get_balance("cus_1")
+                                     for summary in (balance.raw or {})["summaries"].values()]
     except ImportError:
         pass
     try:
@@ -292,7 +295,9 @@ def _samples(tmp: Path) -> tuple[list[bc.Provider], dict[str, list[dict[str, Any
                             ("metronome", {"product_id": "f14d6729-6a44-4b13-9908-9387f1918790"})):
             provider = bc.get_provider(name, bearer_token="mtr_fuzz_token_value",
                                        base_url="https://api.metronome.com",
-                                       http_client=httpx.Client(transport=transport_m), **extra)
+                                       http_client=httpx.Client(transport=transport_m),
+                                       custom_field_keys="team", **extra)
+            provider.setup()  # registers the custom-field keys Metronome needs beforehand
             samples[name] = []
             for grant in grants:
                 try:
@@ -302,6 +307,17 @@ def _samples(tmp: Path) -> tuple[list[bc.Provider], dict[str, list[dict[str, Any
                 raw.pop("_summary", None)
                 samples[name].append(raw)
             providers.append(provider)
+            entries = [dict(e.raw or {}) for e in provider.list_ledger(CUSTOMER_UUID)]
+            listed = [dict(item) for balance in provider.get_balance(CUSTOMER_UUID)
+                      for item in (balance.raw or {}).get("grants" if name == "metronome-plans"
+                                                          else "credits", ())]
+            if name == "metronome-plans":
+                credit_type = {"id": "2714e483-4ff1-48e4-9e25-ac732e8f24f2", "name": "USD (cents)"}
+                samples[f"{name}:ledger"] = [{"customer_id": CUSTOMER_UUID, "ledgers": [
+                    {"credit_type": credit_type, "entries": entries}]}]
+                samples[f"{name}:balance"] = listed
+            else:
+                samples[f"{name}:credit"] = [{**item, "ledger": entries} for item in listed]
     except ImportError:
         pass
     return providers, samples
@@ -328,6 +344,40 @@ def _translations(provider: bc.Provider) -> Iterator[tuple[str, Callable[[bc.Cre
         yield ("metronome._translate.credit",
                lambda g: mt.credit_create_payload(g, "k", config, NOW),
                lambda item: mt.credit_from_item(item, CUSTOMER_UUID, config, NOW, provider=provider.name))
+
+
+def _payload_readers(provider: bc.Provider) -> Iterator[tuple[str, str, Callable[[dict[str, Any]], Any]]]:
+    """(name, sample kind, reader) for each balance and ledger reader of a vendor provider. Each
+    reader gets one mutated object, as the flows hand them over (a page's ``data`` holds
+    objects: anything else is refused before reading)."""
+    if provider.name == "stripe":
+        from billing_credits_stripe import _ledger as sl
+        from billing_credits_stripe import _translate as st
+
+        yield ("stripe._ledger.entry_from_transaction", "stripe:transaction",
+               lambda item: sl.entry_from_transaction(item, "cus_1"))
+        yield ("stripe._translate.balance_from_summary", "stripe:summary",
+               lambda item: st.balance_from_summary(item, "USD"))
+        grant = bc.CreditGrant(customer_id="cus_1", amount=bc.Money(amount=Decimal(7), currency="USD"),
+                               id="credgr_1", provider="stripe")
+        yield ("stripe._ledger.balances_from_summaries", "stripe:summary",
+               lambda item: sl.balances_from_summaries("cus_1", [(grant, item)], NOW))
+    elif provider.name.startswith("metronome"):
+        from billing_credits_metronome import _ledger as ml
+
+        config = provider._config  # type: ignore[attr-defined]
+        if provider.name == "metronome-plans":
+            yield ("metronome._ledger.plans_entries", f"{provider.name}:ledger",
+                   lambda item: ml.plans_entries([item], CUSTOMER_UUID, config))
+            yield ("metronome._ledger.plans_balances", f"{provider.name}:balance",
+                   lambda item: ml.plans_balances([item], CUSTOMER_UUID, config, NOW))
+        else:
+            yield ("metronome._ledger.credit_entries", f"{provider.name}:credit",
+                   lambda item: ml.credit_entries(item, CUSTOMER_UUID, config))
+            yield ("metronome._ledger.credits_balances", f"{provider.name}:credit",
+                   lambda item: ml.credits_balances([item], CUSTOMER_UUID, config, NOW))
+            yield ("metronome._ledger.credits_balances_at", f"{provider.name}:credit",
+                   lambda item: ml.credits_balances_at([item], CUSTOMER_UUID, config, NOW))
 
 
 class _Source(bc.Provider):
@@ -380,6 +430,10 @@ def _fuzz(tmp_path: Path) -> Failures:
     failures = Failures()
     providers, samples = _samples(tmp_path)
     assert {p.name for p in providers} >= {"local"}
+    for provider in providers[1:]:  # every vendor provider's reading is fuzzed, none silently not
+        assert samples.get(provider.name), f"no {provider.name} payload to mutate"
+        for _, kind, _ in _payload_readers(provider):
+            assert samples.get(kind), f"no {kind} payload to mutate"
     pending: list[bc.CreditGrant] = []
     valid = 0
     for case in range(CASES):
@@ -437,9 +491,14 @@ def _fuzz(tmp_path: Path) -> Failures:
             for sample in samples.get(provider.name, ()):
                 item = _mutate(sample, rng)
                 failures.run(case, f"{name} from vendor", item, lambda f=from_vendor, i=item: f(i))
+        for name, kind, read in _payload_readers(provider):
+            for sample in samples.get(kind, ()):
+                item = _mutate(sample, rng)
+                failures.run(case, f"{name} from vendor", item, lambda f=read, i=item: f(i))
     # One customer holding 5 USD and 1E-200 USD: the planner's sums stay exact or refuse.
-    tiny = [bc.CreditGrant.model_validate(_read_back(
-        {"customer_id": "cus_t", "amount": {"amount": value, "currency": "USD"}}, rng, i))
+    tiny = [bc.CreditGrant.model_validate({
+        "customer_id": "cus_t", "amount": {"amount": value, "currency": "USD"}, "id": f"src_t{i}",
+        "provider": "fuzz-source", "status": "active", "balance": {"amount": value, "currency": "USD"}})
         for i, value in enumerate(["5", "1E-30"])]
     failures.run(-1, "plan 5 USD + tiny", None, lambda: plan_migration(_Source(tiny), providers[0], now=NOW))
     for provider in providers:

@@ -699,7 +699,8 @@ def test_import_include_ended_never_brings_credit_back(tmp_path: Path) -> None:
     assert stored["e"].balance.amount == 0
 
     result = CliRunner().invoke(cli, ["import", "--include-ended", "-s",
-                                      f"path={tmp_path / 'u.db'}", "-"],
+                                      f"path={tmp_path / 'u.db'}", "-",
+                                      "--rejects", str(tmp_path / "rejects.jsonl")],
                                 input="\n".join(lines) + "\n")
     assert result.exit_code == 1
     assert voided.id in result.output

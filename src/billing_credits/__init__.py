@@ -54,6 +54,8 @@ if typing.TYPE_CHECKING:
         UnsupportedOperationError,
         error_class_for_status,
         excerpt,
+        reading_vendor_payload,
+        reads_vendor_payload,
     )
     from ._hookspecs import (
         hookimpl,
@@ -171,6 +173,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "NotFoundError", "NotRepresentableError", "PermissionDeniedError", "ProviderError",
         "RateLimitedError", "UnavailableError", "UnknownProviderError", "UnreadableGrant",
         "UnreadableGrantsError", "UnsupportedOperationError", "error_class_for_status", "excerpt",
+        "reading_vendor_payload", "reads_vendor_payload",
     ),
     "._hookspecs": (
         "hookimpl",
@@ -338,6 +341,8 @@ __all__ = [
     "preserve_order",
     "read_items",
     "read_usage",
+    "reading_vendor_payload",
+    "reads_vendor_payload",
     "redact",
     "register_secret",
     "simulate",

@@ -28,9 +28,14 @@ request headers are never kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = [
     "AuthenticationError",
@@ -52,6 +57,8 @@ __all__ = [
     "UnreadableGrant",
     "UnreadableGrantsError",
     "UnsupportedOperationError",
+    "reading_vendor_payload",
+    "reads_vendor_payload",
 ]
 
 
@@ -294,3 +301,66 @@ class UnreadableGrantsError(InvalidResponseError):
         super().__init__(
             f"{len(self.entries)} item(s) of the listing could not be read{detail}",
             provider=provider)
+
+
+PROBLEM_LIMIT = 300
+
+
+def _problem_of(error: Exception) -> str:
+    """One bounded line saying what went wrong while reading a payload."""
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        text = f"missing key {error.args[0]!r}"
+    elif isinstance(error, BillingCreditsError):
+        text = str(error)
+    else:
+        detail = " ".join(str(error).split())
+        text = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+    return excerpt(" ".join(text.split()), PROBLEM_LIMIT)
+
+
+@contextmanager
+def reading_vendor_payload(provider: str, what: str, payload: object) -> Iterator[None]:
+    """Read a vendor payload (vendor → neutral) inside this block: whatever fails is the
+    vendor's answer being unusable.
+
+    A payload of the wrong shape (a missing key, a string where an object belongs, a number
+    out of range, a value the neutral model refuses) makes the code reading it fail in any
+    way: ``KeyError``, ``TypeError``, ``OverflowError``, ``InvalidGrantError``… Each becomes
+    one ``InvalidResponseError`` naming the provider, ``what`` was read (with the payload's
+    ``id`` when it has one) and the problem, its ``body`` a bounded, redacted excerpt of the
+    payload (``excerpt``). A ``ProviderError`` raised inside (a specific check with a better
+    message) passes unchanged. Only the reading goes in the block, never I/O.
+    """
+    try:
+        yield
+    except ProviderError:
+        raise
+    except Exception as error:
+        found = payload.get("id") if isinstance(payload, Mapping) else None
+        named = f"{what} {excerpt(repr(found), 100)}" if isinstance(found, str) else what
+        # Not chained: the problem says it all, redacted; the original may quote vendor values.
+        raise InvalidResponseError(
+            f"{named} cannot be read: {_problem_of(error)}", provider=provider,
+            body=excerpt(payload)) from None
+
+
+def reads_vendor_payload(provider: str, what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a function that reads a vendor payload, its first argument, into neutral
+    values: its body runs in ``reading_vendor_payload(provider, what, payload)``, so it raises
+    only ``ProviderError`` (``InvalidResponseError`` for a payload of the wrong shape).
+
+    ::
+
+        @bc.reads_vendor_payload("acme", "credit grant")
+        def from_acme(item: Mapping[str, Any]) -> bc.CreditGrant: ...
+    """
+
+    def decorate(read: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(read)
+        def reading(*args: P.args, **kwargs: P.kwargs) -> R:
+            with reading_vendor_payload(provider, what, args[0] if args else None):
+                return read(*args, **kwargs)
+
+        return reading
+
+    return decorate

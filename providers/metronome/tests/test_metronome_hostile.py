@@ -210,6 +210,23 @@ def test_wrong_shapes_are_invalid_responses(name: str, mode: str, hostile: Any) 
             assert len(str(error.body)) <= 600
 
 
+@pytest.mark.parametrize(("name", "data"), [
+    ("metronome-plans", [{"customer_id": CUSTOMER, "ledgers": 5}]),
+    ("metronome-plans", [{"customer_id": CUSTOMER, "ledgers": [{"entries": [{"amount": "x"}]}]}]),
+    ("metronome", [{"type": "CREDIT", "id": "c1", "ledger": 5}]),
+    ("metronome", [{"type": "CREDIT", "id": "c1", "ledger": [{"amount": 1, "timestamp": 5}]}]),
+])
+def test_a_ledger_of_the_wrong_shape_names_the_request(name: str, data: Any, hostile: Any) -> None:
+    """Issue 9.4: an entry that cannot be read is InvalidResponseError with Metronome's request
+    id (it was a TypeError or an error without the request id)."""
+    provider, _ = hostile(name, "shape:" + json.dumps({"data": data, "next_page": None}))
+    with pytest.raises(bc.InvalidResponseError) as refused:
+        list(provider.list_ledger(CUSTOMER))
+    assert refused.value.request_id == REQUEST_ID
+    assert refused.value.provider == name
+    assert "cannot be read" in refused.value.message
+
+
 # -- 9.3: secrets -------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import traceback
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ import billing_credits as bc
 from billing_credits.testing import serve
 
 KEY = "sk_test_hostileSECRETkey0123456789"
+NOW_H = datetime(2026, 1, 2, tzinfo=UTC)
 RESTRICTED = "rk_test_proxyECHOkey98765"
 
 
@@ -253,3 +255,68 @@ def test_a_balance_summary_of_the_wrong_shape_is_an_invalid_response(
         provider.get_grant("credgr_b")
     assert error.value.request_id == "req_hostile_2"
     no_secret(error.value)
+
+
+# -- issue 9.4: reading a grant, a summary or a transaction of the wrong shape ----------------
+
+_BROKEN_GRANTS = [  # each raised KeyError/TypeError/AttributeError/OverflowError/... before
+    {"applicability_config": 5},
+    {"applicability_config": {"scope": "nul\0byte"}},
+    {"applicability_config": {"scope": {"prices": [{}]}}},  # read as price id "None" before
+    {"applicability_config": {"scope": {"prices": "price_1"}}},  # one price per character before
+    {"amount": 1.5},
+    {"amount": {"type": "monetary", "monetary": 5}},
+    {"amount": {"type": "monetary", "monetary": {"currency": "usd"}}},
+    {"amount": {"type": "monetary", "monetary": {"currency": 5, "value": 1000}}},
+    {"amount": {"type": "monetary", "monetary": {"currency": "usd", "value": "1000"}}},
+    {"created": {}}, {"created": "1767225600"}, {"created": 10**20}, {"created": True},
+    {"effective_at": 1.5e18}, {"expires_at": "never"}, {"voided_at": None, "expires_at": [1]},
+    {"customer": 5, "customer_account": None}, {"customer": None, "customer_account": {}},
+    {"metadata": {"bc_flags": 5}}, {"metadata": {"bc_paid_amount": 12}}, {"metadata": "x"},
+    {"metadata": {"k": 5}}, {"priority": "high"}, {"category": ["paid"]}, {"name": 5},
+]
+
+
+@pytest.mark.parametrize("changes", _BROKEN_GRANTS)
+def test_a_grant_of_the_wrong_shape_reads_as_an_invalid_response(changes: dict[str, Any]) -> None:
+    from billing_credits_stripe import _translate as tr
+
+    item = grant_json("credgr_broken", **changes)
+    with pytest.raises(bc.InvalidResponseError) as caught:
+        tr.from_stripe(item, now=NOW_H)
+    assert caught.value.provider == "stripe"
+    assert "credgr_broken" in caught.value.message
+    assert caught.value.body == bc.excerpt(item)
+
+
+def test_broken_grants_are_unreadable_items_of_a_listing(
+        hostile: Callable[..., StripeProvider]) -> None:
+    items = [grant_json("credgr_ok"), *(grant_json(f"credgr_b{i}", **changes)
+                                        for i, changes in enumerate(_BROKEN_GRANTS))]
+    provider = hostile(lambda request: (200, {"object": "list", "data": items,
+                                              "has_more": False}))
+    seen: list[bc.UnreadableGrant] = []
+    read = list(provider.list_grants("cus_h", on_unreadable=seen.append))
+    assert [g.id for g in read] == ["credgr_ok"]
+    assert [u.vendor_id for u in seen] == [f"credgr_b{i}" for i in range(len(_BROKEN_GRANTS))]
+    assert all("cannot be read" in u.problem for u in seen)
+
+
+def test_a_summary_or_transaction_of_the_wrong_shape_is_an_invalid_response() -> None:
+    from billing_credits_stripe import _ledger as sl
+    from billing_credits_stripe import _translate as tr
+
+    for summary in ({"balances": 5}, {"balances": [{"available_balance": "x"}]},
+                    {"balances": [{"ledger_balance": {"monetary": {"currency": "usd", "value": "1"}}}]}):
+        with pytest.raises(bc.InvalidResponseError, match="credit balance summary"):
+            tr.balance_from_summary(summary, "USD")
+        with pytest.raises(bc.InvalidResponseError, match="credit balance summary"):
+            sl.summary_values(summary, "USD")
+    transaction = {"id": "cbtxn_1", "type": "credit", "effective_at": 1767225600,
+                   "credit": {"type": "credits_granted",
+                              "amount": {"type": "monetary",
+                                         "monetary": {"currency": "usd", "value": 10}}}}
+    for broken in ({**transaction, "effective_at": 10**20}, {**transaction, "credit": {"type": 5}},
+                   {**transaction, "credit_grant": 5}, {**transaction, "id": 5}):
+        with pytest.raises(bc.InvalidResponseError, match="credit balance transaction"):
+            sl.entry_from_transaction(broken, "cus_h")

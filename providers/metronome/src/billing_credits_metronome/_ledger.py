@@ -32,7 +32,8 @@ Amount signs: Metronome's docs examples show deductions both as positive amounts
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -120,11 +121,6 @@ CREDITS_ORDER = bc.ConsumptionOrder(
 """Metronome customer credits: Metronome's published prioritisation rules, in its order."""
 
 
-_READ_ERRORS = (KeyError, TypeError, ValueError, ArithmeticError, AttributeError)
-"""What reading a hostile or malformed vendor payload may raise; each becomes
-``InvalidResponseError`` naming the item."""
-
-
 def _data(reply: Reply, what: str, provider: str) -> tuple[list[Mapping[str, Any]], str | None]:
     """A page's ``data`` (a list of objects) and its next cursor, or ``InvalidResponseError``
     with Metronome's request id."""
@@ -141,11 +137,6 @@ def _money(amount: Any, credit_type: Mapping[str, Any] | None,
     return tr.money_from_vendor(amount, credit_type, config)
 
 
-def _problem(what: str, item: Any, error: Exception, provider: str) -> bc.InvalidResponseError:
-    return bc.InvalidResponseError(f"{what}: {error}", provider=provider,
-                                   body=bc.excerpt(item if isinstance(item, dict) else str(item)))
-
-
 # -- metronome-plans -----------------------------------------------------------------------
 
 
@@ -159,7 +150,7 @@ def plans_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
     """
     rows: dict[str, list[tuple[bc.BalancePart, bc.Money, Mapping[str, Any]]]] = {}
     for item in items:
-        try:
+        with bc.reading_vendor_payload(config.provider, "listGrants item", item):
             effective = tr.parse_time(item["effective_at"])
             expires = tr.parse_time(item["expires_at"])
             if not effective <= now < expires:
@@ -170,13 +161,10 @@ def plans_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
                                   for e in item.get("pending_deductions") or ()), Decimal(0)),
                              credit_type, config).amount
             priority = tr.to_decimal(item["priority"]) if item.get("priority") is not None else None
-        except _READ_ERRORS as error:
-            raise _problem(f"listGrants item {item.get('id')!r}", item, error,
-                           config.provider) from None
-        if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
-            continue
-        part = bc.BalancePart(grant_id=str(item["id"]), usable=usable.amount, pending=pending,
-                              expires_at=tr._end(expires, config), priority=priority)
+            if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
+                continue
+            part = bc.BalancePart(grant_id=str(item["id"]), usable=usable.amount, pending=pending,
+                                  expires_at=tr._end(expires, config), priority=priority)
         rows.setdefault(usable.unit_key, []).append((part, usable, item))
     return [
         bc.Balance(
@@ -210,8 +198,16 @@ def plans_entry(entry: Mapping[str, Any], customer_id: str, credit_type: Mapping
 
     Kind from Metronome's ``reason``: an expiration → expired (−), an invoice deduction →
     consumed (−, reference: the invoice), a positive grant entry → granted (+), anything else
-    adjusted with its own sign.
+    adjusted with its own sign. An entry of the wrong shape is ``InvalidResponseError``
+    (``bc.reading_vendor_payload``).
     """
+    with bc.reading_vendor_payload(config.provider, "listEntries entry", entry):
+        return _plans_entry(entry, customer_id, credit_type, config)
+
+
+def _plans_entry(entry: Mapping[str, Any], customer_id: str,
+                 credit_type: Mapping[str, Any] | None,
+                 config: tr.TranslationConfig) -> bc.LedgerEntry:
     amount = tr.to_decimal(entry["amount"])
     kind, signed = _plans_kind(entry, amount)
     money = _money(signed, credit_type, config)
@@ -236,21 +232,17 @@ def plans_entries(data: Sequence[Mapping[str, Any]], customer_id: str,
     ``grant_id`` is given; Metronome has no such filter)."""
     out = []
     for customer in data:
-        if customer.get("customer_id") != customer_id:
-            continue
-        try:
+        with bc.reading_vendor_payload(config.provider, "listEntries customer", customer):
+            if customer.get("customer_id") != customer_id:
+                continue
             ledgers = [(ledger.get("credit_type"), list(ledger.get("entries") or ()))
                        for ledger in customer.get("ledgers") or ()]
-        except _READ_ERRORS as error:
-            raise _problem("listEntries ledgers", customer, error, config.provider) from None
         for credit_type, entries in ledgers:
             for entry in entries:
-                try:
+                with bc.reading_vendor_payload(config.provider, "listEntries entry", entry):
                     if grant_id is not None and entry.get("credit_grant_id") != grant_id:
                         continue
-                    read = plans_entry(entry, customer_id, credit_type, config)
-                except _READ_ERRORS as error:
-                    raise _problem("listEntries entry", entry, error, config.provider) from None
+                read = plans_entry(entry, customer_id, credit_type, config)
                 if since is None or read.at >= since:
                     out.append(read)
     return out
@@ -289,8 +281,13 @@ def plans_edit_body(grant_id: str, update: bc.GrantUpdate, config: tr.Translatio
 # -- metronome (customer credits) ----------------------------------------------------------
 
 
-def _credits_only(items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [i for i in items if i.get("type") == "CREDIT"]
+def _credits_only(items: Iterable[Mapping[str, Any]], provider: str) -> list[Mapping[str, Any]]:
+    out = []
+    for item in items:
+        with bc.reading_vendor_payload(provider, "customerBalances item", item):
+            if item.get("type") == "CREDIT":
+                out.append(item)
+    return out
 
 
 def credits_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
@@ -298,22 +295,19 @@ def credits_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
                      unit: str | None = None) -> list[bc.Balance]:
     """One ``Balance`` per credit type from ``customerBalances/list`` items (credits only)."""
     rows: dict[str, list[tuple[bc.BalancePart, bc.Money, Mapping[str, Any]]]] = {}
-    for item in _credits_only(items):
-        try:
+    for item in _credits_only(items, config.provider):
+        with bc.reading_vendor_payload(config.provider, "customerBalances item", item):
             schedule = item.get("access_schedule") or {}
             credit_type = schedule.get("credit_type")
             usable = _money(item.get("balance") or 0, credit_type, config)
             ends = [tr.parse_time(s["ending_before"]) for s in schedule.get("schedule_items") or ()]
             priority = tr.to_decimal(item["priority"]) if item.get("priority") is not None else None
-        except _READ_ERRORS as error:
-            raise _problem(f"customerBalances item {item.get('id')!r}", item, error,
-                           config.provider) from None
-        if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
-            continue
-        current = [e for e in ends if e > now]
-        part = bc.BalancePart(
-            grant_id=tr.credit_id(customer_id, str(item["id"])), usable=usable.amount,
-            expires_at=tr._end(min(current), config) if current else None, priority=priority)
+            if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
+                continue
+            current = [e for e in ends if e > now]
+            part = bc.BalancePart(
+                grant_id=tr.credit_id(customer_id, str(item["id"])), usable=usable.amount,
+                expires_at=tr._end(min(current), config) if current else None, priority=priority)
         rows.setdefault(usable.unit_key, []).append((part, usable, item))
     return [
         bc.Balance(
@@ -353,8 +347,8 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
     ``at`` this is what is left if no more usage is recorded.
     """
     rows: dict[str, list[tuple[bc.BalancePart, bc.Money, Mapping[str, Any]]]] = {}
-    for item in _credits_only(items):
-        try:
+    for item in _credits_only(items, config.provider):
+        with bc.reading_vendor_payload(config.provider, "customerBalances item", item):
             schedule = item.get("access_schedule") or {}
             credit_type = schedule.get("credit_type")
             open_segments = {}
@@ -374,14 +368,11 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
             usable = _money(max(total, Decimal(0)), credit_type, config)
             ends = [tr.parse_time(s["ending_before"]) for s in open_segments.values()]
             priority = tr.to_decimal(item["priority"]) if item.get("priority") is not None else None
-        except _READ_ERRORS as error:
-            raise _problem(f"customerBalances item {item.get('id')!r}", item, error,
-                           config.provider) from None
-        if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
-            continue
-        part = bc.BalancePart(
-            grant_id=tr.credit_id(customer_id, str(item["id"])), usable=usable.amount,
-            expires_at=tr._end(min(ends), config) if ends else None, priority=priority)
+            if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
+                continue
+            part = bc.BalancePart(
+                grant_id=tr.credit_id(customer_id, str(item["id"])), usable=usable.amount,
+                expires_at=tr._end(min(ends), config) if ends else None, priority=priority)
         rows.setdefault(usable.unit_key, []).append((part, usable, item))
     return [
         bc.Balance(
@@ -414,15 +405,13 @@ def credit_entries(item: Mapping[str, Any], customer_id: str, config: tr.Transla
     types (canceled, credited, manual, seat-based adjustment, rollover) → adjusted with their
     own sign. Metronome reports no running balance for credits.
     """
-    try:
+    with bc.reading_vendor_payload(config.provider, "customerBalances item", item):
         credit_type = (item.get("access_schedule") or {}).get("credit_type")
         grant_id = tr.credit_id(customer_id, str(item["id"]))
         ledger = list(item.get("ledger") or ())
-    except _READ_ERRORS as error:
-        raise _problem("customerBalances item", item, error, config.provider) from None
     out = []
     for entry in ledger:
-        try:
+        with bc.reading_vendor_payload(config.provider, "credit ledger entry", entry):
             kind = _CREDIT_KINDS.get(str(entry.get("type")), bc.LedgerKind.ADJUSTED)
             amount = tr.to_decimal(entry["amount"])
             if kind is bc.LedgerKind.GRANTED:
@@ -437,15 +426,25 @@ def credit_entries(item: Mapping[str, Any], customer_id: str, config: tr.Transla
                 reference=str(invoice) if invoice else None,
                 raw=dict(entry),
             )
-        except _READ_ERRORS as error:
-            raise _problem(f"ledger entry of credit {item.get('id')!r}", entry, error,
-                           config.provider) from None
         if since is None or read.at >= since:
             out.append(read)
     return out
 
 
 # -- flows -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _answered(reply: Reply) -> Iterator[None]:
+    """An unreadable item of ``reply`` (``InvalidResponseError``) carries its request id."""
+    try:
+        yield
+    except bc.InvalidResponseError as error:
+        if error.request_id is None:
+            error.request_id = reply.request_id
+        if error.status is None:
+            error.status = 200
+        raise
 
 
 def _follow(provider: str, cursor: str | None, seen: set[str]) -> str | None:
@@ -493,7 +492,8 @@ def plans_ledger_flow(provider: MetronomePlansProvider, customer_id: str, grant_
         query["next_page"] = cursor
     page = yield provider._http.call(LIST_ENTRIES, body, query=query, label="listEntries")
     found, following = _data(page, "listEntries", provider.name)
-    entries = plans_entries(found, customer_id, provider.config, grant_id, since)
+    with _answered(page):
+        entries = plans_entries(found, customer_id, provider.config, grant_id, since)
     return bc.LedgerPage(entries, following, request_id=page.request_id)
 
 
@@ -552,8 +552,9 @@ def credits_ledger_flow(provider: MetronomeCreditsProvider, customer_id: str,
     page = yield provider._http.call(LIST_BALANCES, _balances_body(customer_id, cursor, **extra),
                                      label="customerBalances/list")
     found, following = _data(page, "customerBalances/list", provider.name)
-    entries = [e for item in _credits_only(found)
-               for e in credit_entries(item, customer_id, provider.config, since)]
+    with _answered(page):
+        entries = [e for item in _credits_only(found, provider.name)
+                   for e in credit_entries(item, customer_id, provider.config, since)]
     return bc.LedgerPage(entries, following, request_id=page.request_id)
 
 

@@ -453,8 +453,9 @@ class _MetronomeProvider(bc.Provider):
         """Read one item that must be readable (a get, a create's read-back)."""
         try:
             return read()
-        except Exception as error:  # hostile data fails in any way
-            problem = " ".join(str(error).split()) or type(error).__name__
+        except Exception as error:  # readers raise InvalidResponseError (reading_vendor_payload)
+            problem = error.message if isinstance(error, bc.ProviderError) else (
+                " ".join(str(error).split()) or type(error).__name__)
             raise bc.InvalidResponseError(
                 f"Metronome returned an item that cannot be read as a grant: {problem[:300]}",
                 provider=self.name, status=200, body=bc.excerpt(item),

@@ -513,8 +513,16 @@ def grant_from_item(
     credit types become ``CreditUnit(id, name)``. ``balance`` is what the customer can still
     use (see ``grant_balance``). ``raw`` is the item as received plus ``_summary``: both
     balances, their date, the rule that chose the balance, and the deductions and pending
-    deductions summed.
+    deductions summed. An item of the wrong shape is ``InvalidResponseError``
+    (``bc.reading_vendor_payload``), never any other exception.
     """
+    with bc.reading_vendor_payload(provider, "listGrants item", item):
+        return _grant_from_item(item, config, now, provider=provider)
+
+
+def _grant_from_item(
+    item: Mapping[str, Any], config: TranslationConfig, now: datetime, *, provider: str
+) -> bc.CreditGrant:
     fields: dict[str, str] = {str(k): str(v) for k, v in (item.get("custom_fields") or {}).items()}
     amount = money_from_vendor(item["grant_amount"]["amount"],
                                item["grant_amount"].get("credit_type"), config)
@@ -754,15 +762,24 @@ def credit_from_item(
     ``raw``); several read as ``schedule`` with their segment ids. An end at or after the
     far-future date reads as None (never). ``balance`` follows the neutral meaning (what is
     left to use, now or later): Metronome's usable-now balance, present when the list asked for
-    it, plus the full amounts of segments that have not started yet.
+    it, plus the full amounts of segments that have not started yet. An item of the wrong
+    shape is ``InvalidResponseError`` (``bc.reading_vendor_payload``), never any other exception.
     """
+    with bc.reading_vendor_payload(provider, "credit", item):
+        return _credit_from_item(item, customer_id, config, now, provider=provider)
+
+
+def _credit_from_item(
+    item: Mapping[str, Any], customer_id: str, config: TranslationConfig, now: datetime,
+    *, provider: str,
+) -> bc.CreditGrant:
     fields: dict[str, str] = {str(k): str(v) for k, v in (item.get("custom_fields") or {}).items()}
     schedule_data = item.get("access_schedule") or {}
     credit_type = schedule_data.get("credit_type")
     items = list(schedule_data.get("schedule_items") or ())
     if not items:
-        raise bc.ProviderError(f"credit {item.get('id')!r} has no access schedule",
-                               provider=provider)
+        raise bc.InvalidResponseError(f"credit {item.get('id')!r} has no access schedule",
+                                      provider=provider, body=bc.excerpt(item))
     amounts = [money_from_vendor(s["amount"], credit_type, config) for s in items]
     total = amounts[0].with_amount(sum((m.amount for m in amounts), Decimal(0)))
     starts = [parse_time(s["starting_at"]) for s in items]

@@ -94,6 +94,7 @@ so it is not adopted: ties are broken by grant id and reported by the engine."""
 # -- balance ---------------------------------------------------------------------------------
 
 
+@bc.reads_vendor_payload(tr.PROVIDER_NAME, "credit balance summary")
 def summary_values(summary: Mapping[str, Any], currency: str) -> tuple[int, int]:
     """``(available_balance, ledger_balance)`` in minor units of ``currency`` from a credit
     balance summary (zeros when Stripe lists no balance in it)."""
@@ -130,8 +131,9 @@ def balances_from_summaries(
         currency = grant.amount.currency
         assert currency is not None  # Stripe grants are monetary
         available, ledger = summary_values(summary, currency)
-        usable = tr.from_minor_units(currency, min(available, ledger)).amount
-        pending = tr.from_minor_units(currency, max(ledger - available, 0)).amount
+        with bc.reading_vendor_payload(tr.PROVIDER_NAME, "credit balance summary", summary):
+            usable = tr.from_minor_units(currency, min(available, ledger)).amount
+            pending = tr.from_minor_units(currency, max(ledger - available, 0)).amount
         by_currency.setdefault(currency, []).append((grant, usable, pending, summary))
     balances = []
     for currency, rows in sorted(by_currency.items()):
@@ -191,6 +193,7 @@ def _bad(obj: Mapping[str, Any], problem: str) -> bc.InvalidResponseError:
         body=bc.excerpt(dict(obj)))
 
 
+@bc.reads_vendor_payload(tr.PROVIDER_NAME, "credit balance transaction")
 def entry_from_transaction(obj: Mapping[str, Any], customer_id: str) -> bc.LedgerEntry:
     """A ``billing.credit_balance_transaction`` as a neutral ledger entry (exact, signed).
 
@@ -198,7 +201,8 @@ def entry_from_transaction(obj: Mapping[str, Any], customer_id: str) -> bc.Ledge
     adjusted (+, credits given back; reference: the invoice). ``debit``: ``credits_applied`` →
     consumed (−, reference: the invoice), ``credits_expired`` → expired (−),
     ``credits_voided`` → voided (−). A sub-type Stripe adds later reads as adjusted, signed by
-    ``credit``/``debit``. Anything else is refused (``InvalidResponseError``), never guessed.
+    ``credit``/``debit``. Anything else is refused (``InvalidResponseError``), never guessed:
+    a transaction of the wrong shape raises nothing else (``bc.reads_vendor_payload``).
     """
     kind_name = obj.get("type")
     if kind_name not in ("credit", "debit"):
@@ -219,15 +223,15 @@ def entry_from_transaction(obj: Mapping[str, Any], customer_id: str) -> bc.Ledge
         raise _bad(obj, f"amount value {value!r} is not a non-negative integer")
     if not isinstance(currency, str):
         raise _bad(obj, f"currency {currency!r} is not a string")
-    try:
-        money = tr.from_minor_units(currency, value)
-    except (TypeError, ValueError, bc.InvalidGrantError) as error:
-        raise _bad(obj, str(error)) from None
+    money = tr.from_minor_units(currency, value)
     if kind_name == "debit":
         money = money.with_amount(-money.amount)
     stamp = obj.get("effective_at", obj.get("created"))
     if isinstance(stamp, bool) or not isinstance(stamp, int):
         raise _bad(obj, f"effective_at {stamp!r} is not a Unix timestamp")
+    for field in ("id", "credit_grant"):
+        if obj.get(field) is not None and _id_of(obj.get(field)) is None:
+            raise _bad(obj, f"{field} {obj.get(field)!r} is not an id")
     reference = None
     applied = detail.get(sub) if isinstance(sub, str) else None
     if isinstance(applied, Mapping):
@@ -335,12 +339,12 @@ def _items(provider: StripeProvider, answer: Answer, what: str) -> tuple[list[di
 
 def _each(answer: Answer, what: str, items: Iterable[dict[str, Any]],
           read: Callable[[dict[str, Any]], T]) -> list[T]:
-    """``read`` of every item of a validated answer; any failure on hostile data is
-    ``InvalidResponseError`` with the request id."""
+    """``read`` (a reader decorated with ``bc.reads_vendor_payload``) of every item of a
+    validated answer; an unreadable item is ``InvalidResponseError`` with the request id."""
     try:
         return [read(item) for item in items]
-    except Exception as error:  # hostile data may fail in any way
-        problem = " ".join(str(error).split()) or type(error).__name__
+    except bc.ProviderError as error:
+        problem = error.message
     raise answer.invalid(f"{what}: {problem}")
 
 

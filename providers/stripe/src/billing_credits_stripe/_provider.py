@@ -522,9 +522,9 @@ class StripeProvider(bc.Provider):
         data = answer.mapping("billing.credit_grant")
         try:
             return tr.from_stripe(data, now=self._clock())
-        except Exception as error:  # hostile data may fail in any way
-            problem = " ".join(str(error).split()) or type(error).__name__
-        raise answer.invalid(f"credit grant {data.get('id')!r}: {problem}")
+        except bc.ProviderError as error:  # the only error reading raises (reads_vendor_payload)
+            problem = error.message
+        raise answer.invalid(problem)
 
     def _with_balance(self, grant: bc.CreditGrant) -> bc.Flow[bc.CreditGrant]:
         """``grant`` with its balance when ``include_balance`` is on."""
@@ -558,9 +558,9 @@ class StripeProvider(bc.Provider):
         data = answer.mapping("billing.credit_balance_summary")
         try:
             return tr.balance_from_summary(data, grant.amount.currency)
-        except Exception as error:  # hostile data may fail in any way
-            problem = " ".join(str(error).split()) or type(error).__name__
-        raise answer.invalid(f"credit balance summary: {problem}")
+        except bc.ProviderError as error:  # the only error reading raises (reads_vendor_payload)
+            problem = error.message
+        raise answer.invalid(problem)
 
     # -- flows ---------------------------------------------------------------------------
 

@@ -267,8 +267,13 @@ def to_timestamp(moment: datetime) -> int:
 
 
 def from_timestamp(value: int | None) -> datetime | None:
-    """Unix seconds (or None) as a UTC datetime."""
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+    """Unix seconds (or None) as a UTC datetime. Stripe timestamps are integers: anything else
+    (a boolean, a float, a string) is refused with ``TypeError`` rather than read as a time."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Stripe timestamps are integers (Unix seconds), got {value!r}")
+    return datetime.fromtimestamp(value, UTC)
 
 
 # -- checks --------------------------------------------------------------------------------
@@ -496,15 +501,16 @@ def balance_params(customer_id: str, grant_id: str) -> CreditBalanceSummaryRetri
 # -- Stripe → neutral ----------------------------------------------------------------------
 
 
+@bc.reads_vendor_payload(PROVIDER_NAME, "credit grant")
 def status_of(obj: Mapping[str, Any], now: datetime) -> bc.GrantStatus:
     """A Stripe grant's status at ``now``, from ``voided_at``, ``expires_at``, ``effective_at``."""
     if obj.get("voided_at") is not None:
         return bc.GrantStatus.VOIDED
-    expires = obj.get("expires_at")
-    if expires is not None and now.timestamp() >= expires:
+    expires = from_timestamp(obj.get("expires_at"))
+    if expires is not None and now >= expires:
         return bc.GrantStatus.EXPIRED
-    effective = obj.get("effective_at")
-    if effective is not None and now.timestamp() < effective:
+    effective = from_timestamp(obj.get("effective_at"))
+    if effective is not None and now < effective:
         return bc.GrantStatus.SCHEDULED
     return bc.GrantStatus.ACTIVE
 
@@ -513,19 +519,21 @@ def _customer_of(obj: Mapping[str, Any]) -> str:
     customer = obj.get("customer")
     if isinstance(customer, Mapping):
         customer = customer.get("id")
+    account = obj.get("customer_account")
+    for field, value in (("customer", customer), ("customer_account", account)):
+        if value is not None and not isinstance(value, str):
+            raise _bad(obj, f"has a {field} that is not an id ({value!r})")
     if customer:
         return str(customer)
-    account = obj.get("customer_account")
     if account:
         return str(account)
     raise _bad(obj, "has neither customer nor customer_account")
 
 
-def _bad(obj: Mapping[str, Any], problem: str) -> bc.ProviderError:
-    return bc.ProviderError(
+def _bad(obj: Mapping[str, Any], problem: str) -> bc.InvalidResponseError:
+    return bc.InvalidResponseError(
         f"Stripe credit grant {obj.get('id')!r} {problem}; it cannot be read as a neutral grant",
-        provider=PROVIDER_NAME,
-    )
+        provider=PROVIDER_NAME, body=bc.excerpt(obj))
 
 
 def _metadata_of(
@@ -555,7 +563,10 @@ def _scope_of(
     scope_obj = (obj.get("applicability_config") or {}).get("scope") or {}
     prices = scope_obj.get("prices") or []
     if prices:
-        return bc.Scope(price_ids=tuple(str(p.get("id")) for p in prices))
+        ids = [p.get("id") if isinstance(p, Mapping) else p for p in prices]
+        if not isinstance(prices, list) or not all(isinstance(i, str) and i for i in ids):
+            raise _bad(obj, f"has an applicability price that is not an id ({prices!r})")
+        return bc.Scope(price_ids=tuple(ids))
     if scope_obj.get("price_type") != "metered":
         raise _bad(obj, f"has an applicability scope this adapter does not know ({scope_obj!r})")
     if _FLAG_SCOPE_ALL not in flags:
@@ -616,13 +627,16 @@ def _window_of(
     return effective_at, expires_at
 
 
+@bc.reads_vendor_payload(PROVIDER_NAME, "credit grant")
 def from_stripe(
     obj: Mapping[str, Any], *, now: datetime, balance: bc.Money | None = None
 ) -> bc.CreditGrant:
     """A Stripe ``billing.credit_grant`` (as decoded JSON) as a read-back neutral grant.
 
     Fields carried in ``bc_`` metadata come back out; ``priority: null`` reads as 50; what
-    Stripe stored differently from the neutral meaning is listed in ``adjustments``.
+    Stripe stored differently from the neutral meaning is listed in ``adjustments``. A grant
+    of the wrong shape is ``InvalidResponseError`` (``bc.reads_vendor_payload``), never any
+    other exception.
     """
     amount_obj = obj.get("amount") or {}
     monetary = amount_obj.get("monetary")
@@ -665,6 +679,7 @@ def from_stripe(
     return bc.CreditGrant.model_validate(data)
 
 
+@bc.reads_vendor_payload(PROVIDER_NAME, "credit balance summary")
 def balance_from_summary(summary: Mapping[str, Any], currency: str) -> bc.Money:
     """A grant's remaining balance from a credit balance summary filtered to that grant.
 
