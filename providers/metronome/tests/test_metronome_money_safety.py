@@ -445,3 +445,29 @@ def test_the_applications_key_finds_the_migrated_grant(
     assert again.replayed is True
     assert again.id == migrated.id
     assert len(list(target.list_grants(CUSTOMER))) == 1
+
+
+def test_balance_arithmetic_is_exact_not_the_default_28_digits() -> None:
+    """Issue 8.7 on Metronome's readers: a usable balance computed from vendor numbers is never
+    rounded to Python's default 28 digits (which would overstate what is left)."""
+    item = {"balance": {"effective_at": "2026-12-01T00:00:00.000Z",
+                        "excluding_pending": Decimal("1E+27"), "including_pending": 0},
+            "pending_deductions": [{"amount": Decimal("0.001")}]}
+    expires = datetime(2026, 11, 20, tzinfo=UTC)
+    assert tr.grant_balance(item, expires_at=expires, now=NOW)[0] == Decimal(
+        "999999999999999999999999999.999")
+    # a customer credit's total and balance over segments of very different sizes
+    config = MetronomeCreditsProvider(bearer_token=TOKEN, product_id=PRODUCT).config
+    unit = {"id": "fa2f1b3d-9d52-4951-a099-25991fd394d6", "name": "cloud consumption units"}
+    credit = {
+        "id": "6162d87b-e5db-4a33-b7f2-76ce6ead4e85", "type": "CREDIT", "priority": 1,
+        "product": {"id": PRODUCT, "name": "credits"}, "balance": Decimal("0.001"),
+        "access_schedule": {"credit_type": unit, "schedule_items": [
+            {"id": "a", "amount": Decimal("0.001"), "starting_at": "2026-11-01T00:00:00.000Z",
+             "ending_before": "2026-12-01T00:00:00.000Z"},
+            {"id": "b", "amount": Decimal("1E+27"), "starting_at": "2026-12-01T00:00:00.000Z",
+             "ending_before": "2027-01-01T00:00:00.000Z"}]}}
+    read = tr.credit_from_item(credit, CUSTOMER, config, NOW, provider="metronome")
+    assert read.amount.amount == Decimal("1000000000000000000000000000.001")
+    assert read.balance is not None
+    assert read.balance.amount == Decimal("1000000000000000000000000000.001")
