@@ -784,3 +784,34 @@ def test_cli_apply_without_the_plans_target_settings_creates_nothing(
     assert list(bc.get_provider("local", path=str(default)).list_grants()) == []
     result = runner.invoke(cli, ["migrate", "apply", str(plan), "-T", f"path={chosen}"])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("amount_mode", ["original", "remaining"])
+def test_a_later_plan_gives_a_split_grant_the_same_keys(
+        source: bc.Provider, tmp_path: Path, amount_mode: str) -> None:
+    """Issue 8.1: apply finds what an earlier apply made by key, so a re-plan must give each
+    target grant the key it had. A scheduled grant split for a one-segment target keeps its
+    per-window keys when, later, only one window is left (one ended, or usage emptied all but
+    the last): it does not switch to the application's key and create that window again."""
+    source.create_grant(bc.CreditGrant(
+        customer_id="cus_1", amount=usd("60"), idempotency_key="K",
+        schedule=(bc.Segment(amount=Decimal(30), starts_at=NOW - timedelta(days=1),
+                             ends_before=NOW + timedelta(days=1)),
+                  bc.Segment(amount=Decimal(30), starts_at=NOW + timedelta(days=1),
+                             ends_before=NOW + timedelta(days=30)))))
+    target = Stripeish(tmp_path / "t.db")
+    first = bc.plan_migration(source, target, amount_mode=amount_mode, now=NOW)
+    assert len(first.to_create) == 2
+    assert asyncio.run(bc.apply_plan(first, target, journal=tmp_path / "j1.db")).created == 2
+
+    if amount_mode == "remaining":  # usage empties the current window
+        source.consume("cus_1", usd("30"), at=NOW, reference="use-1")
+        later = NOW
+    else:  # the current window ends
+        later = NOW + timedelta(days=1, hours=1)
+    again = bc.plan_migration(source, target, amount_mode=amount_mode, now=later)
+    [item] = again.to_create
+    assert item.key in {i.key for i in first.to_create}
+    report = asyncio.run(bc.apply_plan(again, target, journal=tmp_path / "j2.db"))
+    assert (report.created, report.already_done) == (0, 1)
+    assert len(list(target.list_grants("cus_1"))) == 2

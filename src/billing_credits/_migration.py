@@ -484,7 +484,10 @@ def _decide(
     allotted = _allot(grant, amount_mode, now, changes)
     common: dict[str, Any] = {"customer_id": target_customer, "scope": scope}
     max_segments = target.capabilities.max_segments
-    if grant.schedule is None or max_segments is None or len(allotted) <= max_segments:
+    # Split or not by the source's own schedule, never by the windows still live: a later plan
+    # (a window ended, usage emptied one) must give each target grant the key it had, since
+    # apply finds what an earlier apply made by key.
+    if grant.schedule is None or max_segments is None or len(grant.segments) <= max_segments:
         # One target grant: it takes over the application's own key, so that a create the
         # application repeats with it on the target finds this grant.
         window = _window(grant, allotted)

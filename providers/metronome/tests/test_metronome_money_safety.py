@@ -4,6 +4,7 @@ bill, retire timing and idempotent retires, replayed creates, pages in O(page si
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -410,3 +411,63 @@ def test_set_up_helper_registers_the_test_keys() -> None:
     fake = set_up(MetronomeFake(token=TOKEN))
     assert "x_account_id" in fake.field_keys["credit_grant"]
     assert not fake.requests
+
+
+# -- 8.11: the application's own key after a migration ------------------------------------
+
+
+@pytest.mark.parametrize("target_name", ["metronome-plans", "metronome"])
+def test_the_applications_key_finds_the_migrated_grant(
+    fake: MetronomeFake, tmp_path: Path, target_name: str,
+) -> None:
+    """After cut-over, the application re-sends its own create (original amount, its own
+    metadata) with its own key: Metronome answers 409, and the library returns the migrated
+    grant, which took over that key with what was left and provenance custom fields, instead of
+    a ConflictError."""
+    source = bc.get_provider("local", path=str(tmp_path / "s.db"))
+    welcome = grant(datetime(2027, 6, 1, tzinfo=UTC), idempotency_key="welcome-1",
+                    metadata={"n": "1"})
+    source.create_grant(welcome)
+    source.consume(CUSTOMER, usd("30.00"), at=datetime(2026, 11, 5, tzinfo=UTC),
+                   reference="use-1")
+    target = plans(fake) if target_name == "metronome-plans" else credits(
+        fake, async_http_client=httpx.AsyncClient(transport=FakeTransport(fake)))
+    plan = bc.plan_migration(source, target, now=NOW)
+    [item] = plan.to_create
+    assert item.key == "welcome-1"
+    assert item.grant is not None
+    assert item.grant.amount == usd("70.00")
+
+    assert asyncio.run(bc.apply_plan(plan, target, journal=tmp_path / "j.db")).created == 1
+    [migrated] = list(target.list_grants(CUSTOMER))
+
+    again = target.create_grant(welcome)  # the application, after cut-over
+    assert again.replayed is True
+    assert again.id == migrated.id
+    assert len(list(target.list_grants(CUSTOMER))) == 1
+
+
+def test_balance_arithmetic_is_exact_not_the_default_28_digits() -> None:
+    """Issue 8.7 on Metronome's readers: a usable balance computed from vendor numbers is never
+    rounded to Python's default 28 digits (which would overstate what is left)."""
+    item = {"balance": {"effective_at": "2026-12-01T00:00:00.000Z",
+                        "excluding_pending": Decimal("1E+27"), "including_pending": 0},
+            "pending_deductions": [{"amount": Decimal("0.001")}]}
+    expires = datetime(2026, 11, 20, tzinfo=UTC)
+    assert tr.grant_balance(item, expires_at=expires, now=NOW)[0] == Decimal(
+        "999999999999999999999999999.999")
+    # a customer credit's total and balance over segments of very different sizes
+    config = MetronomeCreditsProvider(bearer_token=TOKEN, product_id=PRODUCT).config
+    unit = {"id": "fa2f1b3d-9d52-4951-a099-25991fd394d6", "name": "cloud consumption units"}
+    credit = {
+        "id": "6162d87b-e5db-4a33-b7f2-76ce6ead4e85", "type": "CREDIT", "priority": 1,
+        "product": {"id": PRODUCT, "name": "credits"}, "balance": Decimal("0.001"),
+        "access_schedule": {"credit_type": unit, "schedule_items": [
+            {"id": "a", "amount": Decimal("0.001"), "starting_at": "2026-11-01T00:00:00.000Z",
+             "ending_before": "2026-12-01T00:00:00.000Z"},
+            {"id": "b", "amount": Decimal("1E+27"), "starting_at": "2026-12-01T00:00:00.000Z",
+             "ending_before": "2027-01-01T00:00:00.000Z"}]}}
+    read = tr.credit_from_item(credit, CUSTOMER, config, NOW, provider="metronome")
+    assert read.amount.amount == Decimal("1000000000000000000000000000.001")
+    assert read.balance is not None
+    assert read.balance.amount == Decimal("1000000000000000000000000000.001")

@@ -157,8 +157,8 @@ def plans_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
                 continue
             credit_type = item["grant_amount"].get("credit_type")
             usable = _money(item["balance"]["excluding_pending"], credit_type, config)
-            pending = _money(sum((abs(tr.to_decimal(e["amount"]))
-                                  for e in item.get("pending_deductions") or ()), Decimal(0)),
+            pending = _money(bc.exact_sum(tr.to_decimal(e["amount"]).copy_abs()
+                                          for e in item.get("pending_deductions") or ()),
                              credit_type, config).amount
             priority = tr.to_decimal(item["priority"]) if item.get("priority") is not None else None
             if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
@@ -356,7 +356,7 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
                 if tr.parse_time(segment["starting_at"]) <= at < tr.parse_time(
                         segment["ending_before"]):
                     open_segments[segment.get("id")] = segment
-            total = sum((tr.to_decimal(s["amount"]) for s in open_segments.values()), Decimal(0))
+            changes = [tr.to_decimal(s["amount"]) for s in open_segments.values()]
             for entry in item.get("ledger") or ():
                 if entry.get("type") == "CREDIT_SEGMENT_START":
                     continue
@@ -364,7 +364,8 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
                     continue
                 segment_id = entry.get("segment_id")
                 if segment_id is None or segment_id in open_segments:
-                    total += _signed(entry)
+                    changes.append(_signed(entry))
+            total = bc.exact_sum(changes)  # never rounded to the default 28 digits
             usable = _money(max(total, Decimal(0)), credit_type, config)
             ends = [tr.parse_time(s["ending_before"]) for s in open_segments.values()]
             priority = tr.to_decimal(item["priority"]) if item.get("priority") is not None else None

@@ -552,6 +552,15 @@ def _same_number(a: Any, b: Any) -> bool:
     return tr.to_decimal(a) == tr.to_decimal(b)
 
 
+def _took_over_key(item: Mapping[str, Any], key: str) -> bool:
+    """Whether the stored item is a migrated grant or credit that took over the application's
+    key ``key`` (custom field ``migrated_from_key``, see ``CreditGrant.took_over_key``): the
+    application's own create repeated after cut-over finds it, whatever the migration changed
+    (the amount left, provenance custom fields)."""
+    fields = item.get("custom_fields")
+    return isinstance(fields, Mapping) and fields.get(bc.MIGRATED_KEY) == key
+
+
 def _same_time(a: Any, b: Any) -> bool:
     return tr.parse_time(str(a)) == tr.parse_time(str(b))
 
@@ -663,8 +672,8 @@ class MetronomePlansProvider(_MetronomeProvider):
                     idempotency_key, "by a grant that is not listed (voided, or another "
                     "customer's)", conflict) from conflict
             try:
-                differs = self._differences(payload, item,
-                                            start_defaulted=grant.effective_at is None)
+                differs = [] if _took_over_key(item, idempotency_key) else self._differences(
+                    payload, item, start_defaulted=grant.effective_at is None)
             except Exception:  # hostile stored item: not provably the same grant
                 differs = ["(unreadable stored fields)"]
             if differs:
@@ -889,8 +898,9 @@ class MetronomeCreditsProvider(_MetronomeProvider):
                     "customer (archived, contract-level, or another customer's)",
                     conflict) from conflict
             try:
-                differs = self._differences(payload, item, start_defaulted=grant.effective_at
-                                            is None and grant.schedule is None)
+                differs = [] if _took_over_key(item, idempotency_key) else self._differences(
+                    payload, item, start_defaulted=grant.effective_at is None
+                    and grant.schedule is None)
             except Exception:  # hostile stored item: not provably the same credit
                 differs = ["(unreadable stored fields)"]
             if differs:

@@ -499,7 +499,7 @@ def _ledger_summary(entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     listed = list(entries)
     return {
         "count": len(listed),
-        "amount": str(sum((to_decimal(e.get("amount", 0)) for e in listed), Decimal(0))),
+        "amount": str(bc.exact_sum(to_decimal(e.get("amount", 0)) for e in listed)),
         "invoice_ids": sorted({str(e["invoice_id"]) for e in listed if e.get("invoice_id")}),
     }
 
@@ -583,12 +583,12 @@ def _pending_total(entries: Any) -> Decimal | None:
     """
     if not isinstance(entries, list):
         return None
-    total = Decimal(0)
+    amounts = []
     for entry in entries:
         if not isinstance(entry, Mapping) or entry.get("amount") is None:
             return None
-        total += abs(to_decimal(entry["amount"]))
-    return total
+        amounts.append(to_decimal(entry["amount"]).copy_abs())
+    return bc.exact_sum(amounts)  # never rounded to the default 28 digits
 
 
 def grant_balance(item: Mapping[str, Any], *, expires_at: datetime,
@@ -638,7 +638,8 @@ def grant_balance(item: Mapping[str, Any], *, expires_at: datetime,
     pending = _pending_total(item.get("pending_deductions"))
     if pending is None:
         return max(posted, Decimal(0)), "excluding_pending (pending deductions not listed)"
-    return max(posted - pending, Decimal(0)), "excluding_pending - pending_deductions"
+    return max(bc.exact_sum((posted, pending.copy_negate())), Decimal(0)), \
+        "excluding_pending - pending_deductions"
 
 
 def _priority_in(value: Any, fields: Mapping[str, str],
@@ -781,7 +782,7 @@ def _credit_from_item(
         raise bc.InvalidResponseError(f"credit {item.get('id')!r} has no access schedule",
                                       provider=provider, body=bc.excerpt(item))
     amounts = [money_from_vendor(s["amount"], credit_type, config) for s in items]
-    total = amounts[0].with_amount(sum((m.amount for m in amounts), Decimal(0)))
+    total = amounts[0].with_amount(bc.exact_sum(m.amount for m in amounts))
     starts = [parse_time(s["starting_at"]) for s in items]
     ends = [parse_time(s["ending_before"]) for s in items]
     schedule: tuple[bc.Segment, ...] | None = None
@@ -797,9 +798,9 @@ def _credit_from_item(
     balance = None
     if item.get("balance") is not None:
         usable_now = money_from_vendor(item["balance"], credit_type, config)
-        future = sum((m.amount for m, start in zip(amounts, starts, strict=True) if start > now),
-                     Decimal(0))
-        balance = usable_now.with_amount(usable_now.amount + future)
+        future = bc.exact_sum(m.amount for m, start in zip(amounts, starts, strict=True)
+                              if start > now)
+        balance = usable_now.with_amount(bc.exact_sum((usable_now.amount, future)))
     created = item.get("created_at")
     return bc.CreditGrant(
         customer_id=customer_id,
