@@ -192,6 +192,7 @@ class MetronomeFake:
         self._grant_order: list[str] = []
         self._grants_by_customer: dict[str, list[str]] = {}
         self._credits_by_customer: dict[str, list[str]] = {}
+        self._credits_indexed = 0  # how many credits the per-customer index holds
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self.credit_ledgers: dict[str, list[dict[str, Any]]] = {}
         self.grant_draws: list[dict[str, Any]] = []
@@ -414,10 +415,11 @@ class MetronomeFake:
             for grant_id, grant in self.grants.items():
                 self._grants_by_customer.setdefault(grant.item["customer_id"], []).append(
                     grant_id)
-        if sum(len(v) for v in self._credits_by_customer.values()) != len(self.credits):
+        if self._credits_indexed != len(self.credits):  # O(1) check: pages cost O(page size)
             self._credits_by_customer = {}
             for credit_id, credit in self.credits.items():
                 self._credits_by_customer.setdefault(credit.customer_id, []).append(credit_id)
+            self._credits_indexed = len(self.credits)
 
     def _period_end(self) -> str:
         now = self.clock()
@@ -666,6 +668,7 @@ class MetronomeFake:
             self.credit_keys[key] = credit_id
         self.credits[credit_id] = _Credit(customer, item, segments)
         self._credits_by_customer.setdefault(customer, []).append(credit_id)
+        self._credits_indexed += 1
         return {"data": {"id": credit_id}}
 
     def _credit_view(self, credit: _Credit, *, balance: bool, ledgers: bool) -> dict[str, Any]:
