@@ -875,10 +875,15 @@ def sandbox(directory: str, only: tuple[str, ...], as_json: bool) -> None:
                     "files": [str(folder / name) for name in box.files],
                     "env_file": str(env_file)}))
         else:
-            click.echo("\nPoint the providers at the sandbox (in another shell):\n")
+            from ._secrets import redact
+
+            click.echo(f"\nPoint the providers at the sandbox (in another shell):\n\n  . {env_file}\n")
+            click.echo("which sets:")
             for line in lines:
                 click.echo(f"  {line}")
-            click.echo(f"\nor: . {env_file}\nServing on loopback only; Ctrl-C stops.")
+            if any(redact(line) != line for line in lines):
+                click.echo(f"(secret values are masked here; {env_file} holds them)")
+            click.echo("\nServing on loopback only; Ctrl-C stops.")
         sys.stdout.flush()
         try:
             while not stop.wait(0.5):
