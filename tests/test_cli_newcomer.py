@@ -105,6 +105,19 @@ def test_grants_get_shows_every_field(db: Path, tmp_path: Path) -> None:
         assert text in out, text
 
 
+@pytest.mark.parametrize("width", [40, 60, 80])
+def test_grants_get_never_cuts_an_id_on_a_narrow_terminal(
+    width: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(width))
+    grant = read_back(metadata={"migrated_from_grant": "78465f9c-78e4-4985-a96f-425d9b42ab22"})
+    _cli._detail(grant)
+    lines = capsys.readouterr().out.splitlines()
+    assert grant.id is not None
+    for whole in (grant.id, "78465f9c-78e4-4985-a96f-425d9b42ab22", "price_type=metered"):
+        assert any(whole in line for line in lines), whole
+
+
 def test_a_grant_with_adjustments_shows_them_in_get(capsys: pytest.CaptureFixture[str]) -> None:
     _cli._detail(read_back())
     out = capsys.readouterr().out

@@ -81,3 +81,29 @@ def test_sandbox_json_lines_then_stops_cleanly(tmp_path: Path) -> None:
     _, err = server.communicate(timeout=30)
     assert server.returncode == 0
     assert "sandbox stopped" in err
+
+
+def test_sandbox_text_says_which_file_to_source_and_that_masked_values_are_in_it(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "box"
+    command = [str(Path(sys.executable).parent / "billing-credits"), "sandbox", "--only", "stripe",
+               "--dir", str(folder)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    lines = []
+    for line in server.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("Serving on loopback"):
+            break
+    server.send_signal(signal.SIGINT)
+    server.communicate(timeout=30)
+    assert f"  . {folder / 'sandbox.env'}" in lines
+    # A line printed masked (a secret setting) cannot be pasted: the output says where it is.
+    assert any("[REDACTED]" in line for line in lines)
+    assert f"(secret values are masked here; {folder / 'sandbox.env'} holds them)" in lines
+    assert "export STRIPE_API_KEY=sk_test_sandbox" in (folder / "sandbox.env").read_text()

@@ -418,7 +418,17 @@ def _detail(grant: Any) -> None:
             if name == "schedule" and value is None:
                 value = "one window (effective_at to expires_at)"
             add(name, value)
-    _console().print(table)
+    console = _console()
+    # Values fold at spaces; a word (an id, a key, a URL) is never cut: when the longest word
+    # does not fit beside the field names, print wider and let the terminal wrap the line.
+    names = [str(cell) for cell in table.columns[0].cells]
+    words = [word for cell in table.columns[1].cells for word in str(cell).split()]
+    needed = max(map(len, names), default=0) + 2 + max(map(len, words), default=0)
+    if needed > console.width:
+        from rich.console import Console
+
+        console = Console(file=console.file, width=needed, highlight=False, soft_wrap=False)
+    console.print(table)
 
 
 def _when(moment: Any) -> str:
@@ -865,10 +875,15 @@ def sandbox(directory: str, only: tuple[str, ...], as_json: bool) -> None:
                     "files": [str(folder / name) for name in box.files],
                     "env_file": str(env_file)}))
         else:
-            click.echo("\nPoint the providers at the sandbox (in another shell):\n")
+            from ._secrets import redact
+
+            click.echo(f"\nPoint the providers at the sandbox (in another shell):\n\n  . {env_file}\n")
+            click.echo("which sets:")
             for line in lines:
                 click.echo(f"  {line}")
-            click.echo(f"\nor: . {env_file}\nServing on loopback only; Ctrl-C stops.")
+            if any(redact(line) != line for line in lines):
+                click.echo(f"(secret values are masked here; {env_file} holds them)")
+            click.echo("\nServing on loopback only; Ctrl-C stops.")
         sys.stdout.flush()
         try:
             while not stop.wait(0.5):
