@@ -17,9 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import billing_credits as bc
 from billing_credits import _secrets as bc_secrets
@@ -27,6 +25,9 @@ from billing_credits import _secrets as bc_secrets
 from . import _ledger as ledger
 from . import _translate as tr
 from ._transport import DEFAULT_BASE_URL, MetronomeHTTP, Reply, created_id, page_of
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["MetronomeCreditsProvider", "MetronomePlansProvider"]
 
