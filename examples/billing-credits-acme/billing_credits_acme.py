@@ -20,11 +20,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 import billing_credits as bc
+
+if TYPE_CHECKING:
+    # httpx is imported where it is used, not here: `billing-credits providers` imports every
+    # plugin to list it, and should not pay for an HTTP client nobody uses yet.
+    import httpx
 
 NAME = "acme"
 DEFAULT_BASE_URL = "https://api.acme.example"
@@ -114,6 +117,8 @@ class AcmeProvider(bc.Provider):
         self.base_url = (base_url or os.environ.get("ACME_BASE_URL") or DEFAULT_BASE_URL)
         bc.check_base_url(self.base_url, credential=True)
         headers = {"Authorization": f"Bearer {key}"}
+        import httpx  # on first use (see the top of the module)
+
         self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
         self._aclient = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30)
 
@@ -159,6 +164,8 @@ class AcmeProvider(bc.Provider):
 
     def _call(self, method: str, path: str, *, body: Any = None, params: Any = None,
               key: str | None = None) -> bc.Call[Any]:
+        import httpx
+
         headers = {"Idempotency-Key": key} if key else {}
 
         def sync() -> Any:
@@ -218,10 +225,14 @@ class AcmeFake:
         self.keys: dict[str, tuple[str, str]] = {}  # idempotency key → (body, credit id)
 
     def error(self, status: int, message: str) -> httpx.Response:
+        import httpx
+
         return httpx.Response(status, json={"error": {"message": message}},
                               headers={"Request-Id": f"req_{uuid.uuid4().hex[:12]}"})
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        import httpx
+
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return self.error(401, "invalid API key")
         parts = request.url.path.strip("/").split("/")
@@ -239,6 +250,8 @@ class AcmeFake:
         return httpx.Response(200, json=credit)
 
     def _create(self, request: httpx.Request) -> httpx.Response:
+        import httpx
+
         body = request.content.decode()
         key = request.headers.get("idempotency-key")
         if not key:
@@ -257,6 +270,8 @@ class AcmeFake:
         return httpx.Response(200, json=self.credits[credit_id])
 
     def _list(self, request: httpx.Request) -> httpx.Response:
+        import httpx
+
         customer = request.url.params.get("customer")
         limit = int(request.url.params.get("limit", MAX_PAGE))
         after = request.url.params.get("after")

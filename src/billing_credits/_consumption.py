@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import total_ordering
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._errors import FieldProblem, InvalidGrantError
-from ._ledger import Usage
-from ._model import Category, CreditGrant, Segment
-from ._money import exact
+
+if TYPE_CHECKING:  # the models load on first use: declaring an order (a provider class) stays light
+    from ._ledger import Usage
+    from ._model import CreditGrant, Segment
 
 __all__ = [
     "LOCAL_ORDER",
@@ -35,7 +36,14 @@ __all__ = [
     "allocate",
 ]
 
-GrantKey = Callable[[CreditGrant], Any]
+GrantKey = Callable[["CreditGrant"], Any]
+
+
+def _exact() -> decimal.Context:
+    """The exact context (``billing_credits._money.exact``), its module imported on first use."""
+    from ._money import exact
+
+    return exact()
 
 RULE_NAMES: frozenset[str] = frozenset({
     "priority",
@@ -215,7 +223,7 @@ def _starts(grant: CreditGrant, segment: Segment | None, _: str | None) -> Any:
 def _cost_basis(grant: CreditGrant, _s: Segment | None, _p: str | None) -> Any:
     if grant.paid_amount is None:
         return Decimal(0)
-    with decimal.localcontext(exact()) as context:
+    with decimal.localcontext(_exact()) as context:
         context.traps[decimal.Inexact] = False  # a ratio may not terminate; it only orders
         return grant.paid_amount.amount / grant.amount.amount
 
@@ -230,6 +238,12 @@ def _position(grant: CreditGrant, _s: Segment | None, product: str | None) -> An
     return grant.scope.product_ids.index(product)
 
 
+def _promotional() -> Any:
+    from ._model import Category
+
+    return Category.PROMOTIONAL
+
+
 _VALUES: dict[str, Callable[[CreditGrant, Segment | None, str | None], Any]] = {
     "priority": lambda g, s, p: g.priority,
     "expires_at": _expires,
@@ -240,7 +254,7 @@ _VALUES: dict[str, Callable[[CreditGrant, Segment | None, str | None], Any]] = {
     "product_position": _position,
     "contract_level": lambda g, s, p: False,
     "contract_before_customer": lambda g, s, p: 1,
-    "promotional_first": lambda g, s, p: 0 if g.category is Category.PROMOTIONAL else 1,
+    "promotional_first": lambda g, s, p: 0 if g.category is _promotional() else 1,
     "id": lambda g, s, p: g.id,
 }
 
@@ -320,14 +334,14 @@ class Allocation:
     def consumed(self) -> dict[str, Decimal]:
         """Per grant, what the draws took (every grant given appears, zero when untouched)."""
         totals = dict.fromkeys(self.remaining, Decimal(0))
-        with decimal.localcontext(exact()):
+        with decimal.localcontext(_exact()):
             for draw in self.draws:
                 totals[draw.grant_id] = totals.get(draw.grant_id, Decimal(0)) + draw.amount
         return totals
 
     def expired_by_grant(self) -> dict[str, Decimal]:
         totals = dict.fromkeys(self.remaining, Decimal(0))
-        with decimal.localcontext(exact()):
+        with decimal.localcontext(_exact()):
             for expiry in self.expired:
                 totals[expiry.grant_id] = totals.get(expiry.grant_id, Decimal(0)) + expiry.amount
         return totals
@@ -347,7 +361,7 @@ class _Lot:
 
     @property
     def available(self) -> Decimal:
-        with decimal.localcontext(exact()):
+        with decimal.localcontext(_exact()):
             return self.segment.amount - self.used
 
 
@@ -405,7 +419,7 @@ def allocate(
     pools: dict[tuple[str, str], list[_Lot]] = {}
     for lot in lots:
         pools.setdefault((lot.grant.customer_id, lot.grant.amount.unit_key), []).append(lot)
-    with decimal.localcontext(exact()):
+    with decimal.localcontext(_exact()):
         for index in sorted(range(len(items)), key=lambda i: (items[i].at, i)):
             item = items[index]
             pool = pools.get((item.customer_id, item.amount.unit_key), [])

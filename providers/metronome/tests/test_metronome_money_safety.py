@@ -206,7 +206,7 @@ def test_setup_registers_every_key_once(make: Callable[..., bc.Provider]) -> Non
     done = provider.setup()
     entity = provider.entity
     assert set(fake.field_keys[entity]) == set(provider.custom_field_keys())
-    assert set(provider.custom_field_keys()) >= {*provider.own_keys, *mp.MIGRATION_KEYS,
+    assert set(provider.custom_field_keys()) >= {*provider.own_keys, *bc.PROVENANCE_KEYS,
                                                  "x_account_id", "region"}
     assert len(done) == len(provider.custom_field_keys())
     adds = sum(1 for r in fake.requests if r[0] == mp.ADD_KEY)

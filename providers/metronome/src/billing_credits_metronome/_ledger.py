@@ -328,7 +328,7 @@ def _signed(entry: Mapping[str, Any]) -> Decimal:
     """A credit ledger entry's effect on the balance: deductions and expirations decrease it by
     ``|amount|``, a segment start adds it, any other entry keeps its own sign."""
     amount = tr.to_decimal(entry["amount"])
-    kind = _CREDIT_KINDS.get(str(entry.get("type")), bc.LedgerKind.ADJUSTED)
+    kind = bc.LedgerKind(_CREDIT_KINDS.get(str(entry.get("type")), "adjusted"))
     if kind is bc.LedgerKind.GRANTED:
         return abs(amount)
     if kind is bc.LedgerKind.ADJUSTED:
@@ -390,10 +390,11 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
     ]
 
 
-_CREDIT_KINDS: dict[str, bc.LedgerKind] = {
-    "CREDIT_SEGMENT_START": bc.LedgerKind.GRANTED,
-    "CREDIT_AUTOMATED_INVOICE_DEDUCTION": bc.LedgerKind.CONSUMED,
-    "CREDIT_EXPIRATION": bc.LedgerKind.EXPIRED,
+# Values of bc.LedgerKind (plain text: the models load on first use, not with the provider).
+_CREDIT_KINDS: dict[str, str] = {
+    "CREDIT_SEGMENT_START": "granted",
+    "CREDIT_AUTOMATED_INVOICE_DEDUCTION": "consumed",
+    "CREDIT_EXPIRATION": "expired",
 }
 
 
@@ -413,7 +414,7 @@ def credit_entries(item: Mapping[str, Any], customer_id: str, config: tr.Transla
     out = []
     for entry in ledger:
         with bc.reading_vendor_payload(config.provider, "credit ledger entry", entry):
-            kind = _CREDIT_KINDS.get(str(entry.get("type")), bc.LedgerKind.ADJUSTED)
+            kind = bc.LedgerKind(_CREDIT_KINDS.get(str(entry.get("type")), "adjusted"))
             amount = tr.to_decimal(entry["amount"])
             if kind is bc.LedgerKind.GRANTED:
                 amount = abs(amount)

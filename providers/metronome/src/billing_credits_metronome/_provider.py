@@ -17,9 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import billing_credits as bc
 from billing_credits import _secrets as bc_secrets
@@ -27,6 +25,9 @@ from billing_credits import _secrets as bc_secrets
 from . import _ledger as ledger
 from . import _translate as tr
 from ._transport import DEFAULT_BASE_URL, MetronomeHTTP, Reply, created_id, page_of
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["MetronomeCreditsProvider", "MetronomePlansProvider"]
 
@@ -56,9 +57,6 @@ KEY_NOT_REGISTERED = "custom_field_key_not_registered"
 """``code`` of the ``BadRequestError`` raised when Metronome refuses a custom-field key that is
 not registered: run ``billing-credits setup`` (``provider.setup()``)."""
 
-MIGRATION_KEYS = bc.PROVENANCE_KEYS
-"""Metadata keys ``billing_credits.plan_migration`` writes (``provenance=True``); ``setup``
-registers them too, so migrating into Metronome needs no extra step."""
 MAX_KEY_LENGTH = 100
 """"There is a 100 character limit on custom field keys" (``v1.custom_fields.add_key``,
 https://metronome.metronome.beta.stldocs.com/api/python/resources/v1/subresources/custom_fields)."""
@@ -372,8 +370,11 @@ class _MetronomeProvider(bc.Provider):
 
     def custom_field_keys(self) -> tuple[str, ...]:
         """Every custom-field key ``setup`` registers: the ``bc_*`` keys this provider writes,
-        the migration provenance keys, and those of the ``custom_field_keys`` setting."""
-        return tuple(dict.fromkeys([*sorted(self.own_keys), *MIGRATION_KEYS, *self._extra_keys]))
+        the migration provenance keys (``bc.PROVENANCE_KEYS``, which ``plan_migration`` writes
+        with ``provenance=True``: migrating into Metronome needs no extra step), and those of the
+        ``custom_field_keys`` setting."""
+        return tuple(dict.fromkeys([*sorted(self.own_keys), *bc.PROVENANCE_KEYS,
+                                    *self._extra_keys]))
 
     def setup(self) -> list[str]:
         """Register every custom-field key this provider needs (``custom_field_keys``) for its

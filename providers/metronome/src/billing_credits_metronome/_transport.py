@@ -17,6 +17,9 @@ an error: network failures are raised outside the ``except`` block, so no httpx 
 Every 2xx answer is validated before use: ``page_of`` and ``created_id`` check the shapes the
 SDK's response models declare and raise ``billing_credits.InvalidResponseError`` (with the
 request id and a bounded, redacted excerpt of the body) otherwise.
+
+httpx is imported on first use (building a client or a request), not with this module: the
+provider classes load without it, so ``billing-credits providers`` stays fast.
 """
 
 from __future__ import annotations
@@ -29,14 +32,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 import billing_credits as bc
 from billing_credits._secrets import check_base_url, register_secret
 
 from . import _translate as tr
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DEFAULT_BASE_URL", "MetronomeHTTP", "Reply", "created_id", "dumps", "loads",
            "page_of"]
@@ -182,12 +186,16 @@ class MetronomeHTTP:
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
+            import httpx  # on first use: listing the installed providers must not load httpx
+
             self._client = httpx.Client(timeout=self.timeout)
         return self._client
 
     @property
     def aclient(self) -> httpx.AsyncClient:
         if self._aclient is None:
+            import httpx
+
             self._aclient = httpx.AsyncClient(timeout=self.timeout)
         return self._aclient
 
@@ -205,6 +213,8 @@ class MetronomeHTTP:
     def _request(self, path: str, body: Mapping[str, Any],
                  query: Mapping[str, str | int] | None) -> httpx.Request:
         """Build the request: never reused, so each attempt gets fresh headers."""
+        import httpx
+
         return httpx.Request(
             "POST", f"{self.base_url}{path}", params=dict(query or {}), content=dumps(body),
             headers={"Authorization": self._token.header(), "Content-Type": "application/json",
@@ -217,6 +227,8 @@ class MetronomeHTTP:
         retry_safe: bool = True, label: str = "",
     ) -> bc.Call[Reply]:
         """One POST as a ``billing_credits.Call`` returning the decoded answer as a ``Reply``."""
+        import httpx
+
         content = dumps(body)  # refuse inexact numbers before any attempt
         del content
 
@@ -250,6 +262,8 @@ class MetronomeHTTP:
         return bc.Call(sync, async_, retry_safe=retry_safe, label=label or path)
 
     def _network_error(self, error: httpx.TransportError, label: str) -> bc.ProviderError:
+        import httpx
+
         kind = "timed out" if isinstance(error, httpx.TimeoutException) else "failed"
         log.info("metronome %s: request %s (%s)", label, kind, type(error).__name__)
         return bc.UnavailableError(

@@ -169,14 +169,15 @@ def transaction_list_params(
     return params  # type: ignore[return-value]
 
 
+# Values of bc.LedgerKind (plain text: the models load on first use, not with the provider).
 _CREDIT_KINDS = {
-    "credits_granted": bc.LedgerKind.GRANTED,
-    "credits_application_invoice_voided": bc.LedgerKind.ADJUSTED,
+    "credits_granted": "granted",
+    "credits_application_invoice_voided": "adjusted",
 }
 _DEBIT_KINDS = {
-    "credits_applied": bc.LedgerKind.CONSUMED,
-    "credits_expired": bc.LedgerKind.EXPIRED,
-    "credits_voided": bc.LedgerKind.VOIDED,
+    "credits_applied": "consumed",
+    "credits_expired": "expired",
+    "credits_voided": "voided",
 }
 
 
@@ -212,7 +213,7 @@ def entry_from_transaction(obj: Mapping[str, Any], customer_id: str) -> bc.Ledge
         raise _bad(obj, f"no {kind_name} details")
     sub = detail.get("type")
     kinds = _CREDIT_KINDS if kind_name == "credit" else _DEBIT_KINDS
-    kind = kinds.get(str(sub), bc.LedgerKind.ADJUSTED)
+    kind = bc.LedgerKind(kinds.get(str(sub), "adjusted"))
     amount = detail.get("amount") or {}
     monetary = amount.get("monetary") if isinstance(amount, Mapping) else None
     if not isinstance(monetary, Mapping) or amount.get("type") != "monetary":

@@ -4,6 +4,11 @@ Transport only: every Stripe shape is built and read by ``_translate``. Every SD
 through ``_call``, which turns it into a ``billing_credits.Call`` (sync and async) and maps
 every SDK error onto the core hierarchy, so retries and the rate limit live in one place, the
 core ``Runtime``; the SDK's own retries are off (``max_network_retries=0``).
+
+The stripe SDK and httpx are imported on first use (constructing a provider, mapping an SDK
+error), not with this module: the provider class, its settings and capabilities load without
+them, so ``billing-credits providers`` stays fast. The SDK's HTTP client subclass lives in
+``_http``, imported by ``StripeProvider.__init__``.
 """
 
 from __future__ import annotations
@@ -13,22 +18,22 @@ import hashlib
 import logging
 import math
 import os
-import ssl
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
-
-import httpx
-import stripe
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import billing_credits as bc
 from billing_credits._secrets import check_base_url, redact, register_secret
 
 from . import _ledger as ledger
 from . import _translate as tr
+
+if TYPE_CHECKING:
+    import httpx
+    import stripe
 
 __all__ = ["StripeProvider"]
 
@@ -74,76 +79,6 @@ class _Secret:
     __str__ = __repr__
 
 
-class _HTTPXClient(stripe.HTTPXClient):
-    """The SDK's httpx client, optionally over caller-supplied ``httpx`` clients.
-
-    Sends the form body as ``content=`` (httpx deprecates ``data=`` for raw text). The async
-    client it makes itself keeps no idle connections: a pooled connection belongs to the event
-    loop that opened it, and callers may drive async calls from several loops
-    (``asyncio.run`` per call). Pass ``async_http_client`` to pool connections.
-    """
-
-    def __init__(
-        self,
-        *,
-        timeout: float,
-        client: httpx.Client | None = None,
-        async_client: httpx.AsyncClient | None = None,
-    ) -> None:
-        super().__init__(timeout=timeout, allow_sync_methods=True)
-        self._owns_sync = client is None
-        self._owns_async = async_client is None
-        if client is not None:
-            assert self._client is not None
-            self._client.close()
-            self._client = client
-        if async_client is None:
-            async_client = httpx.AsyncClient(
-                verify=ssl.create_default_context(cafile=stripe.ca_bundle_path),
-                limits=httpx.Limits(max_keepalive_connections=0),
-            )
-        self._client_async = async_client
-
-    def _get_request_args_kwargs(
-        self, method: str, url: str, headers: Mapping[str, str], post_data: Any
-    ) -> list[Any]:
-        kwargs: dict[str, Any] = {"headers": headers}
-        if post_data:
-            kwargs["content"] = post_data
-        if self._timeout:
-            kwargs["timeout"] = self._timeout
-        return [(method, url), kwargs]
-
-    # HTTPXClient's own signature (it already differs from the HTTPClient base the stubs name).
-    def request(self, method: str, url: str, headers: Mapping[str, str],  # type: ignore[override]
-                post_data: Any = None) -> tuple[bytes, int, Mapping[str, str]]:
-        return _text_body(*super().request(method, url, headers, post_data))
-
-    async def request_async(self, method: str, url: str, headers: Mapping[str, str],
-                            post_data: Any = None) -> tuple[bytes, int, Mapping[str, str]]:
-        return _text_body(*await super().request_async(method, url, headers, post_data))
-
-    def close(self) -> None:
-        if self._owns_sync and self._client is not None:
-            self._client.close()
-
-    async def close_async(self) -> None:
-        if self._owns_async:
-            await self._client_async.aclose()
-
-
-def _text_body(content: bytes, status: int, headers: Mapping[str, str]
-               ) -> tuple[bytes, int, Mapping[str, str]]:
-    """A body that is not UTF-8 made decodable (invalid bytes replaced), so the SDK reports
-    it as an undecodable answer with its status and headers instead of crashing while
-    formatting its debug log."""
-    try:
-        content.decode("utf-8")
-    except UnicodeDecodeError:
-        content = content.decode("utf-8", "replace").encode("utf-8")
-    return content, status, headers
-
-
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
     if not headers:
         return None
@@ -187,6 +122,8 @@ def map_error(error: stripe.StripeError) -> bc.ProviderError:
     A 2xx the SDK could not decode is an ``InvalidResponseError`` carrying a bounded excerpt of
     the body; a replayed 5xx is a ``ReplayedServerError`` (never retried with the same key).
     """
+    import stripe
+
     headers = error.headers
     request_id = error.request_id or _header(headers, "request-id")
     status = error.http_status
@@ -433,6 +370,11 @@ class StripeProvider(bc.Provider):
         self.include_balance = _flag("include_balance", include_balance, default=False)
         self.find_existing_before_create = _flag("find_existing", find_existing, default=True)
         self._clock = clock
+        # The SDK and httpx load here, on first use, not when the class is imported.
+        import stripe
+
+        from ._http import _HTTPXClient
+
         self._http = _HTTPXClient(
             timeout=self.timeout, client=http_client, async_client=async_http_client)
         self.client = stripe.StripeClient(
@@ -492,6 +434,8 @@ class StripeProvider(bc.Provider):
         SDK errors become core errors raised outside the ``except`` block, so no SDK exception
         (which holds the request and its headers) stays in ``__context__``.
         """
+        import stripe
+
         kwargs: dict[str, Any] = dict(params or {})
         if idempotency_key is not None:
             kwargs["idempotency_key"] = idempotency_key

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import billing_credits as bc
-from billing_credits._money import exact
 
 if TYPE_CHECKING:
     from stripe.params.billing import (
@@ -120,7 +119,9 @@ with the three-decimal currencies of https://docs.stripe.com/currencies#three-de
 only ISO codes a Stripe amount can be in. Not every ISO 4217 code is one (no XAU, no KPW…)."""
 
 DEFAULT_PRIORITY = 50
-DEFAULT_CATEGORY = bc.Category.PAID
+DEFAULT_CATEGORY = "paid"
+"""The value of ``bc.Category.PAID``, Stripe's default category (text, so that importing the
+provider builds no model)."""
 PRIORITY_DOMAIN = bc.PriorityDomain(
     "integer", Decimal(0), Decimal(100), default=Decimal(DEFAULT_PRIORITY)
 )
@@ -174,6 +175,13 @@ def stripe_exponent(currency: str) -> int | None:
     return bc.currency_exponent(code)
 
 
+def _exact() -> decimal.Context:
+    """``billing_credits._money.exact()``, its module (and pydantic) imported on first use."""
+    from billing_credits._money import exact
+
+    return exact()
+
+
 def _minor(amount: Decimal, exponent: int) -> Decimal | None:
     """``amount`` in minor units, exactly (None: not a whole number of them).
 
@@ -181,7 +189,7 @@ def _minor(amount: Decimal, exponent: int) -> Decimal | None:
     context would round ``1234567890123456789012345678.91`` silently, and ``%`` on a 30-digit
     value would raise ``DivisionImpossible``.
     """
-    context = exact()
+    context = _exact()
     try:
         minor = amount.scaleb(exponent, context=context)
         whole = minor.to_integral_value(context=decimal.Context(prec=context.prec))
@@ -234,7 +242,7 @@ def from_minor_units(currency: str, value: int) -> bc.Money:
     exponent = stripe_exponent(currency)
     if exponent is None:
         raise ValueError(f"unknown Stripe currency {currency!r}")
-    return bc.Money(amount=Decimal(value).scaleb(-exponent, context=exact()),
+    return bc.Money(amount=Decimal(value).scaleb(-exponent, context=_exact()),
                     currency=currency.upper())
 
 
@@ -587,7 +595,7 @@ def _category_of(
             category = bc.Category(raw)
         except ValueError:
             raise _bad(obj, f"has an unknown category {raw!r}") from None
-    if f"{_FLAG_UNSET}category" in flags and category in (None, DEFAULT_CATEGORY):
+    if f"{_FLAG_UNSET}category" in flags and category in (None, bc.Category(DEFAULT_CATEGORY)):
         if category is not None:
             adjustments.append(bc.Adjustment(
                 field="category", requested=None, stored=category.value,
