@@ -49,7 +49,7 @@ from ._errors import (
     UnsupportedOperationError,
 )
 from ._model import MIGRATED_KEY, CreditGrant, GrantStatus, Scope, Segment
-from ._money import exact, exact_json, exact_sum
+from ._money import Money, exact, exact_json, exact_sum
 from ._priority import preserve_order
 from ._provider import OnUnreadable, Provider
 from ._secrets import redact
@@ -1054,12 +1054,12 @@ def _creator(plan: MigrationPlan, target: Provider) -> Provider:
     recorder = _recorder(target)
     if recorder is not None:
         return _without_lookup(recorder)
-    paid = [i for i in plan.to_create
-            if i.grant is not None and i.grant.paid_amount is not None
-            and i.grant.paid_amount.amount > 0]
+    paid = sum(1 for i in plan.iter_items()
+               if i.action == "migrate" and i.grant is not None
+               and i.grant.paid_amount is not None and i.grant.paid_amount.amount > 0)
     if paid:
         raise MigrationError(
-            f"{target.name} invoices the paid amount of {len(paid)} planned grant(s) and cannot "
+            f"{target.name} invoices the paid amount of {paid} planned grant(s) and cannot "
             "record it only: a migration never invoices credit paid for on the source; "
             "configure the target not to invoice, then apply")
     return _without_lookup(target)
@@ -1084,9 +1084,10 @@ def _check_endpoints(plan: MigrationPlan, target: Provider, source: Provider | N
             f"the plan was made for target {header.target_identity}, but apply was given "
             f"{target.identity()}: nothing created. Give apply the same target settings as the "
             "plan (-T ...), or plan again against this target")
-    if plan.header.strict and plan.refusals:
+    refusals = sum(1 for i in plan.iter_items() if i.refused) if plan.header.strict else 0
+    if refusals:
         raise MigrationError(
-            f"the plan has {len(plan.refusals)} refusal(s) and is strict: fix them (customer "
+            f"the plan has {refusals} refusal(s) and is strict: fix them (customer "
             "map, scope map, priority policy) and plan again, or plan with strict=False")
     if retire is not None:
         if source is None or source.name != header.source:
@@ -1125,18 +1126,19 @@ async def apply_plan(
     started = loop.time()
     book = Journal(journal, plan=plan.fingerprint(), target=target.identity())
     report = ApplyReport()
+    keep = retire is not None and source is not None  # what retiring checks, per planned key
     try:
         gate = asyncio.Semaphore(max(concurrency, 1))
-        found = await _reconcile(plan, target, gate, report)
-        for key, grant in found.items():
-            await asyncio.to_thread(book.record_created, key, grant.id or "")
+        found, total = await _reconcile(plan, target, gate, report, keep)
+        for key, held in found.items():
+            await asyncio.to_thread(book.record_created, key, held.id if held else "")
         unreadable = {key for key, _ in report.failed}
-        todo = [i for i in plan.to_create if i.key not in found and i.key not in unreadable]
         report.already_done = len(found)
-        total = len(plan.to_create)
         finished = report.already_done
         if progress:
             progress(finished, total)
+        todo = (i for i in plan.iter_items() if i.action == "migrate"
+                and i.key not in found and i.key not in unreadable)
 
         async def create(item: PlanItem) -> None:
             nonlocal finished
@@ -1149,7 +1151,7 @@ async def apply_plan(
             except Exception as error:  # any one item's failure is reported, never raised
                 report.failed.append((item.key, _describe(error)))
                 return
-            found[item.key] = created
+            found[item.key] = _Held.of(created) if keep else None
             if created.replayed:
                 report.already_done += 1
             else:
@@ -1158,7 +1160,11 @@ async def apply_plan(
             if progress:
                 progress(finished, total)
 
-        await asyncio.gather(*(create(item) for item in todo))
+        async def worker() -> None:
+            for item in todo:  # the items are read from the plan as the workers take them
+                await create(item)
+
+        await asyncio.gather(*(worker() for _ in range(max(concurrency, 1))))
         if retire is not None and source is not None:
             await _retire(plan, source, retire, found, book, report)
     finally:
@@ -1167,28 +1173,50 @@ async def apply_plan(
     return report
 
 
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """What retiring checks of a target grant (kept per planned key only when retiring)."""
+
+    id: str
+    amount: Money
+    customer_id: str
+    voided: bool
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, grant: CreditGrant) -> _Held:
+        return cls(grant.id or "", grant.amount, grant.customer_id,
+                   grant.status is GrantStatus.VOIDED, grant.created_at)
+
+
 async def _reconcile(plan: MigrationPlan, target: Provider, gate: asyncio.Semaphore,
-                     report: ApplyReport) -> dict[str, CreditGrant]:
-    """The planned grants the target already holds, by key: one listing per target customer.
+                     report: ApplyReport, keep: bool) -> tuple[dict[str, _Held | None], int]:
+    """The planned grants the target already holds, by key (with what retiring checks when
+    ``keep``), and the number of planned grants: one listing per target customer.
 
     A customer whose grants cannot all be read is not touched: each of its planned items is
     reported failed (creating without knowing what is there could duplicate a grant).
     """
     wanted: dict[str, list[str]] = defaultdict(list)
-    for item in plan.to_create:
+    total = 0
+    for item in plan.iter_items():
+        if item.action != "migrate":
+            continue
         assert item.grant is not None
         assert item.key is not None
         wanted[item.grant.customer_id].append(item.key)
-    found: dict[str, CreditGrant] = {}
+        total += 1
+    found: dict[str, _Held | None] = {}
 
     async def listing(customer: str, keys: list[str]) -> None:
         planned = set(keys)
-        seen: dict[str, CreditGrant] = {}
+        seen: dict[str, _Held | None] = {}
         try:
             async with gate:
                 async for grant in target.alist_grants(customer):
-                    if grant.idempotency_key in planned:
-                        seen.setdefault(grant.idempotency_key, grant)
+                    key = grant.idempotency_key
+                    if key in planned and key not in seen:
+                        seen[key] = _Held.of(grant) if keep else None
         except Exception as error:
             why = f"not created: the target's grants of customer {customer} could not be read " \
                   f"({_describe(error)}); run apply again"
@@ -1197,7 +1225,7 @@ async def _reconcile(plan: MigrationPlan, target: Provider, gate: asyncio.Semaph
         found.update(seen)
 
     await asyncio.gather(*(listing(c, keys) for c, keys in wanted.items()))
-    return found
+    return found, total
 
 
 def _ended(grant: CreditGrant) -> bool:
@@ -1205,7 +1233,7 @@ def _ended(grant: CreditGrant) -> bool:
 
 
 async def _retire(plan: MigrationPlan, source: Provider, how: Retire,
-                  found: Mapping[str, CreditGrant], book: Journal, report: ApplyReport) -> None:
+                  found: Mapping[str, _Held | None], book: Journal, report: ApplyReport) -> None:
     """Void or expire each source grant whose every planned item is confirmed on the target.
 
     A source grant already ended (voided or expired, or no longer found: a vendor that does not
@@ -1213,23 +1241,29 @@ async def _retire(plan: MigrationPlan, source: Provider, how: Retire,
     must not make every later run fail. When the source's credit stops later than the moment
     of retiring (``retire_effective_at``), the report names the overlap.
     """
-    by_source: dict[str, list[PlanItem]] = defaultdict(list)
-    for item in plan.items:
-        by_source[item.source_id].append(item)
+    # Per source grant, what each of its items planned (key, amount, customer), or None
+    # for a skipped or refused part (which stays with the source).
+    by_source: dict[str, list[tuple[str, Money, str] | None]] = defaultdict(list)
+    for item in plan.iter_items():
+        if item.action == "migrate" and item.grant is not None and item.key is not None:
+            by_source[item.source_id].append((item.key, item.grant.amount, item.grant.customer_id))
+        else:
+            by_source[item.source_id].append(None)
     retired = book.retired()
     for source_id, items in by_source.items():
-        if source_id in retired or any(i.action != "migrate" for i in items):
+        if source_id in retired or any(i is None for i in items):
             continue  # a skipped or refused part stays with the source
-        if any(i.key not in found for i in items):
+        planned = [i for i in items if i is not None]
+        if any(found.get(key) is None for key, _, _ in planned):
             continue
         try:
-            for item in items:
-                assert item.grant is not None
-                assert item.key is not None
-                stored = found[item.key]
-                if (stored.amount != item.grant.amount or stored.customer_id != item.grant.customer_id
-                        or stored.status is GrantStatus.VOIDED):
+            held: list[_Held] = []
+            for key, amount, customer_id in planned:
+                stored = found[key]
+                assert stored is not None
+                if stored.amount != amount or stored.customer_id != customer_id or stored.voided:
                     raise MigrationError(f"target grant {stored.id} does not hold what was planned")
+                held.append(stored)
             now = datetime.now(UTC)
             if not await _already_ended(source, source_id):
                 ends = source.retire_effective_at(how, now)
@@ -1240,7 +1274,7 @@ async def _retire(plan: MigrationPlan, source: Provider, how: Retire,
                     if not await _already_ended(source, source_id):
                         raise
                 if ends > now:
-                    starts = min((found[i.key].created_at or now) for i in items if i.key)
+                    starts = min((h.created_at or now) for h in held)
                     report.overlaps.append(RetireOverlap(source_id, min(starts, now), ends))
         except Exception as error:
             report.failed.append((source_id, f"retire: {_describe(error)}"))
@@ -1285,40 +1319,60 @@ class VerifyReport:
 
 
 def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
-    """Re-read the target and check every planned grant is there once, as planned."""
+    """Re-read the target and check every planned grant is there once, as planned.
+
+    One customer at a time: memory holds where each planned grant is in the plan and one
+    customer's grants, never the whole plan or the whole target."""
     report = VerifyReport()
-    planned = {i.key: i.grant for i in plan.to_create if i.key and i.grant}
-    customers = sorted({g.customer_id for g in planned.values()})
-    found: dict[str, list[CreditGrant]] = defaultdict(list)
-    sums: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
-    for customer in customers:
+    where: dict[str, dict[str, int]] = defaultdict(dict)  # customer -> key -> position
+    for position, item in plan.located():
+        if item.action == "migrate" and item.key and item.grant:
+            where[item.grant.customer_id][item.key] = position
+    report.checked = sum(len(keys) for keys in where.values())
+    per_key: list[tuple[int, str, tuple[str, str, str, str] | None]] = []  # by plan position
+    totals: list[tuple[str, str, str, str]] = []
+    for customer in sorted(where):
+        positions = where.pop(customer)
+        found: dict[str, list[CreditGrant]] = defaultdict(list)
+        sums: dict[str, list[Decimal]] = defaultdict(list)
         for grant in target.list_grants(customer):
-            if grant.idempotency_key in planned and grant.status is not GrantStatus.VOIDED:
+            if grant.idempotency_key in positions and grant.status is not GrantStatus.VOIDED:
                 found[grant.idempotency_key].append(grant)
-                sums[customer][grant.amount.unit_key].append(grant.amount.amount)
-    for key, want in planned.items():
-        report.checked += 1
-        got = found.get(key, [])
-        if not got:
-            report.missing.append(key)
-            continue
-        if len(got) > 1:
-            report.duplicated.append(key)
-        stored = got[0]
-        for name, a, b in (("amount", want.amount, stored.amount),
-                           ("priority", want.priority, stored.priority),
-                           ("customer_id", want.customer_id, stored.customer_id)):
-            if a != b and not (name == "priority" and a is None):
-                report.different.append((key, name, _text(a) or "", _text(b) or ""))
-    planned_totals = plan.totals()
-    for customer, units in planned_totals.items():
-        for unit, numbers in units.items():
-            got_total = exact_sum(sums[customer][unit])
+                sums[grant.amount.unit_key].append(grant.amount.amount)
+        planned: dict[str, list[Decimal]] = defaultdict(list)
+        for key, position in positions.items():
+            want = plan.item_at(position).grant
+            assert want is not None
+            planned[want.amount.unit_key].append(want.amount.amount)
+            got = found.get(key, [])
+            if not got:
+                per_key.append((position, "missing", (key, "", "", "")))
+                continue
+            if len(got) > 1:
+                per_key.append((position, "duplicated", (key, "", "", "")))
+            stored = got[0]
+            for name, a, b in (("amount", want.amount, stored.amount),
+                               ("priority", want.priority, stored.priority),
+                               ("customer_id", want.customer_id, stored.customer_id)):
+                if a != b and not (name == "priority" and a is None):
+                    per_key.append((position, "different", (key, name, _text(a) or "", _text(b) or "")))
+        for unit in sorted(planned):
+            want_total = str(exact_sum(planned[unit]))
+            got_total = exact_sum(sums[unit])
             report.totals.setdefault(customer, {})[unit] = {
-                "planned": numbers["planned"], "found": str(got_total)}
-            if Decimal(numbers["planned"]) != got_total:
-                report.different.append((customer, f"total {unit}", numbers["planned"],
-                                         str(got_total)))
+                "planned": want_total, "found": str(got_total)}
+            if Decimal(want_total) != got_total:
+                totals.append((customer, f"total {unit}", want_total, str(got_total)))
+    per_key.sort(key=lambda entry: entry[0])  # stable: each key's own entries in their order
+    for _, kind, entry in per_key:
+        assert entry is not None
+        if kind == "missing":
+            report.missing.append(entry[0])
+        elif kind == "duplicated":
+            report.duplicated.append(entry[0])
+        else:
+            report.different.append(entry)
+    report.different += totals
     _compare_balances(plan, target, report)
     return report
 
