@@ -70,6 +70,7 @@ from ._migration import (
     migration_key,
     plan_migration,
     verify_plan,
+    write_plan,
 )
 from ._model import (
     MIGRATED_KEY,
@@ -230,4 +231,5 @@ __all__ = [
     "simulate",
     "synthetic_usage",
     "verify_plan",
+    "write_plan",
 ]
