@@ -235,10 +235,12 @@ class _PlanFile(Sequence[PlanItem]):
                 if isinstance(data, dict) and data.get("kind") == "item":
                     yield at, PlanItem.model_validate(data)
 
-    def at(self, offset: int) -> PlanItem:
+    def at(self, offsets: Iterable[int]) -> Iterator[PlanItem]:
+        self._check()
         with self.path.open("rb") as lines:
-            lines.seek(offset)
-            return _item(lines.readline())
+            for offset in offsets:
+                lines.seek(offset)
+                yield _item(lines.readline())
 
 
 def _item(line: bytes) -> PlanItem:
@@ -265,15 +267,16 @@ class MigrationPlan:
         return iter(self.items)
 
     def located(self) -> Iterator[tuple[int, PlanItem]]:
-        """Each item with where it is (``item_at`` reads it again)."""
+        """Each item with where it is (``items_at`` reads it again)."""
         if isinstance(self.items, _PlanFile):
             return self.items.located()
         return enumerate(self.items)
 
-    def item_at(self, position: int) -> PlanItem:
+    def items_at(self, positions: Iterable[int]) -> Iterator[PlanItem]:
+        """The items at these positions (from ``located``), in that order."""
         if isinstance(self.items, _PlanFile):
-            return self.items.at(position)
-        return self.items[position]
+            return self.items.at(positions)
+        return (self.items[position] for position in positions)
 
     @property
     def to_create(self) -> list[PlanItem]:
@@ -1042,7 +1045,37 @@ def _describe(error: BaseException) -> str:
     return redact(text)
 
 
-def _creator(plan: MigrationPlan, target: Provider) -> Provider:
+@dataclass
+class _Scan:
+    """What apply needs to know of the whole plan before it creates anything, in one pass:
+    the refusals, the planned grants carrying a paid amount, the plan's fingerprint, and the
+    planned keys per target customer."""
+
+    refusals: int = 0
+    paid: int = 0
+    total: int = 0
+    fingerprint: str = ""
+    wanted: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    @classmethod
+    def of(cls, plan: MigrationPlan) -> _Scan:
+        scan = cls()
+        digest = hashlib.sha256(f"{plan.header.source}\0{plan.header.target}".encode())
+        for item in plan.iter_items():
+            scan.refusals += item.refused
+            if item.action != "migrate":
+                continue
+            assert item.grant is not None
+            assert item.key is not None
+            digest.update(item.grant.model_dump_json(exclude={"raw"}).encode())
+            scan.paid += item.grant.paid_amount is not None and item.grant.paid_amount.amount > 0
+            scan.wanted[item.grant.customer_id].append(item.key)
+            scan.total += 1
+        scan.fingerprint = digest.hexdigest()
+        return scan
+
+
+def _creator(scan: _Scan, target: Provider) -> Provider:
     """``target.record_only()``; refused before any create if it cannot record a paid amount
     that a planned grant carries without invoicing it.
 
@@ -1054,9 +1087,7 @@ def _creator(plan: MigrationPlan, target: Provider) -> Provider:
     recorder = _recorder(target)
     if recorder is not None:
         return _without_lookup(recorder)
-    paid = sum(1 for i in plan.iter_items()
-               if i.action == "migrate" and i.grant is not None
-               and i.grant.paid_amount is not None and i.grant.paid_amount.amount > 0)
+    paid = scan.paid
     if paid:
         raise MigrationError(
             f"{target.name} invoices the paid amount of {paid} planned grant(s) and cannot "
@@ -1074,8 +1105,8 @@ def _without_lookup(provider: Provider) -> Provider:
     return quiet
 
 
-def _check_endpoints(plan: MigrationPlan, target: Provider, source: Provider | None,
-                     retire: Retire | None) -> None:
+def _check_endpoints(plan: MigrationPlan, scan: _Scan, target: Provider,
+                     source: Provider | None, retire: Retire | None) -> None:
     header = plan.header
     if target.name != header.target:
         raise MigrationError(f"the plan targets {header.target!r}, not {target.name!r}")
@@ -1084,7 +1115,7 @@ def _check_endpoints(plan: MigrationPlan, target: Provider, source: Provider | N
             f"the plan was made for target {header.target_identity}, but apply was given "
             f"{target.identity()}: nothing created. Give apply the same target settings as the "
             "plan (-T ...), or plan again against this target")
-    refusals = sum(1 for i in plan.iter_items() if i.refused) if plan.header.strict else 0
+    refusals = scan.refusals if plan.header.strict else 0
     if refusals:
         raise MigrationError(
             f"the plan has {refusals} refusal(s) and is strict: fix them (customer "
@@ -1120,16 +1151,19 @@ async def apply_plan(
     skipped or refused) and each of its target grants reads back as planned; a source grant
     already ended counts as retired.
     """
-    _check_endpoints(plan, target, source, retire)
-    creator = _creator(plan, target)
+    scan = _Scan.of(plan)
+    _check_endpoints(plan, scan, target, source, retire)
+    creator = _creator(scan, target)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    book = Journal(journal, plan=plan.fingerprint(), target=target.identity())
+    book = Journal(journal, plan=scan.fingerprint, target=target.identity())
     report = ApplyReport()
     keep = retire is not None and source is not None  # what retiring checks, per planned key
     try:
         gate = asyncio.Semaphore(max(concurrency, 1))
-        found, total = await _reconcile(plan, target, gate, report, keep)
+        total = scan.total
+        found = await _reconcile(scan.wanted, target, gate, report, keep)
+        del scan
         for key, held in found.items():
             await asyncio.to_thread(book.record_created, key, held.id if held else "")
         unreadable = {key for key, _ in report.failed}
@@ -1189,23 +1223,14 @@ class _Held:
                    grant.status is GrantStatus.VOIDED, grant.created_at)
 
 
-async def _reconcile(plan: MigrationPlan, target: Provider, gate: asyncio.Semaphore,
-                     report: ApplyReport, keep: bool) -> tuple[dict[str, _Held | None], int]:
-    """The planned grants the target already holds, by key (with what retiring checks when
-    ``keep``), and the number of planned grants: one listing per target customer.
+async def _reconcile(wanted: dict[str, list[str]], target: Provider, gate: asyncio.Semaphore,
+                     report: ApplyReport, keep: bool) -> dict[str, _Held | None]:
+    """The planned grants (``wanted``: keys per target customer) the target already holds, by
+    key (with what retiring checks when ``keep``): one listing per target customer.
 
     A customer whose grants cannot all be read is not touched: each of its planned items is
     reported failed (creating without knowing what is there could duplicate a grant).
     """
-    wanted: dict[str, list[str]] = defaultdict(list)
-    total = 0
-    for item in plan.iter_items():
-        if item.action != "migrate":
-            continue
-        assert item.grant is not None
-        assert item.key is not None
-        wanted[item.grant.customer_id].append(item.key)
-        total += 1
     found: dict[str, _Held | None] = {}
 
     async def listing(customer: str, keys: list[str]) -> None:
@@ -1225,7 +1250,7 @@ async def _reconcile(plan: MigrationPlan, target: Provider, gate: asyncio.Semaph
         found.update(seen)
 
     await asyncio.gather(*(listing(c, keys) for c, keys in wanted.items()))
-    return found, total
+    return found
 
 
 def _ended(grant: CreditGrant) -> bool:
@@ -1340,8 +1365,9 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
                 found[grant.idempotency_key].append(grant)
                 sums[grant.amount.unit_key].append(grant.amount.amount)
         planned: dict[str, list[Decimal]] = defaultdict(list)
-        for key, position in positions.items():
-            want = plan.item_at(position).grant
+        for (key, position), item in zip(positions.items(), plan.items_at(positions.values()),
+                                         strict=True):
+            want = item.grant
             assert want is not None
             planned[want.amount.unit_key].append(want.amount.amount)
             got = found.get(key, [])

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import billing_credits as bc
+from billing_credits._migration import _Scan
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -101,6 +102,7 @@ def test_write_plan_writes_line_for_line_what_plan_migration_holds(
     assert list(opened.items) == [i.model_copy(update={"grant": i.grant.model_copy(
         update={"raw": None}) if i.grant else None}) for i in plan.items]
     assert opened.fingerprint() == plan.fingerprint()
+    assert _Scan.of(opened).fingerprint == plan.fingerprint()  # apply's journal is tied to it
     assert opened.summary() == plan.summary()
 
 
