@@ -31,7 +31,7 @@ import sqlite3
 import tempfile
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -511,15 +511,33 @@ def write_plan(
 
 
 class _Spool:
-    """Drafts waiting for every grant to be read, on disk (a private temporary SQLite file)."""
+    """Drafts waiting for every grant to be read, with the application key each keeps, and
+    the source grants the plan migrates: on disk (a private temporary SQLite file), so that
+    memory holds none of them."""
 
     def __init__(self) -> None:
         self._db = sqlite3.connect("")
-        self._db.execute("CREATE TABLE draft (seq INTEGER PRIMARY KEY, grp INTEGER, data BLOB)")
+        self._db.execute("CREATE TABLE draft (seq INTEGER PRIMARY KEY, grp INTEGER, kept TEXT, "
+                         "data BLOB)")
+        self._db.execute("CREATE TABLE migrated (source_id TEXT PRIMARY KEY)")
 
     def add(self, group: int, draft: _Draft) -> None:
-        self._db.execute("INSERT INTO draft (grp, data) VALUES (?, ?)",
-                         (group, pickle.dumps(draft, pickle.HIGHEST_PROTOCOL)))
+        self._db.execute("INSERT INTO draft (grp, kept, data) VALUES (?, ?, ?)",
+                         (group, draft.kept_key, pickle.dumps(draft, pickle.HIGHEST_PROTOCOL)))
+
+    def shared(self) -> dict[str, int]:
+        """Each application key kept by more than one draft, with how many keep it."""
+        return dict(self._db.execute(
+            "SELECT kept, COUNT(*) FROM draft WHERE kept IS NOT NULL GROUP BY kept "
+            "HAVING COUNT(*) > 1").fetchall())
+
+    def migrate(self, source_id: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO migrated VALUES (?)", (source_id,))
+
+    def __contains__(self, source_id: object) -> bool:
+        """Whether the plan migrates (part of) this source grant."""
+        return self._db.execute("SELECT 1 FROM migrated WHERE source_id = ?",
+                                (source_id,)).fetchone() is not None
 
     def groups(self, grouped: bool) -> Iterator[list[_Draft]]:
         """The drafts in the order they came; grouped: each group's together, groups in the
@@ -561,7 +579,6 @@ class _Planner:
         recorder = _recorder(target)
         spool = _Spool()
         try:
-            kept: Counter[str] = Counter()  # each application key, with how many drafts keep it
             groups: dict[str, int] = {}  # each target customer, in the order first seen
             seen: dict[str, None] = {}
             unreadable: list[PlanItem] = []
@@ -585,12 +602,10 @@ class _Planner:
                     yield skipped
                 for draft in drafts:
                     draft.source = draft.source.model_copy(update={"raw": None})
-                    if draft.kept_key is not None:
-                        kept[draft.kept_key] += 1
                     group = groups.setdefault(draft.grant.customer_id, len(groups))
                     spool.add(group, draft)
             yield from unreadable
-            migrated: set[str] = set()
+            kept = spool.shared()
             preserve = self.priority_policy == "preserve-order"
             for spooled in spool.groups(grouped=preserve):
                 for draft in spooled:
@@ -606,15 +621,15 @@ class _Planner:
                 for draft in group_drafts:
                     item = _finish(draft, target, recorder)
                     if item.action == "migrate":
-                        migrated.add(item.source_id)
+                        spool.migrate(item.source_id)
                     yield item
+            if self.amount_mode == "remaining":
+                balances = _source_balances(source, seen, self.customer_map, spool)
+                self.header = self.header.model_copy(update={
+                    "remaining_source": f"{source.name}: {source.remaining_source}",
+                    "source_balances": balances})
         finally:
             spool.close()
-        if self.amount_mode == "remaining":
-            balances = _source_balances(source, seen, self.customer_map, migrated)
-            self.header = self.header.model_copy(update={
-                "remaining_source": f"{source.name}: {source.remaining_source}",
-                "source_balances": balances})
 
 
 def _retire_overlaps(source: Provider, now: datetime) -> dict[str, str]:
@@ -643,10 +658,12 @@ def _kept(provenance: bool) -> str:
     return f"; the original is kept in metadata {MIGRATED_KEY}" if provenance else ""
 
 
-def _shared_key(draft: _Draft, kept: Counter[str], source_name: str, provenance: bool) -> None:
-    """An application key carried by several source grants cannot name each target grant:
-    those get derived keys, and the change says why."""
-    if draft.kept_key is None or kept[draft.kept_key] < 2:
+def _shared_key(draft: _Draft, kept: Mapping[str, int], source_name: str,
+                provenance: bool) -> None:
+    """An application key carried by several source grants cannot name each target grant
+    (``kept``: each key kept by several drafts, with how many): those get derived keys, and the
+    change says why."""
+    if draft.kept_key is None or kept.get(draft.kept_key, 0) < 2:
         return
     key = migration_key(source_name, draft.source.id or "", draft.segment)
     draft.grant = draft.grant.as_new(idempotency_key=key)
@@ -660,7 +677,7 @@ def _shared_key(draft: _Draft, kept: Counter[str], source_name: str, provenance:
 
 def _source_balances(source: Provider, customers: Iterable[str],
                      customer_map: CustomerMap | None,
-                     migrated: set[str]) -> dict[str, dict[str, str]] | None:
+                     migrated: Container[str]) -> dict[str, dict[str, str]] | None:
     """Usable balances on the source, per target customer and unit (None: not reported).
 
     Where the source splits a balance by grant, only the grants the plan migrates count: a
