@@ -13,8 +13,11 @@ fake's process never counts). Targets: peak RSS <= 150 MB, and the 1,000,000-gra
 migration of N grants, each phase in its own child process (``--child PHASE``), peak RSS from
 ``os.wait4``. The source is a paged in-memory provider that generates grant ``i`` from its
 index on demand (it holds nothing: O(page) per page), the target an in-memory provider whose
-creates store nothing and whose per-customer listing generates the grants a correct apply
-leaves behind (so ``verify`` reads N grants back). The vendor side therefore costs no memory;
+creates store nothing, which lists nothing during ``apply`` (a target before migration) and,
+for ``verify``, generates per customer the grants a correct apply leaves behind (under the
+keys the plan gives them, so ``verify`` reads N grants back). ``plan`` runs as the CLI does
+(``write_plan`` to the file), ``apply`` and ``verify`` open the plan lazily
+(``MigrationPlan.open``). The vendor side therefore costs no memory;
 what is measured is the library: the planner, the plan file, the journal, the apply loop and
 the reconciliation. Target (issue 9.7): under 200 MB at 1,000,000 planned grants.
 
