@@ -13,8 +13,11 @@ fake's process never counts). Targets: peak RSS <= 150 MB, and the 1,000,000-gra
 migration of N grants, each phase in its own child process (``--child PHASE``), peak RSS from
 ``os.wait4``. The source is a paged in-memory provider that generates grant ``i`` from its
 index on demand (it holds nothing: O(page) per page), the target an in-memory provider whose
-creates store nothing and whose per-customer listing generates the grants a correct apply
-leaves behind (so ``verify`` reads N grants back). The vendor side therefore costs no memory;
+creates store nothing, which lists nothing during ``apply`` (a target before migration) and,
+for ``verify``, generates per customer the grants a correct apply leaves behind (under the
+keys the plan gives them, so ``verify`` reads N grants back). ``plan`` runs as the CLI does
+(``write_plan`` to the file), ``apply`` and ``verify`` open the plan lazily
+(``MigrationPlan.open``). The vendor side therefore costs no memory;
 what is measured is the library: the planner, the plan file, the journal, the apply loop and
 the reconciliation. Target (issue 9.7): under 200 MB at 1,000,000 planned grants.
 
@@ -101,7 +104,9 @@ def _measured(args: list[str], *, max_memory_gb: float | None = None,
 # -- the in-memory providers of the migration benchmark (used in the child processes) --------
 
 
-def _providers(count: int) -> tuple[Any, Any]:
+def _providers(count: int, *, migrated: bool = False) -> tuple[Any, Any]:
+    """The source of ``count`` grants, and a target that holds nothing (``migrated``: what a
+    correct apply of the plan leaves behind)."""
     import billing_credits as bc
 
     def source_grant(index: int) -> bc.CreditGrant:
@@ -145,7 +150,8 @@ def _providers(count: int) -> tuple[Any, Any]:
             yield  # pragma: no cover
 
     class Target(Synthetic):
-        """Stores nothing; lists what a correct apply of the plan leaves behind."""
+        """Stores nothing; lists nothing before apply, what a correct apply of the plan leaves
+        behind after it (each grant under the key the plan gives it: the application's own)."""
 
         name = "synthetic-target"
 
@@ -156,12 +162,15 @@ def _providers(count: int) -> tuple[Any, Any]:
             return result
 
         def _list_page(self, query: bc.ListQuery, cursor: str | None) -> bc.Flow[bc.Page]:
-            def migrated(index: int) -> bc.CreditGrant:
+            def held(index: int) -> bc.CreditGrant:
                 grant = source_grant(index)
-                key = bc.migration_key("synthetic", grant.id or "", None)
-                return grant.model_copy(update={"id": f"tgt_{key}", "provider": self.name,
-                                                "idempotency_key": key})
-            return self._page(query, cursor, migrated)
+                key = grant.idempotency_key
+                return grant.model_copy(update={"id": f"tgt_{key}", "provider": self.name})
+            return self._page(query, cursor, held) if migrated else self._empty()
+
+        def _empty(self) -> bc.Flow[bc.Page]:
+            result: bc.Page = yield bc.Call(lambda: bc.Page([], None), _ready(bc.Page([], None)))
+            return result
 
     return Synthetic(), Target()
 
@@ -176,20 +185,20 @@ def child(phase: str, count: int, folder: Path) -> None:
     """One phase of the migration benchmark, in this (child) process."""
     import billing_credits as bc
 
-    source, target = _providers(count)
+    source, target = _providers(count, migrated=phase == "verify")
     plan_path = folder / "plan.jsonl"
-    if phase == "plan":
-        plan = bc.plan_migration(source, target, now=START + timedelta(days=1))
-        plan.save(plan_path)
-        print(f"planned {len(plan.to_create)}")
+    if phase == "plan":  # as the CLI does: streamed to the file, then read back lazily
+        with plan_path.open("w") as out:
+            summary = bc.write_plan(source, target, out, now=START + timedelta(days=1))
+        print(f"planned {summary['grants_to_create']}")
     elif phase == "apply":
-        plan = bc.MigrationPlan.load(plan_path)
+        plan = bc.MigrationPlan.open(plan_path)
         report = asyncio.run(bc.apply_plan(plan, target, journal=folder / "plan.journal"))
         if not report.ok:
             raise SystemExit(f"apply failed: {report.failed[:3]}")
         print(f"created {report.created}")
     elif phase == "verify":
-        plan = bc.MigrationPlan.load(plan_path)
+        plan = bc.MigrationPlan.open(plan_path)
         verified = bc.verify_plan(plan, target)
         if not verified.ok:
             raise SystemExit(f"verify found differences: {verified.lines()[:3]}")

@@ -82,6 +82,7 @@ if typing.TYPE_CHECKING:
         migration_key,
         plan_migration,
         verify_plan,
+        write_plan,
     )
     from ._model import (
         MIGRATED_KEY,
@@ -184,7 +185,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._migration": (
         "PROVENANCE_KEYS", "ApplyReport", "Change", "MigrationError", "MigrationPlan", "PlanItem",
         "RetireOverlap", "VerifyReport", "apply_plan", "migration_key", "plan_migration",
-        "verify_plan",
+        "verify_plan", "write_plan",
     ),
     "._model": (
         "MIGRATED_KEY", "Adjustment", "Category", "CreditGrant", "GrantStatus", "Scope", "Segment",
@@ -348,6 +349,7 @@ __all__ = [
     "simulate",
     "synthetic_usage",
     "verify_plan",
+    "write_plan",
 ]
 
 

@@ -1003,13 +1003,17 @@ def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
                  as_json: bool, usage_path: str | None, report_path: str | None,
                  quiet: bool) -> None:
     """Plan a migration (a dry run: writes only the plan file)."""
-    from ._migration import plan_migration
+    from ._migration import MigrationPlan, plan_migration, write_plan
     from ._secrets import RedactingWriter
 
     # Everything given is checked before anything is read from a provider.
     customers_by = _read_map(customer_map, many=False, option="--customer-map")
     prices_by = _read_map(scope_map, many=True, option="--scope-map")
     _writable_folder(output, "--output")
+    options: dict[str, Any] = {
+        "customers": customers or None, "amount_mode": amount_mode, "customer_map": customers_by,
+        "scope_map": prices_by, "priority_policy": priority_policy, "strict": not lenient,
+        "provenance": not no_provenance}
     with _open(source, from_settings, "--from-setting") as src, \
             _open(target, to_settings, "--to-setting") as dst, \
             Progress("reading source", quiet=quiet) as bar:
@@ -1022,27 +1026,35 @@ def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
 
         src.list_grants = counted
         _doing(lambda: f"read {bar.done} source grant(s); nothing written")
-        plan = plan_migration(
-            src, dst, customers=customers or None, amount_mode=amount_mode,
-            customer_map=customers_by, scope_map=prices_by, priority_policy=priority_policy,
-            strict=not lenient, provenance=not no_provenance)
-        comparison = _simulate_plan(plan, src, dst, usage_path, report_path)
-    with _AtomicOutput(output) as out, RedactingWriter(out) as redacted:
-        plan.write(redacted)  # type: ignore[arg-type]
-    summary = plan.summary()
+        simulate = _simulated(src, dst, usage_path, report_path)
+        written = _AtomicOutput(output)
+        if written.partial is None:  # stdout: the plan is held to simulate it, then written
+            plan = plan_migration(src, dst, **options)
+            comparison = _simulate_plan(plan, src, dst, usage_path, report_path) if simulate \
+                else None
+            with written as out, RedactingWriter(out) as redacted:
+                plan.write(redacted)  # type: ignore[arg-type]
+            summary = plan.summary()
+        else:  # streamed to the file as decided; simulated from it before it takes its name
+            with written as out:
+                with RedactingWriter(out) as redacted:
+                    summary = write_plan(src, dst, redacted, **options)  # type: ignore[arg-type]
+                out.flush()
+                comparison = _simulate_plan(MigrationPlan.open(written.partial), src, dst,
+                                            usage_path, report_path) if simulate else None
     if as_json:
         extra = {} if comparison is None else {"consumption_differs": comparison.as_json()}
         click.echo(json.dumps({**summary, **extra}, sort_keys=True))
     else:
-        _print_plan(plan, summary, output)
+        _print_plan(summary, output)
         _print_comparison(comparison)
-    if plan.refusals and not lenient:
-        click.echo(f"error: {len(plan.refusals)} grant(s) refused; see {output} "
+    if summary["refused"] and not lenient:
+        click.echo(f"error: {summary['refused']} grant(s) refused; see {output} "
                    "(plan again with --lenient to skip them)", err=True)
         sys.exit(EXIT_PROVIDER_ERROR)
 
 
-def _print_plan(plan: Any, summary: dict[str, Any], output: str) -> None:
+def _print_plan(summary: dict[str, Any], output: str) -> None:
     """The plan in brief: each kind of change and refusal once, with how many grants it
     touches (every grant's own changes are in the plan file)."""
     from rich.table import Table
@@ -1098,14 +1110,15 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
 
     from ._migration import MigrationPlan, apply_plan
 
-    plan = MigrationPlan.load(plan_path)
-    refused = len(plan.refusals)
+    plan = MigrationPlan.open(plan_path)  # items stay in the file: memory does not grow
+    planned = plan.summary()
+    refused = int(planned["refused"])
     with ExitStack() as stack:
         target = stack.enter_context(_open(plan.header.target, to_settings, "--to-setting"))
         source = stack.enter_context(_open(plan.header.source, from_settings, "--from-setting")) \
             if retire else None
         bar = stack.enter_context(Progress("creating", quiet=quiet))
-        state = {"done": 0, "total": len(plan.to_create)}
+        state = {"done": 0, "total": int(planned["grants_to_create"])}
 
         def progress(done: int, total: int) -> None:
             state.update(done=done, total=total)
@@ -1157,7 +1170,7 @@ def migrate_verify(plan_path: str, from_settings: tuple[str, ...], to_settings: 
     """Reconcile the target with the plan; exit 1 and show the differences on any mismatch."""
     from ._migration import MigrationPlan, verify_plan
 
-    plan = MigrationPlan.load(plan_path)
+    plan = MigrationPlan.open(plan_path)
     with _open(plan.header.target, to_settings, "--to-setting") as target:
         report = verify_plan(plan, target)
         comparison = _simulate_held(plan, target, usage_path, report_path)
@@ -1397,18 +1410,24 @@ def _usage_for(path: str | None, grants: Any) -> Any:
     return None if path is None else read_usage(path, units=units_of(grants))
 
 
-def _simulate_plan(plan: Any, source: Any, target: Any, usage_path: str | None,
-                   report_path: str | None) -> Any:
-    """Compare the plan's two sides (None, with a note, when an order is not declared)."""
-    from ._simulate import compare_plan, source_side
-
+def _simulated(source: Any, target: Any, usage_path: str | None, report_path: str | None) -> bool:
+    """Whether the plan's two sides can be simulated (False, with a note, when an order is not
+    declared; refused when asked for with ``--usage`` or ``--report``)."""
     if source.consumption_order is None or target.consumption_order is None:
         missing = source.name if source.consumption_order is None else target.name
         click.echo(f"note: consumption not simulated: {missing} declares no consumption order",
                    err=True)
         if usage_path or report_path:
             raise UnsupportedOperationError(missing, "simulate", "it declares no consumption order")
-        return None
+        return False
+    return True
+
+
+def _simulate_plan(plan: Any, source: Any, target: Any, usage_path: str | None,
+                   report_path: str | None) -> Any:
+    """Compare the plan's two sides (both declare a consumption order: ``_simulated``)."""
+    from ._simulate import compare_plan, source_side
+
     sides = [source_side(i) for i in plan.to_create if i.grant is not None]
     comparison = compare_plan(plan, source.consumption_order, target.consumption_order,
                               usage=_usage_for(usage_path, sides))

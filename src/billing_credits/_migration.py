@@ -22,17 +22,21 @@ import asyncio
 import copy
 import decimal
 import hashlib
+import itertools
 import json
+import pickle
 import re
+import shutil
 import sqlite3
+import tempfile
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -45,7 +49,7 @@ from ._errors import (
     UnsupportedOperationError,
 )
 from ._model import MIGRATED_KEY, CreditGrant, GrantStatus, Scope, Segment
-from ._money import exact, exact_json, exact_sum
+from ._money import Money, exact, exact_json, exact_sum
 from ._priority import preserve_order
 from ._provider import OnUnreadable, Provider
 from ._secrets import redact
@@ -63,6 +67,7 @@ __all__ = [
     "migration_key",
     "plan_migration",
     "verify_plan",
+    "write_plan",
 ]
 
 AmountMode = Literal["remaining", "original"]
@@ -135,12 +140,143 @@ class PlanHeader(_Record):
     source reports balances): ``verify`` compares the target's with it."""
 
 
+class _Tally:
+    """The plan's summary, added up one item at a time (memory: per customer and reason)."""
+
+    def __init__(self) -> None:
+        self.to_create = 0
+        self.refused = 0
+        self.changes = 0
+        self.skipped: Counter[str] = Counter()
+        self.refusal_reasons: Counter[str] = Counter()
+        self.change_reasons: Counter[str] = Counter()
+        self.sums: dict[str, dict[str, list[Any]]] = defaultdict(dict)
+
+    def add(self, item: PlanItem) -> None:
+        if item.action == "migrate":
+            assert item.grant is not None
+            self.to_create += 1
+            units = self.sums[item.grant.customer_id]
+            unit = item.grant.amount.unit_key
+            held = units.setdefault(unit, [Decimal(0), 0])
+            held[0] = exact_sum((held[0], item.grant.amount.amount))
+            held[1] += 1
+        elif not item.refused:
+            self.skipped[item.reason or ""] += 1
+        if item.refused:
+            self.refused += 1
+            self.refusal_reasons[item.reason or ""] += 1
+        self.changes += len(item.changes)
+        for change in item.changes:
+            self.change_reasons[f"{_field_kind(change.field)}: {change.why}"] += 1
+
+    def totals(self) -> dict[str, dict[str, dict[str, str]]]:
+        return {
+            customer: {unit: {"planned": str(total), "grants": str(count)}
+                       for unit, (total, count) in sorted(units.items())}
+            for customer, units in sorted(self.sums.items())
+        }
+
+    def summary(self, header: PlanHeader) -> dict[str, Any]:
+        return {
+            "kind": "summary",
+            "source": header.source,
+            "target": header.target,
+            "target_identity": header.target_identity,
+            "retire_overlaps": header.retire_overlaps,
+            "grants_to_create": self.to_create,
+            "skipped": dict(sorted(self.skipped.items())),
+            "refused": self.refused,
+            "refusal_reasons": dict(sorted(self.refusal_reasons.items())),
+            "changes": self.changes,
+            "change_reasons": dict(sorted(self.change_reasons.items())),
+            "totals": self.totals(),
+        }
+
+
+class _PlanFile(Sequence[PlanItem]):
+    """The items of a plan file, read from the file each time they are iterated (never held).
+
+    The file was checked whole when opened; it is refused if it changed since."""
+
+    def __init__(self, path: Path, count: int, stamp: tuple[int, int]) -> None:
+        self.path = path
+        self._count = count
+        self._stamp = stamp
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> PlanItem: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[PlanItem]: ...
+
+    def __getitem__(self, index: int | slice) -> PlanItem | list[PlanItem]:
+        return list(self)[index]
+
+    def _check(self) -> None:
+        if _stamp(self.path) != self._stamp:
+            raise MigrationError(f"{self.path} changed since it was read: load it again")
+
+    def __iter__(self) -> Iterator[PlanItem]:
+        for _, item in self.located():
+            yield item
+
+    def located(self) -> Iterator[tuple[int, PlanItem]]:
+        """Each item with its byte offset in the file (``at`` reads it again)."""
+        self._check()
+        with self.path.open("rb") as lines:
+            offset = 0
+            for line in lines:
+                at, offset = offset, offset + len(line)
+                data = exact_json(line)
+                if isinstance(data, dict) and data.get("kind") == "item":
+                    yield at, PlanItem.model_validate(data)
+
+    def at(self, offsets: Iterable[int]) -> Iterator[PlanItem]:
+        self._check()
+        with self.path.open("rb") as lines:
+            for offset in offsets:
+                lines.seek(offset)
+                yield _item(lines.readline())
+
+
+def _item(line: bytes) -> PlanItem:
+    return PlanItem.model_validate(exact_json(line.decode("utf-8")))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns
+
+
 @dataclass
 class MigrationPlan:
-    """A reviewable plan: a header, one ``PlanItem`` per decision, and totals."""
+    """A reviewable plan: a header, one ``PlanItem`` per decision, and totals.
+
+    ``items`` is a list, or, for a plan opened with ``MigrationPlan.open``, the plan file's
+    items read on each pass (a plan of any size then costs no memory per item; ``to_create``
+    and ``refusals`` still make lists, ``iter_items`` does not)."""
 
     header: PlanHeader
-    items: list[PlanItem] = field(default_factory=list)
+    items: Sequence[PlanItem] = field(default_factory=list)
+
+    def iter_items(self) -> Iterator[PlanItem]:
+        return iter(self.items)
+
+    def located(self) -> Iterator[tuple[int, PlanItem]]:
+        """Each item with where it is (``items_at`` reads it again)."""
+        if isinstance(self.items, _PlanFile):
+            return self.items.located()
+        return enumerate(self.items)
+
+    def items_at(self, positions: Iterable[int]) -> Iterator[PlanItem]:
+        """The items at these positions (from ``located``), in that order."""
+        if isinstance(self.items, _PlanFile):
+            return self.items.at(positions)
+        return (self.items[position] for position in positions)
 
     @property
     def to_create(self) -> list[PlanItem]:
@@ -150,54 +286,32 @@ class MigrationPlan:
     def refusals(self) -> list[PlanItem]:
         return [i for i in self.items if i.refused]
 
+    def _tally(self) -> _Tally:
+        tally = _Tally()
+        for item in self.items:
+            tally.add(item)
+        return tally
+
     def totals(self) -> dict[str, dict[str, dict[str, str]]]:
         """Per target customer and unit: the amount planned and the number of grants."""
-        sums: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
-        for item in self.to_create:
-            assert item.grant is not None
-            sums[item.grant.customer_id][item.grant.amount.unit_key].append(item.grant.amount.amount)
-        return {
-            customer: {unit: {"planned": str(exact_sum(values)), "grants": str(len(values))}
-                       for unit, values in sorted(units.items())}
-            for customer, units in sorted(sums.items())
-        }
+        return self._tally().totals()
 
     def change_counts(self) -> dict[str, int]:
         """Each kind of change (field and reason) with the number of plan items it touches:
         the same reason is counted, not repeated once per grant."""
-        counts: Counter[str] = Counter()
-        for item in self.items:
-            for change in item.changes:
-                counts[f"{_field_kind(change.field)}: {change.why}"] += 1
-        return dict(sorted(counts.items()))
+        return dict(sorted(self._tally().change_reasons.items()))
 
     def summary(self) -> dict[str, Any]:
-        skipped: dict[str, int] = defaultdict(int)
-        for item in self.items:
-            if item.action == "skip" and not item.refused:
-                skipped[item.reason or ""] += 1
-        refused: Counter[str] = Counter(i.reason or "" for i in self.refusals)
-        return {
-            "kind": "summary",
-            "source": self.header.source,
-            "target": self.header.target,
-            "target_identity": self.header.target_identity,
-            "retire_overlaps": self.header.retire_overlaps,
-            "grants_to_create": len(self.to_create),
-            "skipped": dict(sorted(skipped.items())),
-            "refused": len(self.refusals),
-            "refusal_reasons": dict(sorted(refused.items())),
-            "changes": sum(len(i.changes) for i in self.items),
-            "change_reasons": self.change_counts(),
-            "totals": self.totals(),
-        }
+        return self._tally().summary(self.header)
 
     def write(self, out: IO[str]) -> None:
         """JSON lines: the header, each item, the summary."""
         out.write(self.header.model_dump_json() + "\n")
+        tally = _Tally()
         for item in self.items:
-            out.write(item.model_dump_json(exclude={"grant": {"raw"}}) + "\n")
-        out.write(json.dumps(self.summary(), sort_keys=True) + "\n")
+            tally.add(item)
+            out.write(_line(item))
+        out.write(json.dumps(tally.summary(self.header), sort_keys=True) + "\n")
 
     def save(self, path: str | Path) -> None:
         """Write the plan atomically: a reader never sees half of it."""
@@ -210,45 +324,73 @@ class MigrationPlan:
     def fingerprint(self) -> str:
         """A digest of what the plan creates: the journal is tied to it."""
         digest = hashlib.sha256(f"{self.header.source}\0{self.header.target}".encode())
-        for item in self.to_create:
-            assert item.grant is not None
-            digest.update(item.grant.model_dump_json(exclude={"raw"}).encode())
+        for item in self.items:
+            if item.action == "migrate":
+                assert item.grant is not None
+                digest.update(item.grant.model_dump_json(exclude={"raw"}).encode())
         return digest.hexdigest()
 
     @classmethod
     def load(cls, path: str | Path) -> MigrationPlan:
         """Read a plan written by ``save``, checking it is whole (its summary agrees)."""
-        header: PlanHeader | None = None
-        summary: dict[str, Any] | None = None
-        items = []
-        try:
-            with Path(path).open() as lines:
-                for number, line in enumerate(lines, start=1):
-                    data = exact_json(line)
-                    kind = data.get("kind") if isinstance(data, dict) else None
-                    if kind == "header":
-                        header = PlanHeader.model_validate(data)
-                    elif kind == "item":
-                        items.append(PlanItem.model_validate(data))
-                    elif kind == "summary":
-                        summary = data
-                    else:
-                        raise MigrationError(f"{path}:{number}: not a plan line")
-        except (BillingCreditsError, ValidationError) as error:
-            if isinstance(error, MigrationError):
-                raise
-            raise MigrationError(f"{path}: not a valid plan: {error}") from None
-        if header is None or summary is None:
-            raise MigrationError(f"{path} is not a whole migration plan (header or summary missing)")
-        plan = cls(header, items)
-        # Compare what the stored summary holds (a plan written before a summary field was
-        # added still loads); the counts and totals must always be there and agree.
-        computed = json.loads(json.dumps(plan.summary(), sort_keys=True, default=str))
-        stored = json.loads(json.dumps(summary, sort_keys=True, default=str))
-        if any(name not in stored for name in ("grants_to_create", "refused", "totals")) or any(
-                computed.get(name) != value for name, value in stored.items()):
-            raise MigrationError(f"{path}: the items do not add up to its summary; plan again")
-        return plan
+        items: list[PlanItem] = []
+        header = _read_plan(path, items.append)
+        return cls(header, items)
+
+    @classmethod
+    def open(cls, path: str | Path) -> MigrationPlan:
+        """Like ``load``, checking the whole file, but holding none of its items: they are
+        read from the file on each pass (``apply_plan`` and ``verify_plan`` make a few)."""
+        path = Path(path)
+        stamp = _stamp(path)
+        count = 0
+
+        def counted(_: PlanItem) -> None:
+            nonlocal count
+            count += 1
+
+        header = _read_plan(path, counted)
+        return cls(header, _PlanFile(path, count, stamp))
+
+
+def _line(item: PlanItem) -> str:
+    return item.model_dump_json(exclude={"grant": {"raw"}}) + "\n"
+
+
+def _read_plan(path: str | Path, keep: Callable[[PlanItem], None]) -> PlanHeader:
+    """Read a plan file line by line, giving each item to ``keep``; check its summary."""
+    header: PlanHeader | None = None
+    summary: dict[str, Any] | None = None
+    tally = _Tally()
+    try:
+        with Path(path).open() as lines:
+            for number, line in enumerate(lines, start=1):
+                data = exact_json(line)
+                kind = data.get("kind") if isinstance(data, dict) else None
+                if kind == "header":
+                    header = PlanHeader.model_validate(data)
+                elif kind == "item":
+                    item = PlanItem.model_validate(data)
+                    tally.add(item)
+                    keep(item)
+                elif kind == "summary":
+                    summary = data
+                else:
+                    raise MigrationError(f"{path}:{number}: not a plan line")
+    except (BillingCreditsError, ValidationError) as error:
+        if isinstance(error, MigrationError):
+            raise
+        raise MigrationError(f"{path}: not a valid plan: {error}") from None
+    if header is None or summary is None:
+        raise MigrationError(f"{path} is not a whole migration plan (header or summary missing)")
+    # Compare what the stored summary holds (a plan written before a summary field was
+    # added still loads); the counts and totals must always be there and agree.
+    computed = json.loads(json.dumps(tally.summary(header), sort_keys=True, default=str))
+    stored = json.loads(json.dumps(summary, sort_keys=True, default=str))
+    if any(name not in stored for name in ("grants_to_create", "refused", "totals")) or any(
+            computed.get(name) != value for name, value in stored.items()):
+        raise MigrationError(f"{path}: the items do not add up to its summary; plan again")
+    return header
 
 
 CustomerMap = Mapping[str, str] | Callable[[str], str | None]
@@ -321,48 +463,173 @@ def plan_migration(
     order, naming the customers where no choice can (a ``consumption_order`` change).
     ``strict``: refusals make ``apply`` stop before creating anything. ``provenance`` adds
     ``migrated_from_*`` metadata keys naming the source.
-    """
-    now = now or datetime.now(UTC)
-    header = PlanHeader(source=source.name, target=target.name,
-                        target_identity=target.identity(), source_identity=source.identity(),
-                        retire_overlaps=_retire_overlaps(source, now), created_at=now,
-                        amount_mode=amount_mode, priority_policy=priority_policy, strict=strict)
-    plan = MigrationPlan(header)
-    recorder = _recorder(target)
-    drafts: list[_Draft] = []
-    seen: dict[str, None] = {}
-    unreadable: list[UnreadableGrant] = []
-    for grant in _source_grants(source, customers, unreadable.append):
-        seen[grant.customer_id] = None
-        try:
-            skipped = _decide(grant, source.name, target, amount_mode, customer_map, scope_map,
-                              provenance, now, drafts)
-        except (BillingCreditsError, ValueError) as error:  # a grant the planner cannot place
-            skipped = _skip(grant, " ".join(str(error).split()), refused=True)
-        if skipped is not None:
-            plan.items.append(skipped)
-    for entry in unreadable:  # never dropped: each is a refusal naming the vendor's id
-        plan.items.append(PlanItem(
-            source_id=entry.vendor_id or "", customer_id="", action="skip", refused=True,
-            reason=f"unreadable {entry.provider} item {entry.vendor_id or '(no id)'}: "
-                   f"{redact(entry.problem)}"))
-    _shared_keys(drafts, source.name, provenance)
-    if priority_policy == "preserve-order":
-        drafts = _preserve_order(drafts, target)
-        if source.consumption_order is not None and target.consumption_order is not None:
-            from ._simulate import preserve_burn_order  # ties broken alike, by simulation
 
-            preserve_burn_order(drafts, source.consumption_order, target.consumption_order,
-                                target.capabilities.priority, target_name=target.name, now=now)
-    for draft in drafts:
-        plan.items.append(_finish(draft, target, recorder))
-    if amount_mode == "remaining":
-        migrated = {item.source_id for item in plan.to_create}
-        balances = _source_balances(source, seen, customer_map, migrated)
-        plan.header = header.model_copy(update={
-            "remaining_source": f"{source.name}: {source.remaining_source}",
-            "source_balances": balances})
-    return plan
+    The plan is held in memory; ``write_plan`` writes the same plan to a file holding no item.
+    """
+    planner = _Planner(source, target, customers=customers, amount_mode=amount_mode,
+                       customer_map=customer_map, scope_map=scope_map,
+                       priority_policy=priority_policy, strict=strict, provenance=provenance,
+                       now=now)
+    items = list(planner.items())
+    return MigrationPlan(planner.header, items)
+
+
+def write_plan(
+    source: Provider,
+    target: Provider,
+    out: IO[str],
+    *,
+    customers: Iterable[str] | None = None,
+    amount_mode: AmountMode = "remaining",
+    customer_map: CustomerMap | None = None,
+    scope_map: ScopeMap | None = None,
+    priority_policy: PriorityPolicy = "exact",
+    strict: bool = True,
+    provenance: bool = True,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """``plan_migration``, written to ``out`` as ``MigrationPlan.write`` would (header, items,
+    summary) as it is decided: memory holds a few small indexes per grant (keys, source ids),
+    never the plan. The drafts wait in a temporary file until the shared-key and per-customer
+    rules have seen them all; the items in another, since the header (source balances) comes
+    first. Returns the summary. ``MigrationPlan.open`` reads the written plan back lazily."""
+    planner = _Planner(source, target, customers=customers, amount_mode=amount_mode,
+                       customer_map=customer_map, scope_map=scope_map,
+                       priority_policy=priority_policy, strict=strict, provenance=provenance,
+                       now=now)
+    tally = _Tally()
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as body:
+        for item in planner.items():
+            tally.add(item)
+            body.write(_line(item))
+        body.seek(0)
+        out.write(planner.header.model_dump_json() + "\n")
+        shutil.copyfileobj(body, out)
+    summary = tally.summary(planner.header)
+    out.write(json.dumps(summary, sort_keys=True) + "\n")
+    return summary
+
+
+class _Spool:
+    """Drafts waiting for every grant to be read, with the application key each keeps, and
+    the source grants the plan migrates: on disk (a private temporary SQLite file), so that
+    memory holds none of them."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect("")
+        self._db.execute("CREATE TABLE draft (seq INTEGER PRIMARY KEY, grp INTEGER, kept TEXT, "
+                         "data BLOB)")
+        self._db.execute("CREATE TABLE migrated (source_id TEXT PRIMARY KEY)")
+
+    def add(self, group: int, draft: _Draft) -> None:
+        self._db.execute("INSERT INTO draft (grp, kept, data) VALUES (?, ?, ?)",
+                         (group, draft.kept_key, pickle.dumps(draft, pickle.HIGHEST_PROTOCOL)))
+
+    def shared(self) -> dict[str, int]:
+        """Each application key kept by more than one draft, with how many keep it."""
+        return dict(self._db.execute(
+            "SELECT kept, COUNT(*) FROM draft WHERE kept IS NOT NULL GROUP BY kept "
+            "HAVING COUNT(*) > 1").fetchall())
+
+    def migrate(self, source_id: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO migrated VALUES (?)", (source_id,))
+
+    def __contains__(self, source_id: object) -> bool:
+        """Whether the plan migrates (part of) this source grant."""
+        return self._db.execute("SELECT 1 FROM migrated WHERE source_id = ?",
+                                (source_id,)).fetchone() is not None
+
+    def groups(self, grouped: bool) -> Iterator[list[_Draft]]:
+        """The drafts in the order they came; grouped: each group's together, groups in the
+        order they came."""
+        order = "grp, seq" if grouped else "seq"
+        rows = self._db.execute(f"SELECT grp, data FROM draft ORDER BY {order}")  # noqa: S608
+        if not grouped:
+            for _, data in rows:
+                yield [pickle.loads(data)]  # noqa: S301 (written just above, by this process)
+            return
+        for _, group in itertools.groupby(rows, key=lambda row: row[0]):
+            yield [pickle.loads(data) for _, data in group]  # noqa: S301
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Planner:
+    """One planning run: ``items()`` yields the plan's items as they are decided; then
+    ``header`` is whole (the source balances are read last)."""
+
+    def __init__(self, source: Provider, target: Provider, *, customers: Iterable[str] | None,
+                 amount_mode: AmountMode, customer_map: CustomerMap | None,
+                 scope_map: ScopeMap | None, priority_policy: PriorityPolicy, strict: bool,
+                 provenance: bool, now: datetime | None) -> None:
+        self.source, self.target = source, target
+        self.customers, self.amount_mode = customers, amount_mode
+        self.customer_map, self.scope_map = customer_map, scope_map
+        self.priority_policy, self.provenance = priority_policy, provenance
+        self.now = now = now or datetime.now(UTC)
+        self.header = PlanHeader(
+            source=source.name, target=target.name, target_identity=target.identity(),
+            source_identity=source.identity(), retire_overlaps=_retire_overlaps(source, now),
+            created_at=now, amount_mode=amount_mode, priority_policy=priority_policy,
+            strict=strict)
+
+    def items(self) -> Iterator[PlanItem]:
+        source, target, now = self.source, self.target, self.now
+        recorder = _recorder(target)
+        spool = _Spool()
+        try:
+            groups: dict[str, int] = {}  # each target customer, in the order first seen
+            seen: dict[str, None] = {}
+            unreadable: list[PlanItem] = []
+
+            def refuse(entry: UnreadableGrant) -> None:  # never dropped: a refusal naming it
+                unreadable.append(PlanItem(
+                    source_id=entry.vendor_id or "", customer_id="", action="skip", refused=True,
+                    reason=f"unreadable {entry.provider} item {entry.vendor_id or '(no id)'}: "
+                           f"{redact(entry.problem)}"))
+
+            for grant in _source_grants(source, self.customers, refuse):
+                seen[grant.customer_id] = None
+                drafts: list[_Draft] = []
+                try:
+                    skipped = _decide(grant, source.name, target, self.amount_mode,
+                                      self.customer_map, self.scope_map, self.provenance, now,
+                                      drafts)
+                except (BillingCreditsError, ValueError) as error:  # one the planner cannot place
+                    skipped = _skip(grant, " ".join(str(error).split()), refused=True)
+                if skipped is not None:
+                    yield skipped
+                for draft in drafts:
+                    draft.source = draft.source.model_copy(update={"raw": None})
+                    group = groups.setdefault(draft.grant.customer_id, len(groups))
+                    spool.add(group, draft)
+            yield from unreadable
+            kept = spool.shared()
+            preserve = self.priority_policy == "preserve-order"
+            for spooled in spool.groups(grouped=preserve):
+                for draft in spooled:
+                    _shared_key(draft, kept, source.name, self.provenance)
+                group_drafts = _preserve_order(spooled, target) if preserve else spooled
+                if preserve and source.consumption_order is not None \
+                        and target.consumption_order is not None:
+                    from ._simulate import preserve_burn_order  # ties broken alike
+
+                    preserve_burn_order(group_drafts, source.consumption_order,
+                                        target.consumption_order, target.capabilities.priority,
+                                        target_name=target.name, now=now)
+                for draft in group_drafts:
+                    item = _finish(draft, target, recorder)
+                    if item.action == "migrate":
+                        spool.migrate(item.source_id)
+                    yield item
+            if self.amount_mode == "remaining":
+                balances = _source_balances(source, seen, self.customer_map, spool)
+                self.header = self.header.model_copy(update={
+                    "remaining_source": f"{source.name}: {source.remaining_source}",
+                    "source_balances": balances})
+        finally:
+            spool.close()
 
 
 def _retire_overlaps(source: Provider, now: datetime) -> dict[str, str]:
@@ -391,26 +658,26 @@ def _kept(provenance: bool) -> str:
     return f"; the original is kept in metadata {MIGRATED_KEY}" if provenance else ""
 
 
-def _shared_keys(drafts: list[_Draft], source_name: str, provenance: bool) -> None:
-    """An application key carried by several source grants cannot name each target grant:
-    those get derived keys, and the change says why."""
-    kept = Counter(d.kept_key for d in drafts if d.kept_key is not None)
-    for draft in drafts:
-        if draft.kept_key is None or kept[draft.kept_key] < 2:
-            continue
-        key = migration_key(source_name, draft.source.id or "", draft.segment)
-        draft.grant = draft.grant.as_new(idempotency_key=key)
-        draft.changes.append(Change(
-            field="idempotency_key", source=draft.kept_key, target=key,
-            why=f"the key is on {kept[draft.kept_key]} source grants; each target grant gets a "
-                f"derived key{_kept(provenance)} (a create with the original key on the target "
-                "would not find them)"))
-        draft.kept_key = None
+def _shared_key(draft: _Draft, kept: Mapping[str, int], source_name: str,
+                provenance: bool) -> None:
+    """An application key carried by several source grants cannot name each target grant
+    (``kept``: each key kept by several drafts, with how many): those get derived keys, and the
+    change says why."""
+    if draft.kept_key is None or kept.get(draft.kept_key, 0) < 2:
+        return
+    key = migration_key(source_name, draft.source.id or "", draft.segment)
+    draft.grant = draft.grant.as_new(idempotency_key=key)
+    draft.changes.append(Change(
+        field="idempotency_key", source=draft.kept_key, target=key,
+        why=f"the key is on {kept[draft.kept_key]} source grants; each target grant gets a "
+            f"derived key{_kept(provenance)} (a create with the original key on the target "
+            "would not find them)"))
+    draft.kept_key = None
 
 
 def _source_balances(source: Provider, customers: Iterable[str],
                      customer_map: CustomerMap | None,
-                     migrated: set[str]) -> dict[str, dict[str, str]] | None:
+                     migrated: Container[str]) -> dict[str, dict[str, str]] | None:
     """Usable balances on the source, per target customer and unit (None: not reported).
 
     Where the source splits a balance by grant, only the grants the plan migrates count: a
@@ -798,7 +1065,37 @@ def _describe(error: BaseException) -> str:
     return redact(text)
 
 
-def _creator(plan: MigrationPlan, target: Provider) -> Provider:
+@dataclass
+class _Scan:
+    """What apply needs to know of the whole plan before it creates anything, in one pass:
+    the refusals, the planned grants carrying a paid amount, the plan's fingerprint, and the
+    planned keys per target customer."""
+
+    refusals: int = 0
+    paid: int = 0
+    total: int = 0
+    fingerprint: str = ""
+    wanted: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    @classmethod
+    def of(cls, plan: MigrationPlan) -> _Scan:
+        scan = cls()
+        digest = hashlib.sha256(f"{plan.header.source}\0{plan.header.target}".encode())
+        for item in plan.iter_items():
+            scan.refusals += item.refused
+            if item.action != "migrate":
+                continue
+            assert item.grant is not None
+            assert item.key is not None
+            digest.update(item.grant.model_dump_json(exclude={"raw"}).encode())
+            scan.paid += item.grant.paid_amount is not None and item.grant.paid_amount.amount > 0
+            scan.wanted[item.grant.customer_id].append(item.key)
+            scan.total += 1
+        scan.fingerprint = digest.hexdigest()
+        return scan
+
+
+def _creator(scan: _Scan, target: Provider) -> Provider:
     """``target.record_only()``; refused before any create if it cannot record a paid amount
     that a planned grant carries without invoicing it.
 
@@ -810,12 +1107,10 @@ def _creator(plan: MigrationPlan, target: Provider) -> Provider:
     recorder = _recorder(target)
     if recorder is not None:
         return _without_lookup(recorder)
-    paid = [i for i in plan.to_create
-            if i.grant is not None and i.grant.paid_amount is not None
-            and i.grant.paid_amount.amount > 0]
+    paid = scan.paid
     if paid:
         raise MigrationError(
-            f"{target.name} invoices the paid amount of {len(paid)} planned grant(s) and cannot "
+            f"{target.name} invoices the paid amount of {paid} planned grant(s) and cannot "
             "record it only: a migration never invoices credit paid for on the source; "
             "configure the target not to invoice, then apply")
     return _without_lookup(target)
@@ -830,8 +1125,8 @@ def _without_lookup(provider: Provider) -> Provider:
     return quiet
 
 
-def _check_endpoints(plan: MigrationPlan, target: Provider, source: Provider | None,
-                     retire: Retire | None) -> None:
+def _check_endpoints(plan: MigrationPlan, scan: _Scan, target: Provider,
+                     source: Provider | None, retire: Retire | None) -> None:
     header = plan.header
     if target.name != header.target:
         raise MigrationError(f"the plan targets {header.target!r}, not {target.name!r}")
@@ -840,9 +1135,10 @@ def _check_endpoints(plan: MigrationPlan, target: Provider, source: Provider | N
             f"the plan was made for target {header.target_identity}, but apply was given "
             f"{target.identity()}: nothing created. Give apply the same target settings as the "
             "plan (-T ...), or plan again against this target")
-    if plan.header.strict and plan.refusals:
+    refusals = scan.refusals if plan.header.strict else 0
+    if refusals:
         raise MigrationError(
-            f"the plan has {len(plan.refusals)} refusal(s) and is strict: fix them (customer "
+            f"the plan has {refusals} refusal(s) and is strict: fix them (customer "
             "map, scope map, priority policy) and plan again, or plan with strict=False")
     if retire is not None:
         if source is None or source.name != header.source:
@@ -875,24 +1171,28 @@ async def apply_plan(
     skipped or refused) and each of its target grants reads back as planned; a source grant
     already ended counts as retired.
     """
-    _check_endpoints(plan, target, source, retire)
-    creator = _creator(plan, target)
+    scan = _Scan.of(plan)
+    _check_endpoints(plan, scan, target, source, retire)
+    creator = _creator(scan, target)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    book = Journal(journal, plan=plan.fingerprint(), target=target.identity())
+    book = Journal(journal, plan=scan.fingerprint, target=target.identity())
     report = ApplyReport()
+    keep = retire is not None and source is not None  # what retiring checks, per planned key
     try:
         gate = asyncio.Semaphore(max(concurrency, 1))
-        found = await _reconcile(plan, target, gate, report)
-        for key, grant in found.items():
-            await asyncio.to_thread(book.record_created, key, grant.id or "")
+        total = scan.total
+        found = await _reconcile(scan.wanted, target, gate, report, keep)
+        del scan
+        for key, held in found.items():
+            await asyncio.to_thread(book.record_created, key, held.id if held else "")
         unreadable = {key for key, _ in report.failed}
-        todo = [i for i in plan.to_create if i.key not in found and i.key not in unreadable]
         report.already_done = len(found)
-        total = len(plan.to_create)
         finished = report.already_done
         if progress:
             progress(finished, total)
+        todo = (i for i in plan.iter_items() if i.action == "migrate"
+                and i.key not in found and i.key not in unreadable)
 
         async def create(item: PlanItem) -> None:
             nonlocal finished
@@ -905,7 +1205,7 @@ async def apply_plan(
             except Exception as error:  # any one item's failure is reported, never raised
                 report.failed.append((item.key, _describe(error)))
                 return
-            found[item.key] = created
+            found[item.key] = _Held.of(created) if keep else None
             if created.replayed:
                 report.already_done += 1
             else:
@@ -914,7 +1214,11 @@ async def apply_plan(
             if progress:
                 progress(finished, total)
 
-        await asyncio.gather(*(create(item) for item in todo))
+        async def worker() -> None:
+            for item in todo:  # the items are read from the plan as the workers take them
+                await create(item)
+
+        await asyncio.gather(*(worker() for _ in range(max(concurrency, 1))))
         if retire is not None and source is not None:
             await _retire(plan, source, retire, found, book, report)
     finally:
@@ -923,28 +1227,41 @@ async def apply_plan(
     return report
 
 
-async def _reconcile(plan: MigrationPlan, target: Provider, gate: asyncio.Semaphore,
-                     report: ApplyReport) -> dict[str, CreditGrant]:
-    """The planned grants the target already holds, by key: one listing per target customer.
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """What retiring checks of a target grant (kept per planned key only when retiring)."""
+
+    id: str
+    amount: Money
+    customer_id: str
+    voided: bool
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, grant: CreditGrant) -> _Held:
+        return cls(grant.id or "", grant.amount, grant.customer_id,
+                   grant.status is GrantStatus.VOIDED, grant.created_at)
+
+
+async def _reconcile(wanted: dict[str, list[str]], target: Provider, gate: asyncio.Semaphore,
+                     report: ApplyReport, keep: bool) -> dict[str, _Held | None]:
+    """The planned grants (``wanted``: keys per target customer) the target already holds, by
+    key (with what retiring checks when ``keep``): one listing per target customer.
 
     A customer whose grants cannot all be read is not touched: each of its planned items is
     reported failed (creating without knowing what is there could duplicate a grant).
     """
-    wanted: dict[str, list[str]] = defaultdict(list)
-    for item in plan.to_create:
-        assert item.grant is not None
-        assert item.key is not None
-        wanted[item.grant.customer_id].append(item.key)
-    found: dict[str, CreditGrant] = {}
+    found: dict[str, _Held | None] = {}
 
     async def listing(customer: str, keys: list[str]) -> None:
         planned = set(keys)
-        seen: dict[str, CreditGrant] = {}
+        seen: dict[str, _Held | None] = {}
         try:
             async with gate:
                 async for grant in target.alist_grants(customer):
-                    if grant.idempotency_key in planned:
-                        seen.setdefault(grant.idempotency_key, grant)
+                    key = grant.idempotency_key
+                    if key in planned and key not in seen:
+                        seen[key] = _Held.of(grant) if keep else None
         except Exception as error:
             why = f"not created: the target's grants of customer {customer} could not be read " \
                   f"({_describe(error)}); run apply again"
@@ -961,7 +1278,7 @@ def _ended(grant: CreditGrant) -> bool:
 
 
 async def _retire(plan: MigrationPlan, source: Provider, how: Retire,
-                  found: Mapping[str, CreditGrant], book: Journal, report: ApplyReport) -> None:
+                  found: Mapping[str, _Held | None], book: Journal, report: ApplyReport) -> None:
     """Void or expire each source grant whose every planned item is confirmed on the target.
 
     A source grant already ended (voided or expired, or no longer found: a vendor that does not
@@ -969,23 +1286,29 @@ async def _retire(plan: MigrationPlan, source: Provider, how: Retire,
     must not make every later run fail. When the source's credit stops later than the moment
     of retiring (``retire_effective_at``), the report names the overlap.
     """
-    by_source: dict[str, list[PlanItem]] = defaultdict(list)
-    for item in plan.items:
-        by_source[item.source_id].append(item)
+    # Per source grant, what each of its items planned (key, amount, customer), or None
+    # for a skipped or refused part (which stays with the source).
+    by_source: dict[str, list[tuple[str, Money, str] | None]] = defaultdict(list)
+    for item in plan.iter_items():
+        if item.action == "migrate" and item.grant is not None and item.key is not None:
+            by_source[item.source_id].append((item.key, item.grant.amount, item.grant.customer_id))
+        else:
+            by_source[item.source_id].append(None)
     retired = book.retired()
     for source_id, items in by_source.items():
-        if source_id in retired or any(i.action != "migrate" for i in items):
+        if source_id in retired or any(i is None for i in items):
             continue  # a skipped or refused part stays with the source
-        if any(i.key not in found for i in items):
+        planned = [i for i in items if i is not None]
+        if any(found.get(key) is None for key, _, _ in planned):
             continue
         try:
-            for item in items:
-                assert item.grant is not None
-                assert item.key is not None
-                stored = found[item.key]
-                if (stored.amount != item.grant.amount or stored.customer_id != item.grant.customer_id
-                        or stored.status is GrantStatus.VOIDED):
+            held: list[_Held] = []
+            for key, amount, customer_id in planned:
+                stored = found[key]
+                assert stored is not None
+                if stored.amount != amount or stored.customer_id != customer_id or stored.voided:
                     raise MigrationError(f"target grant {stored.id} does not hold what was planned")
+                held.append(stored)
             now = datetime.now(UTC)
             if not await _already_ended(source, source_id):
                 ends = source.retire_effective_at(how, now)
@@ -996,7 +1319,7 @@ async def _retire(plan: MigrationPlan, source: Provider, how: Retire,
                     if not await _already_ended(source, source_id):
                         raise
                 if ends > now:
-                    starts = min((found[i.key].created_at or now) for i in items if i.key)
+                    starts = min((h.created_at or now) for h in held)
                     report.overlaps.append(RetireOverlap(source_id, min(starts, now), ends))
         except Exception as error:
             report.failed.append((source_id, f"retire: {_describe(error)}"))
@@ -1041,40 +1364,61 @@ class VerifyReport:
 
 
 def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
-    """Re-read the target and check every planned grant is there once, as planned."""
+    """Re-read the target and check every planned grant is there once, as planned.
+
+    One customer at a time: memory holds where each planned grant is in the plan and one
+    customer's grants, never the whole plan or the whole target."""
     report = VerifyReport()
-    planned = {i.key: i.grant for i in plan.to_create if i.key and i.grant}
-    customers = sorted({g.customer_id for g in planned.values()})
-    found: dict[str, list[CreditGrant]] = defaultdict(list)
-    sums: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
-    for customer in customers:
+    where: dict[str, dict[str, int]] = defaultdict(dict)  # customer -> key -> position
+    for position, item in plan.located():
+        if item.action == "migrate" and item.key and item.grant:
+            where[item.grant.customer_id][item.key] = position
+    report.checked = sum(len(keys) for keys in where.values())
+    per_key: list[tuple[int, str, tuple[str, str, str, str] | None]] = []  # by plan position
+    totals: list[tuple[str, str, str, str]] = []
+    for customer in sorted(where):
+        positions = where.pop(customer)
+        found: dict[str, list[CreditGrant]] = defaultdict(list)
+        sums: dict[str, list[Decimal]] = defaultdict(list)
         for grant in target.list_grants(customer):
-            if grant.idempotency_key in planned and grant.status is not GrantStatus.VOIDED:
+            if grant.idempotency_key in positions and grant.status is not GrantStatus.VOIDED:
                 found[grant.idempotency_key].append(grant)
-                sums[customer][grant.amount.unit_key].append(grant.amount.amount)
-    for key, want in planned.items():
-        report.checked += 1
-        got = found.get(key, [])
-        if not got:
-            report.missing.append(key)
-            continue
-        if len(got) > 1:
-            report.duplicated.append(key)
-        stored = got[0]
-        for name, a, b in (("amount", want.amount, stored.amount),
-                           ("priority", want.priority, stored.priority),
-                           ("customer_id", want.customer_id, stored.customer_id)):
-            if a != b and not (name == "priority" and a is None):
-                report.different.append((key, name, _text(a) or "", _text(b) or ""))
-    planned_totals = plan.totals()
-    for customer, units in planned_totals.items():
-        for unit, numbers in units.items():
-            got_total = exact_sum(sums[customer][unit])
+                sums[grant.amount.unit_key].append(grant.amount.amount)
+        planned: dict[str, list[Decimal]] = defaultdict(list)
+        for (key, position), item in zip(positions.items(), plan.items_at(positions.values()),
+                                         strict=True):
+            want = item.grant
+            assert want is not None
+            planned[want.amount.unit_key].append(want.amount.amount)
+            got = found.get(key, [])
+            if not got:
+                per_key.append((position, "missing", (key, "", "", "")))
+                continue
+            if len(got) > 1:
+                per_key.append((position, "duplicated", (key, "", "", "")))
+            stored = got[0]
+            for name, a, b in (("amount", want.amount, stored.amount),
+                               ("priority", want.priority, stored.priority),
+                               ("customer_id", want.customer_id, stored.customer_id)):
+                if a != b and not (name == "priority" and a is None):
+                    per_key.append((position, "different", (key, name, _text(a) or "", _text(b) or "")))
+        for unit in sorted(planned):
+            want_total = str(exact_sum(planned[unit]))
+            got_total = exact_sum(sums[unit])
             report.totals.setdefault(customer, {})[unit] = {
-                "planned": numbers["planned"], "found": str(got_total)}
-            if Decimal(numbers["planned"]) != got_total:
-                report.different.append((customer, f"total {unit}", numbers["planned"],
-                                         str(got_total)))
+                "planned": want_total, "found": str(got_total)}
+            if Decimal(want_total) != got_total:
+                totals.append((customer, f"total {unit}", want_total, str(got_total)))
+    per_key.sort(key=lambda entry: entry[0])  # stable: each key's own entries in their order
+    for _, kind, entry in per_key:
+        assert entry is not None
+        if kind == "missing":
+            report.missing.append(entry[0])
+        elif kind == "duplicated":
+            report.duplicated.append(entry[0])
+        else:
+            report.different.append(entry)
+    report.different += totals
     _compare_balances(plan, target, report)
     return report
 
