@@ -384,3 +384,23 @@ def test_eight_processes_consuming_lose_nothing_and_apply_each_reference_once(
                     for g in granted if grants[g].customer_id == customer)
                 # Each customer's credit ran out to less than the smallest usage (1/8).
                 assert balance.usable.amount < Decimal("0.125") * 18
+
+
+def test_consume_refuses_before_writing_what_would_leave_unreadable_amounts(
+        local: LocalProvider) -> None:
+    # Every amount is valid alone (at most 40 significant digits), but 10^38 less 10^-40 has
+    # 78: written, the customer's grants, balance and ledger could no longer be read.
+    tokens = bc.CreditUnit(id="tokens")
+    big = local.create_grant(grant().model_copy(
+        update={"amount": bc.Money(amount=Decimal("1E+38"), unit=tokens)}))
+    with pytest.raises(bc.ConflictError) as raised:
+        local.consume("c", bc.Money(amount=Decimal("1E-40"), unit=tokens), reference="r")
+    assert raised.value.code == "not_representable"
+    assert big.id is not None
+    assert local.get_grant(big.id).balance.amount == Decimal("1E+38")
+    [balance] = local.get_balance("c")
+    assert balance.usable.amount == Decimal("1E+38")
+    assert [e.kind for e in local.list_ledger("c")] == [bc.LedgerKind.GRANTED]
+    # The reference was not used: a representable amount under it is applied.
+    [entry] = local.consume("c", bc.Money(amount=Decimal("1E+37"), unit=tokens), reference="r")
+    assert entry.amount.amount == Decimal("-1E+37")
