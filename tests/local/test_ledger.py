@@ -404,3 +404,20 @@ def test_consume_refuses_before_writing_what_would_leave_unreadable_amounts(
     # The reference was not used: a representable amount under it is applied.
     [entry] = local.consume("c", bc.Money(amount=Decimal("1E+37"), unit=tokens), reference="r")
     assert entry.amount.amount == Decimal("-1E+37")
+
+
+def test_a_backdated_grant_is_granted_before_what_its_window_paid_or_lost(
+        local: LocalProvider) -> None:
+    # Created now, effective ten days ago (an import or a migrated grant): the ledger must not
+    # list its consumption and expiry before it, with a negative running balance.
+    old = local.create_grant(grant(amount=10, effective_at=T0 - timedelta(days=10),
+                                   expires_at=T0 - timedelta(days=2)))
+    local.consume("c", usd(4), at=T0 - timedelta(days=5), reference="late-invoice")
+    entries = list(local.list_ledger("c"))
+    assert [(e.kind, e.amount.amount) for e in entries] == [
+        (bc.LedgerKind.GRANTED, Decimal(10)), (bc.LedgerKind.CONSUMED, Decimal(-4)),
+        (bc.LedgerKind.EXPIRED, Decimal(-6))]
+    assert entries[0].at == T0 - timedelta(days=10)
+    assert entries[0].grant_id == old.id
+    assert [e.running_balance.amount for e in entries if e.running_balance] == [
+        Decimal(10), Decimal(6), Decimal(0)]

@@ -293,8 +293,14 @@ class LocalProvider(bc.Provider):
                                    provider=self.name, status=404)
         grants = {row.id: (row, self._read(row)) for row in rows}
         keyed: list[tuple[tuple[Any, ...], bc.LedgerEntry]] = []
-        for entry in stored:
+        for row_entry in stored:
+            entry = row_entry
             money = grants[entry.grant_id][1].amount if entry.grant_id in grants else None
+            if entry.kind == "granted" and entry.grant_id in grants:
+                # A grant backdated to before its creation was granted when its first window
+                # opened: consumption and expiry in that window must not come before it.
+                opened = _text(grants[entry.grant_id][1].segments[0].starts_at) or entry.at
+                entry = dataclasses.replace(entry, at=min(entry.at, opened))
             keyed.append((_entry_key(entry.at, entry.kind, entry.seq, entry.grant_id,
                                      entry.segment), self._entry(entry, money)))
         for row, grant in grants.values():
