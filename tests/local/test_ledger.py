@@ -421,3 +421,22 @@ def test_a_backdated_grant_is_granted_before_what_its_window_paid_or_lost(
     assert entries[0].grant_id == old.id
     assert [e.running_balance.amount for e in entries if e.running_balance] == [
         Decimal(10), Decimal(6), Decimal(0)]
+
+
+def test_consume_refuses_what_would_leave_a_grant_balance_of_too_many_digits(
+        local: LocalProvider) -> None:
+    # Two windows: 10^38 open now and 0.1 still to come (40 digits together). Taking 0.01
+    # from the first leaves 10^38 - 0.01 + 0.1 = 41 significant digits as the grant's balance.
+    tokens = bc.CreditUnit(id="tokens")
+    scheduled = grant().model_copy(update={
+        "amount": bc.Money(amount=Decimal("1" + "0" * 38 + ".1"), unit=tokens),
+        "effective_at": None, "expires_at": None, "schedule": (
+            bc.Segment(amount=Decimal("1E+38"), starts_at=T0 - timedelta(days=1),
+                       ends_before=T0 + timedelta(days=1)),
+            bc.Segment(amount=Decimal("0.1"), starts_at=T0 + timedelta(days=1)))})
+    made = local.create_grant(bc.CreditGrant.model_validate(scheduled.model_dump()))
+    with pytest.raises(bc.ConflictError) as raised:
+        local.consume("c", bc.Money(amount=Decimal("0.01"), unit=tokens), reference="r")
+    assert raised.value.code == "not_representable"
+    assert made.id is not None
+    assert local.get_grant(made.id).balance == made.balance

@@ -471,6 +471,12 @@ class LocalProvider(bc.Provider):
                     left = segment.amount - used
                 if not _representable(left, usage.amount):
                     problems.append(f"{left} left in window {index} of grant {row.id}")
+            if not problems:
+                try:  # the grant as it would be stored, its remaining balance included
+                    self._read(dataclasses.replace(row, consumed_json=json.dumps(
+                        [str(u) for u in totals[row.id]])))
+                except bc.InvalidGrantError:
+                    problems.append(f"the remaining balance of grant {row.id}")
         if problems:
             raise bc.ConflictError(
                 f"consuming {usage.amount} would leave amounts of more than {MAX_DIGITS} "
