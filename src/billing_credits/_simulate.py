@@ -30,7 +30,7 @@ from ._consumption import ConsumptionOrder, Draw, Expiry, Tie, _active, allocate
 from ._errors import BillingCreditsError, FieldProblem, InvalidGrantError
 from ._ledger import Usage
 from ._model import CreditGrant, GrantStatus, Scope
-from ._money import Money, exact, exact_sum
+from ._money import MAX_DIGITS, Money, exact, exact_sum
 from ._priority import PriorityDomain, preserve_order
 
 if TYPE_CHECKING:
@@ -328,8 +328,9 @@ def synthetic_usage(
             continue
         total = exact_sum(g.amount.amount for g in mine)
         count = max(steps, 1)
-        with decimal.localcontext() as context:
-            context.prec = 100
+        # A context of its own: the step is rounded down on purpose (the last draw takes the
+        # rest), whatever traps the caller's context sets.
+        with decimal.localcontext(decimal.Context(prec=4 * MAX_DIGITS)):
             step = (total / count).quantize(_quantum(mine), rounding=ROUND_DOWN)
         if step <= 0:
             count, step = 1, total

@@ -384,3 +384,59 @@ def test_eight_processes_consuming_lose_nothing_and_apply_each_reference_once(
                     for g in granted if grants[g].customer_id == customer)
                 # Each customer's credit ran out to less than the smallest usage (1/8).
                 assert balance.usable.amount < Decimal("0.125") * 18
+
+
+def test_consume_refuses_before_writing_what_would_leave_unreadable_amounts(
+        local: LocalProvider) -> None:
+    # Every amount is valid alone (at most 40 significant digits), but 10^38 less 10^-40 has
+    # 78: written, the customer's grants, balance and ledger could no longer be read.
+    tokens = bc.CreditUnit(id="tokens")
+    big = local.create_grant(grant().model_copy(
+        update={"amount": bc.Money(amount=Decimal("1E+38"), unit=tokens)}))
+    with pytest.raises(bc.ConflictError) as raised:
+        local.consume("c", bc.Money(amount=Decimal("1E-40"), unit=tokens), reference="r")
+    assert raised.value.code == "not_representable"
+    assert big.id is not None
+    assert local.get_grant(big.id).balance.amount == Decimal("1E+38")
+    [balance] = local.get_balance("c")
+    assert balance.usable.amount == Decimal("1E+38")
+    assert [e.kind for e in local.list_ledger("c")] == [bc.LedgerKind.GRANTED]
+    # The reference was not used: a representable amount under it is applied.
+    [entry] = local.consume("c", bc.Money(amount=Decimal("1E+37"), unit=tokens), reference="r")
+    assert entry.amount.amount == Decimal("-1E+37")
+
+
+def test_a_backdated_grant_is_granted_before_what_its_window_paid_or_lost(
+        local: LocalProvider) -> None:
+    # Created now, effective ten days ago (an import or a migrated grant): the ledger must not
+    # list its consumption and expiry before it, with a negative running balance.
+    old = local.create_grant(grant(amount=10, effective_at=T0 - timedelta(days=10),
+                                   expires_at=T0 - timedelta(days=2)))
+    local.consume("c", usd(4), at=T0 - timedelta(days=5), reference="late-invoice")
+    entries = list(local.list_ledger("c"))
+    assert [(e.kind, e.amount.amount) for e in entries] == [
+        (bc.LedgerKind.GRANTED, Decimal(10)), (bc.LedgerKind.CONSUMED, Decimal(-4)),
+        (bc.LedgerKind.EXPIRED, Decimal(-6))]
+    assert entries[0].at == T0 - timedelta(days=10)
+    assert entries[0].grant_id == old.id
+    assert [e.running_balance.amount for e in entries if e.running_balance] == [
+        Decimal(10), Decimal(6), Decimal(0)]
+
+
+def test_consume_refuses_what_would_leave_a_grant_balance_of_too_many_digits(
+        local: LocalProvider) -> None:
+    # Two windows: 10^38 open now and 0.1 still to come (40 digits together). Taking 0.01
+    # from the first leaves 10^38 - 0.01 + 0.1 = 41 significant digits as the grant's balance.
+    tokens = bc.CreditUnit(id="tokens")
+    scheduled = grant().model_copy(update={
+        "amount": bc.Money(amount=Decimal("1" + "0" * 38 + ".1"), unit=tokens),
+        "effective_at": None, "expires_at": None, "schedule": (
+            bc.Segment(amount=Decimal("1E+38"), starts_at=T0 - timedelta(days=1),
+                       ends_before=T0 + timedelta(days=1)),
+            bc.Segment(amount=Decimal("0.1"), starts_at=T0 + timedelta(days=1)))})
+    made = local.create_grant(bc.CreditGrant.model_validate(scheduled.model_dump()))
+    with pytest.raises(bc.ConflictError) as raised:
+        local.consume("c", bc.Money(amount=Decimal("0.01"), unit=tokens), reference="r")
+    assert raised.value.code == "not_representable"
+    assert made.id is not None
+    assert local.get_grant(made.id).balance == made.balance

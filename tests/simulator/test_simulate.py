@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -250,3 +251,16 @@ def test_a_scope_map_names_the_same_usage_on_the_target(
     assert comparison.ok, comparison.lines()
     scoped_outcome = comparison.target.customers["cus_1"].outcome(scoped.idempotency_key or "")
     assert scoped_outcome.consumed > 0  # product usage reached the price-scoped grant
+
+
+def test_synthetic_usage_does_not_depend_on_the_callers_decimal_traps() -> None:
+    # An application that traps rounding in its own context (as money code often does) still
+    # gets its synthetic stream: the deliberate round-down of the step has its own context.
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    grants = [bc.CreditGrant(id="g1", customer_id="c", amount=bc.Money(
+        amount=Decimal("10.00"), currency="USD"), effective_at=start,
+        expires_at=start + timedelta(days=30), priority=1)]
+    with decimal.localcontext() as context:
+        context.traps[decimal.Inexact] = True
+        usage = bc.synthetic_usage(grants)
+    assert bc.exact_sum(u.amount.amount for u in usage) == Decimal("10.00")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import billing_credits as bc
+from billing_credits._money import MAX_DIGITS
 
 from ._store import EntryRow, GrantStore, Row, Transaction, request_hash, signed
 
@@ -292,8 +293,14 @@ class LocalProvider(bc.Provider):
                                    provider=self.name, status=404)
         grants = {row.id: (row, self._read(row)) for row in rows}
         keyed: list[tuple[tuple[Any, ...], bc.LedgerEntry]] = []
-        for entry in stored:
+        for row_entry in stored:
+            entry = row_entry
             money = grants[entry.grant_id][1].amount if entry.grant_id in grants else None
+            if entry.kind == "granted" and entry.grant_id in grants:
+                # A grant backdated to before its creation was granted when its first window
+                # opened: consumption and expiry in that window must not come before it.
+                opened = _text(grants[entry.grant_id][1].segments[0].starts_at) or entry.at
+                entry = dataclasses.replace(entry, at=min(entry.at, opened))
             keyed.append((_entry_key(entry.at, entry.kind, entry.seq, entry.grant_id,
                                      entry.segment), self._entry(entry, money)))
         for row, grant in grants.values():
@@ -434,6 +441,8 @@ class LocalProvider(bc.Provider):
             for draw in plan.draws:
                 with decimal.localcontext(bc.exact_context()):
                     totals[draw.grant_id][draw.segment] += draw.amount
+            self._check_representable(usage, plan, rows, grants, totals)
+            for draw in plan.draws:
                 tx.add_entry(usage.customer_id, draw.grant_id, draw.segment, "consumed",
                              signed(draw.amount.copy_negate()), unit, _text(usage.at) or "",
                              reference, recorded)
@@ -445,6 +454,34 @@ class LocalProvider(bc.Provider):
         rows, entries = yield bc.blocking(lambda: self._store.transaction(work), label="consume")
         money = {row.id: self._read(row).amount for row in rows}
         return [self._entry(e, money.get(e.grant_id or "")) for e in entries]
+
+    def _check_representable(self, usage: bc.Usage, plan: bc.Allocation, rows: list[Row],
+                             grants: list[bc.CreditGrant],
+                             totals: dict[str, list[Decimal]]) -> None:
+        """Refuse, before anything is written, a consumption whose entries or whose grants'
+        remaining amounts are not amounts the model can hold (more than ``MAX_DIGITS``
+        significant digits: 10^38 less 10^-40, say): written, they would make the customer's
+        grants, balance and ledger unreadable."""
+        problems = [f"{draw.amount} drawn from grant {draw.grant_id}" for draw in plan.draws
+                    if not _representable(draw.amount, usage.amount)]
+        for row, grant in zip(rows, grants, strict=True):
+            for index, (segment, used) in enumerate(
+                    zip(grant.segments, totals[row.id], strict=False)):
+                with decimal.localcontext(bc.exact_context()):
+                    left = segment.amount - used
+                if not _representable(left, usage.amount):
+                    problems.append(f"{left} left in window {index} of grant {row.id}")
+            if not problems:
+                try:  # the grant as it would be stored, its remaining balance included
+                    self._read(dataclasses.replace(row, consumed_json=json.dumps(
+                        [str(u) for u in totals[row.id]])))
+                except bc.InvalidGrantError:
+                    problems.append(f"the remaining balance of grant {row.id}")
+        if problems:
+            raise bc.ConflictError(
+                f"consuming {usage.amount} would leave amounts of more than {MAX_DIGITS} "
+                f"significant digits ({'; '.join(problems[:3])}); nothing consumed",
+                provider=self.name, code="not_representable")
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -506,6 +543,15 @@ def _unit_money(unit: str) -> bc.Money:
     if unit.startswith("unit:"):
         return bc.Money(amount=Decimal(0), unit=bc.CreditUnit(id=unit.removeprefix("unit:")))
     return bc.Money(amount=Decimal(0), currency=unit)
+
+
+def _representable(amount: Decimal, like: bc.Money) -> bool:
+    """Whether ``amount`` is one the model accepts in ``like``'s unit (``Money``'s digit limits)."""
+    try:
+        like.with_amount(amount)
+    except bc.InvalidGrantError:
+        return False
+    return True
 
 
 def _used(row: Row, grant: bc.CreditGrant) -> list[Decimal]:
