@@ -102,8 +102,11 @@ CREDITS_ORDER = bc.ConsumptionOrder(
                      "metronome-sdk types/v1/customers/credit_create_params.py ('If multiple "
                      "credits or commits are applicable, the one with the lower priority will "
                      "apply first')", note="lower first"),
-        bc.OrderRule("contract_before_customer", "asc", f"{CREATE_CREDIT_DOC}; {PRIORITIZATION}",
-                     note="on a tie, contract-level commits and credits before customer-level",
+        bc.OrderRule("contract_before_customer", "asc",
+                     f"{CREATE_CREDIT_DOC} (seed001: 'If there is a tie, contract level commits "
+                     "and credits will be applied before customer level'); vendor-surface.md §3",
+                     note="on a priority tie, contract-level before customer-level (the "
+                     "prioritization-rules page itself does not list this rule)",
                      key=_contract_level),
         bc.OrderRule("cost_basis", "asc", PRIORITIZATION,
                      note="$0 cost basis first; customer credits are all free",
@@ -118,7 +121,12 @@ CREDITS_ORDER = bc.ConsumptionOrder(
     documented_tie_break=False,
     scope_aware=True,
 )
-"""Metronome customer credits: Metronome's published prioritisation rules, in its order."""
+"""Metronome customer credits: priority; on a tie contract-level before customer-level (the
+create-a-credit page); then the prioritization-rules page in its order (cost basis, product
+applicability, ``ending_before``, ``starting_on``). That page breaks a remaining tie on the number
+of contracts a commit applies to; customer-level credits apply to none, so nothing tells them
+apart here: ``documented_tie_break=False``, and the engine breaks such ties by id and reports
+them."""
 
 
 def _data(reply: Reply, what: str, provider: str) -> tuple[list[Mapping[str, Any]], str | None]:
@@ -184,9 +192,9 @@ def plans_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
 def _plans_kind(entry: Mapping[str, Any], amount: Decimal) -> tuple[bc.LedgerKind, Decimal]:
     reason = str(entry.get("reason") or "").lower()
     if "expir" in reason:
-        return bc.LedgerKind.EXPIRED, -abs(amount)
+        return bc.LedgerKind.EXPIRED, amount.copy_abs().copy_negate()
     if "deduction" in reason or (entry.get("invoice_id") and amount < 0):
-        return bc.LedgerKind.CONSUMED, -abs(amount)
+        return bc.LedgerKind.CONSUMED, amount.copy_abs().copy_negate()
     if amount > 0 and ("grant" in reason or not reason):
         return bc.LedgerKind.GRANTED, amount
     return bc.LedgerKind.ADJUSTED, amount
@@ -330,10 +338,10 @@ def _signed(entry: Mapping[str, Any]) -> Decimal:
     amount = tr.to_decimal(entry["amount"])
     kind = bc.LedgerKind(_CREDIT_KINDS.get(str(entry.get("type")), "adjusted"))
     if kind is bc.LedgerKind.GRANTED:
-        return abs(amount)
+        return amount.copy_abs()
     if kind is bc.LedgerKind.ADJUSTED:
         return amount
-    return -abs(amount)
+    return amount.copy_abs().copy_negate()
 
 
 def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
@@ -417,9 +425,9 @@ def credit_entries(item: Mapping[str, Any], customer_id: str, config: tr.Transla
             kind = bc.LedgerKind(_CREDIT_KINDS.get(str(entry.get("type")), "adjusted"))
             amount = tr.to_decimal(entry["amount"])
             if kind is bc.LedgerKind.GRANTED:
-                amount = abs(amount)
+                amount = amount.copy_abs()
             elif kind is not bc.LedgerKind.ADJUSTED:
-                amount = -abs(amount)
+                amount = amount.copy_abs().copy_negate()
             invoice = entry.get("invoice_id")
             read = bc.LedgerEntry(
                 customer_id=customer_id, grant_id=grant_id, kind=kind,
