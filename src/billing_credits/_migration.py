@@ -27,7 +27,7 @@ import re
 import sqlite3
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -925,7 +925,8 @@ async def apply_plan(
 
 async def _reconcile(plan: MigrationPlan, target: Provider, gate: asyncio.Semaphore,
                      report: ApplyReport) -> dict[str, CreditGrant]:
-    """The planned grants the target already holds, by key: one listing per target customer.
+    """The planned grants the target already holds, by key or by provenance (a grant migrated
+    from the same source grant and segment, under another key): one listing per target customer.
 
     A customer whose grants cannot all be read is not touched: each of its planned items is
     reported failed (creating without knowing what is there could duplicate a grant).
@@ -935,6 +936,7 @@ async def _reconcile(plan: MigrationPlan, target: Provider, gate: asyncio.Semaph
         assert item.grant is not None
         assert item.key is not None
         wanted[item.grant.customer_id].append(item.key)
+    origins = _planned_origins(plan)
     found: dict[str, CreditGrant] = {}
 
     async def listing(customer: str, keys: list[str]) -> None:
@@ -943,8 +945,9 @@ async def _reconcile(plan: MigrationPlan, target: Provider, gate: asyncio.Semaph
         try:
             async with gate:
                 async for grant in target.alist_grants(customer):
-                    if grant.idempotency_key in planned:
-                        seen.setdefault(grant.idempotency_key, grant)
+                    key = _planned_key(grant, planned, origins)
+                    if key is not None:
+                        seen.setdefault(key, grant)
         except Exception as error:
             why = f"not created: the target's grants of customer {customer} could not be read " \
                   f"({_describe(error)}); run apply again"
@@ -954,6 +957,44 @@ async def _reconcile(plan: MigrationPlan, target: Provider, gate: asyncio.Semaph
 
     await asyncio.gather(*(listing(c, keys) for c, keys in wanted.items()))
     return found
+
+
+_Origin = tuple[str, str, str | None]
+
+
+def _origin(grant: CreditGrant) -> _Origin | None:
+    """The source grant (provider, id, segment) a migrated grant's provenance metadata names."""
+    provider = grant.metadata.get("migrated_from_provider")
+    source_id = grant.metadata.get("migrated_from_grant")
+    if not provider or not source_id:
+        return None
+    return provider, source_id, grant.metadata.get("migrated_from_segment")
+
+
+def _planned_origins(plan: MigrationPlan) -> dict[_Origin, str]:
+    """Each planned grant's origin (when it carries provenance naming this plan's source
+    grant), mapped to its key: a target grant migrated from the same source grant by an
+    earlier plan, under another key (an application key later shared by two source grants
+    gets derived keys), is that planned grant already there."""
+    origins: dict[_Origin, str] = {}
+    for item in plan.to_create:
+        if item.grant is None or item.key is None or not item.source_id:
+            continue
+        origin = _origin(item.grant)
+        segment = None if item.segment is None else str(item.segment)
+        if origin == (plan.header.source, item.source_id, segment):
+            origins[origin] = item.key
+    return origins
+
+
+def _planned_key(grant: CreditGrant, planned: Container[str | None],
+                 origins: Mapping[_Origin, str]) -> str | None:
+    """The planned key a target grant stands for: its own key, or its provenance's."""
+    if grant.idempotency_key in planned:
+        return grant.idempotency_key
+    origin = _origin(grant)
+    key = origins.get(origin) if origin is not None else None
+    return key if key is not None and key in planned else None
 
 
 def _ended(grant: CreditGrant) -> bool:
@@ -1041,16 +1082,21 @@ class VerifyReport:
 
 
 def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
-    """Re-read the target and check every planned grant is there once, as planned."""
+    """Re-read the target and check every planned grant is there once, as planned.
+
+    A target grant stands for a planned grant by its key or by its provenance (migrated from
+    the same source grant and segment): a second one is a duplicate."""
     report = VerifyReport()
     planned = {i.key: i.grant for i in plan.to_create if i.key and i.grant}
     customers = sorted({g.customer_id for g in planned.values()})
     found: dict[str, list[CreditGrant]] = defaultdict(list)
     sums: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
+    origins = _planned_origins(plan)
     for customer in customers:
         for grant in target.list_grants(customer):
-            if grant.idempotency_key in planned and grant.status is not GrantStatus.VOIDED:
-                found[grant.idempotency_key].append(grant)
+            key = _planned_key(grant, planned, origins)
+            if key is not None and grant.status is not GrantStatus.VOIDED:
+                found[key].append(grant)
                 sums[customer][grant.amount.unit_key].append(grant.amount.amount)
     for key, want in planned.items():
         report.checked += 1
