@@ -801,6 +801,9 @@ def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any
     else:
         summary = (f"created {report.created}, already there {report.already_there}, "
                    f"skipped {len(report.skipped)}, failed {len(report.failed)}")
+        if report.paid_recorded_only:
+            summary += (f"; paid amount of {report.paid_recorded_only} recorded only, not "
+                        "invoiced (exported grants were paid for where they came from)")
         if rejected.count:
             summary += f"; failed lines written to {rejected.path}"
         click.echo(summary)
