@@ -791,16 +791,18 @@ def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any
                 on_reject=lambda number, line, why: rejected.write(reject_line(number, line, why)))
     finally:
         rejected.close()
-    for line, why in report.skipped:
-        _say(f"line {line}: skipped {why}")
-    for line, error in report.failed:
-        _say(f"line {line}: {error}")
+    _print_failures([(f"line {line}", why) for line, why in report.skipped], what="skipped")
+    _print_failures([(f"line {line}", error) for line, error in report.failed])
+    if report.times_aligned and not quiet:
+        _say(f"times of {report.times_aligned} grant(s) aligned: {report.alignment}")
     if as_json:
         extra = {"rejects": rejected.path} if rejected.count else {}
         click.echo(json.dumps({**report.summary(), **extra}))
     else:
         summary = (f"created {report.created}, already there {report.already_there}, "
                    f"skipped {len(report.skipped)}, failed {len(report.failed)}")
+        if report.times_aligned:
+            summary += f"; times aligned {report.times_aligned}"
         if report.paid_recorded_only:
             summary += (f"; paid amount of {report.paid_recorded_only} recorded only, not "
                         "invoiced (exported grants were paid for where they came from)")
@@ -1119,15 +1121,16 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
         sys.exit(EXIT_PROVIDER_ERROR)
 
 
-def _print_failures(failed: list[tuple[str, str]], shown: int = 20) -> None:
+def _print_failures(failed: list[tuple[str, str]], shown: int = 20, what: str = "failed") -> None:
     """The first failures one per line, then the rest summarized by reason."""
     for key, error in failed[:shown]:
-        _say(f"failed {key}: {error}")
+        _say(f"{what} {key}: {error}")
     if len(failed) > shown:
         from collections import Counter
 
         rest = Counter(error for _, error in failed[shown:])
-        _say(f"... and {len(failed) - shown} more failure(s):")
+        _say(f"... and {len(failed) - shown} more "
+             f"{'failure(s)' if what == 'failed' else what + ' line(s)'}:")
         for error, count in rest.most_common(10):
             _say(f"  {count} × {error}")
 

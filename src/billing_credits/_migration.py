@@ -645,6 +645,16 @@ def _align(draft: _Draft, target: Provider) -> str | None:
     return None
 
 
+def aligned_times(grant: CreditGrant, target: Provider) -> tuple[CreditGrant, list[Change],
+                                                                  str | None]:
+    """``grant`` with its times aligned to ``target``'s resolution as the planner aligns them
+    (starts later, ends earlier), each moved time as a ``Change``, and the refusal when its
+    window is too short to survive (else None). Import uses it too."""
+    draft = _Draft(grant, None, grant, [])
+    refusal = _align(draft, target)
+    return draft.grant, draft.changes, refusal
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -16,7 +16,7 @@ from ._errors import (
     MigrationError,
     UnreadableGrant,
 )
-from ._migration import migration_key
+from ._migration import aligned_times, migration_key
 from ._model import CreditGrant, GrantStatus
 from ._provider import OnUnreadable, Provider
 from ._secrets import RedactingWriter, redact
@@ -75,6 +75,8 @@ class ImportReport:
     """What an import did: grants created, grants already there (same key, same grant), lines
     skipped (with why) and lines that failed.
 
+    ``times_aligned``: grants whose times were finer than the target holds, aligned in the
+    safe direction (starts later, ends earlier) as ``migrate plan`` aligns them.
     ``paid_recorded_only``: grants created whose paid amount the target was told to record
     only, not invoice (an exported grant was paid for where it came from; the target invoices
     paid amounts, ``Capabilities.invoices_paid_amount``)."""
@@ -84,11 +86,15 @@ class ImportReport:
     skipped: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
     paid_recorded_only: int = 0
+    times_aligned: int = 0
+    alignment: str | None = None
+    """Why times were aligned (the target's resolution), when any were."""
 
     def summary(self) -> dict[str, int]:
         return {"created": self.created, "already_there": self.already_there,
                 "skipped": len(self.skipped), "failed": len(self.failed),
-                "paid_recorded_only": self.paid_recorded_only}
+                "paid_recorded_only": self.paid_recorded_only,
+                "times_aligned": self.times_aligned}
 
 
 class BatchImporter(Protocol):
@@ -105,6 +111,7 @@ class _Line:
     grant: CreditGrant
     ended: str | None  # the name of an ended grant imported with include_ended
     exported: bool = False  # names its provider and id: a record of credit already paid for
+    aligned: bool = False  # its times were moved to the target's resolution
 
 
 class _Import:
@@ -162,11 +169,13 @@ class _Import:
             for item, result in zip(pending, results, strict=True):
                 if isinstance(result, BillingCreditsError):
                     self.fail(item.number, item.text, result)
-                elif result:
-                    self.report.created += 1
-                    self.report.paid_recorded_only += self.records_only(item)
                 else:
-                    self.report.already_there += 1
+                    self.report.times_aligned += item.aligned
+                    if result:
+                        self.report.created += 1
+                        self.report.paid_recorded_only += self.records_only(item)
+                    else:
+                        self.report.already_there += 1
             pending.clear()
         if self.progress is not None:
             self.progress(self.read)
@@ -194,6 +203,11 @@ def import_grants(
     ``paid_recorded_only``); a target that cannot record only refuses such a line. A line
     without them is created as given.
 
+    Times finer than the provider holds (``time_resolution``: a grant made "now" with
+    microseconds, imported into Stripe) are aligned as ``plan_migration`` aligns them: starts
+    later, ends earlier, never credit outside the exported window (``times_aligned``); a
+    window too short to survive that is refused.
+
     A line that is not a valid grant (not UTF-8, not JSON, not a grant) or whose create fails
     is listed in ``failed`` and given to ``on_reject``; the import goes on with the next line.
     A provider with ``import_batch`` (``local``) gets ``batch_size`` grants at a time, each
@@ -210,6 +224,12 @@ def import_grants(
             continue
         try:
             grant, ended, exported = _new_grant(raw, text, include_ended)
+            grant, moved, refusal = aligned_times(grant, provider)
+            if refusal is not None:
+                raise MigrationError(f"not imported: {refusal}")
+            if moved:
+                run.report.alignment = (moved[0].why.split(":")[0] + ": starts moved later, "
+                                        "ends earlier (the safe direction)")
             if ended is not None:
                 _ensure_stays_ended(ended, grant, provider, moment)
         except _Skipped as skipped:
@@ -220,7 +240,7 @@ def import_grants(
             continue
         if ended is not None:
             run.flush()  # an ended grant is created alone, then checked
-        run.pending.append(_Line(number, text, grant, ended, exported))
+        run.pending.append(_Line(number, text, grant, ended, exported, bool(moved)))
         if len(run.pending) >= size or ended is not None:
             run.flush()
     run.flush()
