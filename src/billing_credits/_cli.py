@@ -1155,10 +1155,13 @@ def migrate_verify(plan_path: str, from_settings: tuple[str, ...], to_settings: 
     if as_json:
         extra = {} if comparison is None else {"consumption_differs": comparison.as_json()}
         click.echo(json.dumps({"ok": report.ok, "checked": report.checked,
-                               "differences": report.lines(), "totals": report.totals, **extra}))
+                               "differences": report.lines(), "notes": report.notes(),
+                               "totals": report.totals, **extra}))
     else:
         for line in report.lines():
             click.echo(line)
+        for note in report.notes():
+            click.echo(note)
         click.echo(f"checked {report.checked} planned grant(s): "
                    f"{'all present once, as planned' if report.ok else 'MISMATCH'}")
         _print_comparison(comparison)

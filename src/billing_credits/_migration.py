@@ -133,6 +133,9 @@ class PlanHeader(_Record):
     source_balances: dict[str, dict[str, str]] | None = None
     """Per target customer and unit, the usable balance on the source when planning (where the
     source reports balances): ``verify`` compares the target's with it."""
+    source_balances_unavailable: dict[str, str] = {}
+    """Target customers whose source balance could not be read when planning, with why (it
+    does not stop the plan): ``verify`` skips their balance comparison and says so."""
 
 
 @dataclass
@@ -358,10 +361,11 @@ def plan_migration(
         plan.items.append(_finish(draft, target, recorder))
     if amount_mode == "remaining":
         migrated = {item.source_id for item in plan.to_create}
-        balances = _source_balances(source, seen, customer_map, migrated)
+        unavailable: dict[str, str] = {}
+        balances = _source_balances(source, seen, customer_map, migrated, unavailable)
         plan.header = header.model_copy(update={
             "remaining_source": f"{source.name}: {source.remaining_source}",
-            "source_balances": balances})
+            "source_balances": balances, "source_balances_unavailable": unavailable})
     return plan
 
 
@@ -410,11 +414,14 @@ def _shared_keys(drafts: list[_Draft], source_name: str, provenance: bool) -> No
 
 def _source_balances(source: Provider, customers: Iterable[str],
                      customer_map: CustomerMap | None,
-                     migrated: set[str]) -> dict[str, dict[str, str]] | None:
+                     migrated: set[str],
+                     unavailable: dict[str, str]) -> dict[str, dict[str, str]] | None:
     """Usable balances on the source, per target customer and unit (None: not reported).
 
     Where the source splits a balance by grant, only the grants the plan migrates count: a
-    grant refused or skipped is not expected on the target."""
+    grant refused or skipped is not expected on the target. A customer whose balance cannot
+    be read (its grants add up to more than a ``Money`` holds, say) goes to ``unavailable``
+    with why, for that customer alone: it never stops the plan."""
     if not source.supports("balance"):
         return None
     found: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
@@ -422,13 +429,18 @@ def _source_balances(source: Provider, customers: Iterable[str],
         target_customer = _customer(customer_map, customer)
         if not target_customer:
             continue
-        for balance in source.get_balance(customer):
-            usable = balance.usable.amount
-            if balance.parts:
-                usable = exact_sum(p.usable for p in balance.parts if p.grant_id in migrated)
-            found[target_customer][balance.unit_key].append(usable)
+        try:
+            read = [(b.unit_key, exact_sum(p.usable for p in b.parts if p.grant_id in migrated)
+                     if b.parts else b.usable.amount) for b in source.get_balance(customer)]
+        except BillingCreditsError as error:
+            unavailable[target_customer] = (
+                f"the source balance of customer {customer} could not be read: "
+                f"{_describe(error)}")
+            continue
+        for unit, usable in read:
+            found[target_customer][unit].append(usable)
     return {customer: {unit: str(exact_sum(values)) for unit, values in sorted(units.items())}
-            for customer, units in sorted(found.items())}
+            for customer, units in sorted(found.items()) if customer not in unavailable}
 
 
 def _source_grants(source: Provider, customers: Iterable[str] | None,
@@ -1078,6 +1090,9 @@ class VerifyReport:
     balances: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     """Per customer and unit: the usable balance on the source when planning, and on the
     target now (where both providers report balances)."""
+    balances_skipped: dict[str, str] = field(default_factory=dict)
+    """Customers whose balance comparison was skipped: their source balance could not be read
+    when planning (why)."""
 
     @property
     def ok(self) -> bool:
@@ -1089,6 +1104,11 @@ class VerifyReport:
         out += [f"{key} {name}: planned {want}, found {got}"
                 for key, name, want, got in self.different]
         return out
+
+    def notes(self) -> list[str]:
+        """What was not compared, and why (not differences)."""
+        return [f"{customer}: balance not compared ({why})"
+                for customer, why in sorted(self.balances_skipped.items())]
 
 
 def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
@@ -1140,8 +1160,16 @@ def _compare_balances(plan: MigrationPlan, target: Provider, report: VerifyRepor
     before = plan.header.source_balances
     if before is None or not target.supports("balance"):
         return
+    report.balances_skipped.update(plan.header.source_balances_unavailable)
     for customer, units in sorted(before.items()):
-        after = {b.unit_key: b.usable.amount for b in target.get_balance(customer)}
+        if customer in report.balances_skipped:
+            continue
+        try:
+            after = {b.unit_key: b.usable.amount for b in target.get_balance(customer)}
+        except BillingCreditsError as error:
+            report.balances_skipped[customer] = (
+                f"the target balance could not be read: {_describe(error)}")
+            continue
         for unit in sorted(set(units) | set(after)):
             was = Decimal(units.get(unit, "0"))
             now = after.get(unit, Decimal(0))
