@@ -976,7 +976,9 @@ def _writable_folder(path: str, option: str) -> None:
               help="Keep priorities exactly (refuse what the target cannot hold) or map each "
                    "customer's onto the target's scale keeping their order.")
 @click.option("--lenient", is_flag=True, help="Let apply skip refused grants instead of stopping.")
-@click.option("--no-provenance", is_flag=True, help="Do not add migrated_from_* metadata.")
+@click.option("--no-provenance", is_flag=True,
+              help="Do not add migrated_from_* metadata (then a grant the migration changed "
+                   "no longer answers a create with the application's own key; the plan says so).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="Where to write the plan (JSON lines).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")

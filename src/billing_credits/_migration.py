@@ -674,6 +674,24 @@ def _step(step: timedelta) -> str:
     return f"{step.total_seconds():g} s"
 
 
+def _key_without_provenance(draft: _Draft) -> None:
+    """The application's own key, kept on a target grant that differs from the source grant,
+    without ``migrated_from_key`` (``provenance=False``): the target cannot tell the
+    application's later create with that key is the grant already migrated, and refuses it as
+    a conflict (same key, other fields). The plan says so on the grant."""
+    key = draft.kept_key
+    if key is None or draft.grant.metadata.get(MIGRATED_KEY) == key:
+        return
+    differs = sorted({_field_kind(c.field) for c in draft.changes})
+    if not differs:
+        return  # the same fields: the application's repeat is a replay of this create
+    draft.changes.append(Change(
+        field="idempotency_key", source=key, target=key,
+        why=f"kept, but without provenance ({MIGRATED_KEY}) a later create on the target with "
+            f"this key and the source's fields ({', '.join(differs)} differ) is refused as a "
+            "conflict, not found as this grant: plan with provenance to avoid it"))
+
+
 def _finish(draft: _Draft, target: Provider, recorder: Provider | None) -> PlanItem:
     base: dict[str, Any] = {"source_id": draft.source.id or "", "segment": draft.segment,
                             "customer_id": draft.source.customer_id}
@@ -700,6 +718,7 @@ def _finish(draft: _Draft, target: Provider, recorder: Provider | None) -> PlanI
                 for a in creator.preview(draft.grant)]
         except BillingCreditsError as error:
             problems = [FieldProblem("", str(error))]
+    _key_without_provenance(draft)
     base["changes"] = tuple(draft.changes)
     if problems:
         reason = f"{target.name} cannot represent: " + "; ".join(str(p) for p in problems)
