@@ -490,6 +490,7 @@ def _decide(
     if provenance:
         metadata.update({"migrated_from_provider": source_name,
                          "migrated_from_grant": grant.id or ""})
+        metadata.pop("migrated_from_segment", None)  # an earlier migration's: names this one
     original = grant.idempotency_key
     if original is not None and provenance:
         metadata[MIGRATED_KEY] = original

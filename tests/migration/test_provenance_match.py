@@ -65,3 +65,17 @@ def test_verify_flags_a_second_grant_from_the_same_source_grant(tmp_path: Path, 
     report = bc.verify_plan(plan, target)
     assert report.duplicated == [item.key]
     assert not report.ok
+
+
+def test_an_earlier_migrations_segment_is_not_carried_over(tmp_path: Path) -> None:
+    """A grant that was itself migrated (a window of a split grant) names this migration's
+    source only: otherwise apply and verify could not match it by provenance."""
+    source = bc.get_provider("local", path=str(tmp_path / "s.db"))
+    source.create_grant(welcome("cus_1").as_new(metadata={
+        "migrated_from_provider": "stripe", "migrated_from_grant": "credgr_1",
+        "migrated_from_segment": "2"}))
+    target = bc.get_provider("local", path=str(tmp_path / "t.db"))
+    [item] = bc.plan_migration(source, target).to_create
+    assert item.grant is not None
+    assert "migrated_from_segment" not in item.grant.metadata
+    assert item.grant.metadata["migrated_from_provider"] == "local"
