@@ -171,7 +171,9 @@ def test_import_reports_created_then_already_there_with_progress_and_json(
     assert {"progress": 3, "what": "importing"} in [json.loads(x) for x in err.splitlines()]
     code, out, err = run("import", str(exported), "-s", target, "--json", "--quiet")
     assert code == 0
-    assert json.loads(out) == {"created": 0, "already_there": 3, "skipped": 0, "failed": 0}
+    assert json.loads(out) == {"created": 0, "already_there": 3, "skipped": 0, "failed": 0,
+                                "paid_recorded_only": 0,
+                                "times_aligned": 0}
     assert err == ""
 
 

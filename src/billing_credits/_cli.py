@@ -801,16 +801,21 @@ def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any
                 on_reject=lambda number, line, why: rejected.write(reject_line(number, line, why)))
     finally:
         rejected.close()
-    for line, why in report.skipped:
-        _say(f"line {line}: skipped {why}")
-    for line, error in report.failed:
-        _say(f"line {line}: {error}")
+    _print_failures([(f"line {line}", why) for line, why in report.skipped], what="skipped")
+    _print_failures([(f"line {line}", error) for line, error in report.failed])
+    if report.times_aligned and not quiet:
+        _say(f"times of {report.times_aligned} grant(s) aligned: {report.alignment}")
     if as_json:
         extra = {"rejects": rejected.path} if rejected.count else {}
         click.echo(json.dumps({**report.summary(), **extra}))
     else:
         summary = (f"created {report.created}, already there {report.already_there}, "
                    f"skipped {len(report.skipped)}, failed {len(report.failed)}")
+        if report.times_aligned:
+            summary += f"; times aligned {report.times_aligned}"
+        if report.paid_recorded_only:
+            summary += (f"; paid amount of {report.paid_recorded_only} recorded only, not "
+                        "invoiced (exported grants were paid for where they came from)")
         if rejected.count:
             summary += f"; failed lines written to {rejected.path}"
         click.echo(summary)
@@ -986,7 +991,9 @@ def _writable_folder(path: str, option: str) -> None:
               help="Keep priorities exactly (refuse what the target cannot hold) or map each "
                    "customer's onto the target's scale keeping their order.")
 @click.option("--lenient", is_flag=True, help="Let apply skip refused grants instead of stopping.")
-@click.option("--no-provenance", is_flag=True, help="Do not add migrated_from_* metadata.")
+@click.option("--no-provenance", is_flag=True,
+              help="Do not add migrated_from_* metadata (then a grant the migration changed "
+                   "no longer answers a create with the application's own key; the plan says so).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="Where to write the plan (JSON lines).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -1144,15 +1151,16 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
         sys.exit(EXIT_PROVIDER_ERROR)
 
 
-def _print_failures(failed: list[tuple[str, str]], shown: int = 20) -> None:
+def _print_failures(failed: list[tuple[str, str]], shown: int = 20, what: str = "failed") -> None:
     """The first failures one per line, then the rest summarized by reason."""
     for key, error in failed[:shown]:
-        _say(f"failed {key}: {error}")
+        _say(f"{what} {key}: {error}")
     if len(failed) > shown:
         from collections import Counter
 
         rest = Counter(error for _, error in failed[shown:])
-        _say(f"... and {len(failed) - shown} more failure(s):")
+        _say(f"... and {len(failed) - shown} more "
+             f"{'failure(s)' if what == 'failed' else what + ' line(s)'}:")
         for error, count in rest.most_common(10):
             _say(f"  {count} × {error}")
 
@@ -1177,10 +1185,13 @@ def migrate_verify(plan_path: str, from_settings: tuple[str, ...], to_settings: 
     if as_json:
         extra = {} if comparison is None else {"consumption_differs": comparison.as_json()}
         click.echo(json.dumps({"ok": report.ok, "checked": report.checked,
-                               "differences": report.lines(), "totals": report.totals, **extra}))
+                               "differences": report.lines(), "notes": report.notes(),
+                               "totals": report.totals, **extra}))
     else:
         for line in report.lines():
             click.echo(line)
+        for note in report.notes():
+            click.echo(note)
         click.echo(f"checked {report.checked} planned grant(s): "
                    f"{'all present once, as planned' if report.ok else 'MISMATCH'}")
         _print_comparison(comparison)

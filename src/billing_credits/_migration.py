@@ -138,6 +138,9 @@ class PlanHeader(_Record):
     source_balances: dict[str, dict[str, str]] | None = None
     """Per target customer and unit, the usable balance on the source when planning (where the
     source reports balances): ``verify`` compares the target's with it."""
+    source_balances_unavailable: dict[str, str] = {}
+    """Target customers whose source balance could not be read when planning, with why (it
+    does not stop the plan): ``verify`` skips their balance comparison and says so."""
 
 
 class _Tally:
@@ -624,10 +627,11 @@ class _Planner:
                         spool.migrate(item.source_id)
                     yield item
             if self.amount_mode == "remaining":
-                balances = _source_balances(source, seen, self.customer_map, spool)
+                unavailable: dict[str, str] = {}
+                balances = _source_balances(source, seen, self.customer_map, spool, unavailable)
                 self.header = self.header.model_copy(update={
                     "remaining_source": f"{source.name}: {source.remaining_source}",
-                    "source_balances": balances})
+                    "source_balances": balances, "source_balances_unavailable": unavailable})
         finally:
             spool.close()
 
@@ -677,11 +681,14 @@ def _shared_key(draft: _Draft, kept: Mapping[str, int], source_name: str,
 
 def _source_balances(source: Provider, customers: Iterable[str],
                      customer_map: CustomerMap | None,
-                     migrated: Container[str]) -> dict[str, dict[str, str]] | None:
+                     migrated: Container[str],
+                     unavailable: dict[str, str]) -> dict[str, dict[str, str]] | None:
     """Usable balances on the source, per target customer and unit (None: not reported).
 
     Where the source splits a balance by grant, only the grants the plan migrates count: a
-    grant refused or skipped is not expected on the target."""
+    grant refused or skipped is not expected on the target. A customer whose balance cannot
+    be read (its grants add up to more than a ``Money`` holds, say) goes to ``unavailable``
+    with why, for that customer alone: it never stops the plan."""
     if not source.supports("balance"):
         return None
     found: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
@@ -689,13 +696,18 @@ def _source_balances(source: Provider, customers: Iterable[str],
         target_customer = _customer(customer_map, customer)
         if not target_customer:
             continue
-        for balance in source.get_balance(customer):
-            usable = balance.usable.amount
-            if balance.parts:
-                usable = exact_sum(p.usable for p in balance.parts if p.grant_id in migrated)
-            found[target_customer][balance.unit_key].append(usable)
+        try:
+            read = [(b.unit_key, exact_sum(p.usable for p in b.parts if p.grant_id in migrated)
+                     if b.parts else b.usable.amount) for b in source.get_balance(customer)]
+        except BillingCreditsError as error:
+            unavailable[target_customer] = (
+                f"the source balance of customer {customer} could not be read: "
+                f"{_describe(error)}")
+            continue
+        for unit, usable in read:
+            found[target_customer][unit].append(usable)
     return {customer: {unit: str(exact_sum(values)) for unit, values in sorted(units.items())}
-            for customer, units in sorted(found.items())}
+            for customer, units in sorted(found.items()) if customer not in unavailable}
 
 
 def _source_grants(source: Provider, customers: Iterable[str] | None,
@@ -745,6 +757,7 @@ def _decide(
     if provenance:
         metadata.update({"migrated_from_provider": source_name,
                          "migrated_from_grant": grant.id or ""})
+        metadata.pop("migrated_from_segment", None)  # an earlier migration's: names this one
     original = grant.idempotency_key
     if original is not None and provenance:
         metadata[MIGRATED_KEY] = original
@@ -912,11 +925,39 @@ def _align(draft: _Draft, target: Provider) -> str | None:
     return None
 
 
+def aligned_times(grant: CreditGrant, target: Provider) -> tuple[CreditGrant, list[Change],
+                                                                  str | None]:
+    """``grant`` with its times aligned to ``target``'s resolution as the planner aligns them
+    (starts later, ends earlier), each moved time as a ``Change``, and the refusal when its
+    window is too short to survive (else None). Import uses it too."""
+    draft = _Draft(grant, None, grant, [])
+    refusal = _align(draft, target)
+    return draft.grant, draft.changes, refusal
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _step(step: timedelta) -> str:
     return f"{step.total_seconds():g} s"
+
+
+def _key_without_provenance(draft: _Draft) -> None:
+    """The application's own key, kept on a target grant that differs from the source grant,
+    without ``migrated_from_key`` (``provenance=False``): the target cannot tell the
+    application's later create with that key is the grant already migrated, and refuses it as
+    a conflict (same key, other fields). The plan says so on the grant."""
+    key = draft.kept_key
+    if key is None or draft.grant.metadata.get(MIGRATED_KEY) == key:
+        return
+    differs = sorted({_field_kind(c.field) for c in draft.changes})
+    if not differs:
+        return  # the same fields: the application's repeat is a replay of this create
+    draft.changes.append(Change(
+        field="idempotency_key", source=key, target=key,
+        why=f"kept, but without provenance ({MIGRATED_KEY}) a later create on the target with "
+            f"this key and the source's fields ({', '.join(differs)} differ) is refused as a "
+            "conflict, not found as this grant: plan with provenance to avoid it"))
 
 
 def _finish(draft: _Draft, target: Provider, recorder: Provider | None) -> PlanItem:
@@ -945,6 +986,7 @@ def _finish(draft: _Draft, target: Provider, recorder: Provider | None) -> PlanI
                 for a in creator.preview(draft.grant)]
         except BillingCreditsError as error:
             problems = [FieldProblem("", str(error))]
+    _key_without_provenance(draft)
     base["changes"] = tuple(draft.changes)
     if problems:
         reason = f"{target.name} cannot represent: " + "; ".join(str(p) for p in problems)
@@ -1076,6 +1118,7 @@ class _Scan:
     total: int = 0
     fingerprint: str = ""
     wanted: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    origins: dict[_Origin, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, plan: MigrationPlan) -> _Scan:
@@ -1090,6 +1133,8 @@ class _Scan:
             digest.update(item.grant.model_dump_json(exclude={"raw"}).encode())
             scan.paid += item.grant.paid_amount is not None and item.grant.paid_amount.amount > 0
             scan.wanted[item.grant.customer_id].append(item.key)
+            if (origin := _planned_origin(plan, item)) is not None:
+                scan.origins[origin] = item.key
             scan.total += 1
         scan.fingerprint = digest.hexdigest()
         return scan
@@ -1182,7 +1227,7 @@ async def apply_plan(
     try:
         gate = asyncio.Semaphore(max(concurrency, 1))
         total = scan.total
-        found = await _reconcile(scan.wanted, target, gate, report, keep)
+        found = await _reconcile(scan, target, gate, report, keep)
         del scan
         for key, held in found.items():
             await asyncio.to_thread(book.record_created, key, held.id if held else "")
@@ -1243,10 +1288,12 @@ class _Held:
                    grant.status is GrantStatus.VOIDED, grant.created_at)
 
 
-async def _reconcile(wanted: dict[str, list[str]], target: Provider, gate: asyncio.Semaphore,
+async def _reconcile(scan: _Scan, target: Provider, gate: asyncio.Semaphore,
                      report: ApplyReport, keep: bool) -> dict[str, _Held | None]:
-    """The planned grants (``wanted``: keys per target customer) the target already holds, by
-    key (with what retiring checks when ``keep``): one listing per target customer.
+    """The planned grants (``scan.wanted``: keys per target customer) the target already holds
+    (with what retiring checks when ``keep``), by key or by provenance (a grant migrated from
+    the same source grant and segment, under another key: ``scan.origins``): one listing per
+    target customer.
 
     A customer whose grants cannot all be read is not touched: each of its planned items is
     reported failed (creating without knowing what is there could duplicate a grant).
@@ -1259,8 +1306,8 @@ async def _reconcile(wanted: dict[str, list[str]], target: Provider, gate: async
         try:
             async with gate:
                 async for grant in target.alist_grants(customer):
-                    key = grant.idempotency_key
-                    if key in planned and key not in seen:
+                    key = _planned_key(grant, planned, scan.origins)
+                    if key is not None and key not in seen:
                         seen[key] = _Held.of(grant) if keep else None
         except Exception as error:
             why = f"not created: the target's grants of customer {customer} could not be read " \
@@ -1269,8 +1316,52 @@ async def _reconcile(wanted: dict[str, list[str]], target: Provider, gate: async
             return
         found.update(seen)
 
-    await asyncio.gather(*(listing(c, keys) for c, keys in wanted.items()))
+    await asyncio.gather(*(listing(c, keys) for c, keys in scan.wanted.items()))
     return found
+
+
+_Origin = tuple[str, str, str | None]
+
+
+def _origin(grant: CreditGrant) -> _Origin | None:
+    """The source grant (provider, id, segment) a migrated grant's provenance metadata names."""
+    provider = grant.metadata.get("migrated_from_provider")
+    source_id = grant.metadata.get("migrated_from_grant")
+    if not provider or not source_id:
+        return None
+    return provider, source_id, grant.metadata.get("migrated_from_segment")
+
+
+def _planned_origin(plan: MigrationPlan, item: PlanItem) -> _Origin | None:
+    """A planned grant's origin, when it carries provenance naming this plan's source grant: a
+    target grant migrated from the same source grant by an earlier plan, under another key (an
+    application key later shared by two source grants gets derived keys), is that planned grant
+    already there."""
+    if item.grant is None or item.key is None or not item.source_id:
+        return None
+    origin = _origin(item.grant)
+    segment = None if item.segment is None else str(item.segment)
+    return origin if origin == (plan.header.source, item.source_id, segment) else None
+
+
+def _planned_origins(plan: MigrationPlan) -> dict[_Origin, str]:
+    """Each planned grant's origin mapped to its key (see ``_planned_origin``)."""
+    origins: dict[_Origin, str] = {}
+    for item in plan.iter_items():
+        if item.action == "migrate" and (origin := _planned_origin(plan, item)) is not None:
+            assert item.key is not None
+            origins[origin] = item.key
+    return origins
+
+
+def _planned_key(grant: CreditGrant, planned: Container[str | None],
+                 origins: Mapping[_Origin, str]) -> str | None:
+    """The planned key a target grant stands for: its own key, or its provenance's."""
+    if grant.idempotency_key in planned:
+        return grant.idempotency_key
+    origin = _origin(grant)
+    key = origins.get(origin) if origin is not None else None
+    return key if key is not None and key in planned else None
 
 
 def _ended(grant: CreditGrant) -> bool:
@@ -1350,6 +1441,9 @@ class VerifyReport:
     balances: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     """Per customer and unit: the usable balance on the source when planning, and on the
     target now (where both providers report balances)."""
+    balances_skipped: dict[str, str] = field(default_factory=dict)
+    """Customers whose balance comparison was skipped: their source balance could not be read
+    when planning (why)."""
 
     @property
     def ok(self) -> bool:
@@ -1362,13 +1456,21 @@ class VerifyReport:
                 for key, name, want, got in self.different]
         return out
 
+    def notes(self) -> list[str]:
+        """What was not compared, and why (not differences)."""
+        return [f"{customer}: balance not compared ({why})"
+                for customer, why in sorted(self.balances_skipped.items())]
+
 
 def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
     """Re-read the target and check every planned grant is there once, as planned.
 
-    One customer at a time: memory holds where each planned grant is in the plan and one
-    customer's grants, never the whole plan or the whole target."""
+    A target grant stands for a planned grant by its key or by its provenance (migrated from
+    the same source grant and segment): a second one is a duplicate. One customer at a time:
+    memory holds where each planned grant is in the plan and one customer's grants, never the
+    whole plan or the whole target."""
     report = VerifyReport()
+    origins = _planned_origins(plan)
     where: dict[str, dict[str, int]] = defaultdict(dict)  # customer -> key -> position
     for position, item in plan.located():
         if item.action == "migrate" and item.key and item.grant:
@@ -1381,8 +1483,9 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
         found: dict[str, list[CreditGrant]] = defaultdict(list)
         sums: dict[str, list[Decimal]] = defaultdict(list)
         for grant in target.list_grants(customer):
-            if grant.idempotency_key in positions and grant.status is not GrantStatus.VOIDED:
-                found[grant.idempotency_key].append(grant)
+            key = _planned_key(grant, positions, origins)
+            if key is not None and grant.status is not GrantStatus.VOIDED:
+                found[key].append(grant)
                 sums[grant.amount.unit_key].append(grant.amount.amount)
         planned: dict[str, list[Decimal]] = defaultdict(list)
         for (key, position), item in zip(positions.items(), plan.items_at(positions.values()),
@@ -1428,8 +1531,16 @@ def _compare_balances(plan: MigrationPlan, target: Provider, report: VerifyRepor
     before = plan.header.source_balances
     if before is None or not target.supports("balance"):
         return
+    report.balances_skipped.update(plan.header.source_balances_unavailable)
     for customer, units in sorted(before.items()):
-        after = {b.unit_key: b.usable.amount for b in target.get_balance(customer)}
+        if customer in report.balances_skipped:
+            continue
+        try:
+            after = {b.unit_key: b.usable.amount for b in target.get_balance(customer)}
+        except BillingCreditsError as error:
+            report.balances_skipped[customer] = (
+                f"the target balance could not be read: {_describe(error)}")
+            continue
         for unit in sorted(set(units) | set(after)):
             was = Decimal(units.get(unit, "0"))
             now = after.get(unit, Decimal(0))

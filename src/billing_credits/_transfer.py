@@ -16,7 +16,7 @@ from ._errors import (
     MigrationError,
     UnreadableGrant,
 )
-from ._migration import migration_key
+from ._migration import aligned_times, migration_key
 from ._model import CreditGrant, GrantStatus
 from ._provider import OnUnreadable, Provider
 from ._secrets import RedactingWriter, redact
@@ -73,16 +73,28 @@ def reject_line(number: int, line: str, problem: str) -> dict[str, Any]:
 @dataclass
 class ImportReport:
     """What an import did: grants created, grants already there (same key, same grant), lines
-    skipped (with why) and lines that failed."""
+    skipped (with why) and lines that failed.
+
+    ``times_aligned``: grants whose times were finer than the target holds, aligned in the
+    safe direction (starts later, ends earlier) as ``migrate plan`` aligns them.
+    ``paid_recorded_only``: grants created whose paid amount the target was told to record
+    only, not invoice (an exported grant was paid for where it came from; the target invoices
+    paid amounts, ``Capabilities.invoices_paid_amount``)."""
 
     created: int = 0
     already_there: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
+    paid_recorded_only: int = 0
+    times_aligned: int = 0
+    alignment: str | None = None
+    """Why times were aligned (the target's resolution), when any were."""
 
     def summary(self) -> dict[str, int]:
         return {"created": self.created, "already_there": self.already_there,
-                "skipped": len(self.skipped), "failed": len(self.failed)}
+                "skipped": len(self.skipped), "failed": len(self.failed),
+                "paid_recorded_only": self.paid_recorded_only,
+                "times_aligned": self.times_aligned}
 
 
 class BatchImporter(Protocol):
@@ -98,6 +110,8 @@ class _Line:
     text: str
     grant: CreditGrant
     ended: str | None  # the name of an ended grant imported with include_ended
+    exported: bool = False  # names its provider and id: a record of credit already paid for
+    aligned: bool = False  # its times were moved to the target's resolution
 
 
 class _Import:
@@ -114,6 +128,29 @@ class _Import:
         self.known: dict[str, set[str]] = {}
         self.pending: list[_Line] = []
         self.read = 0
+        self.invoices = provider.capabilities.invoices_paid_amount
+        self._recorder: Provider | BillingCreditsError | None = None
+
+    def creator(self, item: _Line) -> Provider:
+        """The provider to create ``item`` through: an exported grant was paid for where it
+        came from, so it goes through ``provider.record_only()`` (never billed again)."""
+        if not item.exported or not self.invoices:
+            return self.provider
+        if self._recorder is None:
+            try:
+                self._recorder = self.provider.record_only()
+            except BillingCreditsError as error:
+                self._recorder = error
+        if isinstance(self._recorder, BillingCreditsError):
+            raise MigrationError(
+                f"not imported: {self.provider.name} invoices the paid amount and cannot record "
+                f"it only ({self._recorder}); an exported grant was paid for where it came from: "
+                "configure the target not to invoice, then import") from None
+        return self._recorder
+
+    def records_only(self, item: _Line) -> bool:
+        paid = item.grant.paid_amount
+        return item.exported and self.invoices and paid is not None and paid.amount > 0
 
     def fail(self, number: int, text: str, error: BillingCreditsError) -> None:
         self.report.failed.append((number, str(error)))
@@ -124,17 +161,21 @@ class _Import:
         """Create the waiting lines (one batch, or one create each); report progress."""
         pending = self.pending
         if pending:
-            if self.batch is not None and not any(item.ended for item in pending):
+            if self.batch is not None and not self.invoices and not any(
+                    item.ended for item in pending):
                 results = self.batch.import_batch([item.grant for item in pending])
             else:
-                results = [_create_one(self.provider, item, self.known) for item in pending]
+                results = [_create_one(self, item) for item in pending]
             for item, result in zip(pending, results, strict=True):
                 if isinstance(result, BillingCreditsError):
                     self.fail(item.number, item.text, result)
-                elif result:
-                    self.report.created += 1
                 else:
-                    self.report.already_there += 1
+                    self.report.times_aligned += item.aligned
+                    if result:
+                        self.report.created += 1
+                        self.report.paid_recorded_only += self.records_only(item)
+                    else:
+                        self.report.already_there += 1
             pending.clear()
         if self.progress is not None:
             self.progress(self.read)
@@ -155,6 +196,18 @@ def import_grants(
     any other (voided, or expired before its window's end) is refused, naming it, since no
     provider can create a grant already voided.
 
+    A line that names its provider and id (as ``export_grants`` writes them) records credit
+    already paid for where it came from: it is created through ``provider.record_only()``,
+    so a target that invoices the paid amount (``metronome-plans`` with
+    ``invoice_paid_amount``) records it without billing it again (counted in
+    ``paid_recorded_only``); a target that cannot record only refuses such a line. A line
+    without them is created as given.
+
+    Times finer than the provider holds (``time_resolution``: a grant made "now" with
+    microseconds, imported into Stripe) are aligned as ``plan_migration`` aligns them: starts
+    later, ends earlier, never credit outside the exported window (``times_aligned``); a
+    window too short to survive that is refused.
+
     A line that is not a valid grant (not UTF-8, not JSON, not a grant) or whose create fails
     is listed in ``failed`` and given to ``on_reject``; the import goes on with the next line.
     A provider with ``import_batch`` (``local``) gets ``batch_size`` grants at a time, each
@@ -170,7 +223,13 @@ def import_grants(
         if not text.strip():
             continue
         try:
-            grant, ended = _new_grant(raw, text, include_ended)
+            grant, ended, exported = _new_grant(raw, text, include_ended)
+            grant, moved, refusal = aligned_times(grant, provider)
+            if refusal is not None:
+                raise MigrationError(f"not imported: {refusal}")
+            if moved:
+                run.report.alignment = (moved[0].why.split(":")[0] + ": starts moved later, "
+                                        "ends earlier (the safe direction)")
             if ended is not None:
                 _ensure_stays_ended(ended, grant, provider, moment)
         except _Skipped as skipped:
@@ -181,7 +240,7 @@ def import_grants(
             continue
         if ended is not None:
             run.flush()  # an ended grant is created alone, then checked
-        run.pending.append(_Line(number, text, grant, ended))
+        run.pending.append(_Line(number, text, grant, ended, exported, bool(moved)))
         if len(run.pending) >= size or ended is not None:
             run.flush()
     run.flush()
@@ -200,9 +259,10 @@ def _name(status: object, grant_id: object, provider: object, customer: object) 
 
 
 def _new_grant(raw: str | bytes, line: str,
-               include_ended: bool) -> tuple[CreditGrant, str | None]:
-    """One exported line as a new grant to create, under its key (validated once), and, for
-    an ended grant imported with ``include_ended``, its name.
+               include_ended: bool) -> tuple[CreditGrant, str | None, bool]:
+    """One exported line as a new grant to create, under its key (validated once), for
+    an ended grant imported with ``include_ended`` its name, and whether the line names its
+    provider and id (an export of a grant that exists, paid for, elsewhere).
 
     Read with exact decimals (a JSON number never passes through a float); the read-back
     fields are dropped as ``CreditGrant.as_new`` would. Whatever is wrong with the line is an
@@ -223,6 +283,8 @@ def _new_grant(raw: str | bytes, line: str,
     if not isinstance(data, dict):
         raise InvalidGrantError([FieldProblem("", "expected a JSON object")])
     status, grant_id, provider = data.get("status"), data.get("id"), data.get("provider")
+    exported = isinstance(provider, str) and bool(provider) and isinstance(grant_id, str) \
+        and bool(grant_id)
     ended: str | None = None
     if status is not None:
         try:
@@ -241,15 +303,15 @@ def _new_grant(raw: str | bytes, line: str,
         if isinstance(segment, dict):
             segment["id"] = None
     if data.get("idempotency_key") is None:
-        if not (isinstance(provider, str) and provider and isinstance(grant_id, str) and grant_id):
+        if not exported:
             raise MigrationError(
                 "a grant with neither idempotency_key nor provider and id cannot be "
                 "imported safely (a second import would duplicate it)")
-        data["idempotency_key"] = migration_key(provider, grant_id, None)
+        data["idempotency_key"] = migration_key(cast(str, provider), cast(str, grant_id), None)
     grant = CreditGrant.model_validate(data)
     if voided and ended is not None:
         ended = "voided " + ended  # marks it: a voided grant can never be created ended
-    return grant, ended
+    return grant, ended, exported
 
 
 def _ensure_stays_ended(name: str, new: CreditGrant, provider: Provider, now: datetime) -> None:
@@ -263,19 +325,19 @@ def _ensure_stays_ended(name: str, new: CreditGrant, provider: Provider, now: da
         "come back as spendable credit")
 
 
-def _create_one(provider: Provider, item: _Line,
-                known: dict[str, set[str]]) -> bool | BillingCreditsError:
+def _create_one(run: _Import, item: _Line) -> bool | BillingCreditsError:
     """Create one grant; whether it is new. The vendor's word (``replayed``) when it gives
     one, else whether the customer's listing, read once before this import touched the
     customer, already held the key. An ended grant that reads back live is voided at once."""
-    grant = item.grant
+    grant, provider, known = item.grant, run.provider, run.known
     try:
+        creator = run.creator(item)
         keys = known.get(grant.customer_id)
         if keys is None:
             keys = known[grant.customer_id] = {
                 g.idempotency_key for g in provider.list_grants(grant.customer_id)
                 if g.idempotency_key is not None}
-        created = provider.create_grant(grant)
+        created = creator.create_grant(grant)
         if item.ended is not None and created.status not in (GrantStatus.VOIDED,
                                                                GrantStatus.EXPIRED):
             _end_again(provider, created, item.ended)

@@ -63,10 +63,13 @@ def test_import_batches_then_rerun_creates_nothing(tmp_path: Path) -> None:
     source = [line(i) for i in range(2_500)]
     with LocalProvider(tmp_path / "bulk.db") as local:
         first = bc.import_grants(local, source, batch_size=1_000)
-        assert first.summary() == {"created": 2_500, "already_there": 0, "skipped": 0, "failed": 0}
+        assert first.summary() == {"created": 2_500, "already_there": 0, "skipped": 0,
+                                   "failed": 0, "paid_recorded_only": 0,
+                                "times_aligned": 0}
         again = bc.import_grants(local, source, batch_size=700)
         assert again.summary() == {"created": 0, "already_there": 2_500, "skipped": 0,
-                                   "failed": 0}
+                                   "failed": 0, "paid_recorded_only": 0,
+                                "times_aligned": 0}
         assert sum(1 for _ in local.list_grants(page_size=1_000)) == 2_500
         # Each imported grant reads back as it was written, and single creates agree with it.
         same = bc.CreditGrant.model_validate_json(source[42])

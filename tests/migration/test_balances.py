@@ -86,3 +86,29 @@ def test_without_source_balances_verify_checks_grants_only(tmp_path: Path) -> No
     original = bc.plan_migration(inner, target, amount_mode="original")
     assert original.header.remaining_source is None
     assert original.header.source_balances is None
+
+
+def test_a_balance_too_large_to_read_does_not_stop_the_plan(tmp_path: Path) -> None:
+    """Two grants of one customer adding up to more than 40 digits: that customer's source
+    balance is not available (with why), the plan goes on, verify skips it and says so."""
+
+    source = bc.get_provider("local", path=str(tmp_path / "s.db"))
+    target = bc.get_provider("local", path=str(tmp_path / "t.db"))
+    big = Decimal("999999999999999999999999999999.9999999999")
+    for customer, amount in (("big", big), ("big", big), ("small", Decimal(5))):
+        source.create_grant(bc.CreditGrant(customer_id=customer,
+                                           amount=bc.Money(amount=amount, currency="USD")))
+    plan = bc.plan_migration(source, target)
+    assert len(plan.to_create) == 3
+    assert plan.header.source_balances == {"small": {"USD": "5"}}
+    assert "big" in plan.header.source_balances_unavailable
+    assert "40 significant digits" in plan.header.source_balances_unavailable["big"]
+    plan.save(tmp_path / "plan.jsonl")
+    plan = bc.MigrationPlan.load(tmp_path / "plan.jsonl")
+    asyncio.run(bc.apply_plan(plan, target, journal=tmp_path / "j"))
+    report = bc.verify_plan(plan, target)
+    assert report.ok, report.lines()
+    assert set(report.balances_skipped) == {"big"}
+    why = plan.header.source_balances_unavailable["big"]
+    assert report.notes() == [f"big: balance not compared ({why})"]
+    assert "small" in report.balances
