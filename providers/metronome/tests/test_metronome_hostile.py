@@ -316,3 +316,17 @@ def test_bad_settings_on_the_command_line_are_one_line(setting: str, value: str)
     assert "Traceback" not in result.output
     assert setting in result.output
     assert TOKEN not in result.output
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+@pytest.mark.parametrize(("mode", "says"), [("cycle", "returned before"),
+                                            ("empty", "empty pages")])
+def test_balances_never_loop(name: str, mode: str, says: str, hostile: Any) -> None:
+    """Issue 9.2 on the balance listings (listGrants / customerBalances/list): empty pages with
+    new cursors looped until the vendor gave up (300 requests); a cycle lost the request id."""
+    provider, app = hostile(name, mode)
+    with pytest.raises(bc.InvalidResponseError) as stopped:
+        provider.get_balance(CUSTOMER)
+    assert says in str(stopped.value)
+    assert stopped.value.request_id == REQUEST_ID
+    assert app.requests <= 5
