@@ -330,3 +330,25 @@ def test_balances_never_loop(name: str, mode: str, says: str, hostile: Any) -> N
     assert says in str(stopped.value)
     assert stopped.value.request_id == REQUEST_ID
     assert app.requests <= 5
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_a_huge_error_body_gives_a_bounded_error(name: str) -> None:
+    """A 2 MB error answer was kept whole as the error's body (in memory, in every repr)."""
+    huge = {"message": "A" * 2_000_000, "code": "B" * 10}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, content=json.dumps(huge).encode(),
+                              headers={"x-request-id": REQUEST_ID})
+
+    app = Hostile("echo")
+    app.handle = answer  # type: ignore[method-assign]
+    with serve(app) as running:  # type: ignore[arg-type]
+        provider = bc.get_provider(name, bearer_token=TOKEN, base_url=running.url, timeout=2.0,
+                                   runtime=runtime(attempts=1), **settings_for(name))
+        with pytest.raises(bc.ProviderError) as error:
+            list(provider.list_grants(CUSTOMER))
+        provider.close()
+    assert len(str(error.value)) < 1_000
+    assert len(repr(error.value.body)) < 1_000
+    assert error.value.request_id == REQUEST_ID

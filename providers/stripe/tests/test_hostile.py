@@ -346,3 +346,18 @@ def test_a_balance_listing_that_cycles_names_the_request(
     with pytest.raises(bc.InvalidResponseError) as error:
         provider.get_balance("cus_h")
     assert error.value.request_id == "req_hostile_3"
+
+
+@pytest.mark.parametrize("body", [
+    {"error": {"type": "api_error", "message": "A" * 2_000_000}},
+    {"message": "A" * 2_000_000},
+    b"<html>" + b"A" * 2_000_000 + b"</html>",
+])
+def test_a_huge_error_body_gives_a_bounded_error(
+        body: Any, hostile: Callable[..., StripeProvider]) -> None:
+    """A 2 MB error answer made a 2 MB exception message (printed whole by the CLI) and body."""
+    provider = hostile(lambda request: (500, body))
+    with pytest.raises(bc.ProviderError) as error:
+        list(provider.list_grants("cus_h"))
+    assert len(str(error.value)) < 1_000
+    assert len(repr(error.value.body)) < 1_000

@@ -43,6 +43,8 @@ __all__ = ["DEFAULT_BASE_URL", "MetronomeHTTP", "Reply", "created_id", "dumps", 
 
 DEFAULT_BASE_URL = "https://api.metronome.com"
 USER_AGENT = "billing-credits-metronome/0.1"
+ERROR_BODY_LIMIT = 65_536
+"""An error body longer than this (bytes) is kept as a bounded excerpt."""
 
 log = logging.getLogger("billing_credits_metronome")
 
@@ -288,6 +290,8 @@ class MetronomeHTTP:
             body = bc.excerpt(response.text)
         message = body.get("message") if isinstance(body, Mapping) else None
         code = body.get("code") if isinstance(body, Mapping) else None
+        if len(response.content) > ERROR_BODY_LIMIT:  # a proxy's page, a runaway answer
+            body = bc.excerpt(response.text)
         if message is not None:
             message = bc.excerpt(str(message), 300)
         if code is not None:
