@@ -352,3 +352,23 @@ def test_a_huge_error_body_gives_a_bounded_error(name: str) -> None:
     assert len(str(error.value)) < 1_000
     assert len(repr(error.value.body)) < 1_000
     assert error.value.request_id == REQUEST_ID
+
+
+@pytest.mark.parametrize("value", ["garbage", "Wed, 21 Oct 99999 07:28:00 GMT", "nan"])
+def test_an_unreadable_retry_after_is_a_rate_limit_without_a_wait(value: str) -> None:
+    """A 429 whose Retry-After is neither seconds nor an HTTP date escaped as ValueError."""
+
+    class Limited(Hostile):
+        def handle(self, request: httpx.Request) -> httpx.Response:
+            self.requests += 1
+            return httpx.Response(429, json={"message": "slow down"},
+                                  headers={"retry-after": value, "x-request-id": REQUEST_ID})
+
+    with serve(Limited("429")) as running:  # type: ignore[arg-type]
+        provider = bc.get_provider("metronome-plans", bearer_token=TOKEN, base_url=running.url,
+                                   runtime=runtime(attempts=1))
+        with pytest.raises(bc.RateLimitedError) as limited:
+            list(provider.list_grants(CUSTOMER))
+        provider.close()
+    assert limited.value.retry_after is None
+    assert limited.value.request_id == REQUEST_ID

@@ -24,6 +24,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -75,9 +76,13 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        seconds = float(value)
+        return None if math.isnan(seconds) else seconds  # NaN: no usable wait
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        try:
+            parsed = email.utils.parsedate_to_datetime(value) if value else None
+        except (TypeError, ValueError):  # neither seconds nor an HTTP date: no usable wait
+            return None
         if parsed is None:
             return None
         if parsed.tzinfo is None:
