@@ -38,7 +38,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from ._errors import (
     BillingCreditsError,
@@ -112,6 +112,13 @@ class PlanItem(_Record):
     refused: bool = False
     grant: CreditGrant | None = None
     changes: tuple[Change, ...] = ()
+
+    @model_validator(mode="after")
+    def _migrate_has_a_keyed_grant(self) -> PlanItem:
+        # An edited plan must not reach apply with nothing (or nothing keyed) to create.
+        if self.action == "migrate" and (self.grant is None or not self.grant.idempotency_key):
+            raise ValueError("a 'migrate' item needs its grant, with its idempotency_key")
+        return self
 
     @property
     def key(self) -> str | None:

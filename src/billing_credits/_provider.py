@@ -70,6 +70,9 @@ class ListQuery:
     page_size: int | None = None
 
     def __post_init__(self) -> None:
+        if self.page_size is not None and (
+                not isinstance(self.page_size, int) or isinstance(self.page_size, bool)):
+            raise ConfigurationError(f"page_size must be a whole number, not {self.page_size!r}")
         if self.page_size is not None and self.page_size < 1:
             raise ConfigurationError(f"page_size must be at least 1, not {self.page_size}")
 
@@ -359,6 +362,7 @@ class Provider(abc.ABC):
         cursor seen before, or a run of empty pages, ends it with ``InvalidResponseError``.
         """
         self._require("list")
+        _ident("customer_id", customer_id, optional=True)
         query = ListQuery(customer_id=customer_id, page_size=page_size)
         walk = _Walk(self, on_unreadable)
         cursor: str | None = None
@@ -378,6 +382,7 @@ class Provider(abc.ABC):
         on_unreadable: OnUnreadable | None = None,
     ) -> AsyncIterator[CreditGrant]:
         self._require("list")
+        _ident("customer_id", customer_id, optional=True)
         query = ListQuery(customer_id=customer_id, page_size=page_size)
         walk = _Walk(self, on_unreadable)
         cursor: str | None = None
@@ -392,26 +397,32 @@ class Provider(abc.ABC):
 
     def get_grant(self, grant_id: str) -> CreditGrant:
         self._require("get")
+        _ident("grant_id", grant_id)
         return self.runtime.run(self._get(grant_id))
 
     async def aget_grant(self, grant_id: str) -> CreditGrant:
         self._require("get")
+        _ident("grant_id", grant_id)
         return await self.runtime.arun(self._get(grant_id))
 
     def void_grant(self, grant_id: str) -> CreditGrant:
         self._require("void")
+        _ident("grant_id", grant_id)
         return self.runtime.run(self._void(grant_id))
 
     async def avoid_grant(self, grant_id: str) -> CreditGrant:
         self._require("void")
+        _ident("grant_id", grant_id)
         return await self.runtime.arun(self._void(grant_id))
 
     def expire_grant(self, grant_id: str) -> CreditGrant:
         self._require("expire")
+        _ident("grant_id", grant_id)
         return self.runtime.run(self._expire(grant_id))
 
     async def aexpire_grant(self, grant_id: str) -> CreditGrant:
         self._require("expire")
+        _ident("grant_id", grant_id)
         return await self.runtime.arun(self._expire(grant_id))
 
     # -- balances, ledger, updates, consumption ------------------------------------------
@@ -435,12 +446,16 @@ class Provider(abc.ABC):
         ``at`` other than None needs ``capabilities.balance_as_of == "any"``; otherwise it is
         refused with ``NotRepresentableError`` before any request.
         """
+        _ident("customer_id", customer_id)
+        _ident("unit", unit, optional=True)
         moment = self._balance_args(at)
         return self.runtime.run(self._balance(customer_id, unit, moment))
 
     async def aget_balance(
         self, customer_id: str, *, unit: str | None = None, at: datetime | None = None
     ) -> list[Balance]:
+        _ident("customer_id", customer_id)
+        _ident("unit", unit, optional=True)
         moment = self._balance_args(at)
         return await self.runtime.arun(self._balance(customer_id, unit, moment))
 
@@ -451,6 +466,8 @@ class Provider(abc.ABC):
         after page lazily. A cursor seen before, or a run of empty pages, ends it with
         ``InvalidResponseError``."""
         self._require_flow("ledger")
+        _ident("customer_id", customer_id)
+        _ident("grant_id", grant_id, optional=True)
         since = None if since is None else _moment("since", since)
         walk = _Walk(self, None)
         cursor: str | None = None
@@ -466,6 +483,8 @@ class Provider(abc.ABC):
         self, customer_id: str, *, grant_id: str | None = None, since: datetime | None = None
     ) -> AsyncIterator[LedgerEntry]:
         self._require_flow("ledger")
+        _ident("customer_id", customer_id)
+        _ident("grant_id", grant_id, optional=True)
         since = None if since is None else _moment("since", since)
         walk = _Walk(self, None)
         cursor: str | None = None
@@ -535,6 +554,7 @@ class Provider(abc.ABC):
         ``capabilities.updatable_fields`` is refused with ``NotRepresentableError`` before any
         request. ``metadata`` replaces the grant's metadata.
         """
+        _ident("grant_id", grant_id)
         update = self.prepare_update(expires_at=expires_at, name=name, metadata=metadata)
         return self.runtime.run(self._update(grant_id, update))
 
@@ -546,6 +566,7 @@ class Provider(abc.ABC):
         name: str | _Unset | None = UNSET,
         metadata: Mapping[str, str] | _Unset | None = UNSET,
     ) -> CreditGrant:
+        _ident("grant_id", grant_id)
         update = self.prepare_update(expires_at=expires_at, name=name, metadata=metadata)
         return await self.runtime.arun(self._update(grant_id, update))
 
@@ -630,7 +651,28 @@ def _moment(name: str, value: datetime) -> datetime:
         raise InvalidGrantError([FieldProblem(
             name, "naive datetime refused: give a timezone (for example +00:00 or Z)")],
             model="query")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidGrantError([FieldProblem(
+            name, f"{value.isoformat()} is outside the calendar once in UTC")],
+            model="query") from None
+
+
+def _ident(name: str, value: object, *, optional: bool = False) -> None:
+    """Refuse, before any I/O, an id argument that is not text or that UTF-8 cannot encode (a
+    lone surrogate): no database or vendor request could carry it."""
+    from ._base import _unencodable
+
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise InvalidGrantError([FieldProblem(
+            name, f"must be a string, not {type(value).__name__}")], model="query")
+    problems: list[FieldProblem] = []
+    _unencodable(value, name, problems)
+    if problems:
+        raise InvalidGrantError(problems, model="query")
 
 
 def _as_replayed(requested: CreditGrant, found: CreditGrant, provider: str,

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._consumption import ConsumptionOrder, Draw, Expiry, Tie, _active, allocate
 from ._errors import BillingCreditsError, FieldProblem, InvalidGrantError
 from ._ledger import Usage
-from ._model import CreditGrant, GrantStatus, Scope
+from ._model import LATEST, CreditGrant, GrantStatus, Scope, _to_utc
 from ._money import MAX_DIGITS, Money, exact, exact_sum
 from ._priority import PriorityDomain, preserve_order
 
@@ -205,8 +205,12 @@ def simulate(
     The synthetic stream is steady usage per customer and unit from ``start`` (default: the
     earliest grant's start) until every grant is spent or expired.
     """
+    start = _start_arg(start, steps)
     by_customer: dict[str, list[CreditGrant]] = defaultdict(list)
     for grant in grants:
+        if not isinstance(grant, CreditGrant):
+            raise InvalidGrantError([FieldProblem(
+                "grants", f"a {type(grant).__name__} is not a CreditGrant")], model="simulation")
         if grant.status is GrantStatus.VOIDED:
             continue
         if not grant.id:
@@ -315,6 +319,7 @@ def synthetic_usage(
     their sum is exactly the grants' total. When grants are scoped to products, the draws go
     to those products in turn.
     """
+    start = _start_arg(start, steps)
     out: list[Usage] = []
     groups: dict[tuple[str, str], list[CreditGrant]] = defaultdict(list)
     for grant in grants:
@@ -323,7 +328,8 @@ def synthetic_usage(
         mine = sorted(group, key=lambda g: (g.id or "", _start(g), g.amount.amount))
         begin = start or min(_start(g) for g in mine)
         ends = [e for e in map(_end, mine) if e is not None]
-        finish = max(ends) if ends else begin + DEFAULT_HORIZON
+        finish = max(ends) if ends else (
+            begin + DEFAULT_HORIZON if begin <= LATEST - DEFAULT_HORIZON else LATEST)
         if finish <= begin:
             continue
         total = exact_sum(g.amount.amount for g in mine)
@@ -350,6 +356,22 @@ def synthetic_usage(
                     at=begin + gap * i, product_id=cycle[i % len(cycle)],
                     reference=f"synthetic-{customer}-{mine[0].amount.unit_key}-{i}"))
     return out
+
+
+def _start_arg(start: datetime | None, steps: int) -> datetime | None:
+    """``start`` in UTC, or ``InvalidGrantError`` for a start the model would refuse (naive, out
+    of range) or a ``steps`` that is not a whole number."""
+    if not isinstance(steps, int) or isinstance(steps, bool):
+        raise InvalidGrantError([FieldProblem("steps", f"must be a whole number, not {steps!r}")],
+                                model="simulation")
+    if start is None:
+        return None
+    if not isinstance(start, datetime):
+        raise InvalidGrantError([FieldProblem("start", "must be a datetime")], model="simulation")
+    try:
+        return _to_utc(start)
+    except ValueError as error:
+        raise InvalidGrantError([FieldProblem("start", str(error))], model="simulation") from None
 
 
 def _top_up(grants: Sequence[CreditGrant], usage: Sequence[Usage], result: CustomerSimulation,

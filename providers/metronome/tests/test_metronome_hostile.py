@@ -316,3 +316,59 @@ def test_bad_settings_on_the_command_line_are_one_line(setting: str, value: str)
     assert "Traceback" not in result.output
     assert setting in result.output
     assert TOKEN not in result.output
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+@pytest.mark.parametrize(("mode", "says"), [("cycle", "returned before"),
+                                            ("empty", "empty pages")])
+def test_balances_never_loop(name: str, mode: str, says: str, hostile: Any) -> None:
+    """Issue 9.2 on the balance listings (listGrants / customerBalances/list): empty pages with
+    new cursors looped until the vendor gave up (300 requests); a cycle lost the request id."""
+    provider, app = hostile(name, mode)
+    with pytest.raises(bc.InvalidResponseError) as stopped:
+        provider.get_balance(CUSTOMER)
+    assert says in str(stopped.value)
+    assert stopped.value.request_id == REQUEST_ID
+    assert app.requests <= 5
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_a_huge_error_body_gives_a_bounded_error(name: str) -> None:
+    """A 2 MB error answer was kept whole as the error's body (in memory, in every repr)."""
+    huge = {"message": "A" * 2_000_000, "code": "B" * 10}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, content=json.dumps(huge).encode(),
+                              headers={"x-request-id": REQUEST_ID})
+
+    app = Hostile("echo")
+    app.handle = answer  # type: ignore[method-assign]
+    with serve(app) as running:  # type: ignore[arg-type]
+        provider = bc.get_provider(name, bearer_token=TOKEN, base_url=running.url, timeout=2.0,
+                                   runtime=runtime(attempts=1), **settings_for(name))
+        with pytest.raises(bc.ProviderError) as error:
+            list(provider.list_grants(CUSTOMER))
+        provider.close()
+    assert len(str(error.value)) < 1_000
+    assert len(repr(error.value.body)) < 1_000
+    assert error.value.request_id == REQUEST_ID
+
+
+@pytest.mark.parametrize("value", ["garbage", "Wed, 21 Oct 99999 07:28:00 GMT", "nan"])
+def test_an_unreadable_retry_after_is_a_rate_limit_without_a_wait(value: str) -> None:
+    """A 429 whose Retry-After is neither seconds nor an HTTP date escaped as ValueError."""
+
+    class Limited(Hostile):
+        def handle(self, request: httpx.Request) -> httpx.Response:
+            self.requests += 1
+            return httpx.Response(429, json={"message": "slow down"},
+                                  headers={"retry-after": value, "x-request-id": REQUEST_ID})
+
+    with serve(Limited("429")) as running:  # type: ignore[arg-type]
+        provider = bc.get_provider("metronome-plans", bearer_token=TOKEN, base_url=running.url,
+                                   runtime=runtime(attempts=1))
+        with pytest.raises(bc.RateLimitedError) as limited:
+            list(provider.list_grants(CUSTOMER))
+        provider.close()
+    assert limited.value.retry_after is None
+    assert limited.value.request_id == REQUEST_ID

@@ -320,3 +320,44 @@ def test_a_summary_or_transaction_of_the_wrong_shape_is_an_invalid_response() ->
                    {**transaction, "credit_grant": 5}, {**transaction, "id": 5}):
         with pytest.raises(bc.InvalidResponseError, match="credit balance transaction"):
             sl.entry_from_transaction(broken, "cus_h")
+
+
+@pytest.mark.parametrize("operation", ["balance", "ledger"])
+def test_has_more_without_items_is_an_invalid_response_not_a_short_answer(
+        operation: str, hostile: Callable[..., StripeProvider]) -> None:
+    """A page saying ``has_more`` with no item to page from ended the balance's grant listing
+    and the ledger silently (a balance or ledger missing whatever came after): it is refused,
+    as ``list_grants`` refuses it, naming the request."""
+    provider = hostile(lambda request: (200, {"object": "list", "data": [], "has_more": True,
+                                              "url": request.url.path}))
+    call = (lambda: provider.get_balance("cus_h")) if operation == "balance" \
+        else (lambda: list(provider.list_ledger("cus_h")))
+    with pytest.raises(bc.InvalidResponseError) as error:
+        call()
+    assert error.value.request_id == "req_hostile_1"
+    assert "has_more" in str(error.value)
+
+
+def test_a_balance_listing_that_cycles_names_the_request(
+        hostile: Callable[..., StripeProvider]) -> None:
+    ids = iter(["credgr_A", "credgr_B", "credgr_A", "credgr_B"])
+    provider = hostile(lambda request: (200, {"object": "list", "data": [grant_json(next(ids))],
+                                              "has_more": True, "url": "/v1/billing/credit_grants"}))
+    with pytest.raises(bc.InvalidResponseError) as error:
+        provider.get_balance("cus_h")
+    assert error.value.request_id == "req_hostile_3"
+
+
+@pytest.mark.parametrize("body", [
+    {"error": {"type": "api_error", "message": "A" * 2_000_000}},
+    {"message": "A" * 2_000_000},
+    b"<html>" + b"A" * 2_000_000 + b"</html>",
+])
+def test_a_huge_error_body_gives_a_bounded_error(
+        body: Any, hostile: Callable[..., StripeProvider]) -> None:
+    """A 2 MB error answer made a 2 MB exception message (printed whole by the CLI) and body."""
+    provider = hostile(lambda request: (500, body))
+    with pytest.raises(bc.ProviderError) as error:
+        list(provider.list_grants("cus_h"))
+    assert len(str(error.value)) < 1_000
+    assert len(repr(error.value.body)) < 1_000

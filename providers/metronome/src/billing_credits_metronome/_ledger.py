@@ -457,16 +457,24 @@ def _answered(reply: Reply) -> Iterator[None]:
         raise
 
 
-def _follow(provider: str, cursor: str | None, seen: set[str]) -> str | None:
+def _follow(provider: bc.Provider, cursor: str | None, seen: dict[str | None, int],
+            found: list[Mapping[str, Any]], reply: Reply) -> str | None:
     """The next cursor of a paging loop inside one flow (None: done), refusing one seen
-    before: a vendor answering the same cursor again would otherwise loop for ever."""
+    before, or ``max_empty_pages`` empty pages in a row each with a new cursor: a vendor
+    answering so would otherwise loop for ever. ``seen`` also counts the empty run (key None).
+    """
     if not cursor:
         return None
     if cursor in seen:
         raise bc.InvalidResponseError(
             f"the listing returned a cursor it had returned before ({cursor[:80]!r}); stopped "
-            "so as not to loop", provider=provider)
-    seen.add(cursor)
+            "so as not to loop", provider=provider.name, request_id=reply.request_id)
+    seen[cursor] = 1
+    seen[None] = 0 if found else seen.get(None, 0) + 1
+    if seen[None] >= provider.max_empty_pages:
+        raise bc.InvalidResponseError(
+            f"the listing returned {seen[None]} empty pages in a row, each with a new cursor; "
+            "stopped so as not to loop", provider=provider.name, request_id=reply.request_id)
     return cursor
 
 
@@ -481,12 +489,12 @@ def plans_balance_flow(provider: MetronomePlansProvider, customer_id: str, unit:
     _now_only(provider.name, at)
     items: list[Mapping[str, Any]] = []
     cursor: str | None = None
-    seen: set[str] = set()
+    seen: dict[str | None, int] = {}
     while True:
         page = yield provider._customer_page(customer_id, cursor)
         found, following = _data(page, "listGrants", provider.name)
         items += found
-        cursor = _follow(provider.name, following, seen)
+        cursor = _follow(provider, following, seen, found, page)
         if cursor is None:
             break
     return plans_balances(items, customer_id, provider.config, provider._now(), unit)
@@ -535,14 +543,14 @@ def credits_balance_flow(provider: MetronomeCreditsProvider, customer_id: str,
         extra = {"include_ledgers": True, "covering_date": tr.format_time(at)}
     items: list[Mapping[str, Any]] = []
     cursor: str | None = None
-    seen: set[str] = set()
+    seen: dict[str | None, int] = {}
     while True:
         page = yield provider._http.call(
             LIST_BALANCES, _balances_body(customer_id, cursor, **extra),
             label="customerBalances/list")
         found, following = _data(page, "customerBalances/list", provider.name)
         items += found
-        cursor = _follow(provider.name, following, seen)
+        cursor = _follow(provider, following, seen, found, page)
         if cursor is None:
             break
     if at is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ __all__ = ["DEFAULT_BASE_URL", "MetronomeHTTP", "Reply", "created_id", "dumps", 
 
 DEFAULT_BASE_URL = "https://api.metronome.com"
 USER_AGENT = "billing-credits-metronome/0.1"
+ERROR_BODY_LIMIT = 65_536
+"""An error body longer than this (bytes) is kept as a bounded excerpt."""
 
 log = logging.getLogger("billing_credits_metronome")
 
@@ -77,9 +80,13 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        seconds = float(value)
+        return None if math.isnan(seconds) else seconds  # NaN: no usable wait
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        try:
+            parsed = email.utils.parsedate_to_datetime(value) if value else None
+        except (TypeError, ValueError):  # neither seconds nor an HTTP date: no usable wait
+            return None
         if parsed is None:
             return None
         if parsed.tzinfo is None:
@@ -302,6 +309,8 @@ class MetronomeHTTP:
             body = bc.excerpt(response.text)
         message = body.get("message") if isinstance(body, Mapping) else None
         code = body.get("code") if isinstance(body, Mapping) else None
+        if len(response.content) > ERROR_BODY_LIMIT:  # a proxy's page, a runaway answer
+            body = bc.excerpt(response.text)
         if message is not None:
             message = bc.excerpt(str(message), 300)
         if code is not None:

@@ -370,9 +370,9 @@ def balance_flow(provider: StripeProvider, customer_id: str, unit: str | None,
         items, has_more = _items(provider, answer, "credit_grants.list")
         grants += _each(answer, "credit_grants.list", items,
                         partial(tr.from_stripe, now=provider._clock()))
-        if not has_more or not items:
+        cursor = provider._next_cursor(answer, items, has_more, seen)
+        if cursor is None:
             break
-        cursor = _follow(str(items[-1]["id"]), seen)
     as_of = provider._clock()
     chosen = [g for g in _live(grants)
               if unit is None or (g.amount.currency or "").upper() == unit.upper()]
@@ -399,7 +399,7 @@ def ledger_flow(provider: StripeProvider, customer_id: str, grant_id: str | None
                         partial(entry_from_transaction, customer_id=customer_id))
         if since is not None:
             entries = [e for e in entries if e.at >= since]
-        next_cursor = str(items[-1]["id"]) if has_more and items else None
+        next_cursor = provider._next_cursor(answer, items, has_more)
         if entries or next_cursor is None:
             return bc.LedgerPage(entries, next_cursor, request_id=answer.request_id)
         cursor = _follow(next_cursor, seen)

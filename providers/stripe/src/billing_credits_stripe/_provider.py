@@ -41,6 +41,10 @@ T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://api.stripe.com"
 DEFAULT_TIMEOUT = 30.0
+ERROR_BODY_LIMIT = 65_536
+"""An error body longer than this (characters) is kept as a bounded excerpt."""
+MESSAGE_LIMIT = 300
+"""At most this much of Stripe's error message goes into the error's own message."""
 DEFAULT_MAX_RETRIES = 4
 SANDBOX_RATE = 25.0
 LIVE_RATE = 100.0
@@ -130,6 +134,8 @@ def map_error(error: stripe.StripeError) -> bc.ProviderError:
     body: Any = error.json_body if error.json_body is not None else error.http_body
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
+    if len(error.http_body or "") > ERROR_BODY_LIMIT:  # a proxy's page, a runaway answer
+        body = bc.excerpt(body)
     if status is not None and 200 <= status < 300:
         # The SDK raises this for a 2xx it cannot decode, passing the response headers where
         # the JSON body belongs (stripe/_api_requestor.py, _interpret_response).
@@ -149,7 +155,8 @@ def map_error(error: stripe.StripeError) -> bc.ProviderError:
     kind = details.get("type")
     code = details.get("code") or error.code
     param = details.get("param")
-    message = str(details.get("message") or error.user_message or type(error).__name__)
+    message = bc.excerpt(str(details.get("message") or error.user_message or type(error).__name__),
+                         MESSAGE_LIMIT)
     context = ", ".join(f"{k}={v}" for k, v in (("type", kind), ("param", param)) if v)
     text = f"Stripe: {message}" + (f" [{context}]" if context else "")
     should_retry = _header(headers, "stripe-should-retry")
