@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import billing_credits as bc
-from billing_credits._money import MAX_DIGITS
 
 from ._store import EntryRow, GrantStore, Row, Transaction, request_hash, signed
 
@@ -478,6 +477,8 @@ class LocalProvider(bc.Provider):
                 except bc.InvalidGrantError:
                     problems.append(f"the remaining balance of grant {row.id}")
         if problems:
+            from billing_credits._money import MAX_DIGITS
+
             raise bc.ConflictError(
                 f"consuming {usage.amount} would leave amounts of more than {MAX_DIGITS} "
                 f"significant digits ({'; '.join(problems[:3])}); nothing consumed",
