@@ -51,10 +51,10 @@ def _too_large_by_length(response: httpx.Response, limit: int) -> bool:
         return False
 
 
-def send_bounded(client: httpx.Client, request: httpx.Request, *, timeout: float,
+def send_bounded(client: httpx.Client, request: httpx.Request, *, seconds: float,
                  limit: int = DEFAULT_MAX_BODY) -> tuple[int, httpx.Headers, bytes]:
     """``(status, headers, body)``; httpx errors pass through unchanged."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + seconds
     response = client.send(request, stream=True)
     try:
         if _too_large_by_length(response, limit):
@@ -66,21 +66,21 @@ def send_bounded(client: httpx.Client, request: httpx.Request, *, timeout: float
             if size > limit:
                 raise BodyTooLarge(limit, response.status_code, response.headers)
             if time.monotonic() > deadline:
-                raise DeadlineExceeded(timeout)
+                raise DeadlineExceeded(seconds)
             chunks.append(chunk)
         if time.monotonic() > deadline:
-            raise DeadlineExceeded(timeout)
+            raise DeadlineExceeded(seconds)
         return response.status_code, response.headers, b"".join(chunks)
     finally:
         response.close()
 
 
-async def asend_bounded(client: httpx.AsyncClient, request: httpx.Request, *, timeout: float,
+async def asend_bounded(client: httpx.AsyncClient, request: httpx.Request, *, seconds: float,
                         limit: int = DEFAULT_MAX_BODY) -> tuple[int, httpx.Headers, bytes]:
     """The async ``send_bounded``: the deadline also cancels a stalled connect or read."""
     import anyio
 
-    with anyio.move_on_after(timeout) as scope:
+    with anyio.move_on_after(seconds) as scope:
         response = await client.send(request, stream=True)
         try:
             if _too_large_by_length(response, limit):
@@ -98,4 +98,4 @@ async def asend_bounded(client: httpx.AsyncClient, request: httpx.Request, *, ti
                 await response.aclose()
     # Only a cancelled scope gets here (every path inside returns or raises).
     del scope
-    raise DeadlineExceeded(timeout)
+    raise DeadlineExceeded(seconds)

@@ -262,7 +262,7 @@ class MetronomeHTTP:
             failure: bc.ProviderError | None = None
             answer: tuple[int, httpx.Headers, bytes] | None = None
             try:
-                answer = send_bounded(self.client, request, timeout=self.timeout,
+                answer = send_bounded(self.client, request, seconds=self.timeout,
                                       limit=self.max_body)
             except httpx.TransportError as error:
                 failure = self._network_error(error, label)
@@ -280,7 +280,7 @@ class MetronomeHTTP:
             failure: bc.ProviderError | None = None
             answer: tuple[int, httpx.Headers, bytes] | None = None
             try:
-                answer = await asend_bounded(self.aclient, request, timeout=self.timeout,
+                answer = await asend_bounded(self.aclient, request, seconds=self.timeout,
                                              limit=self.max_body)
             except httpx.TransportError as error:
                 failure = self._network_error(error, label)

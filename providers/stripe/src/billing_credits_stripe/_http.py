@@ -81,7 +81,7 @@ class _HTTPXClient(stripe.HTTPXClient):
         answer: tuple[int, httpx.Headers, bytes] | None = None
         failure: Exception | None = None
         try:
-            answer = send_bounded(self._client, request, timeout=self._seconds,
+            answer = send_bounded(self._client, request, seconds=self._seconds,
                                   limit=self.max_body)
         except (DeadlineExceeded, BodyTooLarge) as error:
             failure = self._bounds_error(error)
@@ -101,7 +101,7 @@ class _HTTPXClient(stripe.HTTPXClient):
         answer: tuple[int, httpx.Headers, bytes] | None = None
         failure: Exception | None = None
         try:
-            answer = await asend_bounded(self._client_async, request, timeout=self._seconds,
+            answer = await asend_bounded(self._client_async, request, seconds=self._seconds,
                                          limit=self.max_body)
         except (DeadlineExceeded, BodyTooLarge) as error:
             failure = self._bounds_error(error)
@@ -116,7 +116,8 @@ class _HTTPXClient(stripe.HTTPXClient):
 
     @property
     def _seconds(self) -> float:
-        return float(self._timeout)
+        timeout = self._timeout
+        return float(timeout) if isinstance(timeout, int | float) else 80.0  # the SDK's default
 
     def _bounds_error(self, error: DeadlineExceeded | BodyTooLarge) -> bc.ProviderError:
         if isinstance(error, DeadlineExceeded):
@@ -153,6 +154,6 @@ def _connection_error(error: Exception) -> Exception:
     built without chaining the httpx error."""
     from stripe import APIConnectionError
 
-    return APIConnectionError(
+    return APIConnectionError(  # type: ignore[no-untyped-call]
         "Unexpected error communicating with Stripe.\n\n"
         f"(Network error: A {type(error).__name__} was raised)", should_retry=True)
