@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -372,3 +374,120 @@ def test_an_unreadable_retry_after_is_a_rate_limit_without_a_wait(value: str) ->
         provider.close()
     assert limited.value.retry_after is None
     assert limited.value.request_id == REQUEST_ID
+
+
+# -- total deadline and body limit (issue 9 review) -------------------------------------------
+
+
+class Drip:
+    """A raw loopback HTTP server: headers, then ``piece`` every ``every`` seconds until the
+    client goes away (``length`` None: no Content-Length, the body ends when the socket does)."""
+
+    def __init__(self, *, piece: bytes = b" ", every: float = 0.5, length: int | None = 100_000,
+                 headers: str = "") -> None:
+        self.piece, self.every, self.length, self.headers = piece, every, length, headers
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + self.headers
+            head += f"Content-Length: {self.length}\r\n" if self.length else "Connection: close\r\n"
+            try:
+                conn.sendall((head + "\r\n").encode())
+                while not self._stop.is_set():
+                    conn.sendall(self.piece)
+                    time.sleep(self.every)
+            except OSError:  # the client gave up: what the test wants
+                return
+
+    def __enter__(self) -> Drip:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+
+def _drip_provider(name: str, url: str) -> bc.Provider:
+    return bc.get_provider(name, bearer_token=TOKEN, base_url=url, timeout=2.0,
+                           runtime=runtime(attempts=1), **settings_for(name))
+
+
+def _deadline(error: BaseException, started: float) -> float:
+    took = time.monotonic() - started
+    assert isinstance(error, bc.UnavailableError)
+    assert error.retryable
+    assert "total deadline" in str(error)
+    assert TOKEN not in str(error)
+    assert error.__context__ is None
+    assert took < 2.0 + 1.5, f"took {took:.2f}s with timeout=2"
+    return took
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+@pytest.mark.parametrize("call", ["list_grants", "get_balance"])
+def test_a_slow_drip_ends_at_the_total_deadline(name: str, call: str) -> None:
+    """Headers then one byte every 0.5 s kept a call with timeout=2 waiting forever: httpx's
+    timeouts are per read."""
+    with Drip() as drip:
+        provider = _drip_provider(name, drip.url)
+        started = time.monotonic()
+        run: Callable[[], object] = {
+            "list_grants": lambda: list(provider.list_grants(CUSTOMER)),
+            "get_balance": lambda: provider.get_balance(CUSTOMER),
+        }[call]
+        with pytest.raises(bc.UnavailableError) as error:
+            run()
+        _deadline(error.value, started)
+        provider.close()
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+@pytest.mark.parametrize("call", ["list_grants", "get_balance"])
+async def test_a_slow_drip_ends_at_the_total_deadline_async(name: str, call: str) -> None:
+    with Drip() as drip:
+        provider = _drip_provider(name, drip.url)
+        started = time.monotonic()
+        async def listing() -> object:
+            return [grant async for grant in provider.alist_grants(CUSTOMER)]
+
+        arun = listing if call == "list_grants" else (lambda: provider.aget_balance(CUSTOMER))
+        with pytest.raises(bc.UnavailableError) as error:
+            await arun()
+        _deadline(error.value, started)
+        await provider.aclose()
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+@pytest.mark.parametrize("length", [17 * 1024 * 1024, None])
+def test_an_oversized_answer_is_an_invalid_response(name: str, length: int | None) -> None:
+    """A 36 MB 200 answer of junk items was read whole (minutes); now it stops at 16 MiB, by its
+    Content-Length or, without one, while it streams."""
+    with Drip(piece=b"[" * 1_048_576, every=0.0, length=length,
+              headers=f"x-request-id: {REQUEST_ID}\r\n") as drip:
+        provider = _drip_provider(name, drip.url)
+        started = time.monotonic()
+        with pytest.raises(bc.InvalidResponseError) as error:
+            list(provider.list_grants(CUSTOMER))
+        assert time.monotonic() - started < 2.0
+        assert error.value.request_id == REQUEST_ID
+        assert "larger than" in str(error.value)
+        assert len(repr(error.value.body)) < 1_000
+        provider.close()

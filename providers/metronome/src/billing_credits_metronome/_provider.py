@@ -70,7 +70,8 @@ _COMMON_SETTINGS = (
     bc.Setting("bearer_token", "Metronome API token (Authorization: Bearer)",
                env="METRONOME_BEARER_TOKEN", secret=True),
     bc.Setting("base_url", f"API base URL (default {DEFAULT_BASE_URL})", env="METRONOME_BASE_URL"),
-    bc.Setting("timeout", f"seconds per request (default {DEFAULT_TIMEOUT:g})"),
+    bc.Setting("timeout", f"total seconds per request, connect to last byte "
+               f"(default {DEFAULT_TIMEOUT:g})"),
     bc.Setting("max_retries", f"retries after the first attempt on 429, 5xx and network errors "
                f"(default {DEFAULT_MAX_RETRIES})"),
     bc.Setting("rate_limit", f"client-side requests per second, 0 for none (default "

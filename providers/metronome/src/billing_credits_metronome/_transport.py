@@ -36,6 +36,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import billing_credits as bc
+from billing_credits._bounded import (
+    DEFAULT_MAX_BODY,
+    BodyTooLarge,
+    DeadlineExceeded,
+    asend_bounded,
+    send_bounded,
+)
 from billing_credits._secrets import check_base_url, register_secret
 
 from . import _translate as tr
@@ -156,6 +163,14 @@ class _Token:
     __str__ = __repr__
 
 
+def _response(status: int, headers: httpx.Headers, content: bytes) -> httpx.Response:
+    """A read answer as an httpx response (no request attached: it holds the token)."""
+    import httpx
+
+    kept = [(k, v) for k, v in headers.multi_items() if k.lower() != "content-encoding"]
+    return httpx.Response(status, headers=kept, content=content)  # content is decoded already
+
+
 def _request_id(headers: httpx.Headers) -> str | None:
     found: str | None = headers.get("x-request-id") or headers.get("request-id")
     return found
@@ -174,6 +189,7 @@ class MetronomeHTTP:
         bearer_token: str,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = 30.0,
+        max_body: int = DEFAULT_MAX_BODY,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -181,6 +197,7 @@ class MetronomeHTTP:
         register_secret(bearer_token)
         self.base_url = check_base_url(base_url, credential=True).rstrip("/")
         self.timeout = timeout
+        self.max_body = max_body
         self._token = _Token(bearer_token)
         self._client = http_client
         self._aclient = async_http_client
@@ -243,30 +260,50 @@ class MetronomeHTTP:
             request = self._request(path, body, query)
             started = time.monotonic()
             failure: bc.ProviderError | None = None
+            answer: tuple[int, httpx.Headers, bytes] | None = None
             try:
-                response = self.client.send(request)
+                answer = send_bounded(self.client, request, seconds=self.timeout,
+                                      limit=self.max_body)
             except httpx.TransportError as error:
                 failure = self._network_error(error, label)
+            except (DeadlineExceeded, BodyTooLarge) as error:
+                failure = self._bounds_error(error, label)
             del request
             if failure is not None:
                 raise failure  # outside the except block: no httpx error on __context__
-            return self._result(response, label, started)
+            assert answer is not None
+            return self._result(_response(*answer), label, started)
 
         async def async_() -> Reply:
             request = self._request(path, body, query)
             started = time.monotonic()
             failure: bc.ProviderError | None = None
+            answer: tuple[int, httpx.Headers, bytes] | None = None
             try:
-                response = await self.aclient.send(request)
-                await response.aread()
+                answer = await asend_bounded(self.aclient, request, seconds=self.timeout,
+                                             limit=self.max_body)
             except httpx.TransportError as error:
                 failure = self._network_error(error, label)
+            except (DeadlineExceeded, BodyTooLarge) as error:
+                failure = self._bounds_error(error, label)
             del request
             if failure is not None:
                 raise failure  # outside the except block: no httpx error on __context__
-            return self._result(response, label, started)
+            assert answer is not None
+            return self._result(_response(*answer), label, started)
 
         return bc.Call(sync, async_, retry_safe=retry_safe, label=label or path)
+
+    def _bounds_error(self, error: DeadlineExceeded | BodyTooLarge, label: str) -> bc.ProviderError:
+        if isinstance(error, DeadlineExceeded):
+            log.info("metronome %s: total deadline exceeded", label)
+            return bc.UnavailableError(
+                f"Metronome request {label} timed out: {error}", provider=self.provider,
+                retryable=True)
+        return bc.InvalidResponseError(
+            f"Metronome {label} answered {error.status} with a body larger than the "
+            f"{error.limit}-byte limit (max_body)", provider=self.provider, status=error.status,
+            request_id=_request_id(error.headers))
 
     def _network_error(self, error: httpx.TransportError, label: str) -> bc.ProviderError:
         import httpx

@@ -327,7 +327,8 @@ class StripeProvider(bc.Provider):
                    "compatible server)", env="STRIPE_BASE_URL"),
         bc.Setting("stripe_account", "connected account id (Stripe-Account header) for Connect",
                    env="STRIPE_ACCOUNT"),
-        bc.Setting("timeout", f"seconds per request (default {DEFAULT_TIMEOUT:g})"),
+        bc.Setting("timeout", f"total seconds per request, connect to last byte "
+                   f"(default {DEFAULT_TIMEOUT:g})"),
         bc.Setting("max_retries", f"retries after the first attempt (default "
                    f"{DEFAULT_MAX_RETRIES})"),
         bc.Setting("rate_limit", "requests per second (default 25 for sandbox keys, 100 live)"),
@@ -451,6 +452,8 @@ class StripeProvider(bc.Provider):
         def run() -> Answer:
             try:
                 return Answer.of(client.raw_request(method, path, **kwargs))
+            except bc.ProviderError as error:  # the transport's deadline or body limit (_http)
+                mapped = error.with_traceback(None)
             except stripe.StripeError as error:
                 mapped = map_error(error)
             except Exception as error:  # the SDK choking on what came back
@@ -460,6 +463,8 @@ class StripeProvider(bc.Provider):
         async def arun() -> Answer:
             try:
                 return Answer.of(await client.raw_request_async(method, path, **kwargs))
+            except bc.ProviderError as error:  # the transport's deadline or body limit (_http)
+                mapped = error.with_traceback(None)
             except stripe.StripeError as error:
                 mapped = map_error(error)
             except Exception as error:  # the SDK choking on what came back
