@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from billing_credits_metronome.testing import MetronomeFake
 from metronome_helpers import PRODUCT, TOKEN, make_fake, runtime
 
 import billing_credits as bc
-from billing_credits.testing import FakeTransport, serve
+from billing_credits.testing import Drip, FakeTransport, serve
 
 PROVIDERS = ["metronome", "metronome-plans"]
 CUSTOMER = "0e5b8609-d901-4992-b394-c3c2e3f37b1c"
@@ -377,52 +376,6 @@ def test_an_unreadable_retry_after_is_a_rate_limit_without_a_wait(value: str) ->
 
 
 # -- total deadline and body limit (issue 9 review) -------------------------------------------
-
-
-class Drip:
-    """A raw loopback HTTP server: headers, then ``piece`` every ``every`` seconds until the
-    client goes away (``length`` None: no Content-Length, the body ends when the socket does)."""
-
-    def __init__(self, *, piece: bytes = b" ", every: float = 0.5, length: int | None = 100_000,
-                 headers: str = "") -> None:
-        self.piece, self.every, self.length, self.headers = piece, every, length, headers
-        self._stop = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + self.headers
-            head += f"Content-Length: {self.length}\r\n" if self.length else "Connection: close\r\n"
-            try:
-                conn.sendall((head + "\r\n").encode())
-                while not self._stop.is_set():
-                    conn.sendall(self.piece)
-                    time.sleep(self.every)
-            except OSError:  # the client gave up: what the test wants
-                return
-
-    def __enter__(self) -> Drip:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
 
 
 def _drip_provider(name: str, url: str) -> bc.Provider:

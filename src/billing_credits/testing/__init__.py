@@ -7,19 +7,22 @@
   time_step=…, now=…)`` and the blocks ``money``, ``scopes``, ``priorities`` and
   ``aware_datetimes``. Import it as ``billing_credits.testing.strategies`` (it imports
   hypothesis; this package does not).
-- ``FakeApp``, ``FakeTransport``, ``serve``, ``Faults``: the kit vendor fakes are built on.
+- ``FakeApp``, ``FakeTransport``, ``serve``, ``Faults``: the kit vendor fakes are built on;
+  ``Drip``, a loopback server that answers slowly or endlessly (bounded-request tests).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._drip import Drip
 from ._fakes import FakeApp, FakeTransport, Fault, Faults, FaultStats, LoopbackServer, serve
 
 if TYPE_CHECKING:
     from ._conformance import ProviderConformance
 
 __all__ = [
+    "Drip",
     "FakeApp",
     "FakeTransport",
     "Fault",
