@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import hypothesis
 import pytest
+
+# Property tests measure behaviour, not speed: on a loaded CI machine hypothesis's default
+# 200 ms deadline per example would fail tests that are correct.
+hypothesis.settings.register_profile("billing-credits", deadline=None)
+hypothesis.settings.load_profile("billing-credits")
 
 
 @pytest.fixture(autouse=True)

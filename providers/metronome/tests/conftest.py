@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 from billing_credits_metronome.testing import MetronomeFake
 
@@ -30,6 +31,11 @@ from metronome_helpers import (
     runtime,
     settings_for,
 )
+
+# Property tests measure behaviour, not speed: on a loaded CI machine hypothesis's default
+# 200 ms deadline per example would fail tests that are correct.
+hypothesis.settings.register_profile("billing-credits", deadline=None)
+hypothesis.settings.load_profile("billing-credits")
 
 
 @pytest.fixture(autouse=True)

@@ -6,12 +6,19 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 from billing_credits_stripe import StripeProvider
 from billing_credits_stripe.testing import StripeFake
 
 import billing_credits as bc
 from billing_credits.testing import Faults
+
+# Property tests measure behaviour, not speed: on a loaded CI machine hypothesis's default
+# 200 ms deadline per example would fail tests that are correct.
+hypothesis.settings.register_profile("billing-credits", deadline=None)
+hypothesis.settings.load_profile("billing-credits")
+
 
 API_KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dcSECRET"
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
