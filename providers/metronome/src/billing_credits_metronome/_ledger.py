@@ -298,6 +298,25 @@ def _credits_only(items: Iterable[Mapping[str, Any]], provider: str) -> list[Map
     return out
 
 
+
+def _credit_balances(customer_id: str, rows: Mapping[str, list[tuple[bc.BalancePart, bc.Money,
+                                                                    Mapping[str, Any]]]],
+                     as_of: datetime, source: str) -> list[bc.Balance]:
+    """One ``Balance`` per unit from the customer credits' parts (Metronome reports no pending
+    amount for them: 0)."""
+    return [
+        bc.Balance(
+            customer_id=customer_id,
+            usable=parts[0][1].with_amount(bc.exact_sum(p.usable for p, _, _ in parts)),
+            pending=parts[0][1].with_amount(Decimal(0)),
+            parts=tuple(p for p, _, _ in parts),
+            as_of=as_of,
+            source=source,
+            raw={"credits": [dict(item) for _, _, item in parts]},
+        )
+        for _, parts in sorted(rows.items())
+    ]
+
 def credits_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
                      config: tr.TranslationConfig, now: datetime,
                      unit: str | None = None) -> list[bc.Balance]:
@@ -317,19 +336,9 @@ def credits_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
                 grant_id=tr.credit_id(customer_id, str(item["id"])), usable=usable.amount,
                 expires_at=tr._end(min(current), config) if current else None, priority=priority)
         rows.setdefault(usable.unit_key, []).append((part, usable, item))
-    return [
-        bc.Balance(
-            customer_id=customer_id,
-            usable=parts[0][1].with_amount(bc.exact_sum(p.usable for p, _, _ in parts)),
-            pending=parts[0][1].with_amount(Decimal(0)),
-            parts=tuple(p for p, _, _ in parts),
-            as_of=now,
-            source="customerBalances/list include_balance: balance (usable now) per "
-                   "customer-level credit; pending not reported by Metronome (0)",
-            raw={"credits": [dict(item) for _, _, item in parts]},
-        )
-        for _, parts in sorted(rows.items())
-    ]
+    return _credit_balances(customer_id, rows, now,
+                            "customerBalances/list include_balance: balance (usable now) per "
+                            "customer-level credit; pending not reported by Metronome (0)")
 
 
 def _signed(entry: Mapping[str, Any]) -> Decimal:
@@ -383,19 +392,10 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
                 grant_id=tr.credit_id(customer_id, str(item["id"])), usable=usable.amount,
                 expires_at=tr._end(min(ends), config) if ends else None, priority=priority)
         rows.setdefault(usable.unit_key, []).append((part, usable, item))
-    return [
-        bc.Balance(
-            customer_id=customer_id,
-            usable=parts[0][1].with_amount(bc.exact_sum(p.usable for p, _, _ in parts)),
-            pending=parts[0][1].with_amount(Decimal(0)),
-            parts=tuple(p for p, _, _ in parts),
-            as_of=at,
-            source="customerBalances/list covering_date + include_ledgers: each segment open "
-                   "at the moment, with its ledger entries up to it; pending not reported (0)",
-            raw={"credits": [dict(item) for _, _, item in parts]},
-        )
-        for _, parts in sorted(rows.items())
-    ]
+    return _credit_balances(customer_id, rows, at,
+                            "customerBalances/list covering_date + include_ledgers: each segment "
+                            "open at the moment, with its ledger entries up to it; pending not "
+                            "reported (0)")
 
 
 # Values of bc.LedgerKind (plain text: the models load on first use, not with the provider).
