@@ -204,19 +204,24 @@ def _pairs(values: Iterable[str], option: str) -> dict[str, str]:
     return pairs
 
 
-def provider_options(command: F) -> F:
-    """``--provider``, ``--setting`` and ``--json``, shared by every command that talks to one."""
-    command = click.option("--json", "as_json", is_flag=True,
-                           help="JSON output (JSON lines for lists).")(command)
+def _provider_only(command: F) -> F:
+    """``--provider`` and ``--setting`` without ``--json`` (for commands whose output is data)."""
     command = click.option(
         "-s", "--setting", "settings", multiple=True, metavar="KEY=VALUE",
-        help="A provider setting (repeatable); see `billing-credits providers`.",
+        help="A provider setting (repeatable, each key once); see `billing-credits providers`.",
     )(command)
     command = click.option(
         "-p", "--provider", default="local", show_default=True, envvar="BILLING_CREDITS_PROVIDER",
         help="Provider name [env: BILLING_CREDITS_PROVIDER].",
     )(command)
     return command
+
+
+def provider_options(command: F) -> F:
+    """``--provider``, ``--setting`` and ``--json``, shared by every command that talks to one."""
+    command = click.option("--json", "as_json", is_flag=True,
+                           help="JSON output (JSON lines for lists).")(command)
+    return _provider_only(command)
 
 
 def _open(provider: str, settings: tuple[str, ...], option: str = "--setting") -> Any:
@@ -653,19 +658,6 @@ def _single(operation: str, help_text: str) -> None:
 _single("get", "Show one grant, every field.")
 _single("void", "Void a grant: its remaining credits are gone. Shows it afterwards.")
 _single("expire", "Expire a grant now. Shows it afterwards.")
-
-
-def _provider_only(command: F) -> F:
-    """``--provider`` and ``--setting`` without ``--json`` (for commands whose output is data)."""
-    command = click.option(
-        "-s", "--setting", "settings", multiple=True, metavar="KEY=VALUE",
-        help="A provider setting (repeatable, each key once); see `billing-credits providers`.",
-    )(command)
-    command = click.option(
-        "-p", "--provider", default="local", show_default=True, envvar="BILLING_CREDITS_PROVIDER",
-        help="Provider name [env: BILLING_CREDITS_PROVIDER].",
-    )(command)
-    return command
 
 
 @cli.command("setup")
