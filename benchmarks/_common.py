@@ -51,8 +51,29 @@ def machine() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    return {"benchmark": "machine", "nproc": os.cpu_count(), "cpu": model, "memory": memory,
-            "python": platform.python_version(), "platform": platform.platform()}
+    return {"benchmark": "machine", "commit": commit(), "nproc": os.cpu_count(), "cpu": model,
+            "memory": memory, "python": platform.python_version(),
+            "platform": platform.platform(), "load_average": load_average()}
+
+
+def commit() -> str | None:
+    """The checkout's commit (with ``+dirty`` when files differ from it), or None outside git."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, text=True,
+                              capture_output=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               text=True, capture_output=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def load_average() -> float:
+    """The one-minute load average when the figure was taken (the machine is shared)."""
+    return round(os.getloadavg()[0], 2)
 
 
 def customer_ids(count: int) -> list[str]:
@@ -207,5 +228,5 @@ def python_path_env() -> dict[str, str]:
     return env
 
 
-__all__ = ["API_KEY", "TOKEN", "ServedFake", "customer_ids", "emit", "machine",
+__all__ = ["API_KEY", "TOKEN", "ServedFake", "commit", "customer_ids", "emit", "load_average", "machine",
            "paged_metronome_fake", "python_path_env", "seed_metronome", "served"]

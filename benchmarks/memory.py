@@ -28,7 +28,11 @@ The client's rate limit is off (``-s rate_limit=0``): this measures memory, not 
 
 Run: .venv/bin/python benchmarks/memory.py [--what export,migrate] [--grants 1000,100000,1000000]
          [--migrate-grants 100000,1000000] [--phases plan,apply,verify] [--max-memory-gb G]
-         [--page-size N]
+         [--page-size N] [--quick]
+
+Baseline, in the same run: the peak RSS of a child that loads the library, the models, the
+migration code and the providers and does nothing (``memory.baseline``); each figure is also
+given above it (``over_baseline_mb``). ``--quick`` (CI): 1,000 grants each, about 15 s.
 """
 
 from __future__ import annotations
@@ -207,7 +211,23 @@ def child(phase: str, count: int, folder: Path) -> None:
         raise SystemExit(f"unknown phase {phase}")
 
 
-def migrate(counts: Iterator[int], phases: list[str], max_memory_gb: float | None) -> None:
+IDLE = ("import billing_credits as bc, billing_credits_metronome, billing_credits_stripe; "
+        "bc.CreditGrant, bc.MigrationPlan, bc.write_plan, bc.apply_plan, bc.verify_plan; "
+        "bc.get_provider('local', path=':memory:').close()")
+"""The baseline, in the same run: a child that loads the library, its models, the migration
+code and the providers, and does no work (the footprint every figure includes)."""
+
+
+def baseline() -> float:
+    """Peak RSS in MB of the idle child (``IDLE``)."""
+    result = _measured([sys.executable, "-c", IDLE])
+    return float(result["peak_rss_kb"]) / 1024
+
+
+def migrate(counts: Iterator[int], phases: list[str], max_memory_gb: float | None,
+            idle_mb: float) -> int:
+    """Measure each phase at each count; return how many runs failed."""
+    failures = 0
     for count in counts:
         with tempfile.TemporaryDirectory(prefix="bc-memory-") as folder:
             for phase in phases:
@@ -221,8 +241,11 @@ def migrate(counts: Iterator[int], phases: list[str], max_memory_gb: float | Non
                     "result": result["stdout"], "peak_rss_mb": round(peak_mb, 1),
                     "wall_s": round(result["wall_s"], 1), "child_cpu_s": round(result["cpu_s"], 1),
                     "plan_file_mb": round(plan.stat().st_size / 2**20, 1) if plan.exists() else None,
-                    "meets_rss_target": peak_mb <= MIGRATE_TARGET_MB and result["returncode"] == 0}
+                    "meets_rss_target": peak_mb <= MIGRATE_TARGET_MB and result["returncode"] == 0,
+                    "baseline_idle_rss_mb": round(idle_mb, 1),
+                    "over_baseline_mb": round(peak_mb - idle_mb, 1)}
                 if result["returncode"] != 0:
+                    failures += 1
                     record["failed"] = (f"exit {result['returncode']}"
                                         + (f" (address space capped at {max_memory_gb} GB)"
                                            if max_memory_gb else "")
@@ -230,6 +253,7 @@ def migrate(counts: Iterator[int], phases: list[str], max_memory_gb: float | Non
                 emit(record)
                 if result["returncode"] != 0 and phase == "plan":
                     break
+    return failures
 
 
 def main() -> None:
@@ -246,19 +270,32 @@ def main() -> None:
                         help="migrate: cap each child's address space (a shared machine)")
     parser.add_argument("--page-size", type=int, default=None,
                         help="export --page-size (default: the provider's, 100)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small run for CI: export and migrate 1,000 grants (about 15 s)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, int(args.migrate_grants), Path(args.folder))
         return
+    if args.quick:
+        args.grants, args.migrate_grants = "1000", "1000"
     emit(machine())
+    idle_mb = baseline()
+    emit({"benchmark": "memory.baseline", "what": "a child loading the library, models, "
+          "migration code and providers, doing nothing", "peak_rss_mb": round(idle_mb, 1)})
     what = set(args.what.split(","))
+    failures = 0
     if "migrate" in what:
-        migrate((int(n) for n in args.migrate_grants.split(",")), args.phases.split(","),
-                args.max_memory_gb)
-    if "export" not in what:
-        return
+        failures = migrate((int(n) for n in args.migrate_grants.split(",")),
+                           args.phases.split(","), args.max_memory_gb, idle_mb)
+    if "export" in what:
+        export_all(args, idle_mb)
+    if failures:
+        raise SystemExit(f"{failures} migrate phase(s) failed: see the records above")
+
+
+def export_all(args: argparse.Namespace, idle_mb: float) -> None:
     peaks: dict[int, float] = {}
     for count in (int(n) for n in args.grants.split(",")):
         with served("metronome-paged", seed=count, timeout=3600) as server:
@@ -272,6 +309,8 @@ def main() -> None:
             "grants_per_s": round(count / result["wall_s"]),
             "fake_seed_s": round(server.seed_s, 1),
             "meets_rss_target": peak_mb <= TARGET_MB,
+            "baseline_idle_rss_mb": round(idle_mb, 1),
+            "over_baseline_mb": round(peak_mb - idle_mb, 1),
         }
         if count > 100_000 and 100_000 in peaks:
             growth = peak_mb / peaks[100_000] - 1

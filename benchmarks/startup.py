@@ -12,7 +12,9 @@ with ``PYTHONDONTWRITEBYTECODE=1`` and no cache, every run compiles them from so
 costs more than the imports themselves on a loaded machine. Pass ``--bytecode`` to write the
 cache first (what an installed package has).
 
-Run: .venv/bin/python benchmarks/startup.py [--runs 15]
+Baseline, in the same run: ``python -c pass`` (the interpreter alone), each case beside it.
+
+Run: .venv/bin/python benchmarks/startup.py [--runs 15] [--quick]
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import commit
 
 CASES = {
     "help": (["--help"], 0, 0.15),
@@ -79,7 +85,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--bytecode", action="store_true",
                         help="compile the project's modules to __pycache__ before timing")
+    parser.add_argument("--quick", action="store_true", help="3 runs of each (CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.runs = 3
     if args.bytecode:
         environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         subprocess.run([sys.executable, "-c", PROVIDERS_PROBE], check=True, capture_output=True,
@@ -89,10 +98,15 @@ def main() -> None:
         "benchmark": "startup", "runs": args.runs,
         "machine": f"{platform.machine()} {os.cpu_count()} cpu, {platform.system()} "
                    f"{platform.release()}, Python {platform.python_version()}",
+        "commit": commit(),
         "load_average": os.getloadavg()[0],
         "bytecode_cache": bytecode_cached(),
     }
     meets = True
+    # Baseline, same run: the interpreter starting and doing nothing (no project code).
+    times, cpu = timed([sys.executable, "-c", "pass"], 0, args.runs)
+    result["baseline_python_median_s"] = round(statistics.median(times), 3)
+    result["baseline_python_cpu_median_s"] = round(statistics.median(cpu), 3)
     for name, (argv, expect, target) in CASES.items():
         times, cpu = timed([command, *argv], expect, args.runs)
         median = statistics.median(times)
@@ -100,6 +114,8 @@ def main() -> None:
         result[f"{name}_min_s"] = round(min(times), 3)
         result[f"{name}_cpu_median_s"] = round(statistics.median(cpu), 3)
         result[f"{name}_target_s"] = target
+        result[f"{name}_over_baseline_python"] = round(
+            median / max(result["baseline_python_median_s"], 1e-3), 1)  # type: ignore[arg-type]
         meets = meets and median <= target
     probe = (
         "import sys, billing_credits; "

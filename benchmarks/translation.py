@@ -76,7 +76,7 @@ def metronome_items(count: int) -> list[bytes]:
 def stripe_objects(items: list[bytes]) -> list[bytes]:
     """The same grants created on the Stripe fake through the Stripe provider (JSON bytes)."""
     fake = StripeFake()
-    provider = StripeProvider(API_KEY, base_url="http://stripe.invalid", rate_limit=0,
+    provider = StripeProvider(API_KEY, base_url="http://127.0.0.1:9", rate_limit=0,
                               http_client=httpx.Client(transport=fake.transport()))
     for i, raw in enumerate(items):
         grant = metronome_tr.grant_from_item(loads(raw), CONFIG, NOW, provider="metronome-plans")
@@ -129,7 +129,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grants", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="200 grants, 3 passes (CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.grants, args.repeats = 200, 3
     emit(machine())
 
     m_raw = metronome_items(args.grants)

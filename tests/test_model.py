@@ -362,6 +362,9 @@ def test_as_new_drops_read_back_fields_only(grant: bc.CreditGrant) -> None:
     for segment in expected["schedule"] or ():
         segment["id"] = None  # vendor segment ids belong to the stored grant, not a new one
     assert fresh.request_fields() == expected
+    # made without validating again, it is still exactly what validation makes of it
+    assert fresh == bc.CreditGrant.model_validate(fresh.model_dump())
+    assert fresh.as_new(name="renamed").request_fields() == {**expected, "name": "renamed"}
 
 
 def test_as_new_applies_changes_and_validates_them() -> None:
@@ -383,3 +386,45 @@ def test_no_window_until_created() -> None:
     grant = bc.CreditGrant(customer_id="c", amount={"amount": 1, "currency": "USD"})
     with pytest.raises(ValueError, match="no window"):
         _ = grant.segments
+
+
+# -- text and nesting checked by pydantic's core (issue 17) ----------------------------------
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"customer_id": "cus_\ud800"}, "customer_id"),
+    ({"name": "a\udfffb"}, "name"),
+    ({"metadata": {"k": "v\ud800"}}, "metadata.k"),
+    ({"metadata": {"k\udc80": "v"}}, "metadata.[key]"),
+    ({"scope": {"product_ids": ("ok", "\ud800")}}, "scope.product_ids.1"),
+    ({"scope": {"specifiers": ({"pricing_group_values": {"k": "\udc00"}},)}},
+     "scope.specifiers.0.pricing_group_values.k"),
+    ({"amount": {"amount": 1, "unit": {"id": "u\ud800"}}}, "amount.unit.id"),
+    ({"adjustments": ({"field": "f", "requested": "\ud800", "stored": None, "reason": "r"},)},
+     "adjustments.0.requested"),
+    ({"raw": {"a": {"b": ["ok", "\ud800"]}}}, "raw.a.b.1"),
+    ({"raw": {"\udc80": 1}}, "raw.[key]"),
+], ids=lambda value: value if isinstance(value, str) else "")
+def test_a_lone_surrogate_anywhere_is_refused_by_name(changes: dict[str, Any], field: str) -> None:
+    error = refused(**changes)
+    assert error.fields == (field,)
+    assert error.problems[0].message == "contains a lone surrogate (not valid Unicode text)"
+    str(error).encode("utf-8")  # the refusal itself can be printed and logged
+
+
+def test_every_neutral_model_is_validated_in_one_pass_of_the_core() -> None:
+    """No neutral model has a custom ``__init__`` in pydantic's sense: a nested model is built
+    by pydantic-core, not sent back through Python for each grant."""
+    from billing_credits._base import NeutralModel
+
+    def subclasses(cls: type) -> list[type]:
+        return [cls, *(sub for direct in cls.__subclasses__() for sub in subclasses(direct))]
+
+    models = [m for m in subclasses(NeutralModel) if m.__module__.startswith("billing_credits")]
+    assert {bc.CreditGrant, bc.Money, bc.Segment, bc.Scope, bc.Specifier} <= set(models)
+    for model in models:
+        assert model.__pydantic_custom_init__ is False, model  # type: ignore[attr-defined]
+    # ... and the top-level constructor still raises the project's error, not pydantic's
+    with pytest.raises(bc.InvalidGrantError) as info:
+        bc.CreditGrant(customer_id="c", amount={"amount": "x", "currency": "USD"})
+    assert info.value.fields == ("amount.amount",)

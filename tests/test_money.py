@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 import billing_credits as bc
 from billing_credits.testing import strategies as bcst
@@ -69,3 +70,37 @@ def test_money_strategy_respects_minor_units(money: bc.Money) -> None:
     assert exponent is not None
     assert money.amount == money.amount.quantize(Decimal(1).scaleb(-exponent))
     assert money.amount > 0
+
+
+# -- exactness done by pydantic's core (issue 17: no Python conversion per decimal) -----------
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_any_float_is_taken_from_its_shortest_text(number: float) -> None:
+    """pydantic-core converts a float as ``exact_decimal`` would: ``Decimal(repr(f))``,
+    digit for digit and exponent for exponent (``5.0`` stays ``5.0``, ``1e22`` is ``1E+22``)."""
+    exact = Decimal(repr(number))
+    parts = exact.as_tuple()
+    if len(parts.digits) > 40 or (exact and exact.adjusted() >= 40) or int(parts.exponent) < -40:
+        with pytest.raises(bc.InvalidGrantError) as refused:  # beyond the digit bounds
+            bc.Money(amount=number, currency="USD")
+        assert refused.value.fields == ("amount",)
+        return
+    money = bc.Money(amount=number, currency="USD")
+    assert money.amount.as_tuple() == exact.as_tuple()
+    grant = bc.CreditGrant(customer_id="c", amount={"amount": 1, "currency": "USD"},
+                           priority=number)
+    assert grant.priority is not None
+    assert grant.priority.as_tuple() == exact.as_tuple()
+
+
+@pytest.mark.parametrize("bad", [True, False, float("nan"), float("-inf"), "NaN", "sNaN",
+                                 Decimal("Infinity")])
+def test_booleans_and_non_finite_numbers_are_refused(bad: object) -> None:
+    with pytest.raises(bc.InvalidGrantError) as info:
+        bc.Money(amount=bad, currency="USD")  # type: ignore[arg-type]
+    assert info.value.fields == ("amount",)
+    if isinstance(bad, bool):
+        assert info.value.problems[0].message == "a boolean is not a number"
+    else:
+        assert "finite" in info.value.problems[0].message

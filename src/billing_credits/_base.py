@@ -2,35 +2,62 @@
 
 from __future__ import annotations
 
+import sys
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
 import pydantic
-from pydantic import ConfigDict, model_validator
+import pydantic_core
+from pydantic import AfterValidator, ConfigDict
 
 from ._errors import FieldProblem, InvalidGrantError
 
-__all__ = ["NeutralModel", "exact_decimal", "problems_from"]
+__all__ = ["NeutralModel", "RawPayload", "exact_decimal", "problems_from"]
+
+
+_SURROGATE = "contains a lone surrogate (not valid Unicode text)"
+NAIVE_REFUSED = "naive datetime refused: give a timezone (for example +00:00 or Z)"
+_OWN_WORDS = {
+    "string_unicode": _SURROGATE,  # any string of a NeutralModel (see ``str_max_length``)
+    "decimal_type": "a boolean is not a number",  # only for a bool input (see problems_from)
+}
+"""pydantic-core's refusals the project words itself."""
 
 
 def problems_from(error: pydantic.ValidationError) -> list[FieldProblem]:
     """Turn pydantic's errors into one ``FieldProblem`` per offending field."""
     problems = []
     for item in error.errors(include_url=False):
-        loc = ".".join(str(part) for part in item["loc"])
+        parts = item["loc"]
+        # A refused dict key is located (field, key, "[key]"): the key itself is the bad text.
+        loc = ".".join(_loc_part(part) for i, part in enumerate(parts)
+                       if parts[i + 1:i + 2] != ("[key]",))
         inner = item.get("ctx", {}).get("error")
         if isinstance(inner, InvalidGrantError):
-            # A nested model validated through its own __init__: keep its field names.
+            # A model validator raised the project's error: keep its field names.
             problems += [
                 FieldProblem(".".join(p for p in (loc, problem.field) if p), problem.message)
                 for problem in inner.problems
             ]
             continue
+        if item["type"] in _OWN_WORDS:
+            kind = item["type"]
+            if kind != "decimal_type" or isinstance(item.get("input"), bool):
+                problems.append(FieldProblem(loc, _OWN_WORDS[kind]))
+                continue
         message = item["msg"]
         for prefix in ("Value error, ", "Assertion failed, "):
             message = message.removeprefix(prefix)
         problems.append(FieldProblem(loc, message))
     return problems
+
+
+def _loc_part(part: str | int) -> str:
+    """One step of an error's location as text that can be printed: a dict key that is not
+    valid Unicode (the very thing refused) is shown escaped."""
+    if isinstance(part, str) and not part.isascii():
+        return part.encode("utf-8", "backslashreplace").decode("utf-8")
+    return str(part)
 
 
 def exact_decimal(value: Any) -> Any:
@@ -66,6 +93,34 @@ def _unencodable(value: Any, path: str, found: list[FieldProblem]) -> None:
             _unencodable(item, f"{path}.{index}", found)
 
 
+def _encodable_payload(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Refuse a vendor payload (``raw``) holding a string UTF-8 cannot encode, anywhere in it.
+
+    The neutral models' own strings are checked by pydantic's core (see ``NeutralModel``);
+    ``raw`` is free-form, so it is checked here: in one pass of pydantic-core's JSON writer
+    (which refuses a lone surrogate, in keys and values alike, at any depth), and by walking
+    it only when that fails, to name the place.
+    """
+    if value is None:
+        return None
+    try:
+        pydantic_core.to_json(value, serialize_unknown=True)
+        return value
+    except (pydantic_core.PydanticSerializationError, ValueError, TypeError, RecursionError):
+        pass
+    found: list[FieldProblem] = []
+    for key, item in value.items():
+        _unencodable(key, "[key]", found)
+        _unencodable(item, key if isinstance(key, str) and key.isascii() else "", found)
+    if found:
+        raise InvalidGrantError(found)  # named under ``raw`` by ``problems_from``
+    return value
+
+
+RawPayload = Annotated[dict[str, Any], AfterValidator(_encodable_payload)]
+"""A vendor payload kept as read (``raw``): any JSON-like data whose text is valid Unicode."""
+
+
 def _internal(error: Exception, model: str) -> InvalidGrantError:
     """Any other exception of validation (a validator's bug, an overflow, a bad key type) as
     the project's error: a caller only ever has to catch ``BillingCreditsError``."""
@@ -80,15 +135,24 @@ class NeutralModel(pydantic.BaseModel):
     Every failure of validation is one: pydantic's errors field by field, and any other
     exception a validator or a conversion may raise (it is never let through). Strings must be
     valid Unicode (a lone surrogate is refused: nothing could encode it).
+
+    All of it happens in one pass of pydantic's core: ``str_max_length`` makes every string
+    field, dict key and value, and tuple item a *constrained* string, which pydantic-core reads
+    as UTF-8 and refuses (``string_unicode``) when it holds a lone surrogate; nested models are
+    validated by the core, never sent back through Python (``__init__`` below is marked as
+    pydantic's own, so it is not a custom ``__init__`` that nested validation would call). The
+    only free-form field, a vendor payload, is ``RawPayload``. The refusal of surrogates is
+    guarded by tests (``tests/test_model.py``, ``tests/test_fuzz.py``).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(frozen=True, extra="forbid",
+                              str_max_length=sys.maxsize)
 
     if not TYPE_CHECKING:  # keep pydantic's typed __init__ for type checkers
 
         def __init__(self, /, **data: Any) -> None:
             try:
-                super().__init__(**data)
+                self.__pydantic_validator__.validate_python(data, self_instance=self)
             except pydantic.ValidationError as error:
                 raise InvalidGrantError(problems_from(error), model=type(self).__name__) from None
             except InvalidGrantError:
@@ -96,19 +160,16 @@ class NeutralModel(pydantic.BaseModel):
             except Exception as error:
                 raise _internal(error, type(self).__name__) from None
 
-    @model_validator(mode="after")
-    def _valid_unicode(self) -> Self:
-        found: list[FieldProblem] = []
-        for name, value in self.__dict__.items():
-            if not isinstance(value, NeutralModel):
-                _unencodable(value, name, found)
-        if found:
-            raise InvalidGrantError(found, model=type(self).__name__)
-        return self
+        # Only the error translation differs from pydantic's own __init__: nested models are
+        # still validated in pydantic's core (a "custom" __init__ would be called for each).
+        __init__.__pydantic_base_init__ = True
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
         try:
+            if not args and not kwargs:  # the common call, straight to the core (pydantic's
+                # own model_validate only checks its options and then does the same)
+                return cls.__pydantic_validator__.validate_python(obj)  # type: ignore[no-any-return]
             return super().model_validate(obj, *args, **kwargs)
         except pydantic.ValidationError as error:
             raise InvalidGrantError(problems_from(error), model=cls.__name__) from None

@@ -29,8 +29,7 @@ request headers are never kept.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -318,8 +317,7 @@ def _problem_of(error: Exception) -> str:
     return excerpt(" ".join(text.split()), PROBLEM_LIMIT)
 
 
-@contextmanager
-def reading_vendor_payload(provider: str, what: str, payload: object) -> Iterator[None]:
+class reading_vendor_payload:  # noqa: N801 - used as a function, ``with reading_vendor_payload(…)``
     """Read a vendor payload (vendor → neutral) inside this block: whatever fails is the
     vendor's answer being unusable.
 
@@ -331,16 +329,30 @@ def reading_vendor_payload(provider: str, what: str, payload: object) -> Iterato
     payload (``excerpt``). A ``ProviderError`` raised inside (a specific check with a better
     message) passes unchanged. Only the reading goes in the block, never I/O.
     """
-    try:
-        yield
-    except ProviderError:
-        raise
-    except Exception as error:
+
+    __slots__ = ("payload", "provider", "what")
+
+    def __init__(self, provider: str, what: str, payload: object) -> None:
+        self.provider = provider
+        self.what = what
+        self.payload = payload
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: object) -> None:
+        # A class rather than ``@contextmanager``: it wraps every item of every listing, and a
+        # generator's context manager costs several times more per use. Returns None: an
+        # exception is never swallowed, only replaced.
+        if error is None or isinstance(error, ProviderError) or not isinstance(error, Exception):
+            return
+        payload = self.payload
         found = payload.get("id") if isinstance(payload, Mapping) else None
-        named = f"{what} {excerpt(repr(found), 100)}" if isinstance(found, str) else what
+        named = f"{self.what} {excerpt(repr(found), 100)}" if isinstance(found, str) else self.what
         # Not chained: the problem says it all, redacted; the original may quote vendor values.
         raise InvalidResponseError(
-            f"{named} cannot be read: {_problem_of(error)}", provider=provider,
+            f"{named} cannot be read: {_problem_of(error)}", provider=self.provider,
             body=excerpt(payload)) from None
 
 

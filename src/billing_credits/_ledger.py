@@ -16,7 +16,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from ._base import NeutralModel, exact_decimal
+from ._base import NeutralModel, RawPayload, exact_decimal
 from ._model import UtcDatetime
 from ._money import ExactDecimal, Money, exact_json
 
@@ -30,7 +30,7 @@ __all__ = [
     "Usage",
 ]
 
-_Priority = Annotated[Decimal, BeforeValidator(exact_decimal), Field(allow_inf_nan=False)]
+_Priority = Annotated[Decimal, Field(allow_inf_nan=False), BeforeValidator(exact_decimal)]
 _NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -83,7 +83,7 @@ class Balance(_RawNotCompared):
     parts: tuple[BalancePart, ...] = ()
     as_of: UtcDatetime
     source: str
-    raw: dict[str, Any] | None = Field(default=None, repr=False)
+    raw: RawPayload | None = Field(default=None, repr=False)
 
     @model_validator(mode="after")
     def _one_unit(self) -> Self:
@@ -127,7 +127,7 @@ class LedgerEntry(_RawNotCompared):
     running_balance: Money | None = None
     reference: str | None = None
     vendor_id: str | None = None
-    raw: dict[str, Any] | None = Field(default=None, repr=False)
+    raw: RawPayload | None = Field(default=None, repr=False)
 
     @model_validator(mode="after")
     def _signed(self) -> Self:

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import enum
 import itertools
-from datetime import UTC, datetime, timedelta
+import math
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     Field,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import TzInfo
 
-from ._base import NeutralModel, exact_decimal
+from ._base import NAIVE_REFUSED, NeutralModel, RawPayload
 from ._errors import FieldProblem, InvalidGrantError
-from ._money import MAX_DIGITS, ExactDecimal, Money, exact_json, exact_sum
+from ._money import BEYOND_DOUBLE, MAX_DIGITS, ExactDecimal, Money, exact_json, exact_sum
 
 __all__ = [
     "MIGRATED_KEY",
@@ -41,22 +42,35 @@ time zone, hour alignment or a day's arithmetic on a valid time can overflow."""
 
 
 def _to_utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("naive datetime refused: give a timezone (for example +00:00 or Z)")
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError:
-        utc = None
+    zone = value.tzinfo
+    if zone is UTC:
+        utc: datetime | None = value
+    elif zone is None or (type(zone) not in _FIXED_ZONES and value.utcoffset() is None):
+        raise ValueError(NAIVE_REFUSED)
+    else:
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:
+            utc = None
     if utc is None or not EARLIEST <= utc <= LATEST:
         raise ValueError(f"{value.isoformat()} is out of range: give a time between "
                          f"{EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
     return utc
 
 
+_FIXED_ZONES = (timezone, TzInfo)
+"""Zones whose ``utcoffset`` is never None: the standard library's fixed offsets and
+pydantic-core's (what it gives a parsed ``Z`` or ``+01:00``)."""
+
 UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
 """A timezone-aware datetime, normalized to UTC. Naive datetimes are refused, not guessed."""
 
 def _priority_bounds(value: Decimal) -> Decimal:
+    text = str(value)
+    if len(text) <= MAX_DIGITS and "E" not in text:
+        return value  # positional, at most MAX_DIGITS digits, and between 10^-7 and 10^40
+    if not math.isfinite(value):  # beyond any double: no vendor's priority
+        raise ValueError(BEYOND_DOUBLE)
     if len(value.as_tuple().digits) > MAX_DIGITS:
         raise ValueError(f"has more than {MAX_DIGITS} significant digits")
     if value and abs(value.adjusted()) > _PRIORITY_EXPONENT:
@@ -68,8 +82,8 @@ def _priority_bounds(value: Decimal) -> Decimal:
 _PRIORITY_EXPONENT = 400
 """Every finite double (10^-324 to 10^308) fits; nothing beyond is anybody's priority."""
 
-Priority = Annotated[Decimal, BeforeValidator(exact_decimal), Field(allow_inf_nan=False),
-                     AfterValidator(_priority_bounds)]
+Priority = Annotated[Decimal, Field(allow_inf_nan=False), AfterValidator(_priority_bounds)]
+"""Exact like ``ExactDecimal`` (floats from their text, no bool, NaN or infinity)."""
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -164,7 +178,7 @@ class Scope(NeutralModel):
 
     @property
     def is_all_usage(self) -> bool:
-        return self == Scope()
+        return self is _ALL_USAGE or self == _ALL_USAGE
 
     def kinds(self) -> frozenset[str]:
         """The scope kinds in use, named as in ``Capabilities.scope_kinds``."""
@@ -176,6 +190,10 @@ class Scope(NeutralModel):
         if self.metered_prices_only:
             used.add("metered_prices_only")
         return frozenset(used)
+
+
+_ALL_USAGE = Scope()
+"""The empty scope (frozen, so one instance serves as every grant's default)."""
 
 
 class Adjustment(NeutralModel):
@@ -198,6 +216,10 @@ amount the migration moved (see ``CreditGrant.took_over_key``)."""
 _READ_BACK = frozenset({"id", "provider", "status", "balance", "created_at", "raw", "adjustments",
                         "replayed"})
 _NOT_COMPARED = frozenset({"raw", "adjustments", "replayed"})
+_CLEARED: dict[str, Any] = {"id": None, "provider": None, "status": None, "balance": None,
+                            "created_at": None, "raw": None, "adjustments": (), "replayed": None}
+"""The read-back fields at their defaults (``as_new``)."""
+assert _CLEARED.keys() == _READ_BACK
 
 
 class CreditGrant(NeutralModel):
@@ -229,7 +251,7 @@ class CreditGrant(NeutralModel):
     expires_at: UtcDatetime | None = None
     schedule: tuple[Segment, ...] | None = None
     priority: Priority | None = None
-    scope: Scope = Field(default_factory=Scope)
+    scope: Scope = Field(default_factory=lambda: _ALL_USAGE)
     metadata: dict[str, str] = Field(default_factory=dict)
     idempotency_key: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     """Makes creates safe to repeat. Without one, each call is a new grant: a retry by the
@@ -240,7 +262,7 @@ class CreditGrant(NeutralModel):
     status: GrantStatus | None = None
     balance: Money | None = None
     created_at: UtcDatetime | None = None
-    raw: dict[str, Any] | None = Field(default=None, repr=False)
+    raw: RawPayload | None = Field(default=None, repr=False)
     adjustments: tuple[Adjustment, ...] = ()
     replayed: bool | None = None
     """On a create's result: True when the vendor answered with a grant that already existed
@@ -365,10 +387,19 @@ class CreditGrant(NeutralModel):
 
     def as_new(self, **changes: Any) -> CreditGrant:
         """A copy without the read-back fields (and without vendor segment ids), validated,
-        ready to create on this or another provider."""
-        data = self.model_dump(exclude=set(_READ_BACK), exclude_none=False)
-        for segment in data.get("schedule") or ():
-            segment["id"] = None
+        ready to create on this or another provider.
+
+        Without ``changes`` the copy is valid by construction (no rule of the model ties a
+        request field to a read-back one but the balance's unit, and the balance goes), so it is
+        made without validating again; with them, the grant's fields (nested models as they are,
+        already valid) and the changes are validated together."""
+        schedule = self.schedule
+        if schedule is not None and any(segment.id is not None for segment in schedule):
+            schedule = tuple(segment.model_copy(update={"id": None}) for segment in schedule)
+        if not changes:
+            return self.model_copy(update={**_CLEARED, "schedule": schedule})
+        data = {name: value for name, value in self.__dict__.items() if name not in _READ_BACK}
+        data["schedule"] = schedule
         data.update(changes)
         return CreditGrant.model_validate(data)
 

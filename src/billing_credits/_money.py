@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import decimal
 import json
+import math
 from collections.abc import Iterable
 from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from ._base import NeutralModel, exact_decimal
+from ._base import NeutralModel
 from ._errors import FieldProblem, InvalidGrantError
 
 __all__ = [
@@ -38,13 +39,19 @@ def exact() -> decimal.Context:
     The default context rounds to 28 digits silently; this one has room for any sum of
     amounts, and traps ``Inexact`` so that a rounding can never pass unnoticed.
     """
-    context = decimal.Context(prec=_PRECISION, traps=[decimal.Inexact, decimal.InvalidOperation,
-                                                      decimal.Overflow])
-    return context
+    return _EXACT.copy()
+
+
+_EXACT = decimal.Context(prec=_PRECISION, traps=[decimal.Inexact, decimal.InvalidOperation,
+                                                 decimal.Overflow])
+"""The template of ``exact()``: never handed out itself (a context's flags are mutable)."""
 
 
 def exact_sum(values: Iterable[Decimal]) -> Decimal:
-    """The exact sum of ``values`` (never rounded to the default 28 digits)."""
+    """The exact sum of ``values`` (never rounded to the default 28 digits).
+
+    ``values`` is consumed inside the exact context, so the arithmetic of a generator passed
+    here (``a - b for …``) is exact too."""
     with decimal.localcontext(exact()):
         return sum(values, Decimal(0))
 
@@ -53,6 +60,13 @@ def _digits(value: Decimal) -> Decimal:
     """At most ``MAX_DIGITS`` significant digits, below 10^MAX_DIGITS, and no finer than
     10^-MAX_DIGITS: every amount is then a whole number of 10^-40 below 10^40 (80 digits), so
     any sum of them is exact in the ``exact()`` context (160 digits)."""
+    text = str(value)
+    if len(text) <= MAX_DIGITS and "E" not in text:
+        # Positional notation of at most MAX_DIGITS characters: fewer digits than that, below
+        # 10^MAX_DIGITS, and fewer decimal places (the common case, without ``as_tuple``).
+        return value
+    if not math.isfinite(value):
+        raise ValueError(BEYOND_DOUBLE)
     parts = value.as_tuple()
     if len(parts.digits) > MAX_DIGITS:
         raise ValueError(f"has more than {MAX_DIGITS} significant digits")
@@ -63,11 +77,18 @@ def _digits(value: Decimal) -> Decimal:
     return value
 
 
-ExactDecimal = Annotated[
-    Decimal, BeforeValidator(exact_decimal), Field(allow_inf_nan=False), AfterValidator(_digits)
-]
+BEYOND_DOUBLE = "Input should be a finite number"
+"""Said of a number beyond any double (1E+400), as pydantic says it of NaN and infinities."""
+
+
+ExactDecimal = Annotated[Decimal, Field(allow_inf_nan=False), AfterValidator(_digits)]
 """A finite ``Decimal`` of at most ``MAX_DIGITS`` digits; floats are taken from their decimal
-text, never their binary value."""
+text, never their binary value, and booleans are refused.
+
+pydantic-core does all three itself, in one pass: it builds the ``Decimal`` of a float from
+the float's shortest text (``0.1`` -> ``Decimal("0.1")``, as ``exact_decimal`` does), refuses
+a bool (``decimal_type``, worded by ``problems_from``) and, with ``allow_inf_nan=False`` placed
+before any Python validator, NaN and infinities. ``tests/test_money.py`` guards each."""
 
 
 def exact_json(json_data: str | bytes | bytearray) -> Any:
@@ -94,6 +115,13 @@ def _iso_table() -> dict[str, int | None]:
     from iso4217 import Currency
 
     return {c.code: c.exponent for c in Currency}
+
+
+@cache
+def _money_codes() -> dict[str, str]:
+    """Every ISO 4217 code usable as money, upper and lower case, to its upper-case form."""
+    codes = {code: code for code in _iso_table() if code not in _NOT_MONEY}
+    return codes | {code.lower(): code for code in codes}
 
 
 def is_iso_currency(code: str) -> bool:
@@ -141,6 +169,9 @@ class Money(NeutralModel):
     def _known_currency(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        code = _money_codes().get(value)
+        if code is not None:  # the common case: a known code, upper or lower case
+            return code
         if not is_iso_currency(value):
             raise ValueError(f"{value!r} is not an ISO 4217 currency code")
         if value.upper() in _NOT_MONEY:

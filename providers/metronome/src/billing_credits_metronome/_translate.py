@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, Literal
 
 import billing_credits as bc
@@ -112,7 +113,7 @@ class TranslationConfig:
                 return type_id
         return None
 
-    @property
+    @cached_property
     def priority_domain(self) -> bc.PriorityDomain:
         return bc.PriorityDomain("float64", default=self.default_priority)
 
@@ -229,13 +230,27 @@ def _money_problems(name: str, money: bc.Money, amounts: Iterable[Decimal],
 def money_from_vendor(amount: Any, credit_type: Mapping[str, Any] | None,
                       config: TranslationConfig) -> bc.Money:
     """A vendor amount in a credit type (``{id, name}``; None: USD (cents)) as neutral Money."""
+    return bc.Money.model_validate(_money_data(amount, credit_type, config))
+
+
+def _money_data(amount: Any, credit_type: Mapping[str, Any] | None,
+                config: TranslationConfig) -> dict[str, Any]:
+    """``money_from_vendor``'s fields, not yet validated (the grant holding them validates
+    them with everything else, in one pass)."""
     value = to_decimal(amount)
     type_id = str(credit_type["id"]) if credit_type else USD_CENTS
     scale = config.credit_types.get(type_id)
     if scale is not None:
-        return bc.Money(amount=value.scaleb(-scale.scale), currency=scale.currency)
+        return {"amount": value.scaleb(-scale.scale), "currency": scale.currency}
     name = credit_type.get("name") if credit_type else None
-    return bc.Money(amount=value, unit=bc.CreditUnit(id=type_id, name=name))
+    return {"amount": value, "unit": {"id": type_id, "name": name}}
+
+
+def _money_text(money: Mapping[str, Any]) -> str:
+    """``str(Money)`` of ``_money_data``: ``10.00 USD``, or the amount and the unit's name."""
+    unit = money.get("unit")
+    label = money["currency"] if unit is None else (unit["name"] or unit["id"])
+    return f"{money['amount']:f} {label}"
 
 
 def _money_pair(money: bc.Money, config: TranslationConfig) -> dict[str, Any]:
@@ -261,14 +276,19 @@ def _carried_paid(paid: bc.Money) -> dict[str, str]:
 
 
 def _read_carried_paid(fields: Mapping[str, str]) -> bc.Money | None:
+    data = _carried_paid_data(fields)
+    return None if data is None else bc.Money.model_validate(data)
+
+
+def _carried_paid_data(fields: Mapping[str, str]) -> dict[str, Any] | None:
     if PAID_AMOUNT not in fields or PAID_UNIT not in fields:
         return None
     unit = fields[PAID_UNIT]
     amount = Decimal(fields[PAID_AMOUNT])
     if unit.startswith("credit_type:"):
-        return bc.Money(amount=amount, unit=bc.CreditUnit(
-            id=unit.removeprefix("credit_type:"), name=fields.get(PAID_UNIT_NAME)))
-    return bc.Money(amount=amount, currency=unit)
+        return {"amount": amount, "unit": {"id": unit.removeprefix("credit_type:"),
+                                           "name": fields.get(PAID_UNIT_NAME)}}
+    return {"amount": amount, "currency": unit}
 
 
 def _sends_paid_natively(grant: bc.CreditGrant, config: TranslationConfig) -> bool:
@@ -287,7 +307,8 @@ def _plans_bookkeeping(grant: bc.CreditGrant, config: TranslationConfig) -> dict
     grant_type = grant.category_label or (grant.category.value if grant.category else None)
     native_paid = grant.paid_amount if _sends_paid_natively(grant, config) else None
     paid_read = native_paid or grant.paid_amount
-    if _category_from(grant_type, paid_read, {}) != (grant.category, grant.category_label):
+    paid_value = None if paid_read is None else paid_read.amount
+    if _category_from(grant_type, paid_value, {}) != (grant.category, grant.category_label):
         fields[CATEGORY] = grant.category.value if grant.category else UNSET
     return fields
 
@@ -306,7 +327,7 @@ def _credits_bookkeeping(grant: bc.CreditGrant) -> dict[str, str]:
 
 
 def _category_from(
-    grant_type: str | None, paid: bc.Money | None, fields: Mapping[str, str]
+    grant_type: str | None, paid: Decimal | None, fields: Mapping[str, str]
 ) -> tuple[bc.Category | None, str | None]:
     """``(category, category_label)`` from a v1 ``credit_grant_type``.
 
@@ -321,7 +342,7 @@ def _category_from(
         return None, None
     if grant_type in (bc.Category.PAID.value, bc.Category.PROMOTIONAL.value):
         return bc.Category(grant_type), None
-    paid_positive = paid is not None and paid.amount > 0
+    paid_positive = paid is not None and paid > 0
     return (bc.Category.PAID if paid_positive else bc.Category.PROMOTIONAL), grant_type
 
 
@@ -497,6 +518,8 @@ def _end(moment: datetime, config: TranslationConfig) -> datetime | None:
 
 def _ledger_summary(entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     listed = list(entries)
+    if not listed:
+        return {"count": 0, "amount": "0", "invoice_ids": []}
     return {
         "count": len(listed),
         "amount": str(bc.exact_sum(to_decimal(e.get("amount", 0)) for e in listed)),
@@ -524,22 +547,23 @@ def _grant_from_item(
     item: Mapping[str, Any], config: TranslationConfig, now: datetime, *, provider: str
 ) -> bc.CreditGrant:
     fields: dict[str, str] = {str(k): str(v) for k, v in (item.get("custom_fields") or {}).items()}
-    amount = money_from_vendor(item["grant_amount"]["amount"],
-                               item["grant_amount"].get("credit_type"), config)
+    credit_type = item["grant_amount"].get("credit_type")
+    amount = _money_data(item["grant_amount"]["amount"], credit_type, config)
     native_paid = None
     if item.get("paid_amount") is not None:
-        native_paid = money_from_vendor(item["paid_amount"]["amount"],
-                                        item["paid_amount"].get("credit_type"), config)
-    paid = native_paid if native_paid is not None and native_paid.amount > 0 else None
+        native_paid = _money_data(item["paid_amount"]["amount"],
+                                  item["paid_amount"].get("credit_type"), config)
+    paid = native_paid if native_paid is not None and native_paid["amount"] > 0 else None
     if paid is None:
-        paid = _read_carried_paid(fields)
-    category, label = _category_from(item.get("credit_grant_type"), paid, fields)
+        paid = _carried_paid_data(fields)
+    category, label = _category_from(item.get("credit_grant_type"),
+                                     None if paid is None else paid["amount"], fields)
     effective = parse_time(item["effective_at"])
-    expires = _end(parse_time(item["expires_at"]), config)
+    ends = parse_time(item["expires_at"])
+    expires = _end(ends, config)
     balance_data = item.get("balance") or {}
-    remaining, rule = grant_balance(item, expires_at=parse_time(item["expires_at"]), now=now)
-    balance = None if remaining is None else money_from_vendor(
-        remaining, item["grant_amount"].get("credit_type"), config)
+    remaining, rule = grant_balance(item, expires_at=ends, now=now)
+    balance = None if remaining is None else _money_data(remaining, credit_type, config)
     raw = dict(item)
     raw["_summary"] = {
         "balance_excluding_pending": _text(balance_data.get("excluding_pending")),
@@ -548,30 +572,30 @@ def _grant_from_item(
         "balance_rule": rule,
         "deductions": _ledger_summary(item.get("deductions") or ()),
         "pending_deductions": _ledger_summary(item.get("pending_deductions") or ()),
-        "native_paid_amount": None if native_paid is None else str(native_paid),
+        "native_paid_amount": None if native_paid is None else _money_text(native_paid),
         "invoice_id": item.get("invoice_id"),
     }
     products = item.get("products") or ()
-    return bc.CreditGrant(
-        customer_id=item["customer_id"],
-        amount=amount,
-        name=None if UNNAMED in fields else item.get("name"),
-        reason=item.get("reason"),
-        category=category,
-        category_label=label,
-        paid_amount=paid,
-        effective_at=effective,
-        expires_at=expires,
-        priority=_priority_in(item.get("priority"), fields, config),
-        scope=bc.Scope(product_ids=tuple(str(p["id"]) for p in products)),
-        metadata=_user_fields(fields),
-        idempotency_key=_idempotency_key(item.get("uniqueness_key")),
-        id=str(item["id"]),
-        provider=provider,
-        status=_status(effective, expires, now),
-        balance=balance,
-        raw=raw,
-    )
+    return bc.CreditGrant.model_validate({  # one validation, nested money included
+        "customer_id": item["customer_id"],
+        "amount": amount,
+        "name": None if UNNAMED in fields else item.get("name"),
+        "reason": item.get("reason"),
+        "category": category,
+        "category_label": label,
+        "paid_amount": paid,
+        "effective_at": effective,
+        "expires_at": expires,
+        "priority": _priority_in(item.get("priority"), fields, config),
+        "scope": {"product_ids": tuple(str(p["id"]) for p in products)},
+        "metadata": _user_fields(fields),
+        "idempotency_key": _idempotency_key(item.get("uniqueness_key")),
+        "id": str(item["id"]),
+        "provider": provider,
+        "status": _status(effective, expires, now),
+        "balance": balance,
+        "raw": raw,
+    })
 
 
 def _pending_total(entries: Any) -> Decimal | None:

@@ -24,6 +24,7 @@ import decimal
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -156,6 +157,7 @@ ALL_USAGE_REASON = (
 # -- money ---------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=512)  # vendor payloads name currencies: bounded
 def stripe_exponent(currency: str) -> int | None:
     """The number of decimals of ``currency``'s minor unit in Stripe's API (None: not a Stripe
     currency).
@@ -177,9 +179,7 @@ def stripe_exponent(currency: str) -> int | None:
 
 def _exact() -> decimal.Context:
     """``billing_credits._money.exact()``, its module (and pydantic) imported on first use."""
-    from billing_credits._money import exact
-
-    return exact()
+    return bc.exact_context()
 
 
 def _minor(amount: Decimal, exponent: int) -> Decimal | None:
@@ -189,16 +189,21 @@ def _minor(amount: Decimal, exponent: int) -> Decimal | None:
     context would round ``1234567890123456789012345678.91`` silently, and ``%`` on a 30-digit
     value would raise ``DivisionImpossible``.
     """
-    context = _exact()
     try:
-        minor = amount.scaleb(exponent, context=context)
-        whole = minor.to_integral_value(context=decimal.Context(prec=context.prec))
+        minor = amount.scaleb(exponent, context=_exact())
+        whole = minor.to_integral_value()  # exact at any size: only rounds (to the integer)
     except decimal.DecimalException:
         return None
     return minor if minor == whole else None
 
 
 def _money_problem(where: str, money: bc.Money) -> str | None:
+    found = _minor_units(money)
+    return found if isinstance(found, str) else None
+
+
+def _minor_units(money: bc.Money) -> int | str:
+    """``money`` in Stripe's integer minor units, or the reason it cannot be."""
     if money.currency is None:
         return "custom credit units are not supported: Stripe grants are monetary only"
     exponent = stripe_exponent(money.currency)
@@ -218,19 +223,16 @@ def _money_problem(where: str, money: bc.Money) -> str | None:
     if value > MAX_AMOUNT_VALUE:
         return (f"{money.amount} {money.currency} is {value} minor units; Stripe amounts are "
                 f"64-bit integers of at most {MAX_AMOUNT_VALUE}")
-    return None
+    return value
 
 
 def to_minor_units(money: bc.Money, *, where: str = "amount") -> tuple[str, int]:
     """``money`` as Stripe's (lowercase currency, integer minor units), exactly, or refused."""
-    if problem := _money_problem(where, money):
-        raise bc.NotRepresentableError(PROVIDER_NAME, [bc.FieldProblem(where, problem)])
+    value = _minor_units(money)
+    if isinstance(value, str):
+        raise bc.NotRepresentableError(PROVIDER_NAME, [bc.FieldProblem(where, value)])
     assert money.currency is not None
-    exponent = stripe_exponent(money.currency)
-    assert exponent is not None
-    minor = _minor(money.amount, exponent)
-    assert minor is not None
-    return money.currency.lower(), int(minor)
+    return money.currency.lower(), value
 
 
 def from_minor_units(currency: str, value: int) -> bc.Money:
@@ -262,16 +264,17 @@ def _parse_money(text: str) -> bc.Money | None:
 
 # -- time ----------------------------------------------------------------------------------
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def to_timestamp(moment: datetime) -> int:
     """A UTC-aware datetime as Unix seconds (refuses sub-second precision)."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime")
-    stamp = moment.timestamp()
-    whole = int(moment.astimezone(UTC).replace(microsecond=0).timestamp())
-    if stamp != whole:
+    since = moment - _EPOCH  # exact (a timedelta), whatever the zone
+    if since.microseconds:
         raise ValueError(f"{moment.isoformat()} has sub-second precision")
-    return whole
+    return since.days * 86_400 + since.seconds
 
 
 def from_timestamp(value: int | None) -> datetime | None:
@@ -295,6 +298,10 @@ def problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
     own currency exponents, the metadata keys the provider itself needs, and values Stripe
     would drop on the way (empty strings).
     """
+    return _problems(grant, _reserved_metadata(grant))
+
+
+def _problems(grant: bc.CreditGrant, reserved: Mapping[str, str]) -> list[bc.FieldProblem]:
     found: list[bc.FieldProblem] = []
     found += _text_problems(grant)
     for where, money in (("amount", grant.amount), ("paid_amount", grant.paid_amount)):
@@ -337,7 +344,7 @@ def problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
             if segment.id is not None:
                 found.append(bc.FieldProblem(
                     f"schedule.{i}.id", "Stripe grants have no segment ids"))
-    total = len(grant.metadata) + len(_reserved_metadata(grant))
+    total = len(grant.metadata) + len(reserved)
     if total > MAX_METADATA_KEYS:
         found.append(bc.FieldProblem(
             "metadata", f"{len(grant.metadata)} keys plus {total - len(grant.metadata)} the "
@@ -359,6 +366,11 @@ def _text_problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
     texts += [(f"scope.price_ids.{i}", p) for i, p in enumerate(grant.scope.price_ids)]
     for key, value in grant.metadata.items():
         texts += [(f"metadata.{key!r}", key), (f"metadata.{key!r}", value)]
+    try:  # one encoding of them all (a surrogate cannot pair with one from the next text)
+        "".join(text for _, text in texts if text is not None).encode("utf-8")
+        return []
+    except UnicodeEncodeError:
+        pass
     found = []
     for where, text in texts:
         if text is None:
@@ -412,7 +424,8 @@ def create_params(grant: bc.CreditGrant) -> CreditGrantCreateParams:
 
     Raises ``NotRepresentableError`` naming every field Stripe cannot hold.
     """
-    if found := problems(grant):
+    reserved = _reserved_metadata(grant)
+    if found := _problems(grant, reserved):
         raise bc.NotRepresentableError(PROVIDER_NAME, found)
     currency, value = to_minor_units(grant.amount)
     params: dict[str, Any] = {
@@ -446,7 +459,7 @@ def create_params(grant: bc.CreditGrant) -> CreditGrantCreateParams:
         params["name"] = grant.name
     if grant.priority is not None:
         params["priority"] = PRIORITY_DOMAIN.to_vendor(grant.priority, provider=PROVIDER_NAME)
-    metadata = {**grant.metadata, **_reserved_metadata(grant)}
+    metadata = {**grant.metadata, **reserved}
     if metadata:
         params["metadata"] = metadata
     return params  # type: ignore[return-value]
