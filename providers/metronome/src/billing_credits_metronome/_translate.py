@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, Literal
 
 import billing_credits as bc
@@ -340,10 +340,17 @@ def _category_from(
         return (None if value == UNSET else bc.Category(value)), grant_type
     if grant_type is None:
         return None, None
-    if grant_type in (bc.Category.PAID.value, bc.Category.PROMOTIONAL.value):
-        return bc.Category(grant_type), None
+    named = _categories().get(grant_type)
+    if named is not None:
+        return named, None
     paid_positive = paid is not None and paid > 0
     return (bc.Category.PAID if paid_positive else bc.Category.PROMOTIONAL), grant_type
+
+
+@cache
+def _categories() -> dict[str, bc.Category]:
+    """The categories by their value (one dict lookup per item read, not an enum call)."""
+    return {category.value: category for category in bc.Category}
 
 
 def _user_fields(fields: Mapping[str, str]) -> dict[str, str]:
@@ -576,7 +583,7 @@ def _grant_from_item(
         "invoice_id": item.get("invoice_id"),
     }
     products = item.get("products") or ()
-    return bc.CreditGrant.model_validate({  # one validation, nested money included
+    data: dict[str, Any] = {
         "customer_id": item["customer_id"],
         "amount": amount,
         "name": None if UNNAMED in fields else item.get("name"),
@@ -587,7 +594,6 @@ def _grant_from_item(
         "effective_at": effective,
         "expires_at": expires,
         "priority": _priority_in(item.get("priority"), fields, config),
-        "scope": {"product_ids": tuple(str(p["id"]) for p in products)},
         "metadata": _user_fields(fields),
         "idempotency_key": _idempotency_key(item.get("uniqueness_key")),
         "id": str(item["id"]),
@@ -595,7 +601,10 @@ def _grant_from_item(
         "status": _status(effective, expires, now),
         "balance": balance,
         "raw": raw,
-    })
+    }
+    if products:  # else the default: all usage
+        data["scope"] = {"product_ids": tuple(str(p["id"]) for p in products)}
+    return bc.CreditGrant.model_validate(data)  # one validation, nested money included
 
 
 def _pending_total(entries: Any) -> Decimal | None:
@@ -675,6 +684,8 @@ def _priority_in(value: Any, fields: Mapping[str, str],
 
 
 def _text(value: Any) -> str | None:
+    if type(value) is int:  # the common case: the decimal text of an int is its own
+        return str(value)
     return None if value is None else str(to_decimal(value))
 
 

@@ -21,6 +21,7 @@ Neutral fields Stripe has no place for travel in metadata keys under ``RESERVED_
 from __future__ import annotations
 
 import decimal
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -301,14 +302,17 @@ def problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
     return _problems(grant, _reserved_metadata(grant))
 
 
-def _problems(grant: bc.CreditGrant, reserved: Mapping[str, str]) -> list[bc.FieldProblem]:
+def _problems(grant: bc.CreditGrant, reserved: Mapping[str, str],
+              amount_minor: int | str | None = None) -> list[bc.FieldProblem]:
     found: list[bc.FieldProblem] = []
     found += _text_problems(grant)
     for where, money in (("amount", grant.amount), ("paid_amount", grant.paid_amount)):
-        if money is not None and money.currency is not None and (
-            problem := _money_problem(where, money)
-        ):
-            found.append(bc.FieldProblem(where, problem))
+        if money is None or money.currency is None:
+            continue
+        minor = amount_minor if where == "amount" and amount_minor is not None \
+            else _minor_units(money)
+        if isinstance(minor, str):
+            found.append(bc.FieldProblem(where, minor))
     if len(grant.customer_id) > MAX_ID_LENGTH:
         found.append(bc.FieldProblem("customer_id", f"longer than {MAX_ID_LENGTH} characters"))
     for i, price in enumerate(grant.scope.price_ids):
@@ -353,12 +357,23 @@ def _problems(grant: bc.CreditGrant, reserved: Mapping[str, str]) -> list[bc.Fie
 
 
 def _header_safe(text: str) -> bool:
-    return all(" " <= c <= "~" for c in text)
+    return _PRINTABLE_ASCII(text) is not None
+
+
+_PRINTABLE_ASCII = re.compile(r"[ -~]*\Z").match
 
 
 def _text_problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
     """Text Stripe's form encoding cannot carry: strings that are not valid Unicode (a lone
     surrogate cannot be encoded as UTF-8, so the request could not even be written)."""
+    plain = [grant.customer_id, grant.name or "", grant.reason or "", grant.category_label or "",
+             grant.idempotency_key or "", *grant.scope.price_ids, *grant.metadata,
+             *grant.metadata.values()]
+    try:  # one encoding of them all (a surrogate cannot pair with one from the next text)
+        "".join(plain).encode("utf-8")
+        return []
+    except UnicodeEncodeError:
+        pass
     texts: list[tuple[str, str | None]] = [
         ("customer_id", grant.customer_id), ("name", grant.name), ("reason", grant.reason),
         ("category_label", grant.category_label), ("idempotency_key", grant.idempotency_key),
@@ -366,11 +381,6 @@ def _text_problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
     texts += [(f"scope.price_ids.{i}", p) for i, p in enumerate(grant.scope.price_ids)]
     for key, value in grant.metadata.items():
         texts += [(f"metadata.{key!r}", key), (f"metadata.{key!r}", value)]
-    try:  # one encoding of them all (a surrogate cannot pair with one from the next text)
-        "".join(text for _, text in texts if text is not None).encode("utf-8")
-        return []
-    except UnicodeEncodeError:
-        pass
     found = []
     for where, text in texts:
         if text is None:
@@ -425,9 +435,11 @@ def create_params(grant: bc.CreditGrant) -> CreditGrantCreateParams:
     Raises ``NotRepresentableError`` naming every field Stripe cannot hold.
     """
     reserved = _reserved_metadata(grant)
-    if found := _problems(grant, reserved):
+    minor = _minor_units(grant.amount)
+    if found := _problems(grant, reserved, minor):
         raise bc.NotRepresentableError(PROVIDER_NAME, found)
-    currency, value = to_minor_units(grant.amount)
+    assert isinstance(minor, int)  # else a problem above
+    currency, value = grant.amount.currency.lower(), minor  # type: ignore[union-attr]
     params: dict[str, Any] = {
         "amount": {"type": "monetary", "monetary": {"currency": currency, "value": value}},
         **_customer_params(grant.customer_id),
@@ -438,7 +450,8 @@ def create_params(grant: bc.CreditGrant) -> CreditGrantCreateParams:
                 "scope.price_ids", f"at most {MAX_PRICES} prices fit")])
         scope: dict[str, Any] = {"prices": [{"id": price} for price in grant.scope.price_ids]}
     else:
-        unsupported = grant.scope.kinds() - {"metered_prices_only"}
+        unsupported = () if grant.scope.is_all_usage else \
+            grant.scope.kinds() - {"metered_prices_only"}
         if unsupported:
             raise bc.NotRepresentableError(PROVIDER_NAME, [
                 bc.FieldProblem(f"scope.{kind}", "not supported by Stripe")
