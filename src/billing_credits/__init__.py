@@ -21,7 +21,7 @@ if typing.TYPE_CHECKING:
         Operation,
         ScopeKind,
     )
-    from ._consumption import (
+    from .consumption._engine import (
         LOCAL_ORDER,
         RULE_NAMES,
         Allocation,
@@ -57,7 +57,7 @@ if typing.TYPE_CHECKING:
         reading_vendor_payload,
         reads_vendor_payload,
     )
-    from ._hookspecs import (
+    from .plugins._hookspecs import (
         hookimpl,
     )
     from ._ledger import (
@@ -69,7 +69,7 @@ if typing.TYPE_CHECKING:
         LedgerPage,
         Usage,
     )
-    from ._migration import (
+    from .migrate._planner import (
         PROVENANCE_KEYS,
         ApplyReport,
         Change,
@@ -96,7 +96,7 @@ if typing.TYPE_CHECKING:
     )
     from ._money import CreditUnit, Money, currency_exponent, exact_sum, is_iso_currency
     from ._money import exact as exact_context
-    from ._plugins import (
+    from .plugins._registry import (
         ProviderInfo,
         ProviderRegister,
         available_providers,
@@ -129,7 +129,7 @@ if typing.TYPE_CHECKING:
         Runtime,
         blocking,
     )
-    from ._sandbox import (
+    from .plugins._sandbox import (
         Sandbox,
         SandboxRegister,
     )
@@ -138,7 +138,7 @@ if typing.TYPE_CHECKING:
         redact,
         register_secret,
     )
-    from ._simulate import (
+    from .consumption._simulate import (
         BalancePoint,
         Comparison,
         CustomerSimulation,
@@ -150,7 +150,7 @@ if typing.TYPE_CHECKING:
         simulate,
         synthetic_usage,
     )
-    from ._transfer import (
+    from .migrate._transfer import (
         ImportReport,
         export_grants,
         import_grants,
@@ -164,7 +164,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "ALL_OPERATIONS", "ALL_SCOPE_KINDS", "BASIC_OPERATIONS", "CONSERVATIVE_METADATA",
         "Capabilities", "MetadataLimits", "Operation", "ScopeKind",
     ),
-    "._consumption": (
+    ".consumption._engine": (
         "LOCAL_ORDER", "RULE_NAMES", "Allocation", "ConsumptionOrder", "Draw", "Expiry",
         "OrderRule", "Tie", "admits", "allocate",
     ),
@@ -176,13 +176,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "UnreadableGrantsError", "UnsupportedOperationError", "error_class_for_status", "excerpt",
         "reading_vendor_payload", "reads_vendor_payload",
     ),
-    "._hookspecs": (
+    ".plugins._hookspecs": (
         "hookimpl",
     ),
     "._ledger": (
         "Balance", "BalancePart", "GrantUpdate", "LedgerEntry", "LedgerKind", "LedgerPage", "Usage",
     ),
-    "._migration": (
+    ".migrate._planner": (
         "PROVENANCE_KEYS", "ApplyReport", "Change", "MigrationError", "MigrationPlan", "PlanItem",
         "RetireOverlap", "VerifyReport", "apply_plan", "migration_key", "plan_migration",
         "verify_plan", "write_plan",
@@ -194,7 +194,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._money": (
         "CreditUnit", "Money", "currency_exponent", "exact_sum", "is_iso_currency",
     ),
-    "._plugins": (
+    ".plugins._registry": (
         "ProviderInfo", "ProviderRegister", "available_providers", "get_provider", "plugin_manager",
     ),
     "._priority": (
@@ -207,17 +207,17 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._runtime": (
         "Call", "Flow", "RateLimit", "RetryPolicy", "Runtime", "blocking",
     ),
-    "._sandbox": (
+    ".plugins._sandbox": (
         "Sandbox", "SandboxRegister",
     ),
     "._secrets": (
         "check_base_url", "redact", "register_secret",
     ),
-    "._simulate": (
+    ".consumption._simulate": (
         "BalancePoint", "Comparison", "CustomerSimulation", "Difference", "GrantOutcome",
         "Simulation", "compare_plan", "read_usage", "simulate", "synthetic_usage",
     ),
-    "._transfer": (
+    ".migrate._transfer": (
         "ImportReport", "export_grants", "import_grants",
     ),
     "._version": (

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self
 
 from ._capabilities import Capabilities, Operation
-from ._consumption import ConsumptionOrder
+from .consumption._engine import ConsumptionOrder
 from ._errors import (
     ConfigurationError,
     ConflictError,

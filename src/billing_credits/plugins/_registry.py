@@ -17,9 +17,9 @@ from typing import Any
 import pluggy
 
 from . import _hookspecs
-from ._capabilities import Capabilities
-from ._errors import ConfigurationError, UnknownProviderError
-from ._provider import Provider, Setting
+from .._capabilities import Capabilities
+from .._errors import ConfigurationError, UnknownProviderError
+from .._provider import Provider, Setting
 
 __all__ = ["ProviderInfo", "ProviderRegister", "available_providers", "get_provider", "plugin_manager"]
 

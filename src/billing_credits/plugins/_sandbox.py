@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
 __all__ = ["Sandbox", "SandboxRegister", "SandboxStart"]
 
@@ -83,7 +83,7 @@ class SandboxRegister:
 
 def sandboxes() -> dict[str, SandboxStart]:
     """Every installed sandbox's ``start``, by name."""
-    from ._plugins import plugin_manager
+    from ._registry import plugin_manager
 
     register = SandboxRegister()
     plugin_manager().hook.register_sandboxes(register=register)
