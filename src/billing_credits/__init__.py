@@ -21,18 +21,6 @@ if typing.TYPE_CHECKING:
         Operation,
         ScopeKind,
     )
-    from .consumption._engine import (
-        LOCAL_ORDER,
-        RULE_NAMES,
-        Allocation,
-        ConsumptionOrder,
-        Draw,
-        Expiry,
-        OrderRule,
-        Tie,
-        admits,
-        allocate,
-    )
     from ._errors import (
         AuthenticationError,
         BadRequestError,
@@ -57,9 +45,6 @@ if typing.TYPE_CHECKING:
         reading_vendor_payload,
         reads_vendor_payload,
     )
-    from .plugins._hookspecs import (
-        hookimpl,
-    )
     from ._ledger import (
         Balance,
         BalancePart,
@@ -68,21 +53,6 @@ if typing.TYPE_CHECKING:
         LedgerKind,
         LedgerPage,
         Usage,
-    )
-    from .migrate._planner import (
-        PROVENANCE_KEYS,
-        ApplyReport,
-        Change,
-        MigrationError,
-        MigrationPlan,
-        PlanItem,
-        RetireOverlap,
-        VerifyReport,
-        apply_plan,
-        migration_key,
-        plan_migration,
-        verify_plan,
-        write_plan,
     )
     from ._model import (
         MIGRATED_KEY,
@@ -96,13 +66,6 @@ if typing.TYPE_CHECKING:
     )
     from ._money import CreditUnit, Money, currency_exponent, exact_sum, is_iso_currency
     from ._money import exact as exact_context
-    from .plugins._registry import (
-        ProviderInfo,
-        ProviderRegister,
-        available_providers,
-        get_provider,
-        plugin_manager,
-    )
     from ._priority import (
         ANY_DECIMAL,
         FLOAT64,
@@ -129,14 +92,25 @@ if typing.TYPE_CHECKING:
         Runtime,
         blocking,
     )
-    from .plugins._sandbox import (
-        Sandbox,
-        SandboxRegister,
-    )
     from ._secrets import (
         check_base_url,
         redact,
         register_secret,
+    )
+    from ._version import (
+        __version__,
+    )
+    from .consumption._engine import (
+        LOCAL_ORDER,
+        RULE_NAMES,
+        Allocation,
+        ConsumptionOrder,
+        Draw,
+        Expiry,
+        OrderRule,
+        Tie,
+        admits,
+        allocate,
     )
     from .consumption._simulate import (
         BalancePoint,
@@ -150,13 +124,39 @@ if typing.TYPE_CHECKING:
         simulate,
         synthetic_usage,
     )
+    from .migrate._planner import (
+        PROVENANCE_KEYS,
+        ApplyReport,
+        Change,
+        MigrationError,
+        MigrationPlan,
+        PlanItem,
+        RetireOverlap,
+        VerifyReport,
+        apply_plan,
+        migration_key,
+        plan_migration,
+        verify_plan,
+        write_plan,
+    )
     from .migrate._transfer import (
         ImportReport,
         export_grants,
         import_grants,
     )
-    from ._version import (
-        __version__,
+    from .plugins._hookspecs import (
+        hookimpl,
+    )
+    from .plugins._registry import (
+        ProviderInfo,
+        ProviderRegister,
+        available_providers,
+        get_provider,
+        plugin_manager,
+    )
+    from .plugins._sandbox import (
+        Sandbox,
+        SandboxRegister,
     )
 
 _EXPORTS: dict[str, tuple[str, ...]] = {

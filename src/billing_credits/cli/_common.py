@@ -13,7 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from .._errors import (
+from billing_credits._errors import (
     BillingCreditsError,
     ConfigurationError,
     InvalidGrantError,
@@ -29,7 +29,7 @@ EXIT_INVALID = 2
 
 def _say(message: str) -> None:
     """One line on stderr, secrets masked, whatever the message holds."""
-    from .._secrets import redact
+    from billing_credits._secrets import redact
 
     click.echo(redact(" ".join(message.split())), err=True)
 
@@ -68,7 +68,7 @@ class _Group(click.Group):
 
     def main(self, args: Any = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
-        from .._secrets import RedactingWriter
+        from billing_credits._secrets import RedactingWriter
 
         out, err = sys.stdout, sys.stderr
         sys.stdout = RedactingWriter(out)
@@ -227,7 +227,7 @@ def provider_options(command: F) -> F:
 def _open(provider: str, settings: tuple[str, ...], option: str = "--setting") -> Any:
     """The provider ``provider`` with ``settings``; a setting it cannot use is a
     ``ConfigurationError`` (exit 2), whatever the provider raised for it."""
-    from ..plugins._registry import get_provider
+    from billing_credits.plugins._registry import get_provider
 
     pairs = _pairs(settings, option)
     _register_secrets(provider, pairs)
@@ -245,8 +245,8 @@ def _register_secrets(provider: str, pairs: dict[str, str]) -> None:
     the provider sees it: whatever fails while reading the settings, it never shows them."""
     import os
 
-    from ..plugins._registry import providers
-    from .._secrets import check_base_url, register_secret
+    from billing_credits._secrets import check_base_url, register_secret
+    from billing_credits.plugins._registry import providers
 
     found = providers().get(provider)
     credential = False
@@ -454,7 +454,7 @@ def cli(debug: bool) -> None:
     if debug:
         import logging
 
-        from .._secrets import install_log_redaction
+        from billing_credits._secrets import install_log_redaction
 
         install_log_redaction()
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, force=True,
@@ -466,13 +466,13 @@ def cli(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per provider.")
 def providers(name: str | None, as_json: bool) -> None:
     """Installed providers (or only NAME): settings, environment variables, capabilities."""
-    from ..plugins._registry import available_providers
+    from billing_credits.plugins._registry import available_providers
 
     found = available_providers()
     if name is not None:
         chosen = [info for info in found if info.name == name]
         if not chosen:
-            from .._errors import UnknownProviderError
+            from billing_credits._errors import UnknownProviderError
 
             raise UnknownProviderError(name, {info.name: None for info in found})
         found = chosen
@@ -554,7 +554,7 @@ def _money(amount: str, currency: str | None, unit_id: str | None,
               help="Read the whole grant as JSON (a file, or - for stdin); no field options.")
 def create(provider: str, settings: tuple[str, ...], as_json: bool, **fields: Any) -> None:
     """Create a grant. Invalid input is refused before anything is written."""
-    from .._model import CreditGrant
+    from billing_credits._model import CreditGrant
 
     source = fields.pop("from_json")
     if source is not None:
@@ -686,7 +686,7 @@ class _Rejects:
         self._file: Any = None
 
     def write(self, entry: dict[str, Any]) -> None:
-        from .._secrets import redact
+        from billing_credits._secrets import redact
 
         if self._file is None:
             self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
@@ -741,7 +741,7 @@ def export(provider: str, settings: tuple[str, ...], customers: tuple[str, ...],
            quiet: bool) -> None:
     """Write grants as neutral JSON lines (the output is JSON already); vendor items that
     cannot be read go to a rejects file."""
-    from ..migrate._transfer import export_grants
+    from billing_credits.migrate._transfer import export_grants
 
     if output != "-":
         _writable_folder(output, "--output")
@@ -778,7 +778,7 @@ def export(provider: str, settings: tuple[str, ...], customers: tuple[str, ...],
 def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any,
             include_ended: bool, rejects: str | None, batch_size: int, quiet: bool) -> None:
     """Create grants from neutral JSON lines (as written by export); safe to repeat."""
-    from ..migrate._transfer import import_grants, reject_line
+    from billing_credits.migrate._transfer import import_grants, reject_line
 
     name = getattr(source, "name", "-")
     rejected = _Rejects(rejects or (f"{name}.rejects.jsonl" if isinstance(name, str)
@@ -834,7 +834,7 @@ def sandbox(directory: str, only: tuple[str, ...], as_json: bool) -> None:
     from contextlib import ExitStack
     from pathlib import Path
 
-    from ..plugins._sandbox import sandboxes
+    from billing_credits.plugins._registry import sandboxes
 
     installed = sandboxes()
     unknown = sorted(set(only) - set(installed))
@@ -872,7 +872,7 @@ def sandbox(directory: str, only: tuple[str, ...], as_json: bool) -> None:
                     "files": [str(folder / name) for name in box.files],
                     "env_file": str(env_file)}))
         else:
-            from .._secrets import redact
+            from billing_credits._secrets import redact
 
             click.echo(f"\nPoint the providers at the sandbox (in another shell):\n\n  . {env_file}\n")
             click.echo("which sets:")
@@ -1002,8 +1002,8 @@ def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
                  as_json: bool, usage_path: str | None, report_path: str | None,
                  quiet: bool) -> None:
     """Plan a migration (a dry run: writes only the plan file)."""
-    from ..migrate._planner import MigrationPlan, plan_migration, write_plan
-    from .._secrets import RedactingWriter
+    from billing_credits._secrets import RedactingWriter
+    from billing_credits.migrate._planner import MigrationPlan, plan_migration, write_plan
 
     # Everything given is checked before anything is read from a provider.
     customers_by = _read_map(customer_map, many=False, option="--customer-map")
@@ -1107,7 +1107,7 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
     import asyncio
     from contextlib import ExitStack
 
-    from ..migrate._planner import MigrationPlan, apply_plan
+    from billing_credits.migrate._planner import MigrationPlan, apply_plan
 
     plan = MigrationPlan.open(plan_path)  # items stay in the file: memory does not grow
     planned = plan.summary()
@@ -1168,7 +1168,7 @@ def _print_failures(failed: list[tuple[str, str]], shown: int = 20, what: str = 
 def migrate_verify(plan_path: str, from_settings: tuple[str, ...], to_settings: tuple[str, ...],
                    as_json: bool, usage_path: str | None, report_path: str | None) -> None:
     """Reconcile the target with the plan; exit 1 and show the differences on any mismatch."""
-    from ..migrate._planner import MigrationPlan, verify_plan
+    from billing_credits.migrate._planner import MigrationPlan, verify_plan
 
     plan = MigrationPlan.open(plan_path)
     with _open(plan.header.target, to_settings, "--to-setting") as target:
@@ -1282,7 +1282,7 @@ def ledger_(provider: str, settings: tuple[str, ...], as_json: bool, customer: s
 def update_(provider: str, settings: tuple[str, ...], as_json: bool, grant_id: str,
             expires_at: str | None, name: str | None, metadata: tuple[str, ...]) -> None:
     """Change a grant's expiry, name or metadata, where the provider allows it."""
-    from .._provider import UNSET
+    from billing_credits._provider import UNSET
 
     changes: dict[str, Any] = {}
     if expires_at is not None:
@@ -1315,7 +1315,7 @@ def consume_(provider: str, settings: tuple[str, ...], as_json: bool, customer: 
              amount: str, currency: str | None, unit_id: str | None, reference: str,
              at_text: str | None, product_id: str | None) -> None:
     """Pay usage with a customer's credit, in the provider's consumption order."""
-    from .._money import Money
+    from billing_credits._money import Money
 
     if (currency is None) == (unit_id is None):
         raise click.UsageError("give exactly one of --currency and --unit")
@@ -1349,7 +1349,7 @@ def simulate_(provider: str, settings: tuple[str, ...], as_json: bool,
     """Simulate the provider's current grants against usage, in its consumption order."""
     from datetime import UTC, datetime
 
-    from ..consumption._simulate import as_of, read_usage, simulate, units_of
+    from billing_credits.consumption._simulate import as_of, read_usage, simulate, units_of
 
     now = datetime.now(UTC)
     with _open(provider, settings) as opened:
@@ -1408,7 +1408,7 @@ def _print_simulation(result: Any) -> None:
 
 
 def _usage_for(path: str | None, grants: Any) -> Any:
-    from ..consumption._simulate import read_usage, units_of
+    from billing_credits.consumption._simulate import read_usage, units_of
 
     return None if path is None else read_usage(path, units=units_of(grants))
 
@@ -1429,7 +1429,7 @@ def _simulated(source: Any, target: Any, usage_path: str | None, report_path: st
 def _simulate_plan(plan: Any, source: Any, target: Any, usage_path: str | None,
                    report_path: str | None) -> Any:
     """Compare the plan's two sides (both declare a consumption order: ``_simulated``)."""
-    from ..consumption._simulate import compare_plan, source_side
+    from billing_credits.consumption._simulate import compare_plan, source_side
 
     sides = [source_side(i) for i in plan.to_create if i.grant is not None]
     comparison = compare_plan(plan, source.consumption_order, target.consumption_order,
@@ -1443,9 +1443,9 @@ def _simulate_plan(plan: Any, source: Any, target: Any, usage_path: str | None,
 
 def _simulate_held(plan: Any, target: Any, usage_path: str | None, report_path: str | None) -> Any:
     """After apply: the comparison against the grants the target actually holds."""
-    from .._model import GrantStatus
-    from ..plugins._registry import providers
-    from ..consumption._simulate import compare_plan, source_side
+    from billing_credits._model import GrantStatus
+    from billing_credits.consumption._simulate import compare_plan, source_side
+    from billing_credits.plugins._registry import providers
 
     source_cls = providers().get(plan.header.source)
     source_order = getattr(source_cls, "consumption_order", None)

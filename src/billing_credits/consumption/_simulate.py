@@ -26,15 +26,16 @@ from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from billing_credits._errors import BillingCreditsError, FieldProblem, InvalidGrantError
+from billing_credits._ledger import Usage
+from billing_credits._model import LATEST, CreditGrant, GrantStatus, Scope, _to_utc
+from billing_credits._money import MAX_DIGITS, Money, exact, exact_sum
+from billing_credits._priority import PriorityDomain, preserve_order
+
 from ._engine import ConsumptionOrder, Draw, Expiry, Tie, _active, allocate
-from .._errors import BillingCreditsError, FieldProblem, InvalidGrantError
-from .._ledger import Usage
-from .._model import LATEST, CreditGrant, GrantStatus, Scope, _to_utc
-from .._money import MAX_DIGITS, Money, exact, exact_sum
-from .._priority import PriorityDomain, preserve_order
 
 if TYPE_CHECKING:
-    from ..migrate._planner import MigrationPlan, PlanItem
+    from billing_credits.migrate._planner import MigrationPlan, PlanItem
 
 __all__ = [
     "BalancePoint",
@@ -510,7 +511,7 @@ def as_of(grant: CreditGrant, now: datetime) -> CreditGrant | None:
     None when it is voided, expired or used up. Without a reported balance, the granted
     amounts of the live windows. The id and customer are kept.
     """
-    from ..migrate._planner import _allot, _window
+    from billing_credits.migrate._planner import _allot, _window
 
     if grant.status is GrantStatus.VOIDED or grant.status is GrantStatus.EXPIRED:
         return None
@@ -951,7 +952,7 @@ def preserve_burn_order(
 
 
 def _change(field_name: str, source: str | None, target: str | None, why: str) -> Any:
-    from ..migrate._planner import Change
+    from billing_credits.migrate._planner import Change
 
     return Change(field=field_name, source=source, target=target, why=why)
 

@@ -40,7 +40,7 @@ from typing import IO, Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from .._errors import (
+from billing_credits._errors import (
     BillingCreditsError,
     FieldProblem,
     MigrationError,
@@ -48,11 +48,11 @@ from .._errors import (
     UnreadableGrant,
     UnsupportedOperationError,
 )
-from .._model import MIGRATED_KEY, CreditGrant, GrantStatus, Scope, Segment
-from .._money import Money, exact, exact_json, exact_sum
-from .._priority import preserve_order
-from .._provider import OnUnreadable, Provider
-from .._secrets import redact
+from billing_credits._model import MIGRATED_KEY, CreditGrant, GrantStatus, Scope, Segment
+from billing_credits._money import Money, exact, exact_json, exact_sum
+from billing_credits._priority import preserve_order
+from billing_credits._provider import OnUnreadable, Provider
+from billing_credits._secrets import redact
 
 __all__ = [
     "PROVENANCE_KEYS",
@@ -623,7 +623,7 @@ class _Planner:
                 group_drafts = _preserve_order(spooled, target) if preserve else spooled
                 if preserve and source.consumption_order is not None \
                         and target.consumption_order is not None:
-                    from ..consumption._simulate import preserve_burn_order  # ties broken alike
+                    from billing_credits.consumption._simulate import preserve_burn_order  # ties broken alike
 
                     preserve_burn_order(group_drafts, source.consumption_order,
                                         target.consumption_order, target.capabilities.priority,
