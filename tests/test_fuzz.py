@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 import billing_credits as bc
-from billing_credits._migration import plan_migration
+from billing_credits.migrate._planner import plan_migration
 from billing_credits.local import LocalProvider
 
 SEED = 9

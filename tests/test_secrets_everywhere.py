@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 import billing_credits as bc
-from billing_credits._cli import cli
+from billing_credits.cli import cli
 from billing_credits._secrets import detach
 
 STRIPE_KEY = "sk_test_51HostileEchoKey0123456789abcdefXYZ"

@@ -30,6 +30,7 @@ if typing.TYPE_CHECKING:
         FieldProblem,
         InvalidGrantError,
         InvalidResponseError,
+        MigrationError,
         NotFoundError,
         NotRepresentableError,
         PermissionDeniedError,
@@ -112,31 +113,36 @@ if typing.TYPE_CHECKING:
         admits,
         allocate,
     )
-    from .consumption._simulate import (
+    from .consumption._report import (
         BalancePoint,
         Comparison,
         CustomerSimulation,
         Difference,
         GrantOutcome,
         Simulation,
-        compare_plan,
+    )
+    from .consumption._simulate import (
         read_usage,
         simulate,
         synthetic_usage,
     )
-    from .migrate._planner import (
-        PROVENANCE_KEYS,
+    from .migrate._apply import (
         ApplyReport,
+        RetireOverlap,
+        apply_plan,
+    )
+    from .migrate._compare import (
+        compare_plan,
+    )
+    from .migrate._plan import (
+        PROVENANCE_KEYS,
         Change,
-        MigrationError,
         MigrationPlan,
         PlanItem,
-        RetireOverlap,
-        VerifyReport,
-        apply_plan,
         migration_key,
+    )
+    from .migrate._planner import (
         plan_migration,
-        verify_plan,
         write_plan,
     )
     from .migrate._transfer import (
@@ -144,12 +150,18 @@ if typing.TYPE_CHECKING:
         export_grants,
         import_grants,
     )
+    from .migrate._verify import (
+        VerifyReport,
+        verify_plan,
+    )
     from .plugins._hookspecs import (
         hookimpl,
     )
+    from .plugins._registers import (
+        ProviderRegister,
+    )
     from .plugins._registry import (
         ProviderInfo,
-        ProviderRegister,
         available_providers,
         get_provider,
         plugin_manager,
@@ -168,24 +180,41 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "LOCAL_ORDER", "RULE_NAMES", "Allocation", "ConsumptionOrder", "Draw", "Expiry",
         "OrderRule", "Tie", "admits", "allocate",
     ),
+    ".consumption._report": (
+        "BalancePoint", "Comparison", "CustomerSimulation", "Difference", "GrantOutcome",
+        "Simulation",
+    ),
+    ".consumption._simulate": (
+        "read_usage", "simulate", "synthetic_usage",
+    ),
     "._errors": (
         "AuthenticationError", "BadRequestError", "BillingCreditsError", "ConfigurationError",
         "ConflictError", "FieldProblem", "InvalidGrantError", "InvalidResponseError",
-        "NotFoundError", "NotRepresentableError", "PermissionDeniedError", "ProviderError",
-        "RateLimitedError", "UnavailableError", "UnknownProviderError", "UnreadableGrant",
-        "UnreadableGrantsError", "UnsupportedOperationError", "error_class_for_status", "excerpt",
-        "reading_vendor_payload", "reads_vendor_payload",
-    ),
-    ".plugins._hookspecs": (
-        "hookimpl",
+        "MigrationError", "NotFoundError", "NotRepresentableError", "PermissionDeniedError",
+        "ProviderError", "RateLimitedError", "UnavailableError", "UnknownProviderError",
+        "UnreadableGrant", "UnreadableGrantsError", "UnsupportedOperationError",
+        "error_class_for_status", "excerpt", "reading_vendor_payload", "reads_vendor_payload",
     ),
     "._ledger": (
         "Balance", "BalancePart", "GrantUpdate", "LedgerEntry", "LedgerKind", "LedgerPage", "Usage",
     ),
+    ".migrate._plan": (
+        "PROVENANCE_KEYS", "Change", "MigrationPlan", "PlanItem", "migration_key",
+    ),
     ".migrate._planner": (
-        "PROVENANCE_KEYS", "ApplyReport", "Change", "MigrationError", "MigrationPlan", "PlanItem",
-        "RetireOverlap", "VerifyReport", "apply_plan", "migration_key", "plan_migration",
-        "verify_plan", "write_plan",
+        "plan_migration", "write_plan",
+    ),
+    ".migrate._apply": (
+        "ApplyReport", "RetireOverlap", "apply_plan",
+    ),
+    ".migrate._verify": (
+        "VerifyReport", "verify_plan",
+    ),
+    ".migrate._compare": (
+        "compare_plan",
+    ),
+    ".migrate._transfer": (
+        "ImportReport", "export_grants", "import_grants",
     ),
     "._model": (
         "MIGRATED_KEY", "Adjustment", "Category", "CreditGrant", "GrantStatus", "Scope", "Segment",
@@ -194,8 +223,17 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._money": (
         "CreditUnit", "Money", "currency_exponent", "exact_sum", "is_iso_currency",
     ),
+    ".plugins._hookspecs": (
+        "hookimpl",
+    ),
+    ".plugins._registers": (
+        "ProviderRegister",
+    ),
     ".plugins._registry": (
-        "ProviderInfo", "ProviderRegister", "available_providers", "get_provider", "plugin_manager",
+        "ProviderInfo", "available_providers", "get_provider", "plugin_manager",
+    ),
+    ".plugins._sandbox": (
+        "Sandbox", "SandboxRegister",
     ),
     "._priority": (
         "ANY_DECIMAL", "FLOAT64", "PriorityDomain", "PriorityMapping",
@@ -207,18 +245,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._runtime": (
         "Call", "Flow", "RateLimit", "RetryPolicy", "Runtime", "blocking",
     ),
-    ".plugins._sandbox": (
-        "Sandbox", "SandboxRegister",
-    ),
     "._secrets": (
         "check_base_url", "redact", "register_secret",
-    ),
-    ".consumption._simulate": (
-        "BalancePoint", "Comparison", "CustomerSimulation", "Difference", "GrantOutcome",
-        "Simulation", "compare_plan", "read_usage", "simulate", "synthetic_usage",
-    ),
-    ".migrate._transfer": (
-        "ImportReport", "export_grants", "import_grants",
     ),
     "._version": (
         "__version__",

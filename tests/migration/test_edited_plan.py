@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 import billing_credits as bc
-from billing_credits._cli import cli
-from billing_credits._migration import MigrationPlan
+from billing_credits.cli import cli
+from billing_credits.migrate._plan import MigrationPlan
 from billing_credits.local import LocalProvider
 
 

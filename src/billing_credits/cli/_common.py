@@ -1003,7 +1003,8 @@ def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
                  quiet: bool) -> None:
     """Plan a migration (a dry run: writes only the plan file)."""
     from billing_credits._secrets import RedactingWriter
-    from billing_credits.migrate._planner import MigrationPlan, plan_migration, write_plan
+    from billing_credits.migrate._plan import MigrationPlan
+    from billing_credits.migrate._planner import plan_migration, write_plan
 
     # Everything given is checked before anything is read from a provider.
     customers_by = _read_map(customer_map, many=False, option="--customer-map")
@@ -1107,7 +1108,8 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
     import asyncio
     from contextlib import ExitStack
 
-    from billing_credits.migrate._planner import MigrationPlan, apply_plan
+    from billing_credits.migrate._apply import apply_plan
+    from billing_credits.migrate._plan import MigrationPlan
 
     plan = MigrationPlan.open(plan_path)  # items stay in the file: memory does not grow
     planned = plan.summary()
@@ -1168,7 +1170,8 @@ def _print_failures(failed: list[tuple[str, str]], shown: int = 20, what: str = 
 def migrate_verify(plan_path: str, from_settings: tuple[str, ...], to_settings: tuple[str, ...],
                    as_json: bool, usage_path: str | None, report_path: str | None) -> None:
     """Reconcile the target with the plan; exit 1 and show the differences on any mismatch."""
-    from billing_credits.migrate._planner import MigrationPlan, verify_plan
+    from billing_credits.migrate._plan import MigrationPlan
+    from billing_credits.migrate._verify import verify_plan
 
     plan = MigrationPlan.open(plan_path)
     with _open(plan.header.target, to_settings, "--to-setting") as target:
@@ -1349,7 +1352,8 @@ def simulate_(provider: str, settings: tuple[str, ...], as_json: bool,
     """Simulate the provider's current grants against usage, in its consumption order."""
     from datetime import UTC, datetime
 
-    from billing_credits.consumption._simulate import as_of, read_usage, simulate, units_of
+    from billing_credits.consumption._simulate import read_usage, simulate, units_of
+    from billing_credits.migrate._windows import as_of
 
     now = datetime.now(UTC)
     with _open(provider, settings) as opened:
@@ -1429,7 +1433,7 @@ def _simulated(source: Any, target: Any, usage_path: str | None, report_path: st
 def _simulate_plan(plan: Any, source: Any, target: Any, usage_path: str | None,
                    report_path: str | None) -> Any:
     """Compare the plan's two sides (both declare a consumption order: ``_simulated``)."""
-    from billing_credits.consumption._simulate import compare_plan, source_side
+    from billing_credits.migrate._compare import compare_plan, source_side
 
     sides = [source_side(i) for i in plan.to_create if i.grant is not None]
     comparison = compare_plan(plan, source.consumption_order, target.consumption_order,
@@ -1444,7 +1448,7 @@ def _simulate_plan(plan: Any, source: Any, target: Any, usage_path: str | None,
 def _simulate_held(plan: Any, target: Any, usage_path: str | None, report_path: str | None) -> Any:
     """After apply: the comparison against the grants the target actually holds."""
     from billing_credits._model import GrantStatus
-    from billing_credits.consumption._simulate import compare_plan, source_side
+    from billing_credits.migrate._compare import compare_plan, source_side
     from billing_credits.plugins._registry import providers
 
     source_cls = providers().get(plan.header.source)
