@@ -15,10 +15,9 @@ from billing_credits._ledger import Usage
 from billing_credits._model import CreditGrant, Scope
 from billing_credits._priority import PriorityDomain, preserve_order
 from billing_credits.consumption._engine import ConsumptionOrder
+from billing_credits.consumption._report import Comparison, Difference
 from billing_credits.consumption._simulate import (
     SYNTHETIC_STEPS,
-    Comparison,
-    Difference,
     _start,
     _windowed,
     compare,

@@ -20,7 +20,8 @@ from billing_credits._model import CreditGrant, GrantStatus
 from billing_credits._provider import OnUnreadable, Provider
 from billing_credits._secrets import RedactingWriter, redact
 
-from ._planner import aligned_times, migration_key
+from ._plan import migration_key
+from ._planner import aligned_times
 
 __all__ = ["ImportReport", "OnReject", "export_grants", "import_grants", "reject_line"]
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pluggy
 
+import billing_credits.plugins._hookspecs as hookspecs
 from billing_credits._capabilities import Capabilities
 from billing_credits._errors import ConfigurationError, UnknownProviderError
 from billing_credits._provider import Provider, Setting
 
-from . import _hookspecs
 from ._registers import ProviderRegister
 from ._sandbox import SandboxRegister, SandboxStart
 
@@ -32,7 +32,7 @@ __all__ = [
 ENTRY_POINT_GROUP = "billing_credits"
 
 pm = pluggy.PluginManager("billing_credits")
-pm.add_hookspecs(_hookspecs)
+pm.add_hookspecs(hookspecs)
 
 _lock = threading.Lock()
 _loaded = False
