@@ -1,4 +1,6 @@
-"""The ``billing-credits`` command line.
+"""What every command of the ``billing-credits`` command line shares: the root group and its
+error handling (one line, an exit code, never a traceback), ``--provider``/``--setting``
+options, opening a provider, progress, and printing grants as rows, details or JSON.
 
 Heavy imports (rich, providers) happen inside commands, so ``--help`` stays fast.
 """
