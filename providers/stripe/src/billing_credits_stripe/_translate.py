@@ -438,7 +438,8 @@ def create_params(grant: bc.CreditGrant) -> CreditGrantCreateParams:
     minor = _minor_units(grant.amount)
     if found := _problems(grant, reserved, minor):
         raise bc.NotRepresentableError(PROVIDER_NAME, found)
-    assert isinstance(minor, int)  # else a problem above
+    if isinstance(minor, str):  # a custom unit (the capabilities refuse it first)
+        raise bc.NotRepresentableError(PROVIDER_NAME, [bc.FieldProblem("amount", minor)])
     currency, value = grant.amount.currency.lower(), minor  # type: ignore[union-attr]
     params: dict[str, Any] = {
         "amount": {"type": "monetary", "monetary": {"currency": currency, "value": value}},
