@@ -66,7 +66,8 @@ class MetadataLimits:
                 found.append(FieldProblem(
                     f"metadata.{key}",
                     f"key is {len(key)} characters; at most {self.max_key_length} fit"))
-            if bad := sorted({c for c in key if c in self.forbidden_key_chars}):
+            if self.forbidden_key_chars and (
+                    bad := sorted({c for c in key if c in self.forbidden_key_chars})):
                 found.append(FieldProblem(
                     f"metadata.{key}", f"key may not contain {' '.join(bad)}"))
             if self.max_value_length is not None and len(value) > self.max_value_length:
@@ -160,7 +161,8 @@ class Capabilities:
         if grant.priority is not None and (reason := self.priority.problem(grant.priority)):
             found.append(FieldProblem(
                 "priority", f"{grant.priority} {reason} ({self.priority.describe()})"))
-        for kind in sorted(grant.scope.kinds() - self.scope_kinds):
+        kinds = frozenset() if grant.scope.is_all_usage else grant.scope.kinds()
+        for kind in sorted(kinds - self.scope_kinds):
             found.append(FieldProblem(f"scope.{kind}", "not supported by this provider"))
         if self.max_price_ids is not None and len(grant.scope.price_ids) > self.max_price_ids:
             found.append(FieldProblem(

@@ -260,6 +260,10 @@ def _name(status: object, grant_id: object, provider: object, customer: object) 
            f"({provider or 'unknown provider'}, customer {customer})"
 
 
+_EXACT_JSON = json.JSONDecoder(parse_float=Decimal)
+"""``json.loads(line, parse_float=Decimal)``, built once (not once per line)."""
+
+
 def _new_grant(raw: str | bytes, line: str,
                include_ended: bool) -> tuple[CreditGrant, str | None, bool]:
     """One exported line as a new grant to create, under its key (validated once), for
@@ -277,7 +281,7 @@ def _new_grant(raw: str | bytes, line: str,
             raise MigrationError(f"not UTF-8 text ({error.reason} at byte {error.start})") \
                 from None
     try:
-        data = json.loads(line, parse_float=Decimal)
+        data = _EXACT_JSON.decode(line)
     except ValueError as error:
         raise InvalidGrantError([FieldProblem("", f"not JSON: {error}")]) from None
     except RecursionError:
