@@ -16,7 +16,9 @@ Two paths, each per grant, with the providers' pure translation functions (no I/
 The inputs are the fakes' own responses (varied grants: amounts, priorities, paid amounts,
 custom fields / metadata, deductions), decoded once beforehand by each side's own JSON decoder
 (Decimal floats for ours, as the Metronome transport decodes; plain ``json`` for the SDKs).
-Each figure is the best of ``--repeats`` passes over all grants, SDK and ours interleaved.
+Each figure is the best of ``--repeats`` passes over all grants, SDK and ours interleaved, each
+pass timed in CPU seconds of this process (``time.process_time``: a shared machine disturbs it
+far less than wall time).
 
 Run: .venv/bin/python benchmarks/translation.py [--grants 1000] [--repeats 7]
 Default run: under a minute.
@@ -95,10 +97,10 @@ def best(passes: list[float], count: int) -> float:
 
 def timed(fn: Callable[[Any], Any], inputs: list[Any]) -> float:
     gc.collect()
-    started = time.perf_counter()
+    started = time.process_time()
     for value in inputs:
         fn(value)
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 def compare(name: str, ours: dict[str, Callable[[Any], Any]], sdk: Callable[[Any], Any],

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
 import pydantic
 import pydantic_core
-from pydantic import AfterValidator, ConfigDict
+from pydantic import ConfigDict, PlainValidator
 
 from ._errors import FieldProblem, InvalidGrantError
 
@@ -93,31 +94,36 @@ def _unencodable(value: Any, path: str, found: list[FieldProblem]) -> None:
             _unencodable(item, f"{path}.{index}", found)
 
 
-def _encodable_payload(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Refuse a vendor payload (``raw``) holding a string UTF-8 cannot encode, anywhere in it.
+def _raw_payload(value: Any) -> dict[str, Any]:
+    """A vendor payload (``raw``): a mapping with string keys, copied, whose text is valid
+    Unicode at any depth.
 
     The neutral models' own strings are checked by pydantic's core (see ``NeutralModel``);
     ``raw`` is free-form, so it is checked here: in one pass of pydantic-core's JSON writer
     (which refuses a lone surrogate, in keys and values alike, at any depth), and by walking
-    it only when that fails, to name the place.
+    it only when that fails, to name the place. One Python call, no per-key validation.
     """
-    if value is None:
-        return None
-    try:
-        pydantic_core.to_json(value, serialize_unknown=True)
-        return value
-    except (pydantic_core.PydanticSerializationError, ValueError, TypeError, RecursionError):
-        pass
-    found: list[FieldProblem] = []
-    for key, item in value.items():
-        _unencodable(key, "[key]", found)
-        _unencodable(item, key if isinstance(key, str) and key.isascii() else "", found)
+    if not isinstance(value, Mapping):
+        raise ValueError("Input should be a valid dictionary")
+    found: list[FieldProblem] = [FieldProblem("[key]", "Input should be a valid string")
+                                 for key in value if not isinstance(key, str)][:1]
     if found:
         raise InvalidGrantError(found)  # named under ``raw`` by ``problems_from``
-    return value
+    payload = dict(value)
+    try:
+        pydantic_core.to_json(payload, serialize_unknown=True)
+        return payload
+    except (pydantic_core.PydanticSerializationError, ValueError, TypeError, RecursionError):
+        pass
+    for key, item in payload.items():
+        _unencodable(key, "[key]", found)
+        _unencodable(item, key if key.isascii() else "", found)
+    if found:
+        raise InvalidGrantError(found)
+    return payload
 
 
-RawPayload = Annotated[dict[str, Any], AfterValidator(_encodable_payload)]
+RawPayload = Annotated[dict[str, Any], PlainValidator(_raw_payload)]
 """A vendor payload kept as read (``raw``): any JSON-like data whose text is valid Unicode."""
 
 
