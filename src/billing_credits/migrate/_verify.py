@@ -13,7 +13,7 @@ from billing_credits._model import CreditGrant, GrantStatus
 from billing_credits._money import exact_sum
 from billing_credits._provider import Provider
 
-from ._apply import _planned_key, _planned_origins
+from ._apply import _planned_key, _planned_origin
 from ._plan import (
     MigrationPlan,
     _describe,
@@ -63,7 +63,6 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
     memory holds where each planned grant is in the plan and one customer's grants, never the
     whole plan or the whole target."""
     report = VerifyReport()
-    origins = _planned_origins(plan)
     where: dict[str, dict[str, int]] = defaultdict(dict)  # customer -> key -> position
     for position, item in plan.located():
         if item.action == "migrate" and item.key and item.grant:
@@ -73,6 +72,11 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
     totals: list[tuple[str, str, str, str]] = []
     for customer in sorted(where):
         positions = where.pop(customer)
+        items = list(plan.items_at(positions.values()))  # this customer's planned grants
+        # Their origins (a target grant under another key stands for one by provenance): one
+        # customer's, never the whole plan's.
+        origins = {origin: key for key, item in zip(positions, items, strict=True)
+                   if (origin := _planned_origin(plan, item)) is not None}
         found: dict[str, list[CreditGrant]] = defaultdict(list)
         sums: dict[str, list[Decimal]] = defaultdict(list)
         for grant in target.list_grants(customer):
@@ -81,8 +85,7 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
                 found[key].append(grant)
                 sums[grant.amount.unit_key].append(grant.amount.amount)
         planned: dict[str, list[Decimal]] = defaultdict(list)
-        for (key, position), item in zip(positions.items(), plan.items_at(positions.values()),
-                                         strict=True):
+        for (key, position), item in zip(positions.items(), items, strict=True):
             want = item.grant
             assert want is not None
             planned[want.amount.unit_key].append(want.amount.amount)
