@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -13,9 +15,10 @@ from billing_credits._model import CreditGrant, GrantStatus
 from billing_credits._money import exact_sum
 from billing_credits._provider import Provider
 
-from ._apply import _planned_key, _planned_origin
+from ._apply import _Origin, _planned_key, _planned_origin
 from ._plan import (
     MigrationPlan,
+    PlanItem,
     _describe,
     _text,
 )
@@ -63,20 +66,17 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
     memory holds where each planned grant is in the plan and one customer's grants, never the
     whole plan or the whole target."""
     report = VerifyReport()
-    where: dict[str, dict[str, int]] = defaultdict(dict)  # customer -> key -> position
+    # customer -> where its planned grants are in the plan: 8 bytes a grant (their keys are
+    # read again with the grants, one customer at a time)
+    where: dict[str, array[int]] = defaultdict(lambda: array("q"))
     for position, item in plan.located():
         if item.action == "migrate" and item.key and item.grant:
-            where[item.grant.customer_id][item.key] = position
-    report.checked = sum(len(keys) for keys in where.values())
+            where[item.grant.customer_id].append(position)
     per_key: list[tuple[int, str, tuple[str, str, str, str] | None]] = []  # by plan position
     totals: list[tuple[str, str, str, str]] = []
     for customer in sorted(where):
-        positions = where.pop(customer)
-        items = list(plan.items_at(positions.values()))  # this customer's planned grants
-        # Their origins (a target grant under another key stands for one by provenance): one
-        # customer's, never the whole plan's.
-        origins = {origin: key for key, item in zip(positions, items, strict=True)
-                   if (origin := _planned_origin(plan, item)) is not None}
+        positions, items, origins = _planned_for(plan, where.pop(customer))
+        report.checked += len(positions)
         found: dict[str, list[CreditGrant]] = defaultdict(list)
         sums: dict[str, list[Decimal]] = defaultdict(list)
         for grant in target.list_grants(customer):
@@ -120,6 +120,22 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
     report.different += totals
     _compare_balances(plan, target, report)
     return report
+
+def _planned_for(plan: MigrationPlan, places: Sequence[int]) -> tuple[
+        dict[str, int], list[PlanItem], dict[_Origin, str]]:
+    """One customer's planned grants, read from the plan at ``places``: key -> position (a
+    key planned twice: its last), the grants in that order, and their origins (a target grant
+    under another key stands for one by provenance): one customer's, never the whole plan's."""
+    positions: dict[str, int] = {}
+    chosen: dict[str, PlanItem] = {}
+    for place, item in zip(places, plan.items_at(places), strict=True):
+        assert item.key is not None
+        positions[item.key] = place
+        chosen[item.key] = item
+    origins = {origin: key for key, item in chosen.items()
+               if (origin := _planned_origin(plan, item)) is not None}
+    return positions, list(chosen.values()), origins
+
 
 def _compare_balances(plan: MigrationPlan, target: Provider, report: VerifyReport) -> None:
     """The usable balance per customer and unit: on the source before, on the target now."""
