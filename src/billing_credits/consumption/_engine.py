@@ -259,6 +259,12 @@ _VALUES: dict[str, Callable[[CreditGrant, Segment | None, str | None], Any]] = {
 }
 
 
+def _admits_all(grant: CreditGrant) -> bool:
+    """Whether ``admits`` lets every usage draw on ``grant`` (its scope limits nothing)."""
+    scope = grant.scope
+    return scope.is_all_usage or scope.kinds() == {"metered_prices_only"}
+
+
 def admits(grant: CreditGrant, usage: Usage) -> bool:
     """Whether ``grant``'s scope admits ``usage`` (the default scope test of ``allocate``).
 
@@ -354,6 +360,8 @@ class _Lot:
     index: int
     segment: Segment
     used: Decimal
+    everything: bool = False
+    """The default scope test admits all usage to this grant (decided once, not per usage)."""
 
     def active(self, at: datetime) -> bool:
         end = self.segment.ends_before
@@ -397,6 +405,7 @@ def allocate(
     spent = dict(already or {})
     lots: list[_Lot] = []
     for grant, gid in zip(grants, ids, strict=True):
+        everything = admit is admits and _admits_all(grant)
         try:
             segments = grant.segments
         except ValueError:
@@ -409,7 +418,7 @@ def allocate(
                 raise InvalidGrantError([FieldProblem(
                     "already", f"{used} consumed from window {index} of grant {gid}, which "
                     f"holds {segment.amount}")])
-            lots.append(_Lot(grant, gid, index, segment, used))
+            lots.append(_Lot(grant, gid, index, segment, used, everything))
     if spent:
         raise InvalidGrantError([FieldProblem("already", f"no grant window {key}")
                                  for key in sorted(spent)])
@@ -441,11 +450,12 @@ def allocate(
 
 def _pay(index: int, item: Usage, lots: list[_Lot], order: ConsumptionOrder,
          admit: Callable[[CreditGrant, Usage], bool], result: Allocation) -> None:
-    # ``lots``: this usage's customer's grant windows in its unit.
+    # ``lots``: this usage's customer's grant windows in its unit. Called inside
+    # ``allocate``'s exact context: ``segment.amount - used`` is ``available``, exactly.
     open_lots = [
         lot for lot in lots
-        if lot.active(item.at) and lot.available > 0
-        and (not order.scope_aware or admit(lot.grant, item))
+        if lot.active(item.at) and lot.segment.amount - lot.used > 0
+        and (not order.scope_aware or lot.everything or admit(lot.grant, item))
     ]
     keyed = [(order._key(lot.grant, lot.segment, item.product_id), lot) for lot in open_lots]
     keyed.sort(key=lambda pair: (pair[0], pair[1].grant_id, _end(pair[1].segment),
@@ -455,7 +465,7 @@ def _pay(index: int, item: Usage, lots: list[_Lot], order: ConsumptionOrder,
     for _, lot in keyed:
         if need <= 0:
             break
-        take = min(need, lot.available)
+        take = min(need, lot.segment.amount - lot.used)
         lot.used += take
         need -= take
         touched.add(lot.grant_id)
@@ -468,7 +478,8 @@ def _pay(index: int, item: Usage, lots: list[_Lot], order: ConsumptionOrder,
             groups.setdefault(key, []).append(lot)
         for group in groups.values():
             members = {lot.grant_id for lot in group}
-            if len(members) > 1 and members & touched and any(lot.available > 0 for lot in group):
+            if len(members) > 1 and members & touched and any(
+                    lot.segment.amount - lot.used > 0 for lot in group):
                 result.ties.append(Tie(index, tuple(sorted(members))))
 
 
