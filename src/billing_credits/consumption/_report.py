@@ -261,8 +261,13 @@ background:#eee;margin-left:6px;vertical-align:middle}
 .side{flex:1 1 440px;min-width:0;overflow-x:auto}
 svg.burndown{width:100%;height:auto;max-width:460px;display:block;background:#fff;
 border:1px solid var(--line)}
-.axis{font-size:10px;fill:var(--muted)}.axis-title{font-size:10.5px;fill:var(--fg)}
-.grid{stroke:#e6e6e6}
+.axis,.tx,.ty{font-size:10px;fill:var(--muted)}.ty{text-anchor:end}.tx{text-anchor:middle}
+.tx.s{text-anchor:start}.tx.e{text-anchor:end}.axis-title{font-size:10.5px;fill:var(--fg)}
+.grid{stroke:#e6e6e6;fill:none}.ax{stroke:#777;fill:none}
+table.payments td:nth-child(2),table.payments td:nth-child(3),
+table.grants td:nth-child(n+2):nth-child(-n+5){text-align:right;
+font-variant-numeric:tabular-nums;white-space:nowrap}
+table.payments td:first-child,table.grants td:last-child{white-space:nowrap}
 ul.legend{list-style:none;padding:0;margin:4px 0;font-size:12px;display:flex;flex-wrap:wrap;gap:2px 12px}
 .sw{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
 .orders{font-size:12px;color:var(--muted);margin:2px 0}
@@ -341,9 +346,9 @@ def _chart(sim: CustomerSimulation | None, unit: str, unit_text: str, side: str,
            labels: Mapping[str, str], colors: Mapping[str, str], span: tuple[datetime, datetime],
            top: Decimal, names: Mapping[str, str]) -> str:
     """A stacked step chart of each grant's balance in ``unit`` over ``span``, with axes."""
-    title = f"{side}: balance per grant over time ({unit_text}), times in UTC"
+    title = f"{side}: balance per grant ({unit_text}) over time (UTC)"
     head = (f'<svg class="burndown" data-side="{escape(side)}" data-unit="{escape(unit)}" '
-            f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" xmlns="http://www.w3.org/2000/svg">'
+            f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img">'
             f"<title>{escape(title)}</title>")
     if sim is None:
         return head + f'<text class="axis" x="8" y="20">no grants on {escape(side)}</text></svg>'
@@ -356,19 +361,22 @@ def _chart(sim: CustomerSimulation | None, unit: str, unit_text: str, side: str,
     height = PLOT_BOTTOM - PLOT_TOP
 
     def x(moment: datetime) -> str:
-        return f"{PLOT_LEFT + width * (moment - start).total_seconds() / seconds:.1f}"
+        return f"{PLOT_LEFT + width * (moment - start).total_seconds() / seconds:.0f}"
 
-    def y(value: Decimal) -> str:
-        scaled = Decimal(PLOT_BOTTOM) - (value * height / top if top > 0 else Decimal(0))
-        return f"{scaled:.1f}"
+    scale = Decimal(height) / top if top > 0 else Decimal(0)
+
+    def y(value: Decimal) -> str:  # a pixel row, rounded to the nearest (half to even)
+        return str(PLOT_BOTTOM - round(value * scale))
 
     base = y(Decimal(0))
     parts = [head]
+    grid, labels_y = [], []
     for tick in _ticks(top):  # the value axis: gridlines and labels in the unit
         at = y(tick)
-        parts.append(f'<line class="grid" x1="{PLOT_LEFT}" y1="{at}" x2="{PLOT_RIGHT}" y2="{at}"/>'
-                     f'<text class="axis tick-y" x="{PLOT_LEFT - 4}" y="{at}" dy="3" '
-                     f'text-anchor="end">{escape(money_text(tick))}</text>')
+        grid.append(f"M{PLOT_LEFT} {at}H{PLOT_RIGHT}")
+        labels_y.append(f'<text class="ty" x="{PLOT_LEFT - 4}" y="{int(at) + 3}">'
+                        f"{escape(money_text(tick))}</text>")
+    parts.append(f'<path class="grid" d="{"".join(grid)}"/>' + "".join(labels_y))
     # Painter's order: the full stack first, then each lower cumulative layer over it. Each
     # point's x and cumulative heights are computed once, whatever the number of layers.
     xs = [x(point.at) for point in sim.timeline]
@@ -384,21 +392,26 @@ def _chart(sim: CustomerSimulation | None, unit: str, unit_text: str, side: str,
     for depth in range(len(order), 0, -1):
         grant = sim.grants[order[depth - 1]]
         label = labels.get(grant.grant_id, grant.grant_id)
-        steps = "".join(f"H{px}V{row[depth - 1]}" for px, row in zip(xs, heights, strict=True))
+        steps, last_x, last_y = [], start_x, base
+        for px, row in zip(xs, heights, strict=True):  # only the moves that change the outline
+            if row[depth - 1] != last_y:
+                if px != last_x:
+                    steps.append(f"H{px}")
+                last_x, last_y = px, row[depth - 1]
+                steps.append(f"V{last_y}")
+        steps.append(f"H{end_x}V{base}Z")
         parts.append(f'<path class="layer" data-grant="{escape(label)}" fill="{colors[label]}" '
-                     f'd="M{start_x} {base}{steps}H{end_x}V{base}Z">'
+                     f'd="M{start_x} {base}{"".join(steps)}">'
                      f"<title>{escape(names.get(label, label))}</title></path>")
-    parts.append(f'<line x1="{PLOT_LEFT}" y1="{base}" x2="{PLOT_RIGHT}" y2="{base}" stroke="#777"/>'
-                 f'<line x1="{PLOT_LEFT}" y1="{PLOT_TOP}" x2="{PLOT_LEFT}" y2="{base}" stroke="#777"/>')
     short = (end - start).days < 3
+    ticks, texts = [f"M{PLOT_LEFT} {base}H{PLOT_RIGHT}M{PLOT_LEFT} {PLOT_TOP}V{base}"], []
     for step in range(4):  # the time axis: four ticks across the span
         moment = start + (end - start) * step / 3
-        anchor = ("start", "middle", "middle", "end")[step]
-        text = moment.strftime("%m-%d %H:%M" if short else "%Y-%m-%d")
-        parts.append(f'<line x1="{x(moment)}" y1="{base}" x2="{x(moment)}" '
-                     f'y2="{float(base) + 4:.1f}" stroke="#777"/>'
-                     f'<text class="axis tick-x" x="{x(moment)}" y="{PLOT_BOTTOM + 15}" '
-                     f'text-anchor="{anchor}">{escape(text)}</text>')
+        anchor = ("tx s", "tx", "tx", "tx e")[step]
+        ticks.append(f"M{x(moment)} {base}v4")
+        texts.append(f'<text class="{anchor}" x="{x(moment)}" y="{PLOT_BOTTOM + 15}">'
+                     f'{escape(moment.strftime("%m-%d %H:%M" if short else "%Y-%m-%d"))}</text>')
+    parts.append(f'<path class="ax" d="{"".join(ticks)}"/>' + "".join(texts))
     parts.append(f'<text class="axis-title" x="{(PLOT_LEFT + PLOT_RIGHT) / 2:.0f}" '
                  f'y="{HEIGHT - 6}" text-anchor="middle">time (UTC)</text>'
                  f'<text class="axis-title" transform="translate(12 {(PLOT_TOP + PLOT_BOTTOM) / 2:.0f}) '
@@ -438,15 +451,15 @@ def _grant_table(sim: CustomerSimulation | None, unit: str, labels: Mapping[str,
         if grant.unit != unit:
             continue
         label = labels.get(grant.grant_id, grant.grant_id)
-        lost = f'<td class="n bad">{money_text(grant.expired)}</td>' if grant.expired else \
-            f'<td class="n">{money_text(grant.expired, grant.granted)}</td>'
+        lost = (f'<td class="bad">{money_text(grant.expired)}</td>' if grant.expired else
+                f"<td>{money_text(grant.expired, grant.granted)}</td>")
+        # Numbers align right by the stylesheet (table.grants, columns 2-5), not per cell.
         rows.append(
-            f'<tr><td><span class="sw" style="background:{colors.get(label, "#999")}"></span>'
-            f"{escape(names.get(label, grant.name))}</td>"
-            f'<td class="n">{money_text(grant.granted)}</td>'
-            f'<td class="n">{money_text(grant.consumed, grant.granted)}</td>'
-            f'{lost}<td class="n">{money_text(grant.remaining, grant.granted)}</td>'
-            f'<td class="t">{escape(_ended(grant))}</td></tr>')
+            f"<tr><td>{escape(names.get(label, grant.name))}</td>"  # colours: the legend
+            f"<td>{money_text(grant.granted)}</td>"
+            f"<td>{money_text(grant.consumed, grant.granted)}</td>"
+            f"{lost}<td>{money_text(grant.remaining, grant.granted)}</td>"
+            f"<td>{escape(_ended(grant))}</td></tr>")
     rows.append("</tbody></table>")
     return "".join(rows)
 
@@ -497,7 +510,8 @@ def _payments(sim: CustomerSimulation | None, unit: str, name: Callable[[str], s
     with decimal.localcontext(exact()):  # sums of exact amounts, one context for the table
         for _, indexes in runs:
             first, last = sim.usage[indexes[0]].at, sim.usage[indexes[-1]].at
-            when = _when(first) if first == last else f"{_when(first)[:-4]} – {_when(last)}"
+            when = (f"{first:%Y-%m-%d %H:%M}" if first == last else
+                    f"{first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M}")  # the header says UTC
             total = sum((sim.usage[i].amount.amount for i in indexes), Decimal(0))
             by: dict[str, Decimal] = {}
             for i in indexes:
@@ -507,8 +521,8 @@ def _payments(sim: CustomerSimulation | None, unit: str, name: Callable[[str], s
             missing = sum((short[i] for i in indexes if i in short), Decimal(0))
             if missing:
                 payers.append(f'<span class="uncovered">not covered {money_text(missing)}</span>')
-            rows.append(f'<tr><td class="t">{escape(when)}</td><td class="n">{len(indexes)}</td>'
-                        f'<td class="n">{money_text(total)}</td><td>{", ".join(payers)}</td></tr>')
+            rows.append(f"<tr><td>{escape(when)}</td><td>{len(indexes)}</td>"
+                        f'<td>{money_text(total)}</td><td>{", ".join(payers)}</td></tr>')
     rows.append("</tbody></table>")
     return "".join(rows)
 
@@ -538,8 +552,12 @@ def tie_notes(sim: CustomerSimulation, order: ConsumptionOrder,
     return notes
 
 
-def _stack(sim: CustomerSimulation, balances: tuple[Decimal, ...], unit: str) -> Decimal:
-    return sum((v for g, v in zip(sim.grants, balances, strict=True) if g.unit == unit), Decimal(0))
+def _top(sim: CustomerSimulation, unit: str) -> Decimal:
+    """The highest the customer's balance in ``unit`` stands (the chart's scale)."""
+    mine = [i for i, g in enumerate(sim.grants) if g.unit == unit]
+    with decimal.localcontext(exact()):
+        return max((sum((p.balances[i] for i in mine), Decimal(0)) for p in sim.timeline),
+                   default=Decimal(0))
 
 
 def _customer_title(customer: str, customer_names: Mapping[str, str]) -> str:
@@ -573,8 +591,7 @@ def _customer(customer: str, sides: list[tuple[str, Simulation]], labels: Mappin
         unit_text = unit_label(unit, unit_names.get(unit))
         moments = [p.at for _, _, sim in sims for p in (sim.timeline if sim else ())]
         span = (min(moments), max(moments)) if moments else (datetime.min, datetime.min)
-        top = max((_stack(sim, p.balances, unit) for _, _, sim in sims if sim is not None
-                   for p in sim.timeline), default=Decimal(0))
+        top = max((_top(sim, unit) for _, _, sim in sims if sim is not None), default=Decimal(0))
         if len(units) > 1:
             out.append(f"<h3>In {escape(unit_text)}</h3>")
         out.append('<div class="sides">')

@@ -268,13 +268,15 @@ def synthetic_usage(
         gap = (finish - begin) / count
         unit = mine[0].amount
         with decimal.localcontext(exact()):
+            # Built from validated parts (the grant's unit, an exact positive amount); every
+            # draw but the last is the same amount, so they share one (immutable) Money.
+            each = Money.model_construct(amount=step, currency=unit.currency, unit=unit.unit)
             for i in range(count):
                 amount = step if i < count - 1 else total - step * (count - 1)
                 if amount <= 0:
                     continue
-                # Built from validated parts (the grant's unit, an exact positive amount).
                 out.append(Usage.model_construct(
-                    customer_id=customer, amount=Money.model_construct(
+                    customer_id=customer, amount=each if i < count - 1 else Money.model_construct(
                         amount=amount, currency=unit.currency, unit=unit.unit),
                     at=begin + gap * i, product_id=cycle[i % len(cycle)],
                     reference=f"synthetic-{customer}-{mine[0].amount.unit_key}-{i}"))
