@@ -135,6 +135,7 @@ class _Table:
         self.usage_note = usage_note
         self.customers = 0
         self.totals: dict[str, dict[str, list[Decimal]]] = {}
+        self.unit_names: dict[str, str] = {}
         click.echo("customer (unit)")
         click.echo(self._row("grant", ("granted", "used", "lost", "left"), "ended (UTC)"))
 
@@ -152,6 +153,7 @@ class _Table:
         self.customers += 1
         lines: list[str] = []
         names = {g.unit: g.unit_name for g in sim.grants if g.unit_name}
+        self.unit_names.update(names)
         totals = sim.unit_totals
         for unit in sim.units or tuple(totals):
             lines.append(f"{sim.customer_id} ({unit_label(unit, names.get(unit))})")
@@ -185,18 +187,20 @@ class _Table:
 
     def close(self) -> None:
         from billing_credits._money import exact_sum
-        from billing_credits.consumption._report import LOST, UNCOVERED
+        from billing_credits.consumption._report import LOST, UNCOVERED, money_text, unit_label
 
         lines = [f"total ({self.customers} customer(s))"] if self.totals else []
         for unit, values in sorted(self.totals.items()):
-            amounts = tuple(f"{exact_sum(values.get(k, ())):f}"
+            granted = exact_sum(values.get("granted", ()))
+            amounts = tuple(money_text(exact_sum(values.get(k, ())), granted)
                             for k in ("granted", "consumed", "expired", "remaining"))
+            shown = unit_label(unit, self.unit_names.get(unit))
             if any(len(a) > AMOUNT for a in amounts):
-                lines.append(f"  {unit}")
+                lines.append(f"  {shown}")
                 lines += [f"    {label}: {value}" for label, value in
                           zip(("granted", "used", "lost", "left"), amounts, strict=True)]
             else:
-                lines.append(self._row(unit, amounts, ""))
+                lines.append(self._row(shown, amounts, ""))
             uncovered = exact_sum(values.get("uncovered", ()))
             if uncovered:
                 lines += self._wrap(f"not covered: {uncovered:f} of usage no grant could pay")

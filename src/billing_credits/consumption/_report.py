@@ -190,10 +190,6 @@ class Comparison:
     def lines(self) -> list[str]:
         return [d.line() for d in self.differences]
 
-    def _ties(self) -> list[tuple[str, str]]:
-        return [(c, n) for c, sim in sorted(self.target.customers.items())
-                for n in tie_notes(sim, self.target.order, self.grant_name)]
-
     def grant_name(self, grant_id: str) -> str:
         label = self.label(grant_id)
         return self.names.get(label, label)
@@ -201,9 +197,15 @@ class Comparison:
     def tie_lines(self, side: str = "target") -> list[str]:
         """Per customer, where ``side``'s order ("source" or "target") rests on a tie its
         vendor documents no rule for (the simulation's draw between them is a guess)."""
+        return [f"{customer}: {note}" for customer, notes in self.ties(side).items()
+                for note in notes]
+
+    def ties(self, side: str = "target") -> dict[str, list[str]]:
+        """``tie_lines`` per customer (only customers with such a tie)."""
         simulation = self.target if side == "target" else self.source
-        return [f"{customer}: {note}" for customer, sim in sorted(simulation.customers.items())
-                for note in tie_notes(sim, simulation.order, self.grant_name)]
+        found = {customer: tie_notes(sim, simulation.order, self.grant_name)
+                 for customer, sim in sorted(simulation.customers.items())}
+        return {customer: notes for customer, notes in found.items() if notes}
 
     def html(self, *, title: str = "Credit burn-down: source and target",
              source_name: str | None = None, target_name: str | None = None) -> str:
@@ -212,8 +214,9 @@ class Comparison:
                                  target_name=target_name)
 
     def as_json(self) -> list[dict[str, Any]]:
+        ties = self.ties("target")
         return [{"customer_id": d.customer_id, "differs": list(d.kinds), "rule": d.rule,
-                 "undocumented_ties": [n for c, n in self._ties() if c == d.customer_id],
+                 "undocumented_ties": ties.get(d.customer_id, []),
                  "source_order": list(d.source_order), "target_order": list(d.target_order),
                  "source_expired": str(d.source_expired), "target_expired": str(d.target_expired),
                  "fixable": d.fixable} for d in self.differences]
