@@ -213,23 +213,30 @@ def test_a_two_unit_two_customer_report_as_a_billing_engineer_sees_it(
     assert set(charts) == {("cus_acme", "USD"), ("cus_acme", "unit:ccu"),
                            ("cus_globex", "USD"), ("cus_globex", "unit:ccu")}
     for (customer, unit), chart in charts.items():
-        assert chart["box"]["w"] > 300 and chart["box"]["h"] > 120, (customer, unit)
-        assert len(chart["xticks"]) == 4 and chart["xticks"][0].startswith("2026-"), chart
-        assert chart["yticks"][0] == "0" and len(chart["yticks"]) == 3, chart
+        assert chart["box"]["w"] > 300, (customer, unit)
+        assert chart["box"]["h"] > 120, (customer, unit)
+        assert len(chart["xticks"]) == 4, chart
+        assert chart["xticks"][0].startswith("2026-"), chart
+        assert chart["yticks"][0] == "0", chart
+        assert len(chart["yticks"]) == 3, chart
         units = "USD" if unit == "USD" else "Cloud credits (ccu)"
         assert chart["titles"] == ["time (UTC)", f"balance ({units})"], chart
         names = {g.name for g in simulation.customers[customer].grants if g.unit == unit}
         assert set(chart["legend"]) == names, chart
     # the usage is said to be synthetic, and how it was made, where a reader starts
     synthetic = seen["synthetic"]
-    assert len(synthetic) == 1 and synthetic[0]["h"] > 0 and synthetic[0]["top"] < 400
+    assert len(synthetic) == 1
+    assert synthetic[0]["h"] > 0
+    assert synthetic[0]["top"] < 400
     assert synthetic[0]["text"].startswith("Usage is synthetic, not the customers' real usage")
     assert "24 equal draws" in synthetic[0]["text"]
-    assert "lost" in seen["terms"][0]["text"] and "expired unused" in seen["terms"][0]["text"]
+    assert "lost" in seen["terms"][0]["text"]
+    assert "expired unused" in seen["terms"][0]["text"]
     # the summary (written last) is shown above the customers; who paid for which usage
     first_customer = min(h["top"] for h in seen["headings"])
     assert seen["summary"][0]["top"] < first_customer
-    assert len(seen["payments"]) == 4 and all(p["h"] > 0 for p in seen["payments"])
+    assert len(seen["payments"]) == 4
+    assert all(p["h"] > 0 for p in seen["payments"])
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "report-two-units.html").write_text(report, encoding="utf-8")

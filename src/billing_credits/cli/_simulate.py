@@ -134,8 +134,9 @@ class _Table:
         self.order = order
         self.usage_note = usage_note
         self.customers = 0
-        self.totals: dict[str, dict[str, list[Decimal]]] = {}
-        self.unit_names: dict[str, str] = {}
+        from billing_credits.consumption._report import RunningTotals
+
+        self.totals = RunningTotals()
         click.echo("customer (unit)")
         click.echo(self._row("grant", ("granted", "used", "lost", "left"), "ended (UTC)"))
 
@@ -153,7 +154,7 @@ class _Table:
         self.customers += 1
         lines: list[str] = []
         names = {g.unit: g.unit_name for g in sim.grants if g.unit_name}
-        self.unit_names.update(names)
+        self.totals.add(sim)
         totals = sim.unit_totals
         for unit in sim.units or tuple(totals):
             lines.append(f"{sim.customer_id} ({unit_label(unit, names.get(unit))})")
@@ -162,9 +163,6 @@ class _Table:
             uncovered = totals.get(unit, {}).get("uncovered", Decimal(0))
             if uncovered:
                 lines += self._wrap(f"not covered: {uncovered:f} of usage no grant could pay")
-            mine = self.totals.setdefault(unit, {})
-            for key, value in totals.get(unit, {}).items():
-                mine.setdefault(key, []).append(value)
             for note in tie_notes(sim, self.order, unit=unit):
                 lines += self._wrap(f"note: {note}")
         click.echo("\n".join(lines))
@@ -186,24 +184,22 @@ class _Table:
         return [self._row(grant.name, amounts, ended)]
 
     def close(self) -> None:
-        from billing_credits._money import exact_sum
-        from billing_credits.consumption._report import LOST, UNCOVERED, money_text, unit_label
+        from billing_credits.consumption._report import LOST, UNCOVERED, money_text
 
-        lines = [f"total ({self.customers} customer(s))"] if self.totals else []
-        for unit, values in sorted(self.totals.items()):
-            granted = exact_sum(values.get("granted", ()))
-            amounts = tuple(money_text(exact_sum(values.get(k, ())), granted)
+        lines = [f"total ({self.customers} customer(s))"] if self.totals.sums else []
+        for unit, values in sorted(self.totals.sums.items()):
+            amounts = tuple(money_text(values[k], values["granted"])
                             for k in ("granted", "consumed", "expired", "remaining"))
-            shown = unit_label(unit, self.unit_names.get(unit))
+            shown = self.totals.unit_text(unit)
             if any(len(a) > AMOUNT for a in amounts):
                 lines.append(f"  {shown}")
                 lines += [f"    {label}: {value}" for label, value in
                           zip(("granted", "used", "lost", "left"), amounts, strict=True)]
             else:
                 lines.append(self._row(shown, amounts, ""))
-            uncovered = exact_sum(values.get("uncovered", ()))
-            if uncovered:
-                lines += self._wrap(f"not covered: {uncovered:f} of usage no grant could pay")
+            if values["uncovered"]:
+                lines += self._wrap(f"not covered: {values['uncovered']:f} of usage no grant "
+                                    "could pay")
         rules = ", ".join(f"{r.name} {'lowest' if r.direction == 'asc' else 'highest'} first"
                           for r in self.order.rules)
         lines += self._wrap(f"{self.customers} customer(s), order {self.order.provider}: {rules}"

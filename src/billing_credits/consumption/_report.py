@@ -26,9 +26,21 @@ from billing_credits._money import exact, exact_sum
 from ._engine import ConsumptionOrder, Draw, Expiry, Tie
 
 __all__ = [
-    "BalancePoint", "Comparison", "CustomerSimulation", "Difference", "GrantOutcome", "Simulation",
-    "SimulationReport", "burn_order", "collapse_runs", "customer_json", "render_comparison",
-    "render_simulation", "tie_notes", "unit_label",
+    "BalancePoint",
+    "Comparison",
+    "CustomerSimulation",
+    "Difference",
+    "GrantOutcome",
+    "RunningTotals",
+    "Simulation",
+    "SimulationReport",
+    "burn_order",
+    "collapse_runs",
+    "customer_json",
+    "render_comparison",
+    "render_simulation",
+    "tie_notes",
+    "unit_label",
 ]
 
 @dataclass(frozen=True)
@@ -621,6 +633,31 @@ def _customer(customer: str, sides: list[tuple[str, Simulation]], labels: Mappin
     return "".join(out)
 
 
+LISTED = 100
+"""Customers named in the report's summary per list (the rest are counted)."""
+
+
+class RunningTotals:
+    """Per unit, the exact sums of every customer's totals so far (nothing kept per customer)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, dict[str, Decimal]] = {}
+        self.unit_names: dict[str, str] = {}
+
+    def add(self, sim: CustomerSimulation) -> None:
+        with decimal.localcontext(exact()):
+            for unit, values in sim.unit_totals.items():
+                mine = self.sums.setdefault(unit, dict.fromkeys(values, Decimal(0)))
+                for key, value in values.items():
+                    mine[key] += value
+        for grant in sim.grants:
+            if grant.unit_name:
+                self.unit_names[grant.unit] = grant.unit_name
+
+    def unit_text(self, unit: str) -> str:
+        return unit_label(unit, self.unit_names.get(unit))
+
+
 class SimulationReport:
     """The report of a simulation, written customer by customer as the simulation runs.
 
@@ -636,11 +673,11 @@ class SimulationReport:
         self._order = order
         self._names = dict(customer_names or {})
         self._sides = [(order.provider, Simulation(order, {}))]
-        self._totals: dict[str, dict[str, list[Decimal]]] = {}
-        self._unit_names: dict[str, str] = {}
+        self._totals = RunningTotals()
         self._customers = 0
-        self._tied: list[str] = []
+        self._tied: list[str] = []  # the first LISTED, and how many in all
         self._uncovered: list[str] = []
+        self._counts = {"tied": 0, "uncovered": 0}
         out.write(_head(title) + f"<h1>{escape(title)}</h1>"
                   f'<p class="meta">Consumption order {_order_text(order)}.</p>'
                   + _terms(usage_note))
@@ -651,40 +688,37 @@ class SimulationReport:
         side = Simulation(self._order, {customer: sim})
         self._out.write(_customer(customer, [(self._order.provider, side)], {},
                                   {g.grant_id: g.name for g in sim.grants}, None, self._names))
-        for unit, values in sim.unit_totals.items():
-            mine = self._totals.setdefault(unit, {})
-            for key, value in values.items():
-                mine.setdefault(key, []).append(value)
-        for grant in sim.grants:
-            if grant.unit_name:
-                self._unit_names[grant.unit] = grant.unit_name
+        self._totals.add(sim)
         if sim.ties and not self._order.documented_tie_break:
-            self._tied.append(customer)
+            self._counts["tied"] += 1
+            if len(self._tied) < LISTED:
+                self._tied.append(customer)
         if sim.uncovered:
-            self._uncovered.append(customer)
+            self._counts["uncovered"] += 1
+            if len(self._uncovered) < LISTED:
+                self._uncovered.append(customer)
 
     def close(self) -> None:
         out = ['<section class="summary"><h2>Summary</h2>'
                f"<p>{self._customers} customer(s).</p>"]
-        if self._totals:
+        if self._totals.sums:
             out.append('<table class="totals"><thead><tr><th>unit</th><th class="n">granted</th>'
                        '<th class="n">used</th><th class="n">lost</th><th class="n">left</th>'
                        '<th class="n">not covered</th></tr></thead><tbody>')
-            for unit, values in sorted(self._totals.items()):
-                granted = exact_sum(values.get("granted", ()))
-                cells = "".join(f'<td class="n">{money_text(exact_sum(values.get(k, ())), granted)}</td>'
+            for unit, values in sorted(self._totals.sums.items()):
+                cells = "".join(f'<td class="n">{money_text(values[k], values["granted"])}</td>'
                                 for k in ("granted", "consumed", "expired", "remaining",
                                           "uncovered"))
-                out.append(f"<tr><td>{escape(unit_label(unit, self._unit_names.get(unit)))}</td>"
-                           f"{cells}</tr>")
+                out.append(f"<tr><td>{escape(self._totals.unit_text(unit))}</td>{cells}</tr>")
             out.append("</tbody></table>")
-        for customers, what in ((self._uncovered, "usage no grant could cover"),
-                                (self._tied, "an order that rests on an undocumented tie")):
+        for customers, count, what in (
+                (self._uncovered, self._counts["uncovered"], "usage no grant could cover"),
+                (self._tied, self._counts["tied"], "an order that rests on an undocumented tie")):
             if customers:
                 links = ", ".join(f'<a href="#c-{escape(c)}">{escape(self._names.get(c, c))}</a>'
-                                  for c in customers[:100])
-                more = f" and {len(customers) - 100} more" if len(customers) > 100 else ""
-                out.append(f"<p>{len(customers)} customer(s) with {what}: {links}{more}.</p>")
+                                  for c in customers)
+                more = f" and {count - len(customers)} more" if count > len(customers) else ""
+                out.append(f"<p>{count} customer(s) with {what}: {links}{more}.</p>")
         out.append("</section>" + _FOOT)
         self._out.write("".join(out))
 

@@ -13,6 +13,7 @@ validation on the way back).
 
 from __future__ import annotations
 
+import functools
 import pickle
 import shutil
 import sqlite3
@@ -20,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from billing_credits._ledger import Usage
 from billing_credits._model import CreditGrant
@@ -29,6 +30,10 @@ from billing_credits._money import Money
 __all__ = ["Spool"]
 
 _BATCH = 500
+
+
+def _dump(record: CreditGrant | Usage) -> bytes:
+    return pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
 _T = TypeVar("_T")
 
 
@@ -40,9 +45,9 @@ class Spool:
         self._db = sqlite3.connect(self._folder / "spool.db")
         self._db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;"
-            "CREATE TABLE grants (customer TEXT NOT NULL, body BLOB NOT NULL);"
+            "CREATE TABLE grants (customer TEXT NOT NULL, unit TEXT NOT NULL, body BLOB NOT NULL);"
             "CREATE TABLE usage (customer TEXT NOT NULL, body BLOB NOT NULL);")
-        self._units: dict[str, dict[str, Money]] = {}
+        self._indexed = False
         self.grants = 0
         self.events = 0
 
@@ -58,46 +63,59 @@ class Spool:
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def add_grants(self, grants: Iterable[CreditGrant]) -> None:
-        """Spool ``grants`` (remembering each customer's units, for ``unit_of``)."""
-        self._insert("grants", ((g.customer_id, g) for g in grants), grants=True)
+        """Spool ``grants`` (with each one's unit, for ``unit_of``)."""
+        batch: list[tuple[str, str, bytes]] = []
+        for grant in grants:
+            self.grants += 1
+            batch.append((grant.customer_id, grant.amount.unit_key, _dump(grant)))
+            if len(batch) >= _BATCH:
+                self._flush("INSERT INTO grants VALUES (?, ?, ?)", batch)
+                batch = []
+        self._flush("INSERT INTO grants VALUES (?, ?, ?)", batch)
 
     def add_usage(self, usage: Iterable[Usage]) -> None:
-        self._insert("usage", ((u.customer_id, u) for u in usage), grants=False)
-
-    def _insert(self, table: str, rows: Iterable[tuple[str, CreditGrant | Usage]], *,
-                grants: bool) -> None:
         batch: list[tuple[str, bytes]] = []
-        for customer, record in rows:
-            if grants:
-                assert isinstance(record, CreditGrant)
-                self._units.setdefault(customer, {}).setdefault(record.amount.unit_key, record.amount)
-                self.grants += 1
-            else:
-                self.events += 1
-            batch.append((customer, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)))
+        for event in usage:
+            self.events += 1
+            batch.append((event.customer_id, _dump(event)))
             if len(batch) >= _BATCH:
-                self._flush(table, batch)
+                self._flush("INSERT INTO usage VALUES (?, ?)", batch)
                 batch = []
-        self._flush(table, batch)
+        self._flush("INSERT INTO usage VALUES (?, ?)", batch)
 
-    def _flush(self, table: str, batch: list[tuple[str, bytes]]) -> None:
+    def _flush(self, statement: str, batch: Sequence[tuple[Any, ...]]) -> None:
         if batch:
+            self._indexed = False
             with self._db:
-                self._db.executemany(f"INSERT INTO {table} VALUES (?, ?)", batch)  # noqa: S608
+                self._db.executemany(statement, batch)
+
+    def _index(self) -> None:
+        if not self._indexed:
+            with self._db:
+                self._db.execute("CREATE INDEX IF NOT EXISTS g_customer ON grants (customer)")
+                self._db.execute("CREATE INDEX IF NOT EXISTS u_customer ON usage (customer)")
+            self._indexed = True
 
     @property
     def unit_of(self) -> Callable[[str], Money | None]:
-        """The unit of a customer's grants when they use exactly one (as ``units_of``)."""
+        """The unit of a customer's grants when they use exactly one (as ``units_of``), read
+        from the spool (nothing per customer is kept in memory)."""
+        @functools.lru_cache(maxsize=256)
         def unit(customer: str) -> Money | None:
-            mine = self._units.get(customer, {})
-            return next(iter(mine.values())) if len(mine) == 1 else None
+            self._index()
+            units, first = self._db.execute(
+                "SELECT COUNT(DISTINCT unit), MIN(rowid) FROM grants WHERE customer = ?",
+                (customer,)).fetchone()
+            if units != 1:
+                return None
+            (body,) = self._db.execute("SELECT body FROM grants WHERE rowid = ?",
+                                       (first,)).fetchone()
+            return self._load(body, CreditGrant).amount
         return unit
 
     def customers(self) -> Iterator[str]:
         """Every customer with a grant or a usage event, sorted."""
-        with self._db:
-            self._db.execute("CREATE INDEX IF NOT EXISTS g_customer ON grants (customer)")
-            self._db.execute("CREATE INDEX IF NOT EXISTS u_customer ON usage (customer)")
+        self._index()
         rows = self._db.execute(
             "SELECT customer FROM grants UNION SELECT customer FROM usage ORDER BY 1")
         for (customer,) in rows:
