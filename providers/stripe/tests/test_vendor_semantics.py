@@ -138,7 +138,8 @@ def test_a_grant_on_a_test_clock_lives_on_the_clocks_frozen_time(
     first = provider.create_grant(grant("10.00", starts=None, ends=T0 + timedelta(days=1)))
     second = provider.create_grant(grant("4.00", starts=T0 - timedelta(hours=1),
                                          ends=T0 + timedelta(days=2), priority=10))
-    assert first.raw is not None and first.raw["test_clock"] == clock_id
+    assert first.raw is not None
+    assert first.raw["test_clock"] == clock_id
     assert first.raw["effective_at"] == seconds(T0), "effective_at defaults to the frozen time"
     assert {first.status, second.status} == {bc.GrantStatus.ACTIVE}
 
@@ -231,11 +232,12 @@ def test_a_null_type_reads_as_adjusted_signed_by_the_detail_present() -> None:
     debit = entry_from_transaction(_transaction(None, debit=_detail("credits_applied", 250)),
                                    CUSTOMER)
     assert (debit.kind, debit.amount) == (bc.LedgerKind.ADJUSTED, usd("-2.50"))
-    assert debit.raw is not None and debit.raw["type"] is None, "the raw entry is kept"
+    assert debit.raw is not None
+    assert debit.raw["type"] is None, "the raw entry is kept"
     credit = entry_from_transaction(_transaction(None, credit=_detail("credits_granted", 100)),
                                     CUSTOMER)
     assert (credit.kind, credit.amount) == (bc.LedgerKind.ADJUSTED, usd("1.00"))
-    with pytest.raises(bc.InvalidResponseError, match="cbtxn_odd.*no amount"):
+    with pytest.raises(bc.InvalidResponseError, match=r"cbtxn_odd.*no amount"):
         entry_from_transaction(_transaction(None), CUSTOMER)
     with pytest.raises(bc.InvalidResponseError, match="both"):
         entry_from_transaction(_transaction(None, credit=_detail("credits_granted", 1),
