@@ -100,7 +100,9 @@ STRIPE_ORDER = bc.ConsumptionOrder(
 )
 """Stripe's consumption order. Stripe documents priority only
 (https://docs.stripe.com/billing/subscriptions/usage-based/billing-credits#multiple-credit-grants
-is where the changelog points; no tie-break after priority could be read there). A third party
+is where the changelog points; no stored copy of that section could be read: the docs and pages
+search corpora hold the guide only to its opening, in three copies, and no public repository
+quotes the anchor or its likely sentences). A third party
 (https://docs.stigg.io/documentation/modeling-your-pricing-in-stigg/credits/credit-consumption-logic)
 lists expires_at, category, effective_at and created after priority; that is not Stripe's word,
 so it is not adopted: ties are broken by grant id and reported by the engine."""
