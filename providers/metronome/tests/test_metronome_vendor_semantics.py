@@ -17,6 +17,8 @@ from billing_credits_metronome import MetronomeCreditsProvider, MetronomePlansPr
 from billing_credits_metronome._ledger import CREDITS_ORDER, PLANS_ORDER, plans_edit_body
 from billing_credits_metronome._translate import TranslationConfig
 from billing_credits_metronome.testing import MetronomeFake
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from metronome_helpers import PRODUCT, TOKEN, make_fake, runtime
 from metronome_sdk_checks import Recorder, check_exchange
 
@@ -262,3 +264,42 @@ def test_release_uniqueness_key_lets_a_voided_grants_key_create_again(
                                 **_settings(recorder, clock)) as configured:
         assert configured.releasing_keys() is configured
     check_all(recorder)
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(credits_=st.lists(st.tuples(st.sampled_from(["0", "1"]),
+                                   st.integers(min_value=1, max_value=3000),
+                                   st.sampled_from([(), (CONTRACT_A,), (CONTRACT_A, CONTRACT_B)])),
+                         min_size=1, max_size=5),
+       usage=st.lists(st.tuples(st.integers(min_value=1, max_value=2500),
+                                st.sampled_from([None, CONTRACT_A, CONTRACT_B])),
+                      min_size=1, max_size=4))
+def test_the_fake_and_the_declared_order_agree_on_contracts(
+    credits_: list[tuple[str, int, tuple[str, ...]]], usage: list[tuple[int, str | None]]
+) -> None:
+    """Whatever the credits' contracts and the usage's contract, the fake draws exactly what
+    ``CREDITS_ORDER`` gives the engine, and the balance agrees to the cent."""
+    clock = Clock()
+    fake = make_fake(clock=clock)
+    recorder = Recorder(fake)
+    customer = str(uuid.uuid4())
+    with MetronomeCreditsProvider(product_id=PRODUCT, **_settings(recorder, clock)) as provider:
+        made = [provider.create_grant(_credit(customer, str(Decimal(cents).scaleb(-2)),
+                                              contracts=contracts).model_copy(
+                                                  update={"priority": Decimal(priority)}))
+                for priority, cents, contracts in credits_]
+        for n, (cents, contract) in enumerate(usage):
+            fake.consume_credits(customer, cents, contract_id=contract, invoice_id=f"inv-{n}")
+        expected = bc.allocate(made, [
+            bc.Usage(customer_id=customer, amount=usd(str(Decimal(c).scaleb(-2))), at=clock.now,
+                     contract_id=contract, reference=f"inv-{n}")
+            for n, (c, contract) in enumerate(usage)], CREDITS_ORDER)
+        drawn: dict[str, Decimal] = {}
+        for entry in provider.list_ledger(customer):
+            if entry.kind is bc.LedgerKind.CONSUMED:
+                drawn[entry.grant_id or ""] = drawn.get(entry.grant_id or "", Decimal(0)) \
+                    - entry.amount.amount
+        assert drawn == {k: v for k, v in expected.consumed().items() if v}
+        [balance] = provider.get_balance(customer)
+        assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining

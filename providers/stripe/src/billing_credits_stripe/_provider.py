@@ -269,7 +269,11 @@ class StripeProvider(bc.Provider):
             "Stripe forgets idempotency keys after 24 h: a keyed create first pages the "
             "customer's grants for one carrying the key (ceil(grants/100) list requests; "
             "find_existing=off skips it)",
-            "get_balance: one credit balance summary per live grant, as of now only",
+            "get_balance: one credit balance summary per live grant, as of now only; "
+            "ledger_balance beyond available_balance is expired credit not yet posted (a note, "
+            "not pending); uninvoiced usage is not deducted (uninvoiced_usage_deducted=False)",
+            "test clocks: a grant on one is read at the clock's frozen_time (one GET per clock "
+            "per provider; forget_test_clocks() to re-read)",
             "update: expires_at and metadata only (Stripe cannot change the rest)",
             "consume: Stripe applies credits to invoices itself; StripeFake.consume models it",
         ),
