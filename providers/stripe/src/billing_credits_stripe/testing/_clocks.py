@@ -46,6 +46,7 @@ AUTO_DELETE = 30 * 24 * 3600
 
 class ClockState(Protocol):
     test_clocks: dict[str, dict[str, Any]]
+    customer_clocks: dict[str, str]
 
     def now(self) -> int: ...
 
@@ -93,7 +94,17 @@ def clock_route(fake: ClockState, method: str, path: str,
         frozen = _integer(params, "frozen_time")
         if frozen is None:
             raise _missing("frozen_time")
-        return create_clock(fake, frozen, _string(params, "name", max_length=300))
+        clock = create_clock(fake, frozen, _string(params, "name", max_length=300))
+        customer = _string(params, "customer")
+        if customer is not None:
+            # "Existing customer this test clock will be attached to. Once attached, customers
+            # can't be removed from a test clock." (TestClockCreateParams.customer). What Stripe
+            # answers for a customer already on a clock is not documented: the fake refuses.
+            if customer in fake.customer_clocks:
+                raise _invalid("customer", f"Customer {customer} is already attached to a test "
+                               "clock.")
+            fake.customer_clocks[customer] = clock["id"]
+        return clock
     if match := _ADVANCE.match(path):
         if method != "POST":
             raise StripeError(404, f"Unrecognized request URL ({method}: {path}).")
