@@ -89,7 +89,7 @@ def test_a_reused_key_or_unrepresentable_line_fails_alone(tmp_path: Path) -> Non
 
 
 def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
-    """A row failing in the middle of a batch leaves none of the batch behind: not the grants
+    """A row failing in the middle of a batch of 1,000 leaves none of the batch behind: not the grants
     before it, nor their ``granted`` ledger entries. The real ``insert_many`` runs; the failure
     is a real constraint of the database (a trigger refusing one idempotency key), and what is
     left is read through a second connection, as another process would see it."""
@@ -98,11 +98,11 @@ def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
         bc.import_grants(local, [line(0)])  # the schema exists, with one grant before the batch
         outside = sqlite3.connect(path)
         outside.execute("CREATE TRIGGER refuse_one BEFORE INSERT ON grants "
-                        "WHEN NEW.idempotency_key = 'bulk-5' "
-                        "BEGIN SELECT RAISE(ABORT, 'row 5 refused'); END")
+                        "WHEN NEW.idempotency_key = 'bulk-500' "
+                        "BEGIN SELECT RAISE(ABORT, 'row 500 refused'); END")
         outside.commit()
-        with pytest.raises((sqlite3.IntegrityError, bc.BillingCreditsError), match="row 5 refused"):
-            bc.import_grants(local, [line(i) for i in range(1, 10)], batch_size=100)
+        with pytest.raises((sqlite3.IntegrityError, bc.BillingCreditsError), match="row 500 refused"):
+            bc.import_grants(local, [line(i) for i in range(1, 1_001)], batch_size=1_000)
         assert [r[0] for r in outside.execute("SELECT idempotency_key FROM grants")] == ["bulk-0"]
         assert outside.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 1
         assert [g.idempotency_key for g in local.list_grants()] == ["bulk-0"]
@@ -110,7 +110,7 @@ def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
         # batch goes in whole.
         outside.execute("DROP TRIGGER refuse_one")
         outside.commit()
-        report = bc.import_grants(local, [line(i) for i in range(1, 10)], batch_size=100)
-        assert report.created == 9
-        assert outside.execute("SELECT COUNT(*) FROM grants").fetchone()[0] == 10
+        report = bc.import_grants(local, [line(i) for i in range(1, 1_001)], batch_size=1_000)
+        assert report.created == 1_000
+        assert outside.execute("SELECT COUNT(*) FROM grants").fetchone()[0] == 1_001
         outside.close()

@@ -127,7 +127,7 @@ def shape_problems(body: Mapping[str, Any], cls: type[stripe.StripeObject] | Non
         classes = {_class_of({"object": t}) for t in tags}
         if len(classes) > 1 or None in classes:
             return [f"$.data: items of unknown or mixed objects {sorted(map(str, tags))}"]
-        item = next(iter(classes), stripe.StripeObject)  # type: ignore[arg-type]
+        item = next(iter(classes), stripe.StripeObject)
     return _object(cls, body, "$", item)
 
 
