@@ -264,3 +264,21 @@ def test_the_ledger_lists_a_null_type_entry(provider: StripeProvider, fake: Stri
     entries = list(provider.list_ledger(CUSTOMER))
     assert [(e.kind, e.amount) for e in entries] == [
         (bc.LedgerKind.ADJUSTED, usd("-0.50")), (bc.LedgerKind.GRANTED, usd("3.00"))]
+
+
+def test_a_clock_stripe_no_longer_has_is_a_clear_error(
+    provider: StripeProvider, fake: StripeFake
+) -> None:
+    """Clocks auto-delete (``deletes_after``): a grant whose clock is gone raises a
+    ``NotFoundError`` naming the clock, sync and async, not a crash."""
+    import asyncio
+
+    clock_id = fake.create_test_clock(seconds(T0))
+    fake.attach_test_clock(CUSTOMER, clock_id)
+    made = provider.create_grant(grant("1.00", starts=T0, ends=None))
+    provider.forget_test_clocks()
+    del fake.test_clocks[clock_id]
+    with pytest.raises(bc.NotFoundError, match="test_clock"):
+        provider.get_grant(made.id or "")
+    with pytest.raises(bc.NotFoundError, match="test_clock"):
+        asyncio.run(provider.aget_grant(made.id or ""))
