@@ -14,6 +14,8 @@ import pytest
 from billing_credits_stripe import StripeProvider
 from billing_credits_stripe._ledger import entry_from_transaction
 from billing_credits_stripe.testing import StripeFake, undeclared_params
+from hypothesis import given
+from hypothesis import strategies as st
 
 import billing_credits as bc
 
@@ -282,3 +284,23 @@ def test_a_clock_stripe_no_longer_has_is_a_clear_error(
         provider.get_grant(made.id or "")
     with pytest.raises(bc.NotFoundError, match="test_clock"):
         asyncio.run(provider.aget_grant(made.id or ""))
+
+
+@given(value=st.integers(min_value=0, max_value=2**63 - 1),
+       side=st.sampled_from(["credit", "debit"]),
+       sub=st.one_of(st.sampled_from(["credits_applied", "credits_granted", "credits_expired"]),
+                     st.text(min_size=1, max_size=30)),
+       top=st.sampled_from([None, "same"]))
+def test_unnamed_kinds_read_exactly_as_adjusted(value: int, side: str, sub: str,
+                                                top: str | None) -> None:
+    """Whatever the amount and sub-type, an entry read as adjusted keeps the exact amount in
+    minor units, signed by its side, and its raw payload."""
+    known = {"credit": {"credits_granted", "credits_application_invoice_voided"},
+             "debit": {"credits_applied", "credits_expired", "credits_voided"}}
+    type_ = None if top is None else side
+    entry = entry_from_transaction(_transaction(type_, **{side: _detail(sub, value)}), CUSTOMER)
+    if type_ is None or sub not in known[side]:
+        assert entry.kind is bc.LedgerKind.ADJUSTED
+    expected = Decimal(value).scaleb(-2)
+    assert entry.amount.amount == (expected if side == "credit" else -expected)
+    assert entry.raw == _transaction(type_, **{side: _detail(sub, value)})
