@@ -6,7 +6,8 @@ v1 credit grants (Plans): ``consume_grants`` draws usage from the customer's gra
 (https://docs.metronome.com/invoicing/how-billing-works/manage-credits/). That page goes on with
 a rule for equal priority and expiry ("If two credit grants h…") whose text could not be read in
 any copy consulted, so the fake takes the grant id there (``_ledger.PLANS_UNREAD``). A grant
-with ``product_ids`` pays only for those products. Each draw is a deduction on the grant (``listGrants`` ``deductions`` /
+with ``product_ids`` pays only for those products. Each draw is a deduction on the grant
+(``listGrants`` ``deductions`` /
 ``pending_deductions``, amounts as positive numbers with the grant's running balance, as in
 Metronome's ``listGrants`` example) and an entry of ``POST /v1/credits/listEntries``
 (``CreditGrantListEntriesResponse``: per customer, one ledger per credit type, ``entries`` with
