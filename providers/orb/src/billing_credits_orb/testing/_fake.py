@@ -94,13 +94,15 @@ def dumps_exact(value: Any) -> bytes:
 
 @dataclass
 class RecordedRequest:
-    """A request the fake handled: method, path (no ``/v1``), query, JSON body, headers."""
+    """A request the fake handled: method, path (no ``/v1``), query, JSON body (numbers read
+    exactly), headers, and the body's bytes as sent."""
 
     method: str
     path: str
     query: dict[str, str]
     body: Any
     headers: dict[str, str]
+    raw: bytes = b""
 
 
 class _Problem(Exception):
@@ -245,7 +247,7 @@ class OrbFake:
         except ValueError:
             return self.error(400, "the body is not JSON")
         self.requests.append(RecordedRequest(request.method, path, query, body,
-                                             dict(request.headers)))
+                                             dict(request.headers), raw))
         auth = request.headers.get("authorization", "")
         if not auth.startswith("Bearer ") or (
                 self.api_key is not None and auth != f"Bearer {self.api_key}"):
