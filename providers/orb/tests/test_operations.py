@@ -144,7 +144,8 @@ def test_errors_carry_status_body_and_retryability(fake: OrbFake, runtime: bc.Ru
         client.credit_blocks.retrieve("nope")
     mapped = map_error(missing.value)
     assert isinstance(mapped, bc.NotFoundError)
-    assert mapped.status == 404 and mapped.code == "404-resource-not-found"
+    assert mapped.status == 404
+    assert mapped.code == "404-resource-not-found"
     assert not mapped.retryable
     client.customers.credits.ledger.create_entry(customer, entry_type="increment", amount=1,
                                                  currency="USD", idempotency_key="x")
@@ -156,7 +157,8 @@ def test_errors_carry_status_body_and_retryability(fake: OrbFake, runtime: bc.Ru
     provider = _provider(fake, runtime, Faults(script=["503"] * 9))
     with pytest.raises(bc.UnavailableError) as down:
         provider.get_balance(customer)
-    assert down.value.status == 503 and down.value.retryable
+    assert down.value.status == 503
+    assert down.value.retryable
 
 
 def test_the_key_never_shows(fake: OrbFake, runtime: bc.Runtime) -> None:
@@ -165,7 +167,8 @@ def test_the_key_never_shows(fake: OrbFake, runtime: bc.Runtime) -> None:
     assert API_KEY not in provider.identity()
     with pytest.raises(bc.ProviderError) as failed:
         provider.get_grant("missing")
-    assert API_KEY not in str(failed.value) and API_KEY not in repr(failed.value.body)
+    assert API_KEY not in str(failed.value)
+    assert API_KEY not in repr(failed.value.body)
 
 
 def test_consume_is_refused_beyond_the_usable_credit(provider: OrbProvider,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,7 +31,6 @@ from . import _translate as tr
 
 if TYPE_CHECKING:
     import httpx
-    import orb
 
 __all__ = ["DEFAULT_BASE_URL", "OrbProvider", "map_error"]
 
@@ -199,7 +199,7 @@ def _number(name: str, value: float | int | str | None, default: float, *,
         number = float(value)
     except (TypeError, ValueError, OverflowError):
         raise bc.ConfigurationError(f"setting {name} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or number != number or number < 0 or number == float("inf"):
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
         raise bc.ConfigurationError(f"setting {name} must be a finite number ≥ 0, got {value!r}")
     if integer and number != int(number):
         raise bc.ConfigurationError(f"setting {name} must be a whole number, got {value!r}")

@@ -500,17 +500,18 @@ def from_block(block: Mapping[str, Any], *, currency: str, now: datetime,
     })
 
 
-_KINDS: dict[str, bc.LedgerKind] = {
-    "increment": bc.LedgerKind.GRANTED,
-    "decrement": bc.LedgerKind.CONSUMED,
-    "credit_block_expiry": bc.LedgerKind.EXPIRED,
-    "void": bc.LedgerKind.VOIDED,
-    "void_initiated": bc.LedgerKind.ADJUSTED,
-    "expiration_change": bc.LedgerKind.ADJUSTED,
-    "amendment": bc.LedgerKind.ADJUSTED,
+_KINDS: dict[str, str] = {
+    "increment": "granted",
+    "decrement": "consumed",
+    "credit_block_expiry": "expired",
+    "void": "voided",
+    "void_initiated": "adjusted",
+    "expiration_change": "adjusted",
+    "amendment": "adjusted",
 }
 """Every ``entry_type`` of ``LedgerListResponse`` (``orb/types/customers/credits/
-ledger_list_response.py``) and its neutral kind."""
+ledger_list_response.py``) and its neutral kind (``bc.LedgerKind`` values: the models load on
+first use, not when the provider is listed)."""
 
 
 @bc.reads_vendor_payload(PROVIDER_NAME, "ledger entry")
@@ -524,9 +525,10 @@ def entry_to_ledger(entry: Mapping[str, Any], customer_id: str) -> bc.LedgerEntr
     Orb's ``ending_balance`` (the customer's, in the entry's currency).
     """
     kind_text = entry.get("entry_type")
-    kind = _KINDS.get(kind_text)  # type: ignore[arg-type]
-    if kind is None:
+    kind_name = _KINDS.get(kind_text) if isinstance(kind_text, str) else None
+    if kind_name is None:
         raise ValueError(f"unknown entry_type {kind_text!r:.80}")
+    kind = bc.LedgerKind(kind_name)
     amount = abs(decimal_of(entry.get("amount"), "amount"))
     if kind_text in ("decrement", "credit_block_expiry", "void"):
         amount = -amount

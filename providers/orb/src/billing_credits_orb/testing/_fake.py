@@ -33,7 +33,7 @@ one with them). What it models, and where each rule comes from:
 
 Behaviour chosen where Orb documents none (each labelled "fake's model" below and in the
 README): a decrement draws only on blocks without item filters; ties after expiry and cost
-basis go by block creation order; an ``expiration_change`` without ``amount`` changes the
+basis go by block id; an ``expiration_change`` without ``amount`` changes the
 whole block in place; dates are held as UTC midnights; a customer without a currency takes
 the currency of its first increment in a real-world currency.
 """
@@ -42,9 +42,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
 import string
-import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -105,7 +105,7 @@ class RecordedRequest:
     raw: bytes = b""
 
 
-class _Problem(Exception):
+class _ProblemError(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status
@@ -296,7 +296,7 @@ class OrbFake:
                 return self._customers(method, parts[1:], query, body)
             if len(parts) == 2 and parts[0] == "credit_blocks":
                 return self._credit_block(method, parts[1], body)
-        except _Problem as problem:
+        except _ProblemError as problem:
             return self.error(problem.status, problem.detail)
         return self.error(404, f"no route {method} {path}")
 
@@ -310,7 +310,7 @@ class OrbFake:
             ident, rest = parts[0], parts[1:]
         customer = self.customers.get(ident or "")
         if customer is None:
-            raise _Problem(404, f"customer {parts[:2]} not found")
+            raise _ProblemError(404, f"customer {parts[:2]} not found")
         return customer, rest
 
     def _customers(self, method: str, parts: list[str], query: dict[str, str],
@@ -322,7 +322,7 @@ class OrbFake:
             if method == "POST":
                 if not isinstance(body, Mapping) or not body.get("name") or not body.get("email"):
                     # CustomerCreateParams: email and name are Required
-                    raise _Problem(400, "email and name are required")
+                    raise _ProblemError(400, "email and name are required")
                 ident = self.add_customer(external_id=body.get("external_customer_id"),
                                           currency=body.get("currency"), name=body["name"])
                 return self._ok(self.customers[ident].json())
@@ -342,7 +342,7 @@ class OrbFake:
     def _limit(self, query: Mapping[str, str]) -> int:
         text = query.get("limit", "20")  # "The number of items to fetch. Defaults to 20."
         if not text.isdigit() or not 1 <= int(text) <= 100:
-            raise _Problem(400, f"limit must be 1-100, not {text!r}")
+            raise _ProblemError(400, f"limit must be 1-100, not {text!r}")
         return int(text)
 
     def _page(self, items: list[dict[str, Any]], query: Mapping[str, str],
@@ -353,7 +353,7 @@ class OrbFake:
         if cursor:
             ids = [key(i) for i in items]
             if cursor not in ids:
-                raise _Problem(400, "cursor is not valid")
+                raise _ProblemError(400, "cursor is not valid")
             start = ids.index(cursor) + 1
         page = items[start:start + limit]
         more = start + limit < len(items)
@@ -390,7 +390,7 @@ class OrbFake:
     def _credit_block(self, method: str, block_id: str, body: Any) -> httpx.Response:
         block = self.blocks.get(block_id)
         if block is None:
-            raise _Problem(404, f"credit block {block_id} not found")
+            raise _ProblemError(404, f"credit block {block_id} not found")
         if method == "GET":
             return self._ok(block.json())
         if method == "PUT":
@@ -398,7 +398,7 @@ class OrbFake:
             # ..., and setting a key to null removes it. Passing null for metadata clears all"
             # (orb/resources/credit_blocks.py, update)
             if not isinstance(body, Mapping) or "metadata" not in body:
-                raise _Problem(400, "metadata is required")
+                raise _ProblemError(400, "metadata is required")
             metadata = body["metadata"]
             if metadata is None:
                 block.metadata.clear()
@@ -409,9 +409,9 @@ class OrbFake:
                     elif isinstance(value, str):
                         block.metadata[key] = value
                     else:
-                        raise _Problem(400, f"metadata.{key} must be a string or null")
+                        raise _ProblemError(400, f"metadata.{key} must be a string or null")
             else:
-                raise _Problem(400, "metadata must be an object or null")
+                raise _ProblemError(400, "metadata must be an object or null")
             self._sync_metadata(block)
             return self._ok(block.json())
         return self.error(404, "no such route")
@@ -450,23 +450,23 @@ class OrbFake:
 
     def _create_entry(self, customer: _Customer, body: Any) -> dict[str, Any]:
         if not isinstance(body, Mapping):
-            raise _Problem(400, "the body must be a JSON object")
+            raise _ProblemError(400, "the body must be a JSON object")
         kind = body.get("entry_type")
         if kind not in _ENTRY_TYPES:  # LedgerCreateEntryParams: the five entry types
-            raise _Problem(400, f"entry_type must be one of {', '.join(_ENTRY_TYPES)}")
+            raise _ProblemError(400, f"entry_type must be one of {', '.join(_ENTRY_TYPES)}")
         metadata = body.get("metadata")
         if metadata is not None and (not isinstance(metadata, Mapping) or not all(
                 isinstance(k, str) and (v is None or isinstance(v, str))
                 for k, v in metadata.items())):
-            raise _Problem(400, "metadata: Dict[str, Optional[str]]")
+            raise _ProblemError(400, "metadata: Dict[str, Optional[str]]")
         if kind != "increment":
             for name in ("per_unit_cost_basis", "invoice_settings", "filters"):
                 if body.get(name) is not None:
                     # "Can only be specified when entry_type=increment" (per_unit_cost_basis)
-                    raise _Problem(400, f"{name} can only be given with entry_type=increment")
+                    raise _ProblemError(400, f"{name} can only be given with entry_type=increment")
         currency = body.get("currency") or "credits"
         if not isinstance(currency, str):
-            raise _Problem(400, "currency must be a string")
+            raise _ProblemError(400, "currency must be a string")
         if kind == "increment":
             return self._increment(customer, body, currency)
         if kind == "decrement":
@@ -484,10 +484,10 @@ class OrbFake:
             return None
         # amount: Required[float] for increment, decrement, void, amendment
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
-            raise _Problem(400, "amount must be a number")
+            raise _ProblemError(400, "amount must be a number")
         amount = Decimal(value)
         if amount <= 0:  # fake's model: Orb documents no sign rule; a non-positive one is refused
-            raise _Problem(400, "amount must be greater than 0")
+            raise _ProblemError(400, "amount must be greater than 0")
         return amount
 
     def _increment(self, customer: _Customer, body: Mapping[str, Any],
@@ -500,24 +500,24 @@ class OrbFake:
             if customer.currency is None:
                 customer.currency = currency  # fake's model
             elif customer.currency != currency:
-                raise _Problem(400, f"currency {currency} does not match the customer's "
+                raise _ProblemError(400, f"currency {currency} does not match the customer's "
                                f"currency {customer.currency}")
         basis_text = body.get("per_unit_cost_basis")
         basis: Decimal | None = None
         if basis_text is not None:
             if not isinstance(basis_text, str):  # per_unit_cost_basis: Optional[str]
-                raise _Problem(400, "per_unit_cost_basis must be a string")
+                raise _ProblemError(400, "per_unit_cost_basis must be a string")
             try:
                 basis = Decimal(basis_text)
             except InvalidOperation:
-                raise _Problem(400, "per_unit_cost_basis is not a number") from None
+                raise _ProblemError(400, "per_unit_cost_basis is not a number") from None
             if not basis.is_finite() or basis < 0:
-                raise _Problem(400, "per_unit_cost_basis must be 0 or more")
+                raise _ProblemError(400, "per_unit_cost_basis must be 0 or more")
         settings = body.get("invoice_settings")
         if basis is not None and basis > 0 and settings is None:
             # "if per_unit_cost_basis is greater than zero, an invoice will be generated and
             # invoice_settings must be included" (ledger.py, create_entry)
-            raise _Problem(400, "invoice_settings must be included when per_unit_cost_basis "
+            raise _ProblemError(400, "invoice_settings must be included when per_unit_cost_basis "
                            "is greater than zero")
         invoice = None
         if settings is not None:
@@ -526,13 +526,13 @@ class OrbFake:
         if not isinstance(filters, list) or not all(_item_filter(f) for f in filters):
             # AddIncrementCreditLedgerEntryRequestParamsFilter: field "item_id" only,
             # operator includes/excludes, values a list of strings
-            raise _Problem(400, "filters: each needs field item_id, operator includes or "
+            raise _ProblemError(400, "filters: each needs field item_id, operator includes or "
                            "excludes, and values")
         now = self.now()
         effective = _date(body.get("effective_date"), "effective_date") or _midnight(now)
         expiry = _date(body.get("expiry_date"), "expiry_date")
         if expiry is not None and expiry <= effective:
-            raise _Problem(400, "expiry_date must be after effective_date")
+            raise _ProblemError(400, "expiry_date must be after effective_date")
         block = _Block(
             id=self._id(), customer=customer.id, currency=currency, seq=next(self._seq),
             initial=amount, balance=Decimal(0), effective=effective, expiry=expiry,
@@ -564,21 +564,21 @@ class OrbFake:
     def _invoice_settings(self, settings: Any, basis: Decimal | None) -> dict[str, Any]:
         if basis is None:
             # "If invoice_settings is passed, you must specify per_unit_cost_basis"
-            raise _Problem(400, "per_unit_cost_basis is required with invoice_settings")
+            raise _ProblemError(400, "per_unit_cost_basis is required with invoice_settings")
         if not isinstance(settings, Mapping) or not isinstance(settings.get("auto_collection"),
                                                                 bool):
             # auto_collection: Required[bool]
-            raise _Problem(400, "invoice_settings.auto_collection is required")
+            raise _ProblemError(400, "invoice_settings.auto_collection is required")
         terms, due = settings.get("net_terms"), settings.get("custom_due_date")
         if (terms is None) == (due is None):
             # "You must set either net_terms or custom_due_date, but not both"
-            raise _Problem(400, "invoice_settings: give net_terms or custom_due_date, not both")
+            raise _ProblemError(400, "invoice_settings: give net_terms or custom_due_date, not both")
         if terms is not None and (isinstance(terms, bool) or not isinstance(terms, int)
                                   or terms < 0):
-            raise _Problem(400, "invoice_settings.net_terms must be a whole number ≥ 0")
+            raise _ProblemError(400, "invoice_settings.net_terms must be a whole number ≥ 0")
         for flag in ("mark_as_paid", "require_successful_payment"):
             if settings.get(flag) is not None and not isinstance(settings.get(flag), bool):
-                raise _Problem(400, f"invoice_settings.{flag} must be a boolean")
+                raise _ProblemError(400, f"invoice_settings.{flag} must be a boolean")
         return {"auto_collection": settings["auto_collection"],
                 "mark_as_paid": bool(settings.get("mark_as_paid", False)),
                 "require_payment": bool(settings.get("require_successful_payment", False))}
@@ -613,14 +613,15 @@ class OrbFake:
         will deduct from the block with the lower cost basis first" (ledger.py, list);
         non-expiring blocks last ("ending at the credit block which consists of unexpiring
         credits"). Fake's model: blocks with item filters are not drawn on by a decrement
-        (it names no item), and remaining ties go by creation order."""
+        (it names no item), and remaining ties go by block id (Orb documents none; the
+        consumption engine breaks them the same way and reports each)."""
         now = self.now()
         blocks = [b for b in self.blocks.values()
                   if b.customer == customer and b.currency == currency and not b.filters
                   and b.status == "active" and b.effective <= now
                   and (b.expiry is None or b.expiry > now)]
         return sorted(blocks, key=lambda b: (
-            b.expiry is None, b.expiry or now, Decimal(b.cost_basis or 0), b.seq))
+            b.expiry is None, b.expiry or now, Decimal(b.cost_basis or 0), b.id))
 
     def _decrement(self, customer: _Customer, body: Mapping[str, Any],
                    currency: str) -> dict[str, Any]:
@@ -628,7 +629,7 @@ class OrbFake:
         assert amount is not None
         blocks = self._eligible(customer.id, currency)
         if not blocks:
-            raise _Problem(400, "no credit block to deduct from")  # fake's model
+            raise _ProblemError(400, "no credit block to deduct from")  # fake's model
         left = amount
         last: dict[str, Any] | None = None
         for i, block in enumerate(blocks):
@@ -655,20 +656,20 @@ class OrbFake:
         block_id = body.get("block_id")
         kind = body["entry_type"]
         if block_id is None and kind in ("void", "amendment"):
-            raise _Problem(400, "block_id is required")  # block_id: Required[str]
+            raise _ProblemError(400, "block_id is required")  # block_id: Required[str]
         if block_id is None:
             # expiration_change: "expiry_date identifies the originating block"
             expiry = _date(body.get("expiry_date"), "expiry_date")
             found = [b for b in self.blocks.values() if b.customer == customer.id
                      and b.currency == currency and b.expiry == expiry]
             if len(found) != 1:
-                raise _Problem(400, "give block_id: expiry_date names no single block")
+                raise _ProblemError(400, "give block_id: expiry_date names no single block")
             return found[0]
         block = self.blocks.get(block_id) if isinstance(block_id, str) else None
         if block is None or block.customer != customer.id:
-            raise _Problem(404, f"credit block {block_id} not found for this customer")
+            raise _ProblemError(404, f"credit block {block_id} not found for this customer")
         if block.currency != currency:
-            raise _Problem(400, f"block {block.id} is in {block.currency}, not {currency}")
+            raise _ProblemError(400, f"block {block.id} is in {block.currency}, not {currency}")
         return block
 
     def _void(self, customer: _Customer, block: _Block, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -676,11 +677,11 @@ class OrbFake:
         assert amount is not None
         reason = body.get("void_reason")
         if reason not in (None, "refund"):  # void_reason: Optional[Literal["refund"]]
-            raise _Problem(400, "void_reason must be refund")
+            raise _ProblemError(400, "void_reason must be refund")
         if amount > block.balance:
             # "amount indicates how many credits to void, up to the block's initial balance";
             # fake's model: no more than what is left
-            raise _Problem(400, f"amount {amount} exceeds the block's balance {block.balance}")
+            raise _ProblemError(400, f"amount {amount} exceeds the block's balance {block.balance}")
         before = self._balance(customer.id, block.currency)
         block.balance -= amount
         return self._entry(customer, "void", block, amount, before, body,
@@ -691,7 +692,7 @@ class OrbFake:
         assert amount is not None
         if block.balance + amount > block.initial:
             # "how many credits to return to the customer, up to the block's initial balance"
-            raise _Problem(400, "amendment beyond the block's initial balance")
+            raise _ProblemError(400, "amendment beyond the block's initial balance")
         before = self._balance(customer.id, block.currency)
         block.balance += amount
         return self._entry(customer, "amendment", block, amount, before, body)
@@ -701,14 +702,14 @@ class OrbFake:
         target_text = body.get("target_expiry_date")
         if not isinstance(target_text, str):
             # target_expiry_date: Required[...] "(specified in YYYY-MM-DD format)"
-            raise _Problem(400, "target_expiry_date is required (YYYY-MM-DD)")
+            raise _ProblemError(400, "target_expiry_date is required (YYYY-MM-DD)")
         try:
             target = datetime.combine(date.fromisoformat(target_text), datetime.min.time(), UTC)
         except ValueError:
-            raise _Problem(400, "target_expiry_date must be YYYY-MM-DD") from None
+            raise _ProblemError(400, "target_expiry_date must be YYYY-MM-DD") from None
         if target < block.effective:
             # "This date must be on or after the effective date of the credit block"
-            raise _Problem(400, "target_expiry_date is before the block's effective date")
+            raise _ProblemError(400, "target_expiry_date is before the block's effective date")
         amount = self._amount(body, required=False)
         before = self._balance(customer.id, block.currency)
         if amount is None:  # fake's model: the whole block, in place
@@ -720,7 +721,7 @@ class OrbFake:
             if amount > block.balance:
                 # "the balance of the block ... must be at least equal to the desired transfer
                 # amount"
-                raise _Problem(400, "amount exceeds the block's balance")
+                raise _ProblemError(400, "amount exceeds the block's balance")
             block.balance -= amount
             # "A new credit block will be created with expiry date target_expiry_date, with
             # the same cost basis data as the original credit block"
@@ -766,7 +767,7 @@ def _parse_time(text: str, where: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise _Problem(400, f"{where} is not an ISO 8601 date") from None
+        raise _ProblemError(400, f"{where} is not an ISO 8601 date") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
@@ -780,7 +781,7 @@ def _date(value: Any, where: str) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _Problem(400, f"{where} must be an ISO 8601 string")
+        raise _ProblemError(400, f"{where} must be an ISO 8601 string")
     return _midnight(_parse_time(value, where))
 
 
