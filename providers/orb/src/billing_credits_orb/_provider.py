@@ -722,7 +722,7 @@ class OrbProvider(bc.Provider):
                     except bc.ProviderError as error:
                         raise answer.invalid(error.message) from None
             if cursor is None:
-                return sorted(found, key=lambda e: (e.at, e.vendor_id or ""))
+                return sorted(found, key=_sequence)  # the order Orb wrote them
             if cursor in seen:
                 raise answer.invalid("the ledger returned a cursor seen before")
             seen.add(cursor)
@@ -771,6 +771,11 @@ class OrbProvider(bc.Provider):
         yield self._ledger_entry(customer, params, _usage_key(reference),
                                  "customers.credits.ledger.decrement")
         return (yield from self._decrements(customer, currency, reference))
+
+
+def _sequence(entry: bc.LedgerEntry) -> tuple[datetime, int]:
+    number = (entry.raw or {}).get("ledger_sequence_number")
+    return entry.at, number if isinstance(number, int) and not isinstance(number, bool) else 0
 
 
 def _sendable(field: str, value: object) -> str:

@@ -173,10 +173,12 @@ class _Saved:
 
 @dataclass
 class OrbFake:
-    """A stateful offline Orb. ``api_key`` is the key it accepts (any, when None)."""
+    """A stateful offline Orb. ``api_key`` is the key it accepts (any, when None); ``clock``
+    gives the fake's time in Unix seconds (default: the wall clock), ``seed`` its ids."""
 
     api_key: str | None = None
     seed: int | None = None
+    clock: Callable[[], float] = time.time
     requests: list[RecordedRequest] = field(default_factory=list)
     invoices: list[dict[str, Any]] = field(default_factory=list)
 
@@ -193,7 +195,7 @@ class OrbFake:
     # -- clock, state --------------------------------------------------------------------
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(time.time() + self._offset, UTC)
+        return datetime.fromtimestamp(self.clock() + self._offset, UTC)
 
     def advance(self, seconds: float) -> None:
         """Move the fake's clock forward (idempotency keys age, blocks expire)."""
@@ -265,7 +267,7 @@ class OrbFake:
         if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
             return self.error(400, f"Idempotency-Key is longer than "
                               f"{MAX_IDEMPOTENCY_KEY_LENGTH} characters")
-        now = time.time() + self._offset
+        now = self.clock() + self._offset
         fingerprint = f"{method} {path} {raw!r}"
         saved = self._keys.get(key)
         if saved is not None and now - saved.at >= _KEY_SECONDS:
