@@ -243,7 +243,7 @@ def test_playback_is_strict(orb_provider: tuple[OrbProvider, dict[str, Any]],
     leaving interactions unplayed fails."""
     if record_mode != "none":
         pytest.skip("playback only")
-    provider, params = orb_provider
+    provider, _params = orb_provider
     with pytest.raises(AssertionError, match="unused interactions"), cassette("errors", "none"):
         pass
     with make_vcr("none").use_cassette("errors.yaml", allow_playback_repeats=False), \

@@ -186,3 +186,19 @@ def test_decrement_may_take_the_balance_negative(fake: OrbFake, http: httpx.Clie
     _json(_post(http, customer, _increment(amount=10)))
     assert fake.blocks[block].balance == 0
     assert fake.balance(customer, "USD") == 7
+
+
+def test_a_body_cut_short_is_not_executed_nor_saved(fake: OrbFake) -> None:
+    """A client killed mid-body: nothing runs, and the key stays free for the real request."""
+    customer = fake.add_customer()
+    body = json.dumps(_increment()).encode()
+    cut = httpx.Request("POST", f"http://orb.test/v1/customers/{customer}/credits/ledger_entry",
+                        headers={"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": "k-9",
+                                 "Content-Length": str(len(body))}, content=b"")
+    cut.headers["Content-Length"] = str(len(body))
+    assert fake.handle(cut).status_code == 400
+    assert not fake.blocks
+    whole = httpx.Request("POST", cut.url, headers={"Authorization": f"Bearer {API_KEY}",
+                                                    "Idempotency-Key": "k-9"}, content=body)
+    assert fake.handle(whole).status_code == 200
+    assert len(fake.blocks) == 1

@@ -143,7 +143,8 @@ def test_metronome_sandbox_to_orb_with_faults_and_three_kills(
         planned = bc.MigrationPlan.load(path)
         # The seeded grant in a custom credit unit is the one Orb cannot hold (custom pricing
         # units are not offered by this provider): refused, named, the rest planned.
-        assert [r.source_id for r in planned.refusals] and all(
+        assert [r.source_id for r in planned.refusals]
+        assert all(
             "custom credit units" in (r.reason or "") for r in planned.refusals)
         assert len(planned.to_create) == 245
         # The plan names each customer whose burn order changes on Orb, and why.
@@ -175,6 +176,7 @@ def test_metronome_sandbox_to_orb_with_faults_and_three_kills(
                        Decimal(0))
             assert held == Decimal(units["USD"]["planned"])
         assert sum(orb_server.faults.stats.injected.values()) > 10
+        assert orb_fake.conflicts == [], "no key was ever sent with two payloads"
 
         result = CliRunner().invoke(cli, ["migrate", "verify", str(path),
                                           *flags("-T", target)])

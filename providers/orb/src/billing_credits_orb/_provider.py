@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import uuid
@@ -127,6 +128,19 @@ def map_error(error: Exception) -> bc.ProviderError:
     return bc.InvalidResponseError(
         f"Orb's answer could not be read: {type(error).__name__}: "
         f"{bc.excerpt(' '.join(str(error).split()), 300)}", provider=name)
+
+
+class _RedactedLog(logging.Filter):
+    """Masks secrets in the orb SDK's own log records (it logs request options and URLs at
+    debug level; a vendor or proxy may echo the key)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = bc.redact(record.getMessage())
+        record.args = None
+        return True
+
+
+logging.getLogger("orb").addFilter(_RedactedLog())
 
 
 @dataclass(frozen=True)

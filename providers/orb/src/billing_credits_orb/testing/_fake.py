@@ -191,6 +191,8 @@ class OrbFake:
         self.blocks: dict[str, _Block] = {}
         self.entries: dict[str, list[dict[str, Any]]] = {}
         self._keys: dict[str, _Saved] = {}
+        self.conflicts: list[tuple[str, str, str]] = []
+        """Each key reused with another payload: (key, first request, this request)."""
 
     # -- clock, state --------------------------------------------------------------------
 
@@ -244,6 +246,11 @@ class OrbFake:
             path = path[3:]
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         raw = request.content
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) != len(raw):
+            # The client went away mid-body (a killed process): a server never dispatches such
+            # a request, so nothing is executed and no idempotency key is saved.
+            return self.error(400, "the request body ended early")
         try:
             body = json.loads(raw, parse_float=Decimal) if raw else None
         except ValueError:
@@ -275,6 +282,7 @@ class OrbFake:
             saved = None
         if saved is not None:
             if saved.fingerprint != fingerprint:
+                self.conflicts.append((key, saved.fingerprint, fingerprint))
                 return self.error(409, "Idempotency key reused with a different request payload")
             return httpx.Response(saved.status, content=saved.body, headers={
                 "content-type": "application/json", "Idempotency-Key": key,
