@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 import billing_credits as bc
-from billing_credits._sandbox import sandboxes
+from billing_credits.plugins._registry import sandboxes
 
 
 def test_the_sandbox_is_registered_and_serves_orb(monkeypatch: pytest.MonkeyPatch) -> None:

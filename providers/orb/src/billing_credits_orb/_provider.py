@@ -27,8 +27,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import billing_credits as bc
-
-from . import _translate as tr
+import billing_credits_orb._translate as tr
 
 if TYPE_CHECKING:
     import httpx
