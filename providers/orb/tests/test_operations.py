@@ -248,3 +248,15 @@ def test_sync_and_async_over_loopback(http_provider: OrbProvider, fake: OrbFake)
 
     created = asyncio.run(run())
     assert http_provider.get_grant(created.id or "") == created
+
+
+def test_listing_by_external_id_reports_customers_without_one(fake: OrbFake,
+                                                              runtime: bc.Runtime) -> None:
+    fake.add_customer(external_id="acct-1")
+    orphan = fake.add_customer()
+    provider = _provider(fake, runtime, customer_ids="external")
+    provider.create_grant(_grant("acct-1"))
+    seen: list[bc.UnreadableGrant] = []
+    assert len(list(provider.list_grants(on_unreadable=seen.append))) == 1
+    assert [u.vendor_id for u in seen] == [orphan]
+    assert "external_customer_id" in seen[0].problem

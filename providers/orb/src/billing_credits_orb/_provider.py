@@ -396,9 +396,6 @@ class OrbProvider(bc.Provider):
         tr.increment_params(grant, policy=self.priority_policy, invoice=self.invoice,
                             net_terms=self.net_terms)
 
-    def retire_effective_at(self, how: Any, now: datetime) -> datetime:
-        return now
-
     # -- calls ---------------------------------------------------------------------------
 
     def _call(self, label: str, sync: Callable[[Any], Any], async_: Callable[[Any], Any], *,
@@ -583,6 +580,11 @@ class OrbProvider(bc.Provider):
             key = "external_customer_id" if self.customer_ids == "external" else "id"
             ident = customer.get(key)
             if not isinstance(ident, str) or not ident:
+                # reported, never skipped silently: its blocks cannot be named by this id
+                unreadable.append(bc.UnreadableGrant(
+                    self.name, customer.get("id") if isinstance(customer.get("id"), str)
+                    else None, dict(customer), f"customer has no {key}; list its grants with "
+                    "customer_ids=orb"))
                 continue
             if isinstance(customer.get("currency"), str):
                 self._currencies[ident] = customer["currency"]
