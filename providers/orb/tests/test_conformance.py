@@ -69,6 +69,12 @@ class TestOrbRecordPolicyInProcess(OrbData, ProviderConformance):
         ) as provider:
             yield provider
 
+    @pytest.mark.xfail(strict=True, reason=(
+        "priority=record keeps a priority without honouring it (an adjustment on every grant "
+        "says so): Orb deducts by expiry date, then cost basis, never by priority"))
+    def test_consume_burns_down_in_the_declared_order(self, provider: bc.Provider) -> None:
+        super().test_consume_burns_down_in_the_declared_order(provider)
+
 
 class TestOrbOverLoopback(OrbData, ProviderConformance):
     @pytest.fixture
