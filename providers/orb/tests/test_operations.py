@@ -260,3 +260,19 @@ def test_listing_by_external_id_reports_customers_without_one(fake: OrbFake,
     assert len(list(provider.list_grants(on_unreadable=seen.append))) == 1
     assert [u.vendor_id for u in seen] == [orphan]
     assert "external_customer_id" in seen[0].problem
+
+
+def test_async_faults_never_make_two_blocks(fake: OrbFake, runtime: bc.Runtime,
+                                            sleeps: Any) -> None:
+    customer = fake.add_customer()
+    faults = Faults(script=[None, "timeout_after_commit", "503", "reset"])  # lookup, then create
+    provider = _provider(fake, runtime, faults)
+
+    async def run() -> list[bc.CreditGrant]:
+        return list(await asyncio.gather(*(provider.acreate_grant(
+            _grant(customer, idempotency_key="async-faulty")) for _ in range(3))))
+
+    made = asyncio.run(run())
+    assert {g.id for g in made} == set(fake.blocks)
+    assert len(fake.blocks) == 1
+    assert sleeps.waits, "the faults were retried"
