@@ -453,28 +453,58 @@ class ProviderConformance:
             provider.update_grant(self.missing_id())
 
     def test_consume_burns_down_in_the_declared_order(self, provider: bc.Provider) -> None:
+        """Two grants alike but for their priority: the lower priority pays first, in full,
+        then the other pays the rest. The expectation is written out here, from the neutral
+        model's rule (``CreditGrant.priority``: "lower consumed first", in every provider's
+        domain), not computed with ``allocate`` or the provider's ``consumption_order``: a
+        provider that declares, or runs, another order fails. A provider that holds no
+        priority (Orb) gets two grants alike but for their end instead; its declared order
+        must draw on the sooner-ending one first, and the provider must run that order."""
         self._supports(provider, "consume")
         order = provider.consumption_order
         assert order is not None, "a provider that consumes declares its consumption order"
+        declared = [(rule.name, rule.direction) for rule in order.rules]
         customer = self.customer_id()
         domain = provider.capabilities.priority
         low, high = (domain.nearest(Decimal(1)), domain.nearest(Decimal(90)))
-        first = provider.create_grant(self.sample_grant(provider, customer_id=customer,
-                                                        priority=low))
+        assert low < high
+        holds = domain.contains(low) and domain.contains(high)
+        if holds:
+            assert ("priority", "asc") in declared, (
+                f"{provider.name} declares {declared}: the neutral model consumes lower "
+                "priorities first, so a consuming provider's order sorts priority ascending")
+            orders: tuple[dict[str, Any], dict[str, Any]] = ({"priority": low},
+                                                             {"priority": high})
+        else:  # a vendor that holds no priority (refused before any request): two grants
+            # alike but for their end, which its declared order must tell apart (checked below)
+            end = self.start() + timedelta(days=30)
+            orders = ({"priority": None, "expires_at": end},
+                      {"priority": None, "expires_at": end + timedelta(days=30)})
+        # Created second first, so that "oldest grant first" (or a grant id) cannot explain a
+        # draw on the first grant first.
         second = provider.create_grant(self.sample_grant(provider, customer_id=customer,
-                                                         priority=high))
+                                                         **orders[1]))
+        first = provider.create_grant(self.sample_grant(provider, customer_id=customer,
+                                                        **orders[0]))
+        assert first.amount.amount == second.amount.amount == Decimal("10.00")
+        if not holds:
+            usage = bc.Usage(customer_id=customer, at=datetime.now(UTC),
+                             amount=first.amount.with_amount(Decimal("12.50")))
+            planned = bc.allocate([first, second], [usage], order)
+            assert {d.grant_id: -d.amount for d in planned.draws} == {
+                first.id: Decimal("-10.00"), second.id: Decimal("-2.50")}, (
+                f"{provider.name} holds no priority; its declared order {declared} should "
+                "draw on the sooner-ending grant first")
         amount = first.amount.with_amount(Decimal("12.50"))
         reference = f"conformance-{uuid.uuid4()}"
-        expected = bc.allocate(
-            [first, second],
-            [bc.Usage(customer_id=customer, amount=amount, at=datetime.now(UTC),
-                      reference=reference)], order)
         entries = provider.consume(customer, amount, reference=reference)
         assert all(e.kind is bc.LedgerKind.CONSUMED and e.reference == reference
                    for e in entries)
         assert bc.exact_sum(e.amount.amount for e in entries) == -amount.amount
         drawn = {e.grant_id: e.amount.amount for e in entries}
-        assert drawn == {d.grant_id: -d.amount for d in expected.draws}
+        assert drawn == {first.id: Decimal("-10.00"), second.id: Decimal("-2.50")}, (
+            f"priority {low} should pay first, in full; drew {drawn} "
+            f"(low: {first.id}, high: {second.id})")
         again = provider.consume(customer, amount, reference=reference)
         assert [e.amount for e in again] == [e.amount for e in entries], "applied once"
         if provider.supports("balance"):

@@ -330,7 +330,7 @@ def _credits_bookkeeping(grant: bc.CreditGrant) -> dict[str, str]:
 
 
 def _category_from(
-    grant_type: str | None, paid: Decimal | None, fields: Mapping[str, str]
+    grant_type: str | None, paid: bc.Money | Decimal | None, fields: Mapping[str, str]
 ) -> tuple[bc.Category | None, str | None]:
     """``(category, category_label)`` from a v1 ``credit_grant_type``.
 
@@ -346,7 +346,8 @@ def _category_from(
     named = _categories().get(grant_type)
     if named is not None:
         return named, None
-    paid_positive = paid is not None and paid > 0
+    amount = paid if paid is None or isinstance(paid, Decimal) else paid.amount
+    paid_positive = amount is not None and amount > 0
     return (bc.Category.PAID if paid_positive else bc.Category.PROMOTIONAL), grant_type
 
 
