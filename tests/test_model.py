@@ -362,8 +362,16 @@ def test_as_new_drops_read_back_fields_only(grant: bc.CreditGrant) -> None:
     for segment in expected["schedule"] or ():
         segment["id"] = None  # vendor segment ids belong to the stored grant, not a new one
     assert fresh.request_fields() == expected
-    # made without validating again, it is still exactly what validation makes of it
+
+
+@given(bcst.grants(read_back=True))
+def test_as_new_without_changes_is_what_validation_makes(grant: bc.CreditGrant) -> None:
+    """``as_new()`` copies without validating again (issue 17): the copy is still exactly what
+    validating its fields gives, and changes on top of it are validated with it."""
+    fresh = grant.as_new()
     assert fresh == bc.CreditGrant.model_validate(fresh.model_dump())
+    assert fresh.model_dump() == bc.CreditGrant.model_validate(fresh.model_dump()).model_dump()
+    expected = fresh.request_fields()
     assert fresh.as_new(name="renamed").request_fields() == {**expected, "name": "renamed"}
 
 
