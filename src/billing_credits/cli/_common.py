@@ -18,6 +18,7 @@ import click
 from billing_credits._errors import (
     BillingCreditsError,
     ConfigurationError,
+    InputTooLargeError,
     InvalidGrantError,
     NotRepresentableError,
     UnsupportedOperationError,
@@ -39,7 +40,7 @@ def _say(message: str) -> None:
 def _fail(error: BillingCreditsError) -> NoReturn:
     _say(f"error: {error}")
     invalid = (InvalidGrantError, NotRepresentableError, ConfigurationError,
-               UnsupportedOperationError)
+               UnsupportedOperationError, InputTooLargeError)
     sys.exit(EXIT_INVALID if isinstance(error, invalid) else EXIT_PROVIDER_ERROR)
 
 

@@ -42,6 +42,11 @@ def _endpoints(command: F) -> F:
                            metavar="KEY=VALUE", help="A source provider setting (repeatable).")(command)
     return command
 
+_MAP_LINE_BYTES = 16 * 1024 * 1024
+"""The longest line of a customer or scope map (a JSON map is often one line): 16 MiB; the
+whole map is at most ``billing_credits._lines.MAX_FILE_BYTES``."""
+
+
 def _read_map(path: str | None, *, many: bool, option: str) -> dict[str, Any] | None:
     """A JSON object, or CSV rows ``key,value`` (a header row is skipped if it does not map).
 
@@ -51,13 +56,14 @@ def _read_map(path: str | None, *, many: bool, option: str) -> dict[str, Any] | 
     if path is None:
         return None
     import csv
-    from pathlib import Path
+
+    from billing_credits._lines import read_text_bounded
 
     def bad(problem: str) -> click.BadParameter:
         return click.BadParameter(f"{path}: {problem}", param_hint=option)
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text_bounded(path, limit=_MAP_LINE_BYTES)
     except UnicodeDecodeError as error:
         raise bad(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
     if path.endswith(".json"):
@@ -99,9 +105,11 @@ def _read_map(path: str | None, *, many: bool, option: str) -> dict[str, Any] | 
 @click.option("--to", "target", required=True, help="Target provider.")
 @click.option("--customer", "customers", multiple=True, help="Only these customers (repeatable).")
 @click.option("--customer-map", type=click.Path(exists=True, dir_okay=False),
-              help="CSV (source,target) or JSON object mapping customer ids.")
+              help="CSV (source,target) or JSON object mapping customer ids (lines up to "
+                   "16 MiB).")
 @click.option("--scope-map", type=click.Path(exists=True, dir_okay=False),
-              help="CSV (product,price) or JSON {product: [prices]} mapping products to prices.")
+              help="CSV (product,price) or JSON {product: [prices]} mapping products to prices "
+                   "(lines up to 16 MiB).")
 @click.option("--amount", "amount_mode", type=click.Choice(["remaining", "original"]),
               default="remaining", show_default=True,
               help="Migrate what is left of each grant, or the granted amounts.")

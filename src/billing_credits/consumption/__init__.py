@@ -4,5 +4,5 @@ Owns: the consumption order and the allocation engine (``_engine``), the simulat
 usage stream (``_simulate``) and its results with their HTML report (``_report``).
 
 May import: the bottom layer (``_base``, ``_money``, ``_model``, ``_priority``, ``_errors``,
-``_ledger``). Never the provider contract, ``migrate``, ``cli`` or ``plugins``.
+``_ledger``, ``_lines``). Never the provider contract, ``migrate``, ``cli`` or ``plugins``.
 """
