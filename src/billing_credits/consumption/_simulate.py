@@ -308,6 +308,8 @@ def read_usage(
                 data = json.loads(line, parse_float=Decimal, parse_int=Decimal)
             except ValueError as error:
                 raise _bad(label, number, "", f"invalid JSON: {error}") from None
+            except ArithmeticError:  # a number no Decimal holds (1e9999999999999999999)
+                raise _bad(label, number, "", "a number out of range") from None
             if not isinstance(data, dict):
                 raise _bad(label, number, "", "expected a JSON object")
             rows.append((number, data))

@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from billing_credits._errors import (
     BillingCreditsError,
@@ -116,6 +116,21 @@ class PlanHeader(_Record):
     source_balances_unavailable: dict[str, str] = {}
     """Target customers whose source balance could not be read when planning, with why (it
     does not stop the plan): ``verify`` skips their balance comparison and says so."""
+
+    @field_validator("source_balances")
+    @classmethod
+    def _finite_balances(cls, value: dict[str, dict[str, str]] | None
+                         ) -> dict[str, dict[str, str]] | None:
+        """Each balance an exact finite number (an edited plan cannot crash ``verify``)."""
+        for customer, units in (value or {}).items():
+            for unit, amount in units.items():
+                try:
+                    number = Decimal(amount)
+                except ArithmeticError:
+                    number = None
+                if number is None or not number.is_finite() or number.adjusted() > 38:
+                    raise ValueError(f"{customer} {unit}: {amount[:40]!r} is not a balance")
+        return value
 
 class _Tally:
     """The plan's summary, added up one item at a time (memory: per customer and reason)."""

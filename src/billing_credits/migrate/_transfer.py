@@ -314,11 +314,17 @@ def _new_grant(raw: str | bytes, line: str,
         raise InvalidGrantError([FieldProblem("", f"not JSON: {error}")]) from None
     except RecursionError:
         raise InvalidGrantError([FieldProblem("", "not JSON: nested too deeply")]) from None
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent no Decimal holds
+        raise InvalidGrantError([FieldProblem("", "not JSON: a number out of range")]) from None
     if not isinstance(data, dict):
         raise InvalidGrantError([FieldProblem("", "expected a JSON object")])
     status, grant_id, provider = data.get("status"), data.get("id"), data.get("provider")
     exported = isinstance(provider, str) and bool(provider) and isinstance(grant_id, str) \
         and bool(grant_id)
+    for name, value in (("provider", provider), ("id", grant_id)):
+        if isinstance(value, str) and not _is_text(value):
+            raise InvalidGrantError([FieldProblem(name, "not text: holds a lone surrogate "
+                                                  "escape (\\ud800-\\udfff)")])
     ended: str | None = None
     if status is not None:
         try:
@@ -333,7 +339,11 @@ def _new_grant(raw: str | bytes, line: str,
     voided = status == GrantStatus.VOIDED.value
     for name in CreditGrant.read_back_fields():
         data.pop(name, None)
-    for segment in data.get("schedule") or ():
+    schedule = data.get("schedule")
+    if schedule is not None and not isinstance(schedule, list):
+        raise InvalidGrantError([FieldProblem("schedule", f"expected a list of segments, got "
+                                              f"{type(schedule).__name__}")])
+    for segment in schedule or ():
         if isinstance(segment, dict):
             segment["id"] = None
     if data.get("idempotency_key") is None:
@@ -346,6 +356,14 @@ def _new_grant(raw: str | bytes, line: str,
     if voided and ended is not None:
         ended = "voided " + ended  # marks it: a voided grant can never be created ended
     return grant, ended, exported
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ensure_stays_ended(name: str, new: CreditGrant, provider: Provider, now: datetime) -> None:
