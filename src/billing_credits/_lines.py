@@ -54,7 +54,9 @@ class LongLine:
 
 
 def _ends(line: str | bytes) -> bool:
-    return line.endswith(b"\n" if isinstance(line, bytes) else "\n")
+    if isinstance(line, bytes):
+        return line.endswith(b"\n")
+    return line.endswith("\n")
 
 
 def _head(line: str | bytes) -> str:

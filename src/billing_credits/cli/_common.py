@@ -34,7 +34,8 @@ def _say(message: str) -> None:
     """One line on stderr, secrets masked, whatever the message holds."""
     from billing_credits._secrets import redact
 
-    click.echo(redact(" ".join(message.split())), err=True)
+    # Masked before the spaces are collapsed: a secret split over lines is joined first.
+    click.echo(" ".join(redact(message).split()), err=True)
 
 
 def _fail(error: BillingCreditsError) -> NoReturn:
@@ -234,13 +235,17 @@ def _open(provider: str, settings: tuple[str, ...], option: str = "--setting") -
 
     pairs = _pairs(settings, option)
     _register_secrets(provider, pairs)
+    from billing_credits._secrets import install_log_redaction
+
     try:
-        return get_provider(provider, **pairs)
+        opened = get_provider(provider, **pairs)
     except BillingCreditsError:
         raise
     except (ValueError, TypeError, ArithmeticError, LookupError, AttributeError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
         raise ConfigurationError(f"provider {provider!r}: invalid setting ({message})") from None
+    install_log_redaction()  # the SDK's loggers exist now: filter its child loggers too
+    return opened
 
 
 def _register_secrets(provider: str, pairs: dict[str, str]) -> None:
@@ -459,9 +464,10 @@ def cli(debug: bool) -> None:
 
         from billing_credits._secrets import install_log_redaction
 
-        install_log_redaction()
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, force=True,
                             format="%(levelname)s %(name)s: %(message)s")
+        # On the handler too: it masks records of any logger, SDK children included.
+        install_log_redaction(*logging.getLogger().handlers)
 
 
 def _plain_rows(rows: Sequence[tuple[str, ...]]) -> None:
