@@ -78,7 +78,9 @@ if typing.TYPE_CHECKING:
         preserve_order,
     )
     from ._provider import (
+        MAX_LISTING_PAGES,
         UNSET,
+        ListingGuard,
         ListQuery,
         OnUnreadable,
         Page,
@@ -242,7 +244,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "PriorityNotRepresentableError", "float64_exact", "preserve_order",
     ),
     "._provider": (
-        "UNSET", "ListQuery", "OnUnreadable", "Page", "Provider", "Setting", "read_items",
+        "MAX_LISTING_PAGES", "UNSET", "ListQuery", "ListingGuard", "OnUnreadable", "Page",
+        "Provider", "Setting", "read_items",
     ),
     "._runtime": (
         "Call", "Flow", "RateLimit", "RetryPolicy", "Runtime", "blocking",
@@ -268,6 +271,7 @@ __all__ = [
     "CONSERVATIVE_METADATA",
     "FLOAT64",
     "LOCAL_ORDER",
+    "MAX_LISTING_PAGES",
     "MIGRATED_KEY",
     "PROVENANCE_KEYS",
     "RULE_NAMES",
@@ -308,6 +312,7 @@ __all__ = [
     "LedgerKind",
     "LedgerPage",
     "ListQuery",
+    "ListingGuard",
     "MetadataLimits",
     "MigrationError",
     "MigrationPlan",
