@@ -266,16 +266,30 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
     _print_failures(report.failed)
     for overlap in report.overlaps:
         _say(f"overlap {overlap}")
-    summary = {**report.as_dict(), "already_there": report.already_done, "refused": refused}
+    _say_duplicates(report.duplicates)
+    summary = {**report.as_dict(), "already_there": report.already_done, "refused": refused,
+               "duplicates": report.duplicates}
     if as_json:
         click.echo(json.dumps(summary))
     else:
         retired = f", retired {report.retired}" if retire else ""
-        click.echo(f"created {report.created}, already there {report.already_done}, "
-                   f"refused {refused}{' (skipped)' if refused else ''}, "
+        duplicated = (f" ({len(report.duplicates)} held more than once on the target)"
+                      if report.duplicates else "")
+        click.echo(f"created {report.created}, already there {report.already_done}"
+                   f"{duplicated}, refused {refused}{' (skipped)' if refused else ''}, "
                    f"failed {len(report.failed)}{retired} in {report.seconds:.1f} s")
     if not report.ok:
         sys.exit(EXIT_PROVIDER_ERROR)
+
+
+def _say_duplicates(duplicates: dict[str, list[str]], shown: int = 20) -> None:
+    """A warning per planned grant the target already holds more than once (count and ids)."""
+    for key, ids in list(duplicates.items())[:shown]:
+        _say(f"warning: planned grant {key} is already on the target {len(ids)} times "
+             f"({', '.join(ids)}): void the extra ones (billing-credits grants void ID)")
+    if len(duplicates) > shown:
+        _say(f"warning: {len(duplicates) - shown} more planned grant(s) held more than once "
+             "(see --json, or migrate verify)")
 
 
 @migrate.command("verify")
