@@ -96,13 +96,14 @@ def test_a_batch_is_one_transaction(tmp_path: Path, monkeypatch: Any) -> None:
         original = _store.GrantStore.insert_many
 
         def broken(self: Any, rows: Any) -> Any:
-            with self._write() as db:
-                db.executemany("INSERT INTO grants (id, customer_id, idempotency_key, "
-                               "key_supplied, request_hash, amount, unit, request_json, "
-                               "effective_at, created_at) VALUES (?, 'c', ?, 1, 'h', '1', "
-                               "'USD', '{}', 'x', 'x')",
-                               [(f"id{i}", f"k{i}") for i in range(3)])
+            def work(tx: Any) -> None:
+                for i in range(3):
+                    tx.run("INSERT INTO grants (id, customer_id, idempotency_key, "
+                           "key_supplied, request_hash, amount, unit, request_json, "
+                           "effective_at, created_at) VALUES (?, 'c', ?, 1, 'h', '1', "
+                           "'USD', '{}', 'x', 'x')", f"id{i}", f"k{i}")
                 raise sqlite3.OperationalError("disk I/O error")
+            return self.transaction(work)
 
         monkeypatch.setattr(_store.GrantStore, "insert_many", broken)
         with pytest.raises(sqlite3.OperationalError):

@@ -268,7 +268,7 @@ def test_a_version_1_database_gets_its_ledger_backfilled(tmp_path: Path, clock: 
         local.void_grant(gone.id)
     db = sqlite3.connect(path)
     db.executescript("DROP TABLE ledger; DROP TABLE usage; "
-                     "ALTER TABLE grants DROP COLUMN consumed_json; PRAGMA user_version = 1;")
+                     "DROP TABLE lots; DROP TABLE meta; PRAGMA user_version = 1;")
     db.close()
     with LocalProvider(path, clock=clock) as local:
         kinds = [(e.kind.value, e.grant_id, e.amount.amount) for e in local.list_ledger("c")]
