@@ -84,3 +84,27 @@ def test_no_consumption_is_dated_after_the_end_it_raced(tmp_path: Path, how: str
         assert [e.at < moment for e in consumed] == [True], (consumed, moment)
         assert all(e.at < moment for e in ledger if e.kind is bc.LedgerKind.CONSUMED)
         assert bc.exact_sum(e.amount.amount for e in ledger) == 0  # granted - consumed - rest
+
+
+def hold_pg_locks(url: str, seconds: float, held: threading.Event) -> None:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        conn.execute("SELECT 1 FROM grants WHERE customer_id = 'racer' FOR UPDATE")
+        conn.execute("SELECT 1 FROM lots WHERE customer_id = 'racer' FOR UPDATE")
+        held.set()
+        time.sleep(seconds)
+        conn.commit()
+
+
+@pytest.mark.parametrize("how", ["expire", "void"])
+def test_on_postgresql_too(pg_url: str, how: str) -> None:
+    with LocalProvider(url=pg_url) as provider, LocalProvider(url=pg_url) as other:
+        end = provider.expire_grant if how == "expire" else provider.void_grant
+        ended, consumed = race(provider, other, lambda held: hold_pg_locks(pg_url, 1.0, held), end)
+        ledger = list(provider.list_ledger("racer"))
+        voids = [e.at for e in ledger if e.kind is bc.LedgerKind.VOIDED]
+        moment = ended.expires_at if how == "expire" else voids[0]
+        assert moment is not None
+        assert [e.at < moment for e in consumed] == [True], (consumed, moment)
+        assert bc.exact_sum(e.amount.amount for e in ledger) == 0

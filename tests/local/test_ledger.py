@@ -42,8 +42,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def local(tmp_path: Path, clock: Clock) -> Iterator[LocalProvider]:
-    with LocalProvider(tmp_path / "ledger.db", clock=clock) as provider:
+def local(engine: str, clock: Clock) -> Iterator[LocalProvider]:
+    """A ledger on each engine (SQLite, PostgreSQL), with the test's clock."""
+    with LocalProvider(engine, clock=clock) as provider:
         yield provider
 
 

@@ -75,8 +75,20 @@ def open_store(target: str | Path, clock: Callable[[], datetime], *, server_cloc
         try:
             return PostgresStore(target, clock, server_clock=server_clock, upgrade=upgrade)
         except Unavailable as error:
-            raise bc.UnavailableError(str(error), provider="local") from None
+            mapped = _unavailable(error)
+        raise mapped  # outside the handler: nothing chained to it
     return SqliteStore(Path(target), clock, upgrade=upgrade)
+
+
+def _unavailable(error: Unavailable) -> bc.ProviderError:
+    """The error a caller sees, with no chained exception (which would hold the driver's
+    connection, credentials included)."""
+    mapped: bc.ProviderError
+    if error.refused:
+        mapped = bc.AuthenticationError(str(error), provider="local", code="authentication_failed")
+    else:
+        mapped = bc.UnavailableError(str(error), provider="local", code="database_unavailable")
+    return mapped
 
 
 def _now() -> datetime:
@@ -152,7 +164,8 @@ class LocalProvider(bc.Provider):
         try:
             return work()
         except Unavailable as error:
-            raise bc.UnavailableError(str(error), provider=self.name) from None
+            mapped = _unavailable(error)
+        raise mapped  # outside the handler: nothing chained to it (the driver's connection)
 
     def _tx(self, work: Callable[[Tx], R]) -> Callable[[], R]:
         return lambda: self._call(lambda: self._store.transaction(work))

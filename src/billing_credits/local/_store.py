@@ -280,7 +280,13 @@ _ENTRY = "seq, customer_id, grant_id, segment, kind, amount, unit, at, reference
 
 
 class Unavailable(Exception):  # noqa: N818 - mapped to bc.UnavailableError
-    """The database cannot be reached (raised by the engine layer, mapped by the provider)."""
+    """The database cannot be reached (raised by the engine layer, mapped by the provider to
+    ``UnavailableError``, or ``AuthenticationError`` when ``refused``: the server said no to
+    the credentials, which trying again will not change)."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class GrantStore:
@@ -941,8 +947,12 @@ class PostgresStore(GrantStore):
         except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
             raise  # run again by ``transaction``
         except psycopg.OperationalError as error:
-            raise Unavailable(f"{self.where()} is unavailable: "
-                              f"{bc.redact(' '.join(str(error).split()))}") from None
+            detail = bc.redact(" ".join(str(error).split()))
+            refused = getattr(error, "sqlstate", None) in ("28P01", "28000") or \
+                "authentication failed" in detail
+            raise Unavailable(f"{self.where()} is unavailable: {detail}" if not refused else
+                              f"{self.where()} refused the credentials: {detail}",
+                              refused=refused) from None
         except Exception as error:
             if type(error).__name__ == "PoolTimeout":
                 raise Unavailable(f"{self.where()} is unavailable: no connection within "
