@@ -17,7 +17,7 @@ from decimal import Decimal
 from _common import emit, machine
 
 import billing_credits as bc
-from billing_credits._migration import PlanHeader
+from billing_credits.migrate._plan import PlanHeader
 
 DOC = "benchmark"
 SOURCE = bc.ConsumptionOrder("metronome-plans", (

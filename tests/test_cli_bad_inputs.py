@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from billing_credits._cli import cli
+from billing_credits.cli import cli
 
 CREATE = ["grants", "create", "--customer", "cus_1", "--currency", "USD"]
 OK_CREATE = [*CREATE, "--amount", "10", "--idempotency-key", "seed-1"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from billing_credits._cli import cli
+from billing_credits.cli import cli
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from billing_credits_metronome.testing import MetronomeFake
 from click.testing import CliRunner
 
 import billing_credits as bc
-from billing_credits import _cli
-from billing_credits._cli import cli
+from billing_credits.cli import _common as _cli
+from billing_credits.cli import cli
 from billing_credits.testing import FakeTransport
 
 
@@ -180,7 +180,7 @@ def test_import_reports_created_then_already_there_with_progress_and_json(
 def test_ctrl_c_says_what_was_done_and_exits_130(
     db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from billing_credits import _transfer
+    from billing_credits.migrate import _transfer
 
     def interrupted(*args: Any, progress: Any = None, **kwargs: Any) -> Any:
         progress(40)
@@ -198,7 +198,7 @@ def test_ctrl_c_says_what_was_done_and_exits_130(
 def test_export_to_a_file_is_atomic(
     db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from billing_credits import _transfer
+    from billing_credits.migrate import _transfer
 
     create()
     target = tmp_path / "grants.jsonl"
@@ -344,7 +344,7 @@ def test_a_bare_group_prints_its_help() -> None:
 def test_ctrl_c_during_apply_says_how_far_it_got(
     db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from billing_credits import _migration
+    from billing_credits.migrate import _apply as _migration
 
     for i in range(2):
         create("cus_a", f"c-{i}")

@@ -32,7 +32,7 @@ class TestAcmeConformance(ProviderConformance):
 
 def test_the_example_is_an_installed_plugin() -> None:
     assert "acme" in {info.name for info in bc.available_providers()}
-    from billing_credits._sandbox import sandboxes
+    from billing_credits.plugins._registry import sandboxes
 
     assert "acme" in sandboxes()
 

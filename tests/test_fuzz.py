@@ -27,8 +27,8 @@ import httpx
 import pytest
 
 import billing_credits as bc
-from billing_credits._migration import plan_migration
 from billing_credits.local import LocalProvider
+from billing_credits.migrate._planner import plan_migration
 
 SEED = 9
 CASES = 10_000

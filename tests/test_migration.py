@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import billing_credits as bc
-from billing_credits._cli import cli
+from billing_credits.cli import cli
 from billing_credits.local import LocalProvider
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

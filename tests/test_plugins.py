@@ -15,7 +15,7 @@ import pluggy
 import pytest
 
 import billing_credits as bc
-from billing_credits import _hookspecs
+from billing_credits.plugins import _hookspecs
 
 DOCS = Path(__file__).parent.parent / "docs" / "plugin-hooks.md"
 
@@ -226,7 +226,7 @@ def test_plugin_hooks_are_documented(hook: str) -> None:
 
 def test_documented_environment_variables_exist() -> None:
     content = DOCS.read_text(encoding="utf-8")
-    source = Path(_hookspecs.__file__).with_name("_plugins.py").read_text(encoding="utf-8")
+    source = Path(_hookspecs.__file__).with_name("_registry.py").read_text(encoding="utf-8")
     for variable in ("BILLING_CREDITS_LOAD_PLUGINS", "BILLING_CREDITS_DISABLED_PLUGINS"):
         assert variable in source
         assert variable in content

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import billing_credits as bc
-from billing_credits._sandbox import sandboxes
+from billing_credits.plugins._registry import sandboxes
 
 
 def test_a_sandbox_beyond_loopback_is_refused() -> None:

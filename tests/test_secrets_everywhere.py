@@ -24,8 +24,8 @@ import pytest
 from click.testing import CliRunner
 
 import billing_credits as bc
-from billing_credits._cli import cli
 from billing_credits._secrets import detach
+from billing_credits.cli import cli
 
 STRIPE_KEY = "sk_test_51HostileEchoKey0123456789abcdefXYZ"
 METRONOME_TOKEN = "mtr-hostile-token-Q7w8e9r0t1y2u3i4"

@@ -22,7 +22,7 @@ HEAVY = {"stripe", "httpx", "requests", "metronome", "rich", "pydantic", "pydant
 READ_EVERY_PROVIDER = """
 import json, sys
 import billing_credits as bc
-from billing_credits._plugins import providers
+from billing_credits.plugins._registry import providers
 
 for name, cls in providers().items():
     rows = cls.capabilities.describe()
@@ -38,7 +38,7 @@ print(json.dumps({"providers": [p.name for p in info],
 RUN_THE_COMMAND = """
 import json, sys
 from click.testing import CliRunner
-from billing_credits._cli import cli
+from billing_credits.cli import cli
 
 for args in (["providers"], ["providers", "--json"], ["providers", "stripe"]):
     result = CliRunner().invoke(cli, args)

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 import billing_credits as bc
-from billing_credits._cli import cli
+from billing_credits.cli import cli
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 

@@ -21,18 +21,6 @@ if typing.TYPE_CHECKING:
         Operation,
         ScopeKind,
     )
-    from ._consumption import (
-        LOCAL_ORDER,
-        RULE_NAMES,
-        Allocation,
-        ConsumptionOrder,
-        Draw,
-        Expiry,
-        OrderRule,
-        Tie,
-        admits,
-        allocate,
-    )
     from ._errors import (
         AuthenticationError,
         BadRequestError,
@@ -42,6 +30,7 @@ if typing.TYPE_CHECKING:
         FieldProblem,
         InvalidGrantError,
         InvalidResponseError,
+        MigrationError,
         NotFoundError,
         NotRepresentableError,
         PermissionDeniedError,
@@ -57,9 +46,6 @@ if typing.TYPE_CHECKING:
         reading_vendor_payload,
         reads_vendor_payload,
     )
-    from ._hookspecs import (
-        hookimpl,
-    )
     from ._ledger import (
         Balance,
         BalancePart,
@@ -68,21 +54,6 @@ if typing.TYPE_CHECKING:
         LedgerKind,
         LedgerPage,
         Usage,
-    )
-    from ._migration import (
-        PROVENANCE_KEYS,
-        ApplyReport,
-        Change,
-        MigrationError,
-        MigrationPlan,
-        PlanItem,
-        RetireOverlap,
-        VerifyReport,
-        apply_plan,
-        migration_key,
-        plan_migration,
-        verify_plan,
-        write_plan,
     )
     from ._model import (
         MIGRATED_KEY,
@@ -96,13 +67,6 @@ if typing.TYPE_CHECKING:
     )
     from ._money import CreditUnit, Money, currency_exponent, exact_sum, is_iso_currency
     from ._money import exact as exact_context
-    from ._plugins import (
-        ProviderInfo,
-        ProviderRegister,
-        available_providers,
-        get_provider,
-        plugin_manager,
-    )
     from ._priority import (
         ANY_DECIMAL,
         FLOAT64,
@@ -129,34 +93,82 @@ if typing.TYPE_CHECKING:
         Runtime,
         blocking,
     )
-    from ._sandbox import (
-        Sandbox,
-        SandboxRegister,
-    )
     from ._secrets import (
         check_base_url,
         redact,
         register_secret,
     )
-    from ._simulate import (
+    from ._version import (
+        __version__,
+    )
+    from .consumption._engine import (
+        LOCAL_ORDER,
+        RULE_NAMES,
+        Allocation,
+        ConsumptionOrder,
+        Draw,
+        Expiry,
+        OrderRule,
+        Tie,
+        admits,
+        allocate,
+    )
+    from .consumption._report import (
         BalancePoint,
         Comparison,
         CustomerSimulation,
         Difference,
         GrantOutcome,
         Simulation,
-        compare_plan,
+    )
+    from .consumption._simulate import (
         read_usage,
         simulate,
         synthetic_usage,
     )
-    from ._transfer import (
+    from .migrate._apply import (
+        ApplyReport,
+        RetireOverlap,
+        apply_plan,
+    )
+    from .migrate._compare import (
+        compare_plan,
+    )
+    from .migrate._plan import (
+        PROVENANCE_KEYS,
+        Change,
+        MigrationPlan,
+        PlanItem,
+        migration_key,
+    )
+    from .migrate._planner import (
+        plan_migration,
+        write_plan,
+    )
+    from .migrate._transfer import (
         ImportReport,
         export_grants,
         import_grants,
     )
-    from ._version import (
-        __version__,
+    from .migrate._verify import (
+        VerifyReport,
+        verify_plan,
+    )
+    from .plugins._hookspecs import (
+        hookimpl,
+    )
+    from .plugins._registers import (
+        ProviderRegister,
+    )
+    from .plugins._registry import (
+        ProviderInfo,
+        available_providers,
+        get_provider,
+        plugin_manager,
+    )
+    from .plugins._sandbox import (
+        Sandbox,
+        SandboxRegister,
     )
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
@@ -164,28 +176,45 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "ALL_OPERATIONS", "ALL_SCOPE_KINDS", "BASIC_OPERATIONS", "CONSERVATIVE_METADATA",
         "Capabilities", "MetadataLimits", "Operation", "ScopeKind",
     ),
-    "._consumption": (
+    ".consumption._engine": (
         "LOCAL_ORDER", "RULE_NAMES", "Allocation", "ConsumptionOrder", "Draw", "Expiry",
         "OrderRule", "Tie", "admits", "allocate",
+    ),
+    ".consumption._report": (
+        "BalancePoint", "Comparison", "CustomerSimulation", "Difference", "GrantOutcome",
+        "Simulation",
+    ),
+    ".consumption._simulate": (
+        "read_usage", "simulate", "synthetic_usage",
     ),
     "._errors": (
         "AuthenticationError", "BadRequestError", "BillingCreditsError", "ConfigurationError",
         "ConflictError", "FieldProblem", "InvalidGrantError", "InvalidResponseError",
-        "NotFoundError", "NotRepresentableError", "PermissionDeniedError", "ProviderError",
-        "RateLimitedError", "UnavailableError", "UnknownProviderError", "UnreadableGrant",
-        "UnreadableGrantsError", "UnsupportedOperationError", "error_class_for_status", "excerpt",
-        "reading_vendor_payload", "reads_vendor_payload",
-    ),
-    "._hookspecs": (
-        "hookimpl",
+        "MigrationError", "NotFoundError", "NotRepresentableError", "PermissionDeniedError",
+        "ProviderError", "RateLimitedError", "UnavailableError", "UnknownProviderError",
+        "UnreadableGrant", "UnreadableGrantsError", "UnsupportedOperationError",
+        "error_class_for_status", "excerpt", "reading_vendor_payload", "reads_vendor_payload",
     ),
     "._ledger": (
         "Balance", "BalancePart", "GrantUpdate", "LedgerEntry", "LedgerKind", "LedgerPage", "Usage",
     ),
-    "._migration": (
-        "PROVENANCE_KEYS", "ApplyReport", "Change", "MigrationError", "MigrationPlan", "PlanItem",
-        "RetireOverlap", "VerifyReport", "apply_plan", "migration_key", "plan_migration",
-        "verify_plan", "write_plan",
+    ".migrate._plan": (
+        "PROVENANCE_KEYS", "Change", "MigrationPlan", "PlanItem", "migration_key",
+    ),
+    ".migrate._planner": (
+        "plan_migration", "write_plan",
+    ),
+    ".migrate._apply": (
+        "ApplyReport", "RetireOverlap", "apply_plan",
+    ),
+    ".migrate._verify": (
+        "VerifyReport", "verify_plan",
+    ),
+    ".migrate._compare": (
+        "compare_plan",
+    ),
+    ".migrate._transfer": (
+        "ImportReport", "export_grants", "import_grants",
     ),
     "._model": (
         "MIGRATED_KEY", "Adjustment", "Category", "CreditGrant", "GrantStatus", "Scope", "Segment",
@@ -194,8 +223,17 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._money": (
         "CreditUnit", "Money", "currency_exponent", "exact_sum", "is_iso_currency",
     ),
-    "._plugins": (
-        "ProviderInfo", "ProviderRegister", "available_providers", "get_provider", "plugin_manager",
+    ".plugins._hookspecs": (
+        "hookimpl",
+    ),
+    ".plugins._registers": (
+        "ProviderRegister",
+    ),
+    ".plugins._registry": (
+        "ProviderInfo", "available_providers", "get_provider", "plugin_manager",
+    ),
+    ".plugins._sandbox": (
+        "Sandbox", "SandboxRegister",
     ),
     "._priority": (
         "ANY_DECIMAL", "FLOAT64", "PriorityDomain", "PriorityMapping",
@@ -207,18 +245,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._runtime": (
         "Call", "Flow", "RateLimit", "RetryPolicy", "Runtime", "blocking",
     ),
-    "._sandbox": (
-        "Sandbox", "SandboxRegister",
-    ),
     "._secrets": (
         "check_base_url", "redact", "register_secret",
-    ),
-    "._simulate": (
-        "BalancePoint", "Comparison", "CustomerSimulation", "Difference", "GrantOutcome",
-        "Simulation", "compare_plan", "read_usage", "simulate", "synthetic_usage",
-    ),
-    "._transfer": (
-        "ImportReport", "export_grants", "import_grants",
     ),
     "._version": (
         "__version__",

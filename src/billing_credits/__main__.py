@@ -1,5 +1,5 @@
 """``python -m billing_credits`` runs the command line."""
 
-from ._cli import main
+from .cli import main
 
 main()

@@ -164,7 +164,7 @@ class ProviderError(BillingCreditsError):
         code: str | None = None,
         retryable: bool | None = None,
     ) -> None:
-        from ._secrets import redact, redact_data
+        from ._redact import redact, redact_data
 
         self.message = redact(message)
         self.provider = provider
@@ -263,7 +263,7 @@ EXCERPT_LIMIT = 500
 
 def excerpt(body: object, limit: int = EXCERPT_LIMIT) -> str:
     """A bounded, redacted excerpt of a vendor body for an error message or attribute."""
-    from ._secrets import redact
+    from ._redact import redact
 
     text = body if isinstance(body, str) else repr(body)
     text = redact(text)
@@ -284,7 +284,7 @@ class UnreadableGrant:
     problem: str
 
     def as_json(self) -> dict[str, Any]:
-        from ._secrets import redact, redact_data
+        from ._redact import redact, redact_data
 
         return {"kind": "unreadable", "provider": self.provider, "vendor_id": self.vendor_id,
                 "problem": redact(self.problem), "raw": redact_data(self.raw)}

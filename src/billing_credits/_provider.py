@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self
 
 from ._capabilities import Capabilities, Operation
-from ._consumption import ConsumptionOrder
 from ._errors import (
     ConfigurationError,
     ConflictError,
@@ -24,6 +23,7 @@ from ._errors import (
     UnsupportedOperationError,
 )
 from ._runtime import Flow, Runtime
+from .consumption._engine import ConsumptionOrder
 
 if TYPE_CHECKING:  # the models load when first needed, not with the class
     from ._ledger import Balance, GrantUpdate, LedgerEntry, LedgerPage, Usage

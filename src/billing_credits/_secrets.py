@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
-import threading
-from collections.abc import Mapping
 from typing import IO, Any
 from urllib.parse import urlsplit
+
+from ._redact import MASK, redact, redact_data, register_secret
 
 __all__ = [
     "LOGGERS",
@@ -27,60 +26,6 @@ __all__ = [
     "redact_data",
     "register_secret",
 ]
-
-MASK = "[REDACTED]"
-
-_lock = threading.Lock()
-_secrets: set[str] = set()
-_pattern: re.Pattern[str] | None = None
-
-# Shapes of credentials masked even when nobody registered them.
-_SHAPES = (
-    r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9_]{6,}",
-    r"\b[Bb][Ee][Aa][Rr][Ee][Rr]\s+[A-Za-z0-9._~+/=-]{6,}",
-    r"\b[Bb][Aa][Ss][Ii][Cc]\s+[A-Za-z0-9+/=]{8,}",
-)
-_MIN_SECRET = 4  # shorter values would mask ordinary words
-
-
-def register_secret(value: str | None) -> None:
-    """Mask ``value`` in everything the library writes from now on (process-wide)."""
-    global _pattern
-    if not value or len(value) < _MIN_SECRET:
-        return
-    with _lock:
-        if value in _secrets:
-            return
-        _secrets.add(value)
-        _pattern = None
-
-
-def _compiled() -> re.Pattern[str]:
-    global _pattern
-    with _lock:
-        if _pattern is None:
-            known = sorted(_secrets, key=len, reverse=True)
-            parts = [re.escape(s) for s in known] + list(_SHAPES)
-            _pattern = re.compile("|".join(f"(?:{p})" for p in parts))
-        return _pattern
-
-
-def redact(text: str) -> str:
-    """``text`` with every registered secret and credential-shaped token masked."""
-    if not text:
-        return text
-    return _compiled().sub(MASK, text)
-
-
-def redact_data(value: Any) -> Any:
-    """``redact`` applied to every string inside ``value`` (dicts, lists, tuples)."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, Mapping):
-        return {redact_data(k): redact_data(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(redact_data(v) for v in value)
-    return value
 
 
 def check_base_url(url: str, *, credential: bool, setting: str = "base_url") -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import billing_credits as bc
-from billing_credits._cli import cli
+from billing_credits.cli import cli
 
 STRIPE = ["-T", "api_key=sk_test_cli_summary", "-T", "base_url=http://127.0.0.1:9"]
 

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 import billing_credits as bc
-from billing_credits._cli import cli
-from billing_credits._migration import MigrationPlan
+from billing_credits.cli import cli
 from billing_credits.local import LocalProvider
+from billing_credits.migrate._plan import MigrationPlan
 
 
 def _plan(tmp_path: Path) -> tuple[Path, list[dict[str, object]]]:

@@ -16,7 +16,7 @@ from billing_credits_stripe.testing import StripeFake
 from click.testing import CliRunner
 
 import billing_credits as bc
-from billing_credits._cli import cli
+from billing_credits.cli import cli
 from billing_credits.testing import FakeTransport
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import billing_credits as bc
-from billing_credits._migration import _Scan
+from billing_credits.migrate._apply import _Scan
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -65,7 +65,7 @@ def comparison() -> bc.Comparison:
     from datetime import UTC, datetime, timedelta
     from decimal import Decimal
 
-    from billing_credits._migration import PlanHeader
+    from billing_credits.migrate._plan import PlanHeader
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     items = []

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 import billing_credits as bc
-from billing_credits._cli import cli
+from billing_credits.cli import cli
 from billing_credits.local import LocalProvider
 
 from .conftest import METRONOME_PLANS, STRIPE

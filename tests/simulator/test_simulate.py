@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import billing_credits as bc
-from billing_credits._simulate import preserve_burn_order
+from billing_credits.migrate._compare import preserve_burn_order
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -192,7 +192,7 @@ def test_preserve_order_names_the_customer_no_priorities_can_align(
 def compare_sides(source: list[bc.CreditGrant], target: list[bc.CreditGrant],
                   source_order: bc.ConsumptionOrder,
                   target_order: bc.ConsumptionOrder) -> bc.Comparison:
-    from billing_credits._simulate import compare
+    from billing_credits.consumption._simulate import compare
 
     usage = bc.synthetic_usage(source, steps=12)
     labels = {g.id or "": g.id or "" for g in [*source, *target]}

@@ -308,7 +308,7 @@ def test_credit_types_as_text() -> None:
 def test_bad_settings_on_the_command_line_are_one_line(setting: str, value: str) -> None:
     from click.testing import CliRunner
 
-    from billing_credits._cli import cli
+    from billing_credits.cli import cli
 
     result = CliRunner().invoke(cli, [
         "grants", "list", "--provider", "metronome-plans", "-s", f"bearer_token={TOKEN}",

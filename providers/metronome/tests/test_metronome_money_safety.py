@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from metronome_helpers import PRODUCT, TOKEN, make_fake, runtime, set_up
 
 import billing_credits as bc
-from billing_credits._cli import cli
+from billing_credits.cli import cli
 from billing_credits.testing import FakeTransport, serve
 
 NOW = datetime(2026, 11, 10, 12, 30, tzinfo=UTC)

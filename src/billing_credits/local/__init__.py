@@ -3,6 +3,10 @@
 Read this package first when writing a provider. It uses only the public API, as a
 third-party plugin would: ``_provider.py`` holds the flows every provider implements,
 ``_store.py`` the storage they drive.
+
+Owns: the ``local`` provider (``_provider``) and its SQLite store (``_store``).
+
+May import: the public API (``billing_credits``) and, for exact arithmetic, ``_money``.
 """
 
 from __future__ import annotations

@@ -9,6 +9,11 @@
   hypothesis; this package does not).
 - ``FakeApp``, ``FakeTransport``, ``serve``, ``Faults``: the kit vendor fakes are built on;
   ``Drip``, a loopback server that answers slowly or endlessly (bounded-request tests).
+
+Owns: the conformance suite (``_conformance``), the fake kit (``_fakes``, ``_drip``), the
+hypothesis strategies (``strategies``) and the pytest plugin (``_pytest_plugin``).
+
+May import: the public API (``billing_credits``) only.
 """
 
 from __future__ import annotations

@@ -18,11 +18,9 @@ from contextlib import AbstractContextManager
 
 import billing_credits
 
-from ._provider import (
-    DEFAULT_RATE_LIMIT,
-    MetronomeCreditsProvider,
-    MetronomePlansProvider,
-)
+from ._credits import MetronomeCreditsProvider
+from ._plans import MetronomePlansProvider
+from ._provider import DEFAULT_RATE_LIMIT
 from ._translate import USD_CENTS, CurrencyScale
 
 __all__ = [

@@ -36,15 +36,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Protocol
 
 import billing_credits as bc
+import billing_credits_metronome._translate as tr
 
-from . import _translate as tr
-from ._transport import Reply, page_of
-
-if TYPE_CHECKING:
-    from ._provider import MetronomeCreditsProvider, MetronomePlansProvider
+from ._transport import EDIT_GRANT, UPDATE_END_DATE, MetronomeHTTP, Reply, page_of
 
 __all__ = [
     "CREDITS_ORDER",
@@ -457,7 +454,31 @@ def _answered(reply: Reply) -> Iterator[None]:
         raise
 
 
-def _follow(provider: bc.Provider, cursor: str | None, seen: dict[str | None, int],
+class MetronomeCalls(Protocol):
+    """What the flows need of a Metronome provider: its transport, translation settings and
+    readers. The providers pass themselves; this module never imports them."""
+
+    name: ClassVar[str]
+    max_empty_pages: ClassVar[int]
+    _http: MetronomeHTTP
+
+    @property
+    def config(self) -> tr.TranslationConfig: ...
+
+    def _now(self) -> datetime: ...
+
+    def _customer_page(self, customer_id: str, cursor: str | None) -> bc.Call[Reply]: ...
+
+    def _get(self, grant_id: str) -> bc.Flow[bc.CreditGrant]: ...
+
+
+class CreditsCalls(MetronomeCalls, Protocol):
+    """``MetronomeCalls`` plus the customer-credit id split (``customer/credit``)."""
+
+    def _split(self, grant_id: str) -> tuple[str, str]: ...
+
+
+def _follow(provider: MetronomeCalls, cursor: str | None, seen: dict[str | None, int],
             found: list[Mapping[str, Any]], reply: Reply) -> str | None:
     """The next cursor of a paging loop inside one flow (None: done), refusing one seen
     before, or ``max_empty_pages`` empty pages in a row each with a new cursor: a vendor
@@ -484,7 +505,7 @@ def _now_only(provider: str, at: datetime | None) -> None:
             "at", "Metronome reports balances as of now only")])
 
 
-def plans_balance_flow(provider: MetronomePlansProvider, customer_id: str, unit: str | None,
+def plans_balance_flow(provider: MetronomeCalls, customer_id: str, unit: str | None,
                        at: datetime | None) -> bc.Flow[list[bc.Balance]]:
     _now_only(provider.name, at)
     items: list[Mapping[str, Any]] = []
@@ -500,7 +521,7 @@ def plans_balance_flow(provider: MetronomePlansProvider, customer_id: str, unit:
     return plans_balances(items, customer_id, provider.config, provider._now(), unit)
 
 
-def plans_ledger_flow(provider: MetronomePlansProvider, customer_id: str, grant_id: str | None,
+def plans_ledger_flow(provider: MetronomeCalls, customer_id: str, grant_id: str | None,
                       since: datetime | None, cursor: str | None) -> bc.Flow[bc.LedgerPage]:
     body: dict[str, Any] = {"customer_ids": [customer_id]}
     if since is not None:
@@ -515,10 +536,8 @@ def plans_ledger_flow(provider: MetronomePlansProvider, customer_id: str, grant_
     return bc.LedgerPage(entries, following, request_id=page.request_id)
 
 
-def plans_update_flow(provider: MetronomePlansProvider, grant_id: str,
+def plans_update_flow(provider: MetronomeCalls, grant_id: str,
                       update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
-    from ._provider import EDIT_GRANT
-
     grant = yield from provider._get(grant_id)
     assert grant.effective_at is not None
     body, adjustments = plans_edit_body(grant_id, update, provider.config, grant.effective_at)
@@ -535,7 +554,7 @@ def _balances_body(customer_id: str, cursor: str | None, **extra: Any) -> dict[s
     return body
 
 
-def credits_balance_flow(provider: MetronomeCreditsProvider, customer_id: str,
+def credits_balance_flow(provider: CreditsCalls, customer_id: str,
                          unit: str | None, at: datetime | None) -> bc.Flow[list[bc.Balance]]:
     """Now: Metronome's ``balance``. Another moment: ``covering_date`` and the ledgers."""
     extra: dict[str, Any] = {"include_balance": True}
@@ -558,7 +577,7 @@ def credits_balance_flow(provider: MetronomeCreditsProvider, customer_id: str,
     return credits_balances(items, customer_id, provider.config, provider._now(), unit)
 
 
-def credits_ledger_flow(provider: MetronomeCreditsProvider, customer_id: str,
+def credits_ledger_flow(provider: CreditsCalls, customer_id: str,
                         grant_id: str | None, since: datetime | None,
                         cursor: str | None) -> bc.Flow[bc.LedgerPage]:
     extra: dict[str, Any] = {"include_ledgers": True}
@@ -576,10 +595,8 @@ def credits_ledger_flow(provider: MetronomeCreditsProvider, customer_id: str,
     return bc.LedgerPage(entries, following, request_id=page.request_id)
 
 
-def credits_update_flow(provider: MetronomeCreditsProvider, grant_id: str,
+def credits_update_flow(provider: CreditsCalls, grant_id: str,
                         update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
-    from ._provider import UPDATE_END_DATE
-
     changes = update.changes()
     config = provider.config
     problems = [bc.FieldProblem(name, "updateEndDate changes only the end date")

@@ -36,6 +36,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import billing_credits as bc
+import billing_credits_metronome._translate as tr
 from billing_credits._bounded import (
     DEFAULT_MAX_BODY,
     BodyTooLarge,
@@ -45,8 +46,6 @@ from billing_credits._bounded import (
 )
 from billing_credits._secrets import check_base_url, register_secret
 
-from . import _translate as tr
-
 if TYPE_CHECKING:
     import httpx
 
@@ -54,6 +53,17 @@ __all__ = ["DEFAULT_BASE_URL", "MetronomeHTTP", "Reply", "created_id", "dumps", 
            "page_of"]
 
 DEFAULT_BASE_URL = "https://api.metronome.com"
+
+# Endpoints (paths under the base URL).
+CREATE_GRANT = "/v1/credits/createGrant"
+LIST_GRANTS = "/v1/credits/listGrants"
+EDIT_GRANT = "/v1/credits/editGrant"
+VOID_GRANT = "/v1/credits/voidGrant"
+CREATE_CREDIT = "/v1/contracts/customerCredits/create"
+LIST_CREDITS = "/v1/contracts/customerCredits/list"
+UPDATE_END_DATE = "/v1/contracts/customerCredits/updateEndDate"
+ADD_KEY = "/v1/customFields/addKey"
+LIST_KEYS = "/v1/customFields/listKeys"
 USER_AGENT = "billing-credits-metronome/0.1"
 ERROR_BODY_LIMIT = 65_536
 """An error body longer than this (bytes) is kept as a bounded excerpt."""

@@ -29,11 +29,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import billing_credits as bc
-
-from . import _translate as tr
+import billing_credits_stripe._translate as tr
 
 if TYPE_CHECKING:
     from stripe.params.billing import (
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
         CreditGrantUpdateParams,
     )
 
-    from ._provider import Answer, StripeProvider
+    from ._answer import Answer
 
 T = TypeVar("T")
 
@@ -314,6 +313,29 @@ def update_params(update: bc.GrantUpdate, existing_metadata: Mapping[str, str] |
 
 # -- flows (driven by StripeProvider, through its validated transport) ---------------------
 
+
+class StripeCalls(Protocol):
+    """What the flows need of the provider: its validated transport and the readers of its
+    answers. ``StripeProvider`` passes itself; this module never imports the provider class."""
+
+    def _call(self, method: str, path: str, params: Mapping[str, Any] | None = None, *,
+              label: str, idempotency_key: str | None = None,
+              retry_safe: bool = True) -> bc.Call[Answer]: ...
+
+    def _list_of(self, answer: Answer) -> tuple[list[Any], bool]: ...
+
+    def _next_cursor(self, answer: Answer, items: list[Any], has_more: bool,
+                     seen: set[str] | None = None) -> str | None: ...
+
+    def _clock(self) -> datetime: ...
+
+    def _get(self, grant_id: str) -> bc.Flow[bc.CreditGrant]: ...
+
+    def _with_balance(self, grant: bc.CreditGrant) -> bc.Flow[bc.CreditGrant]: ...
+
+    def _grant_of(self, answer: Answer) -> bc.CreditGrant: ...
+
+
 TRANSACTIONS_PATH = "/v1/billing/credit_balance_transactions"
 
 
@@ -329,7 +351,7 @@ def _follow(cursor: str | None, seen: set[str]) -> str | None:
     return cursor
 
 
-def _items(provider: StripeProvider, answer: Answer, what: str) -> tuple[list[dict[str, Any]], bool]:
+def _items(provider: StripeCalls, answer: Answer, what: str) -> tuple[list[dict[str, Any]], bool]:
     """A list answer's objects (each a JSON object with an id) and ``has_more``; any other shape
     is ``InvalidResponseError`` with the request id."""
     items, has_more = provider._list_of(answer)
@@ -355,7 +377,7 @@ def _live(grants: Iterable[bc.CreditGrant]) -> list[bc.CreditGrant]:
     return [g for g in grants if g.status is bc.GrantStatus.ACTIVE]
 
 
-def balance_flow(provider: StripeProvider, customer_id: str, unit: str | None,
+def balance_flow(provider: StripeCalls, customer_id: str, unit: str | None,
                  at: datetime | None) -> bc.Flow[list[bc.Balance]]:
     """Every credit grant of the customer (paged), then one balance summary per live grant."""
     if at is not None:
@@ -385,7 +407,7 @@ def balance_flow(provider: StripeProvider, customer_id: str, unit: str | None,
     return balances_from_summaries(customer_id, summaries, as_of)
 
 
-def ledger_flow(provider: StripeProvider, customer_id: str, grant_id: str | None,
+def ledger_flow(provider: StripeCalls, customer_id: str, grant_id: str | None,
                 since: datetime | None, cursor: str | None) -> bc.Flow[bc.LedgerPage]:
     """One page of entries: Stripe pages until one holds an entry at or after ``since`` (Stripe
     has no date filter), so filtered-out pages never look like a run of empty pages."""
@@ -405,7 +427,7 @@ def ledger_flow(provider: StripeProvider, customer_id: str, grant_id: str | None
         cursor = _follow(next_cursor, seen)
 
 
-def update_flow(provider: StripeProvider, grant_id: str,
+def update_flow(provider: StripeCalls, grant_id: str,
                 update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
     """Read the grant (for its metadata, when metadata changes), then update it."""
     existing: Mapping[str, str] | None = None

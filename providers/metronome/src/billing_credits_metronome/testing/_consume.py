@@ -35,12 +35,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from billing_credits_metronome._translate import USD_CENTS, format_time, parse_time, to_decimal
 
-if TYPE_CHECKING:
-    from ._fake import MetronomeFake, _Credit, _Grant
+from ._state import FakeState, _bad, _Credit, _Grant
 
 __all__ = [
     "LIST_BALANCES",
@@ -65,17 +64,17 @@ LIST_BALANCES_FIELDS = frozenset({
     "include_ledgers", "limit", "next_page", "starting_at",
 })
 
-def _at(fake: MetronomeFake, at: datetime | None) -> datetime:
+def _at(fake: FakeState, at: datetime | None) -> datetime:
     return (fake.clock() if at is None else at).astimezone(UTC)
 
 
 # -- v1 credit grants ---------------------------------------------------------------
 
-def _grant_used(fake: MetronomeFake, grant: _Grant) -> Decimal:
+def _grant_used(fake: FakeState, grant: _Grant) -> Decimal:
     return sum((to_decimal(e["amount"]) for e in grant.deductions + grant.pending),
                Decimal(0))
 
-def consume_grants(fake: MetronomeFake, customer_id: str, amount: Decimal | int, *,
+def consume_grants(fake: FakeState, customer_id: str, amount: Decimal | int, *,
                    credit_type: str = USD_CENTS, product_id: str | None = None,
                    at: datetime | None = None, invoice_id: str | None = None,
                    pending: bool = False) -> list[dict[str, Any]]:
@@ -120,7 +119,7 @@ def consume_grants(fake: MetronomeFake, customer_id: str, amount: Decimal | int,
         left -= take
     return made
 
-def _grant_events(fake: MetronomeFake, grant: _Grant,
+def _grant_events(fake: FakeState, grant: _Grant,
                   now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(posted, pending) ledger entries of one grant (``_seq``: the order of draws)."""
     item = grant.item
@@ -145,9 +144,7 @@ def _grant_events(fake: MetronomeFake, grant: _Grant,
     pending = [{**e, "amount": -to_decimal(e["amount"])} for e in grant.pending]
     return posted, pending
 
-def list_entries(fake: MetronomeFake, query: dict[str, str], body: dict[str, Any]) -> Any:
-    from ._fake import _bad
-
+def list_entries(fake: FakeState, query: dict[str, str], body: dict[str, Any]) -> Any:
     fake._fields(query, LIST_ENTRIES_QUERY, where="query ")
     fake._fields(body, LIST_ENTRIES_FIELDS)
     if query.get("next_page") is not None:
@@ -222,11 +219,11 @@ def list_entries(fake: MetronomeFake, query: dict[str, str], body: dict[str, Any
 
 # -- contract customer credits --------------------------------------------------------------
 
-def _segment_used(fake: MetronomeFake, credit_id: str, segment_id: str) -> Decimal:
+def _segment_used(fake: FakeState, credit_id: str, segment_id: str) -> Decimal:
     return sum((-to_decimal(e["amount"]) for e in fake.credit_ledgers.get(credit_id, ())
                 if e["segment_id"] == segment_id), Decimal(0))
 
-def consume_credits(fake: MetronomeFake, customer_id: str, amount: Decimal | int, *,
+def consume_credits(fake: FakeState, customer_id: str, amount: Decimal | int, *,
                     credit_type: str = USD_CENTS, product_id: str | None = None,
                     at: datetime | None = None,
                     invoice_id: str | None = None) -> list[dict[str, Any]]:
@@ -270,7 +267,7 @@ def consume_credits(fake: MetronomeFake, customer_id: str, amount: Decimal | int
         left -= take
     return made
 
-def _credit_ledger(fake: MetronomeFake, credit: _Credit, now: datetime) -> list[dict[str, Any]]:
+def _credit_ledger(fake: FakeState, credit: _Credit, now: datetime) -> list[dict[str, Any]]:
     """``Credit.ledger`` now: segment starts, deductions, expirations, by time."""
     credit_id = credit.item["id"]
     events: list[dict[str, Any]] = []
@@ -288,7 +285,7 @@ def _credit_ledger(fake: MetronomeFake, credit: _Credit, now: datetime) -> list[
             "CREDIT_EXPIRATION": 2}
     return sorted(events, key=lambda e: (parse_time(e["timestamp"]), rank.get(e["type"], 1)))
 
-def _credit_balance(fake: MetronomeFake, credit: _Credit, now: datetime) -> Decimal:
+def _credit_balance(fake: FakeState, credit: _Credit, now: datetime) -> Decimal:
     """``Credit.balance``: usable at this moment (expired and future segments count 0)."""
     usable = sum((s["amount"] - _segment_used(fake, credit.item["id"], s["id"])
                   for s in credit.segments
@@ -296,9 +293,7 @@ def _credit_balance(fake: MetronomeFake, credit: _Credit, now: datetime) -> Deci
                  Decimal(0))
     return max(usable - credit.deducted, Decimal(0))
 
-def list_balances(fake: MetronomeFake, query: dict[str, str], body: dict[str, Any]) -> Any:
-    from ._fake import _bad
-
+def list_balances(fake: FakeState, query: dict[str, str], body: dict[str, Any]) -> Any:
     fake._fields(body, LIST_BALANCES_FIELDS, ("customer_id",))
     customer = fake._uuid(body["customer_id"], "customer_id")
     limit = fake._limit(body.get("limit"), 25, 25)

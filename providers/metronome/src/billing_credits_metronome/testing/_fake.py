@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -60,8 +59,18 @@ import httpx
 from billing_credits_metronome._translate import USD_CENTS, format_time, parse_time, to_decimal
 from billing_credits_metronome._transport import dumps, loads
 
-from . import _consume
-from ._consume import LIST_BALANCES, LIST_ENTRIES, LIST_ENTRIES_QUERY
+from ._consume import (
+    LIST_BALANCES,
+    LIST_ENTRIES,
+    LIST_ENTRIES_QUERY,
+    _credit_balance,
+    _credit_ledger,
+    list_balances,
+    list_entries,
+)
+from ._consume import consume_credits as _consume_credits
+from ._consume import consume_grants as _consume_grants
+from ._state import _bad, _Credit, _Grant, _RefusedError
 
 __all__ = [
     "ADD_KEY_FIELDS",
@@ -119,38 +128,8 @@ CUSTOM_FIELD_ENTITIES = frozenset({
 _HOUR_SECONDS = 3600
 
 
-class _RefusedError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
-        self.status = status
-        self.message = message
-        self.code = code
-        super().__init__(message)
-
-
-def _bad(message: str) -> _RefusedError:
-    return _RefusedError(400, message)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class _Grant:
-    item: dict[str, Any]
-    amount: Decimal
-    voided: bool = False
-    deductions: list[dict[str, Any]] = field(default_factory=list)
-    pending: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class _Credit:
-    customer_id: str
-    item: dict[str, Any]
-    segments: list[dict[str, Any]]
-    deducted: Decimal = Decimal(0)
-    archived: bool = False
 
 
 class MetronomeFake:
@@ -206,8 +185,8 @@ class MetronomeFake:
             "/v1/contracts/customerCredits/updateEndDate": self._update_end_date,
             "/v1/customFields/addKey": self._add_key,
             "/v1/customFields/listKeys": self._list_keys,
-            LIST_ENTRIES: lambda q, b: _consume.list_entries(self, q, b),
-            LIST_BALANCES: lambda q, b: _consume.list_balances(self, q, b),
+            LIST_ENTRIES: lambda q, b: list_entries(self, q, b),
+            LIST_BALANCES: lambda q, b: list_balances(self, q, b),
         }
 
     # -- FakeApp --------------------------------------------------------------------------
@@ -279,8 +258,8 @@ class MetronomeFake:
         """Record usage against a customer credit (in its credit type's unit)."""
         self.credits[credit_id].deducted += Decimal(amount)
 
-    consume_grants = _consume.consume_grants
-    consume_credits = _consume.consume_credits
+    consume_grants = _consume_grants
+    consume_credits = _consume_credits
 
     # -- validation helpers -----------------------------------------------------------------
 
@@ -676,9 +655,9 @@ class MetronomeFake:
         item["access_schedule"] = {**item["access_schedule"],
                                    "schedule_items": [dict(s) for s in credit.segments]}
         if balance:
-            item["balance"] = _consume._credit_balance(self, credit, self.clock())
+            item["balance"] = _credit_balance(self, credit, self.clock())
         if ledgers:
-            item["ledger"] = _consume._credit_ledger(self, credit, self.clock())
+            item["ledger"] = _credit_ledger(self, credit, self.clock())
         return item
 
     def _list_credits(self, query: dict[str, str], body: dict[str, Any]) -> Any:

@@ -31,16 +31,27 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from ._fake import StripeFake
+from ._checks import StripeError, _integer, _invalid, _missing, _string, _unknown
 
 __all__ = ["TRANSACTIONS", "consume", "transaction_route", "transactions"]
 
 TRANSACTIONS = "/v1/billing/credit_balance_transactions"
 _ONE_TRANSACTION = re.compile(r"^/v1/billing/credit_balance_transactions/([^/]+)$")
 DEFAULT_PRIORITY = 50
+
+
+class FakeState(Protocol):
+    """What usage needs of ``StripeFake`` (its state), so this module does not import the fake."""
+
+    grants: dict[str, dict[str, Any]]
+    consumed: dict[str, int]
+    applied: list[dict[str, Any]]
+
+    def clock(self) -> int: ...
+
+    def _id(self, prefix: str) -> str: ...
 
 
 def _stable_id(prefix: str, *parts: object) -> str:
@@ -54,7 +65,7 @@ def _money(currency: str, value: int) -> dict[str, Any]:
 
 # -- usage (bound as StripeFake.consume) ----------------------------------------------
 
-def consume(fake: StripeFake, target: str, value: int, *, price: str | None = None,
+def consume(fake: FakeState, target: str, value: int, *, price: str | None = None,
             at: int | None = None, invoice: str | None = None) -> list[dict[str, Any]]:
     """Apply ``value`` minor units of usage; return the ``credits_applied`` transactions.
 
@@ -80,7 +91,7 @@ def consume(fake: StripeFake, target: str, value: int, *, price: str | None = No
             left -= take
     return drawn
 
-def _usable(fake: StripeFake, customer: str, price: str | None,
+def _usable(fake: FakeState, customer: str, price: str | None,
             at: int) -> list[dict[str, Any]]:
     found = []
     for grant in fake.grants.values():
@@ -99,10 +110,10 @@ def _usable(fake: StripeFake, customer: str, price: str | None,
     return sorted(found, key=lambda g: (
         DEFAULT_PRIORITY if g.get("priority") is None else g["priority"], g["id"]))
 
-def _left(fake: StripeFake, grant: Mapping[str, Any]) -> int:
+def _left(fake: FakeState, grant: Mapping[str, Any]) -> int:
     return max(int(grant["amount"]["monetary"]["value"]) - fake.consumed.get(grant["id"], 0), 0)
 
-def _draw(fake: StripeFake, grant: dict[str, Any], value: int, at: int,
+def _draw(fake: FakeState, grant: dict[str, Any], value: int, at: int,
           invoice: str) -> dict[str, Any]:
     fake.consumed[grant["id"]] = fake.consumed.get(grant["id"], 0) + value
     currency = grant["amount"]["monetary"]["currency"]
@@ -121,7 +132,7 @@ def _draw(fake: StripeFake, grant: dict[str, Any], value: int, at: int,
 
 # -- transactions --------------------------------------------------------------
 
-def transactions(fake: StripeFake, grant: Mapping[str, Any]) -> list[dict[str, Any]]:
+def transactions(fake: FakeState, grant: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every credit balance transaction of ``grant`` now, oldest first."""
     now = fake.clock()
     currency = grant["amount"]["monetary"]["currency"]
@@ -152,11 +163,9 @@ def transactions(fake: StripeFake, grant: Mapping[str, Any]) -> list[dict[str, A
                               "type": kind}})
     return out
 
-def transaction_route(fake: StripeFake, method: str, path: str,
+def transaction_route(fake: FakeState, method: str, path: str,
                        params: dict[str, Any]) -> dict[str, Any] | None:
     """Answer the transaction endpoints; None for any other path."""
-    from ._fake import StripeError, _integer, _invalid, _missing, _string, _unknown
-
     match = _ONE_TRANSACTION.match(path)
     if path != TRANSACTIONS and match is None:
         return None

@@ -67,12 +67,14 @@ from billing_credits_stripe._translate import (
     STRIPE_CURRENCIES,
 )
 
-from . import _consume
+from ._checks import StripeError, _integer, _invalid, _missing, _string, _unknown
+from ._consume import consume as _consume
+from ._consume import transaction_route as _transaction_route
+from ._consume import transactions as _transactions
 
 __all__ = ["RecordedRequest", "StripeFake", "parse_form"]
 
 _SEGMENT = re.compile(r"\[([^\[\]]*)\]")
-_INTEGER = re.compile(r"^-?\d+$")
 _GRANTS = "/v1/billing/credit_grants"
 _ONE = re.compile(r"^/v1/billing/credit_grants/([^/]+)$")
 _ACTION = re.compile(r"^/v1/billing/credit_grants/([^/]+)/(expire|void)$")
@@ -139,68 +141,6 @@ def _listify(node: Any, name: str = "") -> Any:
         if indices == list(range(len(indices))):
             return [converted[str(i)] for i in indices]
     return converted
-
-
-class StripeError(Exception):
-    """A 4xx the fake answers with, in Stripe's error shape."""
-
-    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type_
-        self.code = code
-        self.param = param
-
-
-def _missing(param: str) -> StripeError:
-    return StripeError(400, f"Missing required param: {param}.", code="parameter_missing",
-                       param=param)
-
-
-def _invalid(param: str, message: str, code: str = "parameter_invalid_string") -> StripeError:
-    return StripeError(400, message, code=code, param=param)
-
-
-def _unknown(params: Mapping[str, Any], allowed: set[str], prefix: str = "") -> None:
-    for name in params:
-        if name not in allowed:
-            full = f"{prefix}[{name}]" if prefix else name
-            raise StripeError(400, f"Received unknown parameter: {full}",
-                              code="parameter_unknown", param=full)
-
-
-def _string(params: Mapping[str, Any], name: str, *, required: bool = False,
-            max_length: int | None = None) -> str | None:
-    value = params.get(name)
-    if value is None:
-        if required:
-            raise _missing(name)
-        return None
-    if not isinstance(value, str):
-        raise _invalid(name, f"Invalid string: {name} must be a string")
-    if max_length is not None and len(value) > max_length:
-        raise _invalid(name, f"Invalid string: must be at most {max_length} characters")
-    return value
-
-
-def _integer(params: Mapping[str, Any], name: str, *, minimum: int | None = None,
-             maximum: int | None = None, where: str | None = None) -> int | None:
-    where = where or name
-    value = params.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _INTEGER.match(value):
-        raise _invalid(where, f"Invalid integer: {value}", code="parameter_invalid_integer")
-    number = int(value)
-    if minimum is not None and number < minimum:
-        raise _invalid(where, f"This value must be greater than or equal to {minimum}.",
-                       code="parameter_invalid_integer")
-    if maximum is not None and number > maximum:
-        raise _invalid(where, f"This value must be less than or equal to {maximum}.",
-                       code="parameter_invalid_integer")
-    return number
 
 
 @dataclass
@@ -342,8 +282,8 @@ class StripeFake:
         self._index.clear()
         self._position.clear()
 
-    consume = _consume.consume
-    transactions = _consume.transactions
+    consume = _consume
+    transactions = _transactions
 
     def inject_error(self, status: int, *, type_: str = "api_error", code: str | None = None,
                      message: str = "Injected error", headers: Mapping[str, str] | None = None
@@ -434,7 +374,7 @@ class StripeFake:
             return self._json(200, self._list(params))
         if path == _SUMMARY and method == "GET":
             return self._json(200, self._summary(params, live))
-        if (transactions := _consume.transaction_route(self, method, path, params)) is not None:
+        if (transactions := _transaction_route(self, method, path, params)) is not None:
             return self._json(200, transactions)
         if match := _ACTION.match(path):
             if method != "POST":

@@ -17,11 +17,11 @@ from decimal import Decimal
 from functools import total_ordering
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._errors import FieldProblem, InvalidGrantError
+from billing_credits._errors import FieldProblem, InvalidGrantError
 
 if TYPE_CHECKING:  # the models load on first use: declaring an order (a provider class) stays light
-    from ._ledger import Usage
-    from ._model import CreditGrant, Segment
+    from billing_credits._ledger import Usage
+    from billing_credits._model import CreditGrant, Segment
 
 __all__ = [
     "LOCAL_ORDER",
@@ -41,7 +41,7 @@ GrantKey = Callable[["CreditGrant"], Any]
 
 def _exact() -> decimal.Context:
     """The exact context (``billing_credits._money.exact``), its module imported on first use."""
-    from ._money import exact
+    from billing_credits._money import exact
 
     return exact()
 
@@ -239,7 +239,7 @@ def _position(grant: CreditGrant, _s: Segment | None, product: str | None) -> An
 
 
 def _promotional() -> Any:
-    from ._model import Category
+    from billing_credits._model import Category
 
     return Category.PROMOTIONAL
 

@@ -1,22 +1,185 @@
-"""A self-contained HTML report of simulations: inline SVG burn-down charts, no scripts.
+"""What a simulation finds, and its self-contained HTML report: inline SVG burn-down charts.
 
-One file, no network, nothing external: per customer, each grant's remaining balance over
-time as a stacked step chart, source and target side by side, customers that differ first,
-a summary table of them, and a print stylesheet.
+The results (``Simulation``, ``CustomerSimulation``, ``GrantOutcome``, ``BalancePoint``,
+``Comparison``, ``Difference``) and their rendering live together, so the records can render
+themselves without an import circle. The report is one file, no network, nothing external:
+per customer, each grant's remaining balance over time as a stacked step chart, source and
+target side by side, customers that differ first, a summary table of them, and a print
+stylesheet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from html import escape
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from ._simulate import Comparison, CustomerSimulation, Difference, GrantOutcome, Simulation
+from billing_credits._ledger import Usage
+from billing_credits._money import exact_sum
 
-__all__ = ["render_comparison", "render_simulation"]
+from ._engine import ConsumptionOrder, Draw, Expiry, Tie
+
+__all__ = [
+    "BalancePoint", "Comparison", "CustomerSimulation", "Difference", "GrantOutcome", "Simulation",
+    "render_comparison", "render_simulation",
+]
+
+@dataclass(frozen=True)
+class GrantOutcome:
+    """What became of one grant: consumed, expired unused (breakage) and left, exactly."""
+
+    grant_id: str
+    name: str
+    unit: str
+    granted: Decimal
+    consumed: Decimal
+    expired: Decimal
+    remaining: Decimal
+    first_draw_at: datetime | None
+    exhausted_at: datetime | None
+    """When the last of it was consumed (None while any is left or it expired with credit)."""
+    expired_at: datetime | None
+    """When a window ended with credit left (the last such moment)."""
+
+@dataclass(frozen=True)
+class BalancePoint:
+    """Each grant's balance (what is left now or in windows to come) after the events at ``at``."""
+
+    at: datetime
+    balances: tuple[Decimal, ...]
+    """One per grant, in ``CustomerSimulation.grants`` order."""
+
+@dataclass(frozen=True)
+class CustomerSimulation:
+    """One customer's simulated consumption."""
+
+    customer_id: str
+    grants: tuple[GrantOutcome, ...]
+    usage: tuple[Usage, ...]
+    draws: tuple[Draw, ...]
+    expiries: tuple[Expiry, ...]
+    uncovered: tuple[tuple[int, Decimal], ...]
+    timeline: tuple[BalancePoint, ...]
+    ties: tuple[Tie, ...] = ()
+    """Usage paid from grants the order ranks equal, where the vendor documents no tie-break."""
+
+    @property
+    def burn_order(self) -> tuple[str, ...]:
+        """Grant ids in the order usage draws on them (a repeated run counted once)."""
+        order: list[str] = []
+        for draw in self.draws:
+            if not order or order[-1] != draw.grant_id:
+                order.append(draw.grant_id)
+        return tuple(order)
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(g.unit for g in self.grants))
+
+    def outcome(self, grant_id: str) -> GrantOutcome:
+        return next(g for g in self.grants if g.grant_id == grant_id)
+
+    def totals(self) -> dict[str, dict[str, Decimal]]:
+        """Per unit: granted, consumed, expired, remaining and uncovered usage."""
+        out: dict[str, dict[str, Decimal]] = {}
+        for unit in self.units:
+            mine = [g for g in self.grants if g.unit == unit]
+            out[unit] = {
+                "granted": exact_sum(g.granted for g in mine),
+                "consumed": exact_sum(g.consumed for g in mine),
+                "expired": exact_sum(g.expired for g in mine),
+                "remaining": exact_sum(g.remaining for g in mine),
+                "uncovered": exact_sum(amount for index, amount in self.uncovered
+                                       if self.usage[index].amount.unit_key == unit),
+            }
+        return out
+
+@dataclass(frozen=True)
+class Simulation:
+    """The result of ``simulate``: per customer, who paid for what and what was lost."""
+
+    order: ConsumptionOrder
+    customers: Mapping[str, CustomerSimulation]
+
+    def totals(self) -> dict[str, dict[str, dict[str, Decimal]]]:
+        """Per customer and unit: granted, consumed, expired, remaining, uncovered."""
+        return {c: sim.totals() for c, sim in sorted(self.customers.items())}
+
+    def html(self, *, title: str = "Credit burn-down") -> str:
+        """A self-contained HTML report: a stacked burn-down chart per customer and unit."""
+        return render_simulation(self, title=title)
+
+    def as_json(self) -> list[dict[str, Any]]:
+        """Per customer: burn order, each grant's outcome and the totals, amounts as text."""
+        return [{
+            "customer_id": customer,
+            "burn_order": list(sim.burn_order),
+            "grants": [{"grant_id": g.grant_id, "name": g.name, "unit": g.unit,
+                        "granted": str(g.granted), "consumed": str(g.consumed),
+                        "expired": str(g.expired), "remaining": str(g.remaining),
+                        "exhausted_at": g.exhausted_at.isoformat() if g.exhausted_at else None,
+                        "expired_at": g.expired_at.isoformat() if g.expired_at else None}
+                       for g in sim.grants],
+            "totals": {u: {k: str(v) for k, v in t.items()} for u, t in sim.totals().items()},
+        } for customer, sim in sorted(self.customers.items())]
+
+@dataclass(frozen=True)
+class Difference:
+    """One customer whose consumption differs between the two sides, and why."""
+
+    customer_id: str
+    kinds: tuple[str, ...]
+    """Among "burn order", "expiry losses", "balance over time"."""
+    rule: str
+    """The rule that causes it, in words (e.g. "metronome breaks the tie on expires_at …")."""
+    source_order: tuple[str, ...]
+    target_order: tuple[str, ...]
+    source_expired: Decimal
+    target_expired: Decimal
+    fixable: bool = True
+    """False when no choice of target priorities can make the sides identical."""
+
+    def line(self) -> str:
+        verb = "differ" if len(self.kinds) > 1 else "differs"
+        return f"{self.customer_id}: {', '.join(self.kinds)} {verb}: {self.rule}"
+
+@dataclass
+class Comparison:
+    """Two simulations of the same customers and usage; grants named by a common label."""
+
+    source: Simulation
+    target: Simulation
+    labels: dict[str, str] = field(default_factory=dict)
+    """Side-specific grant id → the common label (the source grant, with its segment)."""
+    names: dict[str, str] = field(default_factory=dict)
+    """Common label → a readable name."""
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def label(self, grant_id: str) -> str:
+        return self.labels.get(grant_id, grant_id)
+
+    def lines(self) -> list[str]:
+        return [d.line() for d in self.differences]
+
+    def html(self, *, title: str = "Credit burn-down: source and target",
+             source_name: str | None = None, target_name: str | None = None) -> str:
+        """A self-contained HTML report: differing customers first, both sides side by side."""
+        return render_comparison(self, title=title, source_name=source_name,
+                                 target_name=target_name)
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return [{"customer_id": d.customer_id, "differs": list(d.kinds), "rule": d.rule,
+                 "source_order": list(d.source_order), "target_order": list(d.target_order),
+                 "source_expired": str(d.source_expired), "target_expired": str(d.target_expired),
+                 "fixable": d.fixable} for d in self.differences]
+
 
 WIDTH = 420
 HEIGHT = 150

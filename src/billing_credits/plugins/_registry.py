@@ -16,17 +16,23 @@ from typing import Any
 
 import pluggy
 
-from . import _hookspecs
-from ._capabilities import Capabilities
-from ._errors import ConfigurationError, UnknownProviderError
-from ._provider import Provider, Setting
+import billing_credits.plugins._hookspecs as hookspecs
+from billing_credits._capabilities import Capabilities
+from billing_credits._errors import ConfigurationError, UnknownProviderError
+from billing_credits._provider import Provider, Setting
 
-__all__ = ["ProviderInfo", "ProviderRegister", "available_providers", "get_provider", "plugin_manager"]
+from ._registers import ProviderRegister
+from ._sandbox import SandboxRegister, SandboxStart
+
+__all__ = [
+    "ProviderInfo", "ProviderRegister", "available_providers", "get_provider", "plugin_manager",
+    "sandboxes",
+]
 
 ENTRY_POINT_GROUP = "billing_credits"
 
 pm = pluggy.PluginManager("billing_credits")
-pm.add_hookspecs(_hookspecs)
+pm.add_hookspecs(hookspecs)
 
 _lock = threading.Lock()
 _loaded = False
@@ -64,27 +70,6 @@ def plugin_manager() -> pluggy.PluginManager:
     """The loaded plugin manager (register test plugins on it with ``pm.register``)."""
     load_plugins()
     return pm
-
-
-class ProviderRegister:
-    """The ``register`` argument of ``register_providers``: collects provider classes."""
-
-    def __init__(self) -> None:
-        self.providers: dict[str, type[Provider]] = {}
-
-    def __call__(self, provider: type[Provider]) -> None:
-        if not (isinstance(provider, type) and issubclass(provider, Provider)):
-            raise ConfigurationError(f"{provider!r} is not a billing_credits.Provider subclass")
-        name = getattr(provider, "name", None)
-        if not name or not isinstance(getattr(provider, "capabilities", None), Capabilities):
-            raise ConfigurationError(f"{provider.__name__} needs a name and capabilities")
-        existing = self.providers.get(name)
-        if existing is not None and existing is not provider:
-            raise ConfigurationError(
-                f"provider name {name!r} registered twice: {existing.__module__}.{existing.__name__}"
-                f" and {provider.__module__}.{provider.__name__}"
-            )
-        self.providers[name] = provider
 
 
 def providers() -> dict[str, type[Provider]]:
@@ -139,3 +124,9 @@ def get_provider(name: str, /, **settings: Any) -> Provider:
         )
     return cls(**settings)
 
+
+def sandboxes() -> dict[str, SandboxStart]:
+    """Every installed sandbox's ``start``, by name."""
+    register = SandboxRegister()
+    plugin_manager().hook.register_sandboxes(register=register)
+    return dict(sorted(register.sandboxes.items()))

@@ -9,17 +9,19 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import IO, Any, Protocol, cast
 
-from ._errors import (
+from billing_credits._errors import (
     BillingCreditsError,
     FieldProblem,
     InvalidGrantError,
     MigrationError,
     UnreadableGrant,
 )
-from ._migration import aligned_times, migration_key
-from ._model import CreditGrant, GrantStatus
-from ._provider import OnUnreadable, Provider
-from ._secrets import RedactingWriter, redact
+from billing_credits._model import CreditGrant, GrantStatus
+from billing_credits._provider import OnUnreadable, Provider
+from billing_credits._secrets import RedactingWriter, redact
+
+from ._plan import migration_key
+from ._planner import aligned_times
 
 __all__ = ["ImportReport", "OnReject", "export_grants", "import_grants", "reject_line"]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
-from ._errors import ConfigurationError
+from billing_credits._errors import ConfigurationError
 
 __all__ = ["Sandbox", "SandboxRegister", "SandboxStart"]
 
@@ -79,12 +79,3 @@ class SandboxRegister:
         if name in self.sandboxes and self.sandboxes[name] is not start:
             raise ConfigurationError(f"sandbox name {name!r} registered twice")
         self.sandboxes[name] = start
-
-
-def sandboxes() -> dict[str, SandboxStart]:
-    """Every installed sandbox's ``start``, by name."""
-    from ._plugins import plugin_manager
-
-    register = SandboxRegister()
-    plugin_manager().hook.register_sandboxes(register=register)
-    return dict(sorted(register.sandboxes.items()))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from ._plugins import ProviderRegister
+    from ._registers import ProviderRegister
     from ._sandbox import SandboxRegister
 
 __all__ = ["hookimpl", "hookspec"]
