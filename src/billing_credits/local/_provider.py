@@ -17,13 +17,12 @@ from urllib.parse import urlsplit
 
 import billing_credits as bc
 
+from ._sqlite import SqliteStore
 from ._store import (
     EntryRow,
     GrantStore,
     Lot,
-    PostgresStore,
     Row,
-    SqliteStore,
     Tx,
     Unavailable,
     grant_of,
@@ -72,6 +71,8 @@ def open_store(target: str | Path, clock: Callable[[], datetime], *, server_cloc
     ``billing-credits db upgrade --dry-run`` does, never changed)."""
     if isinstance(target, str) and is_url(target):
         bc.register_secret(urlsplit(target).password)  # before anything can echo the URL
+        from ._postgres import PostgresStore  # psycopg loads only for a PostgreSQL ledger
+
         try:
             return PostgresStore(target, clock, server_clock=server_clock, upgrade=upgrade)
         except Unavailable as error:
@@ -141,10 +142,8 @@ class LocalProvider(bc.Provider):
         self._moneys: dict[str, bc.Money] = {}
 
     def identity(self) -> str:
-        store = self._store
-        if isinstance(store, PostgresStore):
-            return f"local:postgresql://{store.host}:{store.port}/{store.database}"
-        assert self.path is not None
+        if self.path is None:
+            return f"local:{self._store.address()}"
         return f"local:{self.path.resolve()}"
 
     def now(self) -> datetime:
@@ -154,9 +153,8 @@ class LocalProvider(bc.Provider):
         self._store.close()
 
     def __repr__(self) -> str:
-        store = self._store
-        if isinstance(store, PostgresStore):
-            return f"<LocalProvider postgresql://{store.host}:{store.port}/{store.database}>"
+        if self.path is None:
+            return f"<LocalProvider {self._store.address()}>"
         return f"<LocalProvider path={str(self.path)!r}>"
 
     def _call(self, work: Callable[[], R]) -> R:

@@ -26,16 +26,11 @@ from __future__ import annotations
 import decimal
 import hashlib
 import json
-import os
-import sqlite3
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, TypeVar
 
 import billing_credits as bc
@@ -170,35 +165,6 @@ class Dialect:
         return f"{column} != '0'"
 
 
-class PostgresDialect(Dialect):
-    name = "postgresql"
-    amount_type = "NUMERIC"
-    time_type = "TIMESTAMPTZ"
-    serial = "BIGSERIAL PRIMARY KEY"
-    for_update = " FOR UPDATE"
-
-    def sql(self, text: str) -> str:
-        return text.replace("?", "%s")
-
-    def amount_in(self, value: Decimal | None) -> Any:
-        return value
-
-    def amount_out(self, value: Any) -> Decimal:
-        return value if isinstance(value, Decimal) else Decimal(value)
-
-    def time_in(self, value: datetime | None) -> Any:
-        return value
-
-    def time_out(self, value: Any) -> datetime:
-        return value.astimezone(UTC) if isinstance(value, datetime) else moment(value)
-
-    def text_out(self, value: Any) -> str:
-        return text_time(value) if isinstance(value, datetime) else str(value)  # type: ignore[return-value]
-
-    def positive(self, column: str) -> str:
-        return f"{column} > 0"
-
-
 def schema(d: Dialect) -> list[str]:
     """Schema 3, created whole on a new database."""
     a, t = d.amount_type, d.time_type
@@ -310,6 +276,10 @@ class GrantStore:
         yield  # pragma: no cover
 
     def close(self) -> None:
+        raise NotImplementedError
+
+    def address(self) -> str:
+        """Where the ledger lives, for ``identity()`` (no secret in it)."""
         raise NotImplementedError
 
     def version(self) -> int:
@@ -608,105 +578,6 @@ def _lot_fields(lot: Lot) -> dict[str, Any]:
     return {name: getattr(lot, name) for name in Lot.__slots__}
 
 
-# -- SQLite ----------------------------------------------------------------------------------
-
-_V1 = """
-CREATE TABLE grants (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    id              TEXT NOT NULL UNIQUE,
-    customer_id     TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL UNIQUE,
-    key_supplied    INTEGER NOT NULL,
-    request_hash    TEXT NOT NULL,
-    amount          TEXT NOT NULL,
-    unit            TEXT NOT NULL,
-    request_json    TEXT NOT NULL,
-    effective_at    TEXT NOT NULL,
-    expires_at      TEXT,
-    voided_at       TEXT,
-    created_at      TEXT NOT NULL
-)"""
-
-
-class SqliteStore(GrantStore):
-    """A SQLite file: one connection per store, one writer at a time across processes
-    (``BEGIN IMMEDIATE``), write-ahead logging so readers never wait for the writer."""
-
-    def __init__(self, path: Path, clock: Callable[[], datetime], *, upgrade: bool = True) -> None:
-        super().__init__(clock)
-        self.dialect = Dialect()
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout=60000")
-        if upgrade:
-            self._wal()
-            self._migrate()
-
-    def _wal(self) -> None:
-        """Switch to write-ahead logging. Switching needs the database to itself, and SQLite
-        answers "locked" at once (without waiting) while another process opens it: retry."""
-        for attempt in range(200):
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or attempt == 199:
-                    raise
-                time.sleep(0.05)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _begin(self, write: bool) -> Iterator[Tx]:
-        with self._lock:
-            # The clock is read only when the work asks, after BEGIN IMMEDIATE took the lock.
-            self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield Tx(self, self._db, self.clock)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def version(self) -> int:
-        with self._lock:
-            found: int = self._db.execute("PRAGMA user_version").fetchone()[0]
-        return found
-
-    def upgrade_steps(self) -> list[str]:
-        version = self.version()
-        return _steps(version, self._counts(version), f"SQLite file {self.path}")
-
-    def _counts(self, version: int) -> dict[str, int]:
-        if version == 0:
-            return {}
-        tables = ["grants"] + (["ledger", "usage"] if version >= 2 else [])
-        with self._lock:
-            return {t: self._db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608
-                    for t in tables}
-
-    def _migrate(self) -> None:
-        with self._begin(True) as tx:
-            db = self._db
-            version: int = db.execute("PRAGMA user_version").fetchone()[0]
-            _refuse_newer(version, str(self.path))
-            if version == SCHEMA_VERSION:
-                return
-            if version == 0:
-                for statement in schema(self.dialect):
-                    db.execute(statement)
-            else:
-                if version < 2:
-                    _to_2(db, version)
-                _to_3(tx)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
 def _refuse_newer(version: int, where: str) -> None:
     if version > SCHEMA_VERSION:
         raise SchemaError(
@@ -734,78 +605,6 @@ def _steps(version: int, counts: dict[str, int], where: str) -> list[str]:
         f"{counts.get('usage', 0)} usage references",
     ]
     return steps
-
-
-_V2 = """
-ALTER TABLE grants ADD COLUMN consumed_json TEXT NOT NULL DEFAULT '[]';
-CREATE TABLE ledger (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    customer_id TEXT NOT NULL,
-    grant_id    TEXT,
-    segment     INTEGER,
-    kind        TEXT NOT NULL,
-    amount      TEXT NOT NULL,
-    unit        TEXT NOT NULL,
-    at          TEXT NOT NULL,
-    reference   TEXT,
-    recorded_at TEXT NOT NULL
-);
-CREATE INDEX ledger_by_customer ON ledger (customer_id, at, seq);
-CREATE INDEX ledger_by_grant ON ledger (grant_id, seq);
-CREATE TABLE usage (
-    reference    TEXT PRIMARY KEY,
-    customer_id  TEXT NOT NULL,
-    request_hash TEXT NOT NULL,
-    at           TEXT NOT NULL,
-    recorded_at  TEXT NOT NULL
-)
-"""
-
-
-def _to_2(db: sqlite3.Connection, version: int) -> None:
-    """Schema 1 (or nothing) to 2, as the release that made schema 2 did it: the ledger, with
-    a ``granted`` entry for every grant and a ``voided`` entry for every voided one (what was
-    left in its windows not ended by then). Schema 1 recorded no usage."""
-    if version == 0:
-        db.execute(_V1)
-        db.execute("CREATE INDEX grants_by_customer ON grants (customer_id, seq)")
-    for statement in _V2.split(";"):
-        if statement.strip():
-            db.execute(statement)
-    insert = ("INSERT INTO ledger (customer_id, grant_id, segment, kind, amount, unit, at, "
-              "reference, recorded_at) VALUES (?, ?, NULL, ?, ?, ?, ?, NULL, ?)")
-    for (gid, customer, amount, unit, request_json, voided_at, created_at) in db.execute(
-            "SELECT id, customer_id, amount, unit, request_json, voided_at, created_at "
-            "FROM grants ORDER BY seq").fetchall():
-        db.execute(insert, (customer, gid, "granted", amount, unit, created_at, created_at))
-        request = json.loads(request_json)
-        segments = request.get("schedule") or [
-            {"amount": request["amount"]["amount"], "ends_before": request.get("expires_at")}]
-        db.execute("UPDATE grants SET consumed_json = ? WHERE id = ?",
-                   (json.dumps(["0"] * len(segments)), gid))
-        if voided_at is None:
-            continue
-        voided = moment(voided_at)
-        left = bc.exact_sum(
-            Decimal(str(s["amount"])) for s in segments
-            if s.get("ends_before") is None or moment(s["ends_before"]) > voided)
-        db.execute(insert, (customer, gid, "voided", signed(left.copy_negate()), unit,
-                            voided_at, voided_at))
-
-
-def _to_3(tx: Tx) -> None:
-    """Schema 2 to 3: a lot per access window of every grant, with what is left in it (its
-    amount less what schema 2 recorded as consumed from it, ``consumed_json``), the reference
-    index, the meta table; ``consumed_json`` goes. Ledger entries and usage stay as they are."""
-    for statement in schema_3_additions(tx.d):
-        tx.run(statement)
-    lots: list[Lot] = []
-    for r in tx.all(f"SELECT {_GRANT}, consumed_json FROM grants ORDER BY seq"):  # noqa: S608
-        row = tx.row(r)
-        consumed = [Decimal(text) for text in json.loads(r[13])]
-        lots += lots_of(row, grant_of(row), consumed)
-    tx.add_lots(lots)
-    tx.run("ALTER TABLE grants DROP COLUMN consumed_json")
 
 
 def grant_of(row: Row) -> bc.CreditGrant:
@@ -843,173 +642,6 @@ def lots_of(row: Row, grant: bc.CreditGrant, consumed: Sequence[Decimal] = ()) -
     return lots
 
 
-# -- PostgreSQL ------------------------------------------------------------------------------
-
 
 def is_url(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
-
-
-def _pgpass_password(params: dict[str, Any]) -> str | None:
-    """The password libpq would take from the pgpass file for these parameters (to mask it)."""
-    path = os.environ.get("PGPASSFILE") or os.path.expanduser("~/.pgpass")
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    wanted = [str(params.get("host") or "localhost"), str(params.get("port") or "5432"),
-              str(params.get("dbname") or ""), str(params.get("user") or "")]
-    for line in lines:
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields: list[str] = []
-        part, escaped = "", False
-        for char in line:
-            if escaped:
-                part, escaped = part + char, False
-            elif char == "\\":
-                escaped = True
-            elif char == ":" and len(fields) < 4:
-                fields.append(part)
-                part = ""
-            else:
-                part += char
-        fields.append(part)
-        if len(fields) == 5 and all(f in ("*", w) for f, w in zip(fields, wanted, strict=False)):
-            return fields[4]
-    return None
-
-
-class PostgresStore(GrantStore):
-    """A PostgreSQL database through a psycopg 3 connection pool. Concurrency by row locks:
-    a consume locks the customer's lots (``SELECT … FOR UPDATE``), an expire, void or update
-    the grant's row and lots; idempotency by the UNIQUE reference and key. A transaction that
-    loses a deadlock or a unique race is run again (a few times, then a retryable error)."""
-
-    ATTEMPTS = 5
-
-    def __init__(self, url: str, clock: Callable[[], datetime], *, server_clock: bool,
-                 upgrade: bool = True, pool_size: int = 10) -> None:
-        super().__init__(clock)
-        self.dialect = PostgresDialect()
-        try:
-            import psycopg
-            import psycopg_pool
-            from psycopg.conninfo import conninfo_to_dict
-        except ImportError:  # pragma: no cover - depends on the install
-            raise bc.ConfigurationError(
-                "a postgresql:// database needs psycopg: pip install 'billing-credits[postgres]'"
-            ) from None
-        self._psycopg = psycopg
-        try:
-            params = conninfo_to_dict(url)
-        except psycopg.ProgrammingError as error:
-            raise bc.ConfigurationError("not a PostgreSQL URL: "
-                                        + bc.redact(str(error))) from None
-        for secret in (params.get("password"), os.environ.get("PGPASSWORD"),
-                       _pgpass_password(params)):
-            bc.register_secret(str(secret) if secret else None)
-        self.host = str(params.get("host") or os.environ.get("PGHOST") or "localhost")
-        self.port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
-        self.database = str(params.get("dbname") or os.environ.get("PGDATABASE")
-                            or params.get("user") or os.environ.get("PGUSER") or "")
-        self.user = str(params.get("user") or os.environ.get("PGUSER") or "")
-        self._server_clock = server_clock
-        self._conninfo = url
-        self._kwargs = {"autocommit": True, "connect_timeout": 5,
-                        "options": "-c TimeZone=UTC"}
-        if "options" in params:  # the URL's own options (a search_path, say) come first
-            self._kwargs["options"] = f"{params['options']} -c TimeZone=UTC"
-        self._pool: Any = None
-        if upgrade:
-            self._migrate()
-        self._pool = psycopg_pool.ConnectionPool(
-            url, min_size=1, max_size=pool_size, kwargs=self._kwargs, open=True, timeout=10,
-            name="billing-credits")
-
-    def where(self) -> str:
-        return f"PostgreSQL database {self.database!r} at {self.host}:{self.port}"
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-
-    @contextmanager
-    def _connection(self) -> Iterator[Any]:
-        psycopg = self._psycopg
-        try:
-            if self._pool is None:
-                with psycopg.connect(self._conninfo, **self._kwargs) as conn:
-                    yield conn
-            else:
-                with self._pool.connection() as conn:
-                    yield conn
-        except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
-            raise  # run again by ``transaction``
-        except psycopg.OperationalError as error:
-            detail = bc.redact(" ".join(str(error).split()))
-            refused = getattr(error, "sqlstate", None) in ("28P01", "28000") or \
-                "authentication failed" in detail
-            raise Unavailable(f"{self.where()} is unavailable: {detail}" if not refused else
-                              f"{self.where()} refused the credentials: {detail}",
-                              refused=refused) from None
-        except Exception as error:
-            if type(error).__name__ == "PoolTimeout":
-                raise Unavailable(f"{self.where()} is unavailable: no connection within "
-                                  "10 s") from None
-            raise
-
-    @contextmanager
-    def _begin(self, write: bool) -> Iterator[Tx]:
-        with self._connection() as conn:
-            isolation = None if write else self._psycopg.IsolationLevel.REPEATABLE_READ
-            conn.isolation_level = isolation
-            with conn.transaction(), conn.cursor() as cursor:
-                yield Tx(self, cursor, self._clock_of(cursor))
-
-    def _clock_of(self, cursor: Any) -> Callable[[], datetime]:
-        if not self._server_clock:
-            return self.clock
-
-        def now() -> datetime:
-            found: datetime = cursor.execute("SELECT clock_timestamp()").fetchone()[0]
-            return found.astimezone(UTC)
-        return now
-
-    def transaction(self, work: Callable[[Tx], T]) -> T:
-        errors = self._psycopg.errors
-        retry = (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
-        for attempt in range(self.ATTEMPTS):
-            try:
-                with self._begin(True) as tx:
-                    return work(tx)
-            except retry:
-                if attempt == self.ATTEMPTS - 1:
-                    raise
-                time.sleep(0.005 * (attempt + 1))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def version(self) -> int:
-        with self._connection() as conn:
-            return _pg_version(conn)
-
-    def upgrade_steps(self) -> list[str]:
-        return _steps(self.version(), {}, self.where())
-
-    def _migrate(self) -> None:
-        with self._connection() as conn, conn.transaction(), conn.cursor() as cursor:
-            # One process creates the schema; the others wait for it, then find it.
-            cursor.execute("SELECT pg_advisory_xact_lock(7261536)")
-            version = _pg_version(conn)
-            _refuse_newer(version, self.where())
-            if version == 0:
-                for statement in schema(self.dialect):
-                    cursor.execute(statement)
-
-
-def _pg_version(conn: Any) -> int:
-    found = conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0]
-    if not found:
-        return 0
-    row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-    return int(row[0]) if row else 0
