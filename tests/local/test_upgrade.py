@@ -8,6 +8,8 @@ import decimal
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -150,3 +152,44 @@ def test_a_database_newer_than_the_code_is_refused(old: Path) -> None:
     with pytest.raises(bc.ConfigurationError, match="schema version 4"):
         store.upgrade_steps()
     store.close()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "billing_credits", *args], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_db_upgrade_on_the_command_line(old: Path) -> None:
+    before = old.read_bytes()
+    dry = cli("db", "upgrade", "--dry-run", "-s", f"path={old}")
+    assert dry.returncode == 0, dry.stderr
+    assert "is at schema 2: upgrade to 3 in one transaction" in dry.stdout
+    assert "kept as they are: 23 ledger entries and 10 usage references" in dry.stdout
+    assert old.read_bytes() == before
+    done = cli("db", "upgrade", "-s", f"path={old}", "--json")
+    assert done.returncode == 0, done.stderr
+    steps = json.loads(done.stdout)["steps"]
+    assert steps[-1] == f"done: {old.resolve()} is at schema 3"
+    assert version(old) == 3
+    again = cli("db", "upgrade", "-s", f"path={old}")
+    assert again.stdout.strip() == f"SQLite file {old} is at schema 3: nothing to do"
+    with sqlite3.connect(old) as db:
+        db.execute("PRAGMA user_version = 7")
+    newer = cli("db", "upgrade", "--dry-run", "-s", f"path={old}")
+    assert newer.returncode == 2
+    assert "schema version 7; this billing-credits reads up to 3" in newer.stderr
+
+
+def test_db_upgrade_on_postgresql(pg_url: str) -> None:
+    fresh = cli("db", "upgrade", "--dry-run", "-s", f"url={pg_url}")
+    assert fresh.returncode == 0, fresh.stderr
+    assert "create schema 3" in fresh.stdout
+    assert cli("db", "upgrade", "-s", f"url={pg_url}").returncode == 0
+    done = cli("db", "upgrade", "--dry-run", "-s", f"url={pg_url}")
+    assert "is at schema 3: nothing to do" in done.stdout
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute("UPDATE meta SET value = '9' WHERE name = 'schema_version'")
+    with pytest.raises(bc.ConfigurationError, match="schema version 9"):
+        LocalProvider(url=pg_url)

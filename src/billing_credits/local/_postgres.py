@@ -128,8 +128,9 @@ class PostgresStore(GrantStore):
         if "options" in params:  # the URL's own options (a search_path, say) come first
             self._kwargs["options"] = f"{params['options']} -c TimeZone=UTC"
         self._pool: Any = None
-        if upgrade:
-            self._migrate()
+        if not upgrade:  # opened to look (``db upgrade --dry-run``): plain connections
+            return
+        self._migrate()
         self._pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=pool_size, kwargs=self._kwargs, open=True, timeout=10,
             name="billing-credits")

@@ -19,6 +19,7 @@ import billing_credits as bc
 
 from ._sqlite import SqliteStore
 from ._store import (
+    SCHEMA_VERSION,
     EntryRow,
     GrantStore,
     Lot,
@@ -140,6 +141,30 @@ class LocalProvider(bc.Provider):
         self.path: Path | None = target if isinstance(target, Path) else None
         self._store = open_store(target, clock, server_clock=clock is _now)
         self._moneys: dict[str, bc.Money] = {}
+
+    @classmethod
+    def upgrade_database(cls, *, dry_run: bool = False, path: str | None = None,
+                         url: str | None = None) -> list[str]:
+        """Bring the database (``path``/``url`` as for the provider; default
+        ``$BILLING_CREDITS_DB``) to this release's schema, in one transaction; return what it
+        did, one line a step (``dry_run``: what it would do, changing nothing). Opening a
+        provider does the same; ``billing-credits db upgrade`` runs this."""
+        target = _target(path, url)
+        looking = open_store(target, _now, upgrade=False)
+        mapped: bc.ProviderError | None = None
+        try:
+            steps = looking.upgrade_steps()  # refuses a database newer than this release
+            current = looking.version() == SCHEMA_VERSION
+        except Unavailable as error:
+            mapped = _unavailable(error)
+        finally:
+            looking.close()
+        if mapped is not None:
+            raise mapped
+        if dry_run or current:
+            return steps
+        open_store(target, _now).close()
+        return [*steps, f"done: {looking.address()} is at schema {SCHEMA_VERSION}"]
 
     def identity(self) -> str:
         if self.path is None:
