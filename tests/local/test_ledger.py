@@ -312,9 +312,9 @@ def usage_amount(n: int) -> Decimal:
 
 
 def test_eight_processes_consuming_lose_nothing_and_apply_each_reference_once(
-    tmp_path: Path,
+    engine: str,
 ) -> None:
-    path = tmp_path / "shared.db"
+    path = engine  # a SQLite file, or a PostgreSQL URL (``path`` takes either)
     granted: dict[str, Decimal] = {}
     with LocalProvider(path) as local:
         now = datetime.now(UTC)
