@@ -193,3 +193,16 @@ def test_db_upgrade_on_postgresql(pg_url: str) -> None:
         db.execute("UPDATE meta SET value = '9' WHERE name = 'schema_version'")
     with pytest.raises(bc.ConfigurationError, match="schema version 9"):
         LocalProvider(url=pg_url)
+
+
+def test_a_row_the_model_cannot_read_does_not_stop_the_upgrade(old: Path) -> None:
+    doomed = EXPECTED["ids"]["doomed"]
+    with sqlite3.connect(old) as db:
+        db.execute("UPDATE grants SET request_json = '{\"amount\": \"not money\"}' WHERE id = ?",
+                   (doomed,))
+    with LocalProvider(old, clock=lambda: MADE_AT) as local:
+        assert version(old) == 3
+        with pytest.raises(bc.InvalidGrantError):
+            local.get_grant(doomed)
+        kept = [g for g in EXPECTED["grants"] if g["id"] != doomed]
+        assert [local.get_grant(g["id"]).model_dump(mode="json") for g in kept] == kept
