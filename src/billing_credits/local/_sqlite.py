@@ -202,7 +202,7 @@ def _to_3(tx: Tx) -> None:
         consumed = [Decimal(text) for text in json.loads(r[13])]
         try:
             grant = grant_of(row)
-        except Exception:
+        except Exception:  # noqa: S112 - the row itself says why, when read
             # A row the model cannot read (edited by hand, say) still reads as an unreadable
             # grant after the upgrade, as before it; it has no lot: nothing can spend it.
             continue
