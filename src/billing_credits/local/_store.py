@@ -321,10 +321,17 @@ class GrantStore:
         lots and ``granted`` entry. For each: None when inserted, else the row stored under
         its key."""
         def work(tx: Tx) -> list[Row | None]:
+            existing = tx.grants_by_keys([row.idempotency_key for row, _ in rows])
             result: list[Row | None] = []
+            fresh: list[tuple[Row, Sequence[Lot]]] = []
             for row, lots in rows:
-                seq = tx.insert_grant(row, lots, None)
-                result.append(None if seq is not None else tx.grant_by_key(row.idempotency_key))
+                if row.idempotency_key in existing:
+                    result.append(existing[row.idempotency_key])
+                    continue
+                existing[row.idempotency_key] = row  # a key twice in one batch: one grant
+                result.append(None)
+                fresh.append((row, lots))
+            tx.insert_grants(fresh)
             return result
         return self.transaction(work)
 
@@ -450,6 +457,46 @@ class Tx:
     def grant_by_key(self, key: str) -> Row | None:
         found = self.one(f"SELECT {_GRANT} FROM grants WHERE idempotency_key = ?", key)  # noqa: S608
         return self.with_consumed([self.row(found)])[0] if found else None
+
+    def grants_by_keys(self, keys: Sequence[str]) -> dict[str, Row]:
+        found: dict[str, Row] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start:start + 500])
+            rows = [self.row(r) for r in self.all(
+                f"SELECT {_GRANT} FROM grants WHERE idempotency_key IN "  # noqa: S608
+                f"({', '.join('?' * len(chunk))})", *chunk)]
+            found.update((row.idempotency_key, row) for row in self.with_consumed(rows))
+        return found
+
+    def insert_grants(self, rows: Sequence[tuple[Row, Sequence[Lot]]]) -> None:
+        """Insert new grants (keys known to be new) with their lots and ``granted`` entries,
+        a statement per table for the whole batch."""
+        if not rows:
+            return
+        d = self.d
+        self.cursor.executemany(d.sql(
+            "INSERT INTO grants (id, customer_id, idempotency_key, key_supplied, request_hash, "
+            "amount, unit, request_json, effective_at, expires_at, voided_at, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            [(row.id, row.customer_id, row.idempotency_key, int(row.key_supplied),
+              row.request_hash, d.amount_in(Decimal(row.amount)), row.unit, row.request_json,
+              d.time_in(moment(row.effective_at)), d.time_in(_maybe(row.expires_at)),
+              d.time_in(_maybe(row.voided_at)), d.time_in(moment(row.created_at)))
+             for row, _ in rows])
+        seqs: dict[str, int] = {}
+        for start in range(0, len(rows), 500):
+            chunk = [row.id for row, _ in rows[start:start + 500]]
+            seqs.update((gid, int(seq)) for gid, seq in self.all(
+                f"SELECT id, seq FROM grants WHERE id IN ({', '.join('?' * len(chunk))})",  # noqa: S608
+                *chunk))
+        self.add_lots([Lot(**{**_lot_fields(lot), "grant_seq": seqs[row.id]})
+                       for row, lots in rows for lot in lots])
+        self.cursor.executemany(d.sql(
+            "INSERT INTO ledger (customer_id, grant_id, segment, kind, amount, unit, at, "
+            "reference, recorded_at) VALUES (?, ?, NULL, 'granted', ?, ?, ?, NULL, ?)"),
+            [(row.customer_id, row.id, d.amount_in(Decimal(row.amount)), row.unit,
+              d.time_in(moment(row.created_at)), d.time_in(moment(row.created_at)))
+             for row, _ in rows])
 
     def grant_lots(self, grant_id: str, *, lock: bool = False) -> list[Lot]:
         return [self.lot(r) for r in self.all(
