@@ -717,7 +717,52 @@ def _fuzz_files(tmp: Path) -> tuple[Failures, Counter[str]]:
             failures.run(case, "verify_plan", lines[at], lambda p=plan: verify_plan(p, target))
     local.close()
     target.close()
+    _fuzz_stored_rows(tmp, rng, failures, counts)
     return failures, counts
+
+
+_STORED_COLUMNS = ["request_json", "amount", "unit", "effective_at", "expires_at", "voided_at",
+                   "created_at", "customer_id"]
+
+
+def _fuzz_stored_rows(tmp: Path, rng: random.Random, failures: Failures,
+                      counts: Counter[str]) -> None:
+    """The local store's grant rows edited behind its back (any column, hostile text or
+    JSON), then read every way; and unusable database paths."""
+    import sqlite3
+
+    path = tmp / "stored.db"
+    local = LocalProvider(path=str(path))
+    ids = [local.create_grant({"customer_id": "cus_s", "idempotency_key": f"s{i}",
+                               "amount": {"amount": "5", "currency": "USD"}}).id or ""
+           for i in range(4)]
+    for case in range(FILE_CASES // 20):
+        column = rng.choice(_STORED_COLUMNS)
+        value = _file_value(rng)
+        text = _file_json(value) if column == "request_json" or not isinstance(value, str) \
+            else value
+        victim = rng.choice(ids)
+        with contextlib.suppress(sqlite3.Error), sqlite3.connect(path) as db:
+            db.execute(f"UPDATE grants SET {column} = ? WHERE id = ?",
+                       (text.encode("utf-8", "surrogatepass").decode("utf-8", "replace"), victim))
+        counts["stored rows edited"] += 1
+        data = (column, text[:80])
+        failures.run(case, "local.get_grant (edited row)", data, lambda v=victim: local.get_grant(v))
+        failures.run(case, "local.list_grants (edited row)", data,
+                     lambda: list(local.list_grants("cus_s", on_unreadable=lambda _: None)))
+        failures.run(case, "local.get_balance (edited row)", data,
+                     lambda: local.get_balance("cus_s"))
+        failures.run(case, "local.list_ledger (edited row)", data,
+                     lambda: list(local.list_ledger("cus_s")))
+    local.close()
+    blocker = tmp / "blocker"
+    blocker.write_text("x")
+    garbage = tmp / "garbage.db"
+    garbage.write_bytes(b"not sqlite" * 100)
+    for where in (str(garbage), str(tmp), str(tmp / "a\x00b.db"), str(blocker / "x" / "c.db")):
+        counts["database paths"] += 1
+        failures.run(-1, "get_provider local", where,
+                     lambda w=where: bc.get_provider("local", path=w).close())
 
 
 @pytest.fixture(scope="module")

@@ -426,6 +426,15 @@ class LocalProvider(bc.Provider):
         if grant_id is not None and not any(row.id == grant_id for row in rows):
             raise bc.NotFoundError(f"no grant {grant_id!r} of customer {customer_id!r}",
                                    provider=self.name, status=404)
+        try:
+            return self._ledger_of(rows, stored, grant_id, since, cursor, now)
+        except (ValueError, ArithmeticError, TypeError, KeyError) as error:
+            problem = error
+        raise _corrupted(self.name, f"the ledger of customer {customer_id}", problem)
+
+    def _ledger_of(self, rows: list[Row], stored: list[EntryRow], grant_id: str | None,
+                   since: datetime | None, cursor: str | None,
+                   now: datetime) -> bc.LedgerPage:
         grants = {row.id: (row, self._read(row)) for row in rows}
         keyed: list[tuple[tuple[Any, ...], bc.LedgerEntry]] = []
         for row_entry in stored:
@@ -445,13 +454,13 @@ class LocalProvider(bc.Provider):
         # and window still to come included (the sum of the ledger so far).
         running: dict[str, Decimal] = {}
         with decimal.localcontext(bc.exact_context()):
-            for i, (key, entry) in enumerate(keyed):
-                unit = entry.amount.unit_key
-                running[unit] = running.get(unit, Decimal(0)) + entry.amount.amount
-                keyed[i] = (key, entry.model_copy(update={
-                    "running_balance": entry.amount.with_amount(running[unit])}))
+            for i, (key, line) in enumerate(keyed):
+                unit = line.amount.unit_key
+                running[unit] = running.get(unit, Decimal(0)) + line.amount.amount
+                keyed[i] = (key, line.model_copy(update={
+                    "running_balance": line.amount.with_amount(running[unit])}))
         if grant_id is not None:
-            keyed = [(key, entry) for key, entry in keyed if entry.grant_id == grant_id]
+            keyed = [(key, line) for key, line in keyed if line.grant_id == grant_id]
         after = tuple(json.loads(cursor)) if cursor else None
         chosen = [
             (key, entry) for key, entry in keyed
