@@ -52,6 +52,7 @@ RULE_NAMES: frozenset[str] = frozenset({
     "created_at",
     "cost_basis",
     "fewest_products",
+    "fewest_contracts",
     "product_position",
     "contract_level",
     "contract_before_customer",
@@ -68,6 +69,8 @@ RULE_NAMES: frozenset[str] = frozenset({
 - ``cost_basis``: ``paid_amount / amount`` (no paid amount: 0, free credit).
 - ``fewest_products``: ``len(scope.product_ids)``; a scope not limited to listed products
   applies to more products than any list, so it counts as missing (sorted last ascending).
+- ``fewest_contracts``: ``len(scope.contract_ids)``; a scope not limited to listed contracts
+  applies to every contract of the customer, so it counts as missing (sorted last ascending).
 - ``product_position``: the usage's product's position in ``scope.product_ids`` (the order a
   vendor applies a grant to line items); missing when not listed.
 - ``contract_level``: True for a contract-level grant. The core cannot tell one from a neutral
@@ -232,6 +235,10 @@ def _fewest(grant: CreditGrant, _s: Segment | None, _p: str | None) -> Any:
     return len(grant.scope.product_ids) if grant.scope.product_ids else None
 
 
+def _fewest_contracts(grant: CreditGrant, _s: Segment | None, _p: str | None) -> Any:
+    return len(grant.scope.contract_ids) if grant.scope.contract_ids else None
+
+
 def _position(grant: CreditGrant, _s: Segment | None, product: str | None) -> Any:
     if product is None or product not in grant.scope.product_ids:
         return None
@@ -251,6 +258,7 @@ _VALUES: dict[str, Callable[[CreditGrant, Segment | None, str | None], Any]] = {
     "created_at": lambda g, s, p: g.created_at,
     "cost_basis": _cost_basis,
     "fewest_products": _fewest,
+    "fewest_contracts": _fewest_contracts,
     "product_position": _position,
     "contract_level": lambda g, s, p: False,
     "contract_before_customer": lambda g, s, p: 1,
@@ -264,11 +272,16 @@ def admits(grant: CreditGrant, usage: Usage) -> bool:
 
     All-usage grants (the empty scope, or every metered price) admit all usage. Otherwise the
     usage must name a product that the scope lists in ``product_ids``, or that a specifier
-    holding only a ``product_id`` names. Scope parts a usage record cannot be tested against
-    (product tags, prices, contracts, group values) admit nothing: the engine never spends
-    credit it cannot show applies.
+    holding only a ``product_id`` names. A scope listing ``contract_ids`` admits only usage
+    naming one of them (``Usage.contract_id``), and then as the rest of the scope does. Scope
+    parts a usage record cannot be tested against (product tags, prices, group values) admit
+    nothing: the engine never spends credit it cannot show applies.
     """
     scope = grant.scope
+    if scope.contract_ids:
+        if usage.contract_id is None or usage.contract_id not in scope.contract_ids:
+            return False
+        scope = scope.model_copy(update={"contract_ids": ()})
     if scope.is_all_usage or scope.kinds() == {"metered_prices_only"}:
         return True
     product = usage.product_id
