@@ -63,7 +63,7 @@ def test_skip_long_passes_the_line_over_and_goes_on() -> None:
 
 def test_skipping_is_itself_bounded() -> None:
     endless = io.BytesIO(b"z" * (MAX_SKIP_BYTES + MAX_LINE_BYTES + 10))
-    with pytest.raises(InputTooLargeError, match="not a file of lines"):
+    with pytest.raises(InputTooLargeError, match="no line end within the limit: not a file of lines"):
         list(bounded_lines(endless, source="f", skip_long=True))
 
 

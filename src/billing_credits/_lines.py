@@ -94,7 +94,7 @@ def bounded_lines(stream: IO[AnyStr], *, source: str, limit: int = MAX_LINE_BYTE
                 if skipped > MAX_SKIP_BYTES:
                     raise InputTooLargeError(
                         source, number, MAX_SKIP_BYTES,
-                        "a line longer than the longest passed over: not a file of lines")
+                        "no line end within the limit: not a file of lines")
             read += skipped - first
             yield number, LongLine(number, head, "a line longer than the limit; not read")
         else:
