@@ -145,16 +145,20 @@ def test_a_grant_on_a_test_clock_lives_on_the_clocks_frozen_time(
     assert first.raw["effective_at"] == seconds(T0), "effective_at defaults to the frozen time"
     assert {first.status, second.status} == {bc.GrantStatus.ACTIVE}
 
+    def clock_reads() -> list[Any]:
+        return [r for r in fake.requests if r.path.startswith("/v1/test_helpers/test_clocks/")]
+
+    before = len(clock_reads())
     listed = list(provider.list_grants(CUSTOMER))
     assert {g.status for g in listed} == {bc.GrantStatus.ACTIVE}
+    assert len(clock_reads()) == before + 1, "one GET per clock per call, for two grants"
     assert provider.get_grant(first.id or "").status is bc.GrantStatus.ACTIVE
     [balance] = provider.get_balance(CUSTOMER)
     assert balance.usable == usd("14.00")
     assert balance.as_of == T0
     assert any(clock_id in n for n in balance.notes)
-    clock_reads = [r for r in fake.requests if r.path.startswith("/v1/test_helpers/test_clocks/")]
-    assert len(clock_reads) == 1, "one GET per clock for the provider's life"
-    assert clock_reads[0].method == "GET"
+    assert len(clock_reads()) == before + 3
+    assert {r.method for r in clock_reads()} == {"GET"}
 
     # Consumption happens on the clock's time too: priority 10 first, then the other.
     drawn = fake.consume(CUSTOMER, 600)
@@ -164,10 +168,39 @@ def test_a_grant_on_a_test_clock_lives_on_the_clocks_frozen_time(
     assert provider.get_balance(CUSTOMER)[0].usable == usd("8.00")
 
     fake.advance_test_clock(clock_id, seconds(T0 + timedelta(days=1, hours=1)))
-    provider.forget_test_clocks()
     assert provider.get_grant(first.id or "").status is bc.GrantStatus.EXPIRED
     assert provider.get_grant(second.id or "").status is bc.GrantStatus.ACTIVE
     checked(fake)
+
+
+def test_a_clock_advanced_after_a_read_is_read_again(
+    provider: StripeProvider, fake: StripeFake
+) -> None:
+    """Review of issue 18: the provider kept each clock's ``frozen_time`` for its whole life,
+    so once the clock moved on (advanced by anyone, this process included) a grant that had
+    started since still read SCHEDULED and its credit was left out of the balance (0.00, not
+    10.00). A clock is now read once per call, never kept beyond it."""
+    clock_id = fake.create_test_clock(seconds(T0))
+    fake.attach_test_clock(CUSTOMER, clock_id)
+    made = provider.create_grant(grant("10.00", starts=T0 + timedelta(hours=1), ends=None))
+    assert made.status is bc.GrantStatus.SCHEDULED
+    fake.advance_test_clock(clock_id, seconds(T0 + timedelta(hours=2)))
+    assert provider.get_grant(made.id or "").status is bc.GrantStatus.ACTIVE
+    [balance] = provider.get_balance(CUSTOMER)
+    assert balance.usable == usd("10.00")
+    assert balance.as_of == T0 + timedelta(hours=2)
+
+
+def test_a_clock_id_that_cannot_be_asked_for_is_an_invalid_response(
+    provider: StripeProvider, fake: StripeFake
+) -> None:
+    """Review of issue 18: a ``test_clock`` id in Stripe's answer that could not be sent back
+    (a lone surrogate, over 5,000 characters) was reported as ``InvalidGrantError``, the
+    caller's fault; it is Stripe's answer that is wrong."""
+    made = provider.create_grant(grant("1.00", starts=T0, ends=None))
+    fake.grants[made.id or ""]["test_clock"] = "clock_" + "x" * 6000
+    with pytest.raises(bc.InvalidResponseError, match="test_clock"):
+        provider.get_grant(made.id or "")
 
 
 def test_the_fake_refuses_moving_a_test_clock_back(fake: StripeFake) -> None:
@@ -278,7 +311,6 @@ def test_a_clock_stripe_no_longer_has_is_a_clear_error(
     clock_id = fake.create_test_clock(seconds(T0))
     fake.attach_test_clock(CUSTOMER, clock_id)
     made = provider.create_grant(grant("1.00", starts=T0, ends=None))
-    provider.forget_test_clocks()
     del fake.test_clocks[clock_id]
     with pytest.raises(bc.NotFoundError, match="test_clock"):
         provider.get_grant(made.id or "")

@@ -392,7 +392,8 @@ class StripeCalls(Protocol):
 
     def _read(self, answer: Answer) -> bc.Flow[bc.CreditGrant]: ...
 
-    def _moments(self, objs: Iterable[Any]) -> bc.Flow[dict[str, datetime]]: ...
+    def _moments(self, objs: Iterable[Any], known: dict[str, datetime] | None = None
+                 ) -> bc.Flow[dict[str, datetime]]: ...
 
     def _moment(self, obj: Any, moments: Mapping[str, datetime]) -> datetime: ...
 
@@ -461,8 +462,7 @@ def balance_flow(provider: StripeCalls, customer_id: str, unit: str | None,
         params = tr.list_params(customer_id, limit=tr.MAX_PAGE_SIZE, starting_after=cursor)
         answer = yield provider._call("get", tr.GRANTS_PATH, params, label="credit_grants.list")
         items, has_more = _items(provider, answer, "credit_grants.list")
-        moments = yield from provider._moments(items)
-        clocks.update(moments)
+        moments = yield from provider._moments(items, clocks)
         grants += _each(answer, "credit_grants.list", items,
                         partial(_read_at, provider, moments))
         cursor = provider._next_cursor(answer, items, has_more, seen)
