@@ -303,3 +303,29 @@ def test_the_fake_and_the_declared_order_agree_on_contracts(
         assert drawn == {k: v for k, v in expected.consumed().items() if v}
         [balance] = provider.get_balance(customer)
         assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining
+
+
+def test_a_product_only_specifier_credit_is_drawn_by_the_fake_as_by_the_engine(
+    credits: MetronomeCreditsProvider, fake: MetronomeFake, clock: Clock
+) -> None:
+    """Review of issue 18: the engine draws a credit whose specifier names only a product
+    (``admits``; CommitSpecifier.product_id "the specifier will only apply to the product with
+    the specified ID"), but the fake skipped every credit with specifiers, so the fake and
+    ``CREDITS_ORDER`` disagreed (the fake drew the all-usage credit instead) while the README
+    said neither draws such a credit."""
+    customer = str(uuid.uuid4())
+    only_product = credits.create_grant(_credit(customer, "3.00").model_copy(update={
+        "scope": bc.Scope(specifiers=(bc.Specifier(product_id=PRODUCT),))}))
+    everywhere = credits.create_grant(_credit(customer, "10.00").model_copy(update={
+        "priority": Decimal(2)}))
+    grouped = credits.create_grant(_credit(customer, "5.00").model_copy(update={
+        "priority": Decimal(0), "scope": bc.Scope(specifiers=(
+            bc.Specifier(product_id=PRODUCT, pricing_group_values={"region": "eu"}),))}))
+    fake.consume_credits(customer, 400, product_id=PRODUCT, invoice_id="inv-1")
+    expected = bc.allocate([only_product, everywhere, grouped], [
+        bc.Usage(customer_id=customer, amount=usd("4.00"), at=clock.now, product_id=PRODUCT,
+                 reference="inv-1")], CREDITS_ORDER)
+    assert [(d.grant_id, d.amount) for d in expected.draws] == [
+        (only_product.id, Decimal("3.00")), (everywhere.id, Decimal("1.00"))]
+    [balance] = credits.get_balance(customer)
+    assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining
