@@ -133,6 +133,25 @@ def summary_values(summary: Mapping[str, Any], currency: str) -> tuple[int, int]
     return available, ledger
 
 
+_FIGURES = ("available_balance", "ledger_balance")
+
+
+def _figures_given(summary: Mapping[str, Any], currency: str) -> set[str]:
+    """Which of the two figures the summary gives an amount for in ``currency``: ``monetary``
+    is nullable (``Optional[Monetary]``, ``stripe/billing/_credit_balance_summary.py``), and a
+    figure without one has no amount to read."""
+    given: set[str] = set()
+    entries = summary.get("balances")
+    for entry in entries if isinstance(entries, list) else ():
+        for kind in _FIGURES:
+            holder = entry.get(kind) if isinstance(entry, Mapping) else None
+            monetary = holder.get("monetary") if isinstance(holder, Mapping) else None
+            if isinstance(monetary, Mapping) and \
+                    str(monetary.get("currency", "")).upper() == currency.upper():
+                given.add(kind)
+    return given
+
+
 def balances_from_summaries(
     customer_id: str,
     summaries: Sequence[tuple[bc.CreditGrant, Mapping[str, Any]]],
@@ -149,6 +168,7 @@ def balances_from_summaries(
     usage not yet invoiced (``uninvoiced_usage_deducted=False``).
     """
     by_currency: dict[str, list[tuple[bc.CreditGrant, Decimal, Decimal, Mapping[str, Any]]]] = {}
+    unread: dict[str, list[str]] = {}
     for grant, summary in summaries:
         currency = grant.amount.currency
         assert currency is not None  # Stripe grants are monetary
@@ -156,6 +176,12 @@ def balances_from_summaries(
         with bc.reading_vendor_payload(tr.PROVIDER_NAME, "credit balance summary", summary):
             usable = tr.from_minor_units(currency, min(available, ledger)).amount
             beyond = tr.from_minor_units(currency, ledger - available).amount
+        [*missing] = set(_FIGURES) - _figures_given(summary, currency)
+        if len(missing) == 1:  # one figure without an amount: no difference can be read
+            unread.setdefault(currency, []).append(
+                f"grant {grant.id}: Stripe's summary gives no amount for {missing[0]} in "
+                f"{currency} (monetary null or absent): read as 0, usable is the smaller")
+            beyond = Decimal(0)
         by_currency.setdefault(currency, []).append((grant, usable, beyond, summary))
     balances = []
     for currency, rows in sorted(by_currency.items()):
@@ -164,6 +190,7 @@ def balances_from_summaries(
                            expires_at=grant.expires_at, priority=grant.priority)
             for grant, usable, _, _ in rows)
         notes = [UNINVOICED_NOTE]
+        notes += unread.get(currency, [])
         for grant, _, beyond, _ in rows:
             if beyond > 0:
                 notes.append(
