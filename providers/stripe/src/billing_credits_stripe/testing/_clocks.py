@@ -40,8 +40,12 @@ _ONE = re.compile(r"^/v1/test_helpers/test_clocks/([^/]+)$")
 _ADVANCE = re.compile(r"^/v1/test_helpers/test_clocks/([^/]+)/advance$")
 TWO_YEARS = 2 * 366 * 24 * 3600
 """The fake's reading of "cannot be more than two years in the future" (no subscriptions)."""
-AUTO_DELETE = 30 * 24 * 3600
-"""``deletes_after`` the fake sets (Stripe's value is not documented in the sources read)."""
+AUTO_DELETE = 7 * 24 * 3600
+"""``deletes_after`` the fake sets: 7 days after creation, as in the response example of
+https://docs.stripe.com/api/test_clocks/create (``created`` 1680112806, ``deletes_after``
+1680717606); Stripe states no rule for it."""
+NAME_MAX = 300
+"""``name``: "The maximum length is 300 characters" (https://docs.stripe.com/api/test_clocks/create)."""
 
 
 class ClockState(Protocol):
@@ -94,7 +98,7 @@ def clock_route(fake: ClockState, method: str, path: str,
         frozen = _integer(params, "frozen_time")
         if frozen is None:
             raise _missing("frozen_time")
-        clock = create_clock(fake, frozen, _string(params, "name", max_length=300))
+        clock = create_clock(fake, frozen, _string(params, "name", max_length=NAME_MAX))
         customer = _string(params, "customer")
         if customer is not None:
             # "Existing customer this test clock will be attached to. Once attached, customers
