@@ -336,3 +336,23 @@ def test_unnamed_kinds_read_exactly_as_adjusted(value: int, side: str, sub: str,
     expected = Decimal(value).scaleb(-2)
     assert entry.amount.amount == (expected if side == "credit" else -expected)
     assert entry.raw == _transaction(type_, **{side: _detail(sub, value)})
+
+
+def test_a_balance_on_a_clock_still_advancing_says_so(
+    provider: StripeProvider, fake: StripeFake
+) -> None:
+    """Review of issue 18: a clock whose ``status`` is ``advancing`` ("In the process of
+    advancing time for the test clock objects", ``stripe/test_helpers/_test_clock.py``) was read
+    at its old ``frozen_time`` with nothing said; the balance now notes the figures may move."""
+    clock_id = fake.create_test_clock(seconds(T0))
+    fake.attach_test_clock(CUSTOMER, clock_id)
+    provider.create_grant(grant("2.00", starts=T0, ends=None))
+    fake.test_clocks[clock_id]["status"] = "advancing"
+    fake.test_clocks[clock_id]["status_details"] = {
+        "advancing": {"target_frozen_time": seconds(T0 + timedelta(days=1))}}
+    [balance] = provider.get_balance(CUSTOMER)
+    assert balance.usable == usd("2.00")
+    assert any(clock_id in n and "advancing" in n for n in balance.notes)
+    fake.test_clocks[clock_id]["status"] = "ready"
+    [ready] = provider.get_balance(CUSTOMER)
+    assert not [n for n in ready.notes if "advancing" in n]

@@ -419,8 +419,8 @@ class StripeCalls(Protocol):
 
     def _read(self, answer: Answer) -> bc.Flow[bc.CreditGrant]: ...
 
-    def _moments(self, objs: Iterable[Any], known: dict[str, datetime] | None = None
-                 ) -> bc.Flow[dict[str, datetime]]: ...
+    def _moments(self, objs: Iterable[Any], known: dict[str, datetime] | None = None,
+                 advancing: set[str] | None = None) -> bc.Flow[dict[str, datetime]]: ...
 
     def _moment(self, obj: Any, moments: Mapping[str, datetime]) -> datetime: ...
 
@@ -485,11 +485,12 @@ def balance_flow(provider: StripeCalls, customer_id: str, unit: str | None,
     seen: set[str] = set()
     grants: list[bc.CreditGrant] = []
     clocks: dict[str, datetime] = {}
+    advancing: set[str] = set()
     while True:
         params = tr.list_params(customer_id, limit=tr.MAX_PAGE_SIZE, starting_after=cursor)
         answer = yield provider._call("get", tr.GRANTS_PATH, params, label="credit_grants.list")
         items, has_more = _items(provider, answer, "credit_grants.list")
-        moments = yield from provider._moments(items, clocks)
+        moments = yield from provider._moments(items, clocks, advancing)
         grants += _each(answer, "credit_grants.list", items,
                         partial(_read_at, provider, moments))
         cursor = provider._next_cursor(answer, items, has_more, seen)
@@ -504,6 +505,9 @@ def balance_flow(provider: StripeCalls, customer_id: str, unit: str | None,
         clock_notes.append("the customer's grants are on several test clocks "
                            f"({', '.join(sorted(clocks))}): each grant read at its own clock's "
                            "frozen_time; as_of is this library's clock")
+    clock_notes += [f"test clock {clock_id} is advancing: Stripe is still moving its objects "
+                    "to a later frozen_time, so these figures may change (read again once its "
+                    "status is ready)" for clock_id in sorted(advancing)]
     chosen = [g for g in _live(grants)
               if unit is None or (g.amount.currency or "").upper() == unit.upper()]
     summaries = []

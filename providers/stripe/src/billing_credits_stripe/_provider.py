@@ -437,8 +437,8 @@ class StripeProvider(bc.Provider):
 
     # -- test clocks ---------------------------------------------------------------------
 
-    def _moments(self, objs: Iterable[Any], known: dict[str, datetime] | None = None
-                 ) -> bc.Flow[dict[str, datetime]]:
+    def _moments(self, objs: Iterable[Any], known: dict[str, datetime] | None = None,
+                 advancing: set[str] | None = None) -> bc.Flow[dict[str, datetime]]:
         """The ``frozen_time`` of each test clock ``objs`` (grants, transactions) belong to.
 
         A grant "belongs to" its ``test_clock`` ("ID of the test clock this credit grant belongs
@@ -451,7 +451,9 @@ class StripeProvider(bc.Provider):
         call: a clock moves whenever anyone advances it, and a ``frozen_time`` kept from an
         earlier call would misread status and balance. An expanded ``test_clock`` object
         carrying ``frozen_time`` needs no request. A clock id that cannot be asked for (not a
-        sendable id) is an ``InvalidResponseError``: it came from Stripe's answer.
+        sendable id) is an ``InvalidResponseError``: it came from Stripe's answer. The ids of
+        clocks whose ``status`` is ``advancing`` (Stripe still moving its objects towards
+        ``status_details.advancing.target_frozen_time``) go into ``advancing``.
         """
         found: dict[str, datetime] = {}
         for obj in objs:
@@ -473,6 +475,9 @@ class StripeProvider(bc.Provider):
                     provider=self.name) from None
             answer = yield self._call("get", path, label="test_clocks.retrieve")
             found[clock_id] = self._frozen_of(answer)
+            if advancing is not None and answer.mapping("test_helpers.test_clock").get(
+                    "status") == "advancing":
+                advancing.add(clock_id)
         if known is not None:
             known.update(found)
         return found
