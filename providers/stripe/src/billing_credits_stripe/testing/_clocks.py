@@ -40,10 +40,11 @@ _ONE = re.compile(r"^/v1/test_helpers/test_clocks/([^/]+)$")
 _ADVANCE = re.compile(r"^/v1/test_helpers/test_clocks/([^/]+)/advance$")
 TWO_YEARS = 2 * 366 * 24 * 3600
 """The fake's reading of "cannot be more than two years in the future" (no subscriptions)."""
-AUTO_DELETE = 7 * 24 * 3600
-"""``deletes_after`` the fake sets: 7 days after creation, as in the response example of
-https://docs.stripe.com/api/test_clocks/create (``created`` 1680112806, ``deletes_after``
-1680717606); Stripe states no rule for it."""
+AUTO_DELETE = 30 * 24 * 3600
+"""``deletes_after`` the fake sets: 30 days after creation, as in a live test-mode answer quoted
+in https://github.com/stripe/stripe-python/issues/789 (``created`` 1649728337,
+``deletes_after`` 1652320337). Stripe states no rule for it (the API reference's example at
+https://docs.stripe.com/api/test_clocks/create shows 7 days)."""
 NAME_MAX = 300
 """``name``: "The maximum length is 300 characters" (https://docs.stripe.com/api/test_clocks/create)."""
 
