@@ -4,6 +4,8 @@ Each test here failed on the code before issue 18 (the failure is named in its d
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,7 +16,7 @@ import pytest
 from billing_credits_stripe import StripeProvider
 from billing_credits_stripe._ledger import entry_from_transaction
 from billing_credits_stripe.testing import StripeFake, undeclared_params
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import billing_credits as bc
@@ -356,3 +358,58 @@ def test_a_balance_on_a_clock_still_advancing_says_so(
     fake.test_clocks[clock_id]["status"] = "ready"
     [ready] = provider.get_balance(CUSTOMER)
     assert not [n for n in ready.notes if "advancing" in n]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.sampled_from(["", "ready", "advancing", "test_helpers.test_clock", "clock_1", "\ud800",
+                       "x" * 5001]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["object", "id", "frozen_time", "status", "status_details",
+                         "monetary", "value", "currency", "type"]), inner, max_size=5),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(clock=_JSON, ref=_JSON, frozen=_JSON)
+def test_hostile_test_clock_answers_raise_only_library_errors(
+    clock: Any, ref: Any, frozen: Any
+) -> None:
+    """Review of issue 18: whatever Stripe answers for a test clock (or puts in a grant's
+    ``test_clock``), reading the grant and the balance raises nothing but ``BillingCreditsError``
+    (the readers of issue 18.2: ``_moments``, ``frozen_time_of``, ``test_clock_of``)."""
+    grant_body = {
+        "id": "credgr_h", "object": "billing.credit_grant",
+        "amount": {"monetary": {"currency": "usd", "value": 100}, "type": "monetary"},
+        "applicability_config": {"scope": {"price_type": "metered"}}, "category": "paid",
+        "created": seconds(T0), "customer": CUSTOMER, "customer_account": None,
+        "effective_at": seconds(T0), "expires_at": None, "livemode": False, "metadata": {},
+        "name": "g", "priority": 50, "updated": seconds(T0), "voided_at": None,
+        "test_clock": ref if not isinstance(ref, dict) else {**ref, "frozen_time": frozen}}
+    clock_body = clock if not isinstance(clock, dict) else {
+        "object": "test_helpers.test_clock", "frozen_time": frozen, **clock}
+    summary = {"object": "billing.credit_balance_summary", "customer": CUSTOMER,
+               "livemode": False, "balances": []}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.startswith("/v1/test_helpers/test_clocks/"):
+            body: Any = clock_body
+        elif path == "/v1/billing/credit_grants":
+            body = {"object": "list", "data": [grant_body], "has_more": False, "url": path}
+        elif path == "/v1/billing/credit_balance_summary":
+            body = summary
+        else:
+            body = grant_body
+        return httpx.Response(200, content=json.dumps(body).encode("utf-8", "surrogatepass"),
+                              headers={"content-type": "application/json"})
+
+    transport = httpx.MockTransport(answer)
+    with StripeProvider(API_KEY, http_client=httpx.Client(transport=transport),
+                        async_http_client=httpx.AsyncClient(transport=transport),
+                        clock=Clock(T0),
+                        runtime=bc.Runtime(retry=bc.RetryPolicy(attempts=1))) as hostile:
+        for call in (lambda: hostile.get_grant("credgr_h"), lambda: hostile.get_balance(CUSTOMER),
+                     lambda: list(hostile.list_grants(CUSTOMER))):
+            with contextlib.suppress(bc.BillingCreditsError):
+                call()
