@@ -122,9 +122,11 @@ def summary_values(summary: Mapping[str, Any], currency: str) -> tuple[int, int]
             if str(monetary.get("currency", "")).upper() != currency.upper():
                 continue
             value = monetary.get("value")
-            if isinstance(value, bool) or not isinstance(value, int):
+            # "A positive integer representing the amount" (_credit_balance_summary.py)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise bc.InvalidResponseError(
-                    f"credit balance summary: {kind} value {value!r} is not an integer",
+                    f"credit balance summary: {kind} value {value!r} is not a non-negative "
+                    "integer",
                     provider=tr.PROVIDER_NAME, body=bc.excerpt(dict(summary)))
             if kind == "available_balance":
                 available += value
