@@ -103,3 +103,22 @@ def test_a_page_without_pagination_metadata_is_refused() -> None:
         "data": body.get("data", [])} if "data" in body else body))
     with pytest.raises(bc.InvalidResponseError, match="pagination_metadata"):
         list(provider.list_grants(customer))
+
+
+@pytest.mark.parametrize("metadata", [["bc_customer"], "bc_customer", 7])
+def test_a_block_whose_metadata_is_not_an_object_is_an_invalid_response(metadata: object) -> None:
+    """Review 19: ``GET /credit_blocks/{id}`` with ``metadata`` of the wrong type crashed with
+    ``AttributeError`` before the block was read."""
+    fake = OrbFake()
+    customer = _seed(fake, 1)
+    block_id = next(iter(fake.blocks))
+
+    def bad(body: dict) -> dict:
+        body["metadata"] = metadata
+        return body
+
+    provider = _provider(fake, _json_edit("/credit_blocks/", bad))
+    for operation in (provider.get_grant, provider.void_grant, provider.expire_grant):
+        with pytest.raises(bc.InvalidResponseError):
+            operation(block_id)
+    assert customer in fake.customers

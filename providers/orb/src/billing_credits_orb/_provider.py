@@ -511,7 +511,10 @@ class OrbProvider(bc.Provider):
         """The block as a grant, with its currency (from its customer)."""
         answer = yield self._block(block_id)
         block = answer.mapping()
-        customer = (block.get("metadata") or {}).get(tr.META_CUSTOMER)
+        metadata = block.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise answer.invalid(f"block {block_id} has metadata that is not an object")
+        customer = metadata.get(tr.META_CUSTOMER)
         if not isinstance(customer, str) or not customer:
             raise answer.invalid(f"block {block_id} carries no {tr.META_CUSTOMER} metadata: it "
                                  "was not made through billing-credits; list its customer's "
