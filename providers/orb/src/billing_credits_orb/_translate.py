@@ -102,6 +102,9 @@ LEDGER_DOC = ("orb-billing orb/resources/customers/credits/ledger.py (Ledger.lis
               "https://docs.withorb.com/api-reference/credit/fetch-customer-credits-ledger)")
 IDEMPOTENCY_DOC = "https://docs.withorb.com/reference/idempotency"
 
+_MONEY_DIGITS = 40
+"""The significant digits a ``bc.Money`` holds (the core's ``MAX_DIGITS``, not public)."""
+
 DAY = timedelta(days=1)
 """Orb's date resolution for ``effective_date``/``expiry_date`` (see the module docstring)."""
 KEY_MEMORY = timedelta(hours=48)
@@ -443,7 +446,12 @@ def from_block(block: Mapping[str, Any], *, currency: str, now: datetime,
         basis = Decimal(basis_text)
         if not basis.is_finite() or basis < 0:
             raise _bad(block, f"has per_unit_cost_basis {basis_text!r:.80}")
-        paid = amount.with_amount(_exact().multiply(basis, amount.amount))
+        product = _exact().multiply(basis, amount.amount)
+        if product and len(product.as_tuple().digits) > _MONEY_DIGITS:
+            # the texts' trailing zeros ("100000000000.0" × "5.6…") add digits, not value:
+            # dropped exactly (normalize under the exact context raises rather than rounds)
+            product = product.normalize(_exact())
+        paid = amount.with_amount(product)
     effective = _moment(block.get("effective_date"), "effective_date")
     expires = _moment(block.get("expiry_date"), "expiry_date")
     if _FLAG_UNSET_EFFECTIVE in flags and effective is not None:
