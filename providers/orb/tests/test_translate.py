@@ -216,3 +216,18 @@ def test_a_paid_amount_with_many_digits_reads_back() -> None:
                                         currency="USD"))
     back = tr.from_block(stored_block(tr.increment_params(grant)), currency="USD", now=NOW)
     assert back.paid_amount == grant.paid_amount
+
+
+def test_a_block_with_several_item_filters_is_not_read_as_their_union() -> None:
+    """Review 19: two ``includes`` filters were read as the union of their items. Orb's
+    filter lists elsewhere are "all must match" (``orb/types/shared/price.py``), so that
+    block may apply only to the items in both: the union would let a migrated grant pay for
+    items Orb never let it pay for. Not guessed: unreadable."""
+    params = tr.increment_params(_grant(scope=bc.Scope(product_ids=("a", "b"))))
+    block = stored_block(params)
+    block["filters"] = [{"field": "item_id", "operator": "includes", "values": ["a", "b"]},
+                        {"field": "item_id", "operator": "includes", "values": ["b", "c"]}]
+    with pytest.raises(bc.InvalidResponseError, match="filters"):
+        tr.from_block(block, currency="USD", now=NOW)
+    block["filters"] = block["filters"][:1]
+    assert tr.from_block(block, currency="USD", now=NOW).scope.product_ids == ("a", "b")

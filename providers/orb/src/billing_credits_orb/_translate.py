@@ -103,7 +103,8 @@ LEDGER_DOC = ("orb-billing orb/resources/customers/credits/ledger.py (Ledger.lis
 IDEMPOTENCY_DOC = "https://docs.withorb.com/reference/idempotency"
 
 _MONEY_DIGITS = 40
-"""The significant digits a ``bc.Money`` holds (the core's ``MAX_DIGITS``, not public)."""
+"""The significant digits and decimal places a ``bc.Money`` holds (the core's ``MAX_DIGITS``,
+not public)."""
 
 DAY = timedelta(days=1)
 """Orb's date resolution for ``effective_date``/``expiry_date`` (see the module docstring)."""
@@ -400,6 +401,11 @@ def _scope_of(block: Mapping[str, Any]) -> bc.Scope:
     filters = block.get("filters") or []
     if not isinstance(filters, list):
         raise _bad(block, f"has filters that are not a list ({filters!r:.80})")
+    if len(filters) > 1:
+        # Orb's filter lists elsewhere are "all must match" (orb/types/shared/price.py); for
+        # block filters it says nothing: neither their union nor their intersection is guessed
+        raise _bad(block, f"has {len(filters)} item filters, whose combination Orb does not "
+                   "document for credit blocks; the neutral scope is not guessed")
     items: list[str] = []
     for item in filters:
         if not isinstance(item, Mapping):
@@ -447,9 +453,11 @@ def from_block(block: Mapping[str, Any], *, currency: str, now: datetime,
         if not basis.is_finite() or basis < 0:
             raise _bad(block, f"has per_unit_cost_basis {basis_text!r:.80}")
         product = _exact().multiply(basis, amount.amount)
-        if product and len(product.as_tuple().digits) > _MONEY_DIGITS:
-            # the texts' trailing zeros ("100000000000.0" × "5.6…") add digits, not value:
-            # dropped exactly (normalize under the exact context raises rather than rounds)
+        shape = product.as_tuple()
+        if product and (len(shape.digits) > _MONEY_DIGITS
+                        or int(shape.exponent) < -_MONEY_DIGITS):
+            # the texts' trailing zeros ("100000000000.0" × "5.6…", "1.0" × "0.0…01") add
+            # digits, not value: dropped exactly (normalize in the exact context never rounds)
             product = product.normalize(_exact())
         paid = amount.with_amount(product)
     effective = _moment(block.get("effective_date"), "effective_date")
