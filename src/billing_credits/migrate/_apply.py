@@ -55,6 +55,10 @@ class ApplyReport:
     ``created`` counts grants this run made; ``already_done`` the planned grants the target
     already held (found when listing it, or a create the vendor answered with an existing
     grant), so concurrent or repeated runs add up to the plan, never more.
+
+    ``duplicates``: planned keys the target already held more than once before this run (by
+    key or provenance, voided grants aside), each with the ids of the grants standing for it:
+    apply creates nothing for them and says so; ``verify`` lists them too. Void the extras.
     """
 
     created: int = 0
@@ -62,6 +66,7 @@ class ApplyReport:
     retired: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     overlaps: list[RetireOverlap] = field(default_factory=list)
+    duplicates: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -71,6 +76,7 @@ class ApplyReport:
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "already_done": self.already_done,
                 "retired": self.retired, "failed": len(self.failed),
+                "duplicated": len(self.duplicates),
                 "overlaps": [str(o) for o in self.overlaps], "seconds": round(self.seconds, 3)}
 
 Progress = Callable[[int, int], None]
@@ -80,15 +86,14 @@ Progress = Callable[[int, int], None]
 class _Scan:
     """What apply needs to know of the whole plan before it creates anything, in one pass:
     the refusals, the planned grants carrying a paid amount, the plan's fingerprint, and the
-    planned keys per target customer. (Not the planned grants' origins: a target grant found
-    under another key is rare, and its origin is looked up in one more pass over the plan
-    only then: ``_resolve_origins``.)"""
+    planned keys per target customer."""
 
     refusals: int = 0
     paid: int = 0
     total: int = 0
     fingerprint: str = ""
     wanted: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    origins: dict[_Origin, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, plan: MigrationPlan) -> _Scan:
@@ -103,6 +108,8 @@ class _Scan:
             digest.update(item.grant.model_dump_json(exclude={"raw"}).encode())
             scan.paid += item.grant.paid_amount is not None and item.grant.paid_amount.amount > 0
             scan.wanted[item.grant.customer_id].append(item.key)
+            if (origin := _planned_origin(plan, item)) is not None:
+                scan.origins[origin] = item.key
             scan.total += 1
         scan.fingerprint = digest.hexdigest()
         return scan
@@ -191,7 +198,7 @@ async def apply_plan(
     try:
         gate = asyncio.Semaphore(max(concurrency, 1))
         total = scan.total
-        found = await _reconcile(plan, scan, target, gate, report, keep)
+        found = await _reconcile(scan, target, gate, report, keep)
         del scan
         for key, held in found.items():
             await asyncio.to_thread(book.record_created, key, held.id if held else "")
@@ -251,68 +258,42 @@ class _Held:
         return cls(grant.id or "", grant.amount, grant.customer_id,
                    grant.status is GrantStatus.VOIDED, grant.created_at)
 
-async def _reconcile(plan: MigrationPlan, scan: _Scan, target: Provider,
-                     gate: asyncio.Semaphore, report: ApplyReport,
-                     keep: bool) -> dict[str, _Held | None]:
+async def _reconcile(scan: _Scan, target: Provider, gate: asyncio.Semaphore,
+                     report: ApplyReport, keep: bool) -> dict[str, _Held | None]:
     """The planned grants (``scan.wanted``: keys per target customer) the target already holds
     (with what retiring checks when ``keep``), by key or by provenance (a grant migrated from
-    the same source grant and segment, under another key: ``_resolve_origins``): one listing per
+    the same source grant and segment, under another key: ``scan.origins``): one listing per
     target customer.
 
     A customer whose grants cannot all be read is not touched: each of its planned items is
     reported failed (creating without knowing what is there could duplicate a grant).
     """
     found: dict[str, _Held | None] = {}
-    # Target grants not under a planned key whose provenance names this plan's source: by
-    # origin, (customer, what retiring checks) in listing order. Resolved after the listings.
-    by_origin: dict[_Origin, list[tuple[str, _Held | None]]] = {}
 
     async def listing(customer: str, keys: list[str]) -> None:
         planned = set(keys)
         seen: dict[str, _Held | None] = {}
-        other: list[tuple[_Origin, _Held | None]] = []
+        holders: dict[str, list[str]] = {}  # this customer's planned keys -> live grant ids
         try:
             async with gate:
                 async for grant in target.alist_grants(customer):
-                    if grant.idempotency_key in planned:
-                        if grant.idempotency_key not in seen:
-                            seen[grant.idempotency_key] = _Held.of(grant) if keep else None
-                    elif (origin := _origin(grant)) is not None and origin[0] == source_name:
-                        other.append((origin, _Held.of(grant) if keep else None))
+                    key = _planned_key(grant, planned, scan.origins)
+                    if key is None:
+                        continue
+                    if grant.status is not GrantStatus.VOIDED:
+                        holders.setdefault(key, []).append(grant.id or "(no id)")
+                    if key not in seen:
+                        seen[key] = _Held.of(grant) if keep else None
         except Exception as error:
             why = f"not created: the target's grants of customer {customer} could not be read " \
                   f"({_describe(error)}); run apply again"
             report.failed.extend((key, why) for key in keys)
             return
         found.update(seen)
-        for origin, held in other:
-            by_origin.setdefault(origin, []).append((customer, held))
+        report.duplicates.update({k: ids for k, ids in holders.items() if len(ids) > 1})
 
-    source_name = plan.header.source
     await asyncio.gather(*(listing(c, keys) for c, keys in scan.wanted.items()))
-    if by_origin:
-        _resolve_origins(plan, by_origin, scan.wanted, found)
     return found
-
-
-def _resolve_origins(plan: MigrationPlan, by_origin: Mapping[_Origin, list[tuple[str, Any]]],
-                     wanted: Mapping[str, list[str]], found: dict[str, Any]) -> None:
-    """Add to ``found`` the planned grants the target holds under another key, by provenance
-    (``_planned_origin``): one pass over the plan, holding only the origins seen on the target.
-    A planned key already found (under its own key, or an earlier grant) keeps its first."""
-    planned: dict[str, set[str]] = {}  # the planned keys of the customers involved only
-    for item in plan.iter_items():
-        if item.action != "migrate" or item.key is None or item.key in found:
-            continue
-        origin = _planned_origin(plan, item)
-        if origin is None or origin not in by_origin:
-            continue
-        for customer, held in by_origin[origin]:
-            if customer not in planned:
-                planned[customer] = set(wanted.get(customer, ()))
-            if item.key in planned[customer]:
-                found[item.key] = held
-                break
 
 _Origin = tuple[str, str, str | None]
 
@@ -334,6 +315,15 @@ def _planned_origin(plan: MigrationPlan, item: PlanItem) -> _Origin | None:
     origin = _origin(item.grant)
     segment = None if item.segment is None else str(item.segment)
     return origin if origin == (plan.header.source, item.source_id, segment) else None
+
+def _planned_origins(plan: MigrationPlan) -> dict[_Origin, str]:
+    """Each planned grant's origin mapped to its key (see ``_planned_origin``)."""
+    origins: dict[_Origin, str] = {}
+    for item in plan.iter_items():
+        if item.action == "migrate" and (origin := _planned_origin(plan, item)) is not None:
+            assert item.key is not None
+            origins[origin] = item.key
+    return origins
 
 def _planned_key(grant: CreditGrant, planned: Container[str | None],
                  origins: Mapping[_Origin, str]) -> str | None:

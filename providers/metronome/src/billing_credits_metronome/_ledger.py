@@ -450,7 +450,8 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
 
     Per credit: each segment open at ``at`` (``starting_at <= at < ending_before``) holds its
     amount plus its ledger entries up to ``at``; entries without a segment (manual ones) up to
-    ``at`` count for the credit; never below zero, as Metronome's own balance. For a future
+    ``at`` count for the credit while one of its segments is open (none open: the credit holds
+    0); never below zero, as Metronome's own balance. For a future
     ``at`` this is what is left if no more usage is recorded.
 
     Manual entries dated after ``at``: Metronome's balance "at this moment" includes them
@@ -477,7 +478,10 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
                         future_manual and entry.get("type") == "CREDIT_MANUAL"):
                     continue
                 segment_id = entry.get("segment_id")
-                if segment_id is None or segment_id in open_segments:
+                # manual entries (no segment) count only while a segment is open: "expired and
+                # upcoming ... segments contribute 0 ... manual ledger entries associated with
+                # active credit or commit segments are included" (CREDIT_BALANCE_DOC)
+                if (segment_id is None and open_segments) or segment_id in open_segments:
                     changes.append(_signed(entry))
             total = bc.exact_sum(changes)  # never rounded to the default 28 digits
             usable = _money(max(total, Decimal(0)), credit_type, config)
@@ -561,6 +565,8 @@ class MetronomeCalls(Protocol):
 
     name: ClassVar[str]
     max_empty_pages: ClassVar[int]
+
+    def listing_guard(self, what: str = ...) -> bc.ListingGuard: ...
     _http: MetronomeHTTP
 
     @property
@@ -579,25 +585,14 @@ class CreditsCalls(MetronomeCalls, Protocol):
     def _split(self, grant_id: str) -> tuple[str, str]: ...
 
 
-def _follow(provider: MetronomeCalls, cursor: str | None, seen: dict[str | None, int],
+def _follow(guard: bc.ListingGuard, cursor: str | None,
             found: list[Mapping[str, Any]], reply: Reply) -> str | None:
-    """The next cursor of a paging loop inside one flow (None: done), refusing one seen
-    before, or ``max_empty_pages`` empty pages in a row each with a new cursor: a vendor
-    answering so would otherwise loop for ever. ``seen`` also counts the empty run (key None).
-    """
-    if not cursor:
-        return None
-    if cursor in seen:
-        raise bc.InvalidResponseError(
-            f"the listing returned a cursor it had returned before ({cursor[:80]!r}); stopped "
-            "so as not to loop", provider=provider.name, request_id=reply.request_id)
-    seen[cursor] = 1
-    seen[None] = 0 if found else seen.get(None, 0) + 1
-    if seen[None] >= provider.max_empty_pages:
-        raise bc.InvalidResponseError(
-            f"the listing returned {seen[None]} empty pages in a row, each with a new cursor; "
-            "stopped so as not to loop", provider=provider.name, request_id=reply.request_id)
-    return cursor
+    """The next cursor of a paging loop inside one flow (None: done), through the core's
+    ``ListingGuard``: a cursor seen before, empty pages in a row, items repeated under fresh
+    cursors or the ``max_listing_pages`` ceiling end it with ``InvalidResponseError``."""
+    ids = [item.get("id") if isinstance(item.get("id"), str) else None for item in found
+           if isinstance(item, Mapping)]
+    return guard.page(ids, cursor or None, request_id=reply.request_id, items=bool(found))
 
 
 def _now_only(provider: str, at: datetime | None) -> None:
@@ -611,12 +606,12 @@ def plans_balance_flow(provider: MetronomeCalls, customer_id: str, unit: str | N
     _now_only(provider.name, at)
     items: list[Mapping[str, Any]] = []
     cursor: str | None = None
-    seen: dict[str | None, int] = {}
+    guard = provider.listing_guard("Metronome listGrants")
     while True:
         page = yield provider._customer_page(customer_id, cursor)
         found, following = _data(page, "listGrants", provider.name)
         items += found
-        cursor = _follow(provider, following, seen, found, page)
+        cursor = _follow(guard, following, found, page)
         if cursor is None:
             break
     return plans_balances(items, customer_id, provider.config, provider._now(), unit)
@@ -664,14 +659,14 @@ def credits_balance_flow(provider: CreditsCalls, customer_id: str,
         extra = {"include_ledgers": True, "covering_date": tr.format_time(at)}
     items: list[Mapping[str, Any]] = []
     cursor: str | None = None
-    seen: dict[str | None, int] = {}
+    guard = provider.listing_guard("Metronome customerBalances/list")
     while True:
         page = yield provider._http.call(
             LIST_BALANCES, _balances_body(customer_id, cursor, **extra),
             label="customerBalances/list")
         found, following = _data(page, "customerBalances/list", provider.name)
         items += found
-        cursor = _follow(provider, following, seen, found, page)
+        cursor = _follow(guard, following, found, page)
         if cursor is None:
             break
     if at is not None:

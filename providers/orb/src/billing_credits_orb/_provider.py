@@ -511,7 +511,10 @@ class OrbProvider(bc.Provider):
         """The block as a grant, with its currency (from its customer)."""
         answer = yield self._block(block_id)
         block = answer.mapping()
-        customer = (block.get("metadata") or {}).get(tr.META_CUSTOMER)
+        metadata = block.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise answer.invalid(f"block {block_id} has metadata that is not an object")
+        customer = metadata.get(tr.META_CUSTOMER)
         if not isinstance(customer, str) or not customer:
             raise answer.invalid(f"block {block_id} carries no {tr.META_CUSTOMER} metadata: it "
                                  "was not made through billing-credits; list its customer's "
@@ -589,11 +592,15 @@ class OrbProvider(bc.Provider):
             if isinstance(customer.get("currency"), str):
                 self._currencies[ident] = customer["currency"]
             inner: str | None = None
+            guard = self.listing_guard(f"Orb credits of customer {ident}")
             while True:
                 page = yield from self._list_page(bc.ListQuery(ident), inner)
                 grants += page.grants
                 unreadable += page.unreadable
-                inner = page.next_cursor
+                inner = guard.page([g.id for g in page.grants]
+                                   + [u.vendor_id for u in page.unreadable], page.next_cursor,
+                                   request_id=page.request_id,
+                                   items=bool(page.grants or page.unreadable))
                 if inner is None:
                     break
         return bc.Page(grants, next_cursor, unreadable, request_id=answer.request_id)
@@ -631,7 +638,7 @@ class OrbProvider(bc.Provider):
         params = tr.expiration_change_params(grant_id, grant.expires_at, today, currency)
         yield self._ledger_entry(grant.customer_id, params, f"bc-expire-{uuid.uuid4()}",
                                  "customers.credits.ledger.expiration_change")
-        return (yield from self._grant(grant_id))[0]
+        return _moved_in_place((yield from self._grant(grant_id))[0], today)
 
     # -- balance, ledger, update, consume --------------------------------------------------
 
@@ -644,9 +651,12 @@ class OrbProvider(bc.Provider):
         live: list[bc.CreditGrant] = []
         raw: list[Any] = []
         cursor: str | None = None
+        guard = self.listing_guard("Orb credits")
         while True:
             answer = yield self._blocks(customer_id, currency, cursor, PAGE, all_blocks=False)
             items, cursor = answer.page()
+            cursor = guard.page(_ids(items), cursor, request_id=answer.request_id,
+                                items=bool(items))
             raw += items
             grants, unreadable = bc.read_items(
                 self.name, items,
@@ -703,12 +713,15 @@ class OrbProvider(bc.Provider):
                 "expires_at", "Orb's expiration_change needs a target date; a block cannot be "
                 "made non-expiring again")])
         grant, currency = yield from self._grant(grant_id)
+        target: datetime | None = None
         if "expires_at" in changes:
             assert update.expires_at is not None
             params = tr.expiration_change_params(grant_id, grant.expires_at, update.expires_at,
                                                  currency)
             yield self._ledger_entry(grant.customer_id, params, f"bc-update-{uuid.uuid4()}",
                                      "customers.credits.ledger.expiration_change")
+            target = update.expires_at.astimezone(UTC).replace(hour=0, minute=0, second=0,
+                                                               microsecond=0)
         if "metadata" in changes:
             new = dict(update.metadata or {})
             metadata: dict[str, str | None] = {k: None for k in grant.metadata if k not in new}
@@ -717,7 +730,8 @@ class OrbProvider(bc.Provider):
                 "credit_blocks.update",
                 lambda c: c.credit_blocks.with_raw_response.update(grant_id, metadata=metadata),
                 lambda c: c.credit_blocks.with_raw_response.update(grant_id, metadata=metadata))
-        return (yield from self._grant(grant_id))[0]
+        updated = (yield from self._grant(grant_id))[0]
+        return updated if target is None else _moved_in_place(updated, target)
 
     def _decrements(self, customer_id: str, currency: str,
                     reference: str) -> bc.Flow[list[bc.LedgerEntry]]:
@@ -725,10 +739,10 @@ class OrbProvider(bc.Provider):
         metadata), paging the customer's decrements: Orb forgets idempotency keys after 48 h."""
         found: list[bc.LedgerEntry] = []
         cursor: str | None = None
-        seen: set[str] = set()
+        guard = self.listing_guard("Orb credits ledger")
         while True:
             answer = yield self._ledger(customer_id, currency, cursor, entry_type="decrement")
-            items, cursor = answer.page()
+            items, following = answer.page()
             for item in items:
                 meta = item.get("metadata") if isinstance(item, Mapping) else None
                 if isinstance(meta, Mapping) and meta.get(USAGE_REFERENCE) == reference:
@@ -736,11 +750,10 @@ class OrbProvider(bc.Provider):
                         found.append(tr.entry_to_ledger(item, customer_id))
                     except bc.ProviderError as error:
                         raise answer.invalid(error.message) from None
+            cursor = guard.page(_ids(items), following, request_id=answer.request_id,
+                                items=bool(items))
             if cursor is None:
                 return sorted(found, key=_sequence)  # the order Orb wrote them
-            if cursor in seen:
-                raise answer.invalid("the ledger returned a cursor seen before")
-            seen.add(cursor)
 
     def _consume(self, usage: bc.Usage) -> bc.Flow[list[bc.LedgerEntry]]:
         """A ``decrement`` entry: "Orb matches the algorithm for automatic deductions for
@@ -788,6 +801,21 @@ class OrbProvider(bc.Provider):
         return (yield from self._decrements(customer, currency, reference))
 
 
+def _moved_in_place(grant: bc.CreditGrant, target: datetime) -> bc.CreditGrant:
+    """``grant`` read back after an ``expiration_change`` of its whole block, checked to expire
+    at ``target``. ``ledger.py`` documents that "a new credit block will be created with expiry
+    date ``target_expiry_date``"; the provider relies on the change happening to the block in
+    place (unverified at Orb, see the README). If Orb moved the credit instead, the grant no
+    longer holds it: said, never returned as done."""
+    if grant.expires_at != target:
+        raise bc.InvalidResponseError(
+            f"Orb's expiration_change left block {grant.id} expiring at "
+            f"{grant.expires_at.isoformat() if grant.expires_at else 'never'}, not "
+            f"{target.isoformat()}: Orb moved its credit to a new block, which this grant "
+            "does not name; list the customer's grants to find it", provider=tr.PROVIDER_NAME)
+    return grant
+
+
 def _sequence(entry: bc.LedgerEntry) -> tuple[datetime, int]:
     number = (entry.raw or {}).get("ledger_sequence_number")
     return entry.at, number if isinstance(number, int) and not isinstance(number, bool) else 0
@@ -799,3 +827,8 @@ def _sendable(field: str, value: object) -> str:
                                    model="Orb request")
     return value
 
+
+def _ids(items: list[Any]) -> list[str | None]:
+    """The Orb ids of a page's raw items (None where an item has none)."""
+    return [item.get("id") if isinstance(item, Mapping) and isinstance(item.get("id"), str)
+            else None for item in items]
