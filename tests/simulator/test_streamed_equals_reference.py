@@ -71,8 +71,9 @@ def test_spooled_per_customer_results_equal_one_whole_allocation(
         for draw in whole.draws:
             ref_draws[customer].append(
                 (mine[draw.usage_index].reference or "", draw.grant_id, draw.amount))
-        for expiry in whole.expired:
-            ref_expired[expiry.grant_id] += expiry.amount
+        with decimal.localcontext(exact()):  # the reference must not round either
+            for expiry in whole.expired:
+                ref_expired[expiry.grant_id] += expiry.amount
         ref_remaining.update(whole.remaining)
 
     with Spool() as spool:
@@ -107,3 +108,23 @@ def test_spooled_synthetic_run_equals_simulate_over_the_whole_listing(
         streamed = {s.customer_id: s for s in simulate_each(spool.groups(synthetic=True), order,
                                                              start=T0)}
     assert streamed == reference.customers
+
+
+def test_whole_number_grants_smaller_than_the_steps_still_burn_over_time() -> None:
+    """20 USD written without cents (or 3 credits) is fewer than 24 of its smallest unit: the
+    synthetic stream must still spread draws over the window (one whole unit each), not spend
+    everything in one draw at the start, which hides expiry and ties."""
+    from billing_credits.consumption._simulate import synthetic_usage
+
+    grants = [bc.CreditGrant(
+        id=f"g{i}", customer_id="c", name=f"n{i}", amount=bc.Money(amount=Decimal(amount),
+                                                                   currency="USD"),
+        priority=Decimal(1), effective_at=T0, expires_at=T0 + timedelta(days=10))
+        for i, amount in enumerate(("10", "10"))]
+    usage = synthetic_usage(grants, start=T0)
+    assert len(usage) == 20
+    assert {u.amount.amount for u in usage} == {Decimal(1)}
+    assert len({u.at for u in usage}) == 20
+    three = synthetic_usage([grants[0].model_copy(update={"amount": bc.Money(
+        amount=Decimal(3), currency="USD")})], start=T0)
+    assert [u.amount.amount for u in three] == [Decimal(1)] * 3
