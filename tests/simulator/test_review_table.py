@@ -90,3 +90,17 @@ def test_vendor_names_cannot_send_control_characters_to_the_terminal(db: Path) -
     assert "\x07" not in out
     assert "second line" in out
     assert not any(line.startswith("second line") for line in out.splitlines())
+
+
+def test_a_tie_between_two_grants_of_the_same_name_says_which_is_which() -> None:
+    from billing_credits.consumption._report import tie_notes
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    grants = [bc.CreditGrant(
+        id=f"g{i}", customer_id="c", name="Top-up", priority=Decimal(1),
+        amount=bc.Money(amount=Decimal("10.00"), currency="USD"), effective_at=start,
+        expires_at=start + timedelta(days=10)) for i in range(2)]
+    sim = bc.simulate(grants, None, STRIPE, start=start).customers["c"]
+    (note,) = tie_notes(sim, STRIPE)
+    assert "Top-up (g0) and Top-up (g1)" in note
+    assert "simulated: Top-up (g0) first" in note

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import decimal
 import io
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -550,7 +551,13 @@ def tie_notes(sim: CustomerSimulation, order: ConsumptionOrder,
     if order.documented_tie_break or not sim.ties:
         return []
     units = {g.grant_id: g.unit for g in sim.grants}
-    called = name or (lambda grant_id: sim.outcome(grant_id).name)
+    base = name or (lambda grant_id: sim.outcome(grant_id).name)
+    counts = Counter(base(g.grant_id) for g in sim.grants)
+    twice = {n for n, count in counts.items() if count > 1}
+
+    def called(grant_id: str) -> str:  # two grants of one name: say which is which
+        shown = base(grant_id)
+        return f"{shown} ({grant_id})" if shown in twice and shown != grant_id else shown
     rules = ", ".join(r.name for r in order.rules) or "no rule"
     seen: dict[tuple[str, ...], list[Tie]] = {}
     for tie in sim.ties:
