@@ -104,3 +104,22 @@ def test_a_tie_between_two_grants_of_the_same_name_says_which_is_which() -> None
     (note,) = tie_notes(sim, STRIPE)
     assert "Top-up (g0) and Top-up (g1)" in note
     assert "simulated: Top-up (g0) first" in note
+
+
+def test_synthetic_usage_says_not_covered_is_no_shortfall(tmp_path: Path) -> None:
+    """A grant expiring with credit left under the synthetic stream shows the same amount as
+    lost and as not covered: both the report and the table must say it is not a shortfall."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    grants = [bc.CreditGrant(
+        id=f"g{i}", customer_id="c", name=name, priority=Decimal(5),
+        amount=bc.Money(amount=Decimal(amount), currency="USD"), effective_at=start,
+        expires_at=start + timedelta(days=days))
+        for i, (name, amount, days) in enumerate((("Top-up", "50.00", 30),
+                                                  ("Welcome", "20.00", 60)))]
+    simulation = bc.simulate(grants, None, STRIPE, start=start)
+    assert simulation.customers["c"].unit_totals["USD"]["uncovered"] > 0
+    assert "not a shortfall" in simulation.html()
+    given = bc.simulate(grants, [bc.Usage(customer_id="c", at=start + timedelta(days=1),
+                                          amount=bc.Money(amount=Decimal("500"), currency="USD"),
+                                          reference="u")], STRIPE)
+    assert "not a shortfall" not in given.html()  # real usage: a real shortfall

@@ -207,7 +207,12 @@ class _Table:
         return self._named_row(grant.name, amounts, ended)
 
     def close(self) -> None:
-        from billing_credits.consumption._report import LOST, UNCOVERED, money_text
+        from billing_credits.consumption._report import (
+            LOST,
+            SYNTHETIC_UNCOVERED,
+            UNCOVERED,
+            money_text,
+        )
 
         lines = [f"total ({self.customers} customer(s))"] if self.totals.sums else []
         for unit, values in sorted(self.totals.sums.items()):
@@ -224,6 +229,8 @@ class _Table:
                                "; no documented tie-break (ties by grant id, noted)"), "")
         lines += self._wrap(LOST, "")
         lines += self._wrap(UNCOVERED, "")
+        if self.usage_note and any(v["uncovered"] for v in self.totals.sums.values()):
+            lines += self._wrap(SYNTHETIC_UNCOVERED, "")
         if self.usage_note:
             lines += self._wrap(self.usage_note, "")
         click.echo("\n".join(lines))
