@@ -123,3 +123,15 @@ def test_synthetic_usage_says_not_covered_is_no_shortfall(tmp_path: Path) -> Non
                                           amount=bc.Money(amount=Decimal("500"), currency="USD"),
                                           reference="u")], STRIPE)
     assert "not a shortfall" not in given.html()  # real usage: a real shortfall
+
+
+def test_the_spool_file_is_removed_when_the_run_is_interrupted() -> None:
+    from billing_credits.consumption._spool import Spool
+
+    folder = None
+    with pytest.raises(KeyboardInterrupt), Spool() as spool:  # noqa: PT012
+        folder = spool._folder
+        spool.add_grants([])
+        raise KeyboardInterrupt
+    assert folder is not None
+    assert not folder.exists()
