@@ -511,7 +511,10 @@ class OrbProvider(bc.Provider):
         """The block as a grant, with its currency (from its customer)."""
         answer = yield self._block(block_id)
         block = answer.mapping()
-        customer = (block.get("metadata") or {}).get(tr.META_CUSTOMER)
+        metadata = block.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise answer.invalid(f"block {block_id} has metadata that is not an object")
+        customer = metadata.get(tr.META_CUSTOMER)
         if not isinstance(customer, str) or not customer:
             raise answer.invalid(f"block {block_id} carries no {tr.META_CUSTOMER} metadata: it "
                                  "was not made through billing-credits; list its customer's "
@@ -635,7 +638,7 @@ class OrbProvider(bc.Provider):
         params = tr.expiration_change_params(grant_id, grant.expires_at, today, currency)
         yield self._ledger_entry(grant.customer_id, params, f"bc-expire-{uuid.uuid4()}",
                                  "customers.credits.ledger.expiration_change")
-        return (yield from self._grant(grant_id))[0]
+        return _moved_in_place((yield from self._grant(grant_id))[0], today)
 
     # -- balance, ledger, update, consume --------------------------------------------------
 
@@ -710,12 +713,15 @@ class OrbProvider(bc.Provider):
                 "expires_at", "Orb's expiration_change needs a target date; a block cannot be "
                 "made non-expiring again")])
         grant, currency = yield from self._grant(grant_id)
+        target: datetime | None = None
         if "expires_at" in changes:
             assert update.expires_at is not None
             params = tr.expiration_change_params(grant_id, grant.expires_at, update.expires_at,
                                                  currency)
             yield self._ledger_entry(grant.customer_id, params, f"bc-update-{uuid.uuid4()}",
                                      "customers.credits.ledger.expiration_change")
+            target = update.expires_at.astimezone(UTC).replace(hour=0, minute=0, second=0,
+                                                               microsecond=0)
         if "metadata" in changes:
             new = dict(update.metadata or {})
             metadata: dict[str, str | None] = {k: None for k in grant.metadata if k not in new}
@@ -724,7 +730,8 @@ class OrbProvider(bc.Provider):
                 "credit_blocks.update",
                 lambda c: c.credit_blocks.with_raw_response.update(grant_id, metadata=metadata),
                 lambda c: c.credit_blocks.with_raw_response.update(grant_id, metadata=metadata))
-        return (yield from self._grant(grant_id))[0]
+        updated = (yield from self._grant(grant_id))[0]
+        return updated if target is None else _moved_in_place(updated, target)
 
     def _decrements(self, customer_id: str, currency: str,
                     reference: str) -> bc.Flow[list[bc.LedgerEntry]]:
@@ -792,6 +799,21 @@ class OrbProvider(bc.Provider):
         yield self._ledger_entry(customer, params, _usage_key(reference),
                                  "customers.credits.ledger.decrement")
         return (yield from self._decrements(customer, currency, reference))
+
+
+def _moved_in_place(grant: bc.CreditGrant, target: datetime) -> bc.CreditGrant:
+    """``grant`` read back after an ``expiration_change`` of its whole block, checked to expire
+    at ``target``. ``ledger.py`` documents that "a new credit block will be created with expiry
+    date ``target_expiry_date``"; the provider relies on the change happening to the block in
+    place (unverified at Orb, see the README). If Orb moved the credit instead, the grant no
+    longer holds it: said, never returned as done."""
+    if grant.expires_at != target:
+        raise bc.InvalidResponseError(
+            f"Orb's expiration_change left block {grant.id} expiring at "
+            f"{grant.expires_at.isoformat() if grant.expires_at else 'never'}, not "
+            f"{target.isoformat()}: Orb moved its credit to a new block, which this grant "
+            "does not name; list the customer's grants to find it", provider=tr.PROVIDER_NAME)
+    return grant
 
 
 def _sequence(entry: bc.LedgerEntry) -> tuple[datetime, int]:

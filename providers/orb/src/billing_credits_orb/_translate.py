@@ -102,6 +102,10 @@ LEDGER_DOC = ("orb-billing orb/resources/customers/credits/ledger.py (Ledger.lis
               "https://docs.withorb.com/api-reference/credit/fetch-customer-credits-ledger)")
 IDEMPOTENCY_DOC = "https://docs.withorb.com/reference/idempotency"
 
+_MONEY_DIGITS = 40
+"""The significant digits and decimal places a ``bc.Money`` holds (the core's ``MAX_DIGITS``,
+not public)."""
+
 DAY = timedelta(days=1)
 """Orb's date resolution for ``effective_date``/``expiry_date`` (see the module docstring)."""
 KEY_MEMORY = timedelta(hours=48)
@@ -397,6 +401,11 @@ def _scope_of(block: Mapping[str, Any]) -> bc.Scope:
     filters = block.get("filters") or []
     if not isinstance(filters, list):
         raise _bad(block, f"has filters that are not a list ({filters!r:.80})")
+    if len(filters) > 1:
+        # Orb's filter lists elsewhere are "all must match" (orb/types/shared/price.py); for
+        # block filters it says nothing: neither their union nor their intersection is guessed
+        raise _bad(block, f"has {len(filters)} item filters, whose combination Orb does not "
+                   "document for credit blocks; the neutral scope is not guessed")
     items: list[str] = []
     for item in filters:
         if not isinstance(item, Mapping):
@@ -410,6 +419,25 @@ def _scope_of(block: Mapping[str, Any]) -> bc.Scope:
             raise _bad(block, f"has filter values that are not ids ({values!r:.80})")
         items += values
     return bc.Scope(product_ids=tuple(items))
+
+
+def _paid_of(block: Mapping[str, Any], amount: bc.Money) -> bc.Money | None:
+    """``per_unit_cost_basis × amount``, exact (None without a cost basis)."""
+    basis_text = block.get("per_unit_cost_basis")
+    if basis_text is None:
+        return None
+    if not isinstance(basis_text, str):
+        raise _bad(block, f"has a per_unit_cost_basis that is not text ({basis_text!r:.80})")
+    basis = Decimal(basis_text)
+    if not basis.is_finite() or basis < 0:
+        raise _bad(block, f"has per_unit_cost_basis {basis_text!r:.80}")
+    product = _exact().multiply(basis, amount.amount)
+    shape = product.as_tuple()
+    if product and (len(shape.digits) > _MONEY_DIGITS or int(shape.exponent) < -_MONEY_DIGITS):
+        # the texts' trailing zeros ("100000000000.0" × "5.6…", "1.0" × "0.0…01") add digits,
+        # not value: dropped exactly (normalize in the exact context never rounds)
+        product = product.normalize(_exact())
+    return amount.with_amount(product)
 
 
 @bc.reads_vendor_payload(PROVIDER_NAME, "credit block")
@@ -436,14 +464,7 @@ def from_block(block: Mapping[str, Any], *, currency: str, now: datetime,
         raise _bad(block, "has no maximum_initial_balance (the amount it was created with)")
     amount = bc.Money(amount=decimal_of(initial, "maximum_initial_balance"), currency=currency)
     adjustments: list[bc.Adjustment] = []
-    paid = None
-    if (basis_text := block.get("per_unit_cost_basis")) is not None:
-        if not isinstance(basis_text, str):
-            raise _bad(block, f"has a per_unit_cost_basis that is not text ({basis_text!r:.80})")
-        basis = Decimal(basis_text)
-        if not basis.is_finite() or basis < 0:
-            raise _bad(block, f"has per_unit_cost_basis {basis_text!r:.80}")
-        paid = amount.with_amount(_exact().multiply(basis, amount.amount))
+    paid = _paid_of(block, amount)
     effective = _moment(block.get("effective_date"), "effective_date")
     expires = _moment(block.get("expiry_date"), "expiry_date")
     if _FLAG_UNSET_EFFECTIVE in flags and effective is not None:
