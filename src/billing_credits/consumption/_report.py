@@ -731,7 +731,7 @@ class SimulationReport:
                 more = f" and {count - len(customers)} more" if count > len(customers) else ""
                 out.append(f"<p>{count} customer(s) with {what}: {links}{more}.</p>")
                 if customers is self._uncovered and self._synthetic:
-                    out.append(f'<p class="synthetic">{escape(SYNTHETIC_UNCOVERED)}</p>')
+                    out.append(f'<p class="explain">{escape(SYNTHETIC_UNCOVERED)}</p>')
         out.append("</section>" + _FOOT)
         self._out.write("".join(out))
 
