@@ -119,7 +119,8 @@ def synthetic_note(steps: int = SYNTHETIC_STEPS, start: datetime | None = None) 
     begin = f"from {start:%Y-%m-%d %H:%M} UTC" if start is not None else \
         "from the customer's earliest grant start"
     return (f"Usage is synthetic, not the customers' real usage: per customer and unit, {steps} "
-            f"equal draws (the last takes the rest) spread evenly {begin} to the end of the "
+            f"equal draws (fewer, of one smallest unit each, when the grants hold fewer; the "
+            f"last takes the rest) spread evenly {begin} to the end of the "
             f"last grant window ({DEFAULT_HORIZON.days} days when no window ends), adding up "
             "to exactly what the grants hold; credit that never expires and is still left "
             "after them is spent by one more draw.")
@@ -258,10 +259,11 @@ def synthetic_usage(
         count = max(steps, 1)
         # A context of its own: the step is rounded down on purpose (the last draw takes the
         # rest), whatever traps the caller's context sets.
+        quantum = _quantum(mine)
         with decimal.localcontext(decimal.Context(prec=4 * MAX_DIGITS)):
-            step = (total / count).quantize(_quantum(mine), rounding=ROUND_DOWN)
-        if step <= 0:
-            count, step = 1, total
+            step = (total / count).quantize(quantum, rounding=ROUND_DOWN)
+            if step <= 0:  # fewer than ``count`` of the smallest unit: one unit a draw
+                count, step = int(total / quantum), quantum
         products = sorted({p for g in mine for p in g.scope.product_ids})
         cycle: list[str | None] = [*products, None] if products else [None]
         if any(g.scope.product_ids for g in mine) and all(g.scope.product_ids for g in mine):
