@@ -114,7 +114,8 @@ class ListingGuard:
       provider setting where the provider offers it).
 
     Each ends with ``InvalidResponseError`` naming the provider and the last request id.
-    Memory: a 16-byte digest of each cursor (at most ``max_pages``) and the ids of the last ``REPEAT_WINDOW`` pages.
+    Memory: a 16-byte digest of each cursor (at most ``max_pages``) and the ids of the last
+    ``REPEAT_WINDOW`` pages.
     """
 
     def __init__(self, provider: str, *, max_pages: int = MAX_LISTING_PAGES,
@@ -148,7 +149,7 @@ class ListingGuard:
         # a digest, not the cursor: a vendor's cursors can be any length, and up to
         # ``max_pages`` of them are kept (review of 18.10)
         seen = None if cursor is None else self._digest(cursor)
-        if seen is not None and seen in self.cursors:
+        if cursor is not None and seen is not None and seen in self.cursors:
             raise self._stop(f"returned a cursor it had returned before ({cursor[:80]!r})",
                              request_id)
         known = [i for i in ids if isinstance(i, str) and i]
