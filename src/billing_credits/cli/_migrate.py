@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -84,7 +85,10 @@ def _read_map(path: str | None, *, many: bool, option: str) -> dict[str, Any] | 
                 raise bad(f"{key!r}: expected an id (a string), got {value!r:.60}")
         return dict(loaded)
     mapping: dict[str, Any] = {}
-    rows = [row for row in csv.reader(text.splitlines()) if row]
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    except csv.Error as error:  # a field past csv's limit (131,072 characters), a stray quote
+        raise bad(f"not CSV ({error})") from None
     if rows and [c.strip().lower() for c in rows[0][:2]] in (["source", "target"],
                                                              ["product", "price"]):
         rows = rows[1:]

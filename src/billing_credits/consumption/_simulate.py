@@ -348,7 +348,7 @@ def read_usage(
     rows: list[tuple[int, dict[str, Any]]] = []
     stripped = text.lstrip()
     if stripped.startswith("{"):
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(io.StringIO(text), start=1):
             if not line.strip():
                 continue
             try:
@@ -362,17 +362,22 @@ def read_usage(
             rows.append((number, data))
     else:
         reader = csv.DictReader(io.StringIO(text))
-        header = [h.strip() for h in reader.fieldnames or ()]
-        missing = [c for c in _COLUMNS if c not in header]
-        if missing:
-            raise _bad(label, 1, "", f"header must name {', '.join(_COLUMNS)}[, product]; "
-                       f"missing {', '.join(missing)}")
-        reader.fieldnames = header
-        for row in reader:
-            extra = row.pop(None, None)
-            if extra:
-                raise _bad(label, reader.line_num, "", f"more fields than the header names: {extra}")
-            rows.append((reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}))
+        try:
+            header = [h.strip() for h in reader.fieldnames or ()]
+            missing = [c for c in _COLUMNS if c not in header]
+            if missing:
+                raise _bad(label, 1, "", f"header must name {', '.join(_COLUMNS)}[, product]; "
+                           f"missing {', '.join(missing)}")
+            reader.fieldnames = header
+            for row in reader:
+                extra = row.pop(None, None)
+                if extra:
+                    raise _bad(label, reader.line_num, "",
+                               f"more fields than the header names: {extra}")
+                rows.append((reader.line_num,
+                             {k: v for k, v in row.items() if v not in (None, "")}))
+        except csv.Error as error:  # a field past csv's limit (131,072 characters), a stray quote
+            raise _bad(label, reader.line_num, "", f"not CSV: {error}") from None
     return [_usage(label, number, data, units) for number, data in rows]
 
 
