@@ -387,6 +387,10 @@ def _simulate_held(plan: Any, target: Any, usage_path: str | None, report_path: 
             target_name=f"target: {plan.header.target} (as held)"))
     return comparison
 
+_TIE_CUSTOMERS = 5
+"""How many customers' undocumented ties a plan or verify prints (all in ``--json``)."""
+
+
 def _print_comparison(comparison: Any) -> None:
     if comparison is None:
         return
@@ -402,6 +406,12 @@ def _print_comparison(comparison: Any) -> None:
         if ties:
             click.echo(f"the {side}'s order rests on an undocumented tie for {len(ties)} "
                        "customer(s):")
-            for customer, notes in ties.items():
-                for note in notes:
-                    click.echo(f"  {customer}: {note}")
+            # one line per customer (its first tie, and how many more), at most
+            # _TIE_CUSTOMERS customers: a large plan must stay readable; --json has them all
+            for shown, (customer, notes) in enumerate(ties.items()):
+                if shown == _TIE_CUSTOMERS:
+                    click.echo(f"  … and {len(ties) - shown} more customer(s); --json lists "
+                               "every tie")
+                    break
+                more = f" (and {len(notes) - 1} more tie(s))" if len(notes) > 1 else ""
+                click.echo(f"  {customer}: {notes[0]}{more}")
