@@ -203,7 +203,7 @@ class LocalProvider(bc.Provider):
         refused it (not representable, or the key used for a different grant).
         """
         results: list[bool | bc.BillingCreditsError] = []
-        rows: list[tuple[Row, list[Lot]]] = []
+        rows: list[tuple[Row, bc.CreditGrant]] = []
         places: list[int] = []
         for grant in grants:
             try:
@@ -213,8 +213,7 @@ class LocalProvider(bc.Provider):
                 self.check(grant)
                 row = self._row(grant, grant.idempotency_key)
                 # "now" as start must still read back (as in _create); it gives the window too
-                read = grant if grant.effective_at is not None else self._read(row)
-                rows.append((row, lots_of(row, read)))
+                rows.append((row, grant if grant.effective_at is not None else self._read(row)))
                 places.append(len(results))
                 results.append(True)
             except bc.BillingCreditsError as error:

@@ -325,21 +325,21 @@ class GrantStore:
             return Row(**{**row.__dict__, "seq": seq}), True
         return self.transaction(work)
 
-    def insert_many(self, rows: Sequence[tuple[Row, Sequence[Lot]]]) -> list[Row | None]:
+    def insert_many(self, rows: Sequence[tuple[Row, bc.CreditGrant]]) -> list[Row | None]:
         """Insert every row whose idempotency key is new, in one transaction, each with its
-        lots and ``granted`` entry. For each: None when inserted, else the row stored under
-        its key."""
+        lots (from its validated ``grant``) and ``granted`` entry. For each: None when
+        inserted, else the row stored under its key."""
         def work(tx: Tx) -> list[Row | None]:
             existing = tx.grants_by_keys([row.idempotency_key for row, _ in rows])
             result: list[Row | None] = []
             fresh: list[tuple[Row, Sequence[Lot]]] = []
-            for row, lots in rows:
+            for row, grant in rows:
                 if row.idempotency_key in existing:
                     result.append(existing[row.idempotency_key])
                     continue
                 existing[row.idempotency_key] = row  # a key twice in one batch: one grant
                 result.append(None)
-                fresh.append((row, lots))
+                fresh.append((row, lots_of(row, grant)))  # lots only for what is written
             tx.insert_grants(fresh)
             return result
         return self.transaction(work)
