@@ -303,3 +303,56 @@ def test_the_fake_and_the_declared_order_agree_on_contracts(
         assert drawn == {k: v for k, v in expected.consumed().items() if v}
         [balance] = provider.get_balance(customer)
         assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining
+
+
+def test_a_product_only_specifier_credit_is_drawn_by_the_fake_as_by_the_engine(
+    credits: MetronomeCreditsProvider, fake: MetronomeFake, clock: Clock
+) -> None:
+    """Review of issue 18: the engine draws a credit whose specifier names only a product
+    (``admits``; CommitSpecifier.product_id "the specifier will only apply to the product with
+    the specified ID"), but the fake skipped every credit with specifiers, so the fake and
+    ``CREDITS_ORDER`` disagreed (the fake drew the all-usage credit instead) while the README
+    said neither draws such a credit."""
+    customer = str(uuid.uuid4())
+    only_product = credits.create_grant(_credit(customer, "3.00").model_copy(update={
+        "scope": bc.Scope(specifiers=(bc.Specifier(product_id=PRODUCT),))}))
+    everywhere = credits.create_grant(_credit(customer, "10.00").model_copy(update={
+        "priority": Decimal(2)}))
+    grouped = credits.create_grant(_credit(customer, "5.00").model_copy(update={
+        "priority": Decimal(0), "scope": bc.Scope(specifiers=(
+            bc.Specifier(product_id=PRODUCT, pricing_group_values={"region": "eu"}),))}))
+    fake.consume_credits(customer, 400, product_id=PRODUCT, invoice_id="inv-1")
+    expected = bc.allocate([only_product, everywhere, grouped], [
+        bc.Usage(customer_id=customer, amount=usd("4.00"), at=clock.now, product_id=PRODUCT,
+                 reference="inv-1")], CREDITS_ORDER)
+    assert [(d.grant_id, d.amount) for d in expected.draws] == [
+        (only_product.id, Decimal("3.00")), (everywhere.id, Decimal("1.00"))]
+    [balance] = credits.get_balance(customer)
+    assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining
+
+
+def test_manual_entries_of_a_credit_with_no_open_segment_count_nothing() -> None:
+    """Review of issue 18: "expired and upcoming credit or commit segments contribute 0 to the
+    balance ... All manual ledger entries associated with active credit or commit segments are
+    included" (metronome-sdk ``types/shared/credit.py`` ``Credit.balance``). A credit listed for
+    a moment in a gap between its segments (no segment open) counted its +5.00 manual entry as
+    usable; it now counts nothing, as Metronome's balance would."""
+    from billing_credits_metronome._ledger import credits_balances_at
+
+    usd_cents = {"id": "2714e483-4ff1-48e4-9e25-ac732e8f24f2", "name": "USD (cents)"}
+    item = {"id": "cr-gap", "type": "CREDIT", "priority": 1,
+            "product": {"id": PRODUCT, "name": "p"},
+            "access_schedule": {"credit_type": usd_cents, "schedule_items": [
+                {"id": "s1", "amount": 1000, "starting_at": "2026-01-01T00:00:00Z",
+                 "ending_before": "2026-02-01T00:00:00Z"},
+                {"id": "s2", "amount": 1000, "starting_at": "2026-03-01T00:00:00Z",
+                 "ending_before": "2026-04-01T00:00:00Z"}]},
+            "ledger": [{"type": "CREDIT_MANUAL", "amount": 500, "reason": "goodwill",
+                        "timestamp": "2026-01-15T00:00:00Z"}]}
+    config = TranslationConfig(provider="metronome")
+    gap = datetime(2026, 2, 15, tzinfo=UTC)
+    [balance] = credits_balances_at([item], "cus", config, gap, now=gap)
+    assert balance.usable == usd("0")
+    [inside] = credits_balances_at([item], "cus", config, datetime(2026, 3, 15, tzinfo=UTC),
+                                   now=gap)
+    assert inside.usable == usd("15.00"), "an open segment: its amount plus the manual entry"

@@ -276,3 +276,31 @@ def test_async_faults_never_make_two_blocks(fake: OrbFake, runtime: bc.Runtime,
     assert {g.id for g in made} == set(fake.blocks)
     assert len(fake.blocks) == 1
     assert sleeps.waits, "the faults were retried"
+
+
+class _TransferringOrbFake(OrbFake):
+    """Orb as ``ledger.py`` documents ``expiration_change``: "A new credit block will be
+    created with expiry date ``target_expiry_date``" (the fake's default changes the block in
+    place; which one Orb does without ``amount`` is unverified)."""
+
+    def _expiration_change(self, customer: Any, block: Any, body: Any) -> Any:
+        return super()._expiration_change(customer, block, {**body, "amount": block.balance})
+
+
+def test_an_expiry_change_orb_moves_to_a_new_block_is_not_reported_as_done(
+        runtime: bc.Runtime) -> None:
+    """Review 19: update(expires_at) and expire read the grant back and returned it as
+    changed without checking; if Orb moves the credit to a new block (as documented), the
+    grant said "updated" while its credit lived on, unexpired, in a block it does not name (a
+    later void then voided nothing)."""
+    fake = _TransferringOrbFake(api_key=API_KEY, seed=7)
+    provider = _provider(fake, runtime)
+    customer = fake.add_customer()
+    grant = provider.create_grant(_grant(customer))
+    assert grant.id is not None
+    with pytest.raises(bc.InvalidResponseError, match="expiration_change"):
+        provider.update_grant(grant.id, expires_at=DAY + timedelta(days=90))
+    other = provider.create_grant(_grant(customer, "5"))
+    assert other.id is not None
+    with pytest.raises(bc.InvalidResponseError, match="expiration_change"):
+        provider.expire_grant(other.id)

@@ -4,6 +4,8 @@ Each test here failed on the code before issue 18 (the failure is named in its d
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,7 +16,7 @@ import pytest
 from billing_credits_stripe import StripeProvider
 from billing_credits_stripe._ledger import entry_from_transaction
 from billing_credits_stripe.testing import StripeFake, undeclared_params
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import billing_credits as bc
@@ -145,16 +147,20 @@ def test_a_grant_on_a_test_clock_lives_on_the_clocks_frozen_time(
     assert first.raw["effective_at"] == seconds(T0), "effective_at defaults to the frozen time"
     assert {first.status, second.status} == {bc.GrantStatus.ACTIVE}
 
+    def clock_reads() -> list[Any]:
+        return [r for r in fake.requests if r.path.startswith("/v1/test_helpers/test_clocks/")]
+
+    before = len(clock_reads())
     listed = list(provider.list_grants(CUSTOMER))
     assert {g.status for g in listed} == {bc.GrantStatus.ACTIVE}
+    assert len(clock_reads()) == before + 1, "one GET per clock per call, for two grants"
     assert provider.get_grant(first.id or "").status is bc.GrantStatus.ACTIVE
     [balance] = provider.get_balance(CUSTOMER)
     assert balance.usable == usd("14.00")
     assert balance.as_of == T0
     assert any(clock_id in n for n in balance.notes)
-    clock_reads = [r for r in fake.requests if r.path.startswith("/v1/test_helpers/test_clocks/")]
-    assert len(clock_reads) == 1, "one GET per clock for the provider's life"
-    assert clock_reads[0].method == "GET"
+    assert len(clock_reads()) == before + 3
+    assert {r.method for r in clock_reads()} == {"GET"}
 
     # Consumption happens on the clock's time too: priority 10 first, then the other.
     drawn = fake.consume(CUSTOMER, 600)
@@ -164,10 +170,39 @@ def test_a_grant_on_a_test_clock_lives_on_the_clocks_frozen_time(
     assert provider.get_balance(CUSTOMER)[0].usable == usd("8.00")
 
     fake.advance_test_clock(clock_id, seconds(T0 + timedelta(days=1, hours=1)))
-    provider.forget_test_clocks()
     assert provider.get_grant(first.id or "").status is bc.GrantStatus.EXPIRED
     assert provider.get_grant(second.id or "").status is bc.GrantStatus.ACTIVE
     checked(fake)
+
+
+def test_a_clock_advanced_after_a_read_is_read_again(
+    provider: StripeProvider, fake: StripeFake
+) -> None:
+    """Review of issue 18: the provider kept each clock's ``frozen_time`` for its whole life,
+    so once the clock moved on (advanced by anyone, this process included) a grant that had
+    started since still read SCHEDULED and its credit was left out of the balance (0.00, not
+    10.00). A clock is now read once per call, never kept beyond it."""
+    clock_id = fake.create_test_clock(seconds(T0))
+    fake.attach_test_clock(CUSTOMER, clock_id)
+    made = provider.create_grant(grant("10.00", starts=T0 + timedelta(hours=1), ends=None))
+    assert made.status is bc.GrantStatus.SCHEDULED
+    fake.advance_test_clock(clock_id, seconds(T0 + timedelta(hours=2)))
+    assert provider.get_grant(made.id or "").status is bc.GrantStatus.ACTIVE
+    [balance] = provider.get_balance(CUSTOMER)
+    assert balance.usable == usd("10.00")
+    assert balance.as_of == T0 + timedelta(hours=2)
+
+
+def test_a_clock_id_that_cannot_be_asked_for_is_an_invalid_response(
+    provider: StripeProvider, fake: StripeFake
+) -> None:
+    """Review of issue 18: a ``test_clock`` id in Stripe's answer that could not be sent back
+    (a lone surrogate, over 5,000 characters) was reported as ``InvalidGrantError``, the
+    caller's fault; it is Stripe's answer that is wrong."""
+    made = provider.create_grant(grant("1.00", starts=T0, ends=None))
+    fake.grants[made.id or ""]["test_clock"] = "clock_" + "x" * 6000
+    with pytest.raises(bc.InvalidResponseError, match="test_clock"):
+        provider.get_grant(made.id or "")
 
 
 def test_the_fake_refuses_moving_a_test_clock_back(fake: StripeFake) -> None:
@@ -278,7 +313,6 @@ def test_a_clock_stripe_no_longer_has_is_a_clear_error(
     clock_id = fake.create_test_clock(seconds(T0))
     fake.attach_test_clock(CUSTOMER, clock_id)
     made = provider.create_grant(grant("1.00", starts=T0, ends=None))
-    provider.forget_test_clocks()
     del fake.test_clocks[clock_id]
     with pytest.raises(bc.NotFoundError, match="test_clock"):
         provider.get_grant(made.id or "")
@@ -304,3 +338,78 @@ def test_unnamed_kinds_read_exactly_as_adjusted(value: int, side: str, sub: str,
     expected = Decimal(value).scaleb(-2)
     assert entry.amount.amount == (expected if side == "credit" else -expected)
     assert entry.raw == _transaction(type_, **{side: _detail(sub, value)})
+
+
+def test_a_balance_on_a_clock_still_advancing_says_so(
+    provider: StripeProvider, fake: StripeFake
+) -> None:
+    """Review of issue 18: a clock whose ``status`` is ``advancing`` ("In the process of
+    advancing time for the test clock objects", ``stripe/test_helpers/_test_clock.py``) was read
+    at its old ``frozen_time`` with nothing said; the balance now notes the figures may move."""
+    clock_id = fake.create_test_clock(seconds(T0))
+    fake.attach_test_clock(CUSTOMER, clock_id)
+    provider.create_grant(grant("2.00", starts=T0, ends=None))
+    fake.test_clocks[clock_id]["status"] = "advancing"
+    fake.test_clocks[clock_id]["status_details"] = {
+        "advancing": {"target_frozen_time": seconds(T0 + timedelta(days=1))}}
+    [balance] = provider.get_balance(CUSTOMER)
+    assert balance.usable == usd("2.00")
+    assert any(clock_id in n and "advancing" in n for n in balance.notes)
+    fake.test_clocks[clock_id]["status"] = "ready"
+    [ready] = provider.get_balance(CUSTOMER)
+    assert not [n for n in ready.notes if "advancing" in n]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.sampled_from(["", "ready", "advancing", "test_helpers.test_clock", "clock_1", "\ud800",
+                       "x" * 5001]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["object", "id", "frozen_time", "status", "status_details",
+                         "monetary", "value", "currency", "type"]), inner, max_size=5),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(clock=_JSON, ref=_JSON, frozen=_JSON)
+def test_hostile_test_clock_answers_raise_only_library_errors(
+    clock: Any, ref: Any, frozen: Any
+) -> None:
+    """Review of issue 18: whatever Stripe answers for a test clock (or puts in a grant's
+    ``test_clock``), reading the grant and the balance raises nothing but ``BillingCreditsError``
+    (the readers of issue 18.2: ``_moments``, ``frozen_time_of``, ``test_clock_of``)."""
+    grant_body = {
+        "id": "credgr_h", "object": "billing.credit_grant",
+        "amount": {"monetary": {"currency": "usd", "value": 100}, "type": "monetary"},
+        "applicability_config": {"scope": {"price_type": "metered"}}, "category": "paid",
+        "created": seconds(T0), "customer": CUSTOMER, "customer_account": None,
+        "effective_at": seconds(T0), "expires_at": None, "livemode": False, "metadata": {},
+        "name": "g", "priority": 50, "updated": seconds(T0), "voided_at": None,
+        "test_clock": ref if not isinstance(ref, dict) else {**ref, "frozen_time": frozen}}
+    clock_body = clock if not isinstance(clock, dict) else {
+        "object": "test_helpers.test_clock", "frozen_time": frozen, **clock}
+    summary = {"object": "billing.credit_balance_summary", "customer": CUSTOMER,
+               "livemode": False, "balances": []}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.startswith("/v1/test_helpers/test_clocks/"):
+            body: Any = clock_body
+        elif path == "/v1/billing/credit_grants":
+            body = {"object": "list", "data": [grant_body], "has_more": False, "url": path}
+        elif path == "/v1/billing/credit_balance_summary":
+            body = summary
+        else:
+            body = grant_body
+        return httpx.Response(200, content=json.dumps(body).encode("utf-8", "surrogatepass"),
+                              headers={"content-type": "application/json"})
+
+    transport = httpx.MockTransport(answer)
+    with StripeProvider(API_KEY, http_client=httpx.Client(transport=transport),
+                        async_http_client=httpx.AsyncClient(transport=transport),
+                        clock=Clock(T0),
+                        runtime=bc.Runtime(retry=bc.RetryPolicy(attempts=1))) as hostile:
+        for call in (lambda: hostile.get_grant("credgr_h"), lambda: hostile.get_balance(CUSTOMER),
+                     lambda: list(hostile.list_grants(CUSTOMER))):
+            with contextlib.suppress(bc.BillingCreditsError):
+                call()

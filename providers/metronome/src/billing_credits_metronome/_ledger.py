@@ -450,7 +450,8 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
 
     Per credit: each segment open at ``at`` (``starting_at <= at < ending_before``) holds its
     amount plus its ledger entries up to ``at``; entries without a segment (manual ones) up to
-    ``at`` count for the credit; never below zero, as Metronome's own balance. For a future
+    ``at`` count for the credit while one of its segments is open (none open: the credit holds
+    0); never below zero, as Metronome's own balance. For a future
     ``at`` this is what is left if no more usage is recorded.
 
     Manual entries dated after ``at``: Metronome's balance "at this moment" includes them
@@ -477,7 +478,10 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
                         future_manual and entry.get("type") == "CREDIT_MANUAL"):
                     continue
                 segment_id = entry.get("segment_id")
-                if segment_id is None or segment_id in open_segments:
+                # manual entries (no segment) count only while a segment is open: "expired and
+                # upcoming ... segments contribute 0 ... manual ledger entries associated with
+                # active credit or commit segments are included" (CREDIT_BALANCE_DOC)
+                if (segment_id is None and open_segments) or segment_id in open_segments:
                     changes.append(_signed(entry))
             total = bc.exact_sum(changes)  # never rounded to the default 28 digits
             usable = _money(max(total, Decimal(0)), credit_type, config)

@@ -122,15 +122,36 @@ def summary_values(summary: Mapping[str, Any], currency: str) -> tuple[int, int]
             if str(monetary.get("currency", "")).upper() != currency.upper():
                 continue
             value = monetary.get("value")
-            if isinstance(value, bool) or not isinstance(value, int):
+            # "A positive integer representing the amount" (_credit_balance_summary.py)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise bc.InvalidResponseError(
-                    f"credit balance summary: {kind} value {value!r} is not an integer",
+                    f"credit balance summary: {kind} value {value!r} is not a non-negative "
+                    "integer",
                     provider=tr.PROVIDER_NAME, body=bc.excerpt(dict(summary)))
             if kind == "available_balance":
                 available += value
             else:
                 ledger += value
     return available, ledger
+
+
+_FIGURES = ("available_balance", "ledger_balance")
+
+
+def _figures_given(summary: Mapping[str, Any], currency: str) -> set[str]:
+    """Which of the two figures the summary gives an amount for in ``currency``: ``monetary``
+    is nullable (``Optional[Monetary]``, ``stripe/billing/_credit_balance_summary.py``), and a
+    figure without one has no amount to read."""
+    given: set[str] = set()
+    entries = summary.get("balances")
+    for entry in entries if isinstance(entries, list) else ():
+        for kind in _FIGURES:
+            holder = entry.get(kind) if isinstance(entry, Mapping) else None
+            monetary = holder.get("monetary") if isinstance(holder, Mapping) else None
+            if isinstance(monetary, Mapping) and \
+                    str(monetary.get("currency", "")).upper() == currency.upper():
+                given.add(kind)
+    return given
 
 
 def balances_from_summaries(
@@ -149,6 +170,7 @@ def balances_from_summaries(
     usage not yet invoiced (``uninvoiced_usage_deducted=False``).
     """
     by_currency: dict[str, list[tuple[bc.CreditGrant, Decimal, Decimal, Mapping[str, Any]]]] = {}
+    unread: dict[str, list[str]] = {}
     for grant, summary in summaries:
         currency = grant.amount.currency
         assert currency is not None  # Stripe grants are monetary
@@ -156,6 +178,12 @@ def balances_from_summaries(
         with bc.reading_vendor_payload(tr.PROVIDER_NAME, "credit balance summary", summary):
             usable = tr.from_minor_units(currency, min(available, ledger)).amount
             beyond = tr.from_minor_units(currency, ledger - available).amount
+        [*missing] = set(_FIGURES) - _figures_given(summary, currency)
+        if len(missing) == 1:  # one figure without an amount: no difference can be read
+            unread.setdefault(currency, []).append(
+                f"grant {grant.id}: Stripe's summary gives no amount for {missing[0]} in "
+                f"{currency} (monetary null or absent): read as 0, usable is the smaller")
+            beyond = Decimal(0)
         by_currency.setdefault(currency, []).append((grant, usable, beyond, summary))
     balances = []
     for currency, rows in sorted(by_currency.items()):
@@ -164,6 +192,7 @@ def balances_from_summaries(
                            expires_at=grant.expires_at, priority=grant.priority)
             for grant, usable, _, _ in rows)
         notes = [UNINVOICED_NOTE]
+        notes += unread.get(currency, [])
         for grant, _, beyond, _ in rows:
             if beyond > 0:
                 notes.append(
@@ -394,7 +423,8 @@ class StripeCalls(Protocol):
 
     def _read(self, answer: Answer) -> bc.Flow[bc.CreditGrant]: ...
 
-    def _moments(self, objs: Iterable[Any]) -> bc.Flow[dict[str, datetime]]: ...
+    def _moments(self, objs: Iterable[Any], known: dict[str, datetime] | None = None,
+                 advancing: set[str] | None = None) -> bc.Flow[dict[str, datetime]]: ...
 
     def _moment(self, obj: Any, moments: Mapping[str, datetime]) -> datetime: ...
 
@@ -447,12 +477,12 @@ def balance_flow(provider: StripeCalls, customer_id: str, unit: str | None,
     guard = provider.listing_guard("Stripe credit_grants.list")
     grants: list[bc.CreditGrant] = []
     clocks: dict[str, datetime] = {}
+    advancing: set[str] = set()
     while True:
         params = tr.list_params(customer_id, limit=tr.MAX_PAGE_SIZE, starting_after=cursor)
         answer = yield provider._call("get", tr.GRANTS_PATH, params, label="credit_grants.list")
         items, has_more = _items(provider, answer, "credit_grants.list")
-        moments = yield from provider._moments(items)
-        clocks.update(moments)
+        moments = yield from provider._moments(items, clocks, advancing)
         grants += _each(answer, "credit_grants.list", items,
                         partial(_read_at, provider, moments))
         cursor = guard.page([item["id"] for item in items],
@@ -469,6 +499,9 @@ def balance_flow(provider: StripeCalls, customer_id: str, unit: str | None,
         clock_notes.append("the customer's grants are on several test clocks "
                            f"({', '.join(sorted(clocks))}): each grant read at its own clock's "
                            "frozen_time; as_of is this library's clock")
+    clock_notes += [f"test clock {clock_id} is advancing: Stripe is still moving its objects "
+                    "to a later frozen_time, so these figures may change (read again once its "
+                    "status is ready)" for clock_id in sorted(advancing)]
     chosen = [g for g in _live(grants)
               if unit is None or (g.amount.currency or "").upper() == unit.upper()]
     summaries = []
@@ -487,7 +520,7 @@ def ledger_flow(provider: StripeCalls, customer_id: str, grant_id: str | None,
     has no date filter), so filtered-out pages never look like a run of empty pages."""
     guard = provider.listing_guard("Stripe credit_balance_transactions.list")
     if cursor is not None:
-        guard.cursors.add(cursor)
+        guard.remember(cursor)
     while True:
         params = transaction_list_params(customer_id, grant_id, starting_after=cursor)
         answer = yield provider._call("get", TRANSACTIONS_PATH, params,

@@ -273,7 +273,7 @@ class StripeProvider(bc.Provider):
             "ledger_balance beyond available_balance is expired credit not yet posted (a note, "
             "not pending); uninvoiced usage is not deducted (uninvoiced_usage_deducted=False)",
             "test clocks: a grant on one is read at the clock's frozen_time (one GET per clock "
-            "per provider; forget_test_clocks() to re-read)",
+            "per call, never cached beyond it: clocks move when advanced)",
             "update: expires_at and metadata only (Stripe cannot change the rest)",
             "consume: Stripe applies credits to invoices itself; StripeFake.consume models it",
         ),
@@ -340,7 +340,6 @@ class StripeProvider(bc.Provider):
         self.include_balance = _flag("include_balance", include_balance, default=False)
         self.find_existing_before_create = _flag("find_existing", find_existing, default=True)
         self._clock = clock
-        self._frozen: dict[str, datetime] = {}
         # The SDK and httpx load here, on first use, not when the class is imported.
         import stripe
 
@@ -438,12 +437,8 @@ class StripeProvider(bc.Provider):
 
     # -- test clocks ---------------------------------------------------------------------
 
-    def forget_test_clocks(self) -> None:
-        """Forget the ``frozen_time`` read for each test clock (read again on next use), for
-        example after advancing a clock."""
-        self._frozen.clear()
-
-    def _moments(self, objs: Iterable[Any]) -> bc.Flow[dict[str, datetime]]:
+    def _moments(self, objs: Iterable[Any], known: dict[str, datetime] | None = None,
+                 advancing: set[str] | None = None) -> bc.Flow[dict[str, datetime]]:
         """The ``frozen_time`` of each test clock ``objs`` (grants, transactions) belong to.
 
         A grant "belongs to" its ``test_clock`` ("ID of the test clock this credit grant belongs
@@ -451,9 +446,14 @@ class StripeProvider(bc.Provider):
         which all objects belonging to this clock are frozen" (``stripe/test_helpers/
         _test_clock.py``): such a grant's status, balance and consumption are read at that
         time, not the wall clock's. The clock is read with ``GET /v1/test_helpers/test_clocks/
-        {id}`` once per clock for this provider's life (``forget_test_clocks`` drops the
-        cache); an expanded ``test_clock`` object needs no request. A clock still
-        ``advancing`` is read again next time (its ``frozen_time`` is moving).
+        {id}`` once per clock per call: ``known`` holds the clocks this call has read already
+        (the earlier pages of one listing) and gets the new ones. Nothing is kept beyond the
+        call: a clock moves whenever anyone advances it, and a ``frozen_time`` kept from an
+        earlier call would misread status and balance. An expanded ``test_clock`` object
+        carrying ``frozen_time`` needs no request. A clock id that cannot be asked for (not a
+        sendable id) is an ``InvalidResponseError``: it came from Stripe's answer. The ids of
+        clocks whose ``status`` is ``advancing`` (Stripe still moving its objects towards
+        ``status_details.advancing.target_frozen_time``) go into ``advancing``.
         """
         found: dict[str, datetime] = {}
         for obj in objs:
@@ -464,15 +464,22 @@ class StripeProvider(bc.Provider):
             if isinstance(ref, Mapping) and ref.get("frozen_time") is not None:
                 found[clock_id] = self._frozen_of(Answer(ref, None, False))
                 continue
-            if clock_id in self._frozen:
-                found[clock_id] = self._frozen[clock_id]
+            if known is not None and clock_id in known:
+                found[clock_id] = known[clock_id]
                 continue
-            answer = yield self._call("get", tr.test_clock_path(clock_id),
-                                      label="test_clocks.retrieve")
-            data = answer.mapping("test_helpers.test_clock")
+            try:
+                path = tr.test_clock_path(clock_id)
+            except bc.InvalidGrantError as error:
+                raise bc.InvalidResponseError(
+                    f"test_clock {clock_id[:80]!r} cannot be read: {error}",
+                    provider=self.name) from None
+            answer = yield self._call("get", path, label="test_clocks.retrieve")
             found[clock_id] = self._frozen_of(answer)
-            if data.get("status") != "advancing":
-                self._frozen[clock_id] = found[clock_id]
+            if advancing is not None and answer.mapping("test_helpers.test_clock").get(
+                    "status") == "advancing":
+                advancing.add(clock_id)
+        if known is not None:
+            known.update(found)
         return found
 
     def _frozen_of(self, answer: Answer) -> datetime:

@@ -731,8 +731,9 @@ def balance_from_summary(summary: Mapping[str, Any], currency: str) -> bc.Money:
             monetary = (entry.get(kind) or {}).get("monetary") or {}
             if str(monetary.get("currency", "")).upper() == currency.upper():
                 value = monetary["value"]
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise TypeError(f"{kind} value is {value!r}, not an integer")
+                # "A positive integer representing the amount" (_credit_balance_summary.py)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise TypeError(f"{kind} value is {value!r}, not a non-negative integer")
                 values.append(value)
     return from_minor_units(currency, min(values) if values else 0)
 

@@ -27,11 +27,13 @@ credits only), $0 cost basis first (credits are all free), fewer applicable prod
 ``applicable_contract_ids`` applies to all contracts, "If not provided, the credit applies to
 all contracts", ``types/v1/customers/credit_create_params.py``: last); then the credit id (the
 fake's choice). Usage draws on the segment active at its time, and on a credit with
-``applicable_contract_ids`` only when billed under one of them (``contract_id``). Credits scoped
-by product tags or specifiers are never drawn: a usage record here carries a product id and a
-contract id only, nothing to match tags or group values against (the engine's ``admits`` says
-the same), so the usage-applicability rule (group-value specifiers, staging copy of the
-prioritization page) never decides a draw here. Each draw is a
+``applicable_contract_ids`` only when billed under one of them (``contract_id``). A credit with
+``specifiers`` is drawn only by usage of a product one of its specifiers names with nothing
+else (``product_id`` alone); credits scoped by product tags, or whose specifiers carry tags or
+group values, are never drawn: a usage record here carries a product id and a contract id only,
+nothing to match tags or group values against (the engine's ``admits`` does the same), so the
+usage-applicability rule (group-value specifiers, staging copy of the prioritization page)
+never decides a draw here. Each draw is a
 ``CREDIT_AUTOMATED_INVOICE_DEDUCTION`` in ``Credit.ledger``
 (after ``CREDIT_SEGMENT_START``; ``CREDIT_EXPIRATION`` for what a segment had left when it
 ended), read through ``POST /v1/contracts/customerBalances/list``
@@ -249,7 +251,19 @@ def consume_credits(fake: FakeState, customer_id: str, amount: Decimal | int, *,
             continue
         if item["access_schedule"]["credit_type"]["id"] != credit_type:
             continue
-        if item.get("applicable_product_tags") or item.get("specifiers"):
+        if item.get("applicable_product_tags"):
+            continue
+        specifiers = item.get("specifiers") or []
+        # "A customer's usage needs to meet the condition of at least one of the specifiers"
+        # (types/v1/customers/credit_create_params.py); a specifier's product_id: "the
+        # specifier will only apply to the product with the specified ID"
+        # (types/shared/commit_specifier.py). Only a specifier naming the product and nothing
+        # else can be tested against a usage record (the engine's ``admits`` does the same).
+        if specifiers and not any(
+                s.get("product_id") == product_id and product_id is not None
+                and not (s.get("product_tags") or s.get("pricing_group_values")
+                         or s.get("presentation_group_values"))
+                for s in specifiers):
             continue
         products = item.get("applicable_product_ids") or []
         if products and product_id not in products:

@@ -41,7 +41,12 @@ _ADVANCE = re.compile(r"^/v1/test_helpers/test_clocks/([^/]+)/advance$")
 TWO_YEARS = 2 * 366 * 24 * 3600
 """The fake's reading of "cannot be more than two years in the future" (no subscriptions)."""
 AUTO_DELETE = 30 * 24 * 3600
-"""``deletes_after`` the fake sets (Stripe's value is not documented in the sources read)."""
+"""``deletes_after`` the fake sets: 30 days after creation, as in a live test-mode answer quoted
+in https://github.com/stripe/stripe-python/issues/789 (``created`` 1649728337,
+``deletes_after`` 1652320337). Stripe states no rule for it (the API reference's example at
+https://docs.stripe.com/api/test_clocks/create shows 7 days)."""
+NAME_MAX = 300
+"""``name``: "The maximum length is 300 characters" (https://docs.stripe.com/api/test_clocks/create)."""
 
 
 class ClockState(Protocol):
@@ -94,7 +99,7 @@ def clock_route(fake: ClockState, method: str, path: str,
         frozen = _integer(params, "frozen_time")
         if frozen is None:
             raise _missing("frozen_time")
-        clock = create_clock(fake, frozen, _string(params, "name", max_length=300))
+        clock = create_clock(fake, frozen, _string(params, "name", max_length=NAME_MAX))
         customer = _string(params, "customer")
         if customer is not None:
             # "Existing customer this test clock will be attached to. Once attached, customers
