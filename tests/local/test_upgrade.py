@@ -63,17 +63,28 @@ def exact(value: Any) -> Any:
     return value
 
 
+def known(got: Any, expected: Any) -> Any:
+    """``got`` with only the fields the old release knew (models gain fields; a field the old
+    release wrote must read the same)."""
+    if isinstance(expected, dict) and isinstance(got, dict):
+        return {k: known(got.get(k), v) for k, v in expected.items()}
+    if isinstance(expected, list) and isinstance(got, list):
+        return [known(g, e) for g, e in zip(got, expected, strict=False)] + got[len(expected):]
+    return got
+
+
 def test_upgraded_it_reads_what_the_old_release_read(old: Path) -> None:
     with LocalProvider(old, clock=lambda: MADE_AT) as local:
         assert version(old) == 3
-        assert [g.model_dump(mode="json") for g in local.list_grants()] == EXPECTED["grants"]
+        grants = [g.model_dump(mode="json") for g in local.list_grants()]
+        assert known(grants, EXPECTED["grants"]) == EXPECTED["grants"]
         for customer, moments in EXPECTED["balances"].items():
             for moment, balances in moments.items():
                 found = local.get_balance(customer, at=datetime.fromisoformat(moment))
-                assert exact([b.model_dump(mode="json") for b in found]) == exact(balances), \
-                    (customer, moment)
-            assert [e.model_dump(mode="json") for e in local.list_ledger(customer)] == \
-                EXPECTED["ledgers"][customer]
+                dumped = [b.model_dump(mode="json") for b in found]
+                assert exact(known(dumped, balances)) == exact(balances), (customer, moment)
+            ledger = [e.model_dump(mode="json") for e in local.list_ledger(customer)]
+            assert known(ledger, EXPECTED["ledgers"][customer]) == EXPECTED["ledgers"][customer]
 
 
 def usage_of(entries: list[dict[str, Any]]) -> tuple[str, bc.Money]:
@@ -88,7 +99,8 @@ def test_replaying_an_old_reference_returns_its_original_entries(old: Path) -> N
             customer, amount = usage_of(entries)
             product = "gpu" if reference == "a-gpu" else None
             again = local.consume(customer, amount, reference=reference, product_id=product)
-            assert [e.model_dump(mode="json") for e in again] == entries, reference
+            assert known([e.model_dump(mode="json") for e in again], entries) == entries, \
+                reference
         with pytest.raises(bc.ConflictError, match="applied before"):
             local.consume("alice", bc.Money(amount=Decimal("99"), currency="USD"),
                           reference="a-1")
@@ -111,7 +123,7 @@ def test_the_upgrade_is_one_transaction(old: Path, monkeypatch: pytest.MonkeyPat
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(_store.Tx, "add_lots", broken)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(bc.ConfigurationError, match="disk I/O error"):
         LocalProvider(old)
     assert version(old) == 2
     with sqlite3.connect(old) as db:
@@ -122,7 +134,8 @@ def test_the_upgrade_is_one_transaction(old: Path, monkeypatch: pytest.MonkeyPat
         assert "consumed_json" in columns
     monkeypatch.undo()
     with LocalProvider(old, clock=lambda: MADE_AT) as local:
-        assert [g.model_dump(mode="json") for g in local.list_grants()] == EXPECTED["grants"]
+        grants = [g.model_dump(mode="json") for g in local.list_grants()]
+        assert known(grants, EXPECTED["grants"]) == EXPECTED["grants"]
 
 
 def test_a_dry_run_says_what_it_would_do_and_changes_nothing(old: Path) -> None:
@@ -202,7 +215,8 @@ def test_a_row_the_model_cannot_read_does_not_stop_the_upgrade(old: Path) -> Non
                    (doomed,))
     with LocalProvider(old, clock=lambda: MADE_AT) as local:
         assert version(old) == 3
-        with pytest.raises(bc.InvalidGrantError):
+        with pytest.raises(bc.BillingCreditsError, match=f"stored grant {doomed}"):
             local.get_grant(doomed)
         kept = [g for g in EXPECTED["grants"] if g["id"] != doomed]
-        assert [local.get_grant(g["id"]).model_dump(mode="json") for g in kept] == kept
+        assert known([local.get_grant(g["id"]).model_dump(mode="json") for g in kept],
+                     kept) == kept
