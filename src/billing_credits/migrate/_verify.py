@@ -13,7 +13,8 @@ from billing_credits._model import CreditGrant, GrantStatus
 from billing_credits._money import exact_sum
 from billing_credits._provider import Provider
 
-from ._apply import _planned_key, _planned_origins
+from ._apply import _planned_key
+from ._index import PlanIndex
 from ._plan import (
     MigrationPlan,
     _describe,
@@ -60,19 +61,43 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
 
     A target grant stands for a planned grant by its key or by its provenance (migrated from
     the same source grant and segment): a second one is a duplicate. One customer at a time:
-    memory holds where each planned grant is in the plan and one customer's grants, never the
-    whole plan or the whole target."""
+    where each planned grant is in the plan is indexed on disk (``PlanIndex``), so memory holds
+    one customer's planned keys and grants, never the whole plan or the whole target."""
     report = VerifyReport()
-    origins = _planned_origins(plan)
-    where: dict[str, dict[str, int]] = defaultdict(dict)  # customer -> key -> position
-    for position, item in plan.located():
-        if item.action == "migrate" and item.key and item.grant:
-            where[item.grant.customer_id][item.key] = position
-    report.checked = sum(len(keys) for keys in where.values())
-    per_key: list[tuple[int, str, tuple[str, str, str, str] | None]] = []  # by plan position
+    index = PlanIndex()
+    try:
+        for position, item in plan.located():
+            index.add(plan, position, item)
+        index.built()
+        report.checked = index.distinct_keys()
+        per_key, totals = _per_customer(plan, target, index, report)
+    finally:
+        index.close()
+    per_key.sort(key=lambda entry: entry[0])  # stable: each key's own entries in their order
+    for _, kind, entry in per_key:
+        assert entry is not None
+        if kind == "missing":
+            report.missing.append(entry[0])
+        elif kind == "duplicated":
+            report.duplicated.append(entry[0])
+        else:
+            report.different.append(entry)
+    report.different += totals
+    _compare_balances(plan, target, report)
+    return report
+
+_Entry = tuple[int, str, tuple[str, str, str, str]]
+
+
+def _per_customer(plan: MigrationPlan, target: Provider, index: PlanIndex,
+                  report: VerifyReport) -> tuple[list[_Entry], list[tuple[str, str, str, str]]]:
+    """Each customer's differences (by plan position) and differing totals; the totals found
+    go to ``report``. Memory: one customer's planned keys, origins and grants at a time."""
+    per_key: list[_Entry] = []  # by plan position
     totals: list[tuple[str, str, str, str]] = []
-    for customer in sorted(where):
-        positions = where.pop(customer)
+    for customer in index.customers():
+        positions = index.positions(customer)
+        origins = index.origins(customer)
         found: dict[str, list[CreditGrant]] = defaultdict(list)
         sums: dict[str, list[Decimal]] = defaultdict(list)
         for grant in target.list_grants(customer):
@@ -105,18 +130,7 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
                 "planned": want_total, "found": str(got_total)}
             if Decimal(want_total) != got_total:
                 totals.append((customer, f"total {unit}", want_total, str(got_total)))
-    per_key.sort(key=lambda entry: entry[0])  # stable: each key's own entries in their order
-    for _, kind, entry in per_key:
-        assert entry is not None
-        if kind == "missing":
-            report.missing.append(entry[0])
-        elif kind == "duplicated":
-            report.duplicated.append(entry[0])
-        else:
-            report.different.append(entry)
-    report.different += totals
-    _compare_balances(plan, target, report)
-    return report
+    return per_key, totals
 
 def _compare_balances(plan: MigrationPlan, target: Provider, report: VerifyReport) -> None:
     """The usable balance per customer and unit: on the source before, on the target now."""
