@@ -19,7 +19,7 @@ __all__ = ["PlanIndex", "origin_of"]
 Origin = tuple[str, str, str | None]
 """A source grant as a migrated grant's provenance names it: (provider, grant id, segment)."""
 
-_BATCH = 5000
+_BATCH = 500
 
 
 def origin_of(grant: CreditGrant) -> Origin | None:

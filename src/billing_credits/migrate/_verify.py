@@ -10,7 +10,7 @@ from billing_credits._errors import (
     BillingCreditsError,
 )
 from billing_credits._model import CreditGrant, GrantStatus
-from billing_credits._money import exact_sum
+from billing_credits._money import Money, exact_sum
 from billing_credits._provider import Provider
 
 from ._apply import _planned_key
@@ -89,6 +89,22 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
 _Entry = tuple[int, str, tuple[str, str, str, str]]
 
 
+@dataclass(slots=True)
+class _Found:
+    """What verify compares of the first target grant standing for a planned key, and how many
+    stand for it (not the grants themselves: a customer's may be many)."""
+
+    amount: Money
+    priority: Decimal | None
+    customer_id: str
+    count: int = 1
+
+    @classmethod
+    def of(cls, grant: CreditGrant) -> _Found:
+        return cls(grant.amount, grant.priority, grant.customer_id)
+
+
+
 def _per_customer(plan: MigrationPlan, target: Provider, index: PlanIndex,
                   report: VerifyReport) -> tuple[list[_Entry], list[tuple[str, str, str, str]]]:
     """Each customer's differences (by plan position) and differing totals; the totals found
@@ -98,12 +114,15 @@ def _per_customer(plan: MigrationPlan, target: Provider, index: PlanIndex,
     for customer in index.customers():
         positions = index.positions(customer)
         origins = index.origins(customer)
-        found: dict[str, list[CreditGrant]] = defaultdict(list)
+        found: dict[str, _Found] = {}
         sums: dict[str, list[Decimal]] = defaultdict(list)
         for grant in target.list_grants(customer):
             key = _planned_key(grant, positions, origins)
             if key is not None and grant.status is not GrantStatus.VOIDED:
-                found[key].append(grant)
+                if (seen := found.get(key)) is None:
+                    found[key] = _Found.of(grant)
+                else:
+                    seen.count += 1
                 sums[grant.amount.unit_key].append(grant.amount.amount)
         planned: dict[str, list[Decimal]] = defaultdict(list)
         for (key, position), item in zip(positions.items(), plan.items_at(positions.values()),
@@ -111,13 +130,12 @@ def _per_customer(plan: MigrationPlan, target: Provider, index: PlanIndex,
             want = item.grant
             assert want is not None
             planned[want.amount.unit_key].append(want.amount.amount)
-            got = found.get(key, [])
-            if not got:
+            stored = found.get(key)
+            if stored is None:
                 per_key.append((position, "missing", (key, "", "", "")))
                 continue
-            if len(got) > 1:
+            if stored.count > 1:
                 per_key.append((position, "duplicated", (key, "", "", "")))
-            stored = got[0]
             for name, a, b in (("amount", want.amount, stored.amount),
                                ("priority", want.priority, stored.priority),
                                ("customer_id", want.customer_id, stored.customer_id)):
