@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import enum
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,10 +28,11 @@ from .consumption._engine import ConsumptionOrder
 
 if TYPE_CHECKING:  # the models load when first needed, not with the class
     from ._ledger import Balance, GrantUpdate, LedgerEntry, LedgerPage, Usage
-    from ._model import Adjustment, CreditGrant
+    from ._model import Adjustment, Category, CreditGrant
     from ._money import Money
 
-__all__ = ["UNSET", "ListQuery", "OnUnreadable", "Page", "Provider", "Setting", "read_items"]
+__all__ = ["MAX_LISTING_PAGES", "UNSET", "ListQuery", "ListingGuard", "OnUnreadable", "Page",
+           "Provider", "Setting", "read_items"]
 
 
 class _Unset(enum.Enum):
@@ -89,6 +91,77 @@ class Page:
     next_cursor: str | None = None
     unreadable: Sequence[UnreadableGrant] = ()
     request_id: str | None = None
+
+
+MAX_LISTING_PAGES: Final = 100_000
+"""The default ceiling of pages one listing may take (``Provider.max_listing_pages``)."""
+
+REPEAT_WINDOW: Final = 16
+"""How many recent pages' item ids a listing remembers to notice a vendor paging in a circle
+with fresh cursors (memory: ids of at most this many pages)."""
+
+
+class ListingGuard:
+    """What keeps one listing (grants, balances, ledger entries) from running for ever on a
+    vendor that pages in a circle, every provider's paging loop goes through it:
+
+    - a cursor the listing returned before ends it;
+    - ``max_empty_pages`` empty pages in a row, each with a new cursor, end it;
+    - a page holding an item id seen on one of the last ``REPEAT_WINDOW`` pages ends it (fresh
+      cursors, same items: a circle no cursor check sees);
+    - more than ``max_pages`` pages end it (the ceiling: ``Provider.max_listing_pages``, a
+      provider setting where the provider offers it).
+
+    Each ends with ``InvalidResponseError`` naming the provider and the last request id.
+    Memory: the cursors (at most ``max_pages``) and the ids of the last ``REPEAT_WINDOW`` pages.
+    """
+
+    def __init__(self, provider: str, *, max_pages: int = MAX_LISTING_PAGES,
+                 max_empty_pages: int = 3, what: str = "the listing") -> None:
+        self.provider = provider
+        self.max_pages = max_pages
+        self.max_empty_pages = max_empty_pages
+        self.what = what
+        self.pages = 0
+        self.empty = 0
+        self.cursors: set[str] = set()
+        self.recent: deque[frozenset[str]] = deque(maxlen=REPEAT_WINDOW)
+
+    def _stop(self, problem: str, request_id: str | None) -> InvalidResponseError:
+        return InvalidResponseError(f"{self.what} {problem}; stopped so as not to loop",
+                                    provider=self.provider, request_id=request_id)
+
+    def page(self, ids: Iterable[str | None], cursor: str | None, *,
+             request_id: str | None = None, items: bool | None = None) -> str | None:
+        """Check one page (its item ids, its next cursor); the cursor to follow, or None at
+        the end. ``items``: whether the page held anything (default: whether it had ids)."""
+        self.pages += 1
+        if cursor is not None and cursor in self.cursors:
+            raise self._stop(f"returned a cursor it had returned before ({cursor[:80]!r})",
+                             request_id)
+        known = [i for i in ids if isinstance(i, str) and i]
+        if items is None:
+            items = bool(known)
+        page_ids = frozenset(known)
+        repeated = sorted(i for i in page_ids if any(i in earlier for earlier in self.recent))
+        if repeated or len(page_ids) < len(known):
+            again = repeated or sorted(i for i in page_ids if known.count(i) > 1)
+            raise self._stop(f"returned item {again[0][:80]!r} again"
+                             + (f" (and {len(again) - 1} more)" if len(again) > 1 else "")
+                             + ", each page with a new cursor", request_id)
+        self.recent.append(page_ids)
+        if cursor is None:
+            return None
+        self.cursors.add(cursor)
+        self.empty = 0 if items else self.empty + 1
+        if self.empty >= self.max_empty_pages:
+            raise self._stop(f"returned {self.empty} empty pages in a row, each with a new "
+                             "cursor", request_id)
+        if self.pages >= self.max_pages:
+            raise self._stop(f"reached its ceiling of {self.max_pages} pages "
+                             "(max_listing_pages) with more to come; raise the setting if the "
+                             "account really holds more", request_id)
+        return cursor
 
 
 def read_items(
@@ -348,6 +421,16 @@ class Provider(abc.ABC):
     max_empty_pages: ClassVar[int] = 3
     """Consecutive empty pages that still carry a next cursor before a listing gives up."""
 
+    max_listing_pages: int = MAX_LISTING_PAGES
+    """The most pages one listing (grants, balances, ledger) may take before it ends with
+    ``InvalidResponseError``: a ceiling against a vendor that pages for ever. Providers offer
+    it as the ``max_listing_pages`` setting (``ListingGuard``)."""
+
+    def listing_guard(self, what: str = "the listing") -> ListingGuard:
+        """A fresh ``ListingGuard`` with this provider's limits, for one paging loop."""
+        return ListingGuard(self.name, max_pages=self.max_listing_pages,
+                            max_empty_pages=self.max_empty_pages, what=what)
+
     def list_grants(
         self,
         customer_id: str | None = None,
@@ -504,6 +587,8 @@ class Provider(abc.ABC):
         expires_at: datetime | _Unset | None = UNSET,
         name: str | _Unset | None = UNSET,
         metadata: Mapping[str, str] | _Unset | None = UNSET,
+        category: Category | str | _Unset | None = UNSET,
+        category_label: str | _Unset | None = UNSET,
     ) -> GrantUpdate:
         """Validate an update and check it against ``capabilities`` (no I/O)."""
         from ._ledger import GrantUpdate
@@ -511,12 +596,13 @@ class Provider(abc.ABC):
         self._require_flow("update")
         given: dict[str, Any] = {
             key: (dict(value) if isinstance(value, Mapping) else value)
-            for key, value in (("expires_at", expires_at), ("name", name), ("metadata", metadata))
+            for key, value in (("expires_at", expires_at), ("name", name), ("metadata", metadata),
+                               ("category", category), ("category_label", category_label))
             if value is not UNSET
         }
         if not given:
             raise InvalidGrantError([FieldProblem("", "nothing to update: give expires_at, "
-                                                  "name or metadata")], model="GrantUpdate")
+                                                  "name, metadata or category")], model="GrantUpdate")
         update = GrantUpdate(**given)
         caps = self.capabilities
         problems = [FieldProblem(field, "this provider cannot change it after creation")
@@ -547,6 +633,8 @@ class Provider(abc.ABC):
         expires_at: datetime | _Unset | None = UNSET,
         name: str | _Unset | None = UNSET,
         metadata: Mapping[str, str] | _Unset | None = UNSET,
+        category: Category | str | _Unset | None = UNSET,
+        category_label: str | _Unset | None = UNSET,
     ) -> CreditGrant:
         """Change what the vendor lets change on an existing grant; return it read back.
 
@@ -555,7 +643,8 @@ class Provider(abc.ABC):
         request. ``metadata`` replaces the grant's metadata.
         """
         _ident("grant_id", grant_id)
-        update = self.prepare_update(expires_at=expires_at, name=name, metadata=metadata)
+        update = self.prepare_update(expires_at=expires_at, name=name, metadata=metadata,
+                                     category=category, category_label=category_label)
         return self.runtime.run(self._update(grant_id, update))
 
     async def aupdate_grant(
@@ -565,9 +654,12 @@ class Provider(abc.ABC):
         expires_at: datetime | _Unset | None = UNSET,
         name: str | _Unset | None = UNSET,
         metadata: Mapping[str, str] | _Unset | None = UNSET,
+        category: Category | str | _Unset | None = UNSET,
+        category_label: str | _Unset | None = UNSET,
     ) -> CreditGrant:
         _ident("grant_id", grant_id)
-        update = self.prepare_update(expires_at=expires_at, name=name, metadata=metadata)
+        update = self.prepare_update(expires_at=expires_at, name=name, metadata=metadata,
+                                     category=category, category_label=category_label)
         return await self.runtime.arun(self._update(grant_id, update))
 
     def prepare_usage(
@@ -716,44 +808,32 @@ def _holds_text(value: Any, text: str, depth: int = 0) -> bool:
 
 
 class _Walk:
-    """The state of one listing (grants or ledger entries): cursors seen, empty pages in a
-    row, unreadable items."""
+    """The state of one listing (grants or ledger entries): its ``ListingGuard`` and the
+    unreadable items."""
 
     def __init__(self, provider: Provider, on_unreadable: OnUnreadable | None) -> None:
         self.provider = provider
         self.on_unreadable = on_unreadable
-        self.seen: set[str] = set()
-        self.empty = 0
+        self.guard = provider.listing_guard()
         self.unreadable: list[UnreadableGrant] = []
 
     def next(self, page: Page | LedgerPage) -> str | None:
         """Report the page's unreadable items; the cursor to follow, or None at the end."""
+        ids: list[str | None]
         if isinstance(page, Page):
             items: bool = bool(page.grants or page.unreadable)
             unreadable: Sequence[UnreadableGrant] = page.unreadable
+            ids = [g.id for g in page.grants] + [u.vendor_id for u in page.unreadable]
         else:  # a LedgerPage
             items = bool(page.entries)
             unreadable = ()
+            ids = [e.vendor_id for e in page.entries]
         for entry in unreadable:
             if self.on_unreadable is not None:
                 self.on_unreadable(entry)
             else:
                 self.unreadable.append(entry)
-        cursor = page.next_cursor
-        if cursor is None:
-            return None
-        name = self.provider.name
-        if cursor in self.seen:
-            raise InvalidResponseError(
-                f"the listing returned a cursor it had returned before ({cursor[:80]!r}); "
-                "stopped so as not to loop", provider=name, request_id=page.request_id)
-        self.seen.add(cursor)
-        self.empty = 0 if items else self.empty + 1
-        if self.empty >= self.provider.max_empty_pages:
-            raise InvalidResponseError(
-                f"the listing returned {self.empty} empty pages in a row, each with a new "
-                "cursor; stopped so as not to loop", provider=name, request_id=page.request_id)
-        return cursor
+        return self.guard.page(ids, page.next_cursor, request_id=page.request_id, items=items)
 
     def finish(self) -> None:
         if self.unreadable:

@@ -371,9 +371,12 @@ def test_the_fake_burns_in_the_declared_order(grants: list[tuple[int | None, int
         assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining
 
 
-def test_pending_is_what_the_ledger_balance_holds_beyond_the_available() -> None:
-    """Stripe does not document available vs ledger balance: usable is the smaller, pending
-    the difference (read as credit held by draft invoices), exact in minor units."""
+def test_the_ledger_balance_beyond_the_available_is_expired_credit_not_pending() -> None:
+    """Stripe documents available_balance as the ledger balance "less any expired billing
+    credits for which expiration ledger transaction entries haven't yet been committed"
+    (https://docs.stripe.com/api/billing/credit-balance-summary/object): usable is the smaller,
+    the difference is expired credit not yet posted (a note, not pending), and an available
+    balance above the ledger one is recorded, not explained; exact in minor units."""
     from billing_credits_stripe._ledger import balances_from_summaries
 
     def summary(available: int, ledger: int) -> dict[str, Any]:
@@ -389,9 +392,14 @@ def test_pending_is_what_the_ledger_balance_holds_beyond_the_available() -> None
     [balance] = balances_from_summaries(
         CUSTOMER, [(yen[0], summary(300, 500)), (yen[1], summary(700, 600))], START)
     assert balance.usable == bc.Money(amount=Decimal(900), currency="JPY")
-    assert balance.pending == bc.Money(amount=Decimal(200), currency="JPY")
-    assert [(p.usable, p.pending) for p in balance.parts] == [(300, 200), (600, 0)]
-    assert "ledger_balance - available_balance" in balance.source
+    assert balance.pending == bc.Money(amount=Decimal(0), currency="JPY")
+    assert [(p.usable, p.pending) for p in balance.parts] == [(300, 0), (600, 0)]
+    assert balance.uninvoiced_usage_deducted is False
+    [expired] = [n for n in balance.notes if "credgr_0" in n]
+    assert "200 JPY expired credit not yet posted" in expired
+    [odd] = [n for n in balance.notes if "credgr_1" in n]
+    assert "exceeds ledger_balance by 100 JPY" in odd
+    assert "ledger_balance - available_balance is expired" in balance.source
     bad = summary(1, 1)
     bad["balances"][0]["ledger_balance"]["monetary"]["value"] = 1.5
     with pytest.raises(bc.InvalidResponseError):
@@ -421,3 +429,48 @@ def test_a_malformed_transaction_page_is_an_invalid_response(data: Any, clock: C
                               clock=clock, runtime=bc.Runtime(retry=bc.RetryPolicy(attempts=1)))
     with provider, pytest.raises(bc.InvalidResponseError):
         list(provider.list_ledger(CUSTOMER))
+
+
+def test_a_figure_stripe_leaves_without_an_amount_is_not_called_expired_credit() -> None:
+    """Review of issue 18: ``monetary`` is nullable (SDK ``Optional[Monetary]``,
+    ``stripe/billing/_credit_balance_summary.py``). A summary whose ``available_balance`` has no
+    amount was read as available 0 and the whole ledger figure reported as "expired credit not
+    yet posted", a claim the answer does not support. ``usable`` stays the cautious 0; the note
+    says which figure was missing instead."""
+    from billing_credits_stripe._ledger import balances_from_summaries
+
+    summary = {"object": "billing.credit_balance_summary", "customer": CUSTOMER,
+               "livemode": False, "balances": [
+                   {"available_balance": {"monetary": None, "type": "monetary"},
+                    "ledger_balance": {"monetary": {"currency": "usd", "value": 1000},
+                                       "type": "monetary"}}]}
+    grant = bc.CreditGrant(customer_id=CUSTOMER, amount=bc.Money(amount=Decimal(10),
+                                                                 currency="USD"), id="credgr_n")
+    [balance] = balances_from_summaries(CUSTOMER, [(grant, summary)], START)
+    assert balance.usable == bc.Money(amount=Decimal(0), currency="USD")
+    assert not [n for n in balance.notes if "expired credit" in n]
+    [missing] = [n for n in balance.notes if "credgr_n" in n]
+    assert "available_balance" in missing
+    assert "no amount" in missing
+
+
+def test_a_negative_summary_figure_is_refused_not_read_as_a_debt() -> None:
+    """Review of issue 18: Stripe's figures are "A positive integer representing the amount"
+    (``stripe/billing/_credit_balance_summary.py``, ``value``). A negative available_balance was
+    read as a negative usable balance (and the gap to the ledger figure as expired credit);
+    balance transactions already refuse a negative value. Both summary readers now refuse it."""
+    from billing_credits_stripe import _translate as tr
+    from billing_credits_stripe._ledger import balances_from_summaries
+
+    summary = {"object": "billing.credit_balance_summary", "customer": CUSTOMER,
+               "livemode": False, "balances": [
+                   {"available_balance": {"monetary": {"currency": "usd", "value": -500},
+                                          "type": "monetary"},
+                    "ledger_balance": {"monetary": {"currency": "usd", "value": 1000},
+                                       "type": "monetary"}}]}
+    grant = bc.CreditGrant(customer_id=CUSTOMER, amount=bc.Money(amount=Decimal(10),
+                                                                 currency="USD"), id="credgr_m")
+    with pytest.raises(bc.InvalidResponseError, match="available_balance"):
+        balances_from_summaries(CUSTOMER, [(grant, summary)], START)
+    with pytest.raises(bc.InvalidResponseError, match="available_balance"):
+        tr.balance_from_summary(summary, "USD")

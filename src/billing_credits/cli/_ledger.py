@@ -40,6 +40,8 @@ def balance_(provider: str, settings: tuple[str, ...], as_json: bool, customer: 
             priority = "default" if part.priority is None else str(part.priority)
             click.echo(f"  {part.grant_id}  {_amount_text(part.usable)}  expires {end}  "
                        f"priority {priority}")
+        for note in found.notes:
+            click.echo(f"  note: {note}")
 
 _LEDGER_ROW = "{:<26} {:<9} {:>20} {:<40} {}"
 

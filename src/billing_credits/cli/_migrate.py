@@ -42,6 +42,11 @@ def _endpoints(command: F) -> F:
                            metavar="KEY=VALUE", help="A source provider setting (repeatable).")(command)
     return command
 
+_MAP_LINE_BYTES = 16 * 1024 * 1024
+"""The longest line of a customer or scope map (a JSON map is often one line): 16 MiB; the
+whole map is at most ``billing_credits._lines.MAX_FILE_BYTES``."""
+
+
 def _read_map(path: str | None, *, many: bool, option: str) -> dict[str, Any] | None:
     """A JSON object, or CSV rows ``key,value`` (a header row is skipped if it does not map).
 
@@ -51,13 +56,14 @@ def _read_map(path: str | None, *, many: bool, option: str) -> dict[str, Any] | 
     if path is None:
         return None
     import csv
-    from pathlib import Path
+
+    from billing_credits._lines import read_text_bounded
 
     def bad(problem: str) -> click.BadParameter:
         return click.BadParameter(f"{path}: {problem}", param_hint=option)
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text_bounded(path, limit=_MAP_LINE_BYTES)
     except UnicodeDecodeError as error:
         raise bad(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
     if path.endswith(".json"):
@@ -99,9 +105,11 @@ def _read_map(path: str | None, *, many: bool, option: str) -> dict[str, Any] | 
 @click.option("--to", "target", required=True, help="Target provider.")
 @click.option("--customer", "customers", multiple=True, help="Only these customers (repeatable).")
 @click.option("--customer-map", type=click.Path(exists=True, dir_okay=False),
-              help="CSV (source,target) or JSON object mapping customer ids.")
+              help="CSV (source,target) or JSON object mapping customer ids (lines up to "
+                   "16 MiB).")
 @click.option("--scope-map", type=click.Path(exists=True, dir_okay=False),
-              help="CSV (product,price) or JSON {product: [prices]} mapping products to prices.")
+              help="CSV (product,price) or JSON {product: [prices]} mapping products to prices "
+                   "(lines up to 16 MiB).")
 @click.option("--amount", "amount_mode", type=click.Choice(["remaining", "original"]),
               default="remaining", show_default=True,
               help="Migrate what is left of each grant, or the granted amounts.")
@@ -170,7 +178,8 @@ def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
                 comparison = _simulate_plan(MigrationPlan.open(written.partial), src, dst,
                                             usage_path, report_path) if simulate else None
     if as_json:
-        extra = {} if comparison is None else {"consumption_differs": comparison.as_json()}
+        extra = {} if comparison is None else {"consumption_differs": comparison.as_json(),
+                                               "undocumented_ties": comparison.ties("target")}
         click.echo(json.dumps({**summary, **extra}, sort_keys=True))
     else:
         _print_plan(summary, output)
@@ -258,16 +267,30 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
     _print_failures(report.failed)
     for overlap in report.overlaps:
         _say(f"overlap {overlap}")
-    summary = {**report.as_dict(), "already_there": report.already_done, "refused": refused}
+    _say_duplicates(report.duplicates)
+    summary = {**report.as_dict(), "already_there": report.already_done, "refused": refused,
+               "duplicates": report.duplicates}
     if as_json:
         click.echo(json.dumps(summary))
     else:
         retired = f", retired {report.retired}" if retire else ""
-        click.echo(f"created {report.created}, already there {report.already_done}, "
-                   f"refused {refused}{' (skipped)' if refused else ''}, "
+        duplicated = (f" ({len(report.duplicates)} held more than once on the target)"
+                      if report.duplicates else "")
+        click.echo(f"created {report.created}, already there {report.already_done}"
+                   f"{duplicated}, refused {refused}{' (skipped)' if refused else ''}, "
                    f"failed {len(report.failed)}{retired} in {report.seconds:.1f} s")
     if not report.ok:
         sys.exit(EXIT_PROVIDER_ERROR)
+
+
+def _say_duplicates(duplicates: dict[str, list[str]], shown: int = 20) -> None:
+    """A warning per planned grant the target already holds more than once (count and ids)."""
+    for key, ids in list(duplicates.items())[:shown]:
+        _say(f"warning: planned grant {key} is already on the target {len(ids)} times "
+             f"({', '.join(ids)}): void the extra ones (billing-credits grants void ID)")
+    if len(duplicates) > shown:
+        _say(f"warning: {len(duplicates) - shown} more planned grant(s) held more than once "
+             "(see --json, or migrate verify)")
 
 
 @migrate.command("verify")
@@ -289,7 +312,8 @@ def migrate_verify(plan_path: str, from_settings: tuple[str, ...], to_settings: 
         report = verify_plan(plan, target)
         comparison = _simulate_held(plan, target, usage_path, report_path)
     if as_json:
-        extra = {} if comparison is None else {"consumption_differs": comparison.as_json()}
+        extra = {} if comparison is None else {"consumption_differs": comparison.as_json(),
+                                               "undocumented_ties": comparison.ties("target")}
         click.echo(json.dumps({"ok": report.ok, "checked": report.checked,
                                "differences": report.lines(), "notes": report.notes(),
                                "totals": report.totals, **extra}))
@@ -365,7 +389,15 @@ def _print_comparison(comparison: Any) -> None:
     if comparison.ok:
         click.echo(f"consumption: every customer burns the same way on both sides "
                    f"({len(comparison.source.customers)} simulated)")
-        return
-    click.echo(f"consumption differs for {len(comparison.differences)} customer(s):")
-    for line in comparison.lines():
-        click.echo(f"  {line}")
+    else:
+        click.echo(f"consumption differs for {len(comparison.differences)} customer(s):")
+        for line in comparison.lines():
+            click.echo(f"  {line}")
+    for side in ("source", "target"):  # issue 18.3: say where an order rests on a guess
+        ties = comparison.ties(side)
+        if ties:
+            click.echo(f"the {side}'s order rests on an undocumented tie for {len(ties)} "
+                       "customer(s):")
+            for customer, notes in ties.items():
+                for note in notes:
+                    click.echo(f"  {customer}: {note}")

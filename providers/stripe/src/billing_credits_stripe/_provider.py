@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -269,7 +269,11 @@ class StripeProvider(bc.Provider):
             "Stripe forgets idempotency keys after 24 h: a keyed create first pages the "
             "customer's grants for one carrying the key (ceil(grants/100) list requests; "
             "find_existing=off skips it)",
-            "get_balance: one credit balance summary per live grant, as of now only",
+            "get_balance: one credit balance summary per live grant, as of now only; "
+            "ledger_balance beyond available_balance is expired credit not yet posted (a note, "
+            "not pending); uninvoiced usage is not deducted (uninvoiced_usage_deducted=False)",
+            "test clocks: a grant on one is read at the clock's frozen_time (one GET per clock "
+            "per call, never cached beyond it: clocks move when advanced)",
             "update: expires_at and metadata only (Stripe cannot change the rest)",
             "consume: Stripe applies credits to invoices itself; StripeFake.consume models it",
         ),
@@ -431,11 +435,82 @@ class StripeProvider(bc.Provider):
 
         return bc.Call(run, arun, retry_safe=retry_safe, label=label)
 
-    def _grant_of(self, answer: Answer) -> bc.CreditGrant:
-        """A grant answer read as a neutral grant (no balance); unusable → InvalidResponseError."""
+    # -- test clocks ---------------------------------------------------------------------
+
+    def _moments(self, objs: Iterable[Any], known: dict[str, datetime] | None = None,
+                 advancing: set[str] | None = None) -> bc.Flow[dict[str, datetime]]:
+        """The ``frozen_time`` of each test clock ``objs`` (grants, transactions) belong to.
+
+        A grant "belongs to" its ``test_clock`` ("ID of the test clock this credit grant belongs
+        to", ``stripe/billing/_credit_grant.py``) and the clock's ``frozen_time`` is the "Time at
+        which all objects belonging to this clock are frozen" (``stripe/test_helpers/
+        _test_clock.py``): such a grant's status, balance and consumption are read at that
+        time, not the wall clock's. The clock is read with ``GET /v1/test_helpers/test_clocks/
+        {id}`` once per clock per call: ``known`` holds the clocks this call has read already
+        (the earlier pages of one listing) and gets the new ones. Nothing is kept beyond the
+        call: a clock moves whenever anyone advances it, and a ``frozen_time`` kept from an
+        earlier call would misread status and balance. An expanded ``test_clock`` object
+        carrying ``frozen_time`` needs no request. A clock id that cannot be asked for (not a
+        sendable id) is an ``InvalidResponseError``: it came from Stripe's answer. The ids of
+        clocks whose ``status`` is ``advancing`` (Stripe still moving its objects towards
+        ``status_details.advancing.target_frozen_time``) go into ``advancing``.
+        """
+        found: dict[str, datetime] = {}
+        for obj in objs:
+            clock_id = tr.test_clock_of(obj)
+            if clock_id is None or clock_id in found:
+                continue
+            ref = obj.get("test_clock") if isinstance(obj, Mapping) else None
+            if isinstance(ref, Mapping) and ref.get("frozen_time") is not None:
+                found[clock_id] = self._frozen_of(Answer(ref, None, False))
+                continue
+            if known is not None and clock_id in known:
+                found[clock_id] = known[clock_id]
+                continue
+            try:
+                path = tr.test_clock_path(clock_id)
+            except bc.InvalidGrantError as error:
+                raise bc.InvalidResponseError(
+                    f"test_clock {clock_id[:80]!r} cannot be read: {error}",
+                    provider=self.name) from None
+            answer = yield self._call("get", path, label="test_clocks.retrieve")
+            found[clock_id] = self._frozen_of(answer)
+            if advancing is not None and answer.mapping("test_helpers.test_clock").get(
+                    "status") == "advancing":
+                advancing.add(clock_id)
+        if known is not None:
+            known.update(found)
+        return found
+
+    def _frozen_of(self, answer: Answer) -> datetime:
+        data = answer.mapping("test_helpers.test_clock")
+        try:
+            return tr.frozen_time_of(data)
+        except bc.ProviderError as error:
+            problem = error.message
+        raise answer.invalid(problem)
+
+    def _moment(self, obj: Any, moments: Mapping[str, datetime]) -> datetime:
+        """The time ``obj`` lives on: its test clock's ``frozen_time``, else this provider's
+        clock."""
+        clock_id = tr.test_clock_of(obj)
+        if clock_id is not None and clock_id in moments:
+            return moments[clock_id]
+        return self._clock()
+
+    def _read(self, answer: Answer) -> bc.Flow[bc.CreditGrant]:
+        """A grant answer read as a neutral grant at the time it lives on (its test clock's
+        ``frozen_time`` for a grant on a clock)."""
+        data = answer.mapping("billing.credit_grant")
+        moments = yield from self._moments([data])
+        return self._grant_of(answer, self._moment(data, moments))
+
+    def _grant_of(self, answer: Answer, now: datetime | None = None) -> bc.CreditGrant:
+        """A grant answer read as a neutral grant (no balance) at ``now`` (default: this
+        provider's clock); unusable → InvalidResponseError."""
         data = answer.mapping("billing.credit_grant")
         try:
-            return tr.from_stripe(data, now=self._clock())
+            return tr.from_stripe(data, now=self._clock() if now is None else now)
         except bc.ProviderError as error:  # the only error reading raises (reads_vendor_payload)
             problem = error.message
         raise answer.invalid(problem)
@@ -495,7 +570,7 @@ class StripeProvider(bc.Provider):
             answer = yield self._call("post", tr.GRANTS_PATH, params,
                                       label="credit_grants.create",
                                       idempotency_key=f"{idempotency_key}~after-saved-5xx")
-        stored = self._grant_of(answer).model_copy(update={"replayed": answer.replayed})
+        stored = (yield from self._read(answer)).model_copy(update={"replayed": answer.replayed})
         if drift := tr.differences(grant, stored):
             stored = stored.model_copy(update={"adjustments": (*stored.adjustments, *drift)})
         return stored
@@ -509,7 +584,7 @@ class StripeProvider(bc.Provider):
         calls ``include_balance`` would add: ceil(grants / 100) requests per keyed create.
         """
         cursor: str | None = None
-        seen: set[str] = set()
+        guard = self.listing_guard("Stripe credit_grants.list")
         while True:
             params = tr.list_params(customer_id, limit=tr.MAX_PAGE_SIZE, starting_after=cursor)
             answer = yield self._call("get", tr.GRANTS_PATH, params, label="credit_grants.list")
@@ -517,8 +592,9 @@ class StripeProvider(bc.Provider):
             for item in items:
                 metadata = item.get("metadata") if isinstance(item, Mapping) else None
                 if isinstance(metadata, Mapping) and metadata.get(tr.META_IDEMPOTENCY_KEY) == key:
-                    return self._grant_of(Answer(item, answer.request_id, True))
-            cursor = self._next_cursor(answer, items, has_more, seen)
+                    return (yield from self._read(Answer(item, answer.request_id, True)))
+            cursor = guard.page(_ids(items), self._next_cursor(answer, items, has_more),
+                                request_id=answer.request_id, items=bool(items))
             if cursor is None:
                 return None
 
@@ -551,9 +627,10 @@ class StripeProvider(bc.Provider):
         params = tr.list_params(query.customer_id, limit=query.page_size, starting_after=cursor)
         answer = yield self._call("get", tr.GRANTS_PATH, params, label="credit_grants.list")
         items, has_more = self._list_of(answer)
-        now = self._clock()
+        moments = yield from self._moments(items)
         grants, unreadable = bc.read_items(
-            self.name, items, lambda item: tr.from_stripe(item, now=now), tr.vendor_id)
+            self.name, items, lambda item: tr.from_stripe(item, now=self._moment(item, moments)),
+            tr.vendor_id)
         if self.include_balance:
             with_balance = []
             for grant in grants:
@@ -564,25 +641,25 @@ class StripeProvider(bc.Provider):
 
     def _get(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
         answer = yield self._call("get", tr.grant_path(grant_id), label="credit_grants.retrieve")
-        return (yield from self._with_balance(self._grant_of(answer)))
+        return (yield from self._with_balance((yield from self._read(answer))))
 
     def _void(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
         answer = yield self._call("post", tr.grant_path(grant_id, "void"),
                                   label="credit_grants.void_grant",
                                   idempotency_key=f"bc-void-{uuid.uuid4()}")
-        return (yield from self._with_balance(self._grant_of(answer)))
+        return (yield from self._with_balance((yield from self._read(answer))))
 
     def _expire(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
         answer = yield self._call("post", tr.grant_path(grant_id, "expire"),
                                   label="credit_grants.expire",
                                   idempotency_key=f"bc-expire-{uuid.uuid4()}")
-        return (yield from self._with_balance(self._grant_of(answer)))
+        return (yield from self._with_balance((yield from self._read(answer))))
 
     # -- balance -------------------------------------------------------------------------
 
     def _grant_balance(self, grant_id: str) -> bc.Flow[bc.Money]:
         answer = yield self._call("get", tr.grant_path(grant_id), label="credit_grants.retrieve")
-        return (yield from self._balance_flow(self._grant_of(answer)))
+        return (yield from self._balance_flow((yield from self._read(answer))))
 
     def grant_balance(self, grant_id: str) -> bc.Money:
         """A grant's remaining credits (now or still to come): for an active grant, from
@@ -606,3 +683,9 @@ class StripeProvider(bc.Provider):
 
     def _update(self, grant_id: str, update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
         return ledger.update_flow(self, grant_id, update)
+
+
+def _ids(items: list[Any]) -> list[str | None]:
+    """The Stripe ids of a page's raw items (None where an item has none)."""
+    return [item.get("id") if isinstance(item, Mapping) and isinstance(item.get("id"), str)
+            else None for item in items]
