@@ -161,3 +161,39 @@ def test_plain_http_with_a_credential_is_refused_beyond_loopback(
     else:
         with pytest.raises(bc.ConfigurationError):
             bc.check_base_url(url, credential=credential)
+
+
+# -- review of 18.10: the guard's own memory and time -----------------------------------------
+
+def test_the_guard_keeps_a_digest_not_each_cursor() -> None:
+    """Up to ``max_pages`` cursors are kept; a vendor's cursor can be any length. 500 pages of
+    64 KiB cursors held whole are 32 MB; the guard keeps a small digest of each."""
+    import tracemalloc
+
+    from billing_credits._provider import ListingGuard
+
+    guard = ListingGuard("vendor", max_pages=10_000)
+    tracemalloc.start()
+    try:
+        for page in range(500):
+            cursor = f"{page:08d}" + "c" * 65_536
+            assert guard.page([f"id_{page}"], cursor) == cursor
+            del cursor
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 1_000_000, held
+
+
+def test_a_huge_page_of_repeated_ids_is_refused_quickly() -> None:
+    """Naming the repeated ids of a page must not cost a pass over the page per id."""
+    import time
+
+    from billing_credits._errors import InvalidResponseError
+    from billing_credits._provider import ListingGuard
+
+    ids = [f"id_{i}" for i in range(50_000)] * 2
+    start = time.monotonic()
+    with pytest.raises(InvalidResponseError, match="again"):
+        ListingGuard("vendor").page(ids, "next")
+    assert time.monotonic() - start < 2.0

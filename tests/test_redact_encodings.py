@@ -140,3 +140,33 @@ def test_the_cli_prints_an_encoded_echo_nowhere(encoded: str, debug: list[str], 
     assert "req_echo" in output or "401" in output or "API Key" in output, output
     assert TAIL not in output, output
     assert json.dumps(KEY)[1:-1] not in output
+
+
+# -- review of 18.9: the key's bytes echoed as base64 or hex ----------------------------------
+
+B64_KEY = "rk_live_Base64EchoKey0123456789xyz"
+
+
+@pytest.mark.parametrize("prefix", ["", "u", "us", "user:"])
+@pytest.mark.parametrize("urlsafe", [False, True])
+def test_a_key_echoed_in_base64_at_any_alignment_is_masked(prefix: str, urlsafe: bool) -> None:
+    """A vendor or SDK echoing credentials base64-encoded (a Basic header is ``key:``, and the
+    key may sit at any byte offset in the encoded text) must not print it decodable."""
+    import base64
+
+    register_secret(B64_KEY)
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    echoed = encode(f"{prefix}{B64_KEY}:".encode()).decode()
+    out = redact(f'{{"token": "{echoed}"}}')
+    assert MASK in out, out
+    left = out.split('"')[3].replace(MASK, "")
+    # only the characters also made from the prefix and the ``:`` are left: a few, not the key
+    assert len(left) <= len(prefix) * 4 // 3 + 2 + 4, out
+
+
+@pytest.mark.parametrize("upper", [False, True])
+def test_a_key_echoed_in_hex_is_masked(upper: bool) -> None:
+    register_secret(B64_KEY)
+    echoed = B64_KEY.encode().hex()
+    out = redact(f"dump {echoed.upper() if upper else echoed} end")
+    assert out == f"dump {MASK} end", out

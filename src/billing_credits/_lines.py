@@ -123,9 +123,11 @@ def read_text_bounded(path: str | Path, name: str | None = None, *,
     line longer than ``limit``, no more than ``total`` bytes (``InputTooLargeError``);
     ``UnicodeDecodeError`` for bytes that are not UTF-8."""
     label = name or str(path)
-    parts: list[bytes] = []
+    # One buffer, not a list of lines: a file of short lines (millions of bare newlines) must
+    # cost its size in memory, not a Python object per line (review of 18.7).
+    data = bytearray()
     with Path(path).open("rb") as stream:
         for _, line in bounded_lines(stream, source=label, limit=limit, total=total):
             assert isinstance(line, bytes)
-            parts.append(line)
-    return b"".join(parts).decode("utf-8")
+            data += line
+    return data.decode("utf-8")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import abc
 import enum
+import hashlib
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -113,7 +114,8 @@ class ListingGuard:
       provider setting where the provider offers it).
 
     Each ends with ``InvalidResponseError`` naming the provider and the last request id.
-    Memory: the cursors (at most ``max_pages``) and the ids of the last ``REPEAT_WINDOW`` pages.
+    Memory: a 16-byte digest of each cursor (at most ``max_pages``) and the ids of the last
+    ``REPEAT_WINDOW`` pages.
     """
 
     def __init__(self, provider: str, *, max_pages: int = MAX_LISTING_PAGES,
@@ -124,8 +126,16 @@ class ListingGuard:
         self.what = what
         self.pages = 0
         self.empty = 0
-        self.cursors: set[str] = set()
+        self.cursors: set[bytes] = set()
         self.recent: deque[frozenset[str]] = deque(maxlen=REPEAT_WINDOW)
+
+    @staticmethod
+    def _digest(cursor: str) -> bytes:
+        return hashlib.blake2b(cursor.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def remember(self, cursor: str) -> None:
+        """Count ``cursor`` as returned already (the one a resumed listing starts from)."""
+        self.cursors.add(self._digest(cursor))
 
     def _stop(self, problem: str, request_id: str | None) -> InvalidResponseError:
         return InvalidResponseError(f"{self.what} {problem}; stopped so as not to loop",
@@ -136,7 +146,10 @@ class ListingGuard:
         """Check one page (its item ids, its next cursor); the cursor to follow, or None at
         the end. ``items``: whether the page held anything (default: whether it had ids)."""
         self.pages += 1
-        if cursor is not None and cursor in self.cursors:
+        # a digest, not the cursor: a vendor's cursors can be any length, and up to
+        # ``max_pages`` of them are kept (review of 18.10)
+        seen = None if cursor is None else self._digest(cursor)
+        if cursor is not None and seen is not None and seen in self.cursors:
             raise self._stop(f"returned a cursor it had returned before ({cursor[:80]!r})",
                              request_id)
         known = [i for i in ids if isinstance(i, str) and i]
@@ -145,14 +158,15 @@ class ListingGuard:
         page_ids = frozenset(known)
         repeated = sorted(i for i in page_ids if any(i in earlier for earlier in self.recent))
         if repeated or len(page_ids) < len(known):
-            again = repeated or sorted(i for i in page_ids if known.count(i) > 1)
+            again = repeated or sorted(i for i, n in Counter(known).items() if n > 1)
             raise self._stop(f"returned item {again[0][:80]!r} again"
                              + (f" (and {len(again) - 1} more)" if len(again) > 1 else "")
                              + ", each page with a new cursor", request_id)
         self.recent.append(page_ids)
         if cursor is None:
             return None
-        self.cursors.add(cursor)
+        assert seen is not None
+        self.cursors.add(seen)
         self.empty = 0 if items else self.empty + 1
         if self.empty >= self.max_empty_pages:
             raise self._stop(f"returned {self.empty} empty pages in a row, each with a new "

@@ -17,6 +17,7 @@ MASK = "[REDACTED]"
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+_forms: set[str] = set()  # registered values as encoded bytes (hex, base64), masked literally
 _pattern: re.Pattern[str] | None = None
 
 # Shapes of credentials masked even when nobody registered them.
@@ -37,14 +38,34 @@ def register_secret(value: str | None) -> None:
         if value in _secrets:
             return
         _secrets.add(value)
+        _forms.update(_encoded_forms(value))
         _pattern = None
+
+
+def _encoded_forms(value: str) -> set[str]:
+    """``value`` as bytes a vendor or an SDK may echo it in, as literal text to mask: its hex
+    (either case), and its base64 (standard and URL-safe) at each of the three alignments it
+    can take inside a longer encoded string (an ``Authorization: Basic`` header encodes
+    ``key:``), keeping only the characters made from the value's own bits (review of 18.9)."""
+    import base64
+
+    raw = value.encode("utf-8")
+    forms = {raw.hex(), raw.hex().upper()}
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode("ascii")
+        first = -(-8 * offset // 6)
+        last = 8 * (offset + len(raw)) // 6
+        core = encoded[first:last]
+        if len(core) >= 8:
+            forms.update({core, core.replace("+", "-").replace("/", "_")})
+    return forms
 
 
 def _compiled() -> re.Pattern[str]:
     global _pattern
     with _lock:
         if _pattern is None:
-            known = sorted(_secrets, key=len, reverse=True)
+            known = sorted(_secrets | _forms, key=len, reverse=True)
             parts = [re.escape(s) for s in known] + list(_SHAPES)
             _pattern = re.compile("|".join(f"(?:{p})" for p in parts))
         return _pattern

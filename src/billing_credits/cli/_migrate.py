@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -84,7 +85,10 @@ def _read_map(path: str | None, *, many: bool, option: str) -> dict[str, Any] | 
                 raise bad(f"{key!r}: expected an id (a string), got {value!r:.60}")
         return dict(loaded)
     mapping: dict[str, Any] = {}
-    rows = [row for row in csv.reader(text.splitlines()) if row]
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    except csv.Error as error:  # a field past csv's limit (131,072 characters), a stray quote
+        raise bad(f"not CSV ({error})") from None
     if rows and [c.strip().lower() for c in rows[0][:2]] in (["source", "target"],
                                                              ["product", "price"]):
         rows = rows[1:]
@@ -383,6 +387,10 @@ def _simulate_held(plan: Any, target: Any, usage_path: str | None, report_path: 
             target_name=f"target: {plan.header.target} (as held)"))
     return comparison
 
+_TIE_CUSTOMERS = 5
+"""How many customers' undocumented ties a plan or verify prints (all in ``--json``)."""
+
+
 def _print_comparison(comparison: Any) -> None:
     if comparison is None:
         return
@@ -398,6 +406,12 @@ def _print_comparison(comparison: Any) -> None:
         if ties:
             click.echo(f"the {side}'s order rests on an undocumented tie for {len(ties)} "
                        "customer(s):")
-            for customer, notes in ties.items():
-                for note in notes:
-                    click.echo(f"  {customer}: {note}")
+            # one line per customer (its first tie, and how many more), at most
+            # _TIE_CUSTOMERS customers: a large plan must stay readable; --json has them all
+            for shown, (customer, notes) in enumerate(ties.items()):
+                if shown == _TIE_CUSTOMERS:
+                    click.echo(f"  … and {len(ties) - shown} more customer(s); --json lists "
+                               "every tie")
+                    break
+                more = f" (and {len(notes) - 1} more tie(s))" if len(notes) > 1 else ""
+                click.echo(f"  {customer}: {notes[0]}{more}")

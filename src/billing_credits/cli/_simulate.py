@@ -116,6 +116,14 @@ ENDED = 18
 """Width of the "ended" column: ``expired 2026-12-08`` (UTC date; the HTML and --json give
 the time)."""
 FIXED = 2 + 4 * (1 + AMOUNT) + 2 + ENDED
+NARROW = FIXED + 8
+"""Below this width the rows cannot fit: every grant is printed in the long form."""
+
+
+def shown(text: str) -> str:
+    """Vendor text as printable characters: a control character (an escape sequence, a new
+    line) is written as its escape (``\\x1b``, ``\\n``), never sent to the terminal."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 class _Table:
@@ -129,7 +137,8 @@ class _Table:
     """
 
     def __init__(self, order: Any, usage_note: str | None) -> None:
-        self.width = max(shutil.get_terminal_size((80, 24)).columns, 60)
+        self.width = max(shutil.get_terminal_size((80, 24)).columns, 20)
+        self.narrow = self.width < NARROW
         self.name = max(min(self.width - FIXED, 40), 8)
         self.order = order
         self.usage_note = usage_note
@@ -138,15 +147,35 @@ class _Table:
 
         self.totals = RunningTotals()
         click.echo("customer (unit)")
-        click.echo(self._row("grant", ("granted", "used", "lost", "left"), "ended (UTC)"))
+        if self.narrow:
+            click.echo("\n".join(self._wrap("grant, then granted, used, lost, left, ended (UTC) "
+                                             "a line each", "  ")))
+        else:
+            click.echo(self._row("grant", ("granted", "used", "lost", "left"), "ended (UTC)"))
 
     def _row(self, name: str, amounts: tuple[str, ...], ended: str) -> str:
         cells = "".join(f" {a:>{AMOUNT}}" for a in amounts)
         return f"  {name:<{self.name}}{cells}  {ended}".rstrip()
 
-    def _wrap(self, text: str, indent: str = "    ") -> list[str]:
-        return textwrap.wrap(text, self.width, initial_indent=indent, subsequent_indent=indent,
-                             break_long_words=False, break_on_hyphens=False)
+    def _wrap(self, text: str, indent: str = "    ", *, whole: bool = True) -> list[str]:
+        """``text`` wrapped to the width; a word wider than it (an id) is kept whole unless
+        ``whole`` is False (a name)."""
+        return textwrap.wrap(shown(text), self.width, initial_indent=indent,
+                             subsequent_indent=indent, break_long_words=not whole,
+                             break_on_hyphens=False)
+
+    def _named_row(self, name: str, amounts: tuple[str, ...], ended: str) -> list[str]:
+        """A row of figures; a name wider than its column (wrapped to the width) above them, a
+        figure wider than its column (or a terminal too narrow for the row): the long form."""
+        name = shown(name)
+        if self.narrow or any(len(a) > AMOUNT for a in amounts):
+            out = self._wrap(name, "  ", whole=False)
+            out += [f"    {label}: {value}" for label, value in
+                    zip(("granted", "used", "lost", "left"), amounts, strict=True)]
+            return out + ([f"    ended: {ended}"] if ended else [])
+        if len(name) > self.name:
+            return [*self._wrap(name, "  ", whole=False), self._row("", amounts, ended)]
+        return [self._row(name, amounts, ended)]
 
     def add(self, sim: Any) -> None:
         from billing_credits.consumption._report import tie_notes, unit_label
@@ -157,7 +186,8 @@ class _Table:
         self.totals.add(sim)
         totals = sim.unit_totals
         for unit in sim.units or tuple(totals):
-            lines.append(f"{sim.customer_id} ({unit_label(unit, names.get(unit))})")
+            # the id whole (it may be wider than the terminal), the unit's name wrapped
+            lines += self._wrap(f"{sim.customer_id} ({unit_label(unit, names.get(unit))})", "")
             for grant in (g for g in sim.grants if g.unit == unit):
                 lines += self._grant(grant)
             uncovered = totals.get(unit, {}).get("uncovered", Decimal(0))
@@ -174,29 +204,21 @@ class _Table:
             grant.granted, grant.consumed, grant.expired, grant.remaining))
         ended = (f"expired {grant.expired_at:%Y-%m-%d}" if grant.expired_at else
                  f"spent {grant.exhausted_at:%Y-%m-%d}" if grant.exhausted_at else "")
-        if any(len(a) > AMOUNT for a in amounts):
-            out = [f"  {grant.name}"]
-            out += [f"    {label}: {value}" for label, value in
-                    zip(("granted", "used", "lost", "left"), amounts, strict=True)]
-            return out + ([f"    ended: {ended}"] if ended else [])
-        if len(grant.name) > self.name:
-            return [f"  {grant.name}", self._row("", amounts, ended)]
-        return [self._row(grant.name, amounts, ended)]
+        return self._named_row(grant.name, amounts, ended)
 
     def close(self) -> None:
-        from billing_credits.consumption._report import LOST, UNCOVERED, money_text
+        from billing_credits.consumption._report import (
+            LOST,
+            SYNTHETIC_UNCOVERED,
+            UNCOVERED,
+            money_text,
+        )
 
         lines = [f"total ({self.customers} customer(s))"] if self.totals.sums else []
         for unit, values in sorted(self.totals.sums.items()):
             amounts = tuple(money_text(values[k], values["granted"])
                             for k in ("granted", "consumed", "expired", "remaining"))
-            shown = self.totals.unit_text(unit)
-            if any(len(a) > AMOUNT for a in amounts):
-                lines.append(f"  {shown}")
-                lines += [f"    {label}: {value}" for label, value in
-                          zip(("granted", "used", "lost", "left"), amounts, strict=True)]
-            else:
-                lines.append(self._row(shown, amounts, ""))
+            lines += self._named_row(self.totals.unit_text(unit), amounts, "")
             if values["uncovered"]:
                 lines += self._wrap(f"not covered: {values['uncovered']:f} of usage no grant "
                                     "could pay")
@@ -207,6 +229,8 @@ class _Table:
                                "; no documented tie-break (ties by grant id, noted)"), "")
         lines += self._wrap(LOST, "")
         lines += self._wrap(UNCOVERED, "")
+        if self.usage_note and any(v["uncovered"] for v in self.totals.sums.values()):
+            lines += self._wrap(SYNTHETIC_UNCOVERED, "")
         if self.usage_note:
             lines += self._wrap(self.usage_note, "")
         click.echo("\n".join(lines))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import decimal
 import io
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -246,6 +247,9 @@ PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b
 LOST = ("lost: credit that expired unused, left in a grant when its window ended (breakage); "
         "the customer can no longer use it.")
 UNCOVERED = "not covered: usage no grant could pay (no open grant in its unit and scope had credit)."
+SYNTHETIC_UNCOVERED = (
+    "With synthetic usage, \"not covered\" is not a shortfall to bill: the stream spends exactly "
+    "what the grants hold, so credit lost to an expiry comes back as usage nothing could pay.")
 
 _CSS = """
 :root{--fg:#1d1d1f;--muted:#555;--line:#ddd;--bad:#b3261e}
@@ -550,7 +554,13 @@ def tie_notes(sim: CustomerSimulation, order: ConsumptionOrder,
     if order.documented_tie_break or not sim.ties:
         return []
     units = {g.grant_id: g.unit for g in sim.grants}
-    called = name or (lambda grant_id: sim.outcome(grant_id).name)
+    base = name or (lambda grant_id: sim.outcome(grant_id).name)
+    counts = Counter(base(g.grant_id) for g in sim.grants)
+    twice = {n for n, count in counts.items() if count > 1}
+
+    def called(grant_id: str) -> str:  # two grants of one name: say which is which
+        shown = base(grant_id)
+        return f"{shown} ({grant_id})" if shown in twice and shown != grant_id else shown
     rules = ", ".join(r.name for r in order.rules) or "no rule"
     seen: dict[tuple[str, ...], list[Tie]] = {}
     for tie in sim.ties:
@@ -678,6 +688,7 @@ class SimulationReport:
         self._tied: list[str] = []  # the first LISTED, and how many in all
         self._uncovered: list[str] = []
         self._counts = {"tied": 0, "uncovered": 0}
+        self._synthetic = usage_note is not None
         out.write(_head(title) + f"<h1>{escape(title)}</h1>"
                   f'<p class="meta">Consumption order {_order_text(order)}.</p>'
                   + _terms(usage_note))
@@ -719,6 +730,8 @@ class SimulationReport:
                                   for c in customers)
                 more = f" and {count - len(customers)} more" if count > len(customers) else ""
                 out.append(f"<p>{count} customer(s) with {what}: {links}{more}.</p>")
+                if customers is self._uncovered and self._synthetic:
+                    out.append(f'<p class="explain">{escape(SYNTHETIC_UNCOVERED)}</p>')
         out.append("</section>" + _FOOT)
         self._out.write("".join(out))
 

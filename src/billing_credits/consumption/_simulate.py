@@ -119,7 +119,8 @@ def synthetic_note(steps: int = SYNTHETIC_STEPS, start: datetime | None = None) 
     begin = f"from {start:%Y-%m-%d %H:%M} UTC" if start is not None else \
         "from the customer's earliest grant start"
     return (f"Usage is synthetic, not the customers' real usage: per customer and unit, {steps} "
-            f"equal draws (the last takes the rest) spread evenly {begin} to the end of the "
+            f"equal draws (fewer, of one smallest unit each, when the grants hold fewer; the "
+            f"last takes the rest) spread evenly {begin} to the end of the "
             f"last grant window ({DEFAULT_HORIZON.days} days when no window ends), adding up "
             "to exactly what the grants hold; credit that never expires and is still left "
             "after them is spent by one more draw.")
@@ -258,10 +259,11 @@ def synthetic_usage(
         count = max(steps, 1)
         # A context of its own: the step is rounded down on purpose (the last draw takes the
         # rest), whatever traps the caller's context sets.
+        quantum = _quantum(mine)
         with decimal.localcontext(decimal.Context(prec=4 * MAX_DIGITS)):
-            step = (total / count).quantize(_quantum(mine), rounding=ROUND_DOWN)
-        if step <= 0:
-            count, step = 1, total
+            step = (total / count).quantize(quantum, rounding=ROUND_DOWN)
+            if step <= 0:  # fewer than ``count`` of the smallest unit: one unit a draw
+                count, step = int(total / quantum), quantum
         products = sorted({p for g in mine for p in g.scope.product_ids})
         cycle: list[str | None] = [*products, None] if products else [None]
         if any(g.scope.product_ids for g in mine) and all(g.scope.product_ids for g in mine):
@@ -346,7 +348,7 @@ def read_usage(
     rows: list[tuple[int, dict[str, Any]]] = []
     stripped = text.lstrip()
     if stripped.startswith("{"):
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(io.StringIO(text), start=1):
             if not line.strip():
                 continue
             try:
@@ -360,17 +362,22 @@ def read_usage(
             rows.append((number, data))
     else:
         reader = csv.DictReader(io.StringIO(text))
-        header = [h.strip() for h in reader.fieldnames or ()]
-        missing = [c for c in _COLUMNS if c not in header]
-        if missing:
-            raise _bad(label, 1, "", f"header must name {', '.join(_COLUMNS)}[, product]; "
-                       f"missing {', '.join(missing)}")
-        reader.fieldnames = header
-        for row in reader:
-            extra = row.pop(None, None)
-            if extra:
-                raise _bad(label, reader.line_num, "", f"more fields than the header names: {extra}")
-            rows.append((reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}))
+        try:
+            header = [h.strip() for h in reader.fieldnames or ()]
+            missing = [c for c in _COLUMNS if c not in header]
+            if missing:
+                raise _bad(label, 1, "", f"header must name {', '.join(_COLUMNS)}[, product]; "
+                           f"missing {', '.join(missing)}")
+            reader.fieldnames = header
+            for row in reader:
+                extra = row.pop(None, None)
+                if extra:
+                    raise _bad(label, reader.line_num, "",
+                               f"more fields than the header names: {extra}")
+                rows.append((reader.line_num,
+                             {k: v for k, v in row.items() if v not in (None, "")}))
+        except csv.Error as error:  # a field past csv's limit (131,072 characters), a stray quote
+            raise _bad(label, reader.line_num, "", f"not CSV: {error}") from None
     return [_usage(label, number, data, units) for number, data in rows]
 
 

@@ -258,7 +258,9 @@ class OrbProvider(bc.Provider):
             "basis (priority=record keeps a priority in metadata only, reported)",
             "paid_amount is per_unit_cost_basis × amount; a paid increment's invoice is marked "
             "paid unless invoice=on",
-            "dates in whole UTC days; scope: item ids (an item_id includes filter)",
+            "dates in whole UTC days, then aligned to the customer's local days (its Orb "
+            "timezone) in the safe direction, each move reported; scope: item ids (an item_id "
+            "includes filter)",
             "Orb forgets idempotency keys after 48 h: a keyed create first pages the "
             "customer's blocks for one carrying the key (find_existing=off skips it)",
             "listing, balance and ledger read the customer (GET /customers/{id}) for its "
@@ -334,6 +336,7 @@ class OrbProvider(bc.Provider):
         self.find_existing_before_create = _flag("find_existing", find_existing, default=True)
         self._clock = clock
         self._currencies: dict[str, str | None] = {}
+        self._timezones: dict[str, str] = {}
         caps = type(self).capabilities
         if self.priority_policy == "record":
             caps = replace(caps, priority=bc.ANY_DECIMAL,
@@ -477,38 +480,67 @@ class OrbProvider(bc.Provider):
             lambda c: getattr(c.customers.credits.ledger.with_raw_response, method)(
                 customer_id, **args))
 
-    def _currency(self, customer_id: str) -> bc.Flow[str | None]:
-        """The customer's currency (``Customer.currency``, ``orb/types/customer.py``): a
-        customer's credit balance is in one currency (https://docs.withorb.com/product-catalog/
-        prepurchase, "Structure of the credit balance"). Cached per provider."""
-        if customer_id in self._currencies:
-            return self._currencies[customer_id]
+    def _fetch_customer(self, customer_id: str) -> bc.Flow[str | None]:
+        """``GET /customers/{id}`` (or by external id, as ``customer_ids`` says): caches the
+        customer's timezone and, once it has one, its currency; returns the currency."""
         _sendable("customer_id", customer_id)
         method = "fetch_by_external_id" if self.customer_ids == "external" else "fetch"
         answer = yield self._call(
             f"customers.{method}",
             lambda c: getattr(c.customers.with_raw_response, method)(customer_id),
             lambda c: getattr(c.customers.with_raw_response, method)(customer_id))
-        currency = answer.mapping().get("currency")
+        customer = answer.mapping()
+        currency = customer.get("currency")
         if currency is not None and not isinstance(currency, str):
             raise answer.invalid(f"customer currency {currency!r:.40} is not text")
+        self._remember_timezone(customer_id, customer, answer)
         if currency is not None:
             self._currencies[customer_id] = currency
         return currency
 
-    def _read(self, answer: Answer, block: Any, currency: str,
+    def _remember_timezone(self, customer_id: str, customer: Mapping[str, Any],
+                           answer: Answer) -> None:
+        """``Customer.timezone`` ("defaults to your account's timezone",
+        ``orb/types/customer.py``): the timezone of the customer's credit dates (``ledger.py``:
+        "credit expiry should always happen close to a date boundary in the customer's
+        timezone"). Never guessed: a missing or unknown one is an unusable answer."""
+        timezone = customer.get("timezone")
+        if not isinstance(timezone, str):
+            raise answer.invalid(f"customer {customer_id} has no timezone (Customer.timezone)")
+        try:
+            tr.zone(timezone)
+        except ValueError as error:
+            raise answer.invalid(str(error)) from None
+        self._timezones[customer_id] = timezone
+
+    def _currency(self, customer_id: str) -> bc.Flow[str | None]:
+        """The customer's currency (``Customer.currency``, ``orb/types/customer.py``): a
+        customer's credit balance is in one currency (https://docs.withorb.com/product-catalog/
+        prepurchase, "Structure of the credit balance"). Cached per provider."""
+        if customer_id in self._currencies:
+            return self._currencies[customer_id]
+        return (yield from self._fetch_customer(customer_id))
+
+    def _timezone(self, customer_id: str) -> bc.Flow[str]:
+        """The customer's timezone (``Customer.timezone``), read with its currency by one
+        ``GET`` and cached per customer per provider."""
+        if customer_id not in self._timezones:
+            yield from self._fetch_customer(customer_id)
+        return self._timezones[customer_id]
+
+    def _read(self, answer: Answer, block: Any, currency: str, timezone: str,
               customer_id: str | None = None) -> bc.CreditGrant:
         if not isinstance(block, Mapping):
             raise answer.invalid("a credit block is not a JSON object")
         try:
             return tr.from_block(block, currency=currency, now=self._clock(),
-                                 customer_id=customer_id)
+                                 customer_id=customer_id, timezone=timezone)
         except bc.ProviderError as error:
             problem = error.message
         raise answer.invalid(problem)
 
     def _grant(self, block_id: str) -> bc.Flow[tuple[bc.CreditGrant, str]]:
-        """The block as a grant, with its currency (from its customer)."""
+        """The block as a grant (dates in its customer's timezone), with its currency."""
         answer = yield self._block(block_id)
         block = answer.mapping()
         metadata = block.get("metadata") or {}
@@ -522,13 +554,18 @@ class OrbProvider(bc.Provider):
         currency = yield from self._currency(customer)
         if currency is None:
             raise answer.invalid(f"customer {customer} has no currency")
-        return self._read(answer, block, currency), currency
+        timezone = yield from self._timezone(customer)
+        return self._read(answer, block, currency, timezone), currency
 
     # -- flows ---------------------------------------------------------------------------
 
     def _create(self, grant: bc.CreditGrant, idempotency_key: str) -> bc.Flow[bc.CreditGrant]:
+        timezone = "UTC"
+        if grant.effective_at is not None or grant.expires_at is not None:
+            timezone = yield from self._timezone(grant.customer_id)
+        start, end, moved = tr.align_window(grant.effective_at, grant.expires_at, timezone)
         params = tr.increment_params(grant, policy=self.priority_policy, invoice=self.invoice,
-                                     net_terms=self.net_terms)
+                                     net_terms=self.net_terms, timezone=timezone)
         answer = yield self._ledger_entry(grant.customer_id, params,
                                           tr.header_key(idempotency_key),
                                           "customers.credits.ledger.create_entry")
@@ -541,12 +578,15 @@ class OrbProvider(bc.Provider):
         if grant.customer_id not in self._currencies and bc.is_iso_currency(currency):
             self._currencies[grant.customer_id] = currency
         read = yield self._block(block["id"])
-        stored = self._read(read, read.mapping(), currency).model_copy(
+        stored = self._read(read, read.mapping(), currency, timezone).model_copy(
             update={"replayed": answer.replayed})
-        drift = [a for a in tr.differences(grant, stored) if a.field != "effective_at"
+        # the local-day alignment is reported as such; drift is measured from the aligned window
+        aligned = grant.model_copy(update={"effective_at": start, "expires_at": end})
+        drift = [a for a in tr.differences(aligned, stored) if a.field != "effective_at"
                  or grant.effective_at is not None]
-        if drift:
-            stored = stored.model_copy(update={"adjustments": (*stored.adjustments, *drift)})
+        if moved or drift:
+            stored = stored.model_copy(
+                update={"adjustments": (*stored.adjustments, *moved, *drift)})
         return stored
 
     def _list_page(self, query: bc.ListQuery, cursor: str | None) -> bc.Flow[bc.Page]:
@@ -557,12 +597,14 @@ class OrbProvider(bc.Provider):
         if currency is None:
             return bc.Page([])
         size = max(1, min(query.page_size or PAGE, PAGE))
+        timezone = yield from self._timezone(customer)
         answer = yield self._blocks(customer, currency, cursor, size, all_blocks=True)
         items, next_cursor = answer.page()
         now = self._clock()
         grants, unreadable = bc.read_items(
             self.name, items,
-            lambda item: tr.from_block(item, currency=currency, now=now, customer_id=customer),
+            lambda item: tr.from_block(item, currency=currency, now=now, customer_id=customer,
+                                       timezone=timezone),
             lambda item: item.get("id") if isinstance(item, Mapping) else None)
         return bc.Page(grants, next_cursor, unreadable, request_id=answer.request_id)
 
@@ -591,6 +633,7 @@ class OrbProvider(bc.Provider):
                 continue
             if isinstance(customer.get("currency"), str):
                 self._currencies[ident] = customer["currency"]
+            self._remember_timezone(ident, customer, answer)
             inner: str | None = None
             guard = self.listing_guard(f"Orb credits of customer {ident}")
             while True:
@@ -632,10 +675,13 @@ class OrbProvider(bc.Provider):
         return (yield from self._grant(grant_id))[0]
 
     def _expire(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
-        """An ``expiration_change`` of the whole block to today (UTC): Orb's dates are days."""
+        """An ``expiration_change`` of the whole block to today, the customer's local day
+        (Orb's dates are days in the customer's timezone): its start is never after now."""
         grant, currency = yield from self._grant(grant_id)
-        today = self._clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        params = tr.expiration_change_params(grant_id, grant.expires_at, today, currency)
+        timezone = yield from self._timezone(grant.customer_id)
+        today = tr.local_floor(self._clock().astimezone(UTC), tr.zone(timezone))
+        params = tr.expiration_change_params(grant_id, grant.expires_at, today, currency,
+                                             timezone)
         yield self._ledger_entry(grant.customer_id, params, f"bc-expire-{uuid.uuid4()}",
                                  "customers.credits.ledger.expiration_change")
         return _moved_in_place((yield from self._grant(grant_id))[0], today)
@@ -648,6 +694,7 @@ class OrbProvider(bc.Provider):
         "unexpired, non-zero credit blocks", ``orb/resources/customers/credits/credits.py``),
         read as grants, and the raw blocks."""
         now = self._clock()
+        timezone = yield from self._timezone(customer_id)
         live: list[bc.CreditGrant] = []
         raw: list[Any] = []
         cursor: str | None = None
@@ -661,7 +708,7 @@ class OrbProvider(bc.Provider):
             grants, unreadable = bc.read_items(
                 self.name, items,
                 lambda item: tr.from_block(item, currency=currency, now=now,
-                                           customer_id=customer_id),
+                                           customer_id=customer_id, timezone=timezone),
                 lambda item: item.get("id") if isinstance(item, Mapping) else None)
             if unreadable:
                 raise bc.UnreadableGrantsError(self.name, unreadable)
@@ -714,14 +761,17 @@ class OrbProvider(bc.Provider):
                 "made non-expiring again")])
         grant, currency = yield from self._grant(grant_id)
         target: datetime | None = None
+        moved: list[bc.Adjustment] = []
         if "expires_at" in changes:
             assert update.expires_at is not None
-            params = tr.expiration_change_params(grant_id, grant.expires_at, update.expires_at,
-                                                 currency)
+            timezone = yield from self._timezone(grant.customer_id)
+            # the customer's local day, earlier (the safe direction), reported when it moved
+            _, target, moved = tr.align_window(None, update.expires_at, timezone)
+            assert target is not None
+            params = tr.expiration_change_params(grant_id, grant.expires_at, target, currency,
+                                                 timezone)
             yield self._ledger_entry(grant.customer_id, params, f"bc-update-{uuid.uuid4()}",
                                      "customers.credits.ledger.expiration_change")
-            target = update.expires_at.astimezone(UTC).replace(hour=0, minute=0, second=0,
-                                                               microsecond=0)
         if "metadata" in changes:
             new = dict(update.metadata or {})
             metadata: dict[str, str | None] = {k: None for k in grant.metadata if k not in new}
@@ -731,7 +781,12 @@ class OrbProvider(bc.Provider):
                 lambda c: c.credit_blocks.with_raw_response.update(grant_id, metadata=metadata),
                 lambda c: c.credit_blocks.with_raw_response.update(grant_id, metadata=metadata))
         updated = (yield from self._grant(grant_id))[0]
-        return updated if target is None else _moved_in_place(updated, target)
+        if target is None:
+            return updated
+        updated = _moved_in_place(updated, target)
+        if moved:
+            updated = updated.model_copy(update={"adjustments": (*updated.adjustments, *moved)})
+        return updated
 
     def _decrements(self, customer_id: str, currency: str,
                     reference: str) -> bc.Flow[list[bc.LedgerEntry]]:

@@ -27,8 +27,14 @@ meaning.
   filter has no neutral meaning: such a block is refused when read.
 - **dates**: Orb's ``effective_date``/``expiry_date`` are dates ("optional expiry date in
   ``YYYY-MM-DD`` format", ledger.py; ``target_expiry_date`` "(specified in YYYY-MM-DD
-  format)"), so the provider holds times in whole UTC days and refuses finer ones (a migration
-  aligns them in the safe direction and reports it).
+  format)"), and "credit expiry should always happen close to a date boundary in the customer's
+  timezone" (``ledger.py``; ``Customer.timezone``, ``orb/types/customer.py``, defaults to the
+  account's). The provider takes times in whole UTC days (finer ones are refused; a migration
+  aligns them in the safe direction and reports it), then aligns each to the customer's local
+  day in the safe direction (``align_window``: a start later, an end earlier, so Orb never
+  holds credit outside the requested window), sends the local midnight with its offset, and
+  reports every move as an adjustment. Dates read back without an offset are the customer's
+  local days.
 - **priority**: Orb has none (it deducts by expiry, then cost basis: ``ORB_ORDER``). A grant
   with a priority is refused before any request, unless the provider's ``priority`` setting is
   ``record``: then the priority is kept in ``bc_priority`` metadata only, Orb ignores it, and
@@ -47,9 +53,10 @@ from __future__ import annotations
 import decimal
 import hashlib
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import billing_credits as bc
 
@@ -68,6 +75,7 @@ __all__ = [
     "PROVIDER_NAME",
     "RESERVED_PREFIX",
     "PriorityPolicy",
+    "align_window",
     "block_balance",
     "cost_basis",
     "decimal_of",
@@ -78,8 +86,11 @@ __all__ = [
     "header_key",
     "increment_params",
     "invoice_settings",
+    "local_ceil",
+    "local_floor",
     "problems",
     "void_params",
+    "zone",
 ]
 
 PROVIDER_NAME = "orb"
@@ -309,15 +320,104 @@ def _day(moment: datetime, where: str) -> datetime:
     return utc
 
 
+# -- the customer's timezone ---------------------------------------------------------------
+
+TIMEZONE_DOC = ("orb-billing orb/resources/customers/credits/ledger.py ('credit expiry should "
+                "always happen close to a date boundary in the customer's timezone'); "
+                "orb/types/customer.py (Customer.timezone)")
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone Orb names for a customer (``Customer.timezone``); an unknown name is a
+    ``ValueError`` (the provider reports it as an unusable answer, never guesses UTC)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"customer timezone {name!r:.60} is not an IANA timezone") from None
+
+
+def _day_start(day: date, tz: ZoneInfo) -> datetime:
+    """The first instant of local ``day`` in ``tz``, in UTC. A midnight skipped by a
+    daylight-saving jump resolves (``fold=0``, PEP 495) to the instant of the jump, which is
+    where the day begins."""
+    return datetime.combine(day, time(0), tz).astimezone(UTC)
+
+
+def local_floor(moment: datetime, tz: ZoneInfo) -> datetime:
+    """The start of the customer's local day holding ``moment`` (never after it), in UTC."""
+    day = moment.astimezone(tz).date()
+    start = _day_start(day, tz)
+    while start > moment:  # a day boundary repeated by a jump back: the earlier day
+        day -= timedelta(days=1)
+        start = _day_start(day, tz)
+    return start
+
+
+def local_ceil(moment: datetime, tz: ZoneInfo) -> datetime:
+    """The first local day start at or after ``moment`` in ``tz``, in UTC."""
+    start = local_floor(moment, tz)
+    if start == moment:
+        return start
+    day = start.astimezone(tz).date()
+    while start < moment:
+        day += timedelta(days=1)
+        start = _day_start(day, tz)
+    return start
+
+
+def _local_moved(field: str, requested: datetime, stored: datetime, timezone: str,
+                 direction: str) -> bc.Adjustment:
+    return bc.Adjustment(
+        field=field, requested=requested.isoformat(), stored=stored.isoformat(),
+        reason=f"Orb holds dates as days in the customer's timezone ({timezone}): moved "
+               f"{direction} to a local day boundary (the safe direction; {TIMEZONE_DOC})")
+
+
+def align_window(effective_at: datetime | None, expires_at: datetime | None,
+                 timezone: str) -> tuple[datetime | None, datetime | None, list[bc.Adjustment]]:
+    """``effective_at`` and ``expires_at`` on the customer's local day boundaries, in the safe
+    direction (the start later, the end earlier), with an adjustment for each that moved. A
+    window that aligns to nothing is refused (``NotRepresentableError`` on ``expires_at``)."""
+    tz = zone(timezone)
+    adjustments: list[bc.Adjustment] = []
+    start = end = None
+    if effective_at is not None:
+        start = local_ceil(effective_at.astimezone(UTC), tz)
+        if start != effective_at:
+            adjustments.append(_local_moved("effective_at", effective_at, start, timezone,
+                                            "later"))
+    if expires_at is not None:
+        end = local_floor(expires_at.astimezone(UTC), tz)
+        if end != expires_at:
+            adjustments.append(_local_moved("expires_at", expires_at, end, timezone,
+                                            "earlier"))
+    if start is not None and end is not None and end <= start:
+        raise bc.NotRepresentableError(PROVIDER_NAME, [bc.FieldProblem(
+            "expires_at", f"{effective_at.isoformat() if effective_at else ''} to "
+            f"{expires_at.isoformat() if expires_at else ''} holds no whole day in the "
+            f"customer's timezone ({timezone}); Orb's dates are its local days")])
+    return start, end, adjustments
+
+
+def _wire_day(moment: datetime, timezone: str) -> datetime:
+    """A local day start as sent: the customer's local midnight with its UTC offset, so its
+    date reads the same in the customer's timezone and in the text."""
+    return moment.astimezone(zone(timezone))
+
+
 def increment_params(
     grant: bc.CreditGrant,
     *,
     policy: PriorityPolicy = "refuse",
     invoice: bool = False,
     net_terms: int = 30,
+    timezone: str = "UTC",
 ) -> dict[str, Any]:
     """The keyword arguments of the SDK's ``customers.credits.ledger.create_entry`` (an
     ``increment``) for ``grant``, checked first; the customer goes in the path.
+
+    ``timezone`` is the customer's (``Customer.timezone``): the dates sent are its local day
+    boundaries, aligned in the safe direction (``align_window``, which reports the moves).
 
     ``invoice`` asks Orb to invoice a paid amount; without it the invoice Orb must make for a
     cost basis above zero is marked paid (the payment happened elsewhere).
@@ -333,10 +433,13 @@ def increment_params(
     description = grant.name if grant.name is not None else grant.reason
     if description is not None:
         params["description"] = description
-    if grant.effective_at is not None:
-        params["effective_date"] = _day(grant.effective_at, "effective_at")
-    if grant.expires_at is not None:
-        params["expiry_date"] = _day(grant.expires_at, "expires_at")
+    effective = None if grant.effective_at is None else _day(grant.effective_at, "effective_at")
+    expiry = None if grant.expires_at is None else _day(grant.expires_at, "expires_at")
+    start, end, _ = align_window(effective, expiry, timezone)
+    if start is not None:
+        params["effective_date"] = _wire_day(start, timezone)
+    if end is not None:
+        params["expiry_date"] = _wire_day(end, timezone)
     if grant.scope.product_ids:
         params["filters"] = [{"field": "item_id", "operator": "includes",
                               "values": list(grant.scope.product_ids)}]
@@ -358,14 +461,15 @@ def void_params(block_id: str, amount: Decimal, currency: str) -> dict[str, Any]
 
 
 def expiration_change_params(block_id: str, expiry: datetime | None, target: datetime,
-                             currency: str) -> dict[str, Any]:
-    """An ``expiration_change`` of a whole block to ``target`` (a date, sent ``YYYY-MM-DD``:
-    ``target_expiry_date`` is ``Union[str, date]``). ``amount`` is left out: the target date
+                             currency: str, timezone: str = "UTC") -> dict[str, Any]:
+    """An ``expiration_change`` of a whole block to ``target`` (a local day start in the
+    customer's ``timezone``, sent as that local date ``YYYY-MM-DD``: ``target_expiry_date`` is
+    ``Union[str, date]``). ``amount`` is left out: the target date
     is documented for credits "transferred (as part of a partial block expiration)", so the
     whole block changes in place (the fake's model of it; see the README)."""
     params: dict[str, Any] = {
         "entry_type": "expiration_change", "block_id": block_id,
-        "target_expiry_date": target.astimezone(UTC).date(), "currency": currency,
+        "target_expiry_date": target.astimezone(zone(timezone)).date(), "currency": currency,
     }
     if expiry is not None:
         params["expiry_date"] = expiry
@@ -381,14 +485,16 @@ def _bad(obj: Mapping[str, Any], problem: str) -> bc.InvalidResponseError:
         provider=PROVIDER_NAME, body=bc.excerpt(obj))
 
 
-def _moment(value: Any, where: str) -> datetime | None:
+def _moment(value: Any, where: str, timezone: str = "UTC") -> datetime | None:
+    """An ISO 8601 time as a UTC instant; one without an offset (a bare date) is the
+    customer's local time in ``timezone`` (Orb's dates are its days)."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise TypeError(f"{where} is {value!r:.80}, not an ISO 8601 text")
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        moment = moment.replace(tzinfo=zone(timezone))
     return moment.astimezone(UTC)
 
 
@@ -442,11 +548,12 @@ def _paid_of(block: Mapping[str, Any], amount: bc.Money) -> bc.Money | None:
 
 @bc.reads_vendor_payload(PROVIDER_NAME, "credit block")
 def from_block(block: Mapping[str, Any], *, currency: str, now: datetime,
-               customer_id: str | None = None) -> bc.CreditGrant:
+               customer_id: str | None = None, timezone: str = "UTC") -> bc.CreditGrant:
     """An Orb credit block (decoded exactly: numbers as ``Decimal``) as a read-back grant.
 
     ``currency`` is the block's currency (Orb's block names none; the provider lists blocks in
-    one currency); the customer comes from ``bc_customer`` metadata, else ``customer_id``.
+    one currency); the customer comes from ``bc_customer`` metadata, else ``customer_id``;
+    ``timezone`` is the customer's, for dates Orb gives without an offset.
     The grant's ``amount`` is the block's ``maximum_initial_balance`` and its ``balance``
     what is left (zero once voided or expired).
     """
@@ -465,8 +572,8 @@ def from_block(block: Mapping[str, Any], *, currency: str, now: datetime,
     amount = bc.Money(amount=decimal_of(initial, "maximum_initial_balance"), currency=currency)
     adjustments: list[bc.Adjustment] = []
     paid = _paid_of(block, amount)
-    effective = _moment(block.get("effective_date"), "effective_date")
-    expires = _moment(block.get("expiry_date"), "expiry_date")
+    effective = _moment(block.get("effective_date"), "effective_date", timezone)
+    expires = _moment(block.get("expiry_date"), "expiry_date", timezone)
     if _FLAG_UNSET_EFFECTIVE in flags and effective is not None:
         adjustments.append(bc.Adjustment(
             field="effective_at", requested=None, stored=effective.isoformat(),

@@ -520,7 +520,7 @@ def ledger_flow(provider: StripeCalls, customer_id: str, grant_id: str | None,
     has no date filter), so filtered-out pages never look like a run of empty pages."""
     guard = provider.listing_guard("Stripe credit_balance_transactions.list")
     if cursor is not None:
-        guard.cursors.add(cursor)
+        guard.remember(cursor)
     while True:
         params = transaction_list_params(customer_id, grant_id, starting_after=cursor)
         answer = yield provider._call("get", TRANSACTIONS_PATH, params,

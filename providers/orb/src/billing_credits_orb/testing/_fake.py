@@ -34,7 +34,12 @@ one with them). What it models, and where each rule comes from:
 Behaviour chosen where Orb documents none (each labelled "fake's model" below and in the
 README): a decrement draws only on blocks without item filters; ties after expiry and cost
 basis go by block id; an ``expiration_change`` without ``amount`` changes the
-whole block in place; dates are held as UTC midnights; a customer without a currency takes
+whole block in place; a date is held as the start of its day in the customer's timezone (a
+date-time, as the start of the local day holding it: ``ledger.py``, "credit expiry should always
+happen close to a date boundary in the customer's timezone"; ``Customer.timezone``, "A
+timezone identifier from the IANA timezone database ... defaults to your account's timezone",
+``orb/types/customer.py``; the fake's account timezone is UTC, and tests set a customer's with
+``add_customer(timezone=...)`` or ``POST /customers``); a customer without a currency takes
 the currency of its first increment in a real-world currency.
 """
 
@@ -50,9 +55,11 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from datetime import time as clock_time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
@@ -149,6 +156,14 @@ class _Customer:
     currency: str | None
     created: datetime
     name: str = "Sandbox customer"
+    timezone: str = "UTC"
+    """``Customer.timezone`` (``orb/types/customer.py``): "A timezone identifier from the IANA
+    timezone database, such as "America/Los_Angeles". This defaults to your account's timezone
+    if not set. This cannot be changed after customer creation." The fake's account is UTC."""
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     def json(self) -> dict[str, Any]:
         """The required fields of ``orb.types.Customer``, plus currency and external id."""
@@ -157,7 +172,7 @@ class _Customer:
                 "created_at": self.created, "currency": self.currency,
                 "email": f"{self.id.lower()}@example.invalid", "email_delivery": False,
                 "hierarchy": {"children": [], "parent": None}, "metadata": {},
-                "name": self.name, "timezone": "UTC"}
+                "name": self.name, "timezone": self.timezone}
 
     def minified(self) -> dict[str, Any]:
         return {"id": self.id, "external_customer_id": self.external_id}
@@ -211,10 +226,17 @@ class OrbFake:
         return "".join(self._random.choice(_ID_ALPHABET) for _ in range(16))
 
     def add_customer(self, customer_id: str | None = None, *, external_id: str | None = None,
-                     currency: str | None = None, name: str = "Sandbox customer") -> str:
-        """Create a customer (as ``POST /customers`` would); return its Orb id."""
+                     currency: str | None = None, name: str = "Sandbox customer",
+                     timezone: str = "UTC") -> str:
+        """Create a customer (as ``POST /customers`` would); return its Orb id. ``timezone`` is
+        its IANA timezone (``Customer.timezone``; the fake's account default is UTC)."""
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise _ProblemError(400, f"timezone {timezone!r} is not an IANA timezone") from error
         ident = customer_id or self._id()
-        self.customers[ident] = _Customer(ident, external_id, currency, self.now(), name)
+        self.customers[ident] = _Customer(ident, external_id, currency, self.now(), name,
+                                          timezone)
         if external_id is not None:
             self._external[external_id] = ident
         self.entries.setdefault(ident, [])
@@ -334,7 +356,8 @@ class OrbFake:
                     # CustomerCreateParams: email and name are Required
                     raise _ProblemError(400, "email and name are required")
                 ident = self.add_customer(external_id=body.get("external_customer_id"),
-                                          currency=body.get("currency"), name=body["name"])
+                                          currency=body.get("currency"), name=body["name"],
+                                          timezone=body.get("timezone") or "UTC")
                 return self._ok(self.customers[ident].json())
         customer, rest = self._customer(parts)
         if not rest and method == "GET":
@@ -539,8 +562,10 @@ class OrbFake:
             raise _ProblemError(400, "filters: each needs field item_id, operator includes or "
                            "excludes, and values")
         now = self.now()
-        effective = _date(body.get("effective_date"), "effective_date") or _midnight(now)
-        expiry = _date(body.get("expiry_date"), "expiry_date")
+        zone = customer.zone
+        effective = (_date(body.get("effective_date"), "effective_date", zone)
+                     or _midnight(now, zone))
+        expiry = _date(body.get("expiry_date"), "expiry_date", zone)
         if expiry is not None and expiry <= effective:
             raise _ProblemError(400, "expiry_date must be after effective_date")
         block = _Block(
@@ -669,7 +694,7 @@ class OrbFake:
             raise _ProblemError(400, "block_id is required")  # block_id: Required[str]
         if block_id is None:
             # expiration_change: "expiry_date identifies the originating block"
-            expiry = _date(body.get("expiry_date"), "expiry_date")
+            expiry = _date(body.get("expiry_date"), "expiry_date", customer.zone)
             found = [b for b in self.blocks.values() if b.customer == customer.id
                      and b.currency == currency and b.expiry == expiry]
             if len(found) != 1:
@@ -714,7 +739,8 @@ class OrbFake:
             # target_expiry_date: Required[...] "(specified in YYYY-MM-DD format)"
             raise _ProblemError(400, "target_expiry_date is required (YYYY-MM-DD)")
         try:
-            target = datetime.combine(date.fromisoformat(target_text), datetime.min.time(), UTC)
+            # a date: the start of that day in the customer's timezone (fake's model, above)
+            target = _day_start(date.fromisoformat(target_text), customer.zone)
         except ValueError:
             raise _ProblemError(400, "target_expiry_date must be YYYY-MM-DD") from None
         if target < block.effective:
@@ -773,26 +799,38 @@ def _item_filter(item: Any) -> bool:
             and all(isinstance(v, str) for v in item["values"]))
 
 
-def _parse_time(text: str, where: str) -> datetime:
+def _parse_time(text: str, where: str, zone: ZoneInfo | None = None) -> datetime:
+    """An ISO 8601 time; one without an offset is in ``zone`` (the customer's), else UTC."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise _ProblemError(400, f"{where} is not an ISO 8601 date") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone or UTC)
 
 
-def _midnight(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+def _day_start(day: date, zone: ZoneInfo) -> datetime:
+    """The first instant of ``day`` in ``zone``, in UTC (a midnight skipped by a clock jump
+    is the jump itself: PEP 495 ``fold=0``)."""
+    return datetime.combine(day, clock_time(0), zone).astimezone(UTC)
 
 
-def _date(value: Any, where: str) -> datetime | None:
-    """An ISO 8601 date or date-time ("An ISO 8601 format date"), held as its UTC day
-    (fake's model of Orb's date resolution)."""
+def _midnight(moment: datetime, zone: ZoneInfo) -> datetime:
+    """The start of the day in ``zone`` (the customer's timezone) that holds ``moment``."""
+    day = moment.astimezone(zone).date()
+    start = _day_start(day, zone)
+    if start > moment:  # a midnight repeated by a jump back: the start is the day before's
+        start = _day_start(date.fromordinal(day.toordinal() - 1), zone)
+    return start
+
+
+def _date(value: Any, where: str, zone: ZoneInfo) -> datetime | None:
+    """An ISO 8601 date or date-time ("An ISO 8601 format date"), held as the start of its day
+    in the customer's timezone (fake's model of Orb's dates, see the module docstring)."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise _ProblemError(400, f"{where} must be an ISO 8601 string")
-    return _midnight(_parse_time(value, where))
+    return _midnight(_parse_time(value, where, zone), zone)
 
 
 
