@@ -141,6 +141,7 @@ def test_providers_shows_capabilities(db: Path) -> None:
     assert listed["local"]["settings"][0]["env"] == "BILLING_CREDITS_DB"
     code, out, _ = run("providers")
     assert "local" in out
+    code, out, _ = run("providers", "local")
     assert "schedule segments" in out
 
 

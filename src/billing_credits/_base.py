@@ -29,8 +29,19 @@ def problems_from(error: pydantic.ValidationError) -> list[FieldProblem]:
         message = item["msg"]
         for prefix in ("Value error, ", "Assertion failed, "):
             message = message.removeprefix(prefix)
+        if item["type"] in _NUMBER_ERRORS:  # echo what was given and the shape expected
+            message = f"{message}: got {_shown(item.get('input'))}; expected a number such as \"12.34\""
         problems.append(FieldProblem(loc, message))
     return problems
+
+
+_NUMBER_ERRORS = frozenset({"decimal_parsing", "decimal_type"})
+
+
+def _shown(value: Any) -> str:
+    """A given value, short: its repr, cut at 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def exact_decimal(value: Any) -> Any:

@@ -28,6 +28,7 @@ from billing_credits._errors import (
 from billing_credits._model import MIGRATED_KEY, CreditGrant, GrantStatus, Scope
 from billing_credits._money import exact_sum
 from billing_credits._priority import preserve_order
+from billing_credits._readable import duration_text
 from billing_credits._provider import OnUnreadable, Provider
 from billing_credits._secrets import redact
 
@@ -289,8 +290,8 @@ def _retire_overlaps(source: Provider, now: datetime) -> dict[str, str]:
             if ends > now:
                 found[how] = (f"retiring by {how} leaves the source credit spendable until "
                               f"{ends.isoformat()} if done at {now.isoformat()} "
-                              f"({(ends - now).total_seconds():g} s after), while the target "
-                              "grants already exist")
+                              f"({duration_text((ends - now).total_seconds())} after), while "
+                              "the target grants already exist")
     return found
 
 
