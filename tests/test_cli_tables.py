@@ -76,7 +76,8 @@ def test_grants_list_keeps_ids_amount_balance_expiry_and_names_what_it_hid(
     for hidden in ("customer", "status", "priority", "effective", "name", "adjusted"):
         assert hidden in note
         assert hidden not in header
-    assert "--wide shows every column" in note and "--json every field" in note
+    assert "--wide shows every column" in note
+    assert "--json every field" in note
     assert "2 grant(s) adjusted: effective_at" in note
     assert_fits(out)  # Metronome rows (uuid ids) fit 80 columns
 
@@ -98,7 +99,7 @@ def test_a_wide_terminal_drops_nothing(monkeypatch: pytest.MonkeyPatch,
     _cli._show([metronome_grant(1)], as_json=False)
     out = capsys.readouterr().out
     assert "hidden" not in out
-    assert "Quarterly commitment top-up" in out  # the name is cut only to its cap, with "…"
+    assert "Quarterly commitmen…" in out  # the name is cut only to its cap, with "…"
 
 
 def column_ends(header: str) -> dict[str, int]:
@@ -126,7 +127,8 @@ def test_streamed_rows_stay_in_line_with_their_header_when_a_later_row_is_wider(
         assert header is not None
         # amount and balance are right-aligned: each ends where its header ends.
         amount = re.search(r"\d+\.\d+ USD", line)
-        assert amount is not None and amount.end() == header["amount"], (line, header)
+        assert amount is not None
+        assert amount.end() == header["amount"], (line, header)
         balance = re.search(r"(?<= )\d+\.\d+(?= )", line[amount.end():])
         assert balance is not None
         assert amount.end() + balance.end() == header["balance"], (line, header)
@@ -155,7 +157,7 @@ def test_balance_puts_a_long_source_on_its_own_wrapped_lines(
     assert "usable 3703.50 USD" in out
     assert "source" not in lines[0]  # the explanation is on its own lines
     source_lines = [line for line in lines if line.startswith("  source:")
-                    or line.startswith("    ") and not UUID.search(line)]
+                    or (line.startswith("    ") and not UUID.search(line))]
     assert len(source_lines) > 2
     assert " ".join(" ".join(source_lines).split()) == f"source: {' '.join(source.split())}"
     for part in parts:

@@ -93,6 +93,9 @@ def test_try_a_migration_runs_verbatim(tmp_path: Path) -> None:
                               capture_output=True, timeout=180, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "5 grant(s) to create, 1 refused" in done.stdout
+        # The target as a place, not its recorded identity; no retire note without --retire.
+        assert "plan metronome-plans → stripe at http://127.0.0.1:" in done.stdout
+        assert "retir" not in done.stdout + done.stderr
         assert "created 5, already there 0" in done.stdout
         assert "checked 5 planned grant(s): all present once, as planned" in done.stdout
         assert done.stdout.rstrip().endswith(

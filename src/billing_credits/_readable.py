@@ -11,7 +11,7 @@ import re
 
 __all__ = ["duration_text", "identity_text"]
 
-_URL = re.compile(r"https?://[^\s/:]+(?::\d+)?(?:/[^\s:]*)?")
+_URL = re.compile(r"https?://[^\s/:]+(?::\d{1,5}(?=[/:]|$))?(?:/[^\s:]*)?")
 _DIGEST = re.compile(r"[0-9a-f]{12,64}")
 
 
@@ -38,11 +38,11 @@ def identity_text(identity: str) -> str:
 
 def duration_text(seconds: float) -> str:
     """``2 d 3 h``, ``59 min 59 s``, ``45 s``: the two largest units, whole."""
-    left = int(round(seconds))
+    left = round(seconds)
     if left < 60:
         return f"{left} s"
     units = (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1))
-    shown = []
+    shown: list[str] = []
     for unit, size in units:
         count, left = divmod(left, size)
         if count or shown:

@@ -46,7 +46,7 @@ def _print_balance(customer: str, found: Any) -> None:
     echo_all(wrapped(f"source: {found.source}"))
     if not found.parts:
         return
-    pending = any(_amount_text(part.pending) != "0" for part in found.parts)
+    pending = any(part.pending.amount for part in found.parts)
     columns = [Column("grant"), Column("usable", right=True), Column("expires", drop=2),
                Column("priority", drop=3)] + ([Column("pending", right=True, drop=1)]
                                                 if pending else [])

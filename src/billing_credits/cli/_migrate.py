@@ -241,6 +241,7 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
 
     plan = MigrationPlan.open(plan_path)  # items stay in the file: memory does not grow
     planned = plan.summary()
+    refused = int(planned["refused"])
     if plan.header.strict and refused:  # in the command line's words, before opening anything
         raise MigrationError(
             f"the plan has {refused} refusal(s) and was made without --lenient: fix them "
@@ -248,7 +249,6 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
             "--lenient to skip them")
     if retire and plan.header.retire_overlaps.get(retire):
         _say(f"note: {plan.header.retire_overlaps[retire]}")
-    refused = int(planned["refused"])
     with ExitStack() as stack:
         target = stack.enter_context(_open(plan.header.target, to_settings, "--to-setting"))
         source = stack.enter_context(_open(plan.header.source, from_settings, "--from-setting")) \

@@ -49,8 +49,8 @@ def providers(name: str | None, as_json: bool) -> None:
             if len(line) > limit:
                 line = line[: max(limit - 1, pad + 3)] + ELLIPSIS
             click.echo(line)
-        click.echo(f"\n`billing-credits providers NAME` shows a provider's settings (each with its "
-                   f"environment variable) and capabilities; --json every provider's."
+        click.echo("\n`billing-credits providers NAME` shows a provider's settings (each with its "
+                   "environment variable) and capabilities; --json every provider's."
                    if limit >= 100 else
                    "\n`billing-credits providers NAME`: a provider's settings and capabilities")
         return

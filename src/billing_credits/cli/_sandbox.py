@@ -100,9 +100,10 @@ def _stops_on_signals(stop: threading.Event) -> Iterator[None]:
     before are restored after."""
     import signal
 
-    wanted = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP")
-                                                else [])
-    before: dict[int, Any] = {}
+    wanted = [signal.SIGINT, signal.SIGTERM]
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        wanted.append(signal.SIGHUP)
+    before: dict[signal.Signals, Any] = {}
     try:
         for number in wanted:
             before[number] = signal.signal(number, lambda *_: stop.set())

@@ -265,14 +265,15 @@ class LocalProvider(bc.Provider):
                     usable = segment.amount - used.get((row.id, index), Decimal(0))
                 if usable > 0:
                     parts.setdefault(key, []).append(bc.BalancePart(
-                        grant_id=row.id, usable=usable, expires_at=segment.ends_before,
+                        grant_id=row.id, usable=grant.amount.with_amount(usable),
+                        expires_at=segment.ends_before,
                         priority=grant.priority))
         if unit is not None and unit not in units:
             units[unit] = _unit_money(unit)
         return [
             bc.Balance(
                 customer_id=customer_id,
-                usable=money.with_amount(bc.exact_sum(p.usable for p in parts.get(key, ()))),
+                usable=money.with_amount(bc.exact_sum(p.usable.amount for p in parts.get(key, ()))),
                 pending=money.with_amount(Decimal(0)),
                 parts=tuple(parts.get(key, ())),
                 as_of=moment,

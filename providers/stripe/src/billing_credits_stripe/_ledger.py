@@ -125,14 +125,14 @@ def balances_from_summaries(
     ``usable`` is the smaller of ``available_balance`` and ``ledger_balance`` (the cautious
     figure); ``pending`` what the ledger balance holds beyond the available balance.
     """
-    by_currency: dict[str, list[tuple[bc.CreditGrant, Decimal, Decimal, Mapping[str, Any]]]] = {}
+    by_currency: dict[str, list[tuple[bc.CreditGrant, bc.Money, bc.Money, Mapping[str, Any]]]] = {}
     for grant, summary in summaries:
         currency = grant.amount.currency
         assert currency is not None  # Stripe grants are monetary
         available, ledger = summary_values(summary, currency)
         with bc.reading_vendor_payload(tr.PROVIDER_NAME, "credit balance summary", summary):
-            usable = tr.from_minor_units(currency, min(available, ledger)).amount
-            pending = tr.from_minor_units(currency, max(ledger - available, 0)).amount
+            usable = tr.from_minor_units(currency, min(available, ledger))
+            pending = tr.from_minor_units(currency, max(ledger - available, 0))
         by_currency.setdefault(currency, []).append((grant, usable, pending, summary))
     balances = []
     for currency, rows in sorted(by_currency.items()):
@@ -142,8 +142,8 @@ def balances_from_summaries(
             for grant, usable, pending, _ in rows)
         balances.append(bc.Balance(
             customer_id=customer_id,
-            usable=bc.Money(amount=bc.exact_sum(p.usable for p in parts), currency=currency),
-            pending=bc.Money(amount=bc.exact_sum(p.pending for p in parts), currency=currency),
+            usable=bc.Money(amount=bc.exact_sum(p.usable.amount for p in parts), currency=currency),
+            pending=bc.Money(amount=bc.exact_sum(p.pending.amount for p in parts), currency=currency),
             parts=parts,
             as_of=as_of,
             source=BALANCE_SOURCE,
