@@ -18,8 +18,6 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 NEW_USER_PATH = "/usr/local/bin:/usr/bin:/bin"  # Debian's default PATH for a login shell
 
-pytestmark = pytest.mark.slow
-
 
 def section_commands() -> list[str]:
     section = README.split("## Try a migration", 1)[1].split("\n## ", 1)[0]
