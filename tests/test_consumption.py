@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import billing_credits as bc
@@ -184,23 +184,61 @@ def test_invariants_hold_at_any_horizon(
         assert e.at <= T0 + timedelta(days=days)
 
 
+@st.composite
+def usage_for(draw: st.DrawFn, grants: list[bc.CreditGrant]) -> list[bc.Usage]:
+    """Usage that grants can pay: each for a drawn grant's customer, in its unit, at a moment
+    inside one of its windows (or just outside), for a product its scope lists (or none)."""
+    if not grants:
+        return []
+    found = []
+    for i in range(draw(st.integers(1, 8))):
+        g = draw(st.sampled_from(grants))
+        window = draw(st.sampled_from(g.segments))
+        end = window.ends_before or window.starts_at + timedelta(days=400)
+        at = window.starts_at + (end - window.starts_at) * draw(st.sampled_from(
+            [0, 500, 999])) / 1000
+        if draw(st.integers(0, 9)) == 9:
+            at = end + timedelta(microseconds=1)  # now and then, just after the window
+        products = [*g.scope.product_ids, *(s.product_id for s in g.scope.specifiers
+                                            if s.product_id)]
+        found.append(bc.Usage(
+            customer_id=g.customer_id, amount=g.amount.with_amount(draw(AMOUNTS)), at=at,
+            product_id=draw(st.sampled_from(products)) if products else None,
+            reference=f"u{i}"))
+    return found
+
+
+DRAWS_PER_EXAMPLE: list[int] = []
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(bcst.grants(), max_size=4), st.data())
+@given(st.lists(bcst.grants(), min_size=1, max_size=4), st.data())
 def test_invariants_hold_for_any_neutral_grant(
     drawn: list[bc.CreditGrant], data: st.DataObject
 ) -> None:
+    """Any grant the neutral model holds, with usage drawn for its customer, unit, windows and
+    scope. The draws of each example are recorded (``hypothesis.event``: see them with
+    ``--hypothesis-show-statistics``) and counted by the next test."""
     grants = [
         bc.CreditGrant.model_validate({**g.model_dump(), "id": f"g{i}", "created_at": (
             g.expires_at - timedelta(days=1) if g.expires_at else T0)})
         for i, g in enumerate(drawn)]
-    units = [g.amount for g in grants] or [usd(1)]
-    usage = [
-        bc.Usage(customer_id="c", amount=data.draw(st.sampled_from(units)).with_amount(
-            data.draw(AMOUNTS)), at=data.draw(bcst.aware_datetimes()), reference=f"u{i}")
-        for i in range(data.draw(st.integers(0, 8)))
-    ]
+    usage = data.draw(usage_for(grants))
     result = bc.allocate(grants, usage, bc.LOCAL_ORDER)
     check_invariants(grants, usage, bc.LOCAL_ORDER, result)
+    event("draws", len(result.draws))
+    event("examples", "with draws" if result.draws else "without draws")
+    DRAWS_PER_EXAMPLE.append(len(result.draws))
+
+
+def test_the_neutral_grant_examples_draw_on_their_grants() -> None:
+    """The property above checks the draws only if there are some: a strategy whose usage no
+    grant can pay (as when all usage was for a customer no grant had) fails here."""
+    DRAWS_PER_EXAMPLE.clear()
+    test_invariants_hold_for_any_neutral_grant()
+    with_draws = sum(1 for n in DRAWS_PER_EXAMPLE if n)
+    assert with_draws >= len(DRAWS_PER_EXAMPLE) // 4, (
+        f"only {with_draws} of {len(DRAWS_PER_EXAMPLE)} examples drew on any grant")
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -88,24 +88,29 @@ def test_a_reused_key_or_unrepresentable_line_fails_alone(tmp_path: Path) -> Non
         assert "different grant" in report.failed[0][1]
 
 
-def test_a_batch_is_one_transaction(tmp_path: Path, monkeypatch: Any) -> None:
-    """A failure inside the transaction leaves none of the batch behind."""
-    from billing_credits.local import _store
-
-    with LocalProvider(tmp_path / "bulk.db") as local:
-        original = _store.GrantStore.insert_many
-
-        def broken(self: Any, rows: Any) -> Any:
-            with self._write() as db:
-                db.executemany("INSERT INTO grants (id, customer_id, idempotency_key, "
-                               "key_supplied, request_hash, amount, unit, request_json, "
-                               "effective_at, created_at) VALUES (?, 'c', ?, 1, 'h', '1', "
-                               "'USD', '{}', 'x', 'x')",
-                               [(f"id{i}", f"k{i}") for i in range(3)])
-                raise sqlite3.OperationalError("disk I/O error")
-
-        monkeypatch.setattr(_store.GrantStore, "insert_many", broken)
-        with pytest.raises(sqlite3.OperationalError):
-            bc.import_grants(local, [line(i) for i in range(3)])
-        monkeypatch.setattr(_store.GrantStore, "insert_many", original)
-        assert list(local.list_grants()) == []
+def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
+    """A row failing in the middle of a batch of 1,000 leaves none of the batch behind: not the grants
+    before it, nor their ``granted`` ledger entries. The real ``insert_many`` runs; the failure
+    is a real constraint of the database (a trigger refusing one idempotency key), and what is
+    left is read through a second connection, as another process would see it."""
+    path = tmp_path / "bulk.db"
+    with LocalProvider(path) as local:
+        bc.import_grants(local, [line(0)])  # the schema exists, with one grant before the batch
+        outside = sqlite3.connect(path)
+        outside.execute("CREATE TRIGGER refuse_one BEFORE INSERT ON grants "
+                        "WHEN NEW.idempotency_key = 'bulk-500' "
+                        "BEGIN SELECT RAISE(ABORT, 'row 500 refused'); END")
+        outside.commit()
+        with pytest.raises((sqlite3.IntegrityError, bc.BillingCreditsError), match="row 500 refused"):
+            bc.import_grants(local, [line(i) for i in range(1, 1_001)], batch_size=1_000)
+        assert [r[0] for r in outside.execute("SELECT idempotency_key FROM grants")] == ["bulk-0"]
+        assert outside.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 1
+        assert [g.idempotency_key for g in local.list_grants()] == ["bulk-0"]
+        # The store is usable after the rollback: without the refusing trigger, the same
+        # batch goes in whole.
+        outside.execute("DROP TRIGGER refuse_one")
+        outside.commit()
+        report = bc.import_grants(local, [line(i) for i in range(1, 1_001)], batch_size=1_000)
+        assert report.created == 1_000
+        assert outside.execute("SELECT COUNT(*) FROM grants").fetchone()[0] == 1_001
+        outside.close()

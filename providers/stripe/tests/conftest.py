@@ -1,8 +1,14 @@
-"""Fixtures for the Stripe provider tests, and a guard: no socket to anything but loopback."""
+"""Fixtures for the Stripe provider tests, and a guard: no socket to anything but loopback.
+
+The test directory is not a package, so its plain helper module (``stripe_sdk_shapes``) is put
+on ``sys.path`` here, whatever import mode pytest runs in.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +19,9 @@ from billing_credits_stripe.testing import StripeFake
 
 import billing_credits as bc
 from billing_credits.testing import Faults
+
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 # Property tests measure behaviour, not speed: on a loaded CI machine hypothesis's default
 # 200 ms deadline per example would fail tests that are correct.

@@ -25,6 +25,7 @@ import vcr
 import yaml
 from billing_credits_stripe import StripeProvider
 from billing_credits_stripe.testing import StripeFake, undeclared_params
+from stripe_sdk_shapes import error_problems, shape_problems
 from vcr.request import Request
 
 import billing_credits as bc
@@ -234,11 +235,15 @@ def test_every_cassette_response_parses_with_the_sdk_objects() -> None:
         body = json.loads(item["response"]["body"]["string"])
         status = item["response"]["status"]["code"]
         if status >= 400:
+            assert error_problems(body) == [], name
             error = stripe.ErrorObject.construct_from(body["error"], "sk_test_x")
             assert error.type, name
             assert error.message, name
             kinds.add("error")
             continue
+        # Field names and types as the SDK declares them (the SDK's parse checks only the
+        # ``object`` tag).
+        assert shape_problems(body) == [], (name, shape_problems(body))
         obj = stripe.convert_to_stripe_object(body)
         assert isinstance(obj, (stripe.billing.CreditGrant, stripe.ListObject,
                                 stripe.billing.CreditBalanceSummary)), (name, type(obj))

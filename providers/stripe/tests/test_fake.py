@@ -21,6 +21,7 @@ from stripe.params.billing import (
     CreditBalanceSummaryRetrieveParams,
     CreditGrantCreateParams,
 )
+from stripe_sdk_shapes import assert_sdk_shape, error_problems, shape_problems
 
 import billing_credits as bc
 
@@ -58,6 +59,9 @@ def stripe_error(response: httpx.Response) -> dict[str, Any]:
 
 
 def parses_as(body: dict[str, Any], cls: type[stripe.StripeObject]) -> stripe.StripeObject:
+    """``body`` has the field names and types the SDK declares for ``cls``, and the SDK builds
+    a ``cls`` from it (which alone checks only the ``object`` tag)."""
+    assert_sdk_shape(body, cls)
     obj = stripe.convert_to_stripe_object(body)
     assert type(obj) is cls, type(obj)
     return obj
@@ -87,9 +91,60 @@ def test_every_response_parses_with_the_sdk_objects(http: httpx.Client, fake: St
     voided = post(http, f"/v1/billing/credit_grants/{created['id']}/void", {}).json()
     assert parses_as(voided, stripe.billing.CreditGrant).voided_at == 1_700_000_000
     error = http.get("/v1/billing/credit_grants/credgr_nope")
+    assert error_problems(error.json()) == []
     obj = stripe.ErrorObject.construct_from(stripe_error(error), KEY)
     assert obj.code == "resource_missing"
     assert obj.param == "id"
+
+
+# A grant as Stripe documents its void response (https://docs.stripe.com/api/billing/credit-grant/void,
+# copied in shared/reference/vendor-surface.md, "Expire and void responses").
+STRIPE_SAYS = {
+    "id": "credgr_test_61R9rnNTDmZ657a2r41L6nFOS1ekD5Ae", "object": "billing.credit_grant",
+    "amount": {"monetary": {"currency": "usd", "value": 1000}, "type": "monetary"},
+    "applicability_config": {"scope": {"price_type": "metered"}}, "category": "paid",
+    "created": 1726688817, "customer": "cus_QsEHa3GKweMwih", "effective_at": 1726688817,
+    "expires_at": None, "livemode": False, "metadata": {}, "name": "Purchased Credits",
+    "priority": 50, "test_clock": None, "updated": 1726688829, "voided_at": 1726688829,
+}
+
+
+def test_the_shape_check_takes_what_stripe_sends() -> None:
+    assert shape_problems(STRIPE_SAYS) == []
+    without_optional = {k: v for k, v in STRIPE_SAYS.items() if k != "voided_at"}
+    assert shape_problems(without_optional) == []  # Stripe leaves some Optional fields out
+    listed = {"object": "list", "data": [STRIPE_SAYS], "has_more": False,
+              "url": "/v1/billing/credit_grants"}
+    assert shape_problems(listed) == []
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"amount": "garbage"}, "$.amount: expected an object"),
+    ({"amount": {"monetary": {"currency": "usd", "value": "1000"}, "type": "monetary"}},
+     "$.amount.monetary.value: expected an integer"),
+    ({"amount": {"monetary": {"currency": "usd", "value": 1000}, "type": "custom"}},
+     "$.amount.type: 'custom' not in"),
+    ({"livemode": "false"}, "$.livemode: expected a boolean"),
+    ({"priority": True}, "$.priority: True fits none of"),
+    ({"created": None}, "$.created: expected an integer"),
+    ({"metadata": {"k": 1}}, "$.metadata.k: expected a string"),
+    ({"applicability_config": {"scope": {"price_type": "licensed"}}},
+     "$.applicability_config.scope.price_type: 'licensed' fits none of"),
+    ({"balance": 1}, "$.balance: not a field of CreditGrant"),
+])
+def test_the_shape_check_refuses_what_the_sdk_does_not_declare(
+        change: dict[str, Any], problem: str) -> None:
+    """What ``stripe.convert_to_stripe_object`` accepts, as long as the ``object`` tag is right,
+    and the shape check refuses, naming the field."""
+    body = {**STRIPE_SAYS, **change}
+    assert type(stripe.convert_to_stripe_object(body)) is stripe.billing.CreditGrant
+    problems = shape_problems(body)
+    assert any(problem in p for p in problems), problems
+    missing = {k: v for k, v in STRIPE_SAYS.items() if k != "created"}
+    assert shape_problems(missing) == [
+        "$.created: missing (CreditGrant declares <class 'int'>)"]
+    [wrong] = error_problems({"error": {"type": "api_error", "message": 5}})
+    assert wrong.startswith("$.error.message: 5 fits none of"), wrong
 
 
 def test_grant_has_every_field_of_the_sdk_object(http: httpx.Client) -> None:

@@ -115,14 +115,87 @@ def test_stripe_currencies_only_and_the_fake_takes_the_same(provider: StripeProv
     assert set(refused(provider, fake, grant("1", "XAU"))) == {"amount"}
 
 
-def test_every_table_currency_is_iso_and_accepted_by_the_fake(fake: StripeFake) -> None:
-    from billing_credits_stripe.testing import _fake
+def _codes(text: str) -> frozenset[str]:
+    return frozenset(text.split())
 
-    assert {c.upper() for c in _fake._CURRENCIES} == tr.STRIPE_CURRENCIES
-    withdrawn = {"ANG", "BGN"}  # left ISO 4217 (replaced by XCG, EUR); Stripe still lists them
-    for code in tr.STRIPE_CURRENCIES - withdrawn:
-        assert bc.is_iso_currency(code), code
-        assert tr.stripe_exponent(code) is not None, code
+
+# Stripe's presentment currencies, written out here from
+# https://docs.stripe.com/currencies#presentment-currencies rather than imported from the
+# provider: a code added to (or dropped from) ``STRIPE_CURRENCIES`` or the fake must be matched
+# here on purpose, against the docs.
+DOCUMENTED = _codes("""
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BWP BYN
+    BZD CAD CDF CHF CLP CNY COP CRC CVE CZK DJF DKK DOP DZD EGP ETB EUR FJD FKP GBP GEL GIP GMD
+    GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR ISK JMD JOD JPY KES KGS KHR KMF KRW KWD KYD KZT LAK
+    LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD
+    OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SEK SGD SHP SLE SOS SRD SZL
+    THB TJS TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VND VUV WST XAF XCD XCG XOF XPF YER ZAR
+    ZMW""")
+# https://docs.stripe.com/currencies#zero-decimal and #three-decimal; ISK's special case
+# (https://docs.stripe.com/currencies#special-cases): two decimals in the API.
+DOCUMENTED_ZERO_DECIMAL = _codes("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF")
+DOCUMENTED_THREE_DECIMAL = _codes("BHD JOD KWD OMR TND")
+# A second, older source: the Currency enum of the stripe-rust SDK, "the list of supported
+# currencies" (https://docs.rs/stripe-rust/0.5.3/stripe/enum.Currency.html, 2018).
+STRIPE_RUST_2018 = _codes("""
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BIF BMD BND BOB BRL BSD BWP BZD CAD
+    CDF CHF CLP CNY COP CRC CVE CZK DJF DKK DOP DZD EEK EGP ETB EUR FJD FKP GBP GEL GIP GMD GNF
+    GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR ISK JMD JPY KES KGS KHR KMF KRW KYD KZT LAK LBP LKR
+    LRD LSL LTL LVL MAD MDL MGA MKD MNT MOP MRO MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD
+    PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SEK SGD SHP SLL SOS SRD STD SVC
+    SZL THB TJS TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VEF VND VUV WST XAF XCD XOF XPF YER ZAR
+    ZMW""")
+
+
+def _iso4217() -> dict[str, int | None]:
+    """The ISO 4217 table of the ``iso4217`` package, read directly (not through the core)."""
+    from iso4217 import Currency
+
+    return {c.code: c.exponent for c in Currency}
+
+
+def test_the_documented_list_agrees_with_iso_4217_and_an_older_sdk_list() -> None:
+    iso = _iso4217()
+    # ANG and BGN left ISO 4217 (replaced by XCG and EUR); Stripe's page still lists them.
+    assert {code for code in DOCUMENTED if code not in iso} == {"ANG", "BGN"}
+    # The older list differs by currencies ISO 4217 withdrew since, the ones that replaced
+    # them and the ones Stripe added; SVC, still in ISO 4217, is the one 2018 code the list
+    # above does not have.
+    dropped, added = STRIPE_RUST_2018 - DOCUMENTED, DOCUMENTED - STRIPE_RUST_2018
+    assert dropped == {"EEK", "HRK", "LTL", "LVL", "MRO", "SLL", "STD", "VEF", "SVC"}
+    assert all(code not in iso for code in dropped - {"SVC"})
+    assert added == DOCUMENTED_THREE_DECIMAL | {"BYN", "MMK", "SLE", "XCG"}
+    assert {code for code in DOCUMENTED if iso.get(code) == 3} == DOCUMENTED_THREE_DECIMAL
+
+
+def test_the_provider_and_the_fake_take_exactly_the_documented_currencies(
+        provider: StripeProvider, fake: StripeFake) -> None:
+    """Every ISO 4217 code (and each documented one): the provider's capabilities and the fake
+    both accept it exactly when Stripe documents it, in the exponent Stripe documents."""
+    assert provider.capabilities.currencies == DOCUMENTED
+    iso = _iso4217()
+    accepted = set()
+    with httpx.Client(transport=fake.transport(), base_url="https://api.stripe.com") as http:
+        for code in sorted(set(iso) | DOCUMENTED):
+            body = ("amount[type]=monetary"
+                    f"&amount[monetary][currency]={code.lower()}&amount[monetary][value]=1000"
+                    "&applicability_config[scope][price_type]=metered&customer=cus_x")
+            answer = http.post("/v1/billing/credit_grants", content=body, headers={
+                "Authorization": "Bearer sk_test_x",
+                "Content-Type": "application/x-www-form-urlencoded"})
+            assert answer.status_code in (200, 400), (code, answer.text)
+            if answer.status_code == 200:
+                accepted.add(code)
+            else:
+                assert answer.json()["error"]["param"] == "amount[monetary][currency]", code
+    assert accepted == DOCUMENTED
+    for code in DOCUMENTED:
+        # No exponent for ANG and BGN: no ``bc.Money`` is in a code ISO 4217 withdrew.
+        expected = (0 if code in DOCUMENTED_ZERO_DECIMAL else 2 if code == "ISK"
+                    else iso.get(code))
+        assert tr.stripe_exponent(code) == expected, code
+    for code in set(iso) - DOCUMENTED:
+        assert tr.stripe_exponent(code) is None, code
 
 
 def test_price_ids_longer_than_5000_are_refused(provider: StripeProvider,

@@ -453,28 +453,39 @@ class ProviderConformance:
             provider.update_grant(self.missing_id())
 
     def test_consume_burns_down_in_the_declared_order(self, provider: bc.Provider) -> None:
+        """Two grants alike but for their priority: the lower priority pays first, in full,
+        then the other pays the rest. The expectation is written out here, from the neutral
+        model's rule (``CreditGrant.priority``: "lower consumed first", in every provider's
+        domain), not computed with ``allocate`` or the provider's ``consumption_order``: a
+        provider that declares, or runs, another order fails."""
         self._supports(provider, "consume")
         order = provider.consumption_order
         assert order is not None, "a provider that consumes declares its consumption order"
+        declared = [(rule.name, rule.direction) for rule in order.rules]
+        assert ("priority", "asc") in declared, (
+            f"{provider.name} declares {declared}: the neutral model consumes lower priorities "
+            "first, so a consuming provider's order sorts priority ascending")
         customer = self.customer_id()
         domain = provider.capabilities.priority
         low, high = (domain.nearest(Decimal(1)), domain.nearest(Decimal(90)))
-        first = provider.create_grant(self.sample_grant(provider, customer_id=customer,
-                                                        priority=low))
+        assert low < high
+        # Created high first, so that "oldest grant first" (or a grant id) cannot explain a
+        # draw on the low-priority grant first.
         second = provider.create_grant(self.sample_grant(provider, customer_id=customer,
                                                          priority=high))
+        first = provider.create_grant(self.sample_grant(provider, customer_id=customer,
+                                                        priority=low))
+        assert first.amount.amount == second.amount.amount == Decimal("10.00")
         amount = first.amount.with_amount(Decimal("12.50"))
         reference = f"conformance-{uuid.uuid4()}"
-        expected = bc.allocate(
-            [first, second],
-            [bc.Usage(customer_id=customer, amount=amount, at=datetime.now(UTC),
-                      reference=reference)], order)
         entries = provider.consume(customer, amount, reference=reference)
         assert all(e.kind is bc.LedgerKind.CONSUMED and e.reference == reference
                    for e in entries)
         assert bc.exact_sum(e.amount.amount for e in entries) == -amount.amount
         drawn = {e.grant_id: e.amount.amount for e in entries}
-        assert drawn == {d.grant_id: -d.amount for d in expected.draws}
+        assert drawn == {first.id: Decimal("-10.00"), second.id: Decimal("-2.50")}, (
+            f"priority {low} should pay first, in full; drew {drawn} "
+            f"(low: {first.id}, high: {second.id})")
         again = provider.consume(customer, amount, reference=reference)
         assert [e.amount for e in again] == [e.amount for e in entries], "applied once"
         if provider.supports("balance"):
