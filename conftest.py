@@ -41,6 +41,7 @@ SLOW = (
     "tests/local/test_concurrency.py",
     "tests/local/test_bulk_import.py",
     "tests/local/test_ledger.py::test_ledger_pages_lazily",
+    "tests/local/test_consume_running_balance.py::test_consume_carries_the_ledgers_running",
     "tests/migration/test_seed_shaped.py",  # the seed account, planned and simulated
     "tests/simulator/test_seed_shaped_order.py",
     "tests/migration/test_import_safety.py::test_an_exported_paid_grant_is_recorded_not",

@@ -270,7 +270,8 @@ def test_json_where_a_command_prints_a_result_and_nowhere_else() -> None:
     assert with_json == {
         "providers", "grants create", "grants list", "grants get", "grants void",
         "grants expire", "grants update", "import", "migrate plan", "migrate apply",
-        "migrate verify", "sandbox", "setup", "balance", "ledger", "consume", "simulate"}
+        "migrate verify", "sandbox", "setup", "balance", "ledger", "consume", "simulate",
+        "db upgrade"}
 
 
 def test_create_for_several_customers_keys_each(db: Path) -> None:

@@ -123,9 +123,10 @@ class RedactingFilter(logging.Filter):
 
 LOGGERS = ("billing_credits", "billing_credits_stripe", "billing_credits_metronome", "stripe",
            "httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
-           "httpcore.proxy", "urllib3", "urllib3.connectionpool")
+           "httpcore.proxy", "urllib3", "urllib3.connectionpool", "psycopg", "psycopg.pool")
 """Loggers whose records are redacted: the library's, its providers', and the HTTP clients'
-(whose debug output may hold request details)."""
+(whose debug output may hold request details), and the PostgreSQL driver's and pool's (whose
+warnings name the connection that failed)."""
 
 _FILTER = RedactingFilter()
 

@@ -1,9 +1,8 @@
-"""The local provider passes the conformance suite every provider runs."""
+"""The local provider passes the conformance suite every provider runs, on both engines."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -13,6 +12,6 @@ from billing_credits.testing import ProviderConformance
 
 class TestLocalConformance(ProviderConformance):
     @pytest.fixture
-    def provider(self, tmp_path: Path) -> Iterator[bc.Provider]:
-        with bc.get_provider("local", path=str(tmp_path / "credits.db")) as provider:
+    def provider(self, engine: str) -> Iterator[bc.Provider]:
+        with bc.get_provider("local", path=engine) as provider:
             yield provider

@@ -42,8 +42,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def local(tmp_path: Path, clock: Clock) -> Iterator[LocalProvider]:
-    with LocalProvider(tmp_path / "ledger.db", clock=clock) as provider:
+def local(engine: str, clock: Clock) -> Iterator[LocalProvider]:
+    """A ledger on each engine (SQLite, PostgreSQL), with the test's clock."""
+    with LocalProvider(engine, clock=clock) as provider:
         yield provider
 
 
@@ -268,7 +269,7 @@ def test_a_version_1_database_gets_its_ledger_backfilled(tmp_path: Path, clock: 
         local.void_grant(gone.id)
     db = sqlite3.connect(path)
     db.executescript("DROP TABLE ledger; DROP TABLE usage; "
-                     "ALTER TABLE grants DROP COLUMN consumed_json; PRAGMA user_version = 1;")
+                     "DROP TABLE lots; DROP TABLE meta; PRAGMA user_version = 1;")
     db.close()
     with LocalProvider(path, clock=clock) as local:
         kinds = [(e.kind.value, e.grant_id, e.amount.amount) for e in local.list_ledger("c")]
@@ -311,9 +312,9 @@ def usage_amount(n: int) -> Decimal:
 
 
 def test_eight_processes_consuming_lose_nothing_and_apply_each_reference_once(
-    tmp_path: Path,
+    engine: str,
 ) -> None:
-    path = tmp_path / "shared.db"
+    path = engine  # a SQLite file, or a PostgreSQL URL (``path`` takes either)
     granted: dict[str, Decimal] = {}
     with LocalProvider(path) as local:
         now = datetime.now(UTC)

@@ -3,17 +3,17 @@
 Owns: the root command group, its error handling, the shared options and output helpers
 (``_common``), and one module per command group: ``_providers`` (providers, setup), ``_grants``
 (grants create/list/get/void/expire/update), ``_transfer`` (export, import), ``_sandbox``,
-``_ledger`` (balance, ledger, consume), ``_simulate`` and ``_migrate`` (migrate
-plan/apply/verify).
+``_ledger`` (balance, ledger, consume), ``_simulate``, ``_migrate`` (migrate
+plan/apply/verify) and ``_db`` (db upgrade: the local ledger's schema).
 
 May import: everything below it (the bottom layer, ``consumption``, ``migrate``, ``plugins``).
 Nothing imports ``cli`` but ``__main__``.
 """
 
 # Importing each command module registers its commands on the root group.
-from . import _grants, _ledger, _migrate, _providers, _sandbox, _simulate, _transfer
+from . import _db, _grants, _ledger, _migrate, _providers, _sandbox, _simulate, _transfer
 from ._common import cli, main
 
 __all__ = ["cli", "main"]
 
-del _grants, _ledger, _migrate, _providers, _sandbox, _simulate, _transfer
+del _db, _grants, _ledger, _migrate, _providers, _sandbox, _simulate, _transfer

@@ -12,25 +12,85 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import billing_credits as bc
 
-from ._store import EntryRow, GrantStore, Row, Transaction, request_hash, signed
+from ._sqlite import SqliteStore
+from ._store import (
+    SCHEMA_VERSION,
+    EntryRow,
+    GrantStore,
+    Lot,
+    Row,
+    Tx,
+    Unavailable,
+    grant_of,
+    is_url,
+    lots_of,
+    request_hash,
+    signed,
+)
 
-__all__ = ["LocalProvider", "default_database_path"]
+__all__ = ["LocalProvider", "default_database_path", "open_store"]
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+R = TypeVar("R")
 
 
 def default_database_path() -> Path:
-    """``$BILLING_CREDITS_DB``, else ``credits.db`` in the user's data directory."""
-    if configured := os.environ.get("BILLING_CREDITS_DB"):
+    """``$BILLING_CREDITS_DB`` (a path), else ``credits.db`` in the user's data directory."""
+    if (configured := os.environ.get("BILLING_CREDITS_DB")) and not is_url(configured):
         return Path(configured).expanduser()
     import platformdirs
 
     return platformdirs.user_data_path("billing-credits") / "credits.db"
+
+
+def _target(path: str | os.PathLike[str] | None, url: str | None) -> str | Path:
+    """Where the ledger lives: ``url``, else ``path`` (which may be a URL too), else
+    ``$BILLING_CREDITS_DB`` (a path or a ``postgresql://`` URL), else the default file."""
+    if url is not None:
+        if not is_url(url):
+            raise bc.ConfigurationError(
+                "url: give a postgresql:// URL (postgresql://user@host:5432/database)")
+        return url
+    if path is not None:
+        text = os.fspath(path)
+        return text if is_url(text) else Path(text).expanduser()
+    configured = os.environ.get("BILLING_CREDITS_DB")
+    if configured and is_url(configured):
+        return configured
+    return default_database_path()
+
+
+def open_store(target: str | Path, clock: Callable[[], datetime], *, server_clock: bool = True,
+               upgrade: bool = True) -> GrantStore:
+    """The store for a path or a ``postgresql://`` URL (``upgrade=False``: opened to look, as
+    ``billing-credits db upgrade --dry-run`` does, never changed)."""
+    if isinstance(target, str) and is_url(target):
+        bc.register_secret(urlsplit(target).password)  # before anything can echo the URL
+        from ._postgres import PostgresStore  # psycopg loads only for a PostgreSQL ledger
+
+        try:
+            return PostgresStore(target, clock, server_clock=server_clock, upgrade=upgrade)
+        except Unavailable as error:
+            mapped = _unavailable(error)
+        raise mapped  # outside the handler: nothing chained to it
+    return SqliteStore(Path(target), clock, upgrade=upgrade)
+
+
+def _unavailable(error: Unavailable) -> bc.ProviderError:
+    """The error a caller sees, with no chained exception (which would hold the driver's
+    connection, credentials included)."""
+    mapped: bc.ProviderError
+    if error.refused:
+        mapped = bc.AuthenticationError(str(error), provider="local", code="authentication_failed")
+    else:
+        mapped = bc.UnavailableError(str(error), provider="local", code="database_unavailable")
+    return mapped
 
 
 def _now() -> datetime:
@@ -42,7 +102,8 @@ def _text(moment: datetime | None) -> str | None:
 
 
 class LocalProvider(bc.Provider):
-    """Grants in a SQLite file on this machine: every neutral field, stored exactly."""
+    """Grants in a SQLite file on this machine, or in a PostgreSQL database several
+    application servers share: every neutral field, stored exactly; a credits ledger."""
 
     name = "local"
     capabilities = bc.Capabilities(
@@ -59,23 +120,55 @@ class LocalProvider(bc.Provider):
     consumption_order = bc.LOCAL_ORDER
     remaining_source = "local ledger: open and future windows less consumed entries"
     settings = (
-        bc.Setting("path", "SQLite database file (default: per-user data directory)",
+        bc.Setting("path", "SQLite database file (default: per-user data directory); "
+                   "BILLING_CREDITS_DB may hold a postgresql:// URL instead",
                    env="BILLING_CREDITS_DB"),
+        bc.Setting("url", "PostgreSQL database, postgresql://user@host:5432/database (needs "
+                   "billing-credits[postgres]; the password is never printed)"),
     )
 
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
         *,
+        url: str | None = None,
         clock: Callable[[], datetime] = _now,
         runtime: bc.Runtime | None = None,
     ) -> None:
         super().__init__(runtime=runtime or bc.Runtime(retry=bc.RetryPolicy(attempts=1)))
-        self.path = Path(path).expanduser() if path is not None else default_database_path()
+        target = _target(path, url)
         self._clock = clock
-        self._store = GrantStore(self.path)
+        self.path: Path | None = target if isinstance(target, Path) else None
+        self._store = open_store(target, clock, server_clock=clock is _now)
+        self._moneys: dict[str, bc.Money] = {}
+
+    @classmethod
+    def upgrade_database(cls, *, dry_run: bool = False, path: str | None = None,
+                         url: str | None = None) -> list[str]:
+        """Bring the database (``path``/``url`` as for the provider; default
+        ``$BILLING_CREDITS_DB``) to this release's schema, in one transaction; return what it
+        did, one line a step (``dry_run``: what it would do, changing nothing). Opening a
+        provider does the same; ``billing-credits db upgrade`` runs this."""
+        target = _target(path, url)
+        looking = open_store(target, _now, upgrade=False)
+        mapped: bc.ProviderError | None = None
+        try:
+            steps = looking.upgrade_steps()  # refuses a database newer than this release
+            current = looking.version() == SCHEMA_VERSION
+        except Unavailable as error:
+            mapped = _unavailable(error)
+        finally:
+            looking.close()
+        if mapped is not None:
+            raise mapped
+        if dry_run or current:
+            return steps
+        open_store(target, _now).close()
+        return [*steps, f"done: {looking.address()} is at schema {SCHEMA_VERSION}"]
 
     def identity(self) -> str:
+        if self.path is None:
+            return f"local:{self._store.address()}"
         return f"local:{self.path.resolve()}"
 
     def now(self) -> datetime:
@@ -85,7 +178,20 @@ class LocalProvider(bc.Provider):
         self._store.close()
 
     def __repr__(self) -> str:
+        if self.path is None:
+            return f"<LocalProvider {self._store.address()}>"
         return f"<LocalProvider path={str(self.path)!r}>"
+
+    def _call(self, work: Callable[[], R]) -> R:
+        """Run a store call; the database being away is a retryable ``UnavailableError``."""
+        try:
+            return work()
+        except Unavailable as error:
+            mapped = _unavailable(error)
+        raise mapped  # outside the handler: nothing chained to it (the driver's connection)
+
+    def _tx(self, work: Callable[[Tx], R]) -> Callable[[], R]:
+        return lambda: self._call(lambda: self._store.transaction(work))
 
     # -- flows --------------------------------------------------------------------------
 
@@ -97,7 +203,7 @@ class LocalProvider(bc.Provider):
         refused it (not representable, or the key used for a different grant).
         """
         results: list[bool | bc.BillingCreditsError] = []
-        rows: list[Row] = []
+        rows: list[tuple[Row, list[Lot]]] = []
         places: list[int] = []
         for grant in grants:
             try:
@@ -106,15 +212,14 @@ class LocalProvider(bc.Provider):
                         "idempotency_key", "a batch import needs keyed, new grants")])
                 self.check(grant)
                 row = self._row(grant, grant.idempotency_key)
-                if grant.effective_at is None:
-                    self._read(row)  # "now" as start must still read back (as in _create)
-                rows.append(row)
+                back = self._read(row)  # what is stored must read back (as in _create)
+                rows.append((row, lots_of(row, back)))
                 places.append(len(results))
                 results.append(True)
             except bc.BillingCreditsError as error:
                 results.append(error)
-        stored = self._store.insert_many(rows)
-        for place, row, found in zip(places, rows, stored, strict=True):
+        stored = self._call(lambda: self._store.insert_many(rows))
+        for place, (row, _), found in zip(places, rows, stored, strict=True):
             if found is not None:
                 same = found.request_hash == row.request_hash or _migrated_under(
                     found, row.idempotency_key)
@@ -145,65 +250,71 @@ class LocalProvider(bc.Provider):
             expires_at=_text(grant.expires_at),
             voided_at=None,
             created_at=_text(now) or "",
-            consumed_json=json.dumps(["0"] * len(grant.schedule or (None,))),
+            consumed=(Decimal(0),) * len(grant.schedule or (None,)),
         )
 
     def _create(self, grant: bc.CreditGrant, idempotency_key: str) -> bc.Flow[bc.CreditGrant]:
         row = self._row(grant, idempotency_key)
         digest = row.request_hash
-        self._read(row)  # what is stored must read back: refuse it here, not on every list
-        stored, created = yield bc.blocking(lambda: self._store.insert(row), label="insert")
-        if not created and stored.request_hash != digest and not _migrated_under(stored,
-                                                                                idempotency_key):
+        back = self._read(row)  # what is stored must read back: refuse it here, not on every list
+        lots = lots_of(row, back)
+        stored, created = yield bc.blocking(
+            lambda: self._call(lambda: self._store.insert(row, lots)), label="insert")
+        if created:
+            return back.model_copy(update={"replayed": False})
+        if stored.request_hash != digest and not _migrated_under(stored, idempotency_key):
             raise bc.ConflictError(
                 f"idempotency key {idempotency_key!r} was used for a different grant "
                 f"({stored.id})",
                 provider=self.name,
                 code="idempotency_key_reused",
             )
-        return self._read(stored).model_copy(update={"replayed": not created})
+        return self._read(stored).model_copy(update={"replayed": True})
 
     def _list_page(self, query: bc.ListQuery, cursor: str | None) -> bc.Flow[bc.Page]:
         limit = min(query.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         after = int(cursor) if cursor else 0
         rows, more = yield bc.blocking(
-            lambda: self._store.page(query.customer_id, after, limit), label="page"
-        )
+            lambda: self._call(lambda: self._store.page(query.customer_id, after, limit)),
+            label="page")
         grants = [self._read(row) for row in rows]
         return bc.Page(grants, str(rows[-1].seq) if more and rows else None)
 
     def _get(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
-        row = yield bc.blocking(lambda: self._store.get(grant_id), label="get")
+        row = yield bc.blocking(lambda: self._call(lambda: self._store.get(grant_id)),
+                                label="get")
         return self._read(self._found(row, grant_id))
 
     def _void(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
-        now = self._clock()
-
-        def void(row: Row) -> dict[str, Any] | None:
-            return None if row.voided_at else {"voided_at": _text(now)}
-
-        def entries(db: Any, before: Row, after: Row) -> None:
+        def work(tx: Tx) -> Row | None:
+            row = tx.grant(grant_id, lock=True)
+            if row is None or row.voided_at is not None:
+                return row
+            lots = tx.grant_lots(grant_id, lock=True)
+            now = tx.now()  # after the locks: nothing can commit between this time and ours
             # What was left in windows not ended by now is voided; ended ones expired before.
-            grant = self._read(before)
-            left = bc.exact_sum(
-                amount - used for (segment, amount, used) in _windows(grant, before)
-                if segment.ends_before is None or segment.ends_before > now)
-            Transaction(self._store, db).add_entry(
-                after.customer_id, after.id, None, "voided", signed(left.copy_negate()),
-                after.unit, _text(now) or "", None, _text(now) or "")
+            left = bc.exact_sum(lot.remaining for lot in lots
+                                if lot.ends_before is None or lot.ends_before > now)
+            tx.set_grant(grant_id, voided_at=now)
+            tx.add_entry(row.customer_id, row.id, None, "voided", left.copy_negate(), row.unit,
+                         now, None, now)
+            return tx.grant(grant_id)
 
-        row = yield bc.blocking(lambda: self._store.update(grant_id, void, entries), label="void")
+        row = yield bc.blocking(self._tx(work), label="void")
         return self._read(self._found(row, grant_id))
 
     def _expire(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
-        now = self._clock()
-
-        def expire(row: Row) -> dict[str, Any] | None:
-            grant = self._read(row)
+        def work(tx: Tx) -> Row | None:
+            row = tx.grant(grant_id, lock=True)
+            if row is None:
+                return None
+            lots = tx.grant_lots(grant_id, lock=True)
+            now = tx.now()  # after the locks (see _void)
+            grant = self._read(row, now)
             if grant.status is bc.GrantStatus.VOIDED:
                 raise bc.ConflictError("a voided grant cannot be expired", provider=self.name)
             if grant.status is bc.GrantStatus.EXPIRED:
-                return None
+                return row
             if grant.effective_at is not None and now <= grant.effective_at:
                 raise bc.ConflictError(
                     "the grant is not effective yet and cannot expire before it starts; "
@@ -211,63 +322,59 @@ class LocalProvider(bc.Provider):
             request = row.request
             request.update(_truncated(grant, now))
             kept = len(request.get("schedule") or (None,))
-            changed: dict[str, Any] = {
-                "expires_at": _text(now), "request_json": json.dumps(request, sort_keys=True),
-                "consumed_json": json.dumps([str(c) for c in _used(row, grant)[:kept]])}
-            self._read(dataclasses.replace(row, **changed))  # validate before committing
-            return changed
-
-        def entries(db: Any, before: Row, after: Row) -> None:
+            request_json = json.dumps(request, sort_keys=True)
+            self._read(dataclasses.replace(row, expires_at=_text(now), request_json=request_json,
+                                           consumed=row.consumed[:kept]), now)  # validate first
             # Windows still to come are dropped: what they held expires now, as a row.
-            kept = len(after.request.get("schedule") or (None,))
-            windows = _windows(self._read(before), before)[kept:]
-            dropped = bc.exact_sum(amount - used for (_, amount, used) in windows)
+            dropped = bc.exact_sum(lot.remaining for lot in lots[kept:])
+            tx.set_grant(grant_id, request_json=request_json, expires_at=now)
+            tx.drop_windows(grant_id, kept)
+            last = lots[kept - 1]
+            if last.ends_before is None or last.ends_before > now:
+                tx.end_window(grant_id, kept - 1, now)
             if dropped:
-                Transaction(self._store, db).add_entry(
-                    after.customer_id, after.id, None, "expired", signed(dropped.copy_negate()),
-                    after.unit, _text(now) or "", None, _text(now) or "")
+                tx.add_entry(row.customer_id, row.id, None, "expired", dropped.copy_negate(),
+                             row.unit, now, None, now)
+            return tx.grant(grant_id)
 
-        row = yield bc.blocking(
-            lambda: self._store.update(grant_id, expire, entries), label="expire")
+        row = yield bc.blocking(self._tx(work), label="expire")
         return self._read(self._found(row, grant_id))
 
     # -- balances, ledger, updates, consumption ------------------------------------------
+
+    def _money(self, text: str) -> bc.Money:
+        """A unit stored as JSON, as zero ``Money`` (cached: a handful of units per ledger)."""
+        found = self._moneys.get(text)
+        if found is None:
+            found = bc.Money.model_validate({**json.loads(text), "amount": "0"})
+            self._moneys[text] = found
+        return found
 
     def _balance(
         self, customer_id: str, unit: str | None, at: datetime | None
     ) -> bc.Flow[list[bc.Balance]]:
         moment = at or self._clock()
-        rows, stored = yield bc.blocking(
-            lambda: self._store.customer_ledger(customer_id, None), label="balance")
-        used: dict[tuple[str, int], Decimal] = {}
-        with decimal.localcontext(bc.exact_context()):
-            for entry in stored:
-                if entry.kind == "consumed" and entry.grant_id and entry.segment is not None \
-                        and _moment(entry.at) <= moment:
-                    slot = (entry.grant_id, entry.segment)
-                    used[slot] = used.get(slot, Decimal(0)) - Decimal(entry.amount)
+        lots, later = yield bc.blocking(
+            lambda: self._call(lambda: self._store.balance_lots(customer_id, unit, moment)),
+            label="balance")
+        # What was left at ``moment``: what is left now, plus what was consumed after it.
+        back: dict[tuple[str, int], Decimal] = {}
         units: dict[str, bc.Money] = {}
         parts: dict[str, list[bc.BalancePart]] = {}
-        for row in rows:
-            if row.voided_at is not None and _moment(row.voided_at) <= moment:
-                continue
-            grant = self._read(row)
-            key = grant.amount.unit_key
-            if unit is not None and key != unit:
-                continue
-            units.setdefault(key, grant.amount)
-            for index, segment in enumerate(grant.segments):
-                open_now = segment.starts_at <= moment and (
-                    segment.ends_before is None or moment < segment.ends_before)
-                if not open_now:
+        with decimal.localcontext(bc.exact_context()):
+            for gid, segment, amount in later:
+                back[(gid, segment)] = back.get((gid, segment), Decimal(0)) + amount
+            for lot in lots:
+                if lot.unit not in units:
+                    units[lot.unit] = self._money(lot.money)
+                if not (lot.starts_at <= moment and (
+                        lot.ends_before is None or moment < lot.ends_before)):
                     continue
-                with decimal.localcontext(bc.exact_context()):
-                    usable = segment.amount - used.get((row.id, index), Decimal(0))
+                usable = lot.remaining + back.get((lot.grant_id, lot.idx), Decimal(0))
                 if usable > 0:
-                    parts.setdefault(key, []).append(bc.BalancePart(
-                        grant_id=row.id, usable=grant.amount.with_amount(usable),
-                        expires_at=segment.ends_before,
-                        priority=grant.priority))
+                    parts.setdefault(lot.unit, []).append(bc.BalancePart(
+                        grant_id=lot.grant_id, usable=units[lot.unit].with_amount(usable),
+                        expires_at=lot.ends_before, priority=lot.priority))
         if unit is not None and unit not in units:
             units[unit] = _unit_money(unit)
         return [
@@ -287,10 +394,27 @@ class LocalProvider(bc.Provider):
     ) -> bc.Flow[bc.LedgerPage]:
         now = self._clock()
         rows, stored = yield bc.blocking(
-            lambda: self._store.customer_ledger(customer_id, None), label="ledger")
+            lambda: self._call(lambda: self._store.customer_ledger(customer_id)), label="ledger")
         if grant_id is not None and not any(row.id == grant_id for row in rows):
             raise bc.NotFoundError(f"no grant {grant_id!r} of customer {customer_id!r}",
                                    provider=self.name, status=404)
+        keyed = self._keyed(rows, stored, now)
+        if grant_id is not None:
+            keyed = [(key, entry) for key, entry in keyed if entry.grant_id == grant_id]
+        after = tuple(json.loads(cursor)) if cursor else None
+        chosen = [
+            (key, entry) for key, entry in keyed
+            if (since is None or entry.at >= since) and (after is None or key > after)
+        ]
+        page = chosen[:DEFAULT_PAGE_SIZE]
+        more = len(chosen) > DEFAULT_PAGE_SIZE
+        return bc.LedgerPage([entry for _, entry in page],
+                             json.dumps(list(page[-1][0])) if more else None)
+
+    def _keyed(self, rows: list[Row], stored: list[EntryRow],
+               now: datetime) -> list[tuple[tuple[Any, ...], bc.LedgerEntry]]:
+        """A customer's whole ledger in order, with its keys, each entry with its running
+        balance."""
         grants = {row.id: (row, self._read(row)) for row in rows}
         keyed: list[tuple[tuple[Any, ...], bc.LedgerEntry]] = []
         for row_entry in stored:
@@ -310,22 +434,12 @@ class LocalProvider(bc.Provider):
         # and window still to come included (the sum of the ledger so far).
         running: dict[str, Decimal] = {}
         with decimal.localcontext(bc.exact_context()):
-            for i, (key, entry) in enumerate(keyed):
-                unit = entry.amount.unit_key
-                running[unit] = running.get(unit, Decimal(0)) + entry.amount.amount
-                keyed[i] = (key, entry.model_copy(update={
-                    "running_balance": entry.amount.with_amount(running[unit])}))
-        if grant_id is not None:
-            keyed = [(key, entry) for key, entry in keyed if entry.grant_id == grant_id]
-        after = tuple(json.loads(cursor)) if cursor else None
-        chosen = [
-            (key, entry) for key, entry in keyed
-            if (since is None or entry.at >= since) and (after is None or key > after)
-        ]
-        page = chosen[:DEFAULT_PAGE_SIZE]
-        more = len(chosen) > DEFAULT_PAGE_SIZE
-        return bc.LedgerPage([entry for _, entry in page],
-                             json.dumps(list(page[-1][0])) if more else None)
+            for i, (key, line) in enumerate(keyed):
+                unit = line.amount.unit_key
+                running[unit] = running.get(unit, Decimal(0)) + line.amount.amount
+                keyed[i] = (key, line.model_copy(update={
+                    "running_balance": line.amount.with_amount(running[unit])}))
+        return keyed
 
     def _entry(self, entry: EntryRow, money: bc.Money | None) -> bc.LedgerEntry:
         amount = (money or _unit_money(entry.unit)).with_amount(Decimal(entry.amount))
@@ -355,33 +469,40 @@ class LocalProvider(bc.Provider):
     def _update(self, grant_id: str, update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
         changes = update.changes()
 
-        def work(tx: Transaction) -> Row | None:
-            row = tx.grant(grant_id)
+        def work(tx: Tx) -> Row | None:
+            row = tx.grant(grant_id, lock=True)
             if row is None:
                 return None
             if row.voided_at is not None:
                 raise bc.ConflictError("a voided grant cannot be changed", provider=self.name)
+            lots = tx.grant_lots(grant_id, lock=True)
+            now = tx.now()  # after the locks (see _void)
             request = row.request
-            columns: dict[str, Any] = {}
             if "name" in changes:
                 request["name"] = changes["name"]
             if "metadata" in changes:
                 request["metadata"] = changes["metadata"] or {}
+            changed = row
             if "expires_at" in changes:
-                columns["expires_at"] = _text(changes["expires_at"])
-                request.update(self._new_expiry(tx, row, changes["expires_at"]))
-            columns["request_json"] = json.dumps(request, sort_keys=True)
-            self._read(dataclasses.replace(row, **columns))  # validate before committing
-            tx.set_columns(grant_id, columns)
+                changed = dataclasses.replace(changed, expires_at=_text(changes["expires_at"]))
+                request.update(self._new_expiry(tx, row, changes["expires_at"], now))
+            request_json = json.dumps(request, sort_keys=True)
+            self._read(dataclasses.replace(changed, request_json=request_json), now)  # validate
+            if "expires_at" in changes:
+                tx.set_grant(grant_id, request_json=request_json, expires_at=changes["expires_at"])
+                tx.end_window(grant_id, lots[-1].idx, changes["expires_at"])
+            else:
+                tx.set_grant(grant_id, request_json=request_json)
             return tx.grant(grant_id)
 
-        row = yield bc.blocking(lambda: self._store.transaction(work), label="update")
+        row = yield bc.blocking(self._tx(work), label="update")
         return self._read(self._found(row, grant_id))
 
-    def _new_expiry(self, tx: Transaction, row: Row, expires_at: datetime | None) -> dict[str, Any]:
+    def _new_expiry(self, tx: Tx, row: Row, expires_at: datetime | None,
+                    now: datetime) -> dict[str, Any]:
         """The request fields for a new end of the grant's (last) window; refused when credit
         was consumed from that window at or after the new end."""
-        grant = self._read(row)
+        grant = self._read(row, now)
         last = len(grant.segments) - 1
         if expires_at is not None and expires_at <= grant.segments[last].starts_at:
             raise bc.InvalidGrantError([bc.FieldProblem(
@@ -400,9 +521,25 @@ class LocalProvider(bc.Provider):
         segments[-1]["ends_before"] = _text(expires_at)
         return {"expires_at": _text(expires_at), "schedule": segments}
 
-    def _consume(self, usage: bc.Usage) -> bc.Flow[list[bc.LedgerEntry]]:
-        now = self._clock()
-        if usage.at > now:
+    def consume(
+        self, customer_id: str, amount: bc.Money, *, at: datetime | None = None, reference: str,
+        product_id: str | None = None,
+    ) -> list[bc.LedgerEntry]:
+        usage = self.prepare_usage(customer_id, amount, at=at, reference=reference,
+                                   product_id=product_id)
+        return self.runtime.run(self._consume(usage, at_now=at is None))
+
+    async def aconsume(
+        self, customer_id: str, amount: bc.Money, *, at: datetime | None = None, reference: str,
+        product_id: str | None = None,
+    ) -> list[bc.LedgerEntry]:
+        usage = self.prepare_usage(customer_id, amount, at=at, reference=reference,
+                                   product_id=product_id)
+        return await self.runtime.arun(self._consume(usage, at_now=at is None))
+
+    def _consume(self, usage: bc.Usage, at_now: bool = False) -> bc.Flow[list[bc.LedgerEntry]]:
+        """``at_now``: the usage was given no time; it takes the transaction's."""
+        if not at_now and usage.at > self._clock():
             raise bc.BadRequestError(
                 f"usage at {usage.at.isoformat()} is in the future; record usage when it "
                 "happens", provider=self.name)
@@ -416,67 +553,138 @@ class LocalProvider(bc.Provider):
         })  # not ``at``: a retry without one takes a new "now", and is still the same usage
         unit = usage.amount.unit_key
 
-        def work(tx: Transaction) -> tuple[list[Row], list[EntryRow]]:
+        def work(tx: Tx) -> tuple[list[bc.LedgerEntry], bool]:
+            """The entries, and whether their running balances are set (else: to read)."""
+            # Lock the customer's lots first: a second consume of this customer waits here,
+            # then finds the reference the first one recorded.
+            lots = tx.spendable_lots(usage.customer_id, unit)
             found = tx.usage(reference)
             if found is not None:
                 if found[1] != digest:
                     raise bc.ConflictError(
                         f"usage reference {reference!r} was applied before to other usage",
                         provider=self.name, code="reference_reused")
-                return tx.customer_rows(found[0]), tx.entries_for(reference)
-            rows = [r for r in tx.customer_rows(usage.customer_id)
-                    if r.voided_at is None and r.unit == unit]
-            grants = [self._read(r) for r in rows]
-            already = {(row.id, i): used for row, grant in zip(rows, grants, strict=True)
-                       for i, used in enumerate(_used(row, grant))}
-            plan = bc.allocate(grants, [usage], bc.LOCAL_ORDER, already=already, until=usage.at)
-            if plan.uncovered:
-                short = plan.uncovered[0][1]
+                stored = tx.entries_for(reference)
+                moneys = tx.moneys({e.grant_id for e in stored if e.grant_id})
+                return [self._entry(e, self._money(moneys[e.grant_id]) if e.grant_id in moneys
+                                    else None) for e in stored], False
+            now = tx.now()  # after the lock: no later transaction can be dated before it
+            at = now if at_now else usage.at
+            if at > now:
+                raise bc.BadRequestError(
+                    f"usage at {at.isoformat()} is in the future; record usage when it "
+                    "happens", provider=self.name)
+            draws, short = self._draws(tx, lots, usage, at)
+            if short > 0:
                 raise bc.ConflictError(
                     f"insufficient credit: {short} of {usage.amount} is not covered by "
-                    f"{usage.customer_id}'s grants at {usage.at.isoformat()}; nothing consumed",
+                    f"{usage.customer_id}'s grants at {at.isoformat()}; nothing consumed",
                     provider=self.name, code="insufficient_credit")
-            recorded = _text(now) or ""
-            totals = {row.id: _used(row, grant) for row, grant in zip(rows, grants, strict=True)}
-            for draw in plan.draws:
+            self._check_representable(tx, usage, draws)
+            # The running balance after each entry, as ``list_ledger`` reads it (the sum of the
+            # ledger up to it): when nothing in the ledger comes after ``at`` (usage now, the
+            # usual case), that is what the lots hold, windows still to come included, less
+            # windows ended before ``at`` (read as expired), less the draws so far. Backdated
+            # usage with later entries is read back after the transaction instead.
+            known = not tx.entries_after(usage.customer_id, unit, at) and not any(
+                lot.ends_before is not None and at < lot.ends_before <= now for lot in lots)
+            with decimal.localcontext(bc.exact_context()):
+                running = bc.exact_sum(lot.remaining for lot in lots
+                                       if lot.ends_before is None or lot.ends_before >= at)
+            entries: list[bc.LedgerEntry] = []
+            for lot, take in draws:
+                amount = take.copy_negate()
+                seq = tx.add_entry(usage.customer_id, lot.grant_id, lot.idx, "consumed", amount,
+                                   unit, at, reference, now)
                 with decimal.localcontext(bc.exact_context()):
-                    totals[draw.grant_id][draw.segment] += draw.amount
-            self._check_representable(usage, plan, rows, grants, totals)
-            for draw in plan.draws:
-                tx.add_entry(usage.customer_id, draw.grant_id, draw.segment, "consumed",
-                             signed(draw.amount.copy_negate()), unit, _text(usage.at) or "",
-                             reference, recorded)
-            for gid in {draw.grant_id for draw in plan.draws}:
-                tx.set_columns(gid, {"consumed_json": json.dumps([str(u) for u in totals[gid]])})
-            tx.add_usage(reference, usage.customer_id, digest, _text(usage.at) or "", recorded)
-            return rows, tx.entries_for(reference)
+                    tx.set_remaining(lot.grant_id, lot.idx, lot.remaining - take)
+                    running -= take
+                money = self._money(lot.money)
+                entries.append(bc.LedgerEntry(
+                    customer_id=usage.customer_id, grant_id=lot.grant_id,
+                    kind=bc.LedgerKind.CONSUMED, amount=money.with_amount(
+                        Decimal(signed(amount))), at=at, reference=reference,
+                    vendor_id=f"lle_{seq}",
+                    running_balance=money.with_amount(running) if known else None))
+            tx.add_usage(reference, usage.customer_id, digest, at, now)
+            return entries, known
 
-        rows, entries = yield bc.blocking(lambda: self._store.transaction(work), label="consume")
-        money = {row.id: self._read(row).amount for row in rows}
-        return [self._entry(e, money.get(e.grant_id or "")) for e in entries]
+        done: tuple[list[bc.LedgerEntry], bool] = yield bc.blocking(self._tx(work),
+                                                                    label="consume")
+        written, known = done
+        if known or not written:
+            return written
+        # Backdated usage, or a replay: the running balances as the ledger reads them.
+        rows, stored = yield bc.blocking(
+            lambda: self._call(lambda: self._store.customer_ledger(usage.customer_id)),
+            label="consume")
+        after = {entry.vendor_id: entry.running_balance
+                 for _, entry in self._keyed(rows, stored, self._clock())}
+        return [entry.model_copy(update={"running_balance": after.get(entry.vendor_id)})
+                for entry in written]
 
-    def _check_representable(self, usage: bc.Usage, plan: bc.Allocation, rows: list[Row],
-                             grants: list[bc.CreditGrant],
-                             totals: dict[str, list[Decimal]]) -> None:
+    def _draws(self, tx: Tx, lots: list[Lot], usage: bc.Usage,
+               at: datetime) -> tuple[list[tuple[Lot, Decimal]], Decimal]:
+        """Which lots pay for ``usage`` at ``at`` and how much each: ``LOCAL_ORDER``'s rules
+        (the engine's ``OrderRule.sort_part``) applied to lot rows, its tie-break (grant id,
+        then the window ending first, then the window's number) as ``allocate`` breaks ties;
+        a lot whose grant has a scope is tested with ``admits`` on the grant. Returns the
+        draws and what no lot could pay."""
+        product = usage.product_id
+        rules = bc.LOCAL_ORDER.rules
+        grants: dict[str, bc.CreditGrant] = {}
+        keyed = []
+        for lot in lots:
+            if not (lot.starts_at <= at and (lot.ends_before is None or at < lot.ends_before)):
+                continue
+            if not lot.admits_all:
+                if lot.grant_id not in grants:
+                    row = tx.grant(lot.grant_id)
+                    assert row is not None
+                    grants[lot.grant_id] = grant_of(row)
+                if not bc.admits(grants[lot.grant_id], usage):
+                    continue
+            view = _LotView(lot)
+            key = tuple(rule.sort_part(view, view, product) for rule in rules)  # type: ignore[arg-type]
+            keyed.append((key, lot.grant_id, (1, 0) if lot.ends_before is None
+                          else (0, lot.ends_before), lot.idx, lot))
+        keyed.sort(key=lambda item: item[:4])
+        need = usage.amount.amount
+        draws: list[tuple[Lot, Decimal]] = []
+        with decimal.localcontext(bc.exact_context()):
+            for *_, lot in keyed:
+                if need <= 0:
+                    break
+                take = min(need, lot.remaining)
+                need -= take
+                draws.append((lot, take))
+        return draws, need
+
+    def _check_representable(self, tx: Tx, usage: bc.Usage,
+                             draws: list[tuple[Lot, Decimal]]) -> None:
         """Refuse, before anything is written, a consumption whose entries or whose grants'
         remaining amounts are not amounts the model can hold (more than ``MAX_DIGITS``
         significant digits: 10^38 less 10^-40, say): written, they would make the customer's
         grants, balance and ledger unreadable."""
-        problems = [f"{draw.amount} drawn from grant {draw.grant_id}" for draw in plan.draws
-                    if not _representable(draw.amount, usage.amount)]
-        for row, grant in zip(rows, grants, strict=True):
-            for index, (segment, used) in enumerate(
-                    zip(grant.segments, totals[row.id], strict=False)):
+        problems = []
+        taken: dict[tuple[str, int], Decimal] = {}
+        for lot, take in draws:
+            if not _representable(take, usage.amount):
+                problems.append(f"{take} drawn from grant {lot.grant_id}")
+            with decimal.localcontext(bc.exact_context()):
+                left = lot.remaining - take
+            taken[(lot.grant_id, lot.idx)] = take
+            if not _representable(left, usage.amount):
+                problems.append(f"{left} left in window {lot.idx} of grant {lot.grant_id}")
+        if not problems:
+            # A grant's remaining balance sums its windows: read the others of a grant with
+            # several (one window: its balance is the window's, checked above).
+            for gid in {lot.grant_id for lot, _ in draws if lot.windows > 1}:
                 with decimal.localcontext(bc.exact_context()):
-                    left = segment.amount - used
-                if not _representable(left, usage.amount):
-                    problems.append(f"{left} left in window {index} of grant {row.id}")
-            if not problems:
-                try:  # the grant as it would be stored, its remaining balance included
-                    self._read(dataclasses.replace(row, consumed_json=json.dumps(
-                        [str(u) for u in totals[row.id]])))
-                except bc.InvalidGrantError:
-                    problems.append(f"the remaining balance of grant {row.id}")
+                    total = bc.exact_sum(w.remaining - taken.get((gid, w.idx), Decimal(0))
+                                         for w in tx.grant_lots(gid))
+                if not _representable(total, usage.amount):
+                    problems.append(f"the remaining balance of grant {gid}")
         if problems:
             from billing_credits._money import MAX_DIGITS
 
@@ -492,13 +700,10 @@ class LocalProvider(bc.Provider):
             raise bc.NotFoundError(f"no grant {grant_id!r}", provider=self.name, status=404)
         return row
 
-    def _read(self, row: Row) -> bc.CreditGrant:
-        """A stored row as a read-back grant, with status and balance as of now."""
-        now = self._clock()
-        request = row.request
-        grant = bc.CreditGrant.model_validate(
-            {**request, "idempotency_key": row.idempotency_key if row.key_supplied else None}
-        )
+    def _read(self, row: Row, now: datetime | None = None) -> bc.CreditGrant:
+        """A stored row as a read-back grant, with status and balance as of ``now``."""
+        now = now or self._clock()
+        grant = grant_of(row)
         status = bc.GrantStatus.VOIDED if row.voided_at is not None else grant.status_at(now)
         remaining = Decimal(0)
         if status is not bc.GrantStatus.VOIDED:
@@ -513,6 +718,20 @@ class LocalProvider(bc.Provider):
             "balance": grant.amount.with_amount(remaining),
             "created_at": row.created_at,
         })
+
+
+class _LotView:
+    """What ``LOCAL_ORDER``'s rules read from a grant and its window, from a lot row."""
+
+    __slots__ = ("created_at", "ends_before", "expires_at", "id", "priority", "starts_at")
+
+    def __init__(self, lot: Lot) -> None:
+        self.id = lot.grant_id
+        self.priority = lot.priority
+        self.created_at = lot.created_at
+        self.starts_at = lot.starts_at
+        self.ends_before = lot.ends_before
+        self.expires_at = lot.ends_before
 
 
 def _migrated_under(row: Row, key: str) -> bool:
@@ -558,7 +777,7 @@ def _representable(amount: Decimal, like: bc.Money) -> bool:
 
 def _used(row: Row, grant: bc.CreditGrant) -> list[Decimal]:
     """What was consumed from each window of ``grant`` (stored ``row``), one per window."""
-    used = row.consumed
+    used = list(row.consumed)
     count = len(grant.schedule or (None,))
     return (used + [Decimal(0)] * count)[:count]
 

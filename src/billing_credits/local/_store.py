@@ -1,88 +1,75 @@
-"""SQLite storage for the local provider: exact, versioned, safe across processes.
+"""Storage for the local provider: one relational design, two engines (SQLite, PostgreSQL).
 
-Amounts are stored as exact decimal text inside the grant's JSON and in their own column;
-the idempotency key is a UNIQUE column, so two processes racing with the same key get one row.
+Schema 3 (the design, the same on both engines):
+
+- ``grants``: one row per grant, its request as JSON (read back through the neutral model),
+  its idempotency key UNIQUE (two processes racing with one key get one row).
+- ``lots``: one row per access window of a grant, with what it holds (``amount``) and what is
+  left (``remaining``), updated in the transaction that consumes from it, and copies of what
+  consumption orders by (priority, creation, window), so ``consume`` and ``get_balance`` read
+  lots, never a grant model and never the history.
+- ``ledger``: every movement of credit (granted, consumed, voided, expired), indexed by
+  customer and time, by grant and by usage reference.
+- ``usage``: each consumed reference once (PRIMARY KEY): applying it again finds it.
+- ``meta``: the schema version (SQLite also keeps it in ``PRAGMA user_version``, which the
+  releases before schema 3 read, so they refuse a schema-3 file).
+
+Amounts are exact: PostgreSQL ``NUMERIC``; on SQLite exact decimal text (an amount may have
+38 significant digits and 40 places, more than SQLite's 64-bit integers hold as scaled
+integers, and SQLite's REAL is binary floating point), with the arithmetic done in Python's
+``Decimal`` under the exact context. ``Dialect`` holds the few differences: placeholders,
+types, row locks, the transaction's clock.
 """
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import json
-import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, TypeVar
 
 import billing_credits as bc
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-_MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE grants (
-        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-        id              TEXT NOT NULL UNIQUE,
-        customer_id     TEXT NOT NULL,
-        idempotency_key TEXT NOT NULL UNIQUE,
-        key_supplied    INTEGER NOT NULL,
-        request_hash    TEXT NOT NULL,
-        amount          TEXT NOT NULL,
-        unit            TEXT NOT NULL,
-        request_json    TEXT NOT NULL,
-        effective_at    TEXT NOT NULL,
-        expires_at      TEXT,
-        voided_at       TEXT,
-        created_at      TEXT NOT NULL
-    );
-    CREATE INDEX grants_by_customer ON grants (customer_id, seq);
-    """,
-    # 2: the credits ledger. Every movement of credit is a row (granted, consumed, voided, and
-    # expired when an expire drops windows still to come; credit left when a window ends is
-    # read as an expiry without a row). ``consumed_json`` holds, per access window of a
-    # grant, what has been consumed from it: the sum of its consumed rows, kept in the same
-    # transaction. ``usage`` holds each consumed reference once (UNIQUE): applying a
-    # reference again finds it.
-    2: """
-    ALTER TABLE grants ADD COLUMN consumed_json TEXT NOT NULL DEFAULT '[]';
-    CREATE TABLE ledger (
-        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-        customer_id TEXT NOT NULL,
-        grant_id    TEXT,
-        segment     INTEGER,
-        kind        TEXT NOT NULL,
-        amount      TEXT NOT NULL,
-        unit        TEXT NOT NULL,
-        at          TEXT NOT NULL,
-        reference   TEXT,
-        recorded_at TEXT NOT NULL
-    );
-    CREATE INDEX ledger_by_customer ON ledger (customer_id, at, seq);
-    CREATE INDEX ledger_by_grant ON ledger (grant_id, seq);
-    CREATE TABLE usage (
-        reference    TEXT PRIMARY KEY,
-        customer_id  TEXT NOT NULL,
-        request_hash TEXT NOT NULL,
-        at           TEXT NOT NULL,
-        recorded_at  TEXT NOT NULL
-    );
-    """,
-}
+T = TypeVar("T")
 
-_COLUMNS = (
-    "seq, id, customer_id, idempotency_key, key_supplied, request_hash, amount, unit, "
-    "request_json, effective_at, expires_at, voided_at, created_at, consumed_json"
-)
-_ENTRY_COLUMNS = "seq, customer_id, grant_id, segment, kind, amount, unit, at, reference, recorded_at"
+
+def text_time(moment: datetime | None) -> str | None:
+    """A moment as stored text: UTC, microseconds, one format (so text order is time order)."""
+    return None if moment is None else moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def moment(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def signed(amount: Decimal) -> str:
+    """Exact decimal text of an amount (zero always ``0``, never ``-0`` or ``0.00``)."""
+    return str(amount) if amount else "0"
+
+
+def request_hash(request: dict[str, Any]) -> str:
+    """A digest of what was asked, to tell an idempotent replay from a reused key."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class SchemaError(bc.ConfigurationError):
+    """The database was written by a newer version of billing-credits."""
+
+
+# -- rows ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Row:
-    """One stored grant, as text straight from the database."""
+    """One stored grant (times as stored text), with what was consumed from each window."""
 
     seq: int
     id: str
@@ -97,22 +84,39 @@ class Row:
     expires_at: str | None
     voided_at: str | None
     created_at: str
-    consumed_json: str = "[]"
+    consumed: tuple[Decimal, ...] = ()
 
     @property
     def request(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.request_json)
         return data
 
-    @property
-    def consumed(self) -> list[Decimal]:
-        """What has been consumed from each access window, exactly."""
-        return [Decimal(text) for text in json.loads(self.consumed_json)]
+
+@dataclass(frozen=True, slots=True)
+class Lot:
+    """One access window of a grant: what it holds and what is left, and what consumption
+    orders by. ``money`` is the grant's unit as JSON (a ``Money`` without its amount)."""
+
+    grant_id: str
+    idx: int
+    grant_seq: int
+    customer_id: str
+    unit: str
+    money: str
+    priority: Decimal | None
+    created_at: datetime
+    starts_at: datetime
+    ends_before: datetime | None
+    amount: Decimal
+    remaining: Decimal
+    voided_at: datetime | None
+    admits_all: bool
+    windows: int
 
 
 @dataclass(frozen=True)
 class EntryRow:
-    """One stored ledger row; ``amount`` is signed exact decimal text."""
+    """One stored ledger row; ``amount`` is signed exact decimal text, times stored text."""
 
     seq: int
     customer_id: str
@@ -126,309 +130,575 @@ class EntryRow:
     recorded_at: str
 
 
-def request_hash(request: dict[str, Any]) -> str:
-    """A digest of what was asked, to tell an idempotent replay from a reused key."""
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+# -- dialects --------------------------------------------------------------------------------
 
 
-class SchemaError(bc.ConfigurationError):
-    """The database was written by a newer version of billing-credits."""
+class Dialect:
+    """What differs between the engines. SQL is written once with ``?`` placeholders."""
+
+    name = "sqlite"
+    amount_type = "TEXT"
+    time_type = "TEXT"
+    serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    for_update = ""
+
+    def sql(self, text: str) -> str:
+        return text
+
+    def amount_in(self, value: Decimal | None) -> Any:
+        return None if value is None else signed(value)
+
+    def amount_out(self, value: Any) -> Decimal:
+        return Decimal(value)
+
+    def time_in(self, value: datetime | None) -> Any:
+        return text_time(value)
+
+    def time_out(self, value: Any) -> datetime:
+        return moment(value)
+
+    def text_out(self, value: Any) -> str:
+        """A stored time as the text every row carries."""
+        return str(value)
+
+    def positive(self, column: str) -> str:
+        return f"{column} != '0'"
+
+
+def schema(d: Dialect) -> list[str]:
+    """Schema 3, created whole on a new database."""
+    a, t = d.amount_type, d.time_type
+    return [
+        f"""CREATE TABLE grants (
+            seq             {d.serial},
+            id              TEXT NOT NULL UNIQUE,
+            customer_id     TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            key_supplied    INTEGER NOT NULL,
+            request_hash    TEXT NOT NULL,
+            amount          {a} NOT NULL,
+            unit            TEXT NOT NULL,
+            request_json    TEXT NOT NULL,
+            effective_at    {t} NOT NULL,
+            expires_at      {t},
+            voided_at       {t},
+            created_at      {t} NOT NULL)""",
+        "CREATE INDEX grants_by_customer ON grants (customer_id, seq)",
+        f"""CREATE TABLE ledger (
+            seq         {d.serial},
+            customer_id TEXT NOT NULL,
+            grant_id    TEXT,
+            segment     INTEGER,
+            kind        TEXT NOT NULL,
+            amount      {a} NOT NULL,
+            unit        TEXT NOT NULL,
+            at          {t} NOT NULL,
+            reference   TEXT,
+            recorded_at {t} NOT NULL)""",
+        "CREATE INDEX ledger_by_customer ON ledger (customer_id, at, seq)",
+        "CREATE INDEX ledger_by_grant ON ledger (grant_id, seq)",
+        f"""CREATE TABLE usage (
+            reference    TEXT PRIMARY KEY,
+            customer_id  TEXT NOT NULL,
+            request_hash TEXT NOT NULL,
+            at           {t} NOT NULL,
+            recorded_at  {t} NOT NULL)""",
+        *schema_3_additions(d),
+    ]
+
+
+def schema_3_additions(d: Dialect) -> list[str]:
+    """What schema 3 adds to schema 2: lots, the reference index, the meta table."""
+    a, t = d.amount_type, d.time_type
+    return [
+        f"""CREATE TABLE lots (
+            grant_id    TEXT NOT NULL,
+            idx         INTEGER NOT NULL,
+            grant_seq   BIGINT NOT NULL,
+            customer_id TEXT NOT NULL,
+            unit        TEXT NOT NULL,
+            money       TEXT NOT NULL,
+            priority    {a},
+            created_at  {t} NOT NULL,
+            starts_at   {t} NOT NULL,
+            ends_before {t},
+            amount      {a} NOT NULL,
+            remaining   {a} NOT NULL,
+            voided_at   {t},
+            admits_all  INTEGER NOT NULL,
+            windows     INTEGER NOT NULL,
+            PRIMARY KEY (grant_id, idx))""",
+        "CREATE INDEX lots_by_customer ON lots (customer_id, unit, grant_seq, idx)",
+        "CREATE INDEX ledger_by_reference ON ledger (reference) WHERE reference IS NOT NULL",
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        f"INSERT INTO meta (name, value) VALUES ('schema_version', '{SCHEMA_VERSION}')",  # noqa: S608
+    ]
+
+
+_GRANT = ("seq, id, customer_id, idempotency_key, key_supplied, request_hash, amount, unit, "
+          "request_json, effective_at, expires_at, voided_at, created_at")
+_LOT = ("grant_id, idx, grant_seq, customer_id, unit, money, priority, created_at, starts_at, "
+        "ends_before, amount, remaining, voided_at, admits_all, windows")
+_ENTRY = "seq, customer_id, grant_id, segment, kind, amount, unit, at, reference, recorded_at"
+
+
+# -- the store -------------------------------------------------------------------------------
+
+
+class Unavailable(Exception):  # noqa: N818 - mapped to bc.UnavailableError
+    """The database cannot be reached (raised by the engine layer, mapped by the provider to
+    ``UnavailableError``, or ``AuthenticationError`` when ``refused``: the server said no to
+    the credentials, which trying again will not change)."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class GrantStore:
-    """The grants table. Each method is one short transaction; thread-safe."""
+    """The ledger's tables on one engine. Each method is one short transaction; thread-safe.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            path, timeout=60, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._wal()
-        self._migrate()
+    ``clock`` gives the transactions' time on SQLite (read after the write lock is taken);
+    on PostgreSQL the server's ``clock_timestamp()`` is read after the rows are locked, unless
+    ``server_clock`` is false (an injected clock, in tests).
+    """
 
-    def _wal(self) -> None:
-        """Switch to write-ahead logging. Switching needs the database to itself, and SQLite
-        answers "locked" at once (without waiting) while another process opens it: retry."""
-        for attempt in range(200):
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or attempt == 199:
-                    raise
-                time.sleep(0.05)
+    dialect: Dialect
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.clock = clock
+
+    # engine hooks -------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _begin(self, write: bool) -> Iterator[Tx]:
+        raise NotImplementedError
+        yield  # pragma: no cover
 
-    def _migrate(self) -> None:
-        with self._write() as db:
-            version: int = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise SchemaError(
-                    f"{self.path} has schema version {version}; this billing-credits reads up "
-                    f"to {SCHEMA_VERSION}: upgrade billing-credits"
-                )
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                if target in _BACKFILL:
-                    _BACKFILL[target](db)
-                db.execute(f"PRAGMA user_version = {target}")
+    def close(self) -> None:
+        raise NotImplementedError
 
-    def _one(self, db: sqlite3.Connection, where: str, *args: Any) -> Row | None:
-        found = db.execute(f"SELECT {_COLUMNS} FROM grants WHERE {where}", args).fetchone()  # noqa: S608
-        return Row(*found) if found else None
+    def address(self) -> str:
+        """Where the ledger lives, for ``identity()`` (no secret in it)."""
+        raise NotImplementedError
 
-    def insert(self, row: Row, granted_at: str | None = None) -> tuple[Row, bool]:
-        """Insert ``row`` unless its idempotency key exists; return the stored row and
-        whether it is new. A new row gets its ``granted`` ledger entry in the same
-        transaction (at ``granted_at``, default its creation)."""
-        with self._write() as db:
-            existing = self._one(db, "idempotency_key = ?", row.idempotency_key)
-            if existing is not None:
+    def version(self) -> int:
+        """The schema version stored (0: an empty database)."""
+        raise NotImplementedError
+
+    def upgrade_steps(self) -> list[str]:
+        """What opening this database with this release does to it, one line a step."""
+        raise NotImplementedError
+
+    # transactions ------------------------------------------------------------------------
+
+    def transaction(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in one write transaction; any exception rolls everything back."""
+        with self._begin(True) as tx:
+            return work(tx)
+
+    def read(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in one read snapshot."""
+        with self._begin(False) as tx:
+            return work(tx)
+
+    # flows used outside a caller's transaction -------------------------------------------
+
+    def insert(self, row: Row, lots: Sequence[Lot], granted_at: str | None = None) -> tuple[Row, bool]:
+        """Insert ``row`` (with its lots and ``granted`` entry) unless its idempotency key
+        exists; return the stored row and whether it is new."""
+        def work(tx: Tx) -> tuple[Row, bool]:
+            seq = tx.insert_grant(row, lots, granted_at)
+            if seq is None:
+                existing = tx.grant_by_key(row.idempotency_key)
+                assert existing is not None
                 return existing, False
-            add_entry(db, row.customer_id, row.id, None, "granted", row.amount, row.unit,
-                      granted_at or row.created_at, None, row.created_at)
-            values = [getattr(row, name.strip()) for name in _COLUMNS.split(",")][1:]
-            db.execute(
-                f"INSERT INTO grants ({_COLUMNS.split(',', 1)[1]}) VALUES ({', '.join('?' * len(values))})",  # noqa: S608
-                values,
-            )
-            stored = self._one(db, "idempotency_key = ?", row.idempotency_key)
-            assert stored is not None
-            return stored, True
+            return Row(**{**row.__dict__, "seq": seq}), True
+        return self.transaction(work)
 
-    def insert_many(self, rows: list[Row]) -> list[Row | None]:
+    def insert_many(self, rows: Sequence[tuple[Row, Sequence[Lot]]]) -> list[Row | None]:
         """Insert every row whose idempotency key is new, in one transaction, each with its
-        ``granted`` ledger entry (as ``insert``). For each row: None when it was inserted, else
-        the row already stored under its key."""
-        keys = [row.idempotency_key for row in rows]
-        with self._write() as db:
-            existing: dict[str, Row] = {}
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                found = db.execute(
-                    f"SELECT {_COLUMNS} FROM grants WHERE idempotency_key IN "  # noqa: S608
-                    f"({', '.join('?' * len(chunk))})", chunk).fetchall()
-                existing.update((r[3], Row(*r)) for r in found)
+        lots and ``granted`` entry. For each: None when inserted, else the row stored under
+        its key."""
+        def work(tx: Tx) -> list[Row | None]:
+            existing = tx.grants_by_keys([row.idempotency_key for row, _ in rows])
             result: list[Row | None] = []
-            fresh: list[list[Any]] = []
-            granted: list[tuple[Any, ...]] = []
-            for row in rows:
+            fresh: list[tuple[Row, Sequence[Lot]]] = []
+            for row, lots in rows:
                 if row.idempotency_key in existing:
                     result.append(existing[row.idempotency_key])
                     continue
-                existing[row.idempotency_key] = row  # a key twice in one batch: one row
+                existing[row.idempotency_key] = row  # a key twice in one batch: one grant
                 result.append(None)
-                fresh.append([getattr(row, name.strip()) for name in _COLUMNS.split(",")][1:])
-                granted.append((row.customer_id, row.id, None, "granted", row.amount, row.unit,
-                                row.created_at, None, row.created_at))
-            if granted:
-                db.executemany(_INSERT_ENTRY, granted)
-            if fresh:
-                db.executemany(
-                    f"INSERT INTO grants ({_COLUMNS.split(',', 1)[1]}) "  # noqa: S608
-                    f"VALUES ({', '.join('?' * len(fresh[0]))})", fresh)
+                fresh.append((row, lots))
+            tx.insert_grants(fresh)
             return result
+        return self.transaction(work)
 
     def get(self, grant_id: str) -> Row | None:
-        with self._lock:
-            return self._one(self._db, "id = ?", grant_id)
+        return self.read(lambda tx: tx.grant(grant_id))
 
     def page(self, customer_id: str | None, after: int, limit: int) -> tuple[list[Row], bool]:
-        """Up to ``limit`` rows after sequence number ``after``, and whether more follow."""
-        with self._lock:
-            found = self._db.execute(
-                f"SELECT {_COLUMNS} FROM grants WHERE (?1 IS NULL OR customer_id = ?1) "  # noqa: S608
-                "AND seq > ?2 ORDER BY seq LIMIT ?3",
-                (customer_id, after, limit + 1),
-            ).fetchall()
-        rows = [Row(*r) for r in found]
+        """Up to ``limit`` grants after sequence number ``after``, and whether more follow."""
+        def work(tx: Tx) -> list[Row]:
+            if customer_id is None:
+                found = tx.all(f"SELECT {_GRANT} FROM grants WHERE seq > ? ORDER BY seq "  # noqa: S608
+                               "LIMIT ?", after, limit + 1)
+            else:
+                found = tx.all(f"SELECT {_GRANT} FROM grants WHERE customer_id = ? AND seq > ? "  # noqa: S608
+                               "ORDER BY seq LIMIT ?", customer_id, after, limit + 1)
+            return tx.with_consumed([tx.row(r) for r in found])
+        rows = self.read(work)
         return rows[:limit], len(rows) > limit
 
-    def update(
-        self,
-        grant_id: str,
-        change: Callable[[Row], dict[str, Any] | None],
-        entries: Callable[[sqlite3.Connection, Row, Row], None] | None = None,
-    ) -> Row | None:
-        """Apply ``change`` (row → columns to set, or None for no change) atomically; then
-        ``entries(db, before, after)`` writes ledger rows in the same transaction."""
-        with self._write() as db:
-            row = self._one(db, "id = ?", grant_id)
-            if row is None:
-                return None
-            columns = change(row)
-            if columns:
-                before = row
-                set_columns(db, grant_id, columns)
-                row = self._one(db, "id = ?", grant_id)
-                assert row is not None
-                if entries is not None:
-                    entries(db, before, row)
-            return row
+    def customer_ledger(self, customer_id: str) -> tuple[list[Row], list[EntryRow]]:
+        """A customer's grants and ledger rows, read in one snapshot."""
+        def work(tx: Tx) -> tuple[list[Row], list[EntryRow]]:
+            rows = tx.with_consumed([tx.row(r) for r in tx.all(
+                f"SELECT {_GRANT} FROM grants WHERE customer_id = ? ORDER BY seq",  # noqa: S608
+                customer_id)])
+            entries = [tx.entry(r) for r in tx.all(
+                f"SELECT {_ENTRY} FROM ledger WHERE customer_id = ? ORDER BY seq",  # noqa: S608
+                customer_id)]
+            return rows, entries
+        return self.read(work)
 
-    def transaction(self, work: Callable[[Transaction], T]) -> T:
-        """Run ``work`` in one write transaction (``BEGIN IMMEDIATE``: one writer at a time,
-        across processes); any exception rolls everything back."""
-        with self._write() as db:
-            return work(Transaction(self, db))
+    def balance_lots(self, customer_id: str, unit: str | None,
+                     at: datetime) -> tuple[list[Lot], list[tuple[str, int, Decimal]]]:
+        """The customer's lots (of ``unit``) not voided by ``at``, and the consumed entries
+        dated after ``at`` (grant, window, amount consumed): what was left at ``at`` is
+        ``remaining`` plus those. Both from one snapshot, both by index."""
+        d = self.dialect
 
-    def customer_rows(self, customer_id: str) -> list[Row]:
-        with self._lock:
-            return _customer_rows(self._db, customer_id)
-
-    def customer_ledger(
-        self, customer_id: str, grant_id: str | None
-    ) -> tuple[list[Row], list[EntryRow]]:
-        """A customer's grants and ledger rows (of one grant), read in one snapshot."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                rows = _customer_rows(self._db, customer_id)
-                found = self._db.execute(
-                    f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE customer_id = ?1 "  # noqa: S608
-                    "AND (?2 IS NULL OR grant_id = ?2) ORDER BY seq",
-                    (customer_id, grant_id),
-                ).fetchall()
-            finally:
-                self._db.execute("COMMIT")
-        return rows, [EntryRow(*r) for r in found]
-
-    def entries(self, customer_id: str, grant_id: str | None) -> list[EntryRow]:
-        """The stored ledger rows of a customer (of one grant), in the order written."""
-        with self._lock:
-            found = self._db.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE customer_id = ?1 "  # noqa: S608
-                "AND (?2 IS NULL OR grant_id = ?2) ORDER BY seq",
-                (customer_id, grant_id),
-            ).fetchall()
-        return [EntryRow(*r) for r in found]
+        def work(tx: Tx) -> tuple[list[Lot], list[tuple[str, int, Decimal]]]:
+            where = "customer_id = ? AND (voided_at IS NULL OR voided_at > ?)"
+            args: list[Any] = [customer_id, d.time_in(at)]
+            if unit is not None:
+                where += " AND unit = ?"
+                args.append(unit)
+            lots = [tx.lot(r) for r in tx.all(
+                f"SELECT {_LOT} FROM lots WHERE {where} ORDER BY grant_seq, idx", *args)]  # noqa: S608
+            later = [(r[0], r[1], -d.amount_out(r[2])) for r in tx.all(
+                "SELECT grant_id, segment, amount FROM ledger WHERE customer_id = ? AND at > ? "
+                "AND kind = 'consumed'", customer_id, d.time_in(at))] if lots else []
+            return lots, later
+        return self.read(work)
 
 
-T = TypeVar("T")
+class Tx:
+    """One transaction's statements, the same on both engines."""
 
-
-class Transaction:
-    """What a write transaction may do (see ``GrantStore.transaction``)."""
-
-    def __init__(self, store: GrantStore, db: sqlite3.Connection) -> None:
+    def __init__(self, store: GrantStore, cursor: Any, now: Callable[[], datetime]) -> None:
         self.store = store
-        self.db = db
+        self.d = store.dialect
+        self.cursor = cursor
+        self._now = now
 
-    def customer_rows(self, customer_id: str) -> list[Row]:
-        return _customer_rows(self.db, customer_id)
+    def now(self) -> datetime:
+        """The transaction's clock: call it after taking the locks the work needs."""
+        return self._now()
 
-    def grant(self, grant_id: str) -> Row | None:
-        return self.store._one(self.db, "id = ?", grant_id)
+    def run(self, sql: str, *args: Any) -> Any:
+        return self.cursor.execute(self.d.sql(sql), args)
 
-    def set_columns(self, grant_id: str, columns: dict[str, Any]) -> None:
-        set_columns(self.db, grant_id, columns)
+    def one(self, sql: str, *args: Any) -> Any:
+        return self.run(sql, *args).fetchone()
 
-    def add_entry(self, customer_id: str, grant_id: str | None, segment: int | None, kind: str,
-                  amount: str, unit: str, at: str, reference: str | None,
-                  recorded_at: str) -> None:
-        add_entry(self.db, customer_id, grant_id, segment, kind, amount, unit, at, reference,
-                  recorded_at)
+    def all(self, sql: str, *args: Any) -> list[Any]:
+        return list(self.run(sql, *args).fetchall())
+
+    # reading rows ------------------------------------------------------------------------
+
+    def row(self, r: Sequence[Any]) -> Row:
+        d = self.d
+        return Row(int(r[0]), r[1], r[2], r[3], bool(r[4]), r[5], str(d.amount_out(r[6])) if
+                   d.name != "sqlite" else r[6], r[7], r[8], d.text_out(r[9]),
+                   None if r[10] is None else d.text_out(r[10]),
+                   None if r[11] is None else d.text_out(r[11]), d.text_out(r[12]))
+
+    def lot(self, r: Sequence[Any]) -> Lot:
+        d = self.d
+        return Lot(r[0], int(r[1]), int(r[2]), r[3], r[4], r[5],
+                   None if r[6] is None else d.amount_out(r[6]), d.time_out(r[7]),
+                   d.time_out(r[8]), None if r[9] is None else d.time_out(r[9]),
+                   d.amount_out(r[10]), d.amount_out(r[11]),
+                   None if r[12] is None else d.time_out(r[12]), bool(r[13]), int(r[14]))
+
+    def entry(self, r: Sequence[Any]) -> EntryRow:
+        d = self.d
+        return EntryRow(int(r[0]), r[1], r[2], r[3], r[4], signed(d.amount_out(r[5])), r[6],
+                        d.text_out(r[7]), r[8], d.text_out(r[9]))
+
+    def with_consumed(self, rows: list[Row]) -> list[Row]:
+        """``rows`` with what was consumed from each of their windows (from their lots)."""
+        if not rows:
+            return rows
+        consumed: dict[str, dict[int, Decimal]] = {}
+        for start in range(0, len(rows), 500):
+            chunk = [row.id for row in rows[start:start + 500]]
+            with decimal.localcontext(bc.exact_context()):
+                for gid, idx, amount, remaining in self.all(
+                        "SELECT grant_id, idx, amount, remaining FROM lots WHERE grant_id IN "  # noqa: S608
+                        f"({', '.join('?' * len(chunk))})", *chunk):
+                    consumed.setdefault(gid, {})[int(idx)] = (
+                        self.d.amount_out(amount) - self.d.amount_out(remaining))
+        result = []
+        for row in rows:
+            windows = consumed.get(row.id, {})
+            result.append(Row(**{**row.__dict__, "consumed": tuple(
+                windows[i] for i in sorted(windows))}))
+        return result
+
+    def grant(self, grant_id: str, *, lock: bool = False) -> Row | None:
+        found = self.one(f"SELECT {_GRANT} FROM grants WHERE id = ?"  # noqa: S608
+                         + (self.d.for_update if lock else ""), grant_id)
+        return self.with_consumed([self.row(found)])[0] if found else None
+
+    def grant_by_key(self, key: str) -> Row | None:
+        found = self.one(f"SELECT {_GRANT} FROM grants WHERE idempotency_key = ?", key)  # noqa: S608
+        return self.with_consumed([self.row(found)])[0] if found else None
+
+    def grants_by_keys(self, keys: Sequence[str]) -> dict[str, Row]:
+        found: dict[str, Row] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start:start + 500])
+            rows = [self.row(r) for r in self.all(
+                f"SELECT {_GRANT} FROM grants WHERE idempotency_key IN "  # noqa: S608
+                f"({', '.join('?' * len(chunk))})", *chunk)]
+            found.update((row.idempotency_key, row) for row in self.with_consumed(rows))
+        return found
+
+    def insert_grants(self, rows: Sequence[tuple[Row, Sequence[Lot]]]) -> None:
+        """Insert new grants (keys known to be new) with their lots and ``granted`` entries,
+        a statement per table for the whole batch."""
+        if not rows:
+            return
+        d = self.d
+        self.cursor.executemany(d.sql(
+            "INSERT INTO grants (id, customer_id, idempotency_key, key_supplied, request_hash, "
+            "amount, unit, request_json, effective_at, expires_at, voided_at, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            [(row.id, row.customer_id, row.idempotency_key, int(row.key_supplied),
+              row.request_hash, d.amount_in(Decimal(row.amount)), row.unit, row.request_json,
+              d.time_in(moment(row.effective_at)), d.time_in(_maybe(row.expires_at)),
+              d.time_in(_maybe(row.voided_at)), d.time_in(moment(row.created_at)))
+             for row, _ in rows])
+        seqs: dict[str, int] = {}
+        for start in range(0, len(rows), 500):
+            chunk = [row.id for row, _ in rows[start:start + 500]]
+            seqs.update((gid, int(seq)) for gid, seq in self.all(
+                f"SELECT id, seq FROM grants WHERE id IN ({', '.join('?' * len(chunk))})",  # noqa: S608
+                *chunk))
+        self.add_lots([Lot(**{**_lot_fields(lot), "grant_seq": seqs[row.id]})
+                       for row, lots in rows for lot in lots])
+        self.cursor.executemany(d.sql(
+            "INSERT INTO ledger (customer_id, grant_id, segment, kind, amount, unit, at, "
+            "reference, recorded_at) VALUES (?, ?, NULL, 'granted', ?, ?, ?, NULL, ?)"),
+            [(row.customer_id, row.id, d.amount_in(Decimal(row.amount)), row.unit,
+              d.time_in(moment(row.created_at)), d.time_in(moment(row.created_at)))
+             for row, _ in rows])
+
+    def grant_lots(self, grant_id: str, *, lock: bool = False) -> list[Lot]:
+        return [self.lot(r) for r in self.all(
+            f"SELECT {_LOT} FROM lots WHERE grant_id = ? ORDER BY idx"  # noqa: S608
+            + (self.d.for_update if lock else ""), grant_id)]
+
+    def spendable_lots(self, customer_id: str, unit: str) -> list[Lot]:
+        """The customer's lots in ``unit`` with credit left, of grants not voided, in grant
+        order; locked (PostgreSQL: ``FOR UPDATE``; SQLite: the write lock already held)."""
+        return [self.lot(r) for r in self.all(
+            f"SELECT {_LOT} FROM lots WHERE customer_id = ? AND unit = ? AND voided_at IS NULL "  # noqa: S608
+            f"AND {self.d.positive('remaining')} ORDER BY grant_seq, idx{self.d.for_update}",
+            customer_id, unit)]
+
+    def entries_after(self, customer_id: str, unit: str, at: datetime) -> bool:
+        """Whether the customer's ledger holds an entry in ``unit`` that a ledger listing puts
+        after a consumption at ``at``: a later one, or one at ``at`` that sorts after
+        consumptions (adjusted, expired, voided)."""
+        moment = self.d.time_in(at)
+        return self.one(
+            "SELECT 1 FROM ledger WHERE customer_id = ? AND unit = ? AND (at > ? OR (at = ? "
+            "AND kind IN ('adjusted', 'expired', 'voided'))) LIMIT 1",
+            customer_id, unit, moment, moment) is not None
+
+    def moneys(self, grant_ids: set[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for gid in grant_ids:
+            r = self.one("SELECT money FROM lots WHERE grant_id = ? AND idx = 0", gid)
+            if r is not None:
+                found[gid] = r[0]
+        return found
 
     def usage(self, reference: str) -> tuple[str, str] | None:
         """(customer id, request hash) of the usage recorded under ``reference``."""
-        found = self.db.execute(
-            "SELECT customer_id, request_hash FROM usage WHERE reference = ?", (reference,)
-        ).fetchone()
+        found = self.one("SELECT customer_id, request_hash FROM usage WHERE reference = ?",
+                         reference)
         return (found[0], found[1]) if found else None
 
-    def add_usage(self, reference: str, customer_id: str, digest: str, at: str,
-                  recorded_at: str) -> None:
-        self.db.execute(
-            "INSERT INTO usage (reference, customer_id, request_hash, at, recorded_at) "
-            "VALUES (?, ?, ?, ?, ?)", (reference, customer_id, digest, at, recorded_at))
+    def entries_for(self, reference: str) -> list[EntryRow]:
+        return [self.entry(r) for r in self.all(
+            f"SELECT {_ENTRY} FROM ledger WHERE reference = ? AND kind = 'consumed' "  # noqa: S608
+            "ORDER BY seq", reference)]
 
     def grant_entries(self, grant_id: str) -> list[EntryRow]:
-        found = self.db.execute(
-            f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE grant_id = ? ORDER BY seq",  # noqa: S608
-            (grant_id,)).fetchall()
-        return [EntryRow(*r) for r in found]
+        return [self.entry(r) for r in self.all(
+            f"SELECT {_ENTRY} FROM ledger WHERE grant_id = ? ORDER BY seq", grant_id)]  # noqa: S608
 
-    def entries_for(self, reference: str) -> list[EntryRow]:
-        found = self.db.execute(
-            f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE reference = ? "  # noqa: S608
-            "AND kind = 'consumed' ORDER BY seq", (reference,)).fetchall()
-        return [EntryRow(*r) for r in found]
+    # writing -----------------------------------------------------------------------------
+
+    def insert_grant(self, row: Row, lots: Sequence[Lot], granted_at: str | None) -> int | None:
+        """Insert a grant with its lots and ``granted`` entry; None when its key exists."""
+        d = self.d
+        found = self.one(
+            "INSERT INTO grants (id, customer_id, idempotency_key, key_supplied, request_hash, "
+            "amount, unit, request_json, effective_at, expires_at, voided_at, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq",
+            row.id, row.customer_id, row.idempotency_key, int(row.key_supplied),
+            row.request_hash, d.amount_in(Decimal(row.amount)), row.unit, row.request_json,
+            d.time_in(moment(row.effective_at)), d.time_in(_maybe(row.expires_at)),
+            d.time_in(_maybe(row.voided_at)), d.time_in(moment(row.created_at)))
+        if found is None:
+            return None
+        seq = int(found[0])
+        self.add_lots([Lot(**{**_lot_fields(lot), "grant_seq": seq}) for lot in lots])
+        self.add_entry(row.customer_id, row.id, None, "granted", Decimal(row.amount), row.unit,
+                       moment(granted_at or row.created_at), None, moment(row.created_at))
+        return seq
+
+    def add_lots(self, lots: Sequence[Lot]) -> None:
+        d = self.d
+        self.cursor.executemany(d.sql(
+            f"INSERT INTO lots ({_LOT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),  # noqa: S608
+            [(lot.grant_id, lot.idx, lot.grant_seq, lot.customer_id, lot.unit, lot.money,
+              d.amount_in(lot.priority), d.time_in(lot.created_at), d.time_in(lot.starts_at),
+              d.time_in(lot.ends_before), d.amount_in(lot.amount), d.amount_in(lot.remaining),
+              d.time_in(lot.voided_at), int(lot.admits_all), lot.windows) for lot in lots])
+
+    def set_remaining(self, grant_id: str, idx: int, remaining: Decimal) -> None:
+        self.run("UPDATE lots SET remaining = ? WHERE grant_id = ? AND idx = ?",
+                 self.d.amount_in(remaining), grant_id, idx)
+
+    def set_grant(self, grant_id: str, *, request_json: str | None = None,
+                  expires_at: datetime | bool | None = False,
+                  voided_at: datetime | None = None) -> None:
+        """Set the columns given (``expires_at=False``: unchanged; None: never)."""
+        d = self.d
+        sets: list[str] = []
+        args: list[Any] = []
+        if request_json is not None:
+            sets.append("request_json = ?")
+            args.append(request_json)
+        if expires_at is not False:
+            sets.append("expires_at = ?")
+            args.append(d.time_in(expires_at if isinstance(expires_at, datetime) else None))
+        if voided_at is not None:
+            sets.append("voided_at = ?")
+            args.append(d.time_in(voided_at))
+            self.run("UPDATE lots SET voided_at = ? WHERE grant_id = ?", d.time_in(voided_at),
+                     grant_id)
+        if sets:
+            self.run(f"UPDATE grants SET {', '.join(sets)} WHERE id = ?", *args, grant_id)  # noqa: S608
+
+    def end_window(self, grant_id: str, idx: int, ends_before: datetime | None) -> None:
+        self.run("UPDATE lots SET ends_before = ? WHERE grant_id = ? AND idx = ?",
+                 self.d.time_in(ends_before), grant_id, idx)
+
+    def drop_windows(self, grant_id: str, kept: int) -> None:
+        """Drop the grant's windows from number ``kept`` on (an expire)."""
+        self.run("DELETE FROM lots WHERE grant_id = ? AND idx >= ?", grant_id, kept)
+        self.run("UPDATE lots SET windows = ? WHERE grant_id = ?", kept, grant_id)
+
+    def add_entry(self, customer_id: str, grant_id: str | None, segment: int | None, kind: str,
+                  amount: Decimal, unit: str, at: datetime, reference: str | None,
+                  recorded_at: datetime) -> int:
+        d = self.d
+        found = self.one(
+            "INSERT INTO ledger (customer_id, grant_id, segment, kind, amount, unit, at, "
+            "reference, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+            customer_id, grant_id, segment, kind, d.amount_in(amount), unit, d.time_in(at),
+            reference, d.time_in(recorded_at))
+        return int(found[0])
+
+    def add_usage(self, reference: str, customer_id: str, digest: str, at: datetime,
+                  recorded_at: datetime) -> None:
+        self.run("INSERT INTO usage (reference, customer_id, request_hash, at, recorded_at) "
+                 "VALUES (?, ?, ?, ?, ?)", reference, customer_id, digest,
+                 self.d.time_in(at), self.d.time_in(recorded_at))
 
 
-def _customer_rows(db: sqlite3.Connection, customer_id: str) -> list[Row]:
-    found = db.execute(
-        f"SELECT {_COLUMNS} FROM grants WHERE customer_id = ? ORDER BY seq",  # noqa: S608
-        (customer_id,)).fetchall()
-    return [Row(*r) for r in found]
+def _maybe(text: str | None) -> datetime | None:
+    return None if text is None else moment(text)
 
 
-def set_columns(db: sqlite3.Connection, grant_id: str, columns: dict[str, Any]) -> None:
-    assignments = ", ".join(f"{name} = ?" for name in columns)
-    db.execute(
-        f"UPDATE grants SET {assignments} WHERE id = ?",  # noqa: S608
-        [*columns.values(), grant_id],
-    )
+def _lot_fields(lot: Lot) -> dict[str, Any]:
+    return {name: getattr(lot, name) for name in Lot.__slots__}
 
 
-_INSERT_ENTRY = ("INSERT INTO ledger (customer_id, grant_id, segment, kind, amount, unit, at, "
-                 "reference, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+def _refuse_newer(version: int, where: str) -> None:
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"{where} has schema version {version}; this billing-credits reads up to "
+            f"{SCHEMA_VERSION}: upgrade billing-credits")
 
 
-def add_entry(db: sqlite3.Connection, customer_id: str, grant_id: str | None,
-              segment: int | None, kind: str, amount: str, unit: str, at: str,
-              reference: str | None, recorded_at: str) -> None:
-    db.execute(_INSERT_ENTRY,
-               (customer_id, grant_id, segment, kind, amount, unit, at, reference, recorded_at))
+def _steps(version: int, counts: dict[str, int], where: str) -> list[str]:
+    _refuse_newer(version, where)
+    if version == SCHEMA_VERSION:
+        return [f"{where} is at schema {version}: nothing to do"]
+    if version == 0:
+        return [f"{where}: create schema {SCHEMA_VERSION} (grants, lots, ledger, usage, meta)"]
+    steps = [f"{where} is at schema {version}: upgrade to {SCHEMA_VERSION} in one transaction "
+             "(all of it or nothing)"]
+    if version < 2:
+        steps.append(f"schema 2: add the ledger and usage tables; a granted entry for each of "
+                     f"{counts.get('grants', 0)} grants and a voided entry for each voided one")
+    steps += [
+        f"schema 3: one lot per access window of {counts.get('grants', 0)} grants, with what "
+        "is left in it (the window's amount less what its consumed entries took)",
+        "schema 3: drop grants.consumed_json (now the lots); index ledger.reference; "
+        "record the version in a meta table",
+        f"kept as they are: {counts.get('ledger', 0)} ledger entries and "
+        f"{counts.get('usage', 0)} usage references",
+    ]
+    return steps
 
 
-def signed(amount: Decimal) -> str:
-    """Exact decimal text of a ledger amount (never ``-0``)."""
-    return str(amount) if amount else "0"
+def grant_of(row: Row) -> bc.CreditGrant:
+    """The neutral grant a row asked for (its request; no read-back fields)."""
+    return bc.CreditGrant.model_validate(
+        {**row.request, "idempotency_key": row.idempotency_key if row.key_supplied else None})
 
 
-def _backfill_ledger(db: sqlite3.Connection) -> None:
-    """Version 2 on a database written by version 1: a ``granted`` entry for every grant and a
-    ``voided`` entry for every voided one (what was left in its windows not ended by then).
-    Version 1 recorded no usage, so nothing was consumed."""
-    from datetime import datetime
-
-    rows = [Row(*r) for r in db.execute(f"SELECT {_COLUMNS} FROM grants ORDER BY seq")]  # noqa: S608
-    for row in rows:
-        add_entry(db, row.customer_id, row.id, None, "granted", row.amount, row.unit,
-                  row.created_at, None, row.created_at)
-        request = row.request
-        segments = request.get("schedule") or [
-            {"amount": request["amount"]["amount"], "ends_before": request.get("expires_at")}]
-        consumed = json.dumps(["0"] * len(segments))
-        set_columns(db, row.id, {"consumed_json": consumed})
-        if row.voided_at is None:
-            continue
-        voided = datetime.fromisoformat(row.voided_at)
-        left = bc.exact_sum(
-            Decimal(str(s["amount"])) for s in segments
-            if s.get("ends_before") is None or datetime.fromisoformat(s["ends_before"]) > voided)
-        add_entry(db, row.customer_id, row.id, None, "voided", signed(left.copy_negate()), row.unit,
-                  row.voided_at, None, row.voided_at)
+def money_json(money: bc.Money) -> str:
+    data = money.model_dump(mode="json")
+    data.pop("amount")
+    return json.dumps(data, sort_keys=True)
 
 
-_BACKFILL: dict[int, Callable[[sqlite3.Connection], None]] = {2: _backfill_ledger}
+def admits_all(grant: bc.CreditGrant) -> bool:
+    """Whether the grant's scope admits all usage (``billing_credits.admits`` without a test)."""
+    return grant.scope.is_all_usage or grant.scope.kinds() == {"metered_prices_only"}
+
+
+def lots_of(row: Row, grant: bc.CreditGrant, consumed: Sequence[Decimal] = ()) -> list[Lot]:
+    """The lots of a stored grant: one per access window, less what was consumed from it."""
+    money = money_json(grant.amount)
+    every = admits_all(grant)
+    created = moment(row.created_at)
+    voided = _maybe(row.voided_at)
+    segments = grant.segments
+    lots = []
+    for index, segment in enumerate(segments):
+        used = consumed[index] if index < len(consumed) else Decimal(0)
+        with decimal.localcontext(bc.exact_context()):
+            left = segment.amount - used
+        lots.append(Lot(row.id, index, row.seq, row.customer_id, row.unit, money,
+                        grant.priority, created, segment.starts_at, segment.ends_before,
+                        segment.amount, left, voided, every, len(segments)))
+    return lots
+
+
+
+def is_url(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
