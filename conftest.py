@@ -49,6 +49,10 @@ SLOW = (
     "tests/migration/test_stripe_target.py::test_one_listing_per_customer_and_a_late_rerun",
     "providers/metronome/tests/test_metronome_money_safety.py::test_cli_setup",
     "tests/test_fakes.py::test_rate_limit_window_slides",
+    "tests/test_consumption.py::test_the_neutral_grant_examples_draw_on_their_grants",
+    "tests/local/test_credentials.py::test_an_url_given_through_the_environment_is_masked_too",
+    "tests/local/test_lot_order.py::test_consume_draws_what_the_engine_draws",
+    "tests/test_money.py::test_money_json_round_trip_is_exact",
     # property tests with many examples
     "tests/test_fuzz.py",
     "tests/test_consumption.py::test_consumed_plus_expired_plus_remaining_is_granted_exactly",
