@@ -87,7 +87,7 @@ def ledger_(provider: str, settings: tuple[str, ...], as_json: bool, customer: s
     Each entry: when, what, the signed amount, the customer's balance in that unit after it
     (where the provider reports one), the grant and the reference; on a narrow terminal the
     grant and the reference go on a second line."""
-    from ._tables import GAP, Stream, echo_all, fields_lines, width
+    from ._tables import Stream, echo_all, fields_lines, width
 
     since = _moment_option(since_text, "--since")
     with _open(provider, settings) as opened:
@@ -102,9 +102,7 @@ def ledger_(provider: str, settings: tuple[str, ...], as_json: bool, customer: s
                 continue
             cells = _ledger_cells(entry)
             if table is None:  # one line per entry if the first one fits, else two
-                one = Stream(_ledger_columns(False))
-                one._layout([cells])
-                two_lines = sum(one.widths.values()) + len(GAP) * 5 > width()
+                two_lines = Stream(_ledger_columns(False)).width_of([cells]) > width()
                 table = Stream(_ledger_columns(two_lines))
             table.print([cells], header=count == 1)
             if two_lines:

@@ -105,6 +105,12 @@ class Stream:
         self.keep = keep
         self.widths = {i: need[i] for i in keep}
 
+    def width_of(self, rows: Sequence[Sequence[str]]) -> int:
+        """How wide ``rows`` print with every column shown (none dropped, none cut)."""
+        return len(self.indent) + sum(
+            max([len(c.header), c.least] + [len(row[i]) for row in rows])
+            for i, c in enumerate(self.columns)) + len(GAP) * (len(self.columns) - 1)
+
     def _line(self, cells: Sequence[str]) -> str:
         assert self.keep is not None
         out = []
