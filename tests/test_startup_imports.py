@@ -16,7 +16,7 @@ import sys
 
 # The vendor SDKs, the HTTP client (and rich, which httpx's command line pulls in), pydantic
 # (no model is built to describe a provider).
-HEAVY = {"stripe", "httpx", "requests", "metronome", "rich", "pydantic", "pydantic_core"}
+HEAVY = {"stripe", "httpx", "requests", "metronome", "orb", "rich", "pydantic", "pydantic_core"}
 
 # Everything `billing-credits providers` prints (and --json), read from every provider class.
 READ_EVERY_PROVIDER = """
@@ -40,10 +40,12 @@ import json, sys
 from click.testing import CliRunner
 from billing_credits.cli import cli
 
-for args in (["providers"], ["providers", "--json"], ["providers", "stripe"]):
+outputs = []
+for args in (["providers"], ["providers", "--json"], ["providers", "stripe"], ["providers", "orb"]):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, (args, result.output)
-print(json.dumps({"output": result.output,
+    outputs.append(result.output)
+print(json.dumps({"output": outputs[2], "orb": outputs[3],
                   "loaded": sorted({m.split(".")[0] for m in sys.modules})}))
 """
 
@@ -60,15 +62,17 @@ def test_reading_every_installed_provider_class_imports_no_sdk_httpx_nor_pydanti
     answer = run(READ_EVERY_PROVIDER)
     names = answer["providers"]
     assert isinstance(names, list)
-    assert {"local", "stripe", "metronome", "metronome-plans"} <= set(names)
+    assert {"local", "stripe", "metronome", "metronome-plans", "orb"} <= set(names)
     loaded = set(answer["loaded"])  # type: ignore[call-overload]
-    assert {"billing_credits_stripe", "billing_credits_metronome"} <= loaded
+    assert {"billing_credits_stripe", "billing_credits_metronome", "billing_credits_orb"} <= loaded
     assert not loaded & HEAVY, sorted(loaded & HEAVY)
 
 
 def test_the_providers_command_imports_no_sdk_httpx_nor_pydantic() -> None:
     answer = run(RUN_THE_COMMAND)
     assert "api_key" in str(answer["output"])  # the stripe provider's settings were printed
+    for setting in ("api_key", "ORB_API_KEY", "base_url", "ORB_BASE_URL", "ORB_CUSTOMER_IDS"):
+        assert setting in str(answer["orb"])  # `billing-credits providers orb` lists them
     loaded = set(answer["loaded"])  # type: ignore[call-overload]
     assert not loaded & HEAVY, sorted(loaded & HEAVY)
 
@@ -82,8 +86,9 @@ before = sorted({m.split(".")[0] for m in sys.modules})
 stripe = bc.get_provider("stripe", api_key="sk_test_startup")
 metronome = bc.get_provider("metronome-plans", bearer_token="startup-token")
 metronome._http.client  # the sync httpx client is made on first use
-stripe.close(); metronome.close()
+orb = bc.get_provider("orb", api_key="orb_test_startup")
+stripe.close(); metronome.close(); orb.close()
 print(json.dumps({"before": before, "loaded": sorted({m.split(".")[0] for m in sys.modules})}))
 """)
     assert not set(answer["before"]) & HEAVY  # type: ignore[call-overload]
-    assert {"stripe", "httpx"} <= set(answer["loaded"])  # type: ignore[call-overload]
+    assert {"stripe", "httpx", "orb"} <= set(answer["loaded"])  # type: ignore[call-overload]

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Self
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from ._base import NeutralModel, exact_decimal
-from ._model import UtcDatetime
+from ._model import Category, UtcDatetime
 from ._money import Money, exact_json
 
 __all__ = [
@@ -82,6 +82,13 @@ class Balance(_RawNotCompared):
     invoices will still deduct from it (zero when there are none or the vendor does not say:
     ``source`` names the vendor field or endpoint read, so a reader can tell). ``parts`` splits
     ``usable`` by grant where the vendor reports it.
+
+    ``uninvoiced_usage_deducted`` says whether usage recorded but not yet invoiced has been
+    taken off ``usable``: True, False (the vendor's figure does not deduct it: the customer
+    may hold less than ``usable``), or None (the vendor does not say). ``notes`` are
+    statements, in plain words, about what the figures include or leave out (entries dated
+    after ``as_of``, credit expired but not yet posted, ...), so a reader need not know the
+    vendor's documentation.
     """
 
     customer_id: _NonEmpty
@@ -90,6 +97,8 @@ class Balance(_RawNotCompared):
     parts: tuple[BalancePart, ...] = ()
     as_of: UtcDatetime
     source: str
+    uninvoiced_usage_deducted: bool | None = None
+    notes: tuple[str, ...] = ()
     raw: dict[str, Any] | None = Field(default=None, repr=False)
 
     @model_validator(mode="after")
@@ -152,11 +161,14 @@ class LedgerEntry(_RawNotCompared):
 class GrantUpdate(NeutralModel):
     """What to change on an existing grant. Only the fields explicitly given are sent
     (``model_fields_set``): ``GrantUpdate(expires_at=None)`` means "never expire", while
-    ``GrantUpdate()`` changes nothing."""
+    ``GrantUpdate()`` changes nothing. ``category`` / ``category_label`` as on ``CreditGrant``
+    (where the vendor lets them change)."""
 
     expires_at: UtcDatetime | None = None
     name: str | None = None
     metadata: dict[str, str] | None = None
+    category: Category | None = None
+    category_label: str | None = None
 
     def changes(self) -> dict[str, Any]:
         """The fields to change, by name, with their new values."""
@@ -164,14 +176,16 @@ class GrantUpdate(NeutralModel):
 
 
 class Usage(NeutralModel):
-    """Usage to pay for with credit: ``amount`` (> 0) at ``at``, for ``product_id`` where the
-    grants' scope matters; ``reference`` makes recording it idempotent."""
+    """Usage to pay for with credit: ``amount`` (> 0) at ``at``, for ``product_id`` (and
+    ``contract_id``, the contract it is billed under) where the grants' scope matters;
+    ``reference`` makes recording it idempotent."""
 
     customer_id: _NonEmpty
     amount: Money
     at: UtcDatetime
     product_id: str | None = None
     reference: str | None = None
+    contract_id: str | None = None
 
     @field_validator("amount")
     @classmethod

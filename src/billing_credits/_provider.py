@@ -27,7 +27,7 @@ from .consumption._engine import ConsumptionOrder
 
 if TYPE_CHECKING:  # the models load when first needed, not with the class
     from ._ledger import Balance, GrantUpdate, LedgerEntry, LedgerPage, Usage
-    from ._model import Adjustment, CreditGrant
+    from ._model import Adjustment, Category, CreditGrant
     from ._money import Money
 
 __all__ = ["UNSET", "ListQuery", "OnUnreadable", "Page", "Provider", "Setting", "read_items"]
@@ -504,6 +504,8 @@ class Provider(abc.ABC):
         expires_at: datetime | _Unset | None = UNSET,
         name: str | _Unset | None = UNSET,
         metadata: Mapping[str, str] | _Unset | None = UNSET,
+        category: Category | str | _Unset | None = UNSET,
+        category_label: str | _Unset | None = UNSET,
     ) -> GrantUpdate:
         """Validate an update and check it against ``capabilities`` (no I/O)."""
         from ._ledger import GrantUpdate
@@ -511,12 +513,13 @@ class Provider(abc.ABC):
         self._require_flow("update")
         given: dict[str, Any] = {
             key: (dict(value) if isinstance(value, Mapping) else value)
-            for key, value in (("expires_at", expires_at), ("name", name), ("metadata", metadata))
+            for key, value in (("expires_at", expires_at), ("name", name), ("metadata", metadata),
+                               ("category", category), ("category_label", category_label))
             if value is not UNSET
         }
         if not given:
             raise InvalidGrantError([FieldProblem("", "nothing to update: give expires_at, "
-                                                  "name or metadata")], model="GrantUpdate")
+                                                  "name, metadata or category")], model="GrantUpdate")
         update = GrantUpdate(**given)
         caps = self.capabilities
         problems = [FieldProblem(field, "this provider cannot change it after creation")
@@ -547,6 +550,8 @@ class Provider(abc.ABC):
         expires_at: datetime | _Unset | None = UNSET,
         name: str | _Unset | None = UNSET,
         metadata: Mapping[str, str] | _Unset | None = UNSET,
+        category: Category | str | _Unset | None = UNSET,
+        category_label: str | _Unset | None = UNSET,
     ) -> CreditGrant:
         """Change what the vendor lets change on an existing grant; return it read back.
 
@@ -555,7 +560,8 @@ class Provider(abc.ABC):
         request. ``metadata`` replaces the grant's metadata.
         """
         _ident("grant_id", grant_id)
-        update = self.prepare_update(expires_at=expires_at, name=name, metadata=metadata)
+        update = self.prepare_update(expires_at=expires_at, name=name, metadata=metadata,
+                                     category=category, category_label=category_label)
         return self.runtime.run(self._update(grant_id, update))
 
     async def aupdate_grant(
@@ -565,9 +571,12 @@ class Provider(abc.ABC):
         expires_at: datetime | _Unset | None = UNSET,
         name: str | _Unset | None = UNSET,
         metadata: Mapping[str, str] | _Unset | None = UNSET,
+        category: Category | str | _Unset | None = UNSET,
+        category_label: str | _Unset | None = UNSET,
     ) -> CreditGrant:
         _ident("grant_id", grant_id)
-        update = self.prepare_update(expires_at=expires_at, name=name, metadata=metadata)
+        update = self.prepare_update(expires_at=expires_at, name=name, metadata=metadata,
+                                     category=category, category_label=category_label)
         return await self.runtime.arun(self._update(grant_id, update))
 
     def prepare_usage(

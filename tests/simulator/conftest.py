@@ -88,3 +88,11 @@ def comparison() -> bc.Comparison:
         plan.items.append(bc.PlanItem(source_id=f"src_{index}", customer_id=grant.customer_id,
                                       action="migrate", grant=grant))
     return bc.compare_plan(plan, METRONOME_PLANS, STRIPE)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Show where the browser test wrote its screenshots (issue 20, Must show 3)."""
+    from .test_browser import SCREENSHOTS
+
+    for path in SCREENSHOTS:
+        terminalreporter.write_line(f"report screenshot: {path}")

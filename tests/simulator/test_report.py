@@ -94,3 +94,99 @@ def test_a_single_simulation_renders_one_chart_per_customer(comparison: bc.Compa
     charts = page.all("svg", **{"class": "burndown"})
     assert len(charts) == sum(len(s.units) for s in comparison.source.customers.values())
     assert not page.all("script")
+
+
+# -- issue 20.4: a report people can read ------------------------------------------------------
+
+START = __import__("datetime").datetime(2026, 1, 1, tzinfo=__import__("datetime").UTC)
+
+
+def _grant(gid: str, customer: str, name: str, amount: str, days: int, *,
+           priority: int = 1, unit: dict[str, object] | None = None) -> bc.CreditGrant:
+    from datetime import timedelta
+    from decimal import Decimal
+
+    return bc.CreditGrant(
+        id=gid, customer_id=customer, name=name, priority=Decimal(priority),
+        amount=bc.Money(amount=Decimal(amount), **(unit or {"currency": "USD"})),  # type: ignore[arg-type]
+        effective_at=START, expires_at=START + timedelta(days=days))
+
+
+def _usage(customer: str, amount: str, hours: int, unit: dict[str, object] | None = None) -> bc.Usage:
+    from datetime import timedelta
+    from decimal import Decimal
+
+    return bc.Usage(customer_id=customer, at=START + timedelta(hours=hours),
+                    amount=bc.Money(amount=Decimal(amount), **(unit or {"currency": "USD"})),  # type: ignore[arg-type]
+                    reference=f"u{hours}")
+
+
+CLOUD = {"unit": {"id": "ccu", "name": "Cloud credits"}}
+
+
+def test_the_burn_order_is_collapsed_and_shown_per_unit() -> None:
+    """18 top-ups drawn in turn read ``Top-up ×18``; a second unit's draws, interleaved in
+    time, do not break the first unit's order."""
+    from .conftest import STRIPE
+
+    grants = [_grant(f"g{i:02d}", "c", "Top-up", "1.00", 30 + i) for i in range(18)]
+    grants.append(_grant("z", "c", "Cloud commit", "50", 30, unit=CLOUD))
+    usage = []
+    for hour in range(18):
+        usage.append(_usage("c", "1.00", 2 * hour))
+        usage.append(_usage("c", "1", 2 * hour + 1, CLOUD))
+    simulation = bc.simulate(grants, usage, STRIPE)
+    text = " ".join(parse(simulation.html()).text)
+    assert "burn order: Top-up ×18" in text
+    assert "burn order: Cloud commit" in text
+    assert "Top-up → Top-up" not in text
+    assert "Top-up ×18 → Cloud commit" not in text
+
+
+def test_the_report_says_how_synthetic_usage_was_made_and_what_lost_means(
+    comparison: bc.Comparison,
+) -> None:
+    from .conftest import STRIPE
+
+    grants = [_grant("g1", "c", "Only", "10.00", 20)]
+    synthetic = " ".join(parse(bc.simulate(grants, None, STRIPE, start=START).html()).text)
+    assert ("Usage is synthetic, not the customers' real usage: per customer and unit, 24 "
+            "equal draws") in synthetic
+    assert "lost credit that expired unused" in synthetic
+    given = " ".join(parse(bc.simulate(grants, [_usage("c", "1.00", 1)], STRIPE).html()).text)
+    assert "Usage is synthetic" not in given
+    assert "lost credit that expired unused" in given
+    # a migration plan simulated on synthetic usage says so too
+    assert "Usage is synthetic" in " ".join(parse(comparison.html()).text)
+
+
+def test_the_report_names_who_paid_for_which_usage_and_what_nothing_covered() -> None:
+    from .conftest import STRIPE
+
+    grants = [_grant("g1", "c", "Welcome", "5.00", 20)]
+    usage = [_usage("c", "2.00", 1), _usage("c", "2.00", 2), _usage("c", "3.00", 3)]
+    page = parse(bc.simulate(grants, usage, STRIPE).html())
+    assert page.all("table", **{"class": "payments"})
+    text = " ".join(" ".join(page.text).split())
+    assert "2026-01-01 01:00 – 2026-01-01 02:00" in text  # two events paid the same way
+    assert "Welcome 4.00" in text
+    assert "Welcome 1.00, not covered 2.00" in text
+    assert "not covered: 2.00 USD of usage no grant could pay" in text
+    assert "1 customer(s) with usage no grant could cover" in text
+
+
+def test_the_report_shows_unit_and_customer_names_and_axes() -> None:
+    from .conftest import STRIPE
+
+    grants = [_grant("g1", "cus_1", "Cloud commit", "300", 20, unit=CLOUD)]
+    html = bc.simulate(grants, None, STRIPE, start=START).html(customer_names={"cus_1": "Acme"})
+    page = parse(html)
+    text = " ".join(page.text)
+    assert "Acme" in text
+    assert "cus_1" in text  # the id beside the name
+    assert "balance (Cloud credits (ccu))" in text
+    assert "time (UTC)" in text
+    assert len(page.all("text", **{"class": "ty"})) == 3  # value ticks: 0, half, top
+    assert len(page.all("text", **{"class": "tx"})) == 4  # time ticks
+    assert page.all("ul", **{"class": "legend"})
+    assert "2026-01-01 00:00 UTC" in text  # times carry their zone

@@ -298,7 +298,7 @@ def test_the_declared_orders_cite_metronome() -> None:
     assert [r.name for r in PLANS_ORDER.rules] == ["priority", "expires_at"]
     assert [r.name for r in CREDITS_ORDER.rules] == [
         "priority", "contract_before_customer", "cost_basis", "fewest_products",
-        "expires_at", "starts_at"]
+        "fewest_usage_filters", "expires_at", "starts_at", "fewest_contracts"]
     assert all("metronome" in r.cites for r in (*PLANS_ORDER.rules, *CREDITS_ORDER.rules))
     assert not PLANS_ORDER.documented_tie_break
     assert not CREDITS_ORDER.documented_tie_break

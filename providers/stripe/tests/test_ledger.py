@@ -371,9 +371,12 @@ def test_the_fake_burns_in_the_declared_order(grants: list[tuple[int | None, int
         assert {p.grant_id: p.usable.amount for p in balance.parts} == expected.remaining
 
 
-def test_pending_is_what_the_ledger_balance_holds_beyond_the_available() -> None:
-    """Stripe does not document available vs ledger balance: usable is the smaller, pending
-    the difference (read as credit held by draft invoices), exact in minor units."""
+def test_the_ledger_balance_beyond_the_available_is_expired_credit_not_pending() -> None:
+    """Stripe documents available_balance as the ledger balance "less any expired billing
+    credits for which expiration ledger transaction entries haven't yet been committed"
+    (https://docs.stripe.com/api/billing/credit-balance-summary/object): usable is the smaller,
+    the difference is expired credit not yet posted (a note, not pending), and an available
+    balance above the ledger one is recorded, not explained; exact in minor units."""
     from billing_credits_stripe._ledger import balances_from_summaries
 
     def summary(available: int, ledger: int) -> dict[str, Any]:
@@ -389,9 +392,14 @@ def test_pending_is_what_the_ledger_balance_holds_beyond_the_available() -> None
     [balance] = balances_from_summaries(
         CUSTOMER, [(yen[0], summary(300, 500)), (yen[1], summary(700, 600))], START)
     assert balance.usable == bc.Money(amount=Decimal(900), currency="JPY")
-    assert balance.pending == bc.Money(amount=Decimal(200), currency="JPY")
-    assert [(p.usable.amount, p.pending.amount) for p in balance.parts] == [(300, 200), (600, 0)]
-    assert "ledger_balance - available_balance" in balance.source
+    assert balance.pending == bc.Money(amount=Decimal(0), currency="JPY")
+    assert [(p.usable.amount, p.pending.amount) for p in balance.parts] == [(300, 0), (600, 0)]
+    assert balance.uninvoiced_usage_deducted is False
+    [expired] = [n for n in balance.notes if "credgr_0" in n]
+    assert "200 JPY expired credit not yet posted" in expired
+    [odd] = [n for n in balance.notes if "credgr_1" in n]
+    assert "exceeds ledger_balance by 100 JPY" in odd
+    assert "ledger_balance - available_balance is expired" in balance.source
     bad = summary(1, 1)
     bad["balances"][0]["ledger_balance"]["monetary"]["value"] = 1.5
     with pytest.raises(bc.InvalidResponseError):

@@ -44,6 +44,8 @@ def _print_balance(customer: str, found: Any) -> None:
     echo_all(fields_lines(customer, [f"usable {found.usable}", f"pending {found.pending}",
                                      f"as of {when(found.as_of)}"]))
     echo_all(wrapped(f"source: {found.source}"))
+    for note in found.notes:  # what the figures include or leave out, each on its own lines
+        echo_all(wrapped(f"note: {note}"))
     if not found.parts:
         return
     pending = any(part.pending.amount for part in found.parts)

@@ -171,7 +171,8 @@ def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
                 comparison = _simulate_plan(MigrationPlan.open(written.partial), src, dst,
                                             usage_path, report_path) if simulate else None
     if as_json:
-        extra = {} if comparison is None else {"consumption_differs": comparison.as_json()}
+        extra = {} if comparison is None else {"consumption_differs": comparison.as_json(),
+                                               "undocumented_ties": comparison.ties("target")}
         click.echo(json.dumps({**summary, **extra}, sort_keys=True))
     else:
         _print_plan(summary, output)
@@ -299,7 +300,8 @@ def migrate_verify(plan_path: str, from_settings: tuple[str, ...], to_settings: 
         report = verify_plan(plan, target)
         comparison = _simulate_held(plan, target, usage_path, report_path)
     if as_json:
-        extra = {} if comparison is None else {"consumption_differs": comparison.as_json()}
+        extra = {} if comparison is None else {"consumption_differs": comparison.as_json(),
+                                               "undocumented_ties": comparison.ties("target")}
         click.echo(json.dumps({"ok": report.ok, "checked": report.checked,
                                "differences": report.lines(), "notes": report.notes(),
                                "totals": report.totals, **extra}))
@@ -375,7 +377,15 @@ def _print_comparison(comparison: Any) -> None:
     if comparison.ok:
         click.echo(f"consumption: every customer burns the same way on both sides "
                    f"({len(comparison.source.customers)} simulated)")
-        return
-    click.echo(f"consumption differs for {len(comparison.differences)} customer(s):")
-    for line in comparison.lines():
-        click.echo(f"  {line}")
+    else:
+        click.echo(f"consumption differs for {len(comparison.differences)} customer(s):")
+        for line in comparison.lines():
+            click.echo(f"  {line}")
+    for side in ("source", "target"):  # issue 18.3: say where an order rests on a guess
+        ties = comparison.ties(side)
+        if ties:
+            click.echo(f"the {side}'s order rests on an undocumented tie for {len(ties)} "
+                       "customer(s):")
+            for customer, notes in ties.items():
+                for note in notes:
+                    click.echo(f"  {customer}: {note}")

@@ -52,6 +52,7 @@ RULE_NAMES: frozenset[str] = frozenset({
     "created_at",
     "cost_basis",
     "fewest_products",
+    "fewest_contracts",
     "product_position",
     "contract_level",
     "contract_before_customer",
@@ -68,6 +69,8 @@ RULE_NAMES: frozenset[str] = frozenset({
 - ``cost_basis``: ``paid_amount / amount`` (no paid amount: 0, free credit).
 - ``fewest_products``: ``len(scope.product_ids)``; a scope not limited to listed products
   applies to more products than any list, so it counts as missing (sorted last ascending).
+- ``fewest_contracts``: ``len(scope.contract_ids)``; a scope not limited to listed contracts
+  applies to every contract of the customer, so it counts as missing (sorted last ascending).
 - ``product_position``: the usage's product's position in ``scope.product_ids`` (the order a
   vendor applies a grant to line items); missing when not listed.
 - ``contract_level``: True for a contract-level grant. The core cannot tell one from a neutral
@@ -232,6 +235,10 @@ def _fewest(grant: CreditGrant, _s: Segment | None, _p: str | None) -> Any:
     return len(grant.scope.product_ids) if grant.scope.product_ids else None
 
 
+def _fewest_contracts(grant: CreditGrant, _s: Segment | None, _p: str | None) -> Any:
+    return len(grant.scope.contract_ids) if grant.scope.contract_ids else None
+
+
 def _position(grant: CreditGrant, _s: Segment | None, product: str | None) -> Any:
     if product is None or product not in grant.scope.product_ids:
         return None
@@ -251,6 +258,7 @@ _VALUES: dict[str, Callable[[CreditGrant, Segment | None, str | None], Any]] = {
     "created_at": lambda g, s, p: g.created_at,
     "cost_basis": _cost_basis,
     "fewest_products": _fewest,
+    "fewest_contracts": _fewest_contracts,
     "product_position": _position,
     "contract_level": lambda g, s, p: False,
     "contract_before_customer": lambda g, s, p: 1,
@@ -259,16 +267,27 @@ _VALUES: dict[str, Callable[[CreditGrant, Segment | None, str | None], Any]] = {
 }
 
 
+def _admits_all(grant: CreditGrant) -> bool:
+    """Whether ``admits`` lets every usage draw on ``grant`` (its scope limits nothing)."""
+    scope = grant.scope
+    return scope.is_all_usage or scope.kinds() == {"metered_prices_only"}
+
+
 def admits(grant: CreditGrant, usage: Usage) -> bool:
     """Whether ``grant``'s scope admits ``usage`` (the default scope test of ``allocate``).
 
     All-usage grants (the empty scope, or every metered price) admit all usage. Otherwise the
     usage must name a product that the scope lists in ``product_ids``, or that a specifier
-    holding only a ``product_id`` names. Scope parts a usage record cannot be tested against
-    (product tags, prices, contracts, group values) admit nothing: the engine never spends
-    credit it cannot show applies.
+    holding only a ``product_id`` names. A scope listing ``contract_ids`` admits only usage
+    naming one of them (``Usage.contract_id``), and then as the rest of the scope does. Scope
+    parts a usage record cannot be tested against (product tags, prices, group values) admit
+    nothing: the engine never spends credit it cannot show applies.
     """
     scope = grant.scope
+    if scope.contract_ids:
+        if usage.contract_id is None or usage.contract_id not in scope.contract_ids:
+            return False
+        scope = scope.model_copy(update={"contract_ids": ()})
     if scope.is_all_usage or scope.kinds() == {"metered_prices_only"}:
         return True
     product = usage.product_id
@@ -354,6 +373,8 @@ class _Lot:
     index: int
     segment: Segment
     used: Decimal
+    everything: bool = False
+    """The default scope test admits all usage to this grant (decided once, not per usage)."""
 
     def active(self, at: datetime) -> bool:
         end = self.segment.ends_before
@@ -397,6 +418,7 @@ def allocate(
     spent = dict(already or {})
     lots: list[_Lot] = []
     for grant, gid in zip(grants, ids, strict=True):
+        everything = admit is admits and _admits_all(grant)
         try:
             segments = grant.segments
         except ValueError:
@@ -409,7 +431,7 @@ def allocate(
                 raise InvalidGrantError([FieldProblem(
                     "already", f"{used} consumed from window {index} of grant {gid}, which "
                     f"holds {segment.amount}")])
-            lots.append(_Lot(grant, gid, index, segment, used))
+            lots.append(_Lot(grant, gid, index, segment, used, everything))
     if spent:
         raise InvalidGrantError([FieldProblem("already", f"no grant window {key}")
                                  for key in sorted(spent)])
@@ -441,11 +463,12 @@ def allocate(
 
 def _pay(index: int, item: Usage, lots: list[_Lot], order: ConsumptionOrder,
          admit: Callable[[CreditGrant, Usage], bool], result: Allocation) -> None:
-    # ``lots``: this usage's customer's grant windows in its unit.
+    # ``lots``: this usage's customer's grant windows in its unit. Called inside
+    # ``allocate``'s exact context: ``segment.amount - used`` is ``available``, exactly.
     open_lots = [
         lot for lot in lots
-        if lot.active(item.at) and lot.available > 0
-        and (not order.scope_aware or admit(lot.grant, item))
+        if lot.active(item.at) and lot.segment.amount - lot.used > 0
+        and (not order.scope_aware or lot.everything or admit(lot.grant, item))
     ]
     keyed = [(order._key(lot.grant, lot.segment, item.product_id), lot) for lot in open_lots]
     keyed.sort(key=lambda pair: (pair[0], pair[1].grant_id, _end(pair[1].segment),
@@ -455,7 +478,7 @@ def _pay(index: int, item: Usage, lots: list[_Lot], order: ConsumptionOrder,
     for _, lot in keyed:
         if need <= 0:
             break
-        take = min(need, lot.available)
+        take = min(need, lot.segment.amount - lot.used)
         lot.used += take
         need -= take
         touched.add(lot.grant_id)
@@ -468,7 +491,8 @@ def _pay(index: int, item: Usage, lots: list[_Lot], order: ConsumptionOrder,
             groups.setdefault(key, []).append(lot)
         for group in groups.values():
             members = {lot.grant_id for lot in group}
-            if len(members) > 1 and members & touched and any(lot.available > 0 for lot in group):
+            if len(members) > 1 and members & touched and any(
+                    lot.segment.amount - lot.used > 0 for lot in group):
                 result.ties.append(Tie(index, tuple(sorted(members))))
 
 

@@ -19,7 +19,7 @@ import decimal
 import io
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -33,7 +33,8 @@ from billing_credits._money import MAX_DIGITS, Money, exact, exact_sum
 from ._engine import ConsumptionOrder, Draw, Expiry, _active, allocate
 from ._report import BalancePoint, Comparison, CustomerSimulation, Difference, GrantOutcome, Simulation
 
-__all__ = ["compare", "read_usage", "simulate", "synthetic_usage", "units_of"]
+__all__ = ["compare", "read_usage", "simulate", "simulate_each", "synthetic_note", "synthetic_usage",
+           "units_of"]
 
 SYNTHETIC_STEPS = 24
 """Usage events per customer and unit in the synthetic stream."""
@@ -88,31 +89,70 @@ def simulate(
     start = _start_arg(start, steps)
     by_customer: dict[str, list[CreditGrant]] = defaultdict(list)
     for grant in grants:
-        if not isinstance(grant, CreditGrant):
-            raise InvalidGrantError([FieldProblem(
-                "grants", f"a {type(grant).__name__} is not a CreditGrant")], model="simulation")
+        _check(grant)
         if grant.status is GrantStatus.VOIDED:
             continue
-        if not grant.id:
-            raise InvalidGrantError([FieldProblem("id", "a simulated grant needs an id")])
-        by_customer[grant.customer_id].append(_windowed(grant, start))
+        by_customer[grant.customer_id].append(grant)
     streams: dict[str, list[Usage]] = defaultdict(list)
     synthetic = usage is None
     if usage is not None:
         for event in usage:
             streams[event.customer_id].append(event)
-    customers: dict[str, CustomerSimulation] = {}
-    for customer in sorted(set(by_customer) | set(streams)):
-        mine = sorted(by_customer.get(customer, []), key=lambda g: g.id or "")
-        stream = (synthetic_usage(mine, steps=steps, start=start) if synthetic
-                  else streams.get(customer, []))
+    groups = ((customer, by_customer.get(customer, []), None if synthetic else streams.get(customer, []))
+              for customer in sorted(set(by_customer) | set(streams)))
+    customers = {sim.customer_id: sim
+                 for sim in simulate_each(groups, order, steps=steps, start=start, checked=True)}
+    return Simulation(order, customers, usage_note=synthetic_note(steps, start) if synthetic else None)
+
+
+def _check(grant: object) -> None:
+    if not isinstance(grant, CreditGrant):
+        raise InvalidGrantError([FieldProblem(
+            "grants", f"a {type(grant).__name__} is not a CreditGrant")], model="simulation")
+    if grant.status is not GrantStatus.VOIDED and not grant.id:
+        raise InvalidGrantError([FieldProblem("id", "a simulated grant needs an id")])
+
+
+def synthetic_note(steps: int = SYNTHETIC_STEPS, start: datetime | None = None) -> str:
+    """How the synthetic usage stream is made, in words (for reports and tables)."""
+    begin = f"from {start:%Y-%m-%d %H:%M} UTC" if start is not None else \
+        "from the customer's earliest grant start"
+    return (f"Usage is synthetic, not the customers' real usage: per customer and unit, {steps} "
+            f"equal draws (the last takes the rest) spread evenly {begin} to the end of the "
+            f"last grant window ({DEFAULT_HORIZON.days} days when no window ends), adding up "
+            "to exactly what the grants hold; credit that never expires and is still left "
+            "after them is spent by one more draw.")
+
+
+def simulate_each(
+    groups: Iterable[tuple[str, Sequence[CreditGrant], Sequence[Usage] | None]],
+    order: ConsumptionOrder,
+    *,
+    steps: int = SYNTHETIC_STEPS,
+    start: datetime | None = None,
+    checked: bool = False,
+) -> Iterator[CustomerSimulation]:
+    """``simulate`` one customer at a time: for each (customer, grants, usage or None for the
+    synthetic stream), yield its ``CustomerSimulation`` before reading the next, so memory
+    holds one customer (see ``_spool.by_customer`` to group a listing that is not grouped)."""
+    if not checked:
+        start = _start_arg(start, steps)
+    for customer, grants, usage in groups:
+        mine = []
+        for grant in grants:
+            if not checked:
+                _check(grant)
+            if grant.status is not GrantStatus.VOIDED:
+                mine.append(_windowed(grant, start))
+        mine.sort(key=lambda g: g.id or "")
+        synthetic = usage is None
+        stream = synthetic_usage(mine, steps=steps, start=start) if usage is None else usage
         result = _run(customer, mine, stream, order)
         if synthetic:
             topped = _top_up(mine, stream, result, order)
             if topped is not None:
                 result = _run(customer, mine, topped, order)
-        customers[customer] = result
-    return Simulation(order, customers)
+        yield result
 
 
 def _run(customer: str, grants: Sequence[CreditGrant], usage: Sequence[Usage],
@@ -142,6 +182,7 @@ def _run(customer: str, grants: Sequence[CreditGrant], usage: Sequence[Usage],
         lost = exact_sum(expired[gid])
         outcomes.append(GrantOutcome(
             grant_id=gid, name=grant.name or gid, unit=grant.amount.unit_key,
+            unit_name=grant.amount.unit.name if grant.amount.unit is not None else None,
             granted=grant.amount.amount, consumed=spent, expired=lost, remaining=remaining,
             first_draw_at=first.get(gid),
             exhausted_at=last.get(gid) if remaining == 0 and not lost and spent else None,
@@ -225,14 +266,18 @@ def synthetic_usage(
         if any(g.scope.product_ids for g in mine) and all(g.scope.product_ids for g in mine):
             cycle = list(products)
         gap = (finish - begin) / count
+        unit = mine[0].amount
         with decimal.localcontext(exact()):
+            # Built from validated parts (the grant's unit, an exact positive amount); every
+            # draw but the last is the same amount, so they share one (immutable) Money.
+            each = Money.model_construct(amount=step, currency=unit.currency, unit=unit.unit)
             for i in range(count):
                 amount = step if i < count - 1 else total - step * (count - 1)
                 if amount <= 0:
                     continue
-                # Built from validated parts (the grant's unit, an exact positive amount).
                 out.append(Usage.model_construct(
-                    customer_id=customer, amount=mine[0].amount.model_copy(update={"amount": amount}),
+                    customer_id=customer, amount=each if i < count - 1 else Money.model_construct(
+                        amount=amount, currency=unit.currency, unit=unit.unit),
                     at=begin + gap * i, product_id=cycle[i % len(cycle)],
                     reference=f"synthetic-{customer}-{mine[0].amount.unit_key}-{i}"))
     return out

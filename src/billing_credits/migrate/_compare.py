@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ from billing_credits.consumption._simulate import (
     _windowed,
     compare,
     simulate,
+    synthetic_note,
     synthetic_usage,
 )
 
@@ -90,8 +92,9 @@ def compare_plan(
     source_list = [_windowed(g, now) for g in source_grants.values()]
     target_list = [_windowed(g, now) for g in target_grants.values()]
     stream = list(usage) if usage is not None else synthetic_usage(source_list, steps=steps, start=now)
-    source_sim = simulate(source_list, stream, source_order)
-    target_sim = simulate(target_list, stream, target_order)
+    note = synthetic_note(steps, now) if usage is None else None  # the report says so
+    source_sim = replace(simulate(source_list, stream, source_order), usage_note=note)
+    target_sim = replace(simulate(target_list, stream, target_order), usage_note=note)
     return compare(source_sim, target_sim, source_grants={g.id or "": g for g in source_list},
                    target_grants={g.id or "": g for g in target_list}, labels=labels, names=names)
 

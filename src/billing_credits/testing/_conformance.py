@@ -457,25 +457,44 @@ class ProviderConformance:
         then the other pays the rest. The expectation is written out here, from the neutral
         model's rule (``CreditGrant.priority``: "lower consumed first", in every provider's
         domain), not computed with ``allocate`` or the provider's ``consumption_order``: a
-        provider that declares, or runs, another order fails."""
+        provider that declares, or runs, another order fails. A provider that holds no
+        priority (Orb) gets two grants alike but for their end instead; its declared order
+        must draw on the sooner-ending one first, and the provider must run that order."""
         self._supports(provider, "consume")
         order = provider.consumption_order
         assert order is not None, "a provider that consumes declares its consumption order"
         declared = [(rule.name, rule.direction) for rule in order.rules]
-        assert ("priority", "asc") in declared, (
-            f"{provider.name} declares {declared}: the neutral model consumes lower priorities "
-            "first, so a consuming provider's order sorts priority ascending")
         customer = self.customer_id()
         domain = provider.capabilities.priority
         low, high = (domain.nearest(Decimal(1)), domain.nearest(Decimal(90)))
         assert low < high
-        # Created high first, so that "oldest grant first" (or a grant id) cannot explain a
-        # draw on the low-priority grant first.
+        holds = domain.contains(low) and domain.contains(high)
+        if holds:
+            assert ("priority", "asc") in declared, (
+                f"{provider.name} declares {declared}: the neutral model consumes lower "
+                "priorities first, so a consuming provider's order sorts priority ascending")
+            orders: tuple[dict[str, Any], dict[str, Any]] = ({"priority": low},
+                                                             {"priority": high})
+        else:  # a vendor that holds no priority (refused before any request): two grants
+            # alike but for their end, which its declared order must tell apart (checked below)
+            end = self.start() + timedelta(days=30)
+            orders = ({"priority": None, "expires_at": end},
+                      {"priority": None, "expires_at": end + timedelta(days=30)})
+        # Created second first, so that "oldest grant first" (or a grant id) cannot explain a
+        # draw on the first grant first.
         second = provider.create_grant(self.sample_grant(provider, customer_id=customer,
-                                                         priority=high))
+                                                         **orders[1]))
         first = provider.create_grant(self.sample_grant(provider, customer_id=customer,
-                                                        priority=low))
+                                                        **orders[0]))
         assert first.amount.amount == second.amount.amount == Decimal("10.00")
+        if not holds:
+            usage = bc.Usage(customer_id=customer, at=datetime.now(UTC),
+                             amount=first.amount.with_amount(Decimal("12.50")))
+            planned = bc.allocate([first, second], [usage], order)
+            assert {d.grant_id: -d.amount for d in planned.draws} == {
+                first.id: Decimal("-10.00"), second.id: Decimal("-2.50")}, (
+                f"{provider.name} holds no priority; its declared order {declared} should "
+                "draw on the sooner-ending grant first")
         amount = first.amount.with_amount(Decimal("12.50"))
         reference = f"conformance-{uuid.uuid4()}"
         entries = provider.consume(customer, amount, reference=reference)

@@ -10,8 +10,12 @@
   customer's credit balance", ``running_balance`` for the credit type, ``credit_grant_id``,
   ``invoice_id``, ``reason``). Only posted ``entries`` are read; ``pending_entries`` are in the
   balance's ``pending``. Cursor ``next_page`` in the query, no ``limit``.
-- update: ``POST /v1/credits/editGrant`` changes ``name`` and ``expires_at``
-  (``credit_grant_edit_params.py``).
+- update: ``POST /v1/credits/editGrant`` changes ``name``, ``expires_at`` and
+  ``credit_grant_type`` ("the updated credit grant type"), nothing else
+  (``types/v1/credit_grant_edit_params.py``): the category travels in ``credit_grant_type`` as at
+  create. A category edit Metronome would not read back as asked (the grant's ``bc_category``
+  custom field, which editGrant cannot change, or a label whose category is inferred from the
+  paid amount) is refused before the edit.
 
 ``metronome`` (contract customer credits):
 
@@ -60,11 +64,19 @@ LIST_ENTRIES = "/v1/credits/listEntries"
 LIST_BALANCES = "/v1/contracts/customerBalances/list"
 BALANCES_PAGE_MAX = 25
 
-PLANS_UPDATABLE = frozenset({"expires_at", "name"})
+PLANS_UPDATABLE = frozenset({"expires_at", "name", "category", "category_label"})
+EDIT_GRANT_DOC = "metronome-sdk types/v1/credit_grant_edit_params.py"
 CREDITS_UPDATABLE = frozenset({"expires_at"})
 
 MANAGE_CREDITS = "https://docs.metronome.com/invoicing/how-billing-works/manage-credits/"
 PRIORITIZATION = "https://docs.metronome.com/pricing-packaging/apply-credits-commits/prioritization-rules"
+PRIORITIZATION_STAGING = ("https://docs.staging.metronome.com/pricing-packaging/apply-credits-"
+                          "commits/prioritization-rules")
+CREATE_CREDIT_PARAMS = "metronome-sdk types/v1/customers/credit_create_params.py"
+PLANS_UNREAD = ("the page continues with a further rule for grants of equal priority and expiry "
+                "('If two credit grants h…') whose text could not be read in any copy "
+                "consulted (docs and pages search corpora); it is not implemented: ties after "
+                "expiry go by grant id and are reported")
 CREATE_CREDIT_DOC = ("https://docs.metronome.com/api-reference/credits-and-commits/create-a-credit "
                      "('Priority considerations')")
 
@@ -75,7 +87,8 @@ PLANS_ORDER = bc.ConsumptionOrder(
                      f"{MANAGE_CREDITS}; metronome-sdk types/v1/credit_grant_create_params.py "
                      "(priority, required)", note="lower first"),
         bc.OrderRule("expires_at", "asc", MANAGE_CREDITS,
-                     note="on a priority tie the grant expiring sooner applies first"),
+                     note="on a priority tie the grant expiring sooner applies first; "
+                     + PLANS_UNREAD),
     ),
     documented_tie_break=False,
     scope_aware=True,
@@ -84,7 +97,19 @@ PLANS_ORDER = bc.ConsumptionOrder(
 order for the line items *of one invoice* a grant pays ("The array ordering specified here will
 be used to determine the order in which credits will be applied to invoice line items",
 ``credit_grant_create_params.py``), not an order between grants: a usage here is one line item.
-Nothing is documented after expiry: ties go by grant id, reported."""
+The manage-credits page does document a rule after expiry ("If two credit grants h…"), but its
+text was cut off in every copy read: ``PLANS_UNREAD``. So ``documented_tie_break`` is False:
+ties after expiry go by grant id and the engine reports each one."""
+
+
+def _group_value_filters(grant: bc.CreditGrant) -> int | None:
+    """The number of group-value specifiers of a credit ("specifiers with only
+    presentation_group_value and/or pricing_group_value defined"); None for a credit with none
+    (Metronome: credits scoped by product ids or tags "have no usage applicability")."""
+    count = sum(1 for s in grant.scope.specifiers
+                if (s.pricing_group_values or s.presentation_group_values)
+                and s.product_id is None and not s.product_tags)
+    return count or None
 
 
 def _contract_level(grant: bc.CreditGrant) -> int:
@@ -110,20 +135,36 @@ CREDITS_ORDER = bc.ConsumptionOrder(
                      key=lambda grant: Decimal(0)),
         bc.OrderRule("fewest_products", "asc", PRIORITIZATION,
                      note="fewer applicable products first; all products last"),
+        bc.OrderRule("fewest_usage_filters", "asc", PRIORITIZATION_STAGING,
+                     note="usage applicability: fewer group-value specifiers first (credits "
+                     "without any last: where Metronome puts them is not documented); the "
+                     "staging copy states it for rollover commits, after product applicability, "
+                     "and its prepaid list is cut off before it: placed here by that pattern. "
+                     "The engine draws no such credit (usage carries no group values)",
+                     key=_group_value_filters),
         bc.OrderRule("expires_at", "asc", PRIORITIZATION,
                      note="earlier ending_before of the segment in use first"),
         bc.OrderRule("starts_at", "asc", PRIORITIZATION,
                      note="earlier starting_at of the segment in use first"),
+        bc.OrderRule("fewest_contracts", "asc",
+                     f"{PRIORITIZATION}; {CREATE_CREDIT_PARAMS} applicable_contract_ids ('If not "
+                     "provided, the credit applies to all contracts')",
+                     note="fewer applicable contracts first; no applicable_contract_ids = all "
+                     "the customer's contracts, last. The page's sentence ('based on number of "
+                     "contracts a commit is applicable …') is cut off in the copy read: the "
+                     "direction follows its pattern for products ('fewest … first')"),
     ),
     documented_tie_break=False,
     scope_aware=True,
 )
 """Metronome customer credits: priority; on a tie contract-level before customer-level (the
 create-a-credit page); then the prioritization-rules page in its order (cost basis, product
-applicability, ``ending_before``, ``starting_on``). That page breaks a remaining tie on the number
-of contracts a commit applies to; customer-level credits apply to none, so nothing tells them
-apart here: ``documented_tie_break=False``, and the engine breaks such ties by id and reports
-them."""
+applicability, usage applicability from the staging copy, ``ending_before``, ``starting_on``,
+the number of contracts the credit applies to). A customer-level credit applies to the contracts
+in ``applicable_contract_ids`` (``scope.contract_ids``), or to all of them when it has none
+(``credit_create_params.py``), so that last rule does tell them apart. Nothing is documented
+after it (the copy read is cut off there): ``documented_tie_break=False``, and the engine breaks
+remaining ties by id and reports them."""
 
 
 def _data(reply: Reply, what: str, provider: str) -> tuple[list[Mapping[str, Any]], str | None]:
@@ -253,12 +294,46 @@ def plans_entries(data: Sequence[Mapping[str, Any]], customer_id: str,
     return out
 
 
+def _grant_type_edit(changes: Mapping[str, Any], current: bc.CreditGrant | None,
+                     problems: list[bc.FieldProblem]) -> str | None:
+    """The ``credit_grant_type`` to send for a category change, or None (with a problem) when
+    Metronome would not read it back as asked."""
+    category = changes.get("category", current.category if current is not None else None)
+    if isinstance(category, str):
+        category = bc.Category(category)
+    label = changes.get("category_label",
+                        current.category_label if current is not None else None)
+    grant_type: str | None = label or (category.value if category is not None else None)
+    if grant_type is None:
+        problems.append(bc.FieldProblem("category", "editGrant cannot clear "
+                                        f"credit_grant_type ({EDIT_GRANT_DOC})"))
+        return None
+    raw = (current.raw or {}) if current is not None else {}
+    fields = {str(k): str(v) for k, v in (raw.get("custom_fields") or {}).items()}
+    paid = current.paid_amount if current is not None else None
+    read_back = tr._category_from(grant_type, paid, fields)
+    if read_back != (category, label):
+        why = (f"the grant's {tr.CATEGORY} custom field ({fields.get(tr.CATEGORY)}) decides its "
+               "category on read-back and editGrant cannot change custom fields"
+               if tr.CATEGORY in fields else
+               "Metronome infers the category of a label from the paid amount")
+        shown = read_back[0].value if read_back[0] is not None else "none"
+        problems.append(bc.FieldProblem(
+            "category", f"credit_grant_type {grant_type!r} would read back as category "
+            f"{shown}, label {read_back[1]!r}: {why}; not edited"))
+        return None
+    return grant_type
+
+
 def plans_edit_body(grant_id: str, update: bc.GrantUpdate, config: tr.TranslationConfig,
-                    effective_at: datetime) -> tuple[dict[str, Any], list[bc.Adjustment]]:
+                    effective_at: datetime, current: bc.CreditGrant | None = None,
+                    ) -> tuple[dict[str, Any], list[bc.Adjustment]]:
     """The ``editGrant`` body for ``update``, with the adjustments Metronome's time alignment
-    makes; ``NotRepresentableError`` for what editGrant cannot change."""
+    makes; ``NotRepresentableError`` for what editGrant cannot change, and for a category
+    change ``current`` (the grant as read) would not read back as asked."""
     changes = update.changes()
-    problems = [bc.FieldProblem(name, "editGrant changes only name and expires_at")
+    problems = [bc.FieldProblem(name, "editGrant changes only name, expires_at and "
+                                f"credit_grant_type (the category) ({EDIT_GRANT_DOC})")
                 for name in sorted(set(changes) - PLANS_UPDATABLE)]
     body: dict[str, Any] = {"id": grant_id}
     adjustments: list[bc.Adjustment] = []
@@ -278,6 +353,10 @@ def plans_edit_body(grant_id: str, update: bc.GrantUpdate, config: tr.Translatio
             if expires <= effective_at:
                 problems.append(bc.FieldProblem("expires_at", "must be after the grant starts"))
             body["expires_at"] = tr.format_time(expires)
+    if "category" in changes or "category_label" in changes:
+        grant_type = _grant_type_edit(changes, current, problems)
+        if grant_type is not None:
+            body["credit_grant_type"] = grant_type
     if problems:
         raise bc.NotRepresentableError(config.provider, problems)
     return body, adjustments
@@ -298,9 +377,10 @@ def _credits_only(items: Iterable[Mapping[str, Any]], provider: str) -> list[Map
 
 def _credit_balances(customer_id: str, rows: Mapping[str, list[tuple[bc.BalancePart, bc.Money,
                                                                     Mapping[str, Any]]]],
-                     as_of: datetime, source: str) -> list[bc.Balance]:
+                     as_of: datetime, source: str, notes: tuple[str, ...] = ()
+                     ) -> list[bc.Balance]:
     """One ``Balance`` per unit from the customer credits' parts (Metronome reports no pending
-    amount for them: 0)."""
+    amount for them: 0), with ``notes`` saying what the figure includes."""
     return [
         bc.Balance(
             customer_id=customer_id,
@@ -309,6 +389,7 @@ def _credit_balances(customer_id: str, rows: Mapping[str, list[tuple[bc.BalanceP
             parts=tuple(p for p, _, _ in parts),
             as_of=as_of,
             source=source,
+            notes=notes,
             raw={"credits": [dict(item) for _, _, item in parts]},
         )
         for _, parts in sorted(rows.items())
@@ -335,7 +416,18 @@ def credits_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
         rows.setdefault(usable.unit_key, []).append((part, usable, item))
     return _credit_balances(customer_id, rows, now,
                             "customerBalances/list include_balance: balance (usable now) per "
-                            "customer-level credit; pending not reported by Metronome (0)")
+                            "customer-level credit; pending not reported by Metronome (0)",
+                            (MANUAL_INCLUDED,))
+
+
+CREDIT_BALANCE_DOC = ("metronome-sdk types/shared/credit.py Credit.balance: 'All manual ledger "
+                      "entries associated with active credit or commit segments are included in "
+                      "the balance, including future-dated manual ledger entries'")
+MANUAL_INCLUDED = ("includes every manual ledger entry of the credit, future-dated ones too, as "
+                   f"Metronome's balance does ({CREDIT_BALANCE_DOC})")
+MANUAL_EXCLUDED = ("excludes every ledger entry dated after as_of, manual ones too (Metronome's "
+                   "own balance for now includes future-dated manual entries: "
+                   f"{CREDIT_BALANCE_DOC})")
 
 
 def _signed(entry: Mapping[str, Any]) -> Decimal:
@@ -352,14 +444,21 @@ def _signed(entry: Mapping[str, Any]) -> Decimal:
 
 def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
                         config: tr.TranslationConfig, at: datetime,
-                        unit: str | None = None) -> list[bc.Balance]:
+                        unit: str | None = None, now: datetime | None = None
+                        ) -> list[bc.Balance]:
     """Balances as of ``at`` from ``customerBalances/list`` items with ledgers.
 
     Per credit: each segment open at ``at`` (``starting_at <= at < ending_before``) holds its
     amount plus its ledger entries up to ``at``; entries without a segment (manual ones) up to
     ``at`` count for the credit; never below zero, as Metronome's own balance. For a future
     ``at`` this is what is left if no more usage is recorded.
+
+    Manual entries dated after ``at``: Metronome's balance "at this moment" includes them
+    (``CREDIT_BALANCE_DOC``). So for ``at`` at or after ``now`` (the present or the future) they
+    count too, and ``get_balance(c)`` and ``get_balance(c, at=now)`` agree; for a past ``at``
+    they do not (they had not happened). Each balance says which in ``notes``.
     """
+    future_manual = now is not None and at >= now
     rows: dict[str, list[tuple[bc.BalancePart, bc.Money, Mapping[str, Any]]]] = {}
     for item in _credits_only(items, config.provider):
         with bc.reading_vendor_payload(config.provider, "customerBalances item", item):
@@ -374,7 +473,8 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
             for entry in item.get("ledger") or ():
                 if entry.get("type") == "CREDIT_SEGMENT_START":
                     continue
-                if tr.parse_time(str(entry["timestamp"])) > at:
+                if tr.parse_time(str(entry["timestamp"])) > at and not (
+                        future_manual and entry.get("type") == "CREDIT_MANUAL"):
                     continue
                 segment_id = entry.get("segment_id")
                 if segment_id is None or segment_id in open_segments:
@@ -392,7 +492,8 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
     return _credit_balances(customer_id, rows, at,
                             "customerBalances/list covering_date + include_ledgers: each segment "
                             "open at the moment, with its ledger entries up to it; pending not "
-                            "reported (0)")
+                            "reported (0)",
+                            (MANUAL_INCLUDED if future_manual else MANUAL_EXCLUDED,))
 
 
 # Values of bc.LedgerKind (plain text: the models load on first use, not with the provider).
@@ -540,7 +641,8 @@ def plans_update_flow(provider: MetronomeCalls, grant_id: str,
                       update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
     grant = yield from provider._get(grant_id)
     assert grant.effective_at is not None
-    body, adjustments = plans_edit_body(grant_id, update, provider.config, grant.effective_at)
+    body, adjustments = plans_edit_body(grant_id, update, provider.config, grant.effective_at,
+                                        grant)
     if len(body) > 1:
         yield provider._http.call(EDIT_GRANT, body, label="editGrant")
     read = yield from provider._get(grant_id)
@@ -573,7 +675,8 @@ def credits_balance_flow(provider: CreditsCalls, customer_id: str,
         if cursor is None:
             break
     if at is not None:
-        return credits_balances_at(items, customer_id, provider.config, at, unit)
+        return credits_balances_at(items, customer_id, provider.config, at, unit,
+                                   now=provider._now())
     return credits_balances(items, customer_id, provider.config, provider._now(), unit)
 
 

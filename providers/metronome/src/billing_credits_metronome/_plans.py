@@ -31,7 +31,9 @@ from ._provider import (
     _VOIDED,
     ALREADY_VOIDED,
     GRANTS_PAGE_MAX,
+    _bool,
     _capabilities,
+    _env,
     _MetronomeProvider,
     _same_number,
     _same_time,
@@ -47,9 +49,10 @@ class MetronomePlansProvider(_MetronomeProvider):
     with ``listGrants`` filtered by ``credit_grant_ids``: the grant returned is Metronome's.
     A 409 (uniqueness key used) is answered by finding the grant with that key among the
     customer's grants and returning it when it is the same grant; otherwise ``ConflictError``.
-    ``void_grant`` voids with ``voidGrant`` (the uniqueness key stays burnt, the purchase invoice
-    is left alone) and returns the grant as read just before, with status voided and balance 0:
-    voided grants vanish from ``listGrants``. A grant Metronome already voided cannot be read
+    ``void_grant`` voids with ``voidGrant`` (the purchase invoice is left alone; the uniqueness
+    key stays burnt unless ``release_uniqueness_key`` is on, see ``releasing_keys``) and returns
+    the grant as read just before, with status voided and balance 0: voided grants vanish from
+    ``listGrants``. A grant Metronome already voided cannot be read
     back: ``void_grant`` then raises ``NotFoundError`` with ``code`` ``ALREADY_VOIDED``
     ("already retired"; nothing was changed). ``expire_grant`` edits ``expires_at`` to now,
     floored to the hour under the default time alignment (see ``_end_now``); on a grant already
@@ -74,7 +77,8 @@ class MetronomePlansProvider(_MetronomeProvider):
             "voided grants are not listed by Metronome; get_grant on one raises NotFoundError",
             "get_balance: listGrants excluding_pending now, pending deductions as pending",
             "ledger: /v1/credits/listEntries (posted entries); update: editGrant (name, "
-            "expires_at)",
+            "expires_at, category via credit_grant_type; refused when the grant's bc_category "
+            "field would override it on read-back)",
         ),
     )
     consumption_order = ledger.PLANS_ORDER
@@ -87,14 +91,22 @@ class MetronomePlansProvider(_MetronomeProvider):
                    "fields)"),
         bc.Setting("default_name", "name sent when a grant has none (Metronome requires one; "
                    "default 'Credits'); reads back as None"),
+        bc.Setting("release_uniqueness_key", "void with release_uniqueness_key=true, so the "
+                   "grant's idempotency key can create a grant again (default off: a late retry "
+                   "of the original create would then make a second grant)",
+                   env="METRONOME_RELEASE_UNIQUENESS_KEY"),
     )
 
     entity = "credit_grant"
     own_keys = frozenset({tr.PAID_AMOUNT, tr.PAID_UNIT, tr.PAID_UNIT_NAME, tr.CATEGORY,
                           tr.UNNAMED, tr.PRIORITY_DEFAULT})
 
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, *, release_uniqueness_key: bool | str | None = None,
+                 **settings: Any) -> None:
         super().__init__(**settings)
+        given = release_uniqueness_key if release_uniqueness_key is not None else _env(
+            "METRONOME_RELEASE_UNIQUENESS_KEY")
+        self.release_uniqueness_key = _bool("release_uniqueness_key", given or False)
         self._borrowed = False
         self.capabilities = dataclasses.replace(
             self.capabilities, invoices_paid_amount=self._config.invoice_paid_amount)
@@ -109,6 +121,24 @@ class MetronomePlansProvider(_MetronomeProvider):
         other._config = dataclasses.replace(self._config, invoice_paid_amount=False,
                                             record_only=True)
         other.capabilities = dataclasses.replace(self.capabilities, invoices_paid_amount=False)
+        other._borrowed = True
+        return other
+
+    def releasing_keys(self) -> MetronomePlansProvider:
+        """``self`` when ``release_uniqueness_key`` is on; else a copy (sharing the connection)
+        whose ``void_grant`` sends ``release_uniqueness_key: true`` ("If true, resets the
+        uniqueness key on this grant so it can be re-used", metronome-sdk
+        ``types/v1/credit_grant_void_params.py``).
+
+        For a migration or an import that voids a grant in order to create it again under the
+        same idempotency key. Off by default, because Metronome keeps a uniqueness key as long
+        as the grant ("Until released", https://docs.metronome.com/api-reference/idempotency):
+        once released, a late retry of the original create is no longer refused with 409 and
+        makes a second grant."""
+        if self.release_uniqueness_key:
+            return self
+        other = copy.copy(self)
+        other.release_uniqueness_key = True
         other._borrowed = True
         return other
 
@@ -237,7 +267,10 @@ class MetronomePlansProvider(_MetronomeProvider):
         item, reply = yield from self._item(grant_id)
         grant = None if item is None else self._read_reply(item, reply)
         try:
-            yield self._http.call(VOID_GRANT, {"id": grant_id}, label="voidGrant")
+            body: dict[str, Any] = {"id": grant_id}
+            if self.release_uniqueness_key:
+                body["release_uniqueness_key"] = True  # credit_grant_void_params.py
+            yield self._http.call(VOID_GRANT, body, label="voidGrant")
         except (bc.NotFoundError, bc.BadRequestError) as refused:
             voided = bool(_VOIDED.search(f"{refused.message} {refused.code or ''}"))
             if grant is None:

@@ -4,10 +4,19 @@ Stripe sources (API version ``2026-10-28.endive``, the ``stripe`` SDK's types):
 
 - balance: ``GET /v1/billing/credit_balance_summary`` (``stripe/billing/_credit_balance_summary.py``)
   answers for *now* only and needs a filter; it is read once per live grant with
-  ``filter[type]=credit_grant``, so every part of the balance names its grant. Stripe does not
-  document the difference between ``available_balance`` and ``ledger_balance``: ``usable`` is the
-  smaller of the two, ``pending`` what the ledger balance holds beyond the available one (read as
-  credits held by draft invoices; ``source`` says so).
+  ``filter[type]=credit_grant``, so every part of the balance names its grant. Stripe documents
+  the two figures (https://docs.stripe.com/api/billing/credit-balance-summary/object):
+  ``ledger_balance`` "taking into account ledger transactions that have been committed to the
+  ledger"; ``available_balance`` "equal to ledger balance less any expired billing credits for
+  which expiration ledger transaction entries haven't yet been committed to the ledger. In
+  future, this will also take into account any usage that hasn't yet been invoiced". So
+  ``usable`` is the smaller of the two; what the ledger balance holds beyond the available one
+  is expired credit whose expiry is not posted yet (said in the balance's ``notes``; it is not
+  ``pending``, which stays 0: the summary reports no pending usage), and neither figure deducts
+  usage not yet invoiced (``uninvoiced_usage_deducted=False``). How long Stripe takes to post
+  an expiry is not documented.
+- test clocks: a grant on a test clock is read at the clock's ``frozen_time`` (see
+  ``StripeProvider._moments``).
 - ledger: ``GET /v1/billing/credit_balance_transactions`` (``…/_credit_balance_transaction.py``):
   ``credit`` transactions (``credits_granted``, ``credits_application_invoice_voided``) and
   ``debit`` ones (``credits_applied``, ``credits_expired``, ``credits_voided``). Amounts there are
@@ -60,8 +69,15 @@ UPDATABLE_FIELDS = frozenset({"expires_at", "metadata"})
 
 BALANCE_SOURCE = (
     "credit_balance_summary (filter[type]=credit_grant, one call per live grant): usable = "
-    "min(available_balance, ledger_balance); pending = ledger_balance - available_balance "
-    "(Stripe does not document the difference)"
+    "min(available_balance, ledger_balance); ledger_balance - available_balance is expired "
+    "credit whose expiry is not yet posted (https://docs.stripe.com/api/billing/"
+    "credit-balance-summary/object), not pending; pending 0 (not reported)"
+)
+
+SUMMARY_DOC = "https://docs.stripe.com/api/billing/credit-balance-summary/object"
+UNINVOICED_NOTE = (
+    "usage not yet invoiced is not deducted: Stripe's available_balance \"in future\" will "
+    f"take it into account, not yet ({SUMMARY_DOC})"
 )
 
 PRIORITY_CITES = (
@@ -84,7 +100,9 @@ STRIPE_ORDER = bc.ConsumptionOrder(
 )
 """Stripe's consumption order. Stripe documents priority only
 (https://docs.stripe.com/billing/subscriptions/usage-based/billing-credits#multiple-credit-grants
-is where the changelog points; no tie-break after priority could be read there). A third party
+is where the changelog points; no stored copy of that section could be read: the docs and pages
+search corpora hold the guide only to its opening, in three copies, and no public repository
+quotes the anchor or its likely sentences). A third party
 (https://docs.stigg.io/documentation/modeling-your-pricing-in-stigg/credits/credit-consumption-logic)
 lists expires_at, category, effective_at and created after priority; that is not Stripe's word,
 so it is not adopted: ties are broken by grant id and reported by the engine."""
@@ -123,30 +141,49 @@ def balances_from_summaries(
     """One ``Balance`` per currency from each live grant's credit balance summary.
 
     ``usable`` is the smaller of ``available_balance`` and ``ledger_balance`` (the cautious
-    figure); ``pending`` what the ledger balance holds beyond the available balance.
+    figure); ``pending`` is 0 (the summary reports no pending usage). What the ledger balance
+    holds beyond the available one is expired credit whose expiry Stripe has not posted yet
+    (``SUMMARY_DOC``): the customer cannot use it and it is not coming back; ``notes`` give the
+    amount per grant. An available balance above the ledger one is not explained by Stripe's
+    documentation: ``usable`` stays the smaller and ``notes`` say so. Neither figure deducts
+    usage not yet invoiced (``uninvoiced_usage_deducted=False``).
     """
-    by_currency: dict[str, list[tuple[bc.CreditGrant, bc.Money, bc.Money, Mapping[str, Any]]]] = {}
+    by_currency: dict[str, list[tuple[bc.CreditGrant, bc.Money, Decimal, Mapping[str, Any]]]] = {}
     for grant, summary in summaries:
         currency = grant.amount.currency
         assert currency is not None  # Stripe grants are monetary
         available, ledger = summary_values(summary, currency)
         with bc.reading_vendor_payload(tr.PROVIDER_NAME, "credit balance summary", summary):
             usable = tr.from_minor_units(currency, min(available, ledger))
-            pending = tr.from_minor_units(currency, max(ledger - available, 0))
-        by_currency.setdefault(currency, []).append((grant, usable, pending, summary))
+            beyond = tr.from_minor_units(currency, ledger - available).amount
+        by_currency.setdefault(currency, []).append((grant, usable, beyond, summary))
     balances = []
     for currency, rows in sorted(by_currency.items()):
         parts = tuple(
-            bc.BalancePart(grant_id=grant.id or "", usable=usable, pending=pending,
+            bc.BalancePart(grant_id=grant.id or "", usable=usable,
                            expires_at=grant.expires_at, priority=grant.priority)
-            for grant, usable, pending, _ in rows)
+            for grant, usable, _, _ in rows)
+        notes = [UNINVOICED_NOTE]
+        for grant, _, beyond, _ in rows:
+            if beyond > 0:
+                notes.append(
+                    f"grant {grant.id}: {beyond} {currency} expired credit not yet posted to "
+                    "Stripe's ledger (ledger_balance - available_balance): not usable, not "
+                    f"pending ({SUMMARY_DOC})")
+            elif beyond < 0:
+                notes.append(
+                    f"grant {grant.id}: available_balance exceeds ledger_balance by "
+                    f"{-beyond} {currency}, which Stripe's documentation does not explain; "
+                    "usable is the smaller")
         balances.append(bc.Balance(
             customer_id=customer_id,
             usable=bc.Money(amount=bc.exact_sum(p.usable.amount for p in parts), currency=currency),
-            pending=bc.Money(amount=bc.exact_sum(p.pending.amount for p in parts), currency=currency),
+            pending=bc.Money(amount=Decimal(0), currency=currency),
             parts=parts,
             as_of=as_of,
             source=BALANCE_SOURCE,
+            uninvoiced_usage_deducted=False,
+            notes=tuple(notes),
             raw={"summaries": {grant.id: dict(summary) for grant, _, _, summary in rows}},
         ))
     return balances
@@ -200,19 +237,39 @@ def entry_from_transaction(obj: Mapping[str, Any], customer_id: str) -> bc.Ledge
     ``credit``: ``credits_granted`` → granted (+), ``credits_application_invoice_voided`` →
     adjusted (+, credits given back; reference: the invoice). ``debit``: ``credits_applied`` →
     consumed (−, reference: the invoice), ``credits_expired`` → expired (−),
-    ``credits_voided`` → voided (−). A sub-type Stripe adds later reads as adjusted, signed by
-    ``credit``/``debit``. Anything else is refused (``InvalidResponseError``), never guessed:
-    a transaction of the wrong shape raises nothing else (``bc.reads_vendor_payload``).
+    ``credits_voided`` → voided (−).
+
+    One rule for what Stripe does not name (its SDK declares the enums open:
+    ``type: Optional[Union[Literal["credit", "debit"], str]]`` and the sub-types
+    ``Union[Literal[...], str]``, ``stripe/billing/_credit_balance_transaction.py``; the OpenAPI
+    spec marks ``type`` ``"nullable": true``): an entry whose kind cannot be named reads as
+    **adjusted**, signed by the detail present (``credit`` +, ``debit`` −), the whole entry kept
+    in ``raw``. That covers an unknown sub-type, and a ``type`` of null with exactly one of
+    ``credit``/``debit`` present. Refused (``InvalidResponseError`` naming the entry), never
+    guessed: a ``type`` other than credit, debit or null, or a null ``type`` with neither or both
+    details (no amount can be read). A transaction of the wrong shape raises nothing else
+    (``bc.reads_vendor_payload``).
     """
     kind_name = obj.get("type")
-    if kind_name not in ("credit", "debit"):
-        raise _bad(obj, f"type {kind_name!r} is neither credit nor debit")
-    detail = obj.get(kind_name)
-    if not isinstance(detail, Mapping):
-        raise _bad(obj, f"no {kind_name} details")
-    sub = detail.get("type")
-    kinds = _CREDIT_KINDS if kind_name == "credit" else _DEBIT_KINDS
-    kind = bc.LedgerKind(kinds.get(str(sub), "adjusted"))
+    if kind_name is None:
+        present = [name for name in ("credit", "debit") if isinstance(obj.get(name), Mapping)]
+        if len(present) != 1:
+            raise _bad(obj, "type is null and " + (
+                "neither credit nor debit details are present" if not present else
+                "both credit and debit details are present") + ": no amount can be read")
+        kind_name = present[0]
+        detail = obj[kind_name]
+        kind = bc.LedgerKind.ADJUSTED
+        sub = detail.get("type")
+    elif kind_name not in ("credit", "debit"):
+        raise _bad(obj, f"type {kind_name!r} is neither credit, debit nor null")
+    else:
+        detail = obj.get(kind_name)
+        if not isinstance(detail, Mapping):
+            raise _bad(obj, f"no {kind_name} details")
+        sub = detail.get("type")
+        kinds = _CREDIT_KINDS if kind_name == "credit" else _DEBIT_KINDS
+        kind = bc.LedgerKind(kinds.get(str(sub), "adjusted"))
     amount = detail.get("amount") or {}
     monetary = amount.get("monetary") if isinstance(amount, Mapping) else None
     if not isinstance(monetary, Mapping) or amount.get("type") != "monetary":
@@ -333,7 +390,11 @@ class StripeCalls(Protocol):
 
     def _with_balance(self, grant: bc.CreditGrant) -> bc.Flow[bc.CreditGrant]: ...
 
-    def _grant_of(self, answer: Answer) -> bc.CreditGrant: ...
+    def _read(self, answer: Answer) -> bc.Flow[bc.CreditGrant]: ...
+
+    def _moments(self, objs: Iterable[Any]) -> bc.Flow[dict[str, datetime]]: ...
+
+    def _moment(self, obj: Any, moments: Mapping[str, datetime]) -> datetime: ...
 
 
 TRANSACTIONS_PATH = "/v1/billing/credit_balance_transactions"
@@ -377,25 +438,45 @@ def _live(grants: Iterable[bc.CreditGrant]) -> list[bc.CreditGrant]:
     return [g for g in grants if g.status is bc.GrantStatus.ACTIVE]
 
 
+def _read_at(provider: StripeCalls, moments: Mapping[str, datetime],
+             item: Mapping[str, Any]) -> bc.CreditGrant:
+    """A listed grant read at the time it lives on (its test clock's, else the provider's)."""
+    return tr.from_stripe(item, now=provider._moment(item, moments))
+
+
 def balance_flow(provider: StripeCalls, customer_id: str, unit: str | None,
                  at: datetime | None) -> bc.Flow[list[bc.Balance]]:
-    """Every credit grant of the customer (paged), then one balance summary per live grant."""
+    """Every credit grant of the customer (paged), then one balance summary per live grant.
+
+    A customer on a test clock: its grants are read, and the balance is as of, the clock's
+    ``frozen_time`` (the grants belong to the clock; ``StripeProvider._moments``)."""
     if at is not None:
         raise bc.NotRepresentableError(tr.PROVIDER_NAME, [bc.FieldProblem(
             "at", "Stripe's credit balance summary answers for now only")])
     cursor: str | None = None
     seen: set[str] = set()
     grants: list[bc.CreditGrant] = []
+    clocks: dict[str, datetime] = {}
     while True:
         params = tr.list_params(customer_id, limit=tr.MAX_PAGE_SIZE, starting_after=cursor)
         answer = yield provider._call("get", tr.GRANTS_PATH, params, label="credit_grants.list")
         items, has_more = _items(provider, answer, "credit_grants.list")
+        moments = yield from provider._moments(items)
+        clocks.update(moments)
         grants += _each(answer, "credit_grants.list", items,
-                        partial(tr.from_stripe, now=provider._clock()))
+                        partial(_read_at, provider, moments))
         cursor = provider._next_cursor(answer, items, has_more, seen)
         if cursor is None:
             break
     as_of = provider._clock()
+    clock_notes: list[str] = []
+    if len(clocks) == 1:
+        [(clock_id, as_of)] = clocks.items()
+        clock_notes.append(f"as of test clock {clock_id}'s frozen_time")
+    elif clocks:
+        clock_notes.append("the customer's grants are on several test clocks "
+                           f"({', '.join(sorted(clocks))}): each grant read at its own clock's "
+                           "frozen_time; as_of is this library's clock")
     chosen = [g for g in _live(grants)
               if unit is None or (g.amount.currency or "").upper() == unit.upper()]
     summaries = []
@@ -404,7 +485,8 @@ def balance_flow(provider: StripeCalls, customer_id: str, unit: str | None,
         answer = yield provider._call("get", tr.SUMMARY_PATH, summary_params,
                                       label="credit_balance_summary.retrieve")
         summaries.append((grant, dict(answer.mapping("billing.credit_balance_summary"))))
-    return balances_from_summaries(customer_id, summaries, as_of)
+    balances = balances_from_summaries(customer_id, summaries, as_of)
+    return [b.model_copy(update={"notes": (*b.notes, *clock_notes)}) for b in balances]
 
 
 def ledger_flow(provider: StripeCalls, customer_id: str, grant_id: str | None,
@@ -429,8 +511,13 @@ def ledger_flow(provider: StripeCalls, customer_id: str, grant_id: str | None,
 
 def update_flow(provider: StripeCalls, grant_id: str,
                 update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
-    """Read the grant (for its metadata, when metadata changes), then update it."""
+    """Read the grant (for its metadata, when metadata changes), then update it.
+
+    Everything that can be refused without the grant's current metadata (a field Stripe cannot
+    change, such as ``name``; an expiry finer than a second; a metadata key or value Stripe
+    would refuse or read as "unset") is refused before any request."""
     existing: Mapping[str, str] | None = None
+    update_params(update, {})  # the refusals that do not depend on the stored metadata
     if "metadata" in update.model_fields_set:
         answer = yield provider._call("get", tr.grant_path(grant_id),
                                       label="credit_grants.retrieve")
@@ -444,4 +531,4 @@ def update_flow(provider: StripeCalls, grant_id: str,
     answer = yield provider._call("post", tr.grant_path(grant_id), dict(params),
                                   label="credit_grants.update",
                                   idempotency_key=f"bc-update-{uuid.uuid4()}")
-    return (yield from provider._with_balance(provider._grant_of(answer)))
+    return (yield from provider._with_balance((yield from provider._read(answer))))

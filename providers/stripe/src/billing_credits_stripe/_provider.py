@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -269,7 +269,11 @@ class StripeProvider(bc.Provider):
             "Stripe forgets idempotency keys after 24 h: a keyed create first pages the "
             "customer's grants for one carrying the key (ceil(grants/100) list requests; "
             "find_existing=off skips it)",
-            "get_balance: one credit balance summary per live grant, as of now only",
+            "get_balance: one credit balance summary per live grant, as of now only; "
+            "ledger_balance beyond available_balance is expired credit not yet posted (a note, "
+            "not pending); uninvoiced usage is not deducted (uninvoiced_usage_deducted=False)",
+            "test clocks: a grant on one is read at the clock's frozen_time (one GET per clock "
+            "per provider; forget_test_clocks() to re-read)",
             "update: expires_at and metadata only (Stripe cannot change the rest)",
             "consume: Stripe applies credits to invoices itself; StripeFake.consume models it",
         ),
@@ -336,6 +340,7 @@ class StripeProvider(bc.Provider):
         self.include_balance = _flag("include_balance", include_balance, default=False)
         self.find_existing_before_create = _flag("find_existing", find_existing, default=True)
         self._clock = clock
+        self._frozen: dict[str, datetime] = {}
         # The SDK and httpx load here, on first use, not when the class is imported.
         import stripe
 
@@ -431,11 +436,74 @@ class StripeProvider(bc.Provider):
 
         return bc.Call(run, arun, retry_safe=retry_safe, label=label)
 
-    def _grant_of(self, answer: Answer) -> bc.CreditGrant:
-        """A grant answer read as a neutral grant (no balance); unusable → InvalidResponseError."""
+    # -- test clocks ---------------------------------------------------------------------
+
+    def forget_test_clocks(self) -> None:
+        """Forget the ``frozen_time`` read for each test clock (read again on next use), for
+        example after advancing a clock."""
+        self._frozen.clear()
+
+    def _moments(self, objs: Iterable[Any]) -> bc.Flow[dict[str, datetime]]:
+        """The ``frozen_time`` of each test clock ``objs`` (grants, transactions) belong to.
+
+        A grant "belongs to" its ``test_clock`` ("ID of the test clock this credit grant belongs
+        to", ``stripe/billing/_credit_grant.py``) and the clock's ``frozen_time`` is the "Time at
+        which all objects belonging to this clock are frozen" (``stripe/test_helpers/
+        _test_clock.py``): such a grant's status, balance and consumption are read at that
+        time, not the wall clock's. The clock is read with ``GET /v1/test_helpers/test_clocks/
+        {id}`` once per clock for this provider's life (``forget_test_clocks`` drops the
+        cache); an expanded ``test_clock`` object needs no request. A clock still
+        ``advancing`` is read again next time (its ``frozen_time`` is moving).
+        """
+        found: dict[str, datetime] = {}
+        for obj in objs:
+            clock_id = tr.test_clock_of(obj)
+            if clock_id is None or clock_id in found:
+                continue
+            ref = obj.get("test_clock") if isinstance(obj, Mapping) else None
+            if isinstance(ref, Mapping) and ref.get("frozen_time") is not None:
+                found[clock_id] = self._frozen_of(Answer(ref, None, False))
+                continue
+            if clock_id in self._frozen:
+                found[clock_id] = self._frozen[clock_id]
+                continue
+            answer = yield self._call("get", tr.test_clock_path(clock_id),
+                                      label="test_clocks.retrieve")
+            data = answer.mapping("test_helpers.test_clock")
+            found[clock_id] = self._frozen_of(answer)
+            if data.get("status") != "advancing":
+                self._frozen[clock_id] = found[clock_id]
+        return found
+
+    def _frozen_of(self, answer: Answer) -> datetime:
+        data = answer.mapping("test_helpers.test_clock")
+        try:
+            return tr.frozen_time_of(data)
+        except bc.ProviderError as error:
+            problem = error.message
+        raise answer.invalid(problem)
+
+    def _moment(self, obj: Any, moments: Mapping[str, datetime]) -> datetime:
+        """The time ``obj`` lives on: its test clock's ``frozen_time``, else this provider's
+        clock."""
+        clock_id = tr.test_clock_of(obj)
+        if clock_id is not None and clock_id in moments:
+            return moments[clock_id]
+        return self._clock()
+
+    def _read(self, answer: Answer) -> bc.Flow[bc.CreditGrant]:
+        """A grant answer read as a neutral grant at the time it lives on (its test clock's
+        ``frozen_time`` for a grant on a clock)."""
+        data = answer.mapping("billing.credit_grant")
+        moments = yield from self._moments([data])
+        return self._grant_of(answer, self._moment(data, moments))
+
+    def _grant_of(self, answer: Answer, now: datetime | None = None) -> bc.CreditGrant:
+        """A grant answer read as a neutral grant (no balance) at ``now`` (default: this
+        provider's clock); unusable → InvalidResponseError."""
         data = answer.mapping("billing.credit_grant")
         try:
-            return tr.from_stripe(data, now=self._clock())
+            return tr.from_stripe(data, now=self._clock() if now is None else now)
         except bc.ProviderError as error:  # the only error reading raises (reads_vendor_payload)
             problem = error.message
         raise answer.invalid(problem)
@@ -495,7 +563,7 @@ class StripeProvider(bc.Provider):
             answer = yield self._call("post", tr.GRANTS_PATH, params,
                                       label="credit_grants.create",
                                       idempotency_key=f"{idempotency_key}~after-saved-5xx")
-        stored = self._grant_of(answer).model_copy(update={"replayed": answer.replayed})
+        stored = (yield from self._read(answer)).model_copy(update={"replayed": answer.replayed})
         if drift := tr.differences(grant, stored):
             stored = stored.model_copy(update={"adjustments": (*stored.adjustments, *drift)})
         return stored
@@ -517,7 +585,7 @@ class StripeProvider(bc.Provider):
             for item in items:
                 metadata = item.get("metadata") if isinstance(item, Mapping) else None
                 if isinstance(metadata, Mapping) and metadata.get(tr.META_IDEMPOTENCY_KEY) == key:
-                    return self._grant_of(Answer(item, answer.request_id, True))
+                    return (yield from self._read(Answer(item, answer.request_id, True)))
             cursor = self._next_cursor(answer, items, has_more, seen)
             if cursor is None:
                 return None
@@ -551,9 +619,10 @@ class StripeProvider(bc.Provider):
         params = tr.list_params(query.customer_id, limit=query.page_size, starting_after=cursor)
         answer = yield self._call("get", tr.GRANTS_PATH, params, label="credit_grants.list")
         items, has_more = self._list_of(answer)
-        now = self._clock()
+        moments = yield from self._moments(items)
         grants, unreadable = bc.read_items(
-            self.name, items, lambda item: tr.from_stripe(item, now=now), tr.vendor_id)
+            self.name, items, lambda item: tr.from_stripe(item, now=self._moment(item, moments)),
+            tr.vendor_id)
         if self.include_balance:
             with_balance = []
             for grant in grants:
@@ -564,25 +633,25 @@ class StripeProvider(bc.Provider):
 
     def _get(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
         answer = yield self._call("get", tr.grant_path(grant_id), label="credit_grants.retrieve")
-        return (yield from self._with_balance(self._grant_of(answer)))
+        return (yield from self._with_balance((yield from self._read(answer))))
 
     def _void(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
         answer = yield self._call("post", tr.grant_path(grant_id, "void"),
                                   label="credit_grants.void_grant",
                                   idempotency_key=f"bc-void-{uuid.uuid4()}")
-        return (yield from self._with_balance(self._grant_of(answer)))
+        return (yield from self._with_balance((yield from self._read(answer))))
 
     def _expire(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
         answer = yield self._call("post", tr.grant_path(grant_id, "expire"),
                                   label="credit_grants.expire",
                                   idempotency_key=f"bc-expire-{uuid.uuid4()}")
-        return (yield from self._with_balance(self._grant_of(answer)))
+        return (yield from self._with_balance((yield from self._read(answer))))
 
     # -- balance -------------------------------------------------------------------------
 
     def _grant_balance(self, grant_id: str) -> bc.Flow[bc.Money]:
         answer = yield self._call("get", tr.grant_path(grant_id), label="credit_grants.retrieve")
-        return (yield from self._balance_flow(self._grant_of(answer)))
+        return (yield from self._balance_flow((yield from self._read(answer))))
 
     def grant_balance(self, grant_id: str) -> bc.Money:
         """A grant's remaining credits (now or still to come): for an active grant, from

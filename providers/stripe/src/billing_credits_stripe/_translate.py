@@ -506,6 +506,37 @@ def balance_params(customer_id: str, grant_id: str) -> CreditBalanceSummaryRetri
     return params  # type: ignore[return-value]
 
 
+TEST_CLOCKS_PATH = "/v1/test_helpers/test_clocks"
+"""``GET /v1/test_helpers/test_clocks/{test_clock}`` retrieves a clock
+(``stripe/test_helpers/_test_clock_service.py`` ``retrieve``)."""
+
+
+def test_clock_path(clock_id: str) -> str:
+    """``/v1/test_helpers/test_clocks/{id}``, the id escaped as one path segment."""
+    return f"{TEST_CLOCKS_PATH}/{quote(sendable_id('test_clock', clock_id), safe='')}"
+
+
+def test_clock_of(obj: Any) -> str | None:
+    """The id of the test clock a grant or transaction belongs to (``test_clock``, a string or
+    an expanded object), or None."""
+    ref = obj.get("test_clock") if isinstance(obj, Mapping) else None
+    if isinstance(ref, Mapping):
+        ref = ref.get("id")
+    return ref if isinstance(ref, str) and ref else None
+
+
+@bc.reads_vendor_payload(PROVIDER_NAME, "test clock")
+def frozen_time_of(clock: Mapping[str, Any]) -> datetime:
+    """A test clock's ``frozen_time``: "Time at which all objects belonging to this clock are
+    frozen" (``stripe/test_helpers/_test_clock.py``)."""
+    value = clock.get("frozen_time")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"frozen_time is {value!r}, not a Unix timestamp")
+    moment = from_timestamp(value)
+    assert moment is not None
+    return moment
+
+
 # -- Stripe → neutral ----------------------------------------------------------------------
 
 

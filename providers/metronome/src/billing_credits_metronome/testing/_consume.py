@@ -3,9 +3,11 @@ would show for them.
 
 v1 credit grants (Plans): ``consume_grants`` draws usage from the customer's grants by
 ``priority`` (lower first) and, on a tie, the grant expiring sooner
-(https://docs.metronome.com/invoicing/how-billing-works/manage-credits/); Metronome documents no
-further tie-break, so the fake takes the grant id. A grant with ``product_ids`` pays only for
-those products. Each draw is a deduction on the grant (``listGrants`` ``deductions`` /
+(https://docs.metronome.com/invoicing/how-billing-works/manage-credits/). That page goes on with
+a rule for equal priority and expiry ("If two credit grants h…") whose text could not be read in
+any copy consulted, so the fake takes the grant id there (``_ledger.PLANS_UNREAD``). A grant
+with ``product_ids`` pays only for those products. Each draw is a deduction on the grant
+(``listGrants`` ``deductions`` /
 ``pending_deductions``, amounts as positive numbers with the grant's running balance, as in
 Metronome's ``listGrants`` example) and an entry of ``POST /v1/credits/listEntries``
 (``CreditGrantListEntriesResponse``: per customer, one ledger per credit type, ``entries`` with
@@ -21,9 +23,16 @@ Contract customer credits: ``consume_credits`` applies Metronome's prioritisatio
 (https://docs.metronome.com/pricing-packaging/apply-credits-commits/prioritization-rules):
 ``priority`` (lower first), contract-level before customer-level (the fake holds customer-level
 credits only), $0 cost basis first (credits are all free), fewer applicable products, earlier
-``ending_before``, earlier ``starting_at``; then the credit id (the fake's choice). Usage draws on
-the segment active at its time. Credits scoped by tags or specifiers are not evaluated by the
-fake: they are skipped. Each draw is a ``CREDIT_AUTOMATED_INVOICE_DEDUCTION`` in ``Credit.ledger``
+``ending_before``, earlier ``starting_at``, fewer applicable contracts (a credit without
+``applicable_contract_ids`` applies to all contracts, "If not provided, the credit applies to
+all contracts", ``types/v1/customers/credit_create_params.py``: last); then the credit id (the
+fake's choice). Usage draws on the segment active at its time, and on a credit with
+``applicable_contract_ids`` only when billed under one of them (``contract_id``). Credits scoped
+by product tags or specifiers are never drawn: a usage record here carries a product id and a
+contract id only, nothing to match tags or group values against (the engine's ``admits`` says
+the same), so the usage-applicability rule (group-value specifiers, staging copy of the
+prioritization page) never decides a draw here. Each draw is a
+``CREDIT_AUTOMATED_INVOICE_DEDUCTION`` in ``Credit.ledger``
 (after ``CREDIT_SEGMENT_START``; ``CREDIT_EXPIRATION`` for what a segment had left when it
 ended), read through ``POST /v1/contracts/customerBalances/list``
 (``ContractListBalancesParams``; items are ``Credit``/``Commit``; ``limit`` defaults to 25 and
@@ -47,6 +56,7 @@ __all__ = [
     "LIST_ENTRIES",
     "LIST_ENTRIES_FIELDS",
     "LIST_ENTRIES_QUERY",
+    "add_manual_entry",
     "consume_credits",
     "consume_grants",
     "list_balances",
@@ -221,15 +231,15 @@ def list_entries(fake: FakeState, query: dict[str, str], body: dict[str, Any]) -
 
 def _segment_used(fake: FakeState, credit_id: str, segment_id: str) -> Decimal:
     return sum((-to_decimal(e["amount"]) for e in fake.credit_ledgers.get(credit_id, ())
-                if e["segment_id"] == segment_id), Decimal(0))
+                if e.get("segment_id") == segment_id), Decimal(0))
 
 def consume_credits(fake: FakeState, customer_id: str, amount: Decimal | int, *,
                     credit_type: str = USD_CENTS, product_id: str | None = None,
-                    at: datetime | None = None,
-                    invoice_id: str | None = None) -> list[dict[str, Any]]:
+                    at: datetime | None = None, invoice_id: str | None = None,
+                    contract_id: str | None = None) -> list[dict[str, Any]]:
     """Draw ``amount`` (in the credit type's unit) from the customer's credits in
-    Metronome's prioritisation order; return the ledger entries made. What no credit can
-    pay is left to the invoice."""
+    Metronome's prioritisation order; return the ledger entries made. ``contract_id``: the
+    contract the usage is billed under. What no credit can pay is left to the invoice."""
     moment = _at(fake, at)
     invoice = invoice_id or str(uuid.uuid4())
     candidates = []
@@ -244,13 +254,20 @@ def consume_credits(fake: FakeState, customer_id: str, amount: Decimal | int, *,
         products = item.get("applicable_product_ids") or []
         if products and product_id not in products:
             continue
+        contracts = item.get("applicable_contract_ids") or []
+        if contracts and contract_id not in contracts:
+            continue
         candidates += [
             (credit_id, credit, segment, products) for segment in credit.segments
             if parse_time(segment["starting_at"]) <= moment < parse_time(segment["ending_before"])]
+    # prioritization-rules: priority, contract-level first, cost basis, fewest products,
+    # ending_before, starting_on, "number of contracts a commit is applicable" (fewest first,
+    # all contracts last); then the credit id (the fake's choice, not documented).
     candidates.sort(key=lambda c: (
         to_decimal(c[1].item["priority"]), 0 if c[1].item.get("contract") else 1, 0,
         len(c[3]) if c[3] else float("inf"), parse_time(c[2]["ending_before"]),
-        parse_time(c[2]["starting_at"]), c[0]))
+        parse_time(c[2]["starting_at"]),
+        len(c[1].item.get("applicable_contract_ids") or ()) or float("inf"), c[0]))
     left = Decimal(amount)
     made = []
     for credit_id, _credit, segment, _ in candidates:
@@ -285,12 +302,30 @@ def _credit_ledger(fake: FakeState, credit: _Credit, now: datetime) -> list[dict
             "CREDIT_EXPIRATION": 2}
     return sorted(events, key=lambda e: (parse_time(e["timestamp"]), rank.get(e["type"], 1)))
 
+def add_manual_entry(fake: FakeState, credit_id: str, amount: Decimal | int, timestamp: datetime,
+                     reason: str = "manual adjustment") -> dict[str, Any]:
+    """A manual ledger entry on a customer credit (``LedgerCreditManualLedgerEntry``:
+    ``amount``, ``reason``, ``timestamp``, ``type: CREDIT_MANUAL``, no segment;
+    metronome-sdk ``types/shared/credit.py``), dated ``timestamp``, possibly in the future."""
+    entry = {"amount": Decimal(amount), "reason": reason, "timestamp": format_time(timestamp),
+             "type": "CREDIT_MANUAL"}
+    fake.credit_ledgers.setdefault(credit_id, []).append(entry)
+    return entry
+
 def _credit_balance(fake: FakeState, credit: _Credit, now: datetime) -> Decimal:
-    """``Credit.balance``: usable at this moment (expired and future segments count 0)."""
-    usable = sum((s["amount"] - _segment_used(fake, credit.item["id"], s["id"])
-                  for s in credit.segments
-                  if parse_time(s["starting_at"]) <= now < parse_time(s["ending_before"])),
+    """``Credit.balance``: usable at this moment (expired and future segments count 0).
+
+    Manual entries count whatever their date: "All manual ledger entries associated with active
+    credit or commit segments are included in the balance, including future-dated manual
+    ledger entries", and when negative manual entries exceed what is left "the balance will be
+    0" (metronome-sdk ``types/shared/credit.py`` ``Credit.balance``)."""
+    active = [s for s in credit.segments
+              if parse_time(s["starting_at"]) <= now < parse_time(s["ending_before"])]
+    usable = sum((s["amount"] - _segment_used(fake, credit.item["id"], s["id"]) for s in active),
                  Decimal(0))
+    if active:
+        usable += sum((to_decimal(e["amount"]) for e in fake.credit_ledgers.get(
+            credit.item["id"], ()) if e.get("type") == "CREDIT_MANUAL"), Decimal(0))
     return max(usable - credit.deducted, Decimal(0))
 
 def list_balances(fake: FakeState, query: dict[str, str], body: dict[str, Any]) -> Any:

@@ -68,6 +68,7 @@ from ._consume import (
     list_balances,
     list_entries,
 )
+from ._consume import add_manual_entry as _add_manual_entry
 from ._consume import consume_credits as _consume_credits
 from ._consume import consume_grants as _consume_grants
 from ._state import _bad, _Credit, _Grant, _RefusedError
@@ -260,6 +261,7 @@ class MetronomeFake:
 
     consume_grants = _consume_grants
     consume_credits = _consume_credits
+    add_manual_entry = _add_manual_entry
 
     # -- validation helpers -----------------------------------------------------------------
 

@@ -51,6 +51,12 @@ class FakeState(Protocol):
 
     def clock(self) -> int: ...
 
+    def grant_now(self, grant: Mapping[str, Any]) -> int: ...
+
+    def customer_now(self, customer: str | None) -> int: ...
+
+    def expiry_committed(self, grant: Mapping[str, Any]) -> bool: ...
+
     def _id(self, prefix: str) -> str: ...
 
 
@@ -72,14 +78,17 @@ def consume(fake: FakeState, target: str, value: int, *, price: str | None = Non
     ``target`` a grant id: draw from that grant only (as an invoice would). ``target`` a
     customer id: draw from the customer's grants in Stripe's order (priority, then grant
     id), each only as far as it has credit left, skipping grants not effective at ``at``
-    (default: the fake's clock), expired, voided, or whose scope does not hold ``price``
+    (default: the fake's clock, or the customer's test clock's ``frozen_time``: a grant and its
+    transactions belong to the clock, ``stripe/billing/_credit_grant.py`` ``test_clock``),
+    expired, voided, or whose scope does not hold ``price``
     (``price_type=metered`` holds every metered price; ``price=None`` is a metered price
     not listed by any grant). Usage no grant can pay is left to the invoice: not drawn.
     """
-    moment = fake.clock() if at is None else at
     invoice_id = invoice or fake._id("in_")
     if target in fake.grants:
+        moment = fake.grant_now(fake.grants[target]) if at is None else at
         return [_draw(fake, fake.grants[target], value, moment, invoice_id)]
+    moment = fake.customer_now(target) if at is None else at
     left = value
     drawn = []
     for grant in _usable(fake, target, price, moment):
@@ -124,7 +133,7 @@ def _draw(fake: FakeState, grant: dict[str, Any], value: int, at: int,
                   "credits_applied": {"invoice": invoice,
                                       "invoice_line_item": fake._id("il_")},
                   "type": "credits_applied"},
-        "effective_at": at, "livemode": grant["livemode"], "test_clock": None,
+        "effective_at": at, "livemode": grant["livemode"], "test_clock": grant["test_clock"],
         "type": "debit",
     }
     fake.applied.append(record)
@@ -133,13 +142,17 @@ def _draw(fake: FakeState, grant: dict[str, Any], value: int, at: int,
 # -- transactions --------------------------------------------------------------
 
 def transactions(fake: FakeState, grant: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every credit balance transaction of ``grant`` now, oldest first."""
-    now = fake.clock()
+    """Every credit balance transaction of ``grant`` now (on its test clock's time, if any),
+    oldest first. A ``credits_expired`` entry is listed only once the expiry is committed
+    (``expiry_committed``: https://docs.stripe.com/api/billing/credit-balance-summary/object,
+    "expired billing credits for which expiration ledger transaction entries haven't yet been
+    committed")."""
+    now = fake.grant_now(grant)
     currency = grant["amount"]["monetary"]["currency"]
     value = int(grant["amount"]["monetary"]["value"])
     start = grant["effective_at"] if grant["effective_at"] is not None else grant["created"]
     common = {"object": "billing.credit_balance_transaction", "credit_grant": grant["id"],
-              "livemode": grant["livemode"], "test_clock": None}
+              "livemode": grant["livemode"], "test_clock": grant["test_clock"]}
     out: list[dict[str, Any]] = []
     if start <= now:
         out.append({**common, "id": _stable_id("cbtxn_", grant["id"], "granted"),
@@ -154,7 +167,7 @@ def transactions(fake: FakeState, grant: Mapping[str, Any]) -> list[dict[str, An
     end, kind = None, None
     if grant["voided_at"] is not None:
         end, kind = grant["voided_at"], "credits_voided"
-    elif grant["expires_at"] is not None and grant["expires_at"] <= now:
+    elif fake.expiry_committed(grant):
         end, kind = grant["expires_at"], "credits_expired"
     if kind is not None and left > 0 and start <= end:
         out.append({**common, "id": _stable_id("cbtxn_", grant["id"], kind),

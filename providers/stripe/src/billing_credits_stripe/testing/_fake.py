@@ -36,8 +36,22 @@ Built on the core fake kit (``billing_credits.testing``): reach it in process wi
   order, and a cursor is a position in that index;
 - a ``Request-Id`` header on every response.
 
+- the credit balance summary's two figures as Stripe documents them
+  (https://docs.stripe.com/api/billing/credit-balance-summary/object): ``ledger_balance``
+  "taking into account ledger transactions that have been committed to the ledger", and
+  ``available_balance`` "equal to ledger balance less any expired billing credits for which
+  expiration ledger transaction entries haven't yet been committed": once a grant expires, its
+  remainder leaves ``available_balance`` at once but stays in ``ledger_balance`` (and no
+  ``credits_expired`` transaction is listed) until the expiry is committed,
+  ``expiry_commit_delay`` seconds later or at ``commit_expirations()``. How long Stripe takes
+  is not documented: the delay is 0 unless a test sets it. Neither figure deducts usage not yet
+  invoiced ("In future, this will also take into account any usage that hasn't yet been
+  invoiced");
+- test clocks (``_clocks``): a customer attached to a clock (``attach_test_clock``) has its
+  grants carry the clock's id (``test_clock``), and they are evaluated at its ``frozen_time``.
+
 Usage is applied with ``consume`` (in Stripe's order; see ``_consume``). Not modelled
-(unverified at Stripe, see the README): draft invoices holding credit, test clocks, ``expand``.
+(unverified at Stripe, see the README): draft invoices holding credit, ``expand``.
 Behaviour chosen where Stripe's is undocumented: expiring a voided, already expired or not yet
 effective grant and voiding a voided grant answer 400.
 """
@@ -68,6 +82,7 @@ from billing_credits_stripe._translate import (
 )
 
 from ._checks import StripeError, _integer, _invalid, _missing, _string, _unknown
+from ._clocks import advance_clock, clock_route, create_clock
 from ._consume import consume as _consume
 from ._consume import transaction_route as _transaction_route
 from ._consume import transactions as _transactions
@@ -183,6 +198,11 @@ class StripeFake:
     consumed: dict[str, int] = field(default_factory=dict)
     injected: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
     applied: list[dict[str, Any]] = field(default_factory=list)
+    test_clocks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    customer_clocks: dict[str, str] = field(default_factory=dict)
+    expiry_commit_delay: int = 0
+    """Seconds between a grant's expiry and Stripe committing its ``credits_expired`` entry
+    (see the module docstring: Stripe documents the lag, not its length)."""
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -194,6 +214,7 @@ class StripeFake:
         # ``clock`` itself moves with ``advance``, so every reader of the fake's time agrees.
         self.clock = lambda: base() + self._offset
         self._account = ""
+        self._committed: set[str] = set()
         self._owner: dict[str, str] = {}
         self._index: dict[tuple[str, str, str], list[str]] = {}
         self._position: dict[tuple[tuple[str, str, str], str], int] = {}
@@ -209,6 +230,52 @@ class StripeFake:
     def advance(self, seconds: float) -> None:
         """Move the fake's clock forward (idempotency keys older than 24 h are forgotten)."""
         self._offset += int(seconds)
+
+    # -- test clocks and the expiry lag --------------------------------------------------
+
+    def create_test_clock(self, frozen_time: int, name: str | None = None) -> str:
+        """A new test clock frozen at ``frozen_time``; its id."""
+        return str(create_clock(self, frozen_time, name)["id"])
+
+    def advance_test_clock(self, clock_id: str, frozen_time: int) -> None:
+        """Advance ``clock_id`` to ``frozen_time`` (after its current frozen time)."""
+        advance_clock(self, clock_id, frozen_time)
+
+    def attach_test_clock(self, customer: str, clock_id: str) -> None:
+        """Put ``customer`` on ``clock_id`` (Stripe attaches a clock when the customer is
+        created; the fake has no customer endpoint). Grants created for it carry the clock."""
+        if clock_id not in self.test_clocks:
+            raise KeyError(clock_id)
+        self.customer_clocks[customer] = clock_id
+
+    def grant_now(self, grant: Mapping[str, Any]) -> int:
+        """The time ``grant`` lives on: its test clock's ``frozen_time``, else the fake's."""
+        clock_id = grant.get("test_clock")
+        if clock_id is not None and clock_id in self.test_clocks:
+            return int(self.test_clocks[clock_id]["frozen_time"])
+        return self.now()
+
+    def customer_now(self, customer: str | None) -> int:
+        """The time ``customer`` lives on (its test clock's ``frozen_time``, else the fake's)."""
+        clock_id = self.customer_clocks.get(customer or "")
+        if clock_id is not None and clock_id in self.test_clocks:
+            return int(self.test_clocks[clock_id]["frozen_time"])
+        return self.now()
+
+    def commit_expirations(self) -> None:
+        """Commit every expiry due so far (its ``credits_expired`` entry is posted)."""
+        for grant in self.grants.values():
+            expires = grant["expires_at"]
+            if expires is not None and expires <= self.grant_now(grant):
+                self._committed.add(grant["id"])
+
+    def expiry_committed(self, grant: Mapping[str, Any]) -> bool:
+        """Whether ``grant``'s expiry has reached the ledger (see ``expiry_commit_delay``)."""
+        expires = grant["expires_at"]
+        if expires is None or expires > self.grant_now(grant):
+            return False
+        return (grant["id"] in self._committed
+                or expires + self.expiry_commit_delay <= self.grant_now(grant))
 
     def forget_idempotency_keys(self) -> None:
         """Forget every saved idempotency key now, as Stripe may once they are 24 h old."""
@@ -281,6 +348,9 @@ class StripeFake:
         self._owner.clear()
         self._index.clear()
         self._position.clear()
+        self._committed.clear()
+        self.test_clocks.clear()
+        self.customer_clocks.clear()
 
     consume = _consume
     transactions = _transactions
@@ -376,6 +446,8 @@ class StripeFake:
             return self._json(200, self._summary(params, live))
         if (transactions := _transaction_route(self, method, path, params)) is not None:
             return self._json(200, transactions)
+        if (clock := clock_route(self, method, path, params)) is not None:
+            return self._json(200, clock)
         if match := _ACTION.match(path):
             if method != "POST":
                 raise StripeError(404, f"Unrecognized request URL ({method}: {path}).")
@@ -409,7 +481,11 @@ class StripeFake:
         if category is not None and category not in ("paid", "promotional"):
             raise _invalid("category", f"Invalid category: must be one of paid or promotional "
                            f"(got {category!r})")
-        now = self.now()
+        clock_id = self.customer_clocks.get(customer or account or "")
+        # A test-clock customer's grant starts at the clock's frozen time by default
+        # (effective_at "defaults to the current timestamp", the current time being the
+        # clock's for objects that belong to it: stripe/test_helpers/_test_clock.py).
+        now = self.customer_now(customer or account)
         effective = _integer(params, "effective_at")
         expires = _integer(params, "expires_at")
         if expires is not None and expires <= (effective if effective is not None else now):
@@ -424,7 +500,7 @@ class StripeFake:
             "amount": amount,
             "applicability_config": {"scope": scope},
             "category": category or "paid",
-            "created": now,
+            "created": self.now(),
             "customer": customer,
             "customer_account": account,
             "effective_at": effective if effective is not None else now,
@@ -433,8 +509,8 @@ class StripeFake:
             "metadata": metadata,
             "name": name or None,
             "priority": priority if priority is not None else 50,
-            "test_clock": None,
-            "updated": now,
+            "test_clock": clock_id,
+            "updated": self.now(),
             "voided_at": None,
         }
         self._add(grant, self._account)
@@ -608,7 +684,7 @@ class StripeFake:
 
     def _act(self, grant_id: str, action: str) -> dict[str, Any]:
         grant = self._find(grant_id)
-        now = self.now()
+        now = self.grant_now(grant)
         if grant["voided_at"] is not None:
             raise _invalid("id", f"The credit grant {grant_id} has been voided.",
                            "credit_grant_voided")
@@ -631,6 +707,16 @@ class StripeFake:
         if grant["expires_at"] is not None and grant["expires_at"] <= now:
             return 0
         if grant["effective_at"] is not None and grant["effective_at"] > now:
+            return 0
+        value = int(grant["amount"]["monetary"]["value"])
+        return max(value - self.consumed.get(grant["id"], 0), 0)
+
+    def _unposted_expiry(self, grant: dict[str, Any], now: int) -> int:
+        """What an expired grant still holds in ``ledger_balance`` before its expiry is
+        committed (0 once committed, or for a voided or unexpired grant)."""
+        if grant["voided_at"] is not None or grant["expires_at"] is None:
+            return 0
+        if grant["expires_at"] > now or self.expiry_committed(grant):
             return 0
         value = int(grant["amount"]["monetary"]["value"])
         return max(value - self.consumed.get(grant["id"], 0), 0)
@@ -667,15 +753,21 @@ class StripeFake:
         else:
             raise _invalid("filter[type]", "Invalid filter[type]: must be one of credit_grant or "
                            "applicability_scope")
-        now = self.now()
-        totals: dict[str, int] = {}
+        totals: dict[str, list[int]] = {}
         for grant in chosen:
             currency = grant["amount"]["monetary"]["currency"]
-            totals[currency] = totals.get(currency, 0) + self._remaining(grant, now)
+            now = self.grant_now(grant)
+            available = self._remaining(grant, now)
+            # ledger_balance keeps an expired remainder until its expiry is committed;
+            # available_balance never counts it (credit-balance-summary/object, see above).
+            ledger = available + self._unposted_expiry(grant, now)
+            pair = totals.setdefault(currency, [0, 0])
+            pair[0] += available
+            pair[1] += ledger
         balances = [
-            {kind_: {"monetary": {"currency": c, "value": v}, "type": "monetary"}
-             for kind_ in ("available_balance", "ledger_balance")}
-            for c, v in sorted(totals.items())
+            {"available_balance": {"monetary": {"currency": c, "value": a}, "type": "monetary"},
+             "ledger_balance": {"monetary": {"currency": c, "value": lg}, "type": "monetary"}}
+            for c, (a, lg) in sorted(totals.items())
         ]
         return {"object": "billing.credit_balance_summary", "balances": balances,
                 "customer": customer, "customer_account": account, "livemode": live}

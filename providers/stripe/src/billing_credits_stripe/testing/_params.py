@@ -21,6 +21,11 @@ from stripe.params.billing import (
     CreditGrantUpdateParams,
     CreditGrantVoidGrantParams,
 )
+from stripe.params.test_helpers import (
+    TestClockAdvanceParams,
+    TestClockCreateParams,
+    TestClockRetrieveParams,
+)
 
 __all__ = ["ENDPOINT_PARAMS", "declared_paths", "endpoint_of", "undeclared_params"]
 
@@ -34,6 +39,9 @@ ENDPOINT_PARAMS: Mapping[str, Any] = {
     "summary": CreditBalanceSummaryRetrieveParams,
     "transactions": CreditBalanceTransactionListParams,
     "transaction": CreditBalanceTransactionRetrieveParams,
+    "test_clock_create": TestClockCreateParams,
+    "test_clock_retrieve": TestClockRetrieveParams,
+    "test_clock_advance": TestClockAdvanceParams,
 }
 """The SDK TypedDict declaring each credit-grant endpoint's parameters."""
 
@@ -79,6 +87,10 @@ def declared_paths(typed: Any) -> frozenset[str]:
 
 def endpoint_of(method: str, path: str) -> str:
     """Which credit-grant endpoint a request is for (a key of ``ENDPOINT_PARAMS``)."""
+    if path.startswith("/v1/test_helpers/test_clocks"):
+        if path.endswith("/advance"):
+            return "test_clock_advance"
+        return "test_clock_retrieve" if method == "GET" else "test_clock_create"
     if path.endswith("/credit_balance_summary"):
         return "summary"
     if path.endswith("/credit_balance_transactions"):
