@@ -44,6 +44,16 @@ def _files(folder: Path) -> None:
     (folder / "plan-empty.jsonl").write_text("")
     (folder / "plan-other.jsonl").write_text(json.dumps({"kind": "nonsense"}) + "\n")
     (folder / "a-folder").mkdir()
+    huge = "1e9999999999999999999"  # issue 18.8: a number no Decimal holds
+    (folder / "grant-huge.json").write_text(
+        '{"customer_id": "cus_1", "amount": {"amount": ' + huge + ', "currency": "USD"}}')
+    (folder / "plan-huge.jsonl").write_text('{"kind": "header", "x": ' + huge + "}\n")
+    (folder / "usage-huge.jsonl").write_text(
+        '{"customer_id": "cus_1", "at": "2026-01-01T00:00:00Z", "amount": ' + huge
+        + ', "currency": "USD"}\n')
+    (folder / "usage-huge.csv").write_text(
+        f"customer_id,at,amount,currency\ncus_1,2026-01-01T00:00:00Z,{huge},USD\n")
+    (folder / "usage-long-line.csv").write_text("customer_id,at,amount\n" + "x" * (2 << 20))
 
 
 CASES: list[tuple[str, list[str], int]] = [
@@ -152,6 +162,21 @@ CASES: list[tuple[str, list[str], int]] = [
     ("apply retire unknown", ["migrate", "apply", "plan-empty.jsonl", "--retire", "burn"], 2),
     ("verify binary plan", ["migrate", "verify", "plan-binary.jsonl"], 2),
     ("verify bad JSON plan", ["migrate", "verify", "plan-bad.jsonl"], 1),
+    # issue 18.7: inputs with no newline end with a clear error, bounded
+    ("import /dev/zero", ["import", "/dev/zero"], 2),
+    ("from-json /dev/zero", ["grants", "create", "--from-json", "/dev/zero"], 2),
+    ("simulate usage /dev/zero", ["simulate", "--usage", "/dev/zero"], 2),
+    ("apply /dev/zero", ["migrate", "apply", "/dev/zero"], 2),
+    ("verify /dev/zero", ["migrate", "verify", "/dev/zero"], 2),
+    ("plan customer map /dev/zero", ["migrate", "plan", "--from", "local", "--to", "local",
+                                     "--customer-map", "/dev/zero", "-o", "plan.jsonl"], 2),
+    ("simulate usage line over 1 MiB", ["simulate", "--usage", "usage-long-line.csv"], 2),
+    # issue 18.8: numbers no Decimal holds
+    ("from-json huge exponent", ["grants", "create", "--from-json", "grant-huge.json"], 2),
+    ("apply plan huge exponent", ["migrate", "apply", "plan-huge.jsonl"], 1),
+    ("verify plan huge exponent", ["migrate", "verify", "plan-huge.jsonl"], 1),
+    ("simulate usage JSON huge exponent", ["simulate", "--usage", "usage-huge.jsonl"], 2),
+    ("simulate usage CSV huge exponent", ["simulate", "--usage", "usage-huge.csv"], 2),
     ("setup-free: version typo", ["--verison"], 2),
 ]
 
@@ -182,6 +207,7 @@ def test_bad_input_is_one_line_and_changes_nothing(
     lines = result.stderr.splitlines()
     assert result.exit_code == code, (result.exit_code, result.stderr)
     assert "Traceback" not in result.stderr + result.stdout
+    assert "internal error" not in result.stderr  # nothing escaped BillingCreditsError
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: "), lines[0]
     assert _state(folder, database) == before  # nothing written, nothing half-written

@@ -13,6 +13,7 @@ the input, the exception and where it was raised.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import random
 import traceback
@@ -544,3 +545,273 @@ def test_known_cases_are_project_errors() -> None:
                     {"amount": {"amount": "1E-200", "currency": "USD"}}):
         with pytest.raises(bc.InvalidGrantError):
             bc.CreditGrant.model_validate({**base, **changes})
+
+
+# -- issue 18.8: hostile files (import lines, usage, edited plans) -----------------------------
+
+FILE_CASES = 10_000
+"""Generated lines across import files, usage files and edited plan files."""
+
+_HUGE = "1e9999999999999999999"
+"""A JSON number whose exponent no Decimal holds (``decimal.InvalidOperation`` when parsed)."""
+
+_FILE_VALUES: list[Any] = [5, -1, 0, None, True, [], {}, [5], {"a": 1}, "", "x", "\ud800",
+                           "a\udfffb", "nul\0", "NaN", "-Infinity", "sNaN", _HUGE, "1e999999999",
+                           "9999-12-31T23:59:59-01:00", "2026-13-01T00:00:00Z", "x" * 300,
+                           1e308, -0.0, 10**50, "HUGE"]
+
+
+def _file_value(rng: random.Random) -> Any:
+    value = rng.choice(_FILE_VALUES)
+    return "__HUGE__" if value == "HUGE" else copy.deepcopy(value)
+
+
+def _file_json(data: Any) -> str:
+    """JSON with surrogates escaped (``"\\ud800"``, an ASCII file) and ``__HUGE__`` written
+    as the raw number ``1e9999999999999999999``."""
+    return json.dumps(data, default=str).replace('"__HUGE__"', _HUGE)
+
+
+_IMPORT_PATHS = ["customer_id", "amount", "amount.amount", "amount.currency", "schedule",
+                 "schedule.0", "schedule.0.amount", "schedule.0.starts_at", "id", "provider",
+                 "status", "idempotency_key", "metadata", "scope", "scope.price_ids",
+                 "effective_at", "expires_at", "priority", "balance", "balance.amount",
+                 "paid_amount", "name", "raw", "adjustments", "created_at"]
+
+
+def _put(data: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    here: Any = data
+    for part in parts[:-1]:
+        nxt = here[int(part)] if isinstance(here, list) else here.get(part)
+        if isinstance(here, list) or not isinstance(nxt, dict | list) or (
+                isinstance(nxt, list) and not nxt):
+            if isinstance(here, dict):
+                here[part] = value
+            return
+        here = nxt
+    last = parts[-1]
+    if isinstance(here, list):
+        if here:
+            here[0] = value
+    else:
+        here[last] = value
+
+
+def hostile_import_line(rng: random.Random, case: int) -> str:
+    """An exported-grant line with a few values replaced by hostile ones (or not JSON)."""
+    if rng.random() < 0.03:
+        return rng.choice(["{", "[]", "5", '"x"', "null", "\x00\x01", "{\"a\": " * 50])
+    data: dict[str, Any] = {
+        "customer_id": f"cus_{rng.randrange(5)}", "amount": {"amount": "5", "currency": "USD"},
+        "effective_at": "2026-01-01T00:00:00Z", "expires_at": "2030-01-01T00:00:00Z",
+        "provider": "stripe", "id": f"cg_{case}", "status": rng.choice(["active", "scheduled"])}
+    if rng.random() < 0.2:
+        data["schedule"] = [{"amount": "5", "starts_at": "2026-01-01T00:00:00Z",
+                             "ends_before": "2030-01-01T00:00:00Z"}]
+        del data["effective_at"], data["expires_at"]
+    for path in rng.sample(_IMPORT_PATHS, rng.randrange(1, 4)):
+        _put(data, path, _file_value(rng))
+    return _file_json(data)
+
+
+_USAGE_PATHS = ["customer_id", "at", "amount", "currency", "product", "reference", "unit"]
+
+
+def hostile_usage_line(rng: random.Random) -> str:
+    data: dict[str, Any] = {"customer_id": "cus_1", "at": "2026-06-01T00:00:00Z",
+                            "amount": "1.5", "currency": "USD"}
+    for path in rng.sample(_USAGE_PATHS, rng.randrange(1, 3)):
+        data[path] = _file_value(rng)
+    return _file_json(data)
+
+
+def _edited(line: str, rng: random.Random) -> str:
+    """A plan line with one value somewhere inside replaced by a hostile one."""
+    data = json.loads(line)
+
+    def spots(value: Any, trail: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                yield (*trail, key)
+                yield from spots(inner, (*trail, key))
+        elif isinstance(value, list):
+            for index, inner in enumerate(value):
+                yield (*trail, index)
+                yield from spots(inner, (*trail, index))
+
+    places = [p for p in spots(data, ()) if p[0] != "kind"]
+    if places:
+        trail = rng.choice(places)
+        here = data
+        for step in trail[:-1]:
+            here = here[step]
+        here[trail[-1]] = _file_value(rng)
+    return _file_json(data)
+
+
+def _plan_file(tmp: Path) -> list[str]:
+    """A real plan's lines (local to local, with source balances), to edit."""
+    source = LocalProvider(path=str(tmp / "plan-source.db"))
+    target = LocalProvider(path=str(tmp / "plan-target.db"))
+    for i in range(3):
+        source.create_grant({"customer_id": f"cus_{i % 2}", "idempotency_key": f"p-{i}",
+                             "amount": {"amount": "7.25", "currency": "USD"},
+                             "expires_at": "2031-01-01T00:00:00Z", "priority": "5",
+                             "schedule": None})
+    plan = plan_migration(source, target, now=NOW)
+    plan.save(tmp / "plan.jsonl")
+    source.close()
+    target.close()
+    return (tmp / "plan.jsonl").read_text().splitlines()
+
+
+def _fuzz_files(tmp: Path) -> tuple[Failures, Counter[str]]:
+    """Import files (each line a case), usage files and edited plans; per-line import
+    problems must be counted in the report, never abort the import."""
+    from billing_credits.consumption._simulate import read_usage
+    from billing_credits.migrate._plan import MigrationPlan
+    from billing_credits.migrate._transfer import import_grants
+    from billing_credits.migrate._verify import verify_plan
+
+    rng = random.Random(SEED + 18)
+    failures = Failures()
+    counts: Counter[str] = Counter()
+    local = LocalProvider(path=str(tmp / "import.db"))
+    per_file = 100
+    for start in range(0, FILE_CASES // 2, per_file):
+        lines = [hostile_import_line(rng, start + i) for i in range(per_file)]
+        report = failures.run(start, "import_grants", lines[:3], lambda ls=lines: import_grants(
+            local, [(x + "\n").encode("utf-8", "surrogatepass") for x in ls], now=NOW,
+            on_reject=lambda n, _t, _w: None))
+        counts["import lines"] += per_file
+        if report is None:
+            counts["imports aborted"] += 1
+            continue
+        accounted = report.created + report.already_there + len(report.skipped) + len(
+            report.failed)
+        if accounted != sum(1 for x in lines if x.strip()):
+            counts["import lines unaccounted"] += 1
+    usage_file = tmp / "usage.jsonl"
+    for case in range(FILE_CASES // 4):
+        line = hostile_usage_line(rng)
+        usage_file.write_text(line + "\n")
+        counts["usage lines"] += 1
+        failures.run(case, "read_usage", line, lambda p=usage_file: read_usage(p))
+        csv_file = tmp / "usage.csv"
+        csv_file.write_bytes(("customer_id,at,amount,currency\ncus_1,2026-06-01T00:00:00Z,"
+                              f"{_file_value(rng)},USD\n").encode("utf-8", "surrogatepass"))
+        failures.run(case, "read_usage csv", None, lambda p=csv_file: read_usage(p))
+    plan_lines = _plan_file(tmp)
+    target = LocalProvider(path=str(tmp / "verify-target.db"))
+    edited = tmp / "edited.jsonl"
+    for case in range(FILE_CASES // 4):
+        lines = list(plan_lines)
+        at = rng.randrange(len(lines))
+        lines[at] = _edited(lines[at], rng)
+        edited.write_text("\n".join(lines) + "\n")
+        counts["plan edits"] += 1
+        plan = failures.run(case, "MigrationPlan.load", lines[at],
+                            lambda p=edited: MigrationPlan.load(p))
+        if plan is not None:
+            failures.run(case, "verify_plan", lines[at], lambda p=plan: verify_plan(p, target))
+    local.close()
+    target.close()
+    _fuzz_stored_rows(tmp, rng, failures, counts)
+    return failures, counts
+
+
+_STORED_COLUMNS = ["request_json", "amount", "unit", "effective_at", "expires_at", "voided_at",
+                   "created_at", "customer_id"]
+
+
+def _fuzz_stored_rows(tmp: Path, rng: random.Random, failures: Failures,
+                      counts: Counter[str]) -> None:
+    """The local store's grant rows edited behind its back (any column, hostile text or
+    JSON), then read every way; and unusable database paths."""
+    import sqlite3
+
+    path = tmp / "stored.db"
+    local = LocalProvider(path=str(path))
+    ids = [local.create_grant({"customer_id": "cus_s", "idempotency_key": f"s{i}",
+                               "amount": {"amount": "5", "currency": "USD"}}).id or ""
+           for i in range(4)]
+    for case in range(FILE_CASES // 20):
+        column = rng.choice(_STORED_COLUMNS)
+        value = _file_value(rng)
+        text = _file_json(value) if column == "request_json" or not isinstance(value, str) \
+            else value
+        victim = rng.choice(ids)
+        with contextlib.suppress(sqlite3.Error), sqlite3.connect(path) as db:
+            db.execute(f"UPDATE grants SET {column} = ? WHERE id = ?",
+                       (text.encode("utf-8", "surrogatepass").decode("utf-8", "replace"), victim))
+        counts["stored rows edited"] += 1
+        data = (column, text[:80])
+        failures.run(case, "local.get_grant (edited row)", data, lambda v=victim: local.get_grant(v))
+        failures.run(case, "local.list_grants (edited row)", data,
+                     lambda: list(local.list_grants("cus_s", on_unreadable=lambda _: None)))
+        failures.run(case, "local.get_balance (edited row)", data,
+                     lambda: local.get_balance("cus_s"))
+        failures.run(case, "local.list_ledger (edited row)", data,
+                     lambda: list(local.list_ledger("cus_s")))
+    local.close()
+    blocker = tmp / "blocker"
+    blocker.write_text("x")
+    garbage = tmp / "garbage.db"
+    garbage.write_bytes(b"not sqlite" * 100)
+    for where in (str(garbage), str(tmp), str(tmp / "a\x00b.db"), str(blocker / "x" / "c.db")):
+        counts["database paths"] += 1
+        failures.run(-1, "get_provider local", where,
+                     lambda w=where: bc.get_provider("local", path=w).close())
+
+
+@pytest.fixture(scope="module")
+def fuzzed_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Failures, Counter[str]]:
+    return _fuzz_files(tmp_path_factory.mktemp("fuzz-files"))
+
+
+def test_fuzz_files_raise_only_project_errors(
+        fuzzed_files: tuple[Failures, Counter[str]]) -> None:
+    """Issue 18.8: import lines (``"schedule": 5``, surrogate escapes in ids, numbers no
+    Decimal holds), usage lines and edited plans (numbers, ``source_balances``): zero
+    exceptions outside ``BillingCreditsError``; no import aborted by one bad line."""
+    failures, counts = fuzzed_files
+    summary = "\n".join(f"  {n} × {p}" for p, n in failures.where.most_common())
+    generated = sum(counts[k] for k in ("import lines", "usage lines", "plan edits"))
+    print(f"fuzz files: {failures.count} calls over {generated} "
+          f"generated lines ({dict(counts)}); {sum(failures.where.values())} non-project exceptions")
+    assert generated >= FILE_CASES
+    assert sum(failures.where.values()) == 0, f"non-project exceptions:\n{summary}\n" + \
+        "\n".join(failures.records)
+    assert counts["imports aborted"] == 0
+    assert counts["import lines unaccounted"] == 0
+
+
+def test_known_file_cases_are_project_errors(tmp_path: Path) -> None:
+    """The shapes issue 18.8 names, each a project error naming its input."""
+    from billing_credits.consumption._simulate import read_usage
+    from billing_credits.migrate._transfer import import_grants
+
+    good = '{"customer_id":"cus_1","amount":{"amount":"5","currency":"USD"},"idempotency_key":"ok"}'
+    lines = [
+        '{"customer_id":"cus_1","amount":{"amount":"5","currency":"USD"},'
+        '"idempotency_key":"s5","schedule":5}',
+        '{"customer_id":"cus_1","amount":{"amount":"5","currency":"USD"},'
+        '"provider":"stripe","id":"cg_\\ud800"}',
+        '{"customer_id":"cus_1","amount":{"amount":' + _HUGE + ',"currency":"USD"},'
+        '"idempotency_key":"huge"}',
+        good]
+    problems: dict[int, str] = {}
+    with LocalProvider(path=str(tmp_path / "l.db")) as local:
+        report = import_grants(local, [x.encode() + b"\n" for x in lines],
+                               on_reject=lambda n, _t, why: problems.__setitem__(n, why))
+    assert report.created == 1
+    assert sorted(problems) == [1, 2, 3]
+    assert "schedule" in problems[1]
+    assert "id" in problems[2]
+    assert "not UTF-8" not in problems[2]
+    usage = tmp_path / "usage.jsonl"
+    usage.write_text('{"customer_id":"cus_1","at":"2026-01-01T00:00:00Z","amount":' + _HUGE
+                     + ',"currency":"USD"}\n')
+    with pytest.raises(bc.BillingCreditsError, match=r"usage\.jsonl:1"):
+        read_usage(usage)

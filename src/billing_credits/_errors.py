@@ -9,6 +9,7 @@
     ├── NotRepresentableError         valid, but this provider cannot hold it; nothing was sent
     ├── UnsupportedOperationError     this provider cannot do that operation; nothing was sent
     ├── MigrationError                a migration cannot go on as asked (refusals, wrong plan)
+    ├── InputTooLargeError            an input file's line or whole is over the documented limit
     └── ProviderError                 the provider answered with an error, or could not be reached
         ├── BadRequestError           400/422: the provider refused the request
         ├── AuthenticationError       401: missing or wrong credentials
@@ -44,6 +45,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "FieldProblem",
+    "InputTooLargeError",
     "InvalidGrantError",
     "InvalidResponseError",
     "MigrationError",
@@ -140,6 +142,20 @@ class UnsupportedOperationError(BillingCreditsError):
 class MigrationError(BillingCreditsError):
     """A migration cannot go on as asked: a strict plan with refusals, a plan for other
     providers, a product without mapped prices."""
+
+
+class InputTooLargeError(BillingCreditsError, ValueError):
+    """An input file (import lines, a plan, usage, a grant, a map) has a line longer than the
+    limit, or is larger than the limit where a whole file is read (``billing_credits._lines``:
+    ``MAX_LINE_BYTES``, ``MAX_FILE_BYTES``). ``source`` names the file, ``line`` the line
+    (None for a whole-file limit), ``limit`` the bound in bytes. Nothing was sent."""
+
+    def __init__(self, source: str, line: int | None, limit: int, what: str) -> None:
+        self.source = source
+        self.line = line
+        self.limit = limit
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {what} (the limit is {limit} bytes)")
 
 
 class ProviderError(BillingCreditsError):

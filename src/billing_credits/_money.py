@@ -82,6 +82,9 @@ def exact_json(json_data: str | bytes | bytearray) -> Any:
         raise InvalidGrantError([FieldProblem("", f"invalid JSON: {error}")]) from None
     except RecursionError:
         raise InvalidGrantError([FieldProblem("", "invalid JSON: nested too deeply")]) from None
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent no Decimal holds
+        raise InvalidGrantError([FieldProblem("", "invalid JSON: a number out of range")]) \
+            from None
     except TypeError as error:
         raise InvalidGrantError([FieldProblem("", f"invalid JSON input: {error}")]) from None
 

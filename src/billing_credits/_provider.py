@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import enum
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,8 @@ if TYPE_CHECKING:  # the models load when first needed, not with the class
     from ._model import Adjustment, Category, CreditGrant
     from ._money import Money
 
-__all__ = ["UNSET", "ListQuery", "OnUnreadable", "Page", "Provider", "Setting", "read_items"]
+__all__ = ["MAX_LISTING_PAGES", "UNSET", "ListQuery", "ListingGuard", "OnUnreadable", "Page",
+           "Provider", "Setting", "read_items"]
 
 
 class _Unset(enum.Enum):
@@ -89,6 +91,77 @@ class Page:
     next_cursor: str | None = None
     unreadable: Sequence[UnreadableGrant] = ()
     request_id: str | None = None
+
+
+MAX_LISTING_PAGES: Final = 100_000
+"""The default ceiling of pages one listing may take (``Provider.max_listing_pages``)."""
+
+REPEAT_WINDOW: Final = 16
+"""How many recent pages' item ids a listing remembers to notice a vendor paging in a circle
+with fresh cursors (memory: ids of at most this many pages)."""
+
+
+class ListingGuard:
+    """What keeps one listing (grants, balances, ledger entries) from running for ever on a
+    vendor that pages in a circle, every provider's paging loop goes through it:
+
+    - a cursor the listing returned before ends it;
+    - ``max_empty_pages`` empty pages in a row, each with a new cursor, end it;
+    - a page holding an item id seen on one of the last ``REPEAT_WINDOW`` pages ends it (fresh
+      cursors, same items: a circle no cursor check sees);
+    - more than ``max_pages`` pages end it (the ceiling: ``Provider.max_listing_pages``, a
+      provider setting where the provider offers it).
+
+    Each ends with ``InvalidResponseError`` naming the provider and the last request id.
+    Memory: the cursors (at most ``max_pages``) and the ids of the last ``REPEAT_WINDOW`` pages.
+    """
+
+    def __init__(self, provider: str, *, max_pages: int = MAX_LISTING_PAGES,
+                 max_empty_pages: int = 3, what: str = "the listing") -> None:
+        self.provider = provider
+        self.max_pages = max_pages
+        self.max_empty_pages = max_empty_pages
+        self.what = what
+        self.pages = 0
+        self.empty = 0
+        self.cursors: set[str] = set()
+        self.recent: deque[frozenset[str]] = deque(maxlen=REPEAT_WINDOW)
+
+    def _stop(self, problem: str, request_id: str | None) -> InvalidResponseError:
+        return InvalidResponseError(f"{self.what} {problem}; stopped so as not to loop",
+                                    provider=self.provider, request_id=request_id)
+
+    def page(self, ids: Iterable[str | None], cursor: str | None, *,
+             request_id: str | None = None, items: bool | None = None) -> str | None:
+        """Check one page (its item ids, its next cursor); the cursor to follow, or None at
+        the end. ``items``: whether the page held anything (default: whether it had ids)."""
+        self.pages += 1
+        if cursor is not None and cursor in self.cursors:
+            raise self._stop(f"returned a cursor it had returned before ({cursor[:80]!r})",
+                             request_id)
+        known = [i for i in ids if isinstance(i, str) and i]
+        if items is None:
+            items = bool(known)
+        page_ids = frozenset(known)
+        repeated = sorted(i for i in page_ids if any(i in earlier for earlier in self.recent))
+        if repeated or len(page_ids) < len(known):
+            again = repeated or sorted(i for i in page_ids if known.count(i) > 1)
+            raise self._stop(f"returned item {again[0][:80]!r} again"
+                             + (f" (and {len(again) - 1} more)" if len(again) > 1 else "")
+                             + ", each page with a new cursor", request_id)
+        self.recent.append(page_ids)
+        if cursor is None:
+            return None
+        self.cursors.add(cursor)
+        self.empty = 0 if items else self.empty + 1
+        if self.empty >= self.max_empty_pages:
+            raise self._stop(f"returned {self.empty} empty pages in a row, each with a new "
+                             "cursor", request_id)
+        if self.pages >= self.max_pages:
+            raise self._stop(f"reached its ceiling of {self.max_pages} pages "
+                             "(max_listing_pages) with more to come; raise the setting if the "
+                             "account really holds more", request_id)
+        return cursor
 
 
 def read_items(
@@ -347,6 +420,16 @@ class Provider(abc.ABC):
 
     max_empty_pages: ClassVar[int] = 3
     """Consecutive empty pages that still carry a next cursor before a listing gives up."""
+
+    max_listing_pages: int = MAX_LISTING_PAGES
+    """The most pages one listing (grants, balances, ledger) may take before it ends with
+    ``InvalidResponseError``: a ceiling against a vendor that pages for ever. Providers offer
+    it as the ``max_listing_pages`` setting (``ListingGuard``)."""
+
+    def listing_guard(self, what: str = "the listing") -> ListingGuard:
+        """A fresh ``ListingGuard`` with this provider's limits, for one paging loop."""
+        return ListingGuard(self.name, max_pages=self.max_listing_pages,
+                            max_empty_pages=self.max_empty_pages, what=what)
 
     def list_grants(
         self,
@@ -725,44 +808,32 @@ def _holds_text(value: Any, text: str, depth: int = 0) -> bool:
 
 
 class _Walk:
-    """The state of one listing (grants or ledger entries): cursors seen, empty pages in a
-    row, unreadable items."""
+    """The state of one listing (grants or ledger entries): its ``ListingGuard`` and the
+    unreadable items."""
 
     def __init__(self, provider: Provider, on_unreadable: OnUnreadable | None) -> None:
         self.provider = provider
         self.on_unreadable = on_unreadable
-        self.seen: set[str] = set()
-        self.empty = 0
+        self.guard = provider.listing_guard()
         self.unreadable: list[UnreadableGrant] = []
 
     def next(self, page: Page | LedgerPage) -> str | None:
         """Report the page's unreadable items; the cursor to follow, or None at the end."""
+        ids: list[str | None]
         if isinstance(page, Page):
             items: bool = bool(page.grants or page.unreadable)
             unreadable: Sequence[UnreadableGrant] = page.unreadable
+            ids = [g.id for g in page.grants] + [u.vendor_id for u in page.unreadable]
         else:  # a LedgerPage
             items = bool(page.entries)
             unreadable = ()
+            ids = [e.vendor_id for e in page.entries]
         for entry in unreadable:
             if self.on_unreadable is not None:
                 self.on_unreadable(entry)
             else:
                 self.unreadable.append(entry)
-        cursor = page.next_cursor
-        if cursor is None:
-            return None
-        name = self.provider.name
-        if cursor in self.seen:
-            raise InvalidResponseError(
-                f"the listing returned a cursor it had returned before ({cursor[:80]!r}); "
-                "stopped so as not to loop", provider=name, request_id=page.request_id)
-        self.seen.add(cursor)
-        self.empty = 0 if items else self.empty + 1
-        if self.empty >= self.provider.max_empty_pages:
-            raise InvalidResponseError(
-                f"the listing returned {self.empty} empty pages in a row, each with a new "
-                "cursor; stopped so as not to loop", provider=name, request_id=page.request_id)
-        return cursor
+        return self.guard.page(ids, page.next_cursor, request_id=page.request_id, items=items)
 
     def finish(self) -> None:
         if self.unreadable:

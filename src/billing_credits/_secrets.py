@@ -131,12 +131,21 @@ warnings name the connection that failed)."""
 _FILTER = RedactingFilter()
 
 
-def install_log_redaction() -> None:
-    """Attach the redacting filter to every logger in ``LOGGERS`` (idempotent)."""
-    for name in LOGGERS:
+def install_log_redaction(*handlers: logging.Handler) -> None:
+    """Attach the redacting filter to every logger in ``LOGGERS`` and to each of their child
+    loggers that exists now (a logger's filter does not see its children's records), and to
+    ``handlers`` (which see every record they write, whichever logger it came from).
+    Idempotent; the providers call it again once their SDKs are imported."""
+    prefixes = tuple(f"{name}." for name in LOGGERS)
+    children = [name for name in list(logging.Logger.manager.loggerDict)
+                if name.startswith(prefixes)]
+    for name in (*LOGGERS, *children):
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+    for handler in handlers:
+        if _FILTER not in handler.filters:
+            handler.addFilter(_FILTER)
 
 
 def detach(error: BaseException) -> BaseException:

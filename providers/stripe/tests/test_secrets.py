@@ -28,7 +28,8 @@ def test_key_is_a_declared_secret_setting() -> None:
     assert key.env == "STRIPE_API_KEY"
     assert {s.name for s in info.settings} == {
         "api_key", "base_url", "stripe_account", "timeout", "max_retries", "rate_limit",
-        "include_balance", "find_existing", "http_client", "async_http_client"}
+        "include_balance", "find_existing", "http_client", "async_http_client",
+        "max_listing_pages"}  # the last: a setting of every provider (issue 18.10)
 
 
 def test_key_is_not_in_errors_or_logs(caplog: pytest.LogCaptureFixture) -> None:

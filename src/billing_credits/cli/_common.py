@@ -18,6 +18,7 @@ import click
 from billing_credits._errors import (
     BillingCreditsError,
     ConfigurationError,
+    InputTooLargeError,
     InvalidGrantError,
     NotRepresentableError,
     UnsupportedOperationError,
@@ -33,13 +34,14 @@ def _say(message: str) -> None:
     """One line on stderr, secrets masked, whatever the message holds."""
     from billing_credits._secrets import redact
 
-    click.echo(redact(" ".join(message.split())), err=True)
+    # Masked before the spaces are collapsed: a secret split over lines is joined first.
+    click.echo(" ".join(redact(message).split()), err=True)
 
 
 def _fail(error: BillingCreditsError) -> NoReturn:
     _say(f"error: {error}")
     invalid = (InvalidGrantError, NotRepresentableError, ConfigurationError,
-               UnsupportedOperationError)
+               UnsupportedOperationError, InputTooLargeError)
     sys.exit(EXIT_INVALID if isinstance(error, invalid) else EXIT_PROVIDER_ERROR)
 
 
@@ -53,15 +55,27 @@ def _doing(describe: Callable[[], str]) -> None:
     _activity[:] = [describe]
 
 
-def _interrupted() -> NoReturn:
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so it unwinds as Ctrl-C does: partial outputs
+    removed, the journal closed, what was done said."""
+
+
+def _on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise _Terminated
+
+
+def _interrupted(terminated: bool = False) -> NoReturn:
     done = ""
     if _activity:
         try:
             done = f": {_activity[0]()}"
         except Exception:
             done = ""
-    click.echo(f"\ninterrupted{done}", err=True)
-    sys.exit(EXIT_INTERRUPTED)
+    click.echo(f"\n{'terminated' if terminated else 'interrupted'}{done}", err=True)
+    sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
 
 
 class _Group(click.Group):
@@ -79,6 +93,7 @@ class _Group(click.Group):
             if not standalone_mode:
                 return super().main(args, prog_name, complete_var, False, **extra)
             _activity.clear()
+            previous = _catch_sigterm()
             try:
                 result = super().main(args, prog_name, complete_var, False, **extra)
             except click.UsageError as error:
@@ -93,8 +108,12 @@ class _Group(click.Group):
             except click.ClickException as error:
                 _say(f"error: {error.format_message()}")
                 sys.exit(error.exit_code)
-            except (click.Abort, KeyboardInterrupt):
-                _interrupted()
+            except (click.Abort, KeyboardInterrupt) as error:
+                # click turns a KeyboardInterrupt (SIGTERM's _Terminated too) into Abort.
+                _interrupted(terminated=isinstance(error, _Terminated)
+                             or isinstance(error.__cause__, _Terminated))
+            finally:
+                _restore_sigterm(previous)
             sys.exit(result if isinstance(result, int) else 0)
         finally:
             for stream in (sys.stdout, sys.stderr):
@@ -129,6 +148,28 @@ class _Group(click.Group):
             # Never a traceback: whatever escaped the hierarchy is still one line, redacted.
             _say(f"error: internal error: {type(error).__name__}: {error}")
             sys.exit(EXIT_PROVIDER_ERROR)
+
+
+def _catch_sigterm() -> Any:
+    """Turn SIGTERM into ``_Terminated`` while a command runs (main thread only); the
+    handler it replaces, to restore."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        return None
+
+
+def _restore_sigterm(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGTERM, previous)
 
 
 def quiet_option(command: F) -> F:
@@ -233,13 +274,17 @@ def _open(provider: str, settings: tuple[str, ...], option: str = "--setting") -
 
     pairs = _pairs(settings, option)
     _register_secrets(provider, pairs)
+    from billing_credits._secrets import install_log_redaction
+
     try:
-        return get_provider(provider, **pairs)
+        opened = get_provider(provider, **pairs)
     except BillingCreditsError:
         raise
     except (ValueError, TypeError, ArithmeticError, LookupError, AttributeError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
         raise ConfigurationError(f"provider {provider!r}: invalid setting ({message})") from None
+    install_log_redaction()  # the SDK's loggers exist now: filter its child loggers too
+    return opened
 
 
 def _register_secrets(provider: str, pairs: dict[str, str]) -> None:
@@ -430,9 +475,10 @@ def cli(debug: bool) -> None:
 
         from billing_credits._secrets import install_log_redaction
 
-        install_log_redaction()
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, force=True,
                             format="%(levelname)s %(name)s: %(message)s")
+        # On the handler too: it masks records of any logger, SDK children included.
+        install_log_redaction(*logging.getLogger().handlers)
 
 
 def _plain_rows(rows: Sequence[tuple[str, ...]]) -> None:

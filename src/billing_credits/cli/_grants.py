@@ -67,8 +67,9 @@ def _money(amount: str, currency: str | None, unit_id: str | None,
 @click.option("--price-id", "price_ids", multiple=True, help="Scope: price.")
 @click.option("--metered-prices-only", is_flag=True, help="Scope: every metered price.")
 @click.option("--contract-id", "contract_ids", multiple=True, help="Scope: contract.")
-@click.option("--from-json", "from_json", type=click.File("r"),
-              help="Read the whole grant as JSON (a file, or - for stdin); no field options.")
+@click.option("--from-json", "from_json", type=click.File("rb"),
+              help="Read the whole grant as JSON (a file, or - for stdin; at most 1 MiB); "
+                   "no field options.")
 def create(provider: str, settings: tuple[str, ...], as_json: bool, **fields: Any) -> None:
     """Create a grant. Invalid input is refused before anything is written."""
     from billing_credits._model import CreditGrant
@@ -79,8 +80,11 @@ def create(provider: str, settings: tuple[str, ...], as_json: bool, **fields: An
                        if value not in (None, (), False))
         if given:
             raise click.UsageError(f"--from-json reads the whole grant; drop {', '.join(given)}")
+        from billing_credits._lines import MAX_LINE_BYTES, read_bounded
+
         try:
-            text = source.read()
+            text = read_bounded(source, name=getattr(source, "name", "-"),
+                                limit=MAX_LINE_BYTES).decode("utf-8")
         except UnicodeDecodeError as error:
             raise click.BadParameter(f"{source.name}: not UTF-8 text ({error.reason} at byte "
                                      f"{error.start})", param_hint="--from-json") from None

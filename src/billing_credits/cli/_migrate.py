@@ -43,6 +43,11 @@ def _endpoints(command: F) -> F:
                            metavar="KEY=VALUE", help="A source provider setting (repeatable).")(command)
     return command
 
+_MAP_LINE_BYTES = 16 * 1024 * 1024
+"""The longest line of a customer or scope map (a JSON map is often one line): 16 MiB; the
+whole map is at most ``billing_credits._lines.MAX_FILE_BYTES``."""
+
+
 def _read_map(path: str | None, *, many: bool, option: str) -> dict[str, Any] | None:
     """A JSON object, or CSV rows ``key,value`` (a header row is skipped if it does not map).
 
@@ -52,13 +57,14 @@ def _read_map(path: str | None, *, many: bool, option: str) -> dict[str, Any] | 
     if path is None:
         return None
     import csv
-    from pathlib import Path
+
+    from billing_credits._lines import read_text_bounded
 
     def bad(problem: str) -> click.BadParameter:
         return click.BadParameter(f"{path}: {problem}", param_hint=option)
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text_bounded(path, limit=_MAP_LINE_BYTES)
     except UnicodeDecodeError as error:
         raise bad(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
     if path.endswith(".json"):
@@ -100,9 +106,11 @@ def _read_map(path: str | None, *, many: bool, option: str) -> dict[str, Any] | 
 @click.option("--to", "target", required=True, help="Target provider.")
 @click.option("--customer", "customers", multiple=True, help="Only these customers (repeatable).")
 @click.option("--customer-map", type=click.Path(exists=True, dir_okay=False),
-              help="CSV (source,target) or JSON object mapping customer ids.")
+              help="CSV (source,target) or JSON object mapping customer ids (lines up to "
+                   "16 MiB).")
 @click.option("--scope-map", type=click.Path(exists=True, dir_okay=False),
-              help="CSV (product,price) or JSON {product: [prices]} mapping products to prices.")
+              help="CSV (product,price) or JSON {product: [prices]} mapping products to prices "
+                   "(lines up to 16 MiB).")
 @click.option("--amount", "amount_mode", type=click.Choice(["remaining", "original"]),
               default="remaining", show_default=True,
               help="Migrate what is left of each grant, or the granted amounts.")
@@ -269,16 +277,30 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
     _print_failures(report.failed)
     for overlap in report.overlaps:
         _say(f"overlap {overlap}")
-    summary = {**report.as_dict(), "already_there": report.already_done, "refused": refused}
+    _say_duplicates(report.duplicates)
+    summary = {**report.as_dict(), "already_there": report.already_done, "refused": refused,
+               "duplicates": report.duplicates}
     if as_json:
         click.echo(json.dumps(summary))
     else:
         retired = f", retired {report.retired}" if retire else ""
-        click.echo(f"created {report.created}, already there {report.already_done}, "
-                   f"refused {refused}{' (skipped)' if refused else ''}, "
+        duplicated = (f" ({len(report.duplicates)} held more than once on the target)"
+                      if report.duplicates else "")
+        click.echo(f"created {report.created}, already there {report.already_done}"
+                   f"{duplicated}, refused {refused}{' (skipped)' if refused else ''}, "
                    f"failed {len(report.failed)}{retired} in {report.seconds:.1f} s")
     if not report.ok:
         sys.exit(EXIT_PROVIDER_ERROR)
+
+
+def _say_duplicates(duplicates: dict[str, list[str]], shown: int = 20) -> None:
+    """A warning per planned grant the target already holds more than once (count and ids)."""
+    for key, ids in list(duplicates.items())[:shown]:
+        _say(f"warning: planned grant {key} is already on the target {len(ids)} times "
+             f"({', '.join(ids)}): void the extra ones (billing-credits grants void ID)")
+    if len(duplicates) > shown:
+        _say(f"warning: {len(duplicates) - shown} more planned grant(s) held more than once "
+             "(see --json, or migrate verify)")
 
 
 @migrate.command("verify")

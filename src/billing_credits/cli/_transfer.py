@@ -84,6 +84,26 @@ def export(provider: str, settings: tuple[str, ...], customers: tuple[str, ...],
                     f"{unreadable.path}")
     _say(message)
 
+def _rejects_beside(name: object) -> str:
+    """Where an import's rejects go by default: beside the input when it is a regular file in a
+    writable folder, else in the working folder (a device, a pipe, a read-only folder: never
+    ``/dev``), as an absolute path so the summary says exactly where."""
+    import os
+    import stat
+    from pathlib import Path
+
+    if not isinstance(name, str) or name in ("-", "<stdin>"):
+        return str(Path.cwd() / "import.rejects.jsonl")
+    path = Path(name)
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        regular = False
+    if regular and os.access(path.parent, os.W_OK):
+        return str(path.absolute().with_name(f"{path.name}.rejects.jsonl"))
+    return str(Path.cwd() / f"{path.name}.rejects.jsonl")
+
+
 @cli.command("import")
 @provider_options
 @click.argument("source", type=click.File("rb"))
@@ -91,7 +111,9 @@ def export(provider: str, settings: tuple[str, ...], customers: tuple[str, ...],
               help="Also import ended grants, kept ended (refused when they cannot be).")
 @click.option("--rejects", type=click.Path(dir_okay=False),
               help="Where lines that were not imported go, with the problem, as JSON lines "
-                   "(default SOURCE.rejects.jsonl, or import.rejects.jsonl for stdin).")
+                   "(default SOURCE.rejects.jsonl beside a regular SOURCE in a writable "
+                   "folder, else NAME.rejects.jsonl in the working folder; "
+                   "import.rejects.jsonl for stdin).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Grants per transaction, on providers that take batches (local).")
 @quiet_option
@@ -100,13 +122,13 @@ def import_(provider: str, settings: tuple[str, ...], as_json: bool, source: Any
     """Create grants from neutral JSON lines (as written by export); safe to repeat."""
     from billing_credits.migrate._transfer import import_grants, reject_line
 
-    name = getattr(source, "name", "-")
-    rejected = _Rejects(rejects or (f"{name}.rejects.jsonl" if isinstance(name, str)
-                                    and name not in ("-", "<stdin>") else "import.rejects.jsonl"))
+    rejected = _Rejects(rejects or _rejects_beside(getattr(source, "name", "-")))
     try:
         with _open(provider, settings) as opened, Progress("importing", quiet=quiet) as bar:
             _doing(lambda: f"read {bar.done} line(s); every batch written is complete: "
-                           "run the import again to finish (nothing is created twice)")
+                           "run the import again to finish (nothing is created twice)"
+                           + (f"; {rejected.count} failed line(s) written to {rejected.path}"
+                              if rejected.count else ""))
             report = import_grants(
                 opened, source, include_ended=include_ended, batch_size=batch_size,
                 progress=lambda n: bar.update(n, None),

@@ -6,5 +6,5 @@ holds one customer at a time (``_spool``), and its results with their HTML repor
 (``_report``, written as it goes).
 
 May import: the bottom layer (``_base``, ``_money``, ``_model``, ``_priority``, ``_errors``,
-``_ledger``). Never the provider contract, ``migrate``, ``cli`` or ``plugins``.
+``_ledger``, ``_lines``). Never the provider contract, ``migrate``, ``cli`` or ``plugins``.
 """

@@ -27,6 +27,7 @@ from typing import Any
 
 from billing_credits._errors import FieldProblem, InvalidGrantError
 from billing_credits._ledger import Usage
+from billing_credits._lines import read_text_bounded
 from billing_credits._model import LATEST, CreditGrant, GrantStatus, _to_utc
 from billing_credits._money import MAX_DIGITS, Money, exact, exact_sum
 
@@ -336,7 +337,7 @@ def read_usage(
     if isinstance(source, str | Path):
         label = name or str(source)
         try:
-            text = Path(source).read_text(encoding="utf-8")
+            text = read_text_bounded(source, label)
         except (OSError, UnicodeDecodeError) as error:
             raise _bad(label, 0, "", f"cannot read usage: {error}") from None
     else:
@@ -352,6 +353,8 @@ def read_usage(
                 data = json.loads(line, parse_float=Decimal, parse_int=Decimal)
             except ValueError as error:
                 raise _bad(label, number, "", f"invalid JSON: {error}") from None
+            except ArithmeticError:  # a number no Decimal holds (1e9999999999999999999)
+                raise _bad(label, number, "", "a number out of range") from None
             if not isinstance(data, dict):
                 raise _bad(label, number, "", "expected a JSON object")
             rows.append((number, data))

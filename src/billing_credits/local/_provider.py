@@ -7,6 +7,7 @@ import decimal
 import enum
 import json
 import os
+import sqlite3
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -79,7 +80,13 @@ def open_store(target: str | Path, clock: Callable[[], datetime], *, server_cloc
         except Unavailable as error:
             mapped = _unavailable(error)
         raise mapped  # outside the handler: nothing chained to it
-    return SqliteStore(Path(target), clock, upgrade=upgrade)
+    try:
+        return SqliteStore(Path(target), clock, upgrade=upgrade)
+    except (sqlite3.Error, OSError, ValueError) as error:
+        problem = " ".join(str(error).split()) or type(error).__name__
+    # Outside the handler: a path the database cannot live at is a setting to fix.
+    raise bc.ConfigurationError(
+        f"path {str(target)!r}: cannot be used as the local database ({problem})")
 
 
 def _unavailable(error: Unavailable) -> bc.ProviderError:
@@ -91,6 +98,15 @@ def _unavailable(error: Unavailable) -> bc.ProviderError:
     else:
         mapped = bc.UnavailableError(str(error), provider="local", code="database_unavailable")
     return mapped
+
+
+def _corrupted(provider: str, what: str, error: BaseException) -> bc.InvalidResponseError:
+    problem = " ".join(str(error).split())[:300] or type(error).__name__
+    if not isinstance(error, bc.BillingCreditsError):
+        problem = f"{type(error).__name__}: {problem}"
+    return bc.InvalidResponseError(f"{what} cannot be read (edited or corrupted outside "
+                                   f"billing-credits?): {problem}", provider=provider,
+                                   code="corrupted_row")
 
 
 def _now() -> datetime:
@@ -183,11 +199,22 @@ class LocalProvider(bc.Provider):
         return f"<LocalProvider path={str(self.path)!r}>"
 
     def _call(self, work: Callable[[], R]) -> R:
-        """Run a store call; the database being away is a retryable ``UnavailableError``."""
+        """Run a store call; the database being away is a retryable ``UnavailableError``; a
+        stored row that cannot be read (edited or corrupted behind the provider's back: bad
+        JSON, an amount that is not a number) or a broken database file is
+        ``InvalidResponseError``, never the driver's or the parser's exception."""
+        mapped: bc.ProviderError
         try:
             return work()
+        except bc.BillingCreditsError:
+            raise
         except Unavailable as error:
             mapped = _unavailable(error)
+        except sqlite3.OperationalError as error:
+            mapped = bc.UnavailableError(f"the local database: {error}", provider=self.name,
+                                         code="database_unavailable")
+        except (sqlite3.Error, ValueError, ArithmeticError, TypeError, KeyError) as error:
+            mapped = _corrupted(self.name, "the local database", error)
         raise mapped  # outside the handler: nothing chained to it (the driver's connection)
 
     def _tx(self, work: Callable[[Tx], R]) -> Callable[[], R]:
@@ -212,7 +239,7 @@ class LocalProvider(bc.Provider):
                         "idempotency_key", "a batch import needs keyed, new grants")])
                 self.check(grant)
                 row = self._row(grant, grant.idempotency_key)
-                back = self._read(row)  # what is stored must read back (as in _create)
+                back = self._read_row(row, None)  # what is stored must read back (as in _create)
                 rows.append((row, lots_of(row, back)))
                 places.append(len(results))
                 results.append(True)
@@ -256,7 +283,7 @@ class LocalProvider(bc.Provider):
     def _create(self, grant: bc.CreditGrant, idempotency_key: str) -> bc.Flow[bc.CreditGrant]:
         row = self._row(grant, idempotency_key)
         digest = row.request_hash
-        back = self._read(row)  # what is stored must read back: refuse it here, not on every list
+        back = self._read_row(row, None)  # what is stored must read back: refuse it here, not on every list
         lots = lots_of(row, back)
         stored, created = yield bc.blocking(
             lambda: self._call(lambda: self._store.insert(row, lots)), label="insert")
@@ -277,8 +304,9 @@ class LocalProvider(bc.Provider):
         rows, more = yield bc.blocking(
             lambda: self._call(lambda: self._store.page(query.customer_id, after, limit)),
             label="page")
-        grants = [self._read(row) for row in rows]
-        return bc.Page(grants, str(rows[-1].seq) if more and rows else None)
+        # A row that cannot be read is reported (``on_unreadable``), never stops the listing.
+        grants, unreadable = bc.read_items(self.name, rows, self._read, lambda row: row.id)
+        return bc.Page(grants, str(rows[-1].seq) if more and rows else None, unreadable)
 
     def _get(self, grant_id: str) -> bc.Flow[bc.CreditGrant]:
         row = yield bc.blocking(lambda: self._call(lambda: self._store.get(grant_id)),
@@ -323,7 +351,7 @@ class LocalProvider(bc.Provider):
             request.update(_truncated(grant, now))
             kept = len(request.get("schedule") or (None,))
             request_json = json.dumps(request, sort_keys=True)
-            self._read(dataclasses.replace(row, expires_at=_text(now), request_json=request_json,
+            self._read_row(dataclasses.replace(row, expires_at=_text(now), request_json=request_json,
                                            consumed=row.consumed[:kept]), now)  # validate first
             # Windows still to come are dropped: what they held expires now, as a row.
             dropped = bc.exact_sum(lot.remaining for lot in lots[kept:])
@@ -398,18 +426,23 @@ class LocalProvider(bc.Provider):
         if grant_id is not None and not any(row.id == grant_id for row in rows):
             raise bc.NotFoundError(f"no grant {grant_id!r} of customer {customer_id!r}",
                                    provider=self.name, status=404)
-        keyed = self._keyed(rows, stored, now)
-        if grant_id is not None:
-            keyed = [(key, entry) for key, entry in keyed if entry.grant_id == grant_id]
-        after = tuple(json.loads(cursor)) if cursor else None
-        chosen = [
-            (key, entry) for key, entry in keyed
-            if (since is None or entry.at >= since) and (after is None or key > after)
-        ]
-        page = chosen[:DEFAULT_PAGE_SIZE]
-        more = len(chosen) > DEFAULT_PAGE_SIZE
-        return bc.LedgerPage([entry for _, entry in page],
-                             json.dumps(list(page[-1][0])) if more else None)
+        try:
+            keyed = self._keyed(rows, stored, now)
+        except (ValueError, ArithmeticError, TypeError, KeyError) as error:
+            problem = error
+        else:
+            if grant_id is not None:
+                keyed = [(key, line) for key, line in keyed if line.grant_id == grant_id]
+            after = tuple(json.loads(cursor)) if cursor else None
+            chosen = [
+                (key, entry) for key, entry in keyed
+                if (since is None or entry.at >= since) and (after is None or key > after)
+            ]
+            page = chosen[:DEFAULT_PAGE_SIZE]
+            more = len(chosen) > DEFAULT_PAGE_SIZE
+            return bc.LedgerPage([entry for _, entry in page],
+                                 json.dumps(list(page[-1][0])) if more else None)
+        raise _corrupted(self.name, f"the ledger of customer {customer_id}", problem)
 
     def _keyed(self, rows: list[Row], stored: list[EntryRow],
                now: datetime) -> list[tuple[tuple[Any, ...], bc.LedgerEntry]]:
@@ -487,7 +520,7 @@ class LocalProvider(bc.Provider):
                 changed = dataclasses.replace(changed, expires_at=_text(changes["expires_at"]))
                 request.update(self._new_expiry(tx, row, changes["expires_at"], now))
             request_json = json.dumps(request, sort_keys=True)
-            self._read(dataclasses.replace(changed, request_json=request_json), now)  # validate
+            self._read_row(dataclasses.replace(changed, request_json=request_json), now)  # validate
             if "expires_at" in changes:
                 tx.set_grant(grant_id, request_json=request_json, expires_at=changes["expires_at"])
                 tx.end_window(grant_id, lots[-1].idx, changes["expires_at"])
@@ -701,7 +734,16 @@ class LocalProvider(bc.Provider):
         return row
 
     def _read(self, row: Row, now: datetime | None = None) -> bc.CreditGrant:
-        """A stored row as a read-back grant, with status and balance as of ``now``."""
+        """A stored row as a read-back grant, with status and balance as of ``now``; a row
+        that cannot be read is ``InvalidResponseError`` naming the grant."""
+        try:
+            return self._read_row(row, now)
+        except (bc.BillingCreditsError, ValueError, ArithmeticError, TypeError, KeyError,
+                AttributeError) as error:
+            problem = error
+        raise _corrupted(self.name, f"stored grant {row.id}", problem)
+
+    def _read_row(self, row: Row, now: datetime | None) -> bc.CreditGrant:
         now = now or self._clock()
         grant = grant_of(row)
         status = bc.GrantStatus.VOIDED if row.voided_at is not None else grant.status_at(now)

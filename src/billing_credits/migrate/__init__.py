@@ -21,6 +21,7 @@ grant's windows at a moment (``_windows``), the burn-order comparison of a plan'
 verify (``_verify``) and JSON-lines export/import (``_transfer``).
 
 May import: the bottom layer (``_base``, ``_money``, ``_model``, ``_priority``, ``_errors``,
-``_ledger``, ``_redact``, ``_secrets``, ``_provider``, ``_readable``) and ``consumption``. Never ``cli`` or
+``_ledger``, ``_lines``, ``_redact``, ``_secrets``, ``_provider``, ``_readable``) and
+``consumption``. Never ``cli`` or
 ``plugins``.
 """

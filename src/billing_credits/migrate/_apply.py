@@ -55,6 +55,10 @@ class ApplyReport:
     ``created`` counts grants this run made; ``already_done`` the planned grants the target
     already held (found when listing it, or a create the vendor answered with an existing
     grant), so concurrent or repeated runs add up to the plan, never more.
+
+    ``duplicates``: planned keys the target already held more than once before this run (by
+    key or provenance, voided grants aside), each with the ids of the grants standing for it:
+    apply creates nothing for them and says so; ``verify`` lists them too. Void the extras.
     """
 
     created: int = 0
@@ -62,6 +66,7 @@ class ApplyReport:
     retired: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     overlaps: list[RetireOverlap] = field(default_factory=list)
+    duplicates: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -71,6 +76,7 @@ class ApplyReport:
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "already_done": self.already_done,
                 "retired": self.retired, "failed": len(self.failed),
+                "duplicated": len(self.duplicates),
                 "overlaps": [str(o) for o in self.overlaps], "seconds": round(self.seconds, 3)}
 
 Progress = Callable[[int, int], None]
@@ -280,11 +286,16 @@ async def _reconcile(scan: _Scan, target: Provider, gate: asyncio.Semaphore,
     async def listing(customer: str, keys: list[str]) -> None:
         planned = set(keys)
         seen: dict[str, _Held | None] = {}
+        holders: dict[str, list[str]] = {}  # this customer's planned keys -> live grant ids
         try:
             async with gate:
                 async for grant in target.alist_grants(customer):
                     key = _planned_key(grant, planned, scan.origins)
-                    if key is not None and key not in seen:
+                    if key is None:
+                        continue
+                    if grant.status is not GrantStatus.VOIDED:
+                        holders.setdefault(key, []).append(grant.id or "(no id)")
+                    if key not in seen:
                         seen[key] = _Held.of(grant) if keep else None
         except Exception as error:
             why = f"not created: the target's grants of customer {customer} could not be read " \
@@ -292,6 +303,7 @@ async def _reconcile(scan: _Scan, target: Provider, gate: asyncio.Semaphore,
             report.failed.extend((key, why) for key in keys)
             return
         found.update(seen)
+        report.duplicates.update({k: ids for k, ids in holders.items() if len(ids) > 1})
 
     await asyncio.gather(*(listing(c, keys) for c, keys in scan.wanted.items()))
     return found

@@ -15,13 +15,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from billing_credits._errors import (
     BillingCreditsError,
+    InputTooLargeError,
     MigrationError,
     UnsupportedOperationError,
 )
+from billing_credits._lines import MAX_LINE_BYTES, bounded_lines
 from billing_credits._model import MIGRATED_KEY, CreditGrant
 from billing_credits._money import exact_json, exact_sum
 from billing_credits._provider import Provider
@@ -115,6 +117,21 @@ class PlanHeader(_Record):
     """Target customers whose source balance could not be read when planning, with why (it
     does not stop the plan): ``verify`` skips their balance comparison and says so."""
 
+    @field_validator("source_balances")
+    @classmethod
+    def _finite_balances(cls, value: dict[str, dict[str, str]] | None
+                         ) -> dict[str, dict[str, str]] | None:
+        """Each balance an exact finite number (an edited plan cannot crash ``verify``)."""
+        for customer, units in (value or {}).items():
+            for unit, amount in units.items():
+                try:
+                    number = Decimal(amount)
+                except ArithmeticError:
+                    number = None
+                if number is None or not number.is_finite() or number.adjusted() > 38:
+                    raise ValueError(f"{customer} {unit}: {amount[:40]!r} is not a balance")
+        return value
+
 class _Tally:
     """The plan's summary, added up one item at a time (memory: per customer and reason)."""
 
@@ -203,7 +220,8 @@ class _PlanFile(Sequence[PlanItem]):
         self._check()
         with self.path.open("rb") as lines:
             offset = 0
-            for line in lines:
+            for _, line in bounded_lines(lines, source=str(self.path)):
+                assert isinstance(line, bytes)
                 at, offset = offset, offset + len(line)
                 data = exact_json(line)
                 if isinstance(data, dict) and data.get("kind") == "item":
@@ -214,7 +232,7 @@ class _PlanFile(Sequence[PlanItem]):
         with self.path.open("rb") as lines:
             for offset in offsets:
                 lines.seek(offset)
-                yield _item(lines.readline())
+                yield _item(lines.readline(MAX_LINE_BYTES + 2))
 
 def _item(line: bytes) -> PlanItem:
     return PlanItem.model_validate(exact_json(line.decode("utf-8")))
@@ -332,9 +350,10 @@ def _read_plan(path: str | Path, keep: Callable[[PlanItem], None]) -> PlanHeader
     summary: dict[str, Any] | None = None
     tally = _Tally()
     try:
-        with Path(path).open() as lines:
-            for number, line in enumerate(lines, start=1):
-                data = exact_json(line)
+        with Path(path).open("rb") as lines:
+            for number, line in bounded_lines(lines, source=str(path)):
+                assert isinstance(line, bytes)
+                data = exact_json(line.decode("utf-8"))
                 kind = data.get("kind") if isinstance(data, dict) else None
                 if kind == "header":
                     header = PlanHeader.model_validate(data)
@@ -347,7 +366,7 @@ def _read_plan(path: str | Path, keep: Callable[[PlanItem], None]) -> PlanHeader
                 else:
                     raise MigrationError(f"{path}:{number}: not a plan line")
     except (BillingCreditsError, ValidationError) as error:
-        if isinstance(error, MigrationError):
+        if isinstance(error, MigrationError | InputTooLargeError):
             raise
         raise MigrationError(f"{path}: not a valid plan: {error}") from None
     if header is None or summary is None:

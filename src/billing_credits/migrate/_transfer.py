@@ -12,10 +12,12 @@ from typing import IO, Any, Protocol, cast
 from billing_credits._errors import (
     BillingCreditsError,
     FieldProblem,
+    InputTooLargeError,
     InvalidGrantError,
     MigrationError,
     UnreadableGrant,
 )
+from billing_credits._lines import MAX_LINE_BYTES, LongLine, bounded_lines
 from billing_credits._model import CreditGrant, GrantStatus
 from billing_credits._provider import OnUnreadable, Provider
 from billing_credits._secrets import RedactingWriter, redact
@@ -215,12 +217,21 @@ def import_grants(
     A provider with ``import_batch`` (``local``) gets ``batch_size`` grants at a time, each
     batch one transaction; others get one create each. ``progress`` receives the number of
     lines read so far after each batch.
+
+    A file object is read through the bounded line reader (``billing_credits._lines``): a
+    line longer than ``MAX_LINE_BYTES`` (1 MiB) is listed in ``failed`` and given to
+    ``on_reject`` (its first characters), and the import goes on; a file that is not lines at
+    all (no line end within ``MAX_SKIP_BYTES``) raises ``InputTooLargeError``.
     """
     run = _Import(provider, on_reject, progress)
     size = batch_size if run.batch is not None else 1
     moment = now or datetime.now(UTC)
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in _numbered(lines):
         run.read = number
+        if isinstance(raw, LongLine):
+            run.fail(number, raw.head, InputTooLargeError(_source(lines), number, MAX_LINE_BYTES,
+                                                          raw.problem))
+            continue
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
         if not text.strip():
             continue
@@ -249,6 +260,27 @@ def import_grants(
     report = run.report
     report.failed.sort(key=lambda entry: entry[0])
     return report
+
+
+def _source(lines: object) -> str:
+    name = getattr(lines, "name", None)
+    return name if isinstance(name, str) else "input"
+
+
+def _numbered(lines: Iterable[str | bytes]) -> Iterable[tuple[int, str | bytes | LongLine]]:
+    """Each line with its number: a file object through the bounded reader, any other
+    iterable as given, an item longer than the limit passed over as a ``LongLine``."""
+    if hasattr(lines, "readline"):
+        yield from bounded_lines(cast("IO[Any]", lines), source=_source(lines), skip_long=True)
+        return
+    for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE_BYTES + 2:
+            head = line[:200]
+            yield number, LongLine(number, head.decode("utf-8", "replace")
+                                   if isinstance(head, bytes) else head,
+                                   "a line longer than the limit; not read")
+        else:
+            yield number, line
 
 
 class _Skipped(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -282,11 +314,17 @@ def _new_grant(raw: str | bytes, line: str,
         raise InvalidGrantError([FieldProblem("", f"not JSON: {error}")]) from None
     except RecursionError:
         raise InvalidGrantError([FieldProblem("", "not JSON: nested too deeply")]) from None
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent no Decimal holds
+        raise InvalidGrantError([FieldProblem("", "not JSON: a number out of range")]) from None
     if not isinstance(data, dict):
         raise InvalidGrantError([FieldProblem("", "expected a JSON object")])
     status, grant_id, provider = data.get("status"), data.get("id"), data.get("provider")
     exported = isinstance(provider, str) and bool(provider) and isinstance(grant_id, str) \
         and bool(grant_id)
+    for name, value in (("provider", provider), ("id", grant_id)):
+        if isinstance(value, str) and not _is_text(value):
+            raise InvalidGrantError([FieldProblem(name, "not text: holds a lone surrogate "
+                                                  "escape (\\ud800-\\udfff)")])
     ended: str | None = None
     if status is not None:
         try:
@@ -301,7 +339,11 @@ def _new_grant(raw: str | bytes, line: str,
     voided = status == GrantStatus.VOIDED.value
     for name in CreditGrant.read_back_fields():
         data.pop(name, None)
-    for segment in data.get("schedule") or ():
+    schedule = data.get("schedule")
+    if schedule is not None and not isinstance(schedule, list):
+        raise InvalidGrantError([FieldProblem("schedule", f"expected a list of segments, got "
+                                              f"{type(schedule).__name__}")])
+    for segment in schedule or ():
         if isinstance(segment, dict):
             segment["id"] = None
     if data.get("idempotency_key") is None:
@@ -314,6 +356,14 @@ def _new_grant(raw: str | bytes, line: str,
     if voided and ended is not None:
         ended = "voided " + ended  # marks it: a voided grant can never be created ended
     return grant, ended, exported
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ensure_stays_ended(name: str, new: CreditGrant, provider: Provider, now: datetime) -> None:

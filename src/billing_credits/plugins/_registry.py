@@ -19,7 +19,7 @@ import pluggy
 import billing_credits.plugins._hookspecs as hookspecs
 from billing_credits._capabilities import Capabilities
 from billing_credits._errors import ConfigurationError, UnknownProviderError
-from billing_credits._provider import Provider, Setting
+from billing_credits._provider import MAX_LISTING_PAGES, Provider, Setting
 
 from ._registers import ProviderRegister
 from ._sandbox import SandboxRegister, SandboxStart
@@ -90,6 +90,32 @@ class ProviderInfo:
     description: str
 
 
+LISTING_CEILING = Setting(
+    "max_listing_pages", f"most pages one listing (grants, balances, ledger) may take before it "
+    f"stops with an error, against a vendor paging for ever (default {MAX_LISTING_PAGES})",
+    env="BILLING_CREDITS_MAX_LISTING_PAGES")
+"""A setting every provider takes (``get_provider`` applies it: ``Provider.max_listing_pages``)."""
+
+
+def _settings_of(cls: type[Provider]) -> tuple[Setting, ...]:
+    own = {s.name for s in cls.settings}
+    return cls.settings if LISTING_CEILING.name in own else (*cls.settings, LISTING_CEILING)
+
+
+def _ceiling(value: Any) -> int:
+    text = value if value is not None else os.environ.get(LISTING_CEILING.env or "")
+    if text is None or text == "":
+        return MAX_LISTING_PAGES
+    try:
+        number = int(text) if not isinstance(text, bool) else -1
+    except (TypeError, ValueError):
+        number = -1
+    if number < 1:
+        raise ConfigurationError(
+            f"setting max_listing_pages must be a whole number of at least 1, not {text!r:.40}")
+    return number
+
+
 def available_providers() -> list[ProviderInfo]:
     """The installed providers, sorted by name."""
     return [
@@ -97,7 +123,7 @@ def available_providers() -> list[ProviderInfo]:
             name=name,
             module=cls.__module__,
             capabilities=cls.capabilities,
-            settings=cls.settings,
+            settings=_settings_of(cls),
             description=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
         )
         for name, cls in providers().items()
@@ -115,14 +141,20 @@ def get_provider(name: str, /, **settings: Any) -> Provider:
     cls = installed.get(name)
     if cls is None:
         raise UnknownProviderError(name, installed)
-    known = {s.name for s in cls.settings}
+    own = {s.name for s in cls.settings}
+    known = {s.name for s in _settings_of(cls)}
     unknown = sorted(set(settings) - known - {"runtime"})
     if unknown:
         raise ConfigurationError(
             f"provider {name!r} has no setting {', '.join(unknown)}; "
             f"its settings: {', '.join(sorted(known)) or 'none'}"
         )
-    return cls(**settings)
+    if LISTING_CEILING.name in own:
+        return cls(**settings)
+    ceiling = _ceiling(settings.pop(LISTING_CEILING.name, None))
+    provider = cls(**settings)
+    provider.max_listing_pages = ceiling
+    return provider
 
 
 def sandboxes() -> dict[str, SandboxStart]:

@@ -561,6 +561,8 @@ class MetronomeCalls(Protocol):
 
     name: ClassVar[str]
     max_empty_pages: ClassVar[int]
+
+    def listing_guard(self, what: str = ...) -> bc.ListingGuard: ...
     _http: MetronomeHTTP
 
     @property
@@ -579,25 +581,14 @@ class CreditsCalls(MetronomeCalls, Protocol):
     def _split(self, grant_id: str) -> tuple[str, str]: ...
 
 
-def _follow(provider: MetronomeCalls, cursor: str | None, seen: dict[str | None, int],
+def _follow(guard: bc.ListingGuard, cursor: str | None,
             found: list[Mapping[str, Any]], reply: Reply) -> str | None:
-    """The next cursor of a paging loop inside one flow (None: done), refusing one seen
-    before, or ``max_empty_pages`` empty pages in a row each with a new cursor: a vendor
-    answering so would otherwise loop for ever. ``seen`` also counts the empty run (key None).
-    """
-    if not cursor:
-        return None
-    if cursor in seen:
-        raise bc.InvalidResponseError(
-            f"the listing returned a cursor it had returned before ({cursor[:80]!r}); stopped "
-            "so as not to loop", provider=provider.name, request_id=reply.request_id)
-    seen[cursor] = 1
-    seen[None] = 0 if found else seen.get(None, 0) + 1
-    if seen[None] >= provider.max_empty_pages:
-        raise bc.InvalidResponseError(
-            f"the listing returned {seen[None]} empty pages in a row, each with a new cursor; "
-            "stopped so as not to loop", provider=provider.name, request_id=reply.request_id)
-    return cursor
+    """The next cursor of a paging loop inside one flow (None: done), through the core's
+    ``ListingGuard``: a cursor seen before, empty pages in a row, items repeated under fresh
+    cursors or the ``max_listing_pages`` ceiling end it with ``InvalidResponseError``."""
+    ids = [item.get("id") if isinstance(item.get("id"), str) else None for item in found
+           if isinstance(item, Mapping)]
+    return guard.page(ids, cursor or None, request_id=reply.request_id, items=bool(found))
 
 
 def _now_only(provider: str, at: datetime | None) -> None:
@@ -611,12 +602,12 @@ def plans_balance_flow(provider: MetronomeCalls, customer_id: str, unit: str | N
     _now_only(provider.name, at)
     items: list[Mapping[str, Any]] = []
     cursor: str | None = None
-    seen: dict[str | None, int] = {}
+    guard = provider.listing_guard("Metronome listGrants")
     while True:
         page = yield provider._customer_page(customer_id, cursor)
         found, following = _data(page, "listGrants", provider.name)
         items += found
-        cursor = _follow(provider, following, seen, found, page)
+        cursor = _follow(guard, following, found, page)
         if cursor is None:
             break
     return plans_balances(items, customer_id, provider.config, provider._now(), unit)
@@ -664,14 +655,14 @@ def credits_balance_flow(provider: CreditsCalls, customer_id: str,
         extra = {"include_ledgers": True, "covering_date": tr.format_time(at)}
     items: list[Mapping[str, Any]] = []
     cursor: str | None = None
-    seen: dict[str | None, int] = {}
+    guard = provider.listing_guard("Metronome customerBalances/list")
     while True:
         page = yield provider._http.call(
             LIST_BALANCES, _balances_body(customer_id, cursor, **extra),
             label="customerBalances/list")
         found, following = _data(page, "customerBalances/list", provider.name)
         items += found
-        cursor = _follow(provider, following, seen, found, page)
+        cursor = _follow(guard, following, found, page)
         if cursor is None:
             break
     if at is not None:

@@ -326,31 +326,21 @@ class _MetronomeProvider(bc.Provider):
 
     def _pages(self, label: str, request: Callable[[str | None], bc.Call[Reply]]
                ) -> bc.Flow[list[Any]]:
-        """Every item of a listing, page after page, with the core's loop guard: a cursor seen
-        before, or ``max_empty_pages`` empty pages in a row, is ``InvalidResponseError``."""
+        """Every item of a listing, page after page, with the core's loop guard
+        (``bc.ListingGuard``: a cursor seen before, empty pages in a row, items repeated with
+        fresh cursors, the ``max_listing_pages`` ceiling, each ``InvalidResponseError``)."""
         found: list[Any] = []
-        seen: set[str] = set()
-        empty = 0
+        guard = self.listing_guard(f"Metronome {label}")
         cursor: str | None = None
         while True:
             reply = yield request(cursor)
             items, next_page = page_of(self.name, label, reply)
             found.extend(items)
-            if next_page is None:
+            next_cursor = guard.page(_ids(items), next_page, request_id=reply.request_id,
+                                     items=bool(items))
+            if next_cursor is None:
                 return found
-            if next_page in seen:
-                raise bc.InvalidResponseError(
-                    f"Metronome {label} returned a cursor it had returned before "
-                    f"({next_page[:80]!r}); stopped so as not to loop", provider=self.name,
-                    request_id=reply.request_id)
-            seen.add(next_page)
-            empty = 0 if items else empty + 1
-            if empty >= self.max_empty_pages:
-                raise bc.InvalidResponseError(
-                    f"Metronome {label} returned {empty} empty pages in a row, each with a new "
-                    "cursor; stopped so as not to loop", provider=self.name,
-                    request_id=reply.request_id)
-            cursor = next_page
+            cursor = next_cursor
 
     def _find_item_by_key(self, customer_id: str, key: str) -> bc.Flow[Mapping[str, Any] | None]:
         """The customer's item holding uniqueness ``key``, paging through all of them."""
@@ -559,3 +549,7 @@ def _same_time(a: Any, b: Any) -> bool:
     return tr.parse_time(str(a)) == tr.parse_time(str(b))
 
 
+def _ids(items: list[Any]) -> list[str | None]:
+    """The vendor ids of a page's raw items (None where an item has none)."""
+    return [item.get("id") if isinstance(item, Mapping) and isinstance(item.get("id"), str)
+            else None for item in items]

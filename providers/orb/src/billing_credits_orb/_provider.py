@@ -589,11 +589,15 @@ class OrbProvider(bc.Provider):
             if isinstance(customer.get("currency"), str):
                 self._currencies[ident] = customer["currency"]
             inner: str | None = None
+            guard = self.listing_guard(f"Orb credits of customer {ident}")
             while True:
                 page = yield from self._list_page(bc.ListQuery(ident), inner)
                 grants += page.grants
                 unreadable += page.unreadable
-                inner = page.next_cursor
+                inner = guard.page([g.id for g in page.grants]
+                                   + [u.vendor_id for u in page.unreadable], page.next_cursor,
+                                   request_id=page.request_id,
+                                   items=bool(page.grants or page.unreadable))
                 if inner is None:
                     break
         return bc.Page(grants, next_cursor, unreadable, request_id=answer.request_id)
@@ -644,9 +648,12 @@ class OrbProvider(bc.Provider):
         live: list[bc.CreditGrant] = []
         raw: list[Any] = []
         cursor: str | None = None
+        guard = self.listing_guard("Orb credits")
         while True:
             answer = yield self._blocks(customer_id, currency, cursor, PAGE, all_blocks=False)
             items, cursor = answer.page()
+            cursor = guard.page(_ids(items), cursor, request_id=answer.request_id,
+                                items=bool(items))
             raw += items
             grants, unreadable = bc.read_items(
                 self.name, items,
@@ -725,10 +732,10 @@ class OrbProvider(bc.Provider):
         metadata), paging the customer's decrements: Orb forgets idempotency keys after 48 h."""
         found: list[bc.LedgerEntry] = []
         cursor: str | None = None
-        seen: set[str] = set()
+        guard = self.listing_guard("Orb credits ledger")
         while True:
             answer = yield self._ledger(customer_id, currency, cursor, entry_type="decrement")
-            items, cursor = answer.page()
+            items, following = answer.page()
             for item in items:
                 meta = item.get("metadata") if isinstance(item, Mapping) else None
                 if isinstance(meta, Mapping) and meta.get(USAGE_REFERENCE) == reference:
@@ -736,11 +743,10 @@ class OrbProvider(bc.Provider):
                         found.append(tr.entry_to_ledger(item, customer_id))
                     except bc.ProviderError as error:
                         raise answer.invalid(error.message) from None
+            cursor = guard.page(_ids(items), following, request_id=answer.request_id,
+                                items=bool(items))
             if cursor is None:
                 return sorted(found, key=_sequence)  # the order Orb wrote them
-            if cursor in seen:
-                raise answer.invalid("the ledger returned a cursor seen before")
-            seen.add(cursor)
 
     def _consume(self, usage: bc.Usage) -> bc.Flow[list[bc.LedgerEntry]]:
         """A ``decrement`` entry: "Orb matches the algorithm for automatic deductions for
@@ -799,3 +805,8 @@ def _sendable(field: str, value: object) -> str:
                                    model="Orb request")
     return value
 
+
+def _ids(items: list[Any]) -> list[str | None]:
+    """The Orb ids of a page's raw items (None where an item has none)."""
+    return [item.get("id") if isinstance(item, Mapping) and isinstance(item.get("id"), str)
+            else None for item in items]

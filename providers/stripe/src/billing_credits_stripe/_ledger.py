@@ -381,6 +381,8 @@ class StripeCalls(Protocol):
 
     def _list_of(self, answer: Answer) -> tuple[list[Any], bool]: ...
 
+    def listing_guard(self, what: str = ...) -> bc.ListingGuard: ...
+
     def _next_cursor(self, answer: Answer, items: list[Any], has_more: bool,
                      seen: set[str] | None = None) -> str | None: ...
 
@@ -398,18 +400,6 @@ class StripeCalls(Protocol):
 
 
 TRANSACTIONS_PATH = "/v1/billing/credit_balance_transactions"
-
-
-def _follow(cursor: str | None, seen: set[str]) -> str | None:
-    """The next cursor of a paging loop inside one flow, refusing one seen before (a vendor
-    answering the same cursor again would otherwise loop for ever)."""
-    if cursor is not None:
-        if cursor in seen:
-            raise bc.InvalidResponseError(
-                f"the listing returned a cursor it had returned before ({cursor[:80]!r}); "
-                "stopped so as not to loop", provider=tr.PROVIDER_NAME)
-        seen.add(cursor)
-    return cursor
 
 
 def _items(provider: StripeCalls, answer: Answer, what: str) -> tuple[list[dict[str, Any]], bool]:
@@ -454,7 +444,7 @@ def balance_flow(provider: StripeCalls, customer_id: str, unit: str | None,
         raise bc.NotRepresentableError(tr.PROVIDER_NAME, [bc.FieldProblem(
             "at", "Stripe's credit balance summary answers for now only")])
     cursor: str | None = None
-    seen: set[str] = set()
+    guard = provider.listing_guard("Stripe credit_grants.list")
     grants: list[bc.CreditGrant] = []
     clocks: dict[str, datetime] = {}
     while True:
@@ -465,7 +455,9 @@ def balance_flow(provider: StripeCalls, customer_id: str, unit: str | None,
         clocks.update(moments)
         grants += _each(answer, "credit_grants.list", items,
                         partial(_read_at, provider, moments))
-        cursor = provider._next_cursor(answer, items, has_more, seen)
+        cursor = guard.page([item["id"] for item in items],
+                            provider._next_cursor(answer, items, has_more),
+                            request_id=answer.request_id, items=bool(items))
         if cursor is None:
             break
     as_of = provider._clock()
@@ -493,7 +485,9 @@ def ledger_flow(provider: StripeCalls, customer_id: str, grant_id: str | None,
                 since: datetime | None, cursor: str | None) -> bc.Flow[bc.LedgerPage]:
     """One page of entries: Stripe pages until one holds an entry at or after ``since`` (Stripe
     has no date filter), so filtered-out pages never look like a run of empty pages."""
-    seen: set[str] = set() if cursor is None else {cursor}
+    guard = provider.listing_guard("Stripe credit_balance_transactions.list")
+    if cursor is not None:
+        guard.cursors.add(cursor)
     while True:
         params = transaction_list_params(customer_id, grant_id, starting_after=cursor)
         answer = yield provider._call("get", TRANSACTIONS_PATH, params,
@@ -506,7 +500,9 @@ def ledger_flow(provider: StripeCalls, customer_id: str, grant_id: str | None,
         next_cursor = provider._next_cursor(answer, items, has_more)
         if entries or next_cursor is None:
             return bc.LedgerPage(entries, next_cursor, request_id=answer.request_id)
-        cursor = _follow(next_cursor, seen)
+        # Pages wholly before ``since``, followed inside this one flow: guarded here too.
+        cursor = guard.page([item["id"] for item in items], next_cursor,
+                            request_id=answer.request_id, items=True)
 
 
 def update_flow(provider: StripeCalls, grant_id: str,

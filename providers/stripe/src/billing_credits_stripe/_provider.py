@@ -577,7 +577,7 @@ class StripeProvider(bc.Provider):
         calls ``include_balance`` would add: ceil(grants / 100) requests per keyed create.
         """
         cursor: str | None = None
-        seen: set[str] = set()
+        guard = self.listing_guard("Stripe credit_grants.list")
         while True:
             params = tr.list_params(customer_id, limit=tr.MAX_PAGE_SIZE, starting_after=cursor)
             answer = yield self._call("get", tr.GRANTS_PATH, params, label="credit_grants.list")
@@ -586,7 +586,8 @@ class StripeProvider(bc.Provider):
                 metadata = item.get("metadata") if isinstance(item, Mapping) else None
                 if isinstance(metadata, Mapping) and metadata.get(tr.META_IDEMPOTENCY_KEY) == key:
                     return (yield from self._read(Answer(item, answer.request_id, True)))
-            cursor = self._next_cursor(answer, items, has_more, seen)
+            cursor = guard.page(_ids(items), self._next_cursor(answer, items, has_more),
+                                request_id=answer.request_id, items=bool(items))
             if cursor is None:
                 return None
 
@@ -675,3 +676,9 @@ class StripeProvider(bc.Provider):
 
     def _update(self, grant_id: str, update: bc.GrantUpdate) -> bc.Flow[bc.CreditGrant]:
         return ledger.update_flow(self, grant_id, update)
+
+
+def _ids(items: list[Any]) -> list[str | None]:
+    """The Stripe ids of a page's raw items (None where an item has none)."""
+    return [item.get("id") if isinstance(item, Mapping) and isinstance(item.get("id"), str)
+            else None for item in items]
