@@ -34,6 +34,7 @@ class PostgresDialect(Dialect):
     time_type = "TIMESTAMPTZ"
     serial = "BIGSERIAL PRIMARY KEY"
     for_update = " FOR UPDATE"
+    without_rowid = ""
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s")
@@ -49,6 +50,9 @@ class PostgresDialect(Dialect):
 
     def time_out(self, value: Any) -> datetime:
         return value.astimezone(UTC) if isinstance(value, datetime) else moment(value)
+
+    def stored_time(self, text: str | None) -> Any:
+        return None if text is None else moment(text)
 
     def text_out(self, value: Any) -> str:
         return text_time(value) if isinstance(value, datetime) else str(value)  # type: ignore[return-value]

@@ -230,7 +230,7 @@ class LocalProvider(bc.Provider):
         refused it (not representable, or the key used for a different grant).
         """
         results: list[bool | bc.BillingCreditsError] = []
-        rows: list[tuple[Row, list[Lot]]] = []
+        rows: list[tuple[Row, bc.CreditGrant]] = []
         places: list[int] = []
         for grant in grants:
             try:
@@ -239,8 +239,8 @@ class LocalProvider(bc.Provider):
                         "idempotency_key", "a batch import needs keyed, new grants")])
                 self.check(grant)
                 row = self._row(grant, grant.idempotency_key)
-                back = self._read_row(row, None)  # what is stored must read back (as in _create)
-                rows.append((row, lots_of(row, back)))
+                # "now" as start must still read back (as in _create); it gives the window too
+                rows.append((row, grant if grant.effective_at is not None else self._read(row)))
                 places.append(len(results))
                 results.append(True)
             except bc.BillingCreditsError as error:

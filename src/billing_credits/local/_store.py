@@ -141,6 +141,7 @@ class Dialect:
     time_type = "TEXT"
     serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
     for_update = ""
+    without_rowid = " WITHOUT ROWID"  # lots are found by their key: one B-tree, not two
 
     def sql(self, text: str) -> str:
         return text
@@ -156,6 +157,14 @@ class Dialect:
 
     def time_out(self, value: Any) -> datetime:
         return moment(value)
+
+    def stored_time(self, text: str | None) -> Any:
+        """A time given as text, as stored: kept when already in the stored form."""
+        if text is None:
+            return None
+        if len(text) == 32 and text.endswith("+00:00") and text[19] == ".":
+            return text
+        return self.time_in(moment(text))
 
     def text_out(self, value: Any) -> str:
         """A stored time as the text every row carries."""
@@ -227,7 +236,7 @@ def schema_3_additions(d: Dialect) -> list[str]:
             voided_at   {t},
             admits_all  INTEGER NOT NULL,
             windows     INTEGER NOT NULL,
-            PRIMARY KEY (grant_id, idx))""",
+            PRIMARY KEY (grant_id, idx)){d.without_rowid}""",
         "CREATE INDEX lots_by_customer ON lots (customer_id, unit, grant_seq, idx)",
         "CREATE INDEX ledger_by_reference ON ledger (reference) WHERE reference IS NOT NULL",
         "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -316,21 +325,21 @@ class GrantStore:
             return Row(**{**row.__dict__, "seq": seq}), True
         return self.transaction(work)
 
-    def insert_many(self, rows: Sequence[tuple[Row, Sequence[Lot]]]) -> list[Row | None]:
+    def insert_many(self, rows: Sequence[tuple[Row, bc.CreditGrant]]) -> list[Row | None]:
         """Insert every row whose idempotency key is new, in one transaction, each with its
-        lots and ``granted`` entry. For each: None when inserted, else the row stored under
-        its key."""
+        lots (from its validated ``grant``) and ``granted`` entry. For each: None when
+        inserted, else the row stored under its key."""
         def work(tx: Tx) -> list[Row | None]:
             existing = tx.grants_by_keys([row.idempotency_key for row, _ in rows])
             result: list[Row | None] = []
             fresh: list[tuple[Row, Sequence[Lot]]] = []
-            for row, lots in rows:
+            for row, grant in rows:
                 if row.idempotency_key in existing:
                     result.append(existing[row.idempotency_key])
                     continue
                 existing[row.idempotency_key] = row  # a key twice in one batch: one grant
                 result.append(None)
-                fresh.append((row, lots))
+                fresh.append((row, lots_of(row, grant)))  # lots only for what is written
             tx.insert_grants(fresh)
             return result
         return self.transaction(work)
@@ -465,7 +474,7 @@ class Tx:
             rows = [self.row(r) for r in self.all(
                 f"SELECT {_GRANT} FROM grants WHERE idempotency_key IN "  # noqa: S608
                 f"({', '.join('?' * len(chunk))})", *chunk)]
-            found.update((row.idempotency_key, row) for row in self.with_consumed(rows))
+            found.update((row.idempotency_key, row) for row in rows)  # for their keys only
         return found
 
     def insert_grants(self, rows: Sequence[tuple[Row, Sequence[Lot]]]) -> None:
@@ -480,8 +489,8 @@ class Tx:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             [(row.id, row.customer_id, row.idempotency_key, int(row.key_supplied),
               row.request_hash, d.amount_in(Decimal(row.amount)), row.unit, row.request_json,
-              d.time_in(moment(row.effective_at)), d.time_in(_maybe(row.expires_at)),
-              d.time_in(_maybe(row.voided_at)), d.time_in(moment(row.created_at)))
+              d.stored_time(row.effective_at), d.stored_time(row.expires_at),
+              d.stored_time(row.voided_at), d.stored_time(row.created_at))
              for row, _ in rows])
         seqs: dict[str, int] = {}
         for start in range(0, len(rows), 500):
@@ -489,13 +498,12 @@ class Tx:
             seqs.update((gid, int(seq)) for gid, seq in self.all(
                 f"SELECT id, seq FROM grants WHERE id IN ({', '.join('?' * len(chunk))})",  # noqa: S608
                 *chunk))
-        self.add_lots([Lot(**{**_lot_fields(lot), "grant_seq": seqs[row.id]})
-                       for row, lots in rows for lot in lots])
+        self.add_lots([lot for _, lots in rows for lot in lots], seqs)
         self.cursor.executemany(d.sql(
             "INSERT INTO ledger (customer_id, grant_id, segment, kind, amount, unit, at, "
             "reference, recorded_at) VALUES (?, ?, NULL, 'granted', ?, ?, ?, NULL, ?)"),
             [(row.customer_id, row.id, d.amount_in(Decimal(row.amount)), row.unit,
-              d.time_in(moment(row.created_at)), d.time_in(moment(row.created_at)))
+              d.stored_time(row.created_at), d.stored_time(row.created_at))
              for row, _ in rows])
 
     def grant_lots(self, grant_id: str, *, lock: bool = False) -> list[Lot]:
@@ -556,24 +564,27 @@ class Tx:
             "ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq",
             row.id, row.customer_id, row.idempotency_key, int(row.key_supplied),
             row.request_hash, d.amount_in(Decimal(row.amount)), row.unit, row.request_json,
-            d.time_in(moment(row.effective_at)), d.time_in(_maybe(row.expires_at)),
-            d.time_in(_maybe(row.voided_at)), d.time_in(moment(row.created_at)))
+            d.stored_time(row.effective_at), d.stored_time(row.expires_at),
+            d.stored_time(row.voided_at), d.stored_time(row.created_at))
         if found is None:
             return None
         seq = int(found[0])
-        self.add_lots([Lot(**{**_lot_fields(lot), "grant_seq": seq}) for lot in lots])
+        self.add_lots(lots, {row.id: seq})
         self.add_entry(row.customer_id, row.id, None, "granted", Decimal(row.amount), row.unit,
                        moment(granted_at or row.created_at), None, moment(row.created_at))
         return seq
 
-    def add_lots(self, lots: Sequence[Lot]) -> None:
+    def add_lots(self, lots: Sequence[Lot], seqs: dict[str, int] | None = None) -> None:
+        """Insert ``lots`` (``seqs``: their grants' sequence numbers, when only known now)."""
         d = self.d
+        amount, time_in = d.amount_in, d.time_in
         self.cursor.executemany(d.sql(
             f"INSERT INTO lots ({_LOT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),  # noqa: S608
-            [(lot.grant_id, lot.idx, lot.grant_seq, lot.customer_id, lot.unit, lot.money,
-              d.amount_in(lot.priority), d.time_in(lot.created_at), d.time_in(lot.starts_at),
-              d.time_in(lot.ends_before), d.amount_in(lot.amount), d.amount_in(lot.remaining),
-              d.time_in(lot.voided_at), int(lot.admits_all), lot.windows) for lot in lots])
+            [(lot.grant_id, lot.idx, seqs[lot.grant_id] if seqs else lot.grant_seq,
+              lot.customer_id, lot.unit, lot.money, amount(lot.priority),
+              time_in(lot.created_at), time_in(lot.starts_at), time_in(lot.ends_before),
+              amount(lot.amount), amount(lot.remaining), time_in(lot.voided_at),
+              int(lot.admits_all), lot.windows) for lot in lots])
 
     def set_remaining(self, grant_id: str, idx: int, remaining: Decimal) -> None:
         self.run("UPDATE lots SET remaining = ? WHERE grant_id = ? AND idx = ?",
@@ -631,10 +642,6 @@ def _maybe(text: str | None) -> datetime | None:
     return None if text is None else moment(text)
 
 
-def _lot_fields(lot: Lot) -> dict[str, Any]:
-    return {name: getattr(lot, name) for name in Lot.__slots__}
-
-
 def _refuse_newer(version: int, where: str) -> None:
     if version > SCHEMA_VERSION:
         raise SchemaError(
@@ -670,15 +677,29 @@ def grant_of(row: Row) -> bc.CreditGrant:
         {**row.request, "idempotency_key": row.idempotency_key if row.key_supplied else None})
 
 
+_MONEY_JSON: dict[tuple[str | None, str | None, str | None], str] = {}
+_EVERYTHING: list[bc.Scope] = []
+
+
 def money_json(money: bc.Money) -> str:
-    data = money.model_dump(mode="json")
-    data.pop("amount")
-    return json.dumps(data, sort_keys=True)
+    """The unit of ``money`` as JSON (``Money`` without its amount); a few units per ledger,
+    so each is dumped once."""
+    unit = money.unit
+    key = (money.currency, unit.id if unit else None, unit.name if unit else None)
+    found = _MONEY_JSON.get(key)
+    if found is None:
+        data = money.model_dump(mode="json")
+        data.pop("amount")
+        found = _MONEY_JSON[key] = json.dumps(data, sort_keys=True)
+    return found
 
 
 def admits_all(grant: bc.CreditGrant) -> bool:
     """Whether the grant's scope admits all usage (``billing_credits.admits`` without a test)."""
-    return grant.scope.is_all_usage or grant.scope.kinds() == {"metered_prices_only"}
+    if not _EVERYTHING:
+        _EVERYTHING.append(bc.Scope())
+    scope = grant.scope
+    return scope == _EVERYTHING[0] or scope.kinds() == {"metered_prices_only"}
 
 
 def lots_of(row: Row, grant: bc.CreditGrant, consumed: Sequence[Decimal] = ()) -> list[Lot]:
@@ -687,15 +708,24 @@ def lots_of(row: Row, grant: bc.CreditGrant, consumed: Sequence[Decimal] = ()) -
     every = admits_all(grant)
     created = moment(row.created_at)
     voided = _maybe(row.voided_at)
-    segments = grant.segments
+    # (amount, start, end) of each window: ``grant.segments`` without building Segment models
+    # for a grant of one window (the import path makes a lot per grant).
+    if grant.schedule is not None:
+        windows = [(s.amount, s.starts_at, s.ends_before) for s in grant.schedule]
+    else:
+        start = grant.effective_at or grant.created_at
+        if start is None:
+            raise bc.InvalidGrantError([bc.FieldProblem(
+                "effective_at", "a grant without effective_at has no window until it is created")])
+        windows = [(grant.amount.amount, start, grant.expires_at)]
     lots = []
-    for index, segment in enumerate(segments):
+    for index, (amount, starts, ends) in enumerate(windows):
         used = consumed[index] if index < len(consumed) else Decimal(0)
         with decimal.localcontext(bc.exact_context()):
-            left = segment.amount - used
+            left = amount - used
         lots.append(Lot(row.id, index, row.seq, row.customer_id, row.unit, money,
-                        grant.priority, created, segment.starts_at, segment.ends_before,
-                        segment.amount, left, voided, every, len(segments)))
+                        grant.priority, created, starts, ends, amount, left, voided, every,
+                        len(windows)))
     return lots
 
 
