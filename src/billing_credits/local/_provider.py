@@ -431,23 +431,18 @@ class LocalProvider(bc.Provider):
         except (ValueError, ArithmeticError, TypeError, KeyError) as error:
             problem = error
         else:
-            if grant_id is not None:
-                keyed = [(key, line) for key, line in keyed if line.grant_id == grant_id]
             after = tuple(json.loads(cursor)) if cursor else None
-            chosen = [
-                (key, entry) for key, entry in keyed
-                if (since is None or entry.at >= since) and (after is None or key > after)
-            ]
-            page = chosen[:DEFAULT_PAGE_SIZE]
-            more = len(chosen) > DEFAULT_PAGE_SIZE
+            chosen = [(key, entry) for key, entry in keyed
+                      if (grant_id is None or entry.grant_id == grant_id)
+                      and (since is None or entry.at >= since) and (after is None or key > after)]
+            page, more = chosen[:DEFAULT_PAGE_SIZE], len(chosen) > DEFAULT_PAGE_SIZE
             return bc.LedgerPage([entry for _, entry in page],
                                  json.dumps(list(page[-1][0])) if more else None)
         raise _corrupted(self.name, f"the ledger of customer {customer_id}", problem)
 
     def _keyed(self, rows: list[Row], stored: list[EntryRow],
                now: datetime) -> list[tuple[tuple[Any, ...], bc.LedgerEntry]]:
-        """A customer's whole ledger in order, with its keys, each entry with its running
-        balance."""
+        """A customer's whole ledger in order, keyed, each entry with its running balance."""
         grants = {row.id: (row, self._read(row)) for row in rows}
         keyed: list[tuple[tuple[Any, ...], bc.LedgerEntry]] = []
         for row_entry in stored:
@@ -614,16 +609,8 @@ class LocalProvider(bc.Provider):
                     f"{usage.customer_id}'s grants at {at.isoformat()}; nothing consumed",
                     provider=self.name, code="insufficient_credit")
             self._check_representable(tx, usage, draws)
-            # The running balance after each entry, as ``list_ledger`` reads it (the sum of the
-            # ledger up to it): when nothing in the ledger comes after ``at`` (usage now, the
-            # usual case), that is what the lots hold, windows still to come included, less
-            # windows ended before ``at`` (read as expired), less the draws so far. Backdated
-            # usage with later entries is read back after the transaction instead.
-            known = not tx.entries_after(usage.customer_id, unit, at) and not any(
-                lot.ends_before is not None and at < lot.ends_before <= now for lot in lots)
-            with decimal.localcontext(bc.exact_context()):
-                running = bc.exact_sum(lot.remaining for lot in lots
-                                       if lot.ends_before is None or lot.ends_before >= at)
+            # The balance before this usage as list_ledger reads it, None: read it back after.
+            running = tx.balance_before(usage.customer_id, unit, at, now, lots)
             entries: list[bc.LedgerEntry] = []
             for lot, take in draws:
                 amount = take.copy_negate()
@@ -631,30 +618,27 @@ class LocalProvider(bc.Provider):
                                    unit, at, reference, now)
                 with decimal.localcontext(bc.exact_context()):
                     tx.set_remaining(lot.grant_id, lot.idx, lot.remaining - take)
-                    running -= take
+                    running = None if running is None else running - take
                 money = self._money(lot.money)
                 entries.append(bc.LedgerEntry(
                     customer_id=usage.customer_id, grant_id=lot.grant_id,
                     kind=bc.LedgerKind.CONSUMED, amount=money.with_amount(
                         Decimal(signed(amount))), at=at, reference=reference,
-                    vendor_id=f"lle_{seq}",
-                    running_balance=money.with_amount(running) if known else None))
+                    vendor_id=f"lle_{seq}", running_balance=None if running is None
+                    else money.with_amount(running)))
             tx.add_usage(reference, usage.customer_id, digest, at, now)
-            return entries, known
+            return entries, running is not None
 
         done: tuple[list[bc.LedgerEntry], bool] = yield bc.blocking(self._tx(work),
                                                                     label="consume")
-        written, known = done
-        if known or not written:
-            return written
+        if done[1] or not done[0]:
+            return done[0]
         # Backdated usage, or a replay: the running balances as the ledger reads them.
         rows, stored = yield bc.blocking(
             lambda: self._call(lambda: self._store.customer_ledger(usage.customer_id)),
             label="consume")
-        after = {entry.vendor_id: entry.running_balance
-                 for _, entry in self._keyed(rows, stored, self._clock())}
-        return [entry.model_copy(update={"running_balance": after.get(entry.vendor_id)})
-                for entry in written]
+        after = {e.vendor_id: e.running_balance for _, e in self._keyed(rows, stored, self._clock())}
+        return [e.model_copy(update={"running_balance": after.get(e.vendor_id)}) for e in done[0]]
 
     def _draws(self, tx: Tx, lots: list[Lot], usage: bc.Usage,
                at: datetime) -> tuple[list[tuple[Lot, Decimal]], Decimal]:
