@@ -141,7 +141,7 @@ def test_fewer_applicable_contracts_burn_first(
         "the declared order is the fake's"
     assert allocation.ties == [], "the contracts rule decides: no undocumented tie"
     [balance] = credits.get_balance(customer)
-    assert {p.grant_id: p.usable for p in balance.parts} == allocation.remaining
+    assert {p.grant_id: p.usable.amount for p in balance.parts} == allocation.remaining
     check_all(recorder)
 
 
@@ -302,4 +302,4 @@ def test_the_fake_and_the_declared_order_agree_on_contracts(
                     - entry.amount.amount
         assert drawn == {k: v for k, v in expected.consumed().items() if v}
         [balance] = provider.get_balance(customer)
-        assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining
+        assert {p.grant_id: p.usable.amount for p in balance.parts} == expected.remaining
