@@ -60,6 +60,10 @@ SLOW = (
     "tests/test_quiet_faults.py::test_sigterm_during_export_removes_the_partial_file",
     "tests/test_redact_encodings.py::test_the_cli_prints_an_encoded_echo_nowhere",
     "tests/local/test_clock_race.py",
+    "tests/test_bounded_input.py::test_dev_zero_ends_with_a_clear_error_quickly_and_small",
+    "tests/test_bounded_input.py::test_import_of_a_device_writes_rejects_in_the_working_folder",
+    "providers/metronome/tests/test_metronome_fake_contract.py::test_the_sdk_drives_the_fake",
+    "providers/orb/tests/test_sandbox.py",
     # property tests with many examples
     "tests/test_fuzz.py",
     "tests/test_consumption.py::test_consumed_plus_expired_plus_remaining_is_granted_exactly",
