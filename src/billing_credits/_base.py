@@ -49,6 +49,8 @@ def problems_from(error: pydantic.ValidationError) -> list[FieldProblem]:
         message = item["msg"]
         for prefix in ("Value error, ", "Assertion failed, "):
             message = message.removeprefix(prefix)
+        if item["type"] in _NUMBER_ERRORS:  # echo what was given and the shape expected
+            message = f"{message}: got {_shown(item.get('input'))}; expected a number such as \"12.34\""
         problems.append(FieldProblem(loc, message))
     return problems
 
@@ -59,6 +61,15 @@ def _loc_part(part: str | int) -> str:
     if isinstance(part, str) and not part.isascii():
         return part.encode("utf-8", "backslashreplace").decode("utf-8")
     return str(part)
+
+
+_NUMBER_ERRORS = frozenset({"decimal_parsing", "decimal_type"})
+
+
+def _shown(value: Any) -> str:
+    """A given value, short: its repr, cut at 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def exact_decimal(value: Any) -> Any:

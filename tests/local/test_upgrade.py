@@ -107,7 +107,7 @@ def test_replaying_an_old_reference_returns_its_original_entries(old: Path) -> N
         # ... and what is left is spent in the documented order from the upgraded lots.
         [balance] = local.get_balance("alice")
         scoped = EXPECTED["ids"]["scoped"]
-        gpu = bc.exact_sum(p.usable for p in balance.parts if p.grant_id == scoped)
+        gpu = bc.exact_sum(p.usable.amount for p in balance.parts if p.grant_id == scoped)
         rest = balance.usable.amount - gpu
         spent = local.consume("alice", balance.usable.with_amount(rest), reference="all-of-it")
         assert scoped not in {e.grant_id for e in spent}

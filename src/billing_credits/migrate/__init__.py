@@ -22,6 +22,7 @@ and origins that apply and verify look up (``_index``), apply with reconcile and
 verify (``_verify``) and JSON-lines export/import (``_transfer``).
 
 May import: the bottom layer (``_base``, ``_money``, ``_model``, ``_priority``, ``_errors``,
-``_ledger``, ``_lines``, ``_redact``, ``_secrets``, ``_provider``) and ``consumption``. Never ``cli`` or
+``_ledger``, ``_lines``, ``_redact``, ``_secrets``, ``_provider``, ``_readable``) and
+``consumption``. Never ``cli`` or
 ``plugins``.
 """

@@ -151,9 +151,10 @@ def _check_endpoints(plan: MigrationPlan, scan: _Scan, target: Provider,
     if target.name != header.target:
         raise MigrationError(f"the plan targets {header.target!r}, not {target.name!r}")
     if header.target_identity is not None and target.identity() != header.target_identity:
+        planned, given = _readable_pair(header.target_identity, target.identity())
         raise MigrationError(
-            f"the plan was made for target {header.target_identity}, but apply was given "
-            f"{target.identity()}: nothing created. Give apply the same target settings as the "
+            f"the plan was made for target {planned}, but apply was given "
+            f"{given}: nothing created. Give apply the same target settings as the "
             "plan (-T ...), or plan again against this target")
     refusals = scan.refusals if plan.header.strict else 0
     if refusals:
@@ -164,9 +165,10 @@ def _check_endpoints(plan: MigrationPlan, scan: _Scan, target: Provider,
         if source is None or source.name != header.source:
             raise MigrationError(f"retiring needs the source provider {header.source!r}")
         if header.source_identity is not None and source.identity() != header.source_identity:
+            planned, given = _readable_pair(header.source_identity, source.identity())
             raise MigrationError(
-                f"the plan was made from source {header.source_identity}, but apply was given "
-                f"{source.identity()} to retire from: nothing created. Give the same source "
+                f"the plan was made from source {planned}, but apply was given "
+                f"{given} to retire from: nothing created. Give the same source "
                 "settings as the plan (-F ...)")
 
 def _start(plan: MigrationPlan, target: Provider, journal: str | Path, source: Provider | None,
@@ -182,6 +184,18 @@ def _start(plan: MigrationPlan, target: Provider, journal: str | Path, source: P
         scan.index.close()
         raise
     return scan, creator, book
+
+
+def _readable_pair(planned: str, given: str) -> tuple[str, str]:
+    """Both identities for people (``stripe at http://…``); as recorded when that is all
+    that tells them apart (another credential's digest)."""
+    from billing_credits._readable import identity_text
+
+    texts = identity_text(planned), identity_text(given)
+    if texts[0] == texts[1]:
+        return (f"{texts[0]} (credential digest {planned.rsplit(':', 1)[-1]})",
+                f"{texts[1]} (credential digest {given.rsplit(':', 1)[-1]})")
+    return texts
 
 async def apply_plan(
     plan: MigrationPlan,
