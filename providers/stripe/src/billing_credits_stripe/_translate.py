@@ -178,8 +178,13 @@ def stripe_exponent(currency: str) -> int | None:
     return bc.currency_exponent(code)
 
 
+@lru_cache(maxsize=1)
 def _exact() -> decimal.Context:
-    """``billing_credits._money.exact()``, its module (and pydantic) imported on first use."""
+    """This module's own copy of ``billing_credits._money.exact()`` (its module, and pydantic,
+    imported on first use), made once: copying a context on every amount cost more than the
+    rest of the conversion. It is only passed to single operations (``scaleb``), never
+    installed as a thread's context; a trap raises for the operation that hits it whatever
+    flags earlier ones left, so sharing it is safe."""
     return bc.exact_context()
 
 
