@@ -240,7 +240,7 @@ def _money_data(amount: Any, credit_type: Mapping[str, Any] | None,
                 config: TranslationConfig) -> dict[str, Any]:
     """``money_from_vendor``'s fields, not yet validated (the grant holding them validates
     them with everything else, in one pass)."""
-    value = to_decimal(amount)
+    value = Decimal(amount) if type(amount) is int else to_decimal(amount)
     type_id = str(credit_type["id"]) if credit_type else USD_CENTS
     scale = config.credit_types.get(type_id)
     if scale is not None:
@@ -254,7 +254,8 @@ def _money_text(money: Mapping[str, Any]) -> str:
     """``str(Money)`` of ``_money_data``: ``10.00 USD``, or the amount and the unit's name."""
     unit = money.get("unit")
     label = money["currency"] if unit is None else (unit["name"] or unit["id"])
-    return f"{money['amount']:f} {label}"
+    amount = str(money["amount"])  # positional unless it has an exponent: then as "f" does
+    return f"{amount if 'E' not in amount else format(money['amount'], 'f')} {label}"
 
 
 def _money_pair(money: bc.Money, config: TranslationConfig) -> dict[str, Any]:

@@ -198,8 +198,9 @@ def _minor(amount: Decimal, exponent: int) -> Decimal | None:
     value would raise ``DivisionImpossible``.
     """
     try:
-        minor = amount.scaleb(exponent, context=_exact())
-        whole = minor.to_integral_value()  # exact at any size: only rounds (to the integer)
+        context = _exact()
+        minor = amount.scaleb(exponent, context=context)
+        whole = minor.to_integral_value(context=context)  # only rounds (to the integer)
     except decimal.DecimalException:
         return None
     return minor if minor == whole else None
