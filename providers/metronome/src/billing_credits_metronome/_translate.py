@@ -641,8 +641,10 @@ def _grant_from_item(
         "paid_amount": paid,
         "effective_at": effective,
         "expires_at": expires,
-        "priority": None if PRIORITY_DEFAULT in fields else config.priority_domain.from_vendor(
-            None if priority is None else to_decimal(priority)),
+        "priority": None if PRIORITY_DEFAULT in fields else (
+            Decimal(priority) if type(priority) is int  # what from_vendor gives an int
+            else config.priority_domain.from_vendor(
+                None if priority is None else to_decimal(priority))),
         "metadata": {k: v for k, v in fields.items() if k not in RESERVED_KEYS}
         if fields else {},
         "idempotency_key": key if type(key) is str and not GENERATED_KEY.match(key)
@@ -674,6 +676,9 @@ def _pending_total(entries: Any) -> Decimal | None:
             return None
         amounts.append(to_decimal(entry["amount"]).copy_abs())
     return _exact_total(amounts)  # never rounded to the default 28 digits
+
+
+_ZERO = Decimal(0)
 
 
 def grant_balance(item: Mapping[str, Any], *, expires_at: datetime,
@@ -719,7 +724,8 @@ def grant_balance(item: Mapping[str, Any], *, expires_at: datetime,
     period_end = data.get("effective_at")
     if including is not None and isinstance(period_end, str) and expires_at > parse_time(
             period_end):
-        return max(to_decimal(including), Decimal(0)), "including_pending"
+        usable = to_decimal(including)
+        return (_ZERO if usable < 0 else usable), "including_pending"  # max(usable, 0)
     pending = _pending_total(item.get("pending_deductions"))
     if pending is None:
         return max(posted, Decimal(0)), "excluding_pending (pending deductions not listed)"
