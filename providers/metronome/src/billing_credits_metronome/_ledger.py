@@ -345,10 +345,10 @@ def plans_edit_body(grant_id: str, update: bc.GrantUpdate, config: tr.Translatio
             body["name"] = name
     if "expires_at" in changes:
         expires = changes["expires_at"] or config.far_future
-        if (found := tr._time_problem("expires_at", expires, config.alignment)) is not None:
+        if (found := tr.time_problem("expires_at", expires, config.alignment)) is not None:
             problems.append(found)
         else:
-            expires = tr._align("expires_at", expires, end=True, alignment=config.alignment,
+            expires = tr.align("expires_at", expires, end=True, alignment=config.alignment,
                                 adjustments=adjustments)
             if expires <= effective_at:
                 problems.append(bc.FieldProblem("expires_at", "must be after the grant starts"))
@@ -706,10 +706,10 @@ def credits_update_flow(provider: CreditsCalls, grant_id: str,
     if "expires_at" not in changes:
         return grant
     wanted = changes["expires_at"] or config.far_future
-    if (found := tr._time_problem("expires_at", wanted, config.alignment)) is not None:
+    if (found := tr.time_problem("expires_at", wanted, config.alignment)) is not None:
         raise bc.NotRepresentableError(provider.name, [found])
     adjustments: list[bc.Adjustment] = []
-    end = tr._align("expires_at", wanted, end=True, alignment=config.alignment,
+    end = tr.align("expires_at", wanted, end=True, alignment=config.alignment,
                     adjustments=adjustments)
     current = grant.segments[-1].ends_before or config.far_future
     if end > current:

@@ -20,12 +20,26 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache, cached_property
-from typing import Any, Literal
+from typing import Any
 
 import billing_credits as bc
+
+from ._wire import (
+    _EPOCH,
+    _MS,
+    Alignment,
+    align,
+    ceil_hour,
+    floor_hour,
+    format_time,
+    json_number,
+    parse_time,
+    time_problem,
+    to_decimal,
+)
 
 __all__ = [
     "GENERATED_KEY",
@@ -35,15 +49,20 @@ __all__ = [
     "Alignment",
     "CurrencyScale",
     "TranslationConfig",
+    "align",
+    "ceil_hour",
     "credit_create_payload",
     "credit_from_item",
     "credits_problems",
+    "floor_hour",
     "format_time",
     "grant_create_payload",
     "grant_from_item",
     "json_number",
     "parse_time",
     "plans_problems",
+    "time_problem",
+    "to_decimal",
 ]
 
 USD_CENTS = "2714e483-4ff1-48e4-9e25-ac732e8f24f2"
@@ -71,16 +90,6 @@ GENERATED_KEY = re.compile(
 )
 """The shape of the idempotency key ``billing_credits.Provider`` generates when the caller gives
 none (``bc-<uuid4>``). Such a ``uniqueness_key`` reads back as ``idempotency_key=None``."""
-
-Alignment = Literal["hour", "strict", "none"]
-"""Time policy: ``hour`` floors starts and ceils ends to the UTC hour and reports each change in
-``adjustments``; ``strict`` refuses times off the hour; ``none`` sends times as given
-(millisecond precision)."""
-
-_HOUR = timedelta(hours=1)
-_MS = timedelta(milliseconds=1)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 
 @dataclass(frozen=True)
 class CurrencyScale:
@@ -116,88 +125,6 @@ class TranslationConfig:
     @cached_property
     def priority_domain(self) -> bc.PriorityDomain:
         return bc.PriorityDomain("float64", default=self.default_priority)
-
-
-# -- numbers and times ------------------------------------------------------------------------
-
-
-def json_number(value: Decimal) -> int | float:
-    """The JSON number for ``value``, saying exactly that decimal; ``ValueError`` otherwise."""
-    if not bc.float64_exact(value):
-        raise ValueError(f"{value} is not exactly representable as a JSON double")
-    if value == value.to_integral_value() and abs(value) < 2**53:
-        return int(value)
-    return float(value)
-
-
-def to_decimal(value: Any) -> Decimal:
-    """A vendor number (int, Decimal from ``parse_float=Decimal``, or float) as an exact Decimal."""
-    if isinstance(value, bool):
-        raise TypeError("a boolean is not a number")
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, str):
-        return Decimal(value)
-    raise TypeError(f"not a number: {value!r}")
-
-
-def format_time(moment: datetime) -> str:
-    """UTC RFC 3339 with milliseconds and ``Z``; naive datetimes are refused."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("naive datetime refused")
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def parse_time(text: str) -> datetime:
-    """An RFC 3339 timestamp (``Z`` or offset) as an aware UTC datetime."""
-    try:  # Python 3.11 reads a trailing "Z" itself (ten times faster than replacing it)
-        moment = datetime.fromisoformat(text)
-    except ValueError:  # a lowercase "z", or not a time at all
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp without offset: {text!r}")
-    return moment.astimezone(UTC)
-
-
-def floor_hour(moment: datetime) -> datetime:
-    return moment - ((moment - _EPOCH) % _HOUR)
-
-
-def ceil_hour(moment: datetime) -> datetime:
-    rest = (moment - _EPOCH) % _HOUR
-    return moment if not rest else moment + (_HOUR - rest)
-
-
-def _time_problem(name: str, moment: datetime | None, alignment: Alignment) -> bc.FieldProblem | None:
-    if moment is None:
-        return None
-    if alignment == "strict" and (moment - _EPOCH) % _HOUR:
-        return bc.FieldProblem(name, f"{moment.isoformat()} is not on an hour boundary "
-                               "(time alignment 'strict')")
-    if alignment == "none" and (moment - _EPOCH) % _MS:
-        return bc.FieldProblem(name, f"{moment.isoformat()} is finer than Metronome's "
-                               "millisecond resolution")
-    return None
-
-
-def _align(
-    name: str, moment: datetime, *, end: bool, alignment: Alignment, adjustments: list[bc.Adjustment]
-) -> datetime:
-    if alignment != "hour":
-        return moment
-    aligned = ceil_hour(moment) if end else floor_hour(moment)
-    if aligned != moment:
-        adjustments.append(bc.Adjustment(
-            field=name, requested=format_time(moment), stored=format_time(aligned),
-            reason=("end ceiled" if end else "start floored")
-            + " to the UTC hour (Metronome aligns credit times to hours; no granted time is lost)",
-        ))
-    return aligned
 
 
 # -- money ------------------------------------------------------------------------------------
@@ -397,7 +324,7 @@ def _common_problems(grant: bc.CreditGrant, config: TranslationConfig,
         moments += [(f"schedule.{i}.starts_at", segment.starts_at),
                     (f"schedule.{i}.ends_before", segment.ends_before)]
     for name, moment in moments:
-        if (problem := _time_problem(name, moment, config.alignment)) is not None:
+        if (problem := time_problem(name, moment, config.alignment)) is not None:
             found.append(problem)
         if moment is not None and moment >= config.far_future:
             found.append(bc.FieldProblem(
@@ -441,12 +368,12 @@ def _window(
             reason="Metronome needs an explicit start: the creation time"
             + (", floored to the UTC hour" if config.alignment == "hour" else "")))
     else:
-        start = _align("effective_at", grant.effective_at, end=False,
+        start = align("effective_at", grant.effective_at, end=False,
                        alignment=config.alignment, adjustments=adjustments)
     if grant.expires_at is None:
         end = config.far_future
     else:
-        end = _align("expires_at", grant.expires_at, end=True,
+        end = align("expires_at", grant.expires_at, end=True,
                      alignment=config.alignment, adjustments=adjustments)
     return start, end
 
@@ -774,9 +701,9 @@ def credit_create_payload(
                       "starting_at": format_time(start), "ending_before": format_time(end)})
     else:
         for i, segment in enumerate(grant.schedule):
-            start = _align(f"schedule.{i}.starts_at", segment.starts_at, end=False,
+            start = align(f"schedule.{i}.starts_at", segment.starts_at, end=False,
                            alignment=config.alignment, adjustments=adjustments)
-            end = config.far_future if segment.ends_before is None else _align(
+            end = config.far_future if segment.ends_before is None else align(
                 f"schedule.{i}.ends_before", segment.ends_before, end=True,
                 alignment=config.alignment, adjustments=adjustments)
             items.append({
