@@ -8,7 +8,7 @@ import enum
 import json
 import os
 import sqlite3
-import uuid
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -107,6 +107,14 @@ def _corrupted(provider: str, what: str, error: BaseException) -> bc.InvalidResp
     return bc.InvalidResponseError(f"{what} cannot be read (edited or corrupted outside "
                                    f"billing-credits?): {problem}", provider=provider,
                                    code="corrupted_row")
+
+
+def _grant_id() -> str:
+    """A new grant id: ``lcg_`` and 32 hex digits, the time in milliseconds (12 digits) then
+    80 random bits. Ids made one after another sort together, so the indexes on grant ids
+    (``grants.id``, the ``lots`` key, ``ledger_by_grant``) grow at their end instead of
+    splitting pages at random places: a bulk import writes far fewer pages."""
+    return f"lcg_{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def _now() -> datetime:
@@ -266,14 +274,14 @@ class LocalProvider(bc.Provider):
             request["effective_at"] = _text(now)
         return Row(
             seq=0,
-            id=f"lcg_{uuid.uuid4().hex}",
+            id=_grant_id(),
             customer_id=grant.customer_id,
             idempotency_key=idempotency_key,
             key_supplied=grant.idempotency_key is not None,
             request_hash=digest,
             amount=str(grant.amount.amount),
             unit=grant.amount.unit_key,
-            request_json=json.dumps(request, sort_keys=True),
+            request_json=_REQUEST_JSON.encode(request),
             effective_at=request["effective_at"],
             expires_at=_text(grant.expires_at),
             voided_at=None,
@@ -803,9 +811,16 @@ def _windows(grant: bc.CreditGrant, row: Row) -> list[tuple[bc.Segment, Decimal,
             for segment, used in zip(grant.segments, _used(row, grant), strict=True)]
 
 
+_REQUEST_JSON = json.JSONEncoder(sort_keys=True)
+"""``json.dumps(..., sort_keys=True)`` (the stored request's form), built once."""
+_EXCLUDED: list[frozenset[str]] = []
+
+
 def _excluded() -> frozenset[str]:
-    """Fields outside the canonical form (read at call time: the models load lazily)."""
-    return frozenset(bc.CreditGrant.read_back_fields()) | {"idempotency_key"}
+    """Fields outside the canonical form (read at first call: the models load lazily)."""
+    if not _EXCLUDED:
+        _EXCLUDED.append(frozenset(bc.CreditGrant.read_back_fields()) | {"idempotency_key"})
+    return _EXCLUDED[0]
 
 
 def _canonical(grant: bc.CreditGrant) -> dict[str, Any]:
