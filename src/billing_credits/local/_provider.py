@@ -266,28 +266,26 @@ class LocalProvider(bc.Provider):
         return results
 
     def _row(self, grant: bc.CreditGrant, idempotency_key: str) -> Row:
-        now = self._clock()
-        request = grant.request_fields()
-        request.pop("idempotency_key")
-        digest = request_hash(_canonical_from_request(grant, request))
-        if grant.effective_at is None:
-            request["effective_at"] = _text(now)
-        return Row(
-            seq=0,
-            id=_grant_id(),
-            customer_id=grant.customer_id,
-            idempotency_key=idempotency_key,
-            key_supplied=grant.idempotency_key is not None,
-            request_hash=digest,
-            amount=str(grant.amount.amount),
-            unit=grant.amount.unit_key,
-            request_json=_REQUEST_JSON.encode(request),
-            effective_at=request["effective_at"],
-            expires_at=_text(grant.expires_at),
-            voided_at=None,
-            created_at=_text(now) or "",
-            consumed=(Decimal(0),) * len(grant.schedule or (None,)),
-        )
+        """The row storing ``grant``: its request serialised once (by pydantic, to JSON text)
+        and read back as data for its hash; "now" as start made the row's time."""
+        now = _text(self._clock()) or ""
+        if grant.effective_at is not None:
+            request_json = grant.model_dump_json(exclude=_request_excluded())
+            request = json.loads(request_json)
+            digest = request_hash(_canonical_from_request(grant, request))
+            effective = _text(grant.effective_at) or ""
+        else:
+            request = grant.request_fields()
+            request.pop("idempotency_key")
+            digest = request_hash(_canonical_from_request(grant, request))
+            request["effective_at"] = effective = now
+            request_json = _REQUEST_JSON.encode(request)
+        money = grant.amount
+        return Row(0, _grant_id(), grant.customer_id, idempotency_key,
+                   grant.idempotency_key is not None, digest, str(money.amount), money.unit_key,
+                   request_json, effective, _text(grant.expires_at), None, now,
+                   _NOTHING_CONSUMED if grant.schedule is None
+                   else (Decimal(0),) * len(grant.schedule))
 
     def _create(self, grant: bc.CreditGrant, idempotency_key: str) -> bc.Flow[bc.CreditGrant]:
         row = self._row(grant, idempotency_key)
@@ -814,6 +812,16 @@ def _windows(grant: bc.CreditGrant, row: Row) -> list[tuple[bc.Segment, Decimal,
 _REQUEST_JSON = json.JSONEncoder(sort_keys=True)
 """``json.dumps(..., sort_keys=True)`` (the stored request's form), built once."""
 _EXCLUDED: list[frozenset[str]] = []
+_REQUEST_EXCLUDED: list[set[str]] = []
+_NOTHING_CONSUMED = (Decimal(0),)
+
+
+def _request_excluded() -> set[str]:
+    """The fields outside a stored request: the read-back ones and the idempotency key (kept
+    in its own column)."""
+    if not _REQUEST_EXCLUDED:
+        _REQUEST_EXCLUDED.append(set(_excluded()))
+    return _REQUEST_EXCLUDED[0]
 
 
 def _excluded() -> frozenset[str]:
@@ -869,8 +877,9 @@ def _canonical_from_request(grant: bc.CreditGrant, request: dict[str, Any]) -> d
     def money(value: bc.Money | None, data: Any) -> Any:
         return None if value is None else {**data, "amount": number(value.amount)}
 
-    excluded = _excluded()
-    result = {key: value for key, value in request.items() if key not in excluded}
+    result = dict(request)
+    for key in _excluded().intersection(request):
+        del result[key]
     result["amount"] = money(grant.amount, request["amount"])
     result["paid_amount"] = money(grant.paid_amount, request["paid_amount"])
     result["priority"] = None if grant.priority is None else number(grant.priority)
