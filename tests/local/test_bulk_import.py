@@ -14,7 +14,7 @@ from hypothesis import given, settings
 
 import billing_credits as bc
 from billing_credits.local import LocalProvider
-from billing_credits.local._provider import _canonical, _canonical_from_request
+from billing_credits.local._canonical import _canonical, _canonical_from_request
 from billing_credits.testing import strategies as bcst
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
-import enum
 import json
 import os
 import sqlite3
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,6 +16,13 @@ from urllib.parse import urlsplit
 
 import billing_credits as bc
 
+from ._canonical import (
+    _REQUEST_JSON,
+    NOTHING_CONSUMED,
+    _canonical_from_request,
+    _grant_id,
+    _request_excluded,
+)
 from ._sqlite import SqliteStore
 from ._store import (
     SCHEMA_VERSION,
@@ -107,14 +112,6 @@ def _corrupted(provider: str, what: str, error: BaseException) -> bc.InvalidResp
     return bc.InvalidResponseError(f"{what} cannot be read (edited or corrupted outside "
                                    f"billing-credits?): {problem}", provider=provider,
                                    code="corrupted_row")
-
-
-def _grant_id() -> str:
-    """A new grant id: ``lcg_`` and 32 hex digits, the time in milliseconds (12 digits) then
-    80 random bits. Ids made one after another sort together, so the indexes on grant ids
-    (``grants.id``, the ``lots`` key, ``ledger_by_grant``) grow at their end instead of
-    splitting pages at random places: a bulk import writes far fewer pages."""
-    return f"lcg_{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def _now() -> datetime:
@@ -284,7 +281,7 @@ class LocalProvider(bc.Provider):
         return Row(0, _grant_id(), grant.customer_id, idempotency_key,
                    grant.idempotency_key is not None, digest, str(money.amount), money.unit_key,
                    request_json, effective, _text(grant.expires_at), None, now,
-                   _NOTHING_CONSUMED if grant.schedule is None
+                   NOTHING_CONSUMED if grant.schedule is None
                    else (Decimal(0),) * len(grant.schedule))
 
     def _create(self, grant: bc.CreditGrant, idempotency_key: str) -> bc.Flow[bc.CreditGrant]:
@@ -807,91 +804,6 @@ def _windows(grant: bc.CreditGrant, row: Row) -> list[tuple[bc.Segment, Decimal,
     """(window, amount, consumed) for each access window of a stored grant."""
     return [(segment, segment.amount, used)
             for segment, used in zip(grant.segments, _used(row, grant), strict=True)]
-
-
-_REQUEST_JSON = json.JSONEncoder(sort_keys=True)
-"""``json.dumps(..., sort_keys=True)`` (the stored request's form), built once."""
-_EXCLUDED: list[frozenset[str]] = []
-_REQUEST_EXCLUDED: list[set[str]] = []
-_NOTHING_CONSUMED = (Decimal(0),)
-
-
-def _request_excluded() -> set[str]:
-    """The fields outside a stored request: the read-back ones and the idempotency key (kept
-    in its own column)."""
-    if not _REQUEST_EXCLUDED:
-        _REQUEST_EXCLUDED.append(set(_excluded()))
-    return _REQUEST_EXCLUDED[0]
-
-
-def _excluded() -> frozenset[str]:
-    """Fields outside the canonical form (read at first call: the models load lazily)."""
-    if not _EXCLUDED:
-        _EXCLUDED.append(frozenset(bc.CreditGrant.read_back_fields()) | {"idempotency_key"})
-    return _EXCLUDED[0]
-
-
-def _canonical(grant: bc.CreditGrant) -> dict[str, Any]:
-    """The request fields with amounts normalized (``10`` and ``10.00`` are the same grant).
-
-    Stored request hashes depend on this exact output: change what it returns, never how.
-    """
-    context = bc.exact_context()
-
-    plain = (str, bool, int, type(None))
-
-    def normal(value: Any) -> Any:
-        kind = type(value)
-        if kind in plain:
-            return value
-        if kind is dict:
-            return {k: v if type(v) in plain else normal(v) for k, v in value.items()}
-        if kind is tuple or kind is list:
-            return [v if type(v) in plain else normal(v) for v in value]
-        if isinstance(value, Decimal):
-            return str(value.normalize(context))
-        if isinstance(value, datetime):
-            return value.isoformat()
-        if isinstance(value, dict):
-            return {k: normal(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [normal(v) for v in value]
-        if isinstance(value, enum.Enum):
-            return value.value
-        return value
-
-    fields = grant.model_dump(exclude=set(_excluded()))
-    result: dict[str, Any] = normal(fields)
-    return result
-
-
-def _canonical_from_request(grant: bc.CreditGrant, request: dict[str, Any]) -> dict[str, Any]:
-    """``_canonical(grant)``, built from the grant's JSON request fields (already computed for
-    storage) by fixing only the exact numbers and times: the same result, a third the work.
-    A property test holds it equal to ``_canonical``."""
-    context = bc.exact_context()
-
-    def number(value: Decimal) -> str:
-        return str(value.normalize(context))
-
-    def money(value: bc.Money | None, data: Any) -> Any:
-        return None if value is None else {**data, "amount": number(value.amount)}
-
-    result = dict(request)
-    for key in _excluded().intersection(request):
-        del result[key]
-    result["amount"] = money(grant.amount, request["amount"])
-    result["paid_amount"] = money(grant.paid_amount, request["paid_amount"])
-    result["priority"] = None if grant.priority is None else number(grant.priority)
-    result["effective_at"] = None if grant.effective_at is None else grant.effective_at.isoformat()
-    result["expires_at"] = None if grant.expires_at is None else grant.expires_at.isoformat()
-    if grant.schedule is not None:
-        result["schedule"] = [
-            {**data, "amount": number(segment.amount),
-             "starts_at": segment.starts_at.isoformat(),
-             "ends_before": None if segment.ends_before is None else segment.ends_before.isoformat()}
-            for segment, data in zip(grant.schedule, request["schedule"], strict=True)]
-    return result
 
 
 def _truncated(grant: bc.CreditGrant, now: datetime) -> dict[str, Any]:
