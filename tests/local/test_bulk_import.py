@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import billing_credits as bc
 from billing_credits.local import LocalProvider
-from billing_credits.local._canonical import _canonical, _canonical_from_request
+from billing_credits.local._canonical import _canonical, _canonical_from_request, iso_and_stored
 from billing_credits.testing import strategies as bcst
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -57,6 +58,17 @@ def test_faster_canonical_form_is_unchanged(grant: bc.CreditGrant) -> None:
     reference = _reference_canonical(grant)
     assert _canonical(grant) == reference
     assert _canonical_from_request(grant, grant.request_fields()) == reference
+    times = iso_and_stored(grant.effective_at), iso_and_stored(grant.expires_at)
+    assert _canonical_from_request(grant, grant.request_fields(), times) == reference
+
+
+@settings(max_examples=300)
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5)),
+                                               timezone(timedelta(0)),
+                                               timezone(timedelta(hours=5, minutes=30))])))
+def test_iso_and_stored_are_isoformat_and_the_stored_text(moment: datetime) -> None:
+    assert iso_and_stored(moment) == (
+        moment.isoformat(), moment.astimezone(UTC).isoformat(timespec="microseconds"))
 
 
 def test_import_batches_then_rerun_creates_nothing(tmp_path: Path) -> None:

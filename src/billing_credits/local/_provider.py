@@ -22,6 +22,7 @@ from ._canonical import (
     _canonical_from_request,
     _grant_id,
     _request_excluded,
+    iso_and_stored,
 )
 from ._sqlite import SqliteStore
 from ._store import (
@@ -269,18 +270,20 @@ class LocalProvider(bc.Provider):
         if grant.effective_at is not None:
             request_json = grant.model_dump_json(exclude=_request_excluded())
             request = json.loads(request_json)
-            digest = request_hash(_canonical_from_request(grant, request))
-            effective = _text(grant.effective_at) or ""
+            times = iso_and_stored(grant.effective_at), iso_and_stored(grant.expires_at)
+            digest = request_hash(_canonical_from_request(grant, request, times))
+            effective, expires = times[0][1] or "", times[1][1]
         else:
             request = grant.request_fields()
             request.pop("idempotency_key")
             digest = request_hash(_canonical_from_request(grant, request))
             request["effective_at"] = effective = now
             request_json = _REQUEST_JSON.encode(request)
+            expires = _text(grant.expires_at)
         money = grant.amount
         return Row(0, _grant_id(), grant.customer_id, idempotency_key,
                    grant.idempotency_key is not None, digest, str(money.amount), money.unit_key,
-                   request_json, effective, _text(grant.expires_at), None, now,
+                   request_json, effective, expires, None, now,
                    NOTHING_CONSUMED if grant.schedule is None
                    else (Decimal(0),) * len(grant.schedule))
 

@@ -54,9 +54,10 @@ def signed(amount: Decimal) -> str:
     return str(amount) if amount else "0"
 
 
-_HASH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_HASH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
 """``json.dumps(..., sort_keys=True, separators=(",", ":"))``, built once (``json.dumps``
-with arguments builds a new encoder on every call)."""
+with arguments builds a new encoder on every call; no check for cycles: what it encodes is
+JSON-ready data built fresh, a tree)."""
 
 
 def request_hash(request: dict[str, Any]) -> str:
