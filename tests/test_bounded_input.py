@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import resource
+import signal
 import subprocess
 import sys
 import time
@@ -94,35 +94,44 @@ MEGABYTES = 100
 _CEILING = 1024 * 1024 * 1024  # address space: today's code is stopped here, not the machine
 
 
-def _limit() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (_CEILING, _CEILING))
+
+_LAUNCHER = """
+import json, os, resource, sys
+report, args = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    resource.setrlimit(resource.RLIMIT_AS, (CEILING, CEILING))
+    os.execv(sys.executable, [sys.executable, "-m", "billing_credits", *args])
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as out:
+    json.dump({"cpu": usage.ru_utime + usage.ru_stime, "rss_kb": usage.ru_maxrss}, out)
+sys.exit(os.waitstatus_to_exitcode(status))
+""".replace("CEILING", str(_CEILING))
+"""Runs the CLI as its own child and reports that child's CPU time and peak RSS. The test
+process cannot be the CLI's parent: a process forked from it starts with its peak RSS (200 MB
+in a full run), which ``ru_maxrss`` keeps across ``exec``; the launcher is small."""
 
 
 def _measure(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, int, str]:
     """(CPU seconds, peak RSS in MB, exit code, stderr) of one CLI run in a fresh process,
-    reaped with ``wait4`` to read its own CPU time and peak RSS (both the child's alone, so a
-    loaded machine does not make the test flaky); killed after four times the allowed time in
+    reaped with ``wait4`` by a small launcher (its own CPU time and peak RSS, so a loaded
+    machine does not make the test flaky); killed after four times the allowed time in
     wall-clock seconds."""
-    start = time.monotonic()
-    child = subprocess.Popen([sys.executable, "-m", "billing_credits", *args], cwd=cwd, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             preexec_fn=_limit)  # noqa: PLW1509 - only setrlimit
-    assert child.stderr is not None
-    deadline = start + 4 * SECONDS
-    while True:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            child.kill()
-            pid, status, usage = os.wait4(child.pid, 0)
-            break
-        time.sleep(0.02)
-    elapsed = usage.ru_utime + usage.ru_stime
-    child.returncode = os.waitstatus_to_exitcode(status)
-    stderr = child.stderr.read().decode("utf-8", "replace")
-    child.stderr.close()
-    return elapsed, usage.ru_maxrss / 1024, child.returncode, stderr
+    report = cwd / "measured.json"
+    child = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(report), *args], cwd=cwd,
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             start_new_session=True)
+    try:
+        _, stderr_bytes = child.communicate(timeout=4 * SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        _, stderr_bytes = child.communicate()
+    stderr = stderr_bytes.decode("utf-8", "replace")
+    if not report.exists():
+        return 4 * SECONDS, float("inf"), child.returncode, stderr
+    measured = json.loads(report.read_text())
+    report.unlink()
+    return measured["cpu"], measured["rss_kb"] / 1024, child.returncode, stderr
 
 
 @pytest.mark.parametrize("args", list(ZERO_COMMANDS.values()), ids=list(ZERO_COMMANDS))

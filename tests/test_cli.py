@@ -92,8 +92,8 @@ REFUSED = {
                               "--expires-at", "2026-01-01T00:00:00Z"], "expires_at"),
     "zero amount": (["--amount", "0"], "amount"),
     "negative amount": (["--amount", "-5"], "amount"),
-    "NaN amount": (["--amount", "NaN"], "amount.amount"),
-    "infinite amount": (["--amount", "Infinity"], "amount.amount"),
+    "NaN amount": (["--amount", "NaN"], "--amount"),  # in the CLI's words
+    "infinite amount": (["--amount", "Infinity"], "--amount"),
     "long idempotency key": (["--idempotency-key", "k" * 129], "idempotency_key"),
     "unknown currency": (["--currency", "XYZ"], "amount.currency"),
     "empty customer": (["--customer", ""], "customer_id"),
@@ -141,6 +141,7 @@ def test_providers_shows_capabilities(db: Path) -> None:
     assert listed["local"]["settings"][0]["env"] == "BILLING_CREDITS_DB"
     code, out, _ = run("providers")
     assert "local" in out
+    code, out, _ = run("providers", "local")
     assert "schedule segments" in out
 
 

@@ -115,4 +115,4 @@ def test_readme_ledger_example_runs_verbatim(tmp_path: Path) -> None:
     assert lines[0].startswith("consumed lcg_")
     assert lines[0].endswith(" -10.00 USD")
     assert lines[1].endswith(" -2.25 USD")
-    assert lines[2] == "2.75 USD ['2.75']"
+    assert lines[2] == "2.75 USD ['2.75 USD']"

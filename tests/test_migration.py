@@ -326,8 +326,9 @@ def test_a_plan_belongs_to_its_target(source: bc.Provider, tmp_path: Path) -> No
     assert plan.header.target_identity == a.identity()
     with pytest.raises(bc.MigrationError) as refused:
         asyncio.run(bc.apply_plan(plan, b, journal=tmp_path / "j.db"))
-    assert a.identity() in str(refused.value)
-    assert b.identity() in str(refused.value)
+    # Both targets named as places (``local at /path``), never the raw identity.
+    assert f"target local at {(tmp_path / 'a.db').resolve()}" in str(refused.value)
+    assert f"given local at {(tmp_path / 'b.db').resolve()}" in str(refused.value)
     assert list(b.list_grants()) == []
     assert not (tmp_path / "j.db").exists()
 
@@ -781,8 +782,8 @@ def test_cli_apply_without_the_plans_target_settings_creates_nothing(
     result = runner.invoke(cli, ["migrate", "apply", str(plan)])
     assert result.exit_code == 1
     message = " ".join(result.output.split())
-    assert f"local:{chosen.resolve()}" in message
-    assert f"local:{default.resolve()}" in message
+    assert f"local at {chosen.resolve()}" in message
+    assert f"local at {default.resolve()}" in message
     assert list(bc.get_provider("local", path=str(default)).list_grants()) == []
     result = runner.invoke(cli, ["migrate", "apply", str(plan), "-T", f"path={chosen}"])
     assert result.exit_code == 0, result.output

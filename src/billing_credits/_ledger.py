@@ -18,7 +18,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from ._base import NeutralModel, RawPayload, exact_decimal
 from ._model import Category, UtcDatetime
-from ._money import ExactDecimal, Money, exact_json
+from ._money import Money, exact_json
 
 __all__ = [
     "Balance",
@@ -59,13 +59,20 @@ class _RawNotCompared(NeutralModel):
 
 class BalancePart(NeutralModel):
     """One grant's share of a balance: what it holds usable now and what pending invoices will
-    still take from it (in the balance's unit)."""
+    still take from it, as ``Money`` in the balance's unit (like ``Balance.usable``).
+    ``pending`` defaults to zero in the unit of ``usable``."""
 
     grant_id: _NonEmpty
-    usable: ExactDecimal
-    pending: ExactDecimal = Decimal(0)
+    usable: Money
+    pending: Money = Field(default_factory=lambda data: data["usable"].with_amount(Decimal(0)))
     expires_at: UtcDatetime | None = None
     priority: _Priority | None = None
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> Self:
+        if not self.pending.same_unit(self.usable):
+            raise ValueError("pending must be in the unit of usable")
+        return self
 
 
 class Balance(_RawNotCompared):
@@ -98,6 +105,8 @@ class Balance(_RawNotCompared):
     def _one_unit(self) -> Self:
         if not self.pending.same_unit(self.usable):
             raise ValueError("pending must be in the unit of usable")
+        if any(not part.usable.same_unit(self.usable) for part in self.parts):
+            raise ValueError("every part must be in the unit of usable")
         return self
 
     @property

@@ -150,7 +150,8 @@ class CreditUnit(NeutralModel):
 class Money(NeutralModel):
     """An exact amount in major units of an ISO 4217 currency, or in a custom ``CreditUnit``.
 
-    ``Money(amount=Decimal("10.00"), currency="USD")`` is ten dollars. Exactly one of
+    ``Money("10.00", "USD")`` (or ``Money(amount=Decimal("10.00"), currency="USD")``) is ten
+    dollars. Exactly one of
     ``currency`` and ``unit`` is set. Floats are converted from their decimal text, never their
     binary value; NaN and infinities are refused. The sign is checked where the amount is used
     (a grant amount must be positive, a paid amount may be zero).
@@ -159,6 +160,19 @@ class Money(NeutralModel):
     amount: ExactDecimal
     currency: str | None = None
     unit: CreditUnit | None = None
+
+    def __init__(self, amount: Decimal | str | int | None = None, currency: str | None = None,
+                 /, **fields: Any) -> None:
+        """``Money("12.34", "USD")``, or by name: ``Money(amount=..., currency=...)`` /
+        ``Money(amount=..., unit=CreditUnit(id=...))``. The amount may be a ``Decimal``, its
+        text or an ``int`` (a float is read from its decimal text)."""
+        for name, value in (("amount", amount), ("currency", currency)):
+            if value is not None:
+                if name in fields:
+                    raise InvalidGrantError([FieldProblem(name, "given twice (by position and "
+                                                                "by name)")], model="Money")
+                fields[name] = value
+        super().__init__(**fields)
 
     @classmethod
     def model_validate_json(

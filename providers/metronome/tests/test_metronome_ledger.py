@@ -130,7 +130,7 @@ def test_plans_burn_down_follows_metronomes_order(
     [balance] = plans.get_balance(customer)
     assert balance.usable == usd("15.00")
     assert balance.pending == usd("1.00")
-    assert {p.grant_id: (p.usable, p.pending) for p in balance.parts} == {
+    assert {p.grant_id: (p.usable.amount, p.pending.amount) for p in balance.parts} == {
         ids["late"]: (Decimal("5.00"), Decimal("1.00")), ids["soon"]: (0, 0),
         ids["scoped"]: (Decimal("2.00"), 0), ids["last"]: (Decimal("8.00"), 0)}
     assert "listGrants" in balance.source
@@ -235,7 +235,7 @@ def test_credits_burn_down_follows_metronomes_prioritisation(
     [balance] = credits.get_balance(customer)
     assert balance.usable == usd("8.00")
     assert balance.pending == usd("0")
-    assert {p.grant_id: p.usable for p in balance.parts} == {
+    assert {p.grant_id: p.usable.amount for p in balance.parts} == {
         ids["broad"]: Decimal("6.00"), ids["narrow"]: Decimal("2.00"), ids["early"]: 0,
         ids["top"]: 0}
 
@@ -254,8 +254,8 @@ def test_credits_burn_down_follows_metronomes_prioritisation(
     [before] = credits.get_balance(customer, at=datetime(2026, 6, 2, tzinfo=UTC))
     assert before.usable == usd("30.00")
     [same] = credits.get_balance(customer, at=clock.now)
-    assert (same.usable, {p.grant_id: p.usable for p in same.parts}) == (
-        balance.usable, {p.grant_id: p.usable for p in balance.parts})
+    assert (same.usable, {p.grant_id: p.usable.amount for p in same.parts}) == (
+        balance.usable, {p.grant_id: p.usable.amount for p in balance.parts})
     [ahead] = credits.get_balance(customer, at=datetime(2026, 7, 15, tzinfo=UTC))
     assert ahead.usable == usd("2.00")
     assert [p.grant_id for p in ahead.parts] == [ids["narrow"]]
@@ -408,7 +408,7 @@ def test_the_fake_burns_in_the_declared_order(
                 drawn[key] = drawn.get(key, Decimal(0)) - entry.amount.amount
         assert drawn == {k: v for k, v in expected.consumed().items() if v}
         [balance] = provider.get_balance(customer)
-        assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining
+        assert {p.grant_id: p.usable.amount for p in balance.parts} == expected.remaining
 
 
 def test_the_fake_refuses_like_metronome(fake: MetronomeFake, clock: Clock) -> None:

@@ -60,6 +60,15 @@ def test_cents_come_back_as_dollars_exactly() -> None:
     assert half_cent.amount == Decimal("10.005")
 
 
+def test_long_vendor_amounts_scale_exactly_never_to_28_digits() -> None:
+    """A vendor amount of more than 28 digits is scaled exactly (the thread's default decimal
+    context would round it to 28 silently)."""
+    cents = Decimal("1234567890123456789012345678901")  # 31 digits
+    money = tr.money_from_vendor(cents, None, PLANS)
+    assert money.amount == Decimal("12345678901234567890123456789.01")
+    assert str(money.amount) == "12345678901234567890123456789.01"
+
+
 @pytest.mark.parametrize("value", ["0.1", "1000.5", "123456789.125", "1e-7", "0"])
 def test_json_number_says_exactly_the_decimal(value: str) -> None:
     number = tr.json_number(Decimal(value))

@@ -141,7 +141,7 @@ def test_fewer_applicable_contracts_burn_first(
         "the declared order is the fake's"
     assert allocation.ties == [], "the contracts rule decides: no undocumented tie"
     [balance] = credits.get_balance(customer)
-    assert {p.grant_id: p.usable for p in balance.parts} == allocation.remaining
+    assert {p.grant_id: p.usable.amount for p in balance.parts} == allocation.remaining
     check_all(recorder)
 
 
@@ -302,7 +302,7 @@ def test_the_fake_and_the_declared_order_agree_on_contracts(
                     - entry.amount.amount
         assert drawn == {k: v for k, v in expected.consumed().items() if v}
         [balance] = provider.get_balance(customer)
-        assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining
+        assert {p.grant_id: p.usable.amount for p in balance.parts} == expected.remaining
 
 
 def test_a_product_only_specifier_credit_is_drawn_by_the_fake_as_by_the_engine(
@@ -328,7 +328,7 @@ def test_a_product_only_specifier_credit_is_drawn_by_the_fake_as_by_the_engine(
     assert [(d.grant_id, d.amount) for d in expected.draws] == [
         (only_product.id, Decimal("3.00")), (everywhere.id, Decimal("1.00"))]
     [balance] = credits.get_balance(customer)
-    assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining
+    assert {p.grant_id: p.usable.amount for p in balance.parts} == expected.remaining
 
 
 def test_manual_entries_of_a_credit_with_no_open_segment_count_nothing() -> None:

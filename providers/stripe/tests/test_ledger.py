@@ -144,7 +144,7 @@ def test_burn_down_follows_stripes_order(provider: StripeProvider, fake: StripeF
     [balance] = provider.get_balance(CUSTOMER)
     assert balance.usable == usd("14.00")
     assert balance.pending == usd("0")
-    assert {p.grant_id: p.usable for p in balance.parts} == {
+    assert {p.grant_id: p.usable.amount for p in balance.parts} == {
         ids["first"]: 0, ids["ten"]: 0, ids["default"]: Decimal("12.00"),
         ids["priced"]: Decimal("2.00")}
     assert balance.as_of == clock.now
@@ -152,7 +152,7 @@ def test_burn_down_follows_stripes_order(provider: StripeProvider, fake: StripeF
     for part in balance.parts:
         summary = sdk_summary(provider, part.grant_id)
         assert summary.balances[0].available_balance.monetary is not None
-        assert summary.balances[0].available_balance.monetary.value == int(part.usable * 100)
+        assert summary.balances[0].available_balance.monetary.value == int(part.usable.amount * 100)
 
     entries = list(provider.list_ledger(CUSTOMER))
     assert sorted((e.kind.value, e.grant_id, e.amount.amount, e.reference) for e in entries) \
@@ -178,7 +178,7 @@ def test_burn_down_follows_stripes_order(provider: StripeProvider, fake: StripeF
     clock.now = START + timedelta(days=16)
     [after] = provider.get_balance(CUSTOMER)
     assert after.usable == usd("12.00")
-    assert {p.grant_id: p.usable for p in after.parts} == {
+    assert {p.grant_id: p.usable.amount for p in after.parts} == {
         ids["first"]: 0, ids["ten"]: 0, ids["default"]: Decimal("12.00")}, "no expired part"
     expired = list(provider.list_ledger(CUSTOMER, grant_id=ids["priced"]))
     assert [(e.kind, e.amount.amount) for e in expired] == [
@@ -368,7 +368,7 @@ def test_the_fake_burns_in_the_declared_order(grants: list[tuple[int | None, int
         assert drawn == {k: v for k, v in consumed.items() if v}
         [balance] = provider.get_balance(CUSTOMER)
         assert balance.usable.amount == bc.exact_sum(expected.remaining.values())
-        assert {p.grant_id: p.usable for p in balance.parts} == expected.remaining
+        assert {p.grant_id: p.usable.amount for p in balance.parts} == expected.remaining
 
 
 def test_the_ledger_balance_beyond_the_available_is_expired_credit_not_pending() -> None:
@@ -393,7 +393,7 @@ def test_the_ledger_balance_beyond_the_available_is_expired_credit_not_pending()
         CUSTOMER, [(yen[0], summary(300, 500)), (yen[1], summary(700, 600))], START)
     assert balance.usable == bc.Money(amount=Decimal(900), currency="JPY")
     assert balance.pending == bc.Money(amount=Decimal(0), currency="JPY")
-    assert [(p.usable, p.pending) for p in balance.parts] == [(300, 0), (600, 0)]
+    assert [(p.usable.amount, p.pending.amount) for p in balance.parts] == [(300, 0), (600, 0)]
     assert balance.uninvoiced_usage_deducted is False
     [expired] = [n for n in balance.notes if "credgr_0" in n]
     assert "200 JPY expired credit not yet posted" in expired

@@ -1,8 +1,9 @@
 """The ``billing-credits`` command line (entry point ``billing_credits.cli:main``).
 
 Owns: the root command group, its error handling, the shared options and output helpers
-(``_common``), and one module per command group: ``_providers`` (providers, setup), ``_grants``
-(grants create/list/get/void/expire/update), ``_transfer`` (export, import), ``_sandbox``,
+(``_common``), tables that fit the terminal (``_tables``), and one module per command group:
+``_providers`` (providers, setup), ``_grants`` (grants create/list/get/void/expire/update),
+``_transfer`` (export, import), ``_sandbox``,
 ``_ledger`` (balance, ledger, consume), ``_simulate``, ``_migrate`` (migrate
 plan/apply/verify) and ``_db`` (db upgrade: the local ledger's schema).
 

@@ -313,27 +313,29 @@ def _grant_json(grant: Any) -> str:
     return text
 
 
-_COLUMNS: tuple[tuple[str, int], ...] = (
-    # (header, drop rank: the higher, the sooner it goes on a narrow terminal; 0 never).
-    # Ranks 0 print whole on one line (ids, amounts), except "adjusted", which folds.
-    ("id", 0), ("customer", 0), ("amount", 0), ("balance", 4), ("status", 3),
-    ("priority", 5), ("effective", 7), ("expires", 6), ("name", 8), ("adjusted", 0),
-)
-_FOLDED = frozenset({"adjusted"})
+def _grant_columns() -> list[Any]:
+    from ._tables import Column
 
-
-def _whole(index: int) -> bool:
-    return _COLUMNS[index][1] == 0 and _COLUMNS[index][0] not in _FOLDED
+    # Drop rank: the higher, the sooner a column goes on a narrow terminal; 0 never (the ids,
+    # the amount, the balance and the expiry). Only name and adjusted are ever cut (with "…").
+    return [
+        Column("id"), Column("customer", drop=3), Column("amount", right=True),
+        Column("balance", right=True), Column("expires", least=10), Column("status", drop=5),
+        Column("priority", drop=6), Column("effective", drop=8, least=10),
+        Column("name", whole=False, cap=20, drop=7),
+        Column("adjusted", whole=False, cap=20, drop=9),
+    ]
 
 
 def _row(grant: Any) -> list[str]:
+    from ._tables import when
+
     return [
         grant.id or "", grant.customer_id, str(grant.amount),
-        str(grant.balance.amount) if grant.balance else "-",
-        grant.status.value if grant.status else "-",
+        f"{grant.balance.amount:f}" if grant.balance else "-",
+        when(grant.expires_at), grant.status.value if grant.status else "-",
         str(grant.priority) if grant.priority is not None else "default",
-        _when(grant.effective_at), _when(grant.expires_at) if grant.expires_at else "never",
-        grant.name or "",
+        when(grant.effective_at, never="-"), grant.name or "",
         ", ".join(a.field for a in grant.adjustments) or "-",
     ]
 
@@ -349,82 +351,52 @@ def _console(*, stderr: bool = False) -> Any:
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
 
 
-def _fit(rows: list[list[str]], width: int) -> list[int]:
-    """Indexes of the columns to show: ids whole, other columns dropped until they fit."""
-    keep = list(range(len(_COLUMNS)))
-    need = [max([len(_COLUMNS[i][0])] + [len(r[i]) for r in rows]) for i in keep]
-
-    def total() -> int:
-        return sum(need[i] if _whole(i) else min(need[i], 12) for i in keep) + 2 * len(keep)
-
-    for index in sorted(keep, key=lambda i: -_COLUMNS[i][1]):
-        if total() <= width or not _COLUMNS[index][1]:
-            break
-        keep.remove(index)
-    return keep
-
-
 class _Rows:
-    """Prints grants as a table while they arrive: the first row at once, then in batches,
-    with the column widths of the first batch (an id longer than its column still prints
-    whole: ids are never cut)."""
+    """Prints grants as a table while they arrive: the first row at once, then in batches
+    (``_tables.Stream``: ids, amounts, balances and expiries whole, other columns dropped to
+    fit and named at the end)."""
 
-    def __init__(self) -> None:
-        self.console = _console()
+    def __init__(self, *, wide: bool = False) -> None:
+        from ._tables import Stream
+
+        self.table = Stream(_grant_columns(), wide=wide)
         self.count = 0
-        self.keep: list[int] | None = None
-        self.widths: list[int] = []
+        self.adjusted = 0
+        self.fields: set[str] = set()
         self.batch: list[list[str]] = []
 
     def add(self, grant: Any) -> None:
         self.batch.append(_row(grant))
         self.count += 1
+        self.adjusted += bool(grant.adjustments)
+        self.fields.update(a.field for a in grant.adjustments)
         if self.count == 1 or len(self.batch) >= 200:
             self.flush()
 
     def flush(self) -> None:
-        from rich.table import Table
-
-        if not self.batch:
-            return
-        if self.keep is None:
-            self.keep = _fit(self.batch, self.console.width)
-            self.widths = [max([len(_COLUMNS[i][0])] + [len(r[i]) for r in self.batch])
-                           for i in self.keep]
-        table = Table(box=None, header_style="bold", show_header=self.count == len(self.batch),
-                      pad_edge=False)
-        for i, width in zip(self.keep, self.widths, strict=True):
-            header = _COLUMNS[i][0]
-            longest = max(len(r[i]) for r in self.batch)
-            if _whole(i):  # an id or an amount: whole, on one line
-                table.add_column(header, no_wrap=True, min_width=max(width, longest))
-            else:
-                table.add_column(header, overflow="fold", min_width=min(width, 12), max_width=40)
-        needed = 0
-        for i, width in zip(self.keep, self.widths, strict=True):
-            longest = max(len(r[i]) for r in self.batch)
-            needed += (max(width, longest) if _whole(i) else min(width, 12)) + 2
-        for row in self.batch:
-            table.add_row(*(row[i] for i in self.keep))
-        console = self.console
-        if needed > console.width:  # wider than the terminal: wrap on screen, never cut
-            from rich.console import Console
-
-            console = Console(file=console.file, width=needed, highlight=False, soft_wrap=False)
-        console.print(table)
+        self.table.print(self.batch, header=self.count == len(self.batch))
         self.batch = []
 
     def finish(self) -> None:
         self.flush()
-        self.console.print(f"{self.count} grant{'s' if self.count != 1 else ''}")
+        click.echo(f"{self.count} grant{'s' if self.count != 1 else ''}")
+        hidden = self.table.hidden
+        if hidden:
+            names = [f"adjusted ({self.adjusted} grant(s) adjusted: {', '.join(sorted(self.fields))}; "
+                     "`grants get ID` shows how)"
+                     if name == "adjusted" and self.adjusted else name for name in hidden]
+            from ._tables import echo_all, wrapped
+
+            echo_all(wrapped(f"hidden to fit {self.table.limit} columns: {', '.join(names)}; "
+                             "--wide shows every column, --json every field", indent=""))
 
 
-def _show(grants: Iterable[Any], as_json: bool) -> None:
+def _show(grants: Iterable[Any], as_json: bool, *, wide: bool = False) -> None:
     if as_json:
         for grant in grants:
             click.echo(_grant_json(grant))
         return
-    rows = _Rows()
+    rows = _Rows(wide=wide)
     try:
         for grant in grants:
             rows.add(grant)

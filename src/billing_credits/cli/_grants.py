@@ -14,6 +14,23 @@ from ._common import _detail, _doing, _grant_json, _moment_option, _open, _pairs
 def grants() -> None:
     """Create, list, show, void and expire credit grants."""
 
+def _number(value: str | None, option: str) -> str | None:
+    """``value`` when it reads as a decimal number, else a usage error in the command line's
+    words, echoing it and the shape expected."""
+    from decimal import Decimal, InvalidOperation
+
+    if value is None:
+        return None
+    try:
+        ok = Decimal(value.strip()).is_finite()
+    except InvalidOperation:
+        ok = False
+    if not ok:
+        raise click.BadParameter(f"{value!r} is not a number; write it like 12.34 (a point "
+                                 "before the decimals, no thousands separator)", param_hint=option)
+    return value
+
+
 def _money(amount: str, currency: str | None, unit_id: str | None,
            unit_name: str | None) -> dict[str, Any]:
     money: dict[str, Any] = {"amount": amount}
@@ -100,6 +117,8 @@ def create(provider: str, settings: tuple[str, ...], as_json: bool, **fields: An
 def _grant_fields(fields: dict[str, Any]) -> dict[str, Any]:
     if fields["amount"] is None:
         raise click.UsageError("--amount is required (or give --from-json)")
+    for name in ("amount", "paid_amount", "priority"):
+        _number(fields[name], f"--{name.replace('_', '-')}")
     data: dict[str, Any] = {
         "customer_id": fields["customer"],
         "amount": _money(fields["amount"], fields["currency"], fields["unit_id"],
@@ -126,15 +145,17 @@ def _grant_fields(fields: dict[str, Any]) -> dict[str, Any]:
               help="Only this customer's grants (repeatable).")
 @click.option("--page-size", type=click.IntRange(min=1), help="Grants fetched per request.")
 @click.option("--limit", type=click.IntRange(min=1), help="Stop after this many grants.")
+@click.option("--wide", is_flag=True,
+              help="Every column, however wide (by default columns are hidden to fit).")
 def list_(provider: str, settings: tuple[str, ...], as_json: bool, customers: tuple[str, ...],
-          page_size: int | None, limit: int | None) -> None:
+          page_size: int | None, limit: int | None, wide: bool) -> None:
     """List grants as they arrive, page after page (JSON lines with --json)."""
     with _open(provider, settings) as opened:
         def every() -> Iterator[Any]:
             for customer in dict.fromkeys(customers) if customers else (None,):
                 yield from opened.list_grants(customer, page_size=page_size)
 
-        _show(_take(every(), limit), as_json)
+        _show(_take(every(), limit), as_json, wide=wide)
 
 def _take(items: Iterator[Any], limit: int | None) -> Iterator[Any]:
     for count, item in enumerate(items, start=1):

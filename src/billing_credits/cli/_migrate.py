@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from billing_credits._errors import (
+    MigrationError,
     UnsupportedOperationError,
 )
 
@@ -195,18 +196,20 @@ def migrate_plan(source: str, target: str, from_settings: tuple[str, ...],
 
 def _print_plan(summary: dict[str, Any], output: str) -> None:
     """The plan in brief: each kind of change and refusal once, with how many grants it
-    touches (every grant's own changes are in the plan file)."""
+    touches (every grant's own changes are in the plan file). What retiring the source would
+    leave spendable is for ``apply --retire`` to say."""
     from rich.table import Table
 
+    from billing_credits._readable import identity_text
+
     console = _console()
-    console.print(f"plan {summary['source']} → {summary['target']} "
-                  f"({summary['target_identity']}): "
+    target = summary["target"] if summary.get("target_identity") is None \
+        else identity_text(summary["target_identity"])
+    console.print(f"plan {summary['source']} → {target}: "
                   f"{summary['grants_to_create']} grant(s) to create, "
                   f"{summary['refused']} refused, {summary['changes']} change(s)")
     for reason, count in summary["skipped"].items():
         console.print(f"  skipped {count}: {reason}")
-    for note in summary["retire_overlaps"].values():
-        console.print(f"  note: {note}")
     changes = Table("grants", "change", box=None, header_style="bold")
     for reason, count in summary["change_reasons"].items():
         changes.add_row(str(count), reason)
@@ -252,6 +255,13 @@ def migrate_apply(plan_path: str, from_settings: tuple[str, ...], to_settings: t
     plan = MigrationPlan.open(plan_path)  # items stay in the file: memory does not grow
     planned = plan.summary()
     refused = int(planned["refused"])
+    if plan.header.strict and refused:  # in the command line's words, before opening anything
+        raise MigrationError(
+            f"the plan has {refused} refusal(s) and was made without --lenient: fix them "
+            "(--customer-map, --scope-map, --priority) and plan again, or plan again with "
+            "--lenient to skip them")
+    if retire and plan.header.retire_overlaps.get(retire):
+        _say(f"note: {plan.header.retire_overlaps[retire]}")
     with ExitStack() as stack:
         target = stack.enter_context(_open(plan.header.target, to_settings, "--to-setting"))
         source = stack.enter_context(_open(plan.header.source, from_settings, "--from-setting")) \

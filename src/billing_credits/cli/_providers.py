@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
-from ._common import _open, _plain_rows, cli, provider_options
+from ._common import _open, cli, provider_options
 
 
 @cli.command()
@@ -38,15 +39,61 @@ def providers(name: str | None, as_json: bool) -> None:
             }))
         return
     # Plain aligned text (no rich): `providers` is the first command people run, keep it fast.
+    from ._tables import ELLIPSIS, width
+
+    limit = width()
+    if name is None:  # one line per provider; the details under `providers NAME`
+        pad = max(len(info.name) for info in found) if found else 0
+        for info in found:
+            line = f"{info.name.ljust(pad)}  {info.description}"
+            if len(line) > limit:
+                line = line[: max(limit - 1, pad + 3)] + ELLIPSIS
+            click.echo(line)
+        click.echo("\n`billing-credits providers NAME` shows a provider's settings (each with its "
+                   "environment variable) and capabilities; --json every provider's."
+                   if limit >= 100 else
+                   "\n`billing-credits providers NAME`: a provider's settings and capabilities")
+        return
     for info in found:
-        click.echo(click.style(info.name, bold=True) + f"  {info.description}  ({info.module})")
-        _plain_rows([tuple(row) for row in info.capabilities.describe()])
-        if info.settings:
-            table: list[tuple[str, ...]] = [("setting", "environment variable", "meaning")]
-            table += [(s.name, s.env or "-", s.help + (" (secret)" if s.secret else ""))
-                      for s in info.settings]
-            _plain_rows(table)
+        _provider_details(info, limit)
+
+
+def _provider_details(info: Any, limit: int) -> None:
+    """Name, description and module, the capabilities, then the settings; long values (a
+    list of currencies) wrap under their own column, never past ``limit``."""
+    from ._tables import echo_all, wrapped
+
+    echo_all(wrapped(f"{info.name}: {info.description} ({info.module})", indent="",
+                     limit=limit))
+    _aligned([tuple(row) for row in info.capabilities.describe()], limit)
+    if info.settings:
         click.echo()
+        _aligned([("setting", "environment variable", "meaning")]
+                 + [(s.name, s.env or "-", s.help + (" (secret)" if s.secret else ""))
+                    for s in info.settings], limit)
+
+
+def _aligned(rows: list[tuple[str, ...]], limit: int) -> None:
+    """Rows in aligned columns; the last column wraps at ``limit`` under itself (or, when the
+    columns before it leave it under 24 characters, on its own lines below)."""
+    import textwrap
+
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    start = 2 + sum(w + 2 for w in widths)
+    for row in rows:
+        head = "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+        if limit - start >= 24:
+            lines = textwrap.wrap(row[-1], width=limit - start, break_long_words=False,
+                                  break_on_hyphens=False) or [""]
+            click.echo((head + "  " + lines[0]).rstrip())
+            for line in lines[1:]:  # a word too long for the column (an id): less indented
+                click.echo((" " * start if start + len(line) <= limit else "      ") + line)
+        else:
+            click.echo(head.rstrip())
+            for line in textwrap.wrap(row[-1], width=limit - 6, break_long_words=False,
+                                      break_on_hyphens=False):
+                click.echo("      " + line)
+
 
 @cli.command("setup")
 @provider_options

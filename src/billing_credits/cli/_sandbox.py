@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
@@ -28,8 +32,6 @@ def sandbox(directory: str, only: tuple[str, ...], as_json: bool) -> None:
     Prints (and writes to DIR/sandbox.env) the environment lines that point the providers at
     them; `. DIR/sandbox.env` in another shell, then use any command against them.
     """
-    import signal
-    import threading
     from contextlib import ExitStack
     from pathlib import Path
 
@@ -44,12 +46,13 @@ def sandbox(directory: str, only: tuple[str, ...], as_json: bool) -> None:
         raise ConfigurationError("no sandbox installed (install billing-credits-stripe or "
                                  "billing-credits-metronome)")
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
+        stack.enter_context(_stops_on_signals(stop))
         started = [stack.enter_context(start()) for name, start in installed.items()
                    if not only or name in only]
+        _mask_secret_settings(started)
         lines: list[str] = []
         env_file = folder / "sandbox.env"
         for box in started:
@@ -87,3 +90,41 @@ def sandbox(directory: str, only: tuple[str, ...], as_json: bool) -> None:
         except KeyboardInterrupt:
             pass
     click.echo("sandbox stopped", err=True)
+
+
+@contextlib.contextmanager
+def _stops_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C (SIGINT), SIGTERM and SIGHUP set ``stop``, even when the sandbox was started with
+    them ignored (a script's background job inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt): the servers stop and the command exits. The handlers in place
+    before are restored after."""
+    import signal
+
+    wanted = [signal.SIGINT, signal.SIGTERM]
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        wanted.append(signal.SIGHUP)
+    before: dict[signal.Signals, Any] = {}
+    try:
+        for number in wanted:
+            before[number] = signal.signal(number, lambda *_: stop.set())
+    except ValueError:  # not the main thread: signals are not ours to handle
+        pass
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+
+
+def _mask_secret_settings(started: list[Any]) -> None:
+    """Register as secrets the values of every environment variable a sandbox sets that is a
+    secret setting's variable (any installed provider's, plugins included): they print masked."""
+    from billing_credits._secrets import register_secret
+    from billing_credits.plugins._registry import providers
+
+    secret_envs = {setting.env for provider in providers().values()
+                   for setting in getattr(provider, "settings", ()) if setting.secret and setting.env}
+    for box in started:
+        for name, value in box.environment.items():
+            if name in secret_envs:
+                register_secret(value)

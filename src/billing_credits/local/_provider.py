@@ -408,14 +408,14 @@ class LocalProvider(bc.Provider):
                 usable = lot.remaining + back.get((lot.grant_id, lot.idx), Decimal(0))
                 if usable > 0:
                     parts.setdefault(lot.unit, []).append(bc.BalancePart(
-                        grant_id=lot.grant_id, usable=usable, expires_at=lot.ends_before,
-                        priority=lot.priority))
+                        grant_id=lot.grant_id, usable=units[lot.unit].with_amount(usable),
+                        expires_at=lot.ends_before, priority=lot.priority))
         if unit is not None and unit not in units:
             units[unit] = _unit_money(unit)
         return [
             bc.Balance(
                 customer_id=customer_id,
-                usable=money.with_amount(bc.exact_sum(p.usable for p in parts.get(key, ()))),
+                usable=money.with_amount(bc.exact_sum(p.usable.amount for p in parts.get(key, ()))),
                 pending=money.with_amount(Decimal(0)),
                 parts=tuple(parts.get(key, ())),
                 as_of=moment,
@@ -434,14 +434,22 @@ class LocalProvider(bc.Provider):
             raise bc.NotFoundError(f"no grant {grant_id!r} of customer {customer_id!r}",
                                    provider=self.name, status=404)
         try:
-            return self._ledger_of(rows, stored, grant_id, since, cursor, now)
+            keyed = self._keyed(rows, stored, now)
         except (ValueError, ArithmeticError, TypeError, KeyError) as error:
             problem = error
+        else:
+            after = tuple(json.loads(cursor)) if cursor else None
+            chosen = [(key, entry) for key, entry in keyed
+                      if (grant_id is None or entry.grant_id == grant_id)
+                      and (since is None or entry.at >= since) and (after is None or key > after)]
+            page, more = chosen[:DEFAULT_PAGE_SIZE], len(chosen) > DEFAULT_PAGE_SIZE
+            return bc.LedgerPage([entry for _, entry in page],
+                                 json.dumps(list(page[-1][0])) if more else None)
         raise _corrupted(self.name, f"the ledger of customer {customer_id}", problem)
 
-    def _ledger_of(self, rows: list[Row], stored: list[EntryRow], grant_id: str | None,
-                   since: datetime | None, cursor: str | None,
-                   now: datetime) -> bc.LedgerPage:
+    def _keyed(self, rows: list[Row], stored: list[EntryRow],
+               now: datetime) -> list[tuple[tuple[Any, ...], bc.LedgerEntry]]:
+        """A customer's whole ledger in order, keyed, each entry with its running balance."""
         grants = {row.id: (row, self._read(row)) for row in rows}
         keyed: list[tuple[tuple[Any, ...], bc.LedgerEntry]] = []
         for row_entry in stored:
@@ -466,17 +474,7 @@ class LocalProvider(bc.Provider):
                 running[unit] = running.get(unit, Decimal(0)) + line.amount.amount
                 keyed[i] = (key, line.model_copy(update={
                     "running_balance": line.amount.with_amount(running[unit])}))
-        if grant_id is not None:
-            keyed = [(key, line) for key, line in keyed if line.grant_id == grant_id]
-        after = tuple(json.loads(cursor)) if cursor else None
-        chosen = [
-            (key, entry) for key, entry in keyed
-            if (since is None or entry.at >= since) and (after is None or key > after)
-        ]
-        page = chosen[:DEFAULT_PAGE_SIZE]
-        more = len(chosen) > DEFAULT_PAGE_SIZE
-        return bc.LedgerPage([entry for _, entry in page],
-                             json.dumps(list(page[-1][0])) if more else None)
+        return keyed
 
     def _entry(self, entry: EntryRow, money: bc.Money | None) -> bc.LedgerEntry:
         amount = (money or _unit_money(entry.unit)).with_amount(Decimal(entry.amount))
@@ -590,7 +588,8 @@ class LocalProvider(bc.Provider):
         })  # not ``at``: a retry without one takes a new "now", and is still the same usage
         unit = usage.amount.unit_key
 
-        def work(tx: Tx) -> list[bc.LedgerEntry]:
+        def work(tx: Tx) -> tuple[list[bc.LedgerEntry], bool]:
+            """The entries, and whether their running balances are set (else: to read)."""
             # Lock the customer's lots first: a second consume of this customer waits here,
             # then finds the reference the first one recorded.
             lots = tx.spendable_lots(usage.customer_id, unit)
@@ -603,7 +602,7 @@ class LocalProvider(bc.Provider):
                 stored = tx.entries_for(reference)
                 moneys = tx.moneys({e.grant_id for e in stored if e.grant_id})
                 return [self._entry(e, self._money(moneys[e.grant_id]) if e.grant_id in moneys
-                                    else None) for e in stored]
+                                    else None) for e in stored], False
             now = tx.now()  # after the lock: no later transaction can be dated before it
             at = now if at_now else usage.at
             if at > now:
@@ -617,6 +616,8 @@ class LocalProvider(bc.Provider):
                     f"{usage.customer_id}'s grants at {at.isoformat()}; nothing consumed",
                     provider=self.name, code="insufficient_credit")
             self._check_representable(tx, usage, draws)
+            # The balance before this usage as list_ledger reads it, None: read it back after.
+            running = tx.balance_before(usage.customer_id, unit, at, now, lots)
             entries: list[bc.LedgerEntry] = []
             for lot, take in draws:
                 amount = take.copy_negate()
@@ -624,16 +625,27 @@ class LocalProvider(bc.Provider):
                                    unit, at, reference, now)
                 with decimal.localcontext(bc.exact_context()):
                     tx.set_remaining(lot.grant_id, lot.idx, lot.remaining - take)
+                    running = None if running is None else running - take
+                money = self._money(lot.money)
                 entries.append(bc.LedgerEntry(
                     customer_id=usage.customer_id, grant_id=lot.grant_id,
-                    kind=bc.LedgerKind.CONSUMED, amount=self._money(lot.money).with_amount(
+                    kind=bc.LedgerKind.CONSUMED, amount=money.with_amount(
                         Decimal(signed(amount))), at=at, reference=reference,
-                    vendor_id=f"lle_{seq}"))
+                    vendor_id=f"lle_{seq}", running_balance=None if running is None
+                    else money.with_amount(running)))
             tx.add_usage(reference, usage.customer_id, digest, at, now)
-            return entries
+            return entries, running is not None
 
-        written: list[bc.LedgerEntry] = yield bc.blocking(self._tx(work), label="consume")
-        return written
+        done: tuple[list[bc.LedgerEntry], bool] = yield bc.blocking(self._tx(work),
+                                                                    label="consume")
+        if done[1] or not done[0]:
+            return done[0]
+        # Backdated usage, or a replay: the running balances as the ledger reads them.
+        rows, stored = yield bc.blocking(
+            lambda: self._call(lambda: self._store.customer_ledger(usage.customer_id)),
+            label="consume")
+        after = {e.vendor_id: e.running_balance for _, e in self._keyed(rows, stored, self._clock())}
+        return [e.model_copy(update={"running_balance": after.get(e.vendor_id)}) for e in done[0]]
 
     def _draws(self, tx: Tx, lots: list[Lot], usage: bc.Usage,
                at: datetime) -> tuple[list[tuple[Lot, Decimal]], Decimal]:

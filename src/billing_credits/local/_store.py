@@ -539,6 +539,25 @@ class Tx:
             f"AND {self.d.positive('remaining')} ORDER BY grant_seq, idx{self.d.for_update}",
             customer_id, unit)]
 
+    def balance_before(self, customer_id: str, unit: str, at: datetime, now: datetime,
+                       lots: Sequence[Lot]) -> Decimal | None:
+        """The customer's credit in ``unit`` that a ledger listing shows just before a
+        consumption at ``at`` (the running balance: the sum of the ledger up to it), from the
+        ``spendable_lots`` alone when nothing in the ledger sorts after it: what the lots hold,
+        windows still to come included, less windows ended before ``at`` (listed as expired).
+        None when something does (a later entry; one at ``at`` that sorts after consumptions:
+        adjusted, expired, voided; a window ended between ``at`` and ``now``): read the
+        ledger then."""
+        moment = self.d.time_in(at)
+        if any(lot.ends_before is not None and at < lot.ends_before <= now for lot in lots) \
+                or self.one("SELECT 1 FROM ledger WHERE customer_id = ? AND unit = ? AND (at > ? "
+                            "OR (at = ? AND kind IN ('adjusted', 'expired', 'voided'))) LIMIT 1",
+                            customer_id, unit, moment, moment) is not None:
+            return None
+        with decimal.localcontext(bc.exact_context()):
+            return bc.exact_sum(lot.remaining for lot in lots
+                                if lot.ends_before is None or lot.ends_before >= at)
+
     def moneys(self, grant_ids: set[str]) -> dict[str, str]:
         found: dict[str, str] = {}
         for gid in grant_ids:

@@ -17,10 +17,12 @@
 
 Owns: plan records and the plan file (``_plan``), the planner (``_planner``), what is left of a
 grant's windows at a moment (``_windows``), the burn-order comparison of a plan's two sides
-(``_compare``), the apply journal (``_journal``), apply with reconcile and retire (``_apply``),
+(``_compare``), the apply journal (``_journal``), the on-disk index of a plan's keys, customers
+and origins that apply and verify look up (``_index``), apply with reconcile and retire (``_apply``),
 verify (``_verify``) and JSON-lines export/import (``_transfer``).
 
 May import: the bottom layer (``_base``, ``_money``, ``_model``, ``_priority``, ``_errors``,
-``_ledger``, ``_lines``, ``_redact``, ``_secrets``, ``_provider``) and ``consumption``. Never ``cli`` or
+``_ledger``, ``_lines``, ``_redact``, ``_secrets``, ``_provider``, ``_readable``) and
+``consumption``. Never ``cli`` or
 ``plugins``.
 """

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
-from collections import defaultdict
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from billing_credits._model import CreditGrant, GrantStatus
 from billing_credits._money import Money
 from billing_credits._provider import Provider
 
+from ._index import Origin, PlanIndex, origin_of
 from ._journal import Journal
 from ._plan import (
     MigrationPlan,
@@ -86,31 +86,34 @@ Progress = Callable[[int, int], None]
 class _Scan:
     """What apply needs to know of the whole plan before it creates anything, in one pass:
     the refusals, the planned grants carrying a paid amount, the plan's fingerprint, and the
-    planned keys per target customer."""
+    planned keys per target customer with their origins (``index``: on disk, so memory holds
+    none of them; with ``sources``, every item's source grant too, for retiring)."""
 
+    index: PlanIndex
     refusals: int = 0
     paid: int = 0
     total: int = 0
     fingerprint: str = ""
-    wanted: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    origins: dict[_Origin, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, plan: MigrationPlan) -> _Scan:
-        scan = cls()
+    def of(cls, plan: MigrationPlan, *, sources: bool = False) -> _Scan:
+        scan = cls(PlanIndex(sources=sources))
         digest = hashlib.sha256(f"{plan.header.source}\0{plan.header.target}".encode())
-        for item in plan.iter_items():
-            scan.refusals += item.refused
-            if item.action != "migrate":
-                continue
-            assert item.grant is not None
-            assert item.key is not None
-            digest.update(item.grant.model_dump_json(exclude={"raw"}).encode())
-            scan.paid += item.grant.paid_amount is not None and item.grant.paid_amount.amount > 0
-            scan.wanted[item.grant.customer_id].append(item.key)
-            if (origin := _planned_origin(plan, item)) is not None:
-                scan.origins[origin] = item.key
-            scan.total += 1
+        try:
+            for position, item in plan.located():
+                scan.refusals += item.refused
+                scan.index.add(plan, position, item)
+                if item.action != "migrate":
+                    continue
+                assert item.grant is not None
+                assert item.key is not None
+                digest.update(item.grant.model_dump_json(exclude={"raw"}).encode())
+                scan.paid += item.grant.paid_amount is not None and item.grant.paid_amount.amount > 0
+                scan.total += 1
+            scan.index.built()
+        except BaseException:
+            scan.index.close()
+            raise
         scan.fingerprint = digest.hexdigest()
         return scan
 
@@ -148,9 +151,10 @@ def _check_endpoints(plan: MigrationPlan, scan: _Scan, target: Provider,
     if target.name != header.target:
         raise MigrationError(f"the plan targets {header.target!r}, not {target.name!r}")
     if header.target_identity is not None and target.identity() != header.target_identity:
+        planned, given = _readable_pair(header.target_identity, target.identity())
         raise MigrationError(
-            f"the plan was made for target {header.target_identity}, but apply was given "
-            f"{target.identity()}: nothing created. Give apply the same target settings as the "
+            f"the plan was made for target {planned}, but apply was given "
+            f"{given}: nothing created. Give apply the same target settings as the "
             "plan (-T ...), or plan again against this target")
     refusals = scan.refusals if plan.header.strict else 0
     if refusals:
@@ -161,10 +165,37 @@ def _check_endpoints(plan: MigrationPlan, scan: _Scan, target: Provider,
         if source is None or source.name != header.source:
             raise MigrationError(f"retiring needs the source provider {header.source!r}")
         if header.source_identity is not None and source.identity() != header.source_identity:
+            planned, given = _readable_pair(header.source_identity, source.identity())
             raise MigrationError(
-                f"the plan was made from source {header.source_identity}, but apply was given "
-                f"{source.identity()} to retire from: nothing created. Give the same source "
+                f"the plan was made from source {planned}, but apply was given "
+                f"{given} to retire from: nothing created. Give the same source "
                 "settings as the plan (-F ...)")
+
+def _start(plan: MigrationPlan, target: Provider, journal: str | Path, source: Provider | None,
+           retire: Retire | None, keep: bool) -> tuple[_Scan, Provider, Journal]:
+    """The plan scanned (its index on disk), the endpoints checked, the creator and the journal;
+    the index closed if any of it fails."""
+    scan = _Scan.of(plan, sources=keep)
+    try:
+        _check_endpoints(plan, scan, target, source, retire)
+        creator = _creator(scan, target)
+        book = Journal(journal, plan=scan.fingerprint, target=target.identity())
+    except BaseException:
+        scan.index.close()
+        raise
+    return scan, creator, book
+
+
+def _readable_pair(planned: str, given: str) -> tuple[str, str]:
+    """Both identities for people (``stripe at http://…``); as recorded when that is all
+    that tells them apart (another credential's digest)."""
+    from billing_credits._readable import identity_text
+
+    texts = identity_text(planned), identity_text(given)
+    if texts[0] == texts[1]:
+        return (f"{texts[0]} (credential digest {planned.rsplit(':', 1)[-1]})",
+                f"{texts[1]} (credential digest {given.rsplit(':', 1)[-1]})")
+    return texts
 
 async def apply_plan(
     plan: MigrationPlan,
@@ -187,28 +218,24 @@ async def apply_plan(
     skipped or refused) and each of its target grants reads back as planned; a source grant
     already ended counts as retired.
     """
-    scan = _Scan.of(plan)
-    _check_endpoints(plan, scan, target, source, retire)
-    creator = _creator(scan, target)
+    keep = retire is not None and source is not None  # what retiring checks, per planned key
+    scan, creator, book = _start(plan, target, journal, source, retire, keep)
+    index = scan.index
     loop = asyncio.get_running_loop()
     started = loop.time()
-    book = Journal(journal, plan=scan.fingerprint, target=target.identity())
     report = ApplyReport()
-    keep = retire is not None and source is not None  # what retiring checks, per planned key
     try:
         gate = asyncio.Semaphore(max(concurrency, 1))
         total = scan.total
-        found = await _reconcile(scan, target, gate, report, keep)
-        del scan
-        for key, held in found.items():
+        await _reconcile(index, target, gate, report, keep, concurrency)
+        for key, held in index.found_keys():
             await asyncio.to_thread(book.record_created, key, held.id if held else "")
-        unreadable = {key for key, _ in report.failed}
-        report.already_done = len(found)
+        report.already_done = index.found_count()
         finished = report.already_done
         if progress:
             progress(finished, total)
         todo = (i for i in plan.iter_items() if i.action == "migrate"
-                and i.key not in found and i.key not in unreadable)
+                and i.key is not None and not index.known(i.key))
 
         async def create(item: PlanItem) -> None:
             nonlocal finished
@@ -221,8 +248,7 @@ async def apply_plan(
             except Exception as error:  # any one item's failure is reported, never raised
                 report.failed.append((item.key, _describe(error)))
                 return
-            if keep:  # only retiring needs them: else memory would grow with the plan
-                found[item.key] = _Held.of(created)
+            index.mark_found(item.key, _Held.of(created) if keep else None)
             if created.replayed:
                 report.already_done += 1
             else:
@@ -237,9 +263,10 @@ async def apply_plan(
 
         await asyncio.gather(*(worker() for _ in range(max(concurrency, 1))))
         if retire is not None and source is not None:
-            await _retire(plan, source, retire, found, book, report)
+            await _retire(source, retire, index, book, report)
     finally:
         book.close()
+        index.close()
         report.seconds = loop.time() - started
     return report
 
@@ -258,117 +285,90 @@ class _Held:
         return cls(grant.id or "", grant.amount, grant.customer_id,
                    grant.status is GrantStatus.VOIDED, grant.created_at)
 
-async def _reconcile(scan: _Scan, target: Provider, gate: asyncio.Semaphore,
-                     report: ApplyReport, keep: bool) -> dict[str, _Held | None]:
-    """The planned grants (``scan.wanted``: keys per target customer) the target already holds
-    (with what retiring checks when ``keep``), by key or by provenance (a grant migrated from
-    the same source grant and segment, under another key: ``scan.origins``): one listing per
-    target customer.
+async def _reconcile(index: PlanIndex, target: Provider, gate: asyncio.Semaphore,
+                     report: ApplyReport, keep: bool, concurrency: int) -> None:
+    """Mark in ``index`` the planned grants (keys per target customer) the target already
+    holds (with what retiring checks when ``keep``), by key or by provenance (a grant migrated
+    from the same source grant and segment, under another key): one listing per target
+    customer, ``concurrency`` at a time, memory holding what those customers need.
 
     A customer whose grants cannot all be read is not touched: each of its planned items is
     reported failed (creating without knowing what is there could duplicate a grant).
     """
-    found: dict[str, _Held | None] = {}
 
-    async def listing(customer: str, keys: list[str]) -> None:
-        planned = set(keys)
-        seen: dict[str, _Held | None] = {}
-        holders: dict[str, list[str]] = {}  # this customer's planned keys -> live grant ids
-        try:
-            async with gate:
+    async def listing(customer: str) -> None:
+        async with gate:
+            keys = index.keys(customer)
+            planned = set(keys)
+            origins = index.origins(customer)
+            seen: dict[str, _Held | None] = {}
+            holders: dict[str, list[str]] = {}  # this customer's planned keys -> live grant ids
+            try:
                 async for grant in target.alist_grants(customer):
-                    key = _planned_key(grant, planned, scan.origins)
+                    key = _planned_key(grant, planned, origins)
                     if key is None:
                         continue
                     if grant.status is not GrantStatus.VOIDED:
                         holders.setdefault(key, []).append(grant.id or "(no id)")
                     if key not in seen:
                         seen[key] = _Held.of(grant) if keep else None
-        except Exception as error:
-            why = f"not created: the target's grants of customer {customer} could not be read " \
-                  f"({_describe(error)}); run apply again"
-            report.failed.extend((key, why) for key in keys)
-            return
-        found.update(seen)
+            except Exception as error:
+                why = f"not created: the target's grants of customer {customer} could not be " \
+                      f"read ({_describe(error)}); run apply again"
+                report.failed.extend((key, why) for key in keys)
+                index.mark_failed(keys)
+                return
+        for key, held in seen.items():
+            index.mark_found(key, held)
         report.duplicates.update({k: ids for k, ids in holders.items() if len(ids) > 1})
 
-    await asyncio.gather(*(listing(c, keys) for c, keys in scan.wanted.items()))
-    return found
+    customers = index.customers(first_seen=True)
 
-_Origin = tuple[str, str, str | None]
+    async def worker() -> None:
+        for customer in customers:
+            await listing(customer)
 
-def _origin(grant: CreditGrant) -> _Origin | None:
-    """The source grant (provider, id, segment) a migrated grant's provenance metadata names."""
-    provider = grant.metadata.get("migrated_from_provider")
-    source_id = grant.metadata.get("migrated_from_grant")
-    if not provider or not source_id:
-        return None
-    return provider, source_id, grant.metadata.get("migrated_from_segment")
-
-def _planned_origin(plan: MigrationPlan, item: PlanItem) -> _Origin | None:
-    """A planned grant's origin, when it carries provenance naming this plan's source grant: a
-    target grant migrated from the same source grant by an earlier plan, under another key (an
-    application key later shared by two source grants gets derived keys), is that planned grant
-    already there."""
-    if item.grant is None or item.key is None or not item.source_id:
-        return None
-    origin = _origin(item.grant)
-    segment = None if item.segment is None else str(item.segment)
-    return origin if origin == (plan.header.source, item.source_id, segment) else None
-
-def _planned_origins(plan: MigrationPlan) -> dict[_Origin, str]:
-    """Each planned grant's origin mapped to its key (see ``_planned_origin``)."""
-    origins: dict[_Origin, str] = {}
-    for item in plan.iter_items():
-        if item.action == "migrate" and (origin := _planned_origin(plan, item)) is not None:
-            assert item.key is not None
-            origins[origin] = item.key
-    return origins
+    await asyncio.gather(*(worker() for _ in range(max(concurrency, 1))))
 
 def _planned_key(grant: CreditGrant, planned: Container[str | None],
-                 origins: Mapping[_Origin, str]) -> str | None:
+                 origins: Mapping[Origin, str]) -> str | None:
     """The planned key a target grant stands for: its own key, or its provenance's."""
     if grant.idempotency_key in planned:
         return grant.idempotency_key
-    origin = _origin(grant)
+    origin = origin_of(grant)
     key = origins.get(origin) if origin is not None else None
     return key if key is not None and key in planned else None
 
 def _ended(grant: CreditGrant) -> bool:
     return grant.status in (GrantStatus.VOIDED, GrantStatus.EXPIRED)
 
-async def _retire(plan: MigrationPlan, source: Provider, how: Retire,
-                  found: Mapping[str, _Held | None], book: Journal, report: ApplyReport) -> None:
+async def _retire(source: Provider, how: Retire, index: PlanIndex, book: Journal,
+                  report: ApplyReport) -> None:
     """Void or expire each source grant whose every planned item is confirmed on the target.
 
     A source grant already ended (voided or expired, or no longer found: a vendor that does not
     list voided grants) counts as retired: a crash between retiring it and journalling that
     must not make every later run fail. When the source's credit stops later than the moment
-    of retiring (``retire_effective_at``), the report names the overlap.
+    of retiring (``retire_effective_at``), the report names the overlap. One source grant at a
+    time: ``index`` holds, per source grant, what each of its items planned (key, amount,
+    customer), or None for a skipped or refused part (which stays with the source).
     """
-    # Per source grant, what each of its items planned (key, amount, customer), or None
-    # for a skipped or refused part (which stays with the source).
-    by_source: dict[str, list[tuple[str, Money, str] | None]] = defaultdict(list)
-    for item in plan.iter_items():
-        if item.action == "migrate" and item.grant is not None and item.key is not None:
-            by_source[item.source_id].append((item.key, item.grant.amount, item.grant.customer_id))
-        else:
-            by_source[item.source_id].append(None)
-    retired = book.retired()
-    for source_id, items in by_source.items():
-        if source_id in retired or any(i is None for i in items):
+    for source_id, items in index.by_source():
+        if any(i is None for i in items) or book.is_retired(source_id):
             continue  # a skipped or refused part stays with the source
-        planned = [i for i in items if i is not None]
-        if any(found.get(key) is None for key, _, _ in planned):
+        planned: list[tuple[str, Money, str]] = items
+        held: list[_Held] = []
+        for key, _, _ in planned:
+            stored = index.held(key)
+            if stored is None:
+                break
+            held.append(stored)
+        if len(held) != len(planned):
             continue
         try:
-            held: list[_Held] = []
-            for key, amount, customer_id in planned:
-                stored = found[key]
-                assert stored is not None
+            for stored, (_, amount, customer_id) in zip(held, planned, strict=True):
                 if stored.amount != amount or stored.customer_id != customer_id or stored.voided:
                     raise MigrationError(f"target grant {stored.id} does not hold what was planned")
-                held.append(stored)
             now = datetime.now(UTC)
             if not await _already_ended(source, source_id):
                 ends = source.retire_effective_at(how, now)

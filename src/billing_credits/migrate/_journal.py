@@ -53,6 +53,11 @@ class Journal:
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT source_id FROM retired")}
 
+    def is_retired(self, source_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM retired WHERE source_id = ?",
+                                    (source_id,)).fetchone() is not None
+
     def record_created(self, key: str, target_id: str) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO created VALUES (?, ?, ?)",

@@ -29,6 +29,7 @@ from billing_credits._model import MIGRATED_KEY, CreditGrant, GrantStatus, Scope
 from billing_credits._money import exact_sum
 from billing_credits._priority import preserve_order
 from billing_credits._provider import OnUnreadable, Provider
+from billing_credits._readable import duration_text
 from billing_credits._secrets import redact
 
 from ._plan import (
@@ -289,8 +290,8 @@ def _retire_overlaps(source: Provider, now: datetime) -> dict[str, str]:
             if ends > now:
                 found[how] = (f"retiring by {how} leaves the source credit spendable until "
                               f"{ends.isoformat()} if done at {now.isoformat()} "
-                              f"({(ends - now).total_seconds():g} s after), while the target "
-                              "grants already exist")
+                              f"({duration_text((ends - now).total_seconds())} after), while "
+                              "the target grants already exist")
     return found
 
 
@@ -333,7 +334,7 @@ def _source_balances(source: Provider, customers: Iterable[str],
         if not target_customer:
             continue
         try:
-            read = [(b.unit_key, exact_sum(p.usable for p in b.parts if p.grant_id in migrated)
+            read = [(b.unit_key, exact_sum(p.usable.amount for p in b.parts if p.grant_id in migrated)
                      if b.parts else b.usable.amount) for b in source.get_balance(customer)]
         except BillingCreditsError as error:
             unavailable[target_customer] = (

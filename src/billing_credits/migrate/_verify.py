@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from array import array
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -12,13 +10,13 @@ from billing_credits._errors import (
     BillingCreditsError,
 )
 from billing_credits._model import CreditGrant, GrantStatus
-from billing_credits._money import exact_sum
+from billing_credits._money import Money, exact_sum
 from billing_credits._provider import Provider
 
-from ._apply import _Origin, _planned_key, _planned_origin
+from ._apply import _planned_key
+from ._index import PlanIndex
 from ._plan import (
     MigrationPlan,
-    PlanItem,
     _describe,
     _text,
 )
@@ -63,51 +61,18 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
 
     A target grant stands for a planned grant by its key or by its provenance (migrated from
     the same source grant and segment): a second one is a duplicate. One customer at a time:
-    memory holds where each planned grant is in the plan and one customer's grants, never the
-    whole plan or the whole target."""
+    where each planned grant is in the plan is indexed on disk (``PlanIndex``), so memory holds
+    one customer's planned keys and grants, never the whole plan or the whole target."""
     report = VerifyReport()
-    # customer -> where its planned grants are in the plan: 8 bytes a grant (their keys are
-    # read again with the grants, one customer at a time)
-    where: dict[str, array[int]] = defaultdict(lambda: array("q"))
-    for position, item in plan.located():
-        if item.action == "migrate" and item.key and item.grant:
-            where[item.grant.customer_id].append(position)
-    per_key: list[tuple[int, str, tuple[str, str, str, str] | None]] = []  # by plan position
-    totals: list[tuple[str, str, str, str]] = []
-    for customer in sorted(where):
-        positions, items, origins = _planned_for(plan, where.pop(customer))
-        report.checked += len(positions)
-        found: dict[str, list[CreditGrant]] = defaultdict(list)
-        sums: dict[str, list[Decimal]] = defaultdict(list)
-        for grant in target.list_grants(customer):
-            key = _planned_key(grant, positions, origins)
-            if key is not None and grant.status is not GrantStatus.VOIDED:
-                found[key].append(grant)
-                sums[grant.amount.unit_key].append(grant.amount.amount)
-        planned: dict[str, list[Decimal]] = defaultdict(list)
-        for (key, position), item in zip(positions.items(), items, strict=True):
-            want = item.grant
-            assert want is not None
-            planned[want.amount.unit_key].append(want.amount.amount)
-            got = found.get(key, [])
-            if not got:
-                per_key.append((position, "missing", (key, "", "", "")))
-                continue
-            if len(got) > 1:
-                per_key.append((position, "duplicated", (key, "", "", "")))
-            stored = got[0]
-            for name, a, b in (("amount", want.amount, stored.amount),
-                               ("priority", want.priority, stored.priority),
-                               ("customer_id", want.customer_id, stored.customer_id)):
-                if a != b and not (name == "priority" and a is None):
-                    per_key.append((position, "different", (key, name, _text(a) or "", _text(b) or "")))
-        for unit in sorted(planned):
-            want_total = str(exact_sum(planned[unit]))
-            got_total = exact_sum(sums[unit])
-            report.totals.setdefault(customer, {})[unit] = {
-                "planned": want_total, "found": str(got_total)}
-            if Decimal(want_total) != got_total:
-                totals.append((customer, f"total {unit}", want_total, str(got_total)))
+    index = PlanIndex()
+    try:
+        for position, item in plan.located():
+            index.add(plan, position, item)
+        index.built()
+        report.checked = index.distinct_keys()
+        per_key, totals = _per_customer(plan, target, index, report)
+    finally:
+        index.close()
     per_key.sort(key=lambda entry: entry[0])  # stable: each key's own entries in their order
     for _, kind, entry in per_key:
         assert entry is not None
@@ -121,21 +86,69 @@ def verify_plan(plan: MigrationPlan, target: Provider) -> VerifyReport:
     _compare_balances(plan, target, report)
     return report
 
-def _planned_for(plan: MigrationPlan, places: Sequence[int]) -> tuple[
-        dict[str, int], list[PlanItem], dict[_Origin, str]]:
-    """One customer's planned grants, read from the plan at ``places``: key -> position (a
-    key planned twice: its last), the grants in that order, and their origins (a target grant
-    under another key stands for one by provenance): one customer's, never the whole plan's."""
-    positions: dict[str, int] = {}
-    chosen: dict[str, PlanItem] = {}
-    for place, item in zip(places, plan.items_at(places), strict=True):
-        assert item.key is not None
-        positions[item.key] = place
-        chosen[item.key] = item
-    origins = {origin: key for key, item in chosen.items()
-               if (origin := _planned_origin(plan, item)) is not None}
-    return positions, list(chosen.values()), origins
+_Entry = tuple[int, str, tuple[str, str, str, str]]
 
+
+@dataclass(slots=True)
+class _Found:
+    """What verify compares of the first target grant standing for a planned key, and how many
+    stand for it (not the grants themselves: a customer's may be many)."""
+
+    amount: Money
+    priority: Decimal | None
+    customer_id: str
+    count: int = 1
+
+    @classmethod
+    def of(cls, grant: CreditGrant) -> _Found:
+        return cls(grant.amount, grant.priority, grant.customer_id)
+
+
+
+def _per_customer(plan: MigrationPlan, target: Provider, index: PlanIndex,
+                  report: VerifyReport) -> tuple[list[_Entry], list[tuple[str, str, str, str]]]:
+    """Each customer's differences (by plan position) and differing totals; the totals found
+    go to ``report``. Memory: one customer's planned keys, origins and grants at a time."""
+    per_key: list[_Entry] = []  # by plan position
+    totals: list[tuple[str, str, str, str]] = []
+    for customer in index.customers():
+        positions = index.positions(customer)
+        origins = index.origins(customer)
+        found: dict[str, _Found] = {}
+        sums: dict[str, list[Decimal]] = defaultdict(list)
+        for grant in target.list_grants(customer):
+            key = _planned_key(grant, positions, origins)
+            if key is not None and grant.status is not GrantStatus.VOIDED:
+                if (seen := found.get(key)) is None:
+                    found[key] = _Found.of(grant)
+                else:
+                    seen.count += 1
+                sums[grant.amount.unit_key].append(grant.amount.amount)
+        planned: dict[str, list[Decimal]] = defaultdict(list)
+        for (key, position), item in zip(positions.items(), plan.items_at(positions.values()),
+                                         strict=True):
+            want = item.grant
+            assert want is not None
+            planned[want.amount.unit_key].append(want.amount.amount)
+            stored = found.get(key)
+            if stored is None:
+                per_key.append((position, "missing", (key, "", "", "")))
+                continue
+            if stored.count > 1:
+                per_key.append((position, "duplicated", (key, "", "", "")))
+            for name, a, b in (("amount", want.amount, stored.amount),
+                               ("priority", want.priority, stored.priority),
+                               ("customer_id", want.customer_id, stored.customer_id)):
+                if a != b and not (name == "priority" and a is None):
+                    per_key.append((position, "different", (key, name, _text(a) or "", _text(b) or "")))
+        for unit in sorted(planned):
+            want_total = str(exact_sum(planned[unit]))
+            got_total = exact_sum(sums[unit])
+            report.totals.setdefault(customer, {})[unit] = {
+                "planned": want_total, "found": str(got_total)}
+            if Decimal(want_total) != got_total:
+                totals.append((customer, f"total {unit}", want_total, str(got_total)))
+    return per_key, totals
 
 def _compare_balances(plan: MigrationPlan, target: Provider, report: VerifyReport) -> None:
     """The usable balance per customer and unit: on the source before, on the target now."""

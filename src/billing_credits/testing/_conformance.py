@@ -383,7 +383,7 @@ class ProviderConformance:
         assert balance.source
         if balance.parts:
             assert grant.id in {p.grant_id for p in balance.parts}
-            assert bc.exact_sum(p.usable for p in balance.parts) == balance.usable.amount
+            assert bc.exact_sum(p.usable.amount for p in balance.parts) == balance.usable.amount
 
     def test_balance_as_of_is_checked_before_any_request(self, provider: bc.Provider) -> None:
         self._supports(provider, "balance")

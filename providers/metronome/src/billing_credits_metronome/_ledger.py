@@ -205,18 +205,18 @@ def plans_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
             usable = _money(item["balance"]["excluding_pending"], credit_type, config)
             pending = _money(bc.exact_sum(tr.to_decimal(e["amount"]).copy_abs()
                                           for e in item.get("pending_deductions") or ()),
-                             credit_type, config).amount
+                             credit_type, config)
             priority = tr.to_decimal(item["priority"]) if item.get("priority") is not None else None
             if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
                 continue
-            part = bc.BalancePart(grant_id=str(item["id"]), usable=usable.amount, pending=pending,
+            part = bc.BalancePart(grant_id=str(item["id"]), usable=usable, pending=pending,
                                   expires_at=tr._end(expires, config), priority=priority)
         rows.setdefault(usable.unit_key, []).append((part, usable, item))
     return [
         bc.Balance(
             customer_id=customer_id,
-            usable=parts[0][1].with_amount(bc.exact_sum(p.usable for p, _, _ in parts)),
-            pending=parts[0][1].with_amount(bc.exact_sum(p.pending for p, _, _ in parts)),
+            usable=parts[0][1].with_amount(bc.exact_sum(p.usable.amount for p, _, _ in parts)),
+            pending=parts[0][1].with_amount(bc.exact_sum(p.pending.amount for p, _, _ in parts)),
             parts=tuple(p for p, _, _ in parts),
             as_of=now,
             source="listGrants: balance.excluding_pending (posted deductions) per effective, "
@@ -345,10 +345,10 @@ def plans_edit_body(grant_id: str, update: bc.GrantUpdate, config: tr.Translatio
             body["name"] = name
     if "expires_at" in changes:
         expires = changes["expires_at"] or config.far_future
-        if (found := tr._time_problem("expires_at", expires, config.alignment)) is not None:
+        if (found := tr.time_problem("expires_at", expires, config.alignment)) is not None:
             problems.append(found)
         else:
-            expires = tr._align("expires_at", expires, end=True, alignment=config.alignment,
+            expires = tr.align("expires_at", expires, end=True, alignment=config.alignment,
                                 adjustments=adjustments)
             if expires <= effective_at:
                 problems.append(bc.FieldProblem("expires_at", "must be after the grant starts"))
@@ -384,7 +384,7 @@ def _credit_balances(customer_id: str, rows: Mapping[str, list[tuple[bc.BalanceP
     return [
         bc.Balance(
             customer_id=customer_id,
-            usable=parts[0][1].with_amount(bc.exact_sum(p.usable for p, _, _ in parts)),
+            usable=parts[0][1].with_amount(bc.exact_sum(p.usable.amount for p, _, _ in parts)),
             pending=parts[0][1].with_amount(Decimal(0)),
             parts=tuple(p for p, _, _ in parts),
             as_of=as_of,
@@ -411,7 +411,7 @@ def credits_balances(items: Iterable[Mapping[str, Any]], customer_id: str,
                 continue
             current = [e for e in ends if e > now]
             part = bc.BalancePart(
-                grant_id=tr.credit_id(customer_id, str(item["id"])), usable=usable.amount,
+                grant_id=tr.credit_id(customer_id, str(item["id"])), usable=usable,
                 expires_at=tr._end(min(current), config) if current else None, priority=priority)
         rows.setdefault(usable.unit_key, []).append((part, usable, item))
     return _credit_balances(customer_id, rows, now,
@@ -490,7 +490,7 @@ def credits_balances_at(items: Iterable[Mapping[str, Any]], customer_id: str,
             if unit is not None and usable.unit_key != unit and usable.currency != unit.upper():
                 continue
             part = bc.BalancePart(
-                grant_id=tr.credit_id(customer_id, str(item["id"])), usable=usable.amount,
+                grant_id=tr.credit_id(customer_id, str(item["id"])), usable=usable,
                 expires_at=tr._end(min(ends), config) if ends else None, priority=priority)
         rows.setdefault(usable.unit_key, []).append((part, usable, item))
     return _credit_balances(customer_id, rows, at,
@@ -706,10 +706,10 @@ def credits_update_flow(provider: CreditsCalls, grant_id: str,
     if "expires_at" not in changes:
         return grant
     wanted = changes["expires_at"] or config.far_future
-    if (found := tr._time_problem("expires_at", wanted, config.alignment)) is not None:
+    if (found := tr.time_problem("expires_at", wanted, config.alignment)) is not None:
         raise bc.NotRepresentableError(provider.name, [found])
     adjustments: list[bc.Adjustment] = []
-    end = tr._align("expires_at", wanted, end=True, alignment=config.alignment,
+    end = tr.align("expires_at", wanted, end=True, alignment=config.alignment,
                     adjustments=adjustments)
     current = grant.segments[-1].ends_before or config.far_future
     if end > current:

@@ -20,12 +20,26 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache, cached_property
-from typing import Any, Literal
+from typing import Any
 
 import billing_credits as bc
+
+from ._wire import (
+    _EPOCH,
+    _MS,
+    Alignment,
+    align,
+    ceil_hour,
+    floor_hour,
+    format_time,
+    json_number,
+    parse_time,
+    time_problem,
+    to_decimal,
+)
 
 __all__ = [
     "GENERATED_KEY",
@@ -35,15 +49,20 @@ __all__ = [
     "Alignment",
     "CurrencyScale",
     "TranslationConfig",
+    "align",
+    "ceil_hour",
     "credit_create_payload",
     "credit_from_item",
     "credits_problems",
+    "floor_hour",
     "format_time",
     "grant_create_payload",
     "grant_from_item",
     "json_number",
     "parse_time",
     "plans_problems",
+    "time_problem",
+    "to_decimal",
 ]
 
 USD_CENTS = "2714e483-4ff1-48e4-9e25-ac732e8f24f2"
@@ -71,16 +90,6 @@ GENERATED_KEY = re.compile(
 )
 """The shape of the idempotency key ``billing_credits.Provider`` generates when the caller gives
 none (``bc-<uuid4>``). Such a ``uniqueness_key`` reads back as ``idempotency_key=None``."""
-
-Alignment = Literal["hour", "strict", "none"]
-"""Time policy: ``hour`` floors starts and ceils ends to the UTC hour and reports each change in
-``adjustments``; ``strict`` refuses times off the hour; ``none`` sends times as given
-(millisecond precision)."""
-
-_HOUR = timedelta(hours=1)
-_MS = timedelta(milliseconds=1)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 
 @dataclass(frozen=True)
 class CurrencyScale:
@@ -118,88 +127,6 @@ class TranslationConfig:
         return bc.PriorityDomain("float64", default=self.default_priority)
 
 
-# -- numbers and times ------------------------------------------------------------------------
-
-
-def json_number(value: Decimal) -> int | float:
-    """The JSON number for ``value``, saying exactly that decimal; ``ValueError`` otherwise."""
-    if not bc.float64_exact(value):
-        raise ValueError(f"{value} is not exactly representable as a JSON double")
-    if value == value.to_integral_value() and abs(value) < 2**53:
-        return int(value)
-    return float(value)
-
-
-def to_decimal(value: Any) -> Decimal:
-    """A vendor number (int, Decimal from ``parse_float=Decimal``, or float) as an exact Decimal."""
-    if isinstance(value, bool):
-        raise TypeError("a boolean is not a number")
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, str):
-        return Decimal(value)
-    raise TypeError(f"not a number: {value!r}")
-
-
-def format_time(moment: datetime) -> str:
-    """UTC RFC 3339 with milliseconds and ``Z``; naive datetimes are refused."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("naive datetime refused")
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def parse_time(text: str) -> datetime:
-    """An RFC 3339 timestamp (``Z`` or offset) as an aware UTC datetime."""
-    try:  # Python 3.11 reads a trailing "Z" itself (ten times faster than replacing it)
-        moment = datetime.fromisoformat(text)
-    except ValueError:  # a lowercase "z", or not a time at all
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp without offset: {text!r}")
-    return moment.astimezone(UTC)
-
-
-def floor_hour(moment: datetime) -> datetime:
-    return moment - ((moment - _EPOCH) % _HOUR)
-
-
-def ceil_hour(moment: datetime) -> datetime:
-    rest = (moment - _EPOCH) % _HOUR
-    return moment if not rest else moment + (_HOUR - rest)
-
-
-def _time_problem(name: str, moment: datetime | None, alignment: Alignment) -> bc.FieldProblem | None:
-    if moment is None:
-        return None
-    if alignment == "strict" and (moment - _EPOCH) % _HOUR:
-        return bc.FieldProblem(name, f"{moment.isoformat()} is not on an hour boundary "
-                               "(time alignment 'strict')")
-    if alignment == "none" and (moment - _EPOCH) % _MS:
-        return bc.FieldProblem(name, f"{moment.isoformat()} is finer than Metronome's "
-                               "millisecond resolution")
-    return None
-
-
-def _align(
-    name: str, moment: datetime, *, end: bool, alignment: Alignment, adjustments: list[bc.Adjustment]
-) -> datetime:
-    if alignment != "hour":
-        return moment
-    aligned = ceil_hour(moment) if end else floor_hour(moment)
-    if aligned != moment:
-        adjustments.append(bc.Adjustment(
-            field=name, requested=format_time(moment), stored=format_time(aligned),
-            reason=("end ceiled" if end else "start floored")
-            + " to the UTC hour (Metronome aligns credit times to hours; no granted time is lost)",
-        ))
-    return aligned
-
-
 # -- money ------------------------------------------------------------------------------------
 
 
@@ -213,7 +140,7 @@ def _vendor_amount(money: bc.Money, config: TranslationConfig) -> tuple[str, Dec
         known = ", ".join(sorted(s.currency for s in config.credit_types.values()))
         return (f"currency {money.currency} has no configured Metronome credit type "
                 f"(configured: {known}); add it to the credit_types setting")
-    return type_id, money.amount.scaleb(config.credit_types[type_id].scale)
+    return type_id, money.amount.scaleb(config.credit_types[type_id].scale, _exact())
 
 
 def _money_problems(name: str, money: bc.Money, amounts: Iterable[Decimal],
@@ -240,11 +167,12 @@ def _money_data(amount: Any, credit_type: Mapping[str, Any] | None,
                 config: TranslationConfig) -> dict[str, Any]:
     """``money_from_vendor``'s fields, not yet validated (the grant holding them validates
     them with everything else, in one pass)."""
-    value = to_decimal(amount)
+    value = Decimal(amount) if type(amount) is int else to_decimal(amount)
     type_id = str(credit_type["id"]) if credit_type else USD_CENTS
     scale = config.credit_types.get(type_id)
     if scale is not None:
-        return {"amount": value.scaleb(-scale.scale), "currency": scale.currency}
+        # exact: the thread's default context would round past 28 digits
+        return {"amount": value.scaleb(-scale.scale, _exact()), "currency": scale.currency}
     name = credit_type.get("name") if credit_type else None
     return {"amount": value, "unit": {"id": type_id, "name": name}}
 
@@ -253,7 +181,8 @@ def _money_text(money: Mapping[str, Any]) -> str:
     """``str(Money)`` of ``_money_data``: ``10.00 USD``, or the amount and the unit's name."""
     unit = money.get("unit")
     label = money["currency"] if unit is None else (unit["name"] or unit["id"])
-    return f"{money['amount']:f} {label}"
+    amount = str(money["amount"])  # positional unless it has an exponent: then as "f" does
+    return f"{amount if 'E' not in amount else format(money['amount'], 'f')} {label}"
 
 
 def _money_pair(money: bc.Money, config: TranslationConfig) -> dict[str, Any]:
@@ -395,7 +324,7 @@ def _common_problems(grant: bc.CreditGrant, config: TranslationConfig,
         moments += [(f"schedule.{i}.starts_at", segment.starts_at),
                     (f"schedule.{i}.ends_before", segment.ends_before)]
     for name, moment in moments:
-        if (problem := _time_problem(name, moment, config.alignment)) is not None:
+        if (problem := time_problem(name, moment, config.alignment)) is not None:
             found.append(problem)
         if moment is not None and moment >= config.far_future:
             found.append(bc.FieldProblem(
@@ -439,12 +368,12 @@ def _window(
             reason="Metronome needs an explicit start: the creation time"
             + (", floored to the UTC hour" if config.alignment == "hour" else "")))
     else:
-        start = _align("effective_at", grant.effective_at, end=False,
+        start = align("effective_at", grant.effective_at, end=False,
                        alignment=config.alignment, adjustments=adjustments)
     if grant.expires_at is None:
         end = config.far_future
     else:
-        end = _align("expires_at", grant.expires_at, end=True,
+        end = align("expires_at", grant.expires_at, end=True,
                      alignment=config.alignment, adjustments=adjustments)
     return start, end
 
@@ -516,24 +445,63 @@ def grant_create_payload(
 
 
 def _status(effective: datetime | None, expires: datetime | None, now: datetime) -> bc.GrantStatus:
+    scheduled, expired, active = _statuses()
     if effective is not None and now < effective:
-        return bc.GrantStatus.SCHEDULED
+        return scheduled
     if expires is not None and now >= expires:
-        return bc.GrantStatus.EXPIRED
-    return bc.GrantStatus.ACTIVE
+        return expired
+    return active
+
+
+@cache
+def _statuses() -> tuple[bc.GrantStatus, bc.GrantStatus, bc.GrantStatus]:
+    """Scheduled, expired, active (an enum member looked up on its class costs more than the
+    comparisons that choose it)."""
+    return bc.GrantStatus.SCHEDULED, bc.GrantStatus.EXPIRED, bc.GrantStatus.ACTIVE
 
 
 def _end(moment: datetime, config: TranslationConfig) -> datetime | None:
     return None if moment >= config.far_future else moment
 
 
+@cache
+def _exact() -> Any:
+    """This module's own copy of ``billing_credits.exact_context()`` (160 digits, ``Inexact``
+    trapped), made once and only ever passed to single operations (``add``, ``scaleb``):
+    ``bc.exact_sum`` copies a context and enters it on every call (about 3 µs, more than the
+    rest of reading a small item), and the thread's default context would round a scaling
+    to 28 digits. A trap raises for the operation that hits it whatever flags earlier ones
+    left, so sharing the copy is safe."""
+    return bc.exact_context()
+
+
+def _exact_total(values: Iterable[Decimal]) -> Decimal:
+    """``bc.exact_sum`` of values already computed: the same additions from ``Decimal(0)``,
+    in the same exact context, so the same result (or the same ``Inexact``)."""
+    add = _exact().add
+    total = Decimal(0)
+    for value in values:
+        total = add(total, value)
+    return total
+
+
+_SMALL_INT = 10**100
+"""Integers below this in size add up exactly in ``_exact()`` (160 digits) in any number a
+listing holds, so their ``int`` sum is the exact sum."""
+
+
 def _ledger_summary(entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     listed = list(entries)
     if not listed:
         return {"count": 0, "amount": "0", "invoice_ids": []}
+    amounts = [e.get("amount", 0) for e in listed]
+    if all(type(a) is int and -_SMALL_INT < a < _SMALL_INT for a in amounts):
+        total = str(sum(amounts))  # whole numbers far inside 160 digits: the same text
+    else:
+        total = str(_exact_total([to_decimal(a) for a in amounts]))
     return {
         "count": len(listed),
-        "amount": str(bc.exact_sum(to_decimal(e.get("amount", 0)) for e in listed)),
+        "amount": total,
         "invoice_ids": sorted({str(e["invoice_id"]) for e in listed if e.get("invoice_id")}),
     }
 
@@ -557,22 +525,24 @@ def grant_from_item(
 def _grant_from_item(
     item: Mapping[str, Any], config: TranslationConfig, now: datetime, *, provider: str
 ) -> bc.CreditGrant:
-    fields: dict[str, str] = {str(k): str(v) for k, v in (item.get("custom_fields") or {}).items()}
-    credit_type = item["grant_amount"].get("credit_type")
-    amount = _money_data(item["grant_amount"]["amount"], credit_type, config)
-    native_paid = None
-    if item.get("paid_amount") is not None:
-        native_paid = _money_data(item["paid_amount"]["amount"],
-                                  item["paid_amount"].get("credit_type"), config)
+    get = item.get
+    custom = get("custom_fields")
+    fields: dict[str, str] = {str(k): str(v) for k, v in custom.items()} if custom else {}
+    grant_amount = item["grant_amount"]
+    credit_type = grant_amount.get("credit_type")
+    amount = _money_data(grant_amount["amount"], credit_type, config)
+    paid_item = get("paid_amount")
+    native_paid = None if paid_item is None else _money_data(
+        paid_item["amount"], paid_item.get("credit_type"), config)
     paid = native_paid if native_paid is not None and native_paid["amount"] > 0 else None
-    if paid is None:
+    if paid is None and fields:
         paid = _carried_paid_data(fields)
-    category, label = _category_from(item.get("credit_grant_type"),
+    category, label = _category_from(get("credit_grant_type"),
                                      None if paid is None else paid["amount"], fields)
     effective = parse_time(item["effective_at"])
     ends = parse_time(item["expires_at"])
-    expires = _end(ends, config)
-    balance_data = item.get("balance") or {}
+    expires = None if ends >= config.far_future else ends
+    balance_data = get("balance") or {}
     remaining, rule = grant_balance(item, expires_at=ends, now=now)
     balance = None if remaining is None else _money_data(remaining, credit_type, config)
     raw = dict(item)
@@ -581,31 +551,38 @@ def _grant_from_item(
         "balance_including_pending": _text(balance_data.get("including_pending")),
         "balance_effective_at": balance_data.get("effective_at"),
         "balance_rule": rule,
-        "deductions": _ledger_summary(item.get("deductions") or ()),
-        "pending_deductions": _ledger_summary(item.get("pending_deductions") or ()),
+        "deductions": _ledger_summary(get("deductions") or ()),
+        "pending_deductions": _ledger_summary(get("pending_deductions") or ()),
         "native_paid_amount": None if native_paid is None else _money_text(native_paid),
-        "invoice_id": item.get("invoice_id"),
+        "invoice_id": get("invoice_id"),
     }
-    products = item.get("products") or ()
+    priority = get("priority")
+    key = get("uniqueness_key")
     data: dict[str, Any] = {
         "customer_id": item["customer_id"],
         "amount": amount,
-        "name": None if UNNAMED in fields else item.get("name"),
-        "reason": item.get("reason"),
+        "name": None if UNNAMED in fields else get("name"),
+        "reason": get("reason"),
         "category": category,
         "category_label": label,
         "paid_amount": paid,
         "effective_at": effective,
         "expires_at": expires,
-        "priority": _priority_in(item.get("priority"), fields, config),
-        "metadata": _user_fields(fields),
-        "idempotency_key": _idempotency_key(item.get("uniqueness_key")),
+        "priority": None if PRIORITY_DEFAULT in fields else (
+            Decimal(priority) if type(priority) is int  # what from_vendor gives an int
+            else config.priority_domain.from_vendor(
+                None if priority is None else to_decimal(priority))),
+        "metadata": {k: v for k, v in fields.items() if k not in RESERVED_KEYS}
+        if fields else {},
+        "idempotency_key": key if type(key) is str and not GENERATED_KEY.match(key)
+        else _idempotency_key(key),
         "id": str(item["id"]),
         "provider": provider,
         "status": _status(effective, expires, now),
         "balance": balance,
         "raw": raw,
     }
+    products = get("products")
     if products:  # else the default: all usage
         data["scope"] = {"product_ids": tuple(str(p["id"]) for p in products)}
     return bc.CreditGrant.model_validate(data)  # one validation, nested money included
@@ -625,7 +602,10 @@ def _pending_total(entries: Any) -> Decimal | None:
         if not isinstance(entry, Mapping) or entry.get("amount") is None:
             return None
         amounts.append(to_decimal(entry["amount"]).copy_abs())
-    return bc.exact_sum(amounts)  # never rounded to the default 28 digits
+    return _exact_total(amounts)  # never rounded to the default 28 digits
+
+
+_ZERO = Decimal(0)
 
 
 def grant_balance(item: Mapping[str, Any], *, expires_at: datetime,
@@ -671,11 +651,12 @@ def grant_balance(item: Mapping[str, Any], *, expires_at: datetime,
     period_end = data.get("effective_at")
     if including is not None and isinstance(period_end, str) and expires_at > parse_time(
             period_end):
-        return max(to_decimal(including), Decimal(0)), "including_pending"
+        usable = to_decimal(including)
+        return (_ZERO if usable < 0 else usable), "including_pending"  # max(usable, 0)
     pending = _pending_total(item.get("pending_deductions"))
     if pending is None:
         return max(posted, Decimal(0)), "excluding_pending (pending deductions not listed)"
-    return max(bc.exact_sum((posted, pending.copy_negate())), Decimal(0)), \
+    return max(_exact_total((posted, pending.copy_negate())), Decimal(0)), \
         "excluding_pending - pending_deductions"
 
 
@@ -720,9 +701,9 @@ def credit_create_payload(
                       "starting_at": format_time(start), "ending_before": format_time(end)})
     else:
         for i, segment in enumerate(grant.schedule):
-            start = _align(f"schedule.{i}.starts_at", segment.starts_at, end=False,
+            start = align(f"schedule.{i}.starts_at", segment.starts_at, end=False,
                            alignment=config.alignment, adjustments=adjustments)
-            end = config.far_future if segment.ends_before is None else _align(
+            end = config.far_future if segment.ends_before is None else align(
                 f"schedule.{i}.ends_before", segment.ends_before, end=True,
                 alignment=config.alignment, adjustments=adjustments)
             items.append({

@@ -724,9 +724,9 @@ class OrbProvider(bc.Provider):
             return []
         now = self._clock()
         live, raw = yield from self._live(customer_id, currency)
-        parts = [bc.BalancePart(grant_id=g.id or "", usable=g.balance.amount,
+        parts = [bc.BalancePart(grant_id=g.id or "", usable=g.balance,
                                 expires_at=g.expires_at) for g in live if g.balance is not None]
-        usable = bc.exact_sum(p.usable for p in parts)
+        usable = bc.exact_sum(p.usable.amount for p in parts)
         money = bc.Money(amount=usable, currency=currency)
         return [bc.Balance(customer_id=customer_id, usable=money, pending=money.with_amount(
             Decimal(0)), parts=tuple(parts), as_of=now, source=(

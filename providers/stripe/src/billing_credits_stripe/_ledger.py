@@ -169,14 +169,14 @@ def balances_from_summaries(
     documentation: ``usable`` stays the smaller and ``notes`` say so. Neither figure deducts
     usage not yet invoiced (``uninvoiced_usage_deducted=False``).
     """
-    by_currency: dict[str, list[tuple[bc.CreditGrant, Decimal, Decimal, Mapping[str, Any]]]] = {}
+    by_currency: dict[str, list[tuple[bc.CreditGrant, bc.Money, Decimal, Mapping[str, Any]]]] = {}
     unread: dict[str, list[str]] = {}
     for grant, summary in summaries:
         currency = grant.amount.currency
         assert currency is not None  # Stripe grants are monetary
         available, ledger = summary_values(summary, currency)
         with bc.reading_vendor_payload(tr.PROVIDER_NAME, "credit balance summary", summary):
-            usable = tr.from_minor_units(currency, min(available, ledger)).amount
+            usable = tr.from_minor_units(currency, min(available, ledger))
             beyond = tr.from_minor_units(currency, ledger - available).amount
         [*missing] = set(_FIGURES) - _figures_given(summary, currency)
         if len(missing) == 1:  # one figure without an amount: no difference can be read
@@ -188,7 +188,7 @@ def balances_from_summaries(
     balances = []
     for currency, rows in sorted(by_currency.items()):
         parts = tuple(
-            bc.BalancePart(grant_id=grant.id or "", usable=usable, pending=Decimal(0),
+            bc.BalancePart(grant_id=grant.id or "", usable=usable,
                            expires_at=grant.expires_at, priority=grant.priority)
             for grant, usable, _, _ in rows)
         notes = [UNINVOICED_NOTE]
@@ -206,7 +206,7 @@ def balances_from_summaries(
                     "usable is the smaller")
         balances.append(bc.Balance(
             customer_id=customer_id,
-            usable=bc.Money(amount=bc.exact_sum(p.usable for p in parts), currency=currency),
+            usable=bc.Money(amount=bc.exact_sum(p.usable.amount for p in parts), currency=currency),
             pending=bc.Money(amount=Decimal(0), currency=currency),
             parts=parts,
             as_of=as_of,

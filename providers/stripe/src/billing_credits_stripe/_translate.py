@@ -149,6 +149,8 @@ _FLAG_UNSET = "unset:"
 _FLAG_SCOPE_ALL = "scope:all"
 _FLAG_SCHEDULE = "schedule:1"
 _UNSETTABLE = ("category", "effective_at", "priority")
+_UNSET_CATEGORY, _UNSET_EFFECTIVE_AT, _UNSET_PRIORITY = (
+    f"{_FLAG_UNSET}{name}" for name in _UNSETTABLE)
 ALL_USAGE_REASON = (
     "Stripe billing credits apply only to metered prices; all usage is stored as "
     "price_type=metered"
@@ -178,8 +180,13 @@ def stripe_exponent(currency: str) -> int | None:
     return bc.currency_exponent(code)
 
 
+@lru_cache(maxsize=1)
 def _exact() -> decimal.Context:
-    """``billing_credits._money.exact()``, its module (and pydantic) imported on first use."""
+    """This module's own copy of ``billing_credits._money.exact()`` (its module, and pydantic,
+    imported on first use), made once: copying a context on every amount cost more than the
+    rest of the conversion. It is only passed to single operations (``scaleb``), never
+    installed as a thread's context; a trap raises for the operation that hits it whatever
+    flags earlier ones left, so sharing it is safe."""
     return bc.exact_context()
 
 
@@ -191,8 +198,9 @@ def _minor(amount: Decimal, exponent: int) -> Decimal | None:
     value would raise ``DivisionImpossible``.
     """
     try:
-        minor = amount.scaleb(exponent, context=_exact())
-        whole = minor.to_integral_value()  # exact at any size: only rounds (to the integer)
+        context = _exact()
+        minor = amount.scaleb(exponent, context=context)
+        whole = minor.to_integral_value(context=context)  # only rounds (to the integer)
     except decimal.DecimalException:
         return None
     return minor if minor == whole else None
@@ -304,15 +312,16 @@ def problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
 
 def _problems(grant: bc.CreditGrant, reserved: Mapping[str, str],
               amount_minor: int | str | None = None) -> list[bc.FieldProblem]:
-    found: list[bc.FieldProblem] = []
-    found += _text_problems(grant)
-    for where, money in (("amount", grant.amount), ("paid_amount", grant.paid_amount)):
-        if money is None or money.currency is None:
-            continue
-        minor = amount_minor if where == "amount" and amount_minor is not None \
-            else _minor_units(money)
+    found = _text_problems(grant)
+    amount, paid = grant.amount, grant.paid_amount
+    if amount.currency is not None:
+        minor = amount_minor if amount_minor is not None else _minor_units(amount)
         if isinstance(minor, str):
-            found.append(bc.FieldProblem(where, minor))
+            found.append(bc.FieldProblem("amount", minor))
+    if paid is not None and paid.currency is not None:
+        minor = _minor_units(paid)
+        if isinstance(minor, str):
+            found.append(bc.FieldProblem("paid_amount", minor))
     if len(grant.customer_id) > MAX_ID_LENGTH:
         found.append(bc.FieldProblem("customer_id", f"longer than {MAX_ID_LENGTH} characters"))
     for i, price in enumerate(grant.scope.price_ids):
@@ -327,31 +336,35 @@ def _problems(grant: bc.CreditGrant, reserved: Mapping[str, str],
             "(no control characters, no line breaks, no non-ASCII)"))
     if grant.name == "":
         found.append(bc.FieldProblem("name", "Stripe stores an empty name as none; give None"))
-    for field, text in (("reason", grant.reason), ("category_label", grant.category_label),
-                        ("idempotency_key", grant.idempotency_key)):
-        if text is None:
-            continue
-        if text == "":
-            found.append(bc.FieldProblem(field, "Stripe metadata cannot hold an empty string"))
-        elif len(text) > MAX_METADATA_VALUE_LENGTH:
-            found.append(bc.FieldProblem(
-                field, f"{len(text)} characters; Stripe metadata values hold at most "
-                f"{MAX_METADATA_VALUE_LENGTH} (it travels in metadata)"))
-    for key, value in grant.metadata.items():
-        if key == "":
-            found.append(bc.FieldProblem("metadata", "Stripe metadata keys cannot be empty"))
-        if value == "":
-            found.append(bc.FieldProblem(
-                f"metadata.{key}", "Stripe deletes a key whose value is empty"))
+    reason, label = grant.reason, grant.category_label
+    if reason is not None or label is not None or key is not None:
+        for field, text in (("reason", reason), ("category_label", label),
+                            ("idempotency_key", key)):
+            if text is None:
+                continue
+            if text == "":
+                found.append(bc.FieldProblem(field, "Stripe metadata cannot hold an empty string"))
+            elif len(text) > MAX_METADATA_VALUE_LENGTH:
+                found.append(bc.FieldProblem(
+                    field, f"{len(text)} characters; Stripe metadata values hold at most "
+                    f"{MAX_METADATA_VALUE_LENGTH} (it travels in metadata)"))
+    metadata = grant.metadata
+    if metadata and ("" in metadata or "" in metadata.values()):
+        for key, value in metadata.items():
+            if key == "":
+                found.append(bc.FieldProblem("metadata", "Stripe metadata keys cannot be empty"))
+            if value == "":
+                found.append(bc.FieldProblem(
+                    f"metadata.{key}", "Stripe deletes a key whose value is empty"))
     if grant.schedule is not None:
         for i, segment in enumerate(grant.schedule):
             if segment.id is not None:
                 found.append(bc.FieldProblem(
                     f"schedule.{i}.id", "Stripe grants have no segment ids"))
-    total = len(grant.metadata) + len(reserved)
+    total = len(metadata) + len(reserved)
     if total > MAX_METADATA_KEYS:
         found.append(bc.FieldProblem(
-            "metadata", f"{len(grant.metadata)} keys plus {total - len(grant.metadata)} the "
+            "metadata", f"{len(metadata)} keys plus {total - len(metadata)} the "
             f"provider needs for fields Stripe lacks; at most {MAX_METADATA_KEYS} fit"))
     return found
 
@@ -399,7 +412,13 @@ def _text_problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
 
 
 def _flags(grant: bc.CreditGrant) -> list[str]:
-    flags = [f"{_FLAG_UNSET}{name}" for name in _UNSETTABLE if getattr(grant, name) is None]
+    flags = []
+    if grant.category is None:
+        flags.append(_UNSET_CATEGORY)
+    if grant.effective_at is None:
+        flags.append(_UNSET_EFFECTIVE_AT)
+    if grant.priority is None:
+        flags.append(_UNSET_PRIORITY)
     if grant.scope.is_all_usage:
         flags.append(_FLAG_SCOPE_ALL)
     if grant.schedule is not None:
