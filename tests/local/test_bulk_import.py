@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import billing_credits as bc
 from billing_credits.local import LocalProvider
-from billing_credits.local._provider import _canonical, _canonical_from_request
+from billing_credits.local._canonical import _canonical, _canonical_from_request, iso_and_stored
 from billing_credits.testing import strategies as bcst
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -57,6 +58,17 @@ def test_faster_canonical_form_is_unchanged(grant: bc.CreditGrant) -> None:
     reference = _reference_canonical(grant)
     assert _canonical(grant) == reference
     assert _canonical_from_request(grant, grant.request_fields()) == reference
+    times = iso_and_stored(grant.effective_at), iso_and_stored(grant.expires_at)
+    assert _canonical_from_request(grant, grant.request_fields(), times) == reference
+
+
+@settings(max_examples=300)
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5)),
+                                               timezone(timedelta(0)),
+                                               timezone(timedelta(hours=5, minutes=30))])))
+def test_iso_and_stored_are_isoformat_and_the_stored_text(moment: datetime) -> None:
+    assert iso_and_stored(moment) == (
+        moment.isoformat(), moment.astimezone(UTC).isoformat(timespec="microseconds"))
 
 
 def test_import_batches_then_rerun_creates_nothing(tmp_path: Path) -> None:
@@ -114,3 +126,54 @@ def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
         assert report.created == 1_000
         assert outside.execute("SELECT COUNT(*) FROM grants").fetchone()[0] == 1_001
         outside.close()
+
+
+def _written(local: LocalProvider, prefix: str) -> tuple[list[Any], list[Any]]:
+    """The lots and ledger rows of the customers named ``prefix...``, in the order written,
+    without what differs between two grants made alike (ids, sequence numbers, the prefix)."""
+    def work(tx: Any) -> tuple[list[Any], list[Any]]:
+        lots = [(r[0][len(prefix):], *r[1:]) for r in tx.all(
+            "SELECT customer_id, idx, unit, money, priority, created_at, starts_at, ends_before, "
+            "amount, remaining, voided_at, admits_all, windows FROM lots WHERE customer_id "
+            "LIKE ? ORDER BY grant_seq, idx", prefix + "%")]
+        entries = [(r[0][len(prefix):], *r[1:]) for r in tx.all(
+            "SELECT customer_id, segment, kind, amount, unit, at, reference, recorded_at "
+            "FROM ledger WHERE customer_id LIKE ? ORDER BY seq", prefix + "%")]
+        return lots, entries
+    return local._store.read(work)
+
+
+def test_a_batch_writes_the_lots_and_entries_a_create_writes(engine: str) -> None:
+    """``import_batch`` has the database copy each lot and ``granted`` entry from its grant
+    row; what it writes is what ``create_grant`` writes for the same grant, on both engines:
+    one window and several, a priority, a custom unit, a narrowed scope, "now" as start."""
+    moment = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    unit = bc.CreditUnit(id="tokens", name="Tokens")
+    grants: list[dict[str, Any]] = [
+        {"amount": bc.Money(amount=Decimal("10.50"), currency="USD"), "effective_at": START,
+         "expires_at": START + timedelta(days=30), "priority": Decimal("2.5")},
+        {"amount": bc.Money(amount=Decimal("7"), unit=unit), "effective_at": START},
+        {"amount": bc.Money(amount=Decimal("3.000"), currency="EUR"),
+         "schedule": [bc.Segment(amount=Decimal("1.000"), starts_at=START,
+                                 ends_before=START + timedelta(days=10)),
+                      bc.Segment(amount=Decimal("2"), starts_at=START + timedelta(days=10))]},
+        {"amount": bc.Money(amount=Decimal("0.01"), currency="USD"),
+         "scope": bc.Scope(product_ids=("prod_1",))},
+        {"amount": bc.Money(amount=Decimal("12345678901234567890.123456789"), currency="USD"),
+         "effective_at": START - timedelta(days=3), "expires_at": START + timedelta(days=3)},
+    ]
+    target = engine if engine.startswith("postgres") else None
+    with LocalProvider(None if target else engine, url=target, clock=lambda: moment) as local:
+        made = [bc.CreditGrant(customer_id=f"a-{i}", idempotency_key=f"a-{i}", **g)
+                for i, g in enumerate(grants)]
+        assert local.import_batch(made) == [True] * len(grants)
+        for i, g in enumerate(grants):
+            local.create_grant(bc.CreditGrant(customer_id=f"b-{i}", idempotency_key=f"b-{i}",
+                                              **g))
+        imported, created = _written(local, "a-"), _written(local, "b-")
+        assert imported == created
+        assert len(imported[0]) == len(grants) + 1  # the scheduled grant has two lots
+        assert len(imported[1]) == len(grants)
+        for i in range(len(grants)):
+            assert [(b.usable, b.pending) for b in local.get_balance(f"a-{i}")] == [
+                (b.usable, b.pending) for b in local.get_balance(f"b-{i}")]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
-import enum
 import json
 import os
 import sqlite3
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,6 +16,14 @@ from urllib.parse import urlsplit
 
 import billing_credits as bc
 
+from ._canonical import (
+    _REQUEST_JSON,
+    NOTHING_CONSUMED,
+    _canonical_from_request,
+    _grant_id,
+    _request_excluded,
+    iso_and_stored,
+)
 from ._sqlite import SqliteStore
 from ._store import (
     SCHEMA_VERSION,
@@ -258,28 +264,28 @@ class LocalProvider(bc.Provider):
         return results
 
     def _row(self, grant: bc.CreditGrant, idempotency_key: str) -> Row:
-        now = self._clock()
-        request = grant.request_fields()
-        request.pop("idempotency_key")
-        digest = request_hash(_canonical_from_request(grant, request))
-        if grant.effective_at is None:
-            request["effective_at"] = _text(now)
-        return Row(
-            seq=0,
-            id=f"lcg_{uuid.uuid4().hex}",
-            customer_id=grant.customer_id,
-            idempotency_key=idempotency_key,
-            key_supplied=grant.idempotency_key is not None,
-            request_hash=digest,
-            amount=str(grant.amount.amount),
-            unit=grant.amount.unit_key,
-            request_json=json.dumps(request, sort_keys=True),
-            effective_at=request["effective_at"],
-            expires_at=_text(grant.expires_at),
-            voided_at=None,
-            created_at=_text(now) or "",
-            consumed=(Decimal(0),) * len(grant.schedule or (None,)),
-        )
+        """The row storing ``grant``: its request serialised once (by pydantic, to JSON text)
+        and read back as data for its hash; "now" as start made the row's time."""
+        now = _text(self._clock()) or ""
+        if grant.effective_at is not None:
+            request_json = grant.model_dump_json(exclude=_request_excluded())
+            request = json.loads(request_json)
+            times = iso_and_stored(grant.effective_at), iso_and_stored(grant.expires_at)
+            digest = request_hash(_canonical_from_request(grant, request, times))
+            effective, expires = times[0][1] or "", times[1][1]
+        else:
+            request = grant.request_fields()
+            request.pop("idempotency_key")
+            digest = request_hash(_canonical_from_request(grant, request))
+            request["effective_at"] = effective = now
+            request_json = _REQUEST_JSON.encode(request)
+            expires = _text(grant.expires_at)
+        money = grant.amount
+        return Row(0, _grant_id(), grant.customer_id, idempotency_key,
+                   grant.idempotency_key is not None, digest, str(money.amount), money.unit_key,
+                   request_json, effective, expires, None, now,
+                   NOTHING_CONSUMED if grant.schedule is None
+                   else (Decimal(0),) * len(grant.schedule))
 
     def _create(self, grant: bc.CreditGrant, idempotency_key: str) -> bc.Flow[bc.CreditGrant]:
         row = self._row(grant, idempotency_key)
@@ -813,73 +819,6 @@ def _windows(grant: bc.CreditGrant, row: Row) -> list[tuple[bc.Segment, Decimal,
     """(window, amount, consumed) for each access window of a stored grant."""
     return [(segment, segment.amount, used)
             for segment, used in zip(grant.segments, _used(row, grant), strict=True)]
-
-
-def _excluded() -> frozenset[str]:
-    """Fields outside the canonical form (read at call time: the models load lazily)."""
-    return frozenset(bc.CreditGrant.read_back_fields()) | {"idempotency_key"}
-
-
-def _canonical(grant: bc.CreditGrant) -> dict[str, Any]:
-    """The request fields with amounts normalized (``10`` and ``10.00`` are the same grant).
-
-    Stored request hashes depend on this exact output: change what it returns, never how.
-    """
-    context = bc.exact_context()
-
-    plain = (str, bool, int, type(None))
-
-    def normal(value: Any) -> Any:
-        kind = type(value)
-        if kind in plain:
-            return value
-        if kind is dict:
-            return {k: v if type(v) in plain else normal(v) for k, v in value.items()}
-        if kind is tuple or kind is list:
-            return [v if type(v) in plain else normal(v) for v in value]
-        if isinstance(value, Decimal):
-            return str(value.normalize(context))
-        if isinstance(value, datetime):
-            return value.isoformat()
-        if isinstance(value, dict):
-            return {k: normal(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [normal(v) for v in value]
-        if isinstance(value, enum.Enum):
-            return value.value
-        return value
-
-    fields = grant.model_dump(exclude=set(_excluded()))
-    result: dict[str, Any] = normal(fields)
-    return result
-
-
-def _canonical_from_request(grant: bc.CreditGrant, request: dict[str, Any]) -> dict[str, Any]:
-    """``_canonical(grant)``, built from the grant's JSON request fields (already computed for
-    storage) by fixing only the exact numbers and times: the same result, a third the work.
-    A property test holds it equal to ``_canonical``."""
-    context = bc.exact_context()
-
-    def number(value: Decimal) -> str:
-        return str(value.normalize(context))
-
-    def money(value: bc.Money | None, data: Any) -> Any:
-        return None if value is None else {**data, "amount": number(value.amount)}
-
-    excluded = _excluded()
-    result = {key: value for key, value in request.items() if key not in excluded}
-    result["amount"] = money(grant.amount, request["amount"])
-    result["paid_amount"] = money(grant.paid_amount, request["paid_amount"])
-    result["priority"] = None if grant.priority is None else number(grant.priority)
-    result["effective_at"] = None if grant.effective_at is None else grant.effective_at.isoformat()
-    result["expires_at"] = None if grant.expires_at is None else grant.expires_at.isoformat()
-    if grant.schedule is not None:
-        result["schedule"] = [
-            {**data, "amount": number(segment.amount),
-             "starts_at": segment.starts_at.isoformat(),
-             "ends_before": None if segment.ends_before is None else segment.ends_before.isoformat()}
-            for segment, data in zip(grant.schedule, request["schedule"], strict=True)]
-    return result
 
 
 def _truncated(grant: bc.CreditGrant, now: datetime) -> dict[str, Any]:

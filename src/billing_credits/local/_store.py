@@ -54,10 +54,15 @@ def signed(amount: Decimal) -> str:
     return str(amount) if amount else "0"
 
 
+_HASH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
+"""``json.dumps(..., sort_keys=True, separators=(",", ":"))``, built once (``json.dumps``
+with arguments builds a new encoder on every call; no check for cycles: what it encodes is
+JSON-ready data built fresh, a tree)."""
+
+
 def request_hash(request: dict[str, Any]) -> str:
     """A digest of what was asked, to tell an idempotent replay from a reused key."""
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_HASH_JSON.encode(request).encode()).hexdigest()
 
 
 class SchemaError(bc.ConfigurationError):
@@ -332,14 +337,14 @@ class GrantStore:
         def work(tx: Tx) -> list[Row | None]:
             existing = tx.grants_by_keys([row.idempotency_key for row, _ in rows])
             result: list[Row | None] = []
-            fresh: list[tuple[Row, Sequence[Lot]]] = []
+            fresh: list[tuple[Row, bc.CreditGrant]] = []
             for row, grant in rows:
                 if row.idempotency_key in existing:
                     result.append(existing[row.idempotency_key])
                     continue
                 existing[row.idempotency_key] = row  # a key twice in one batch: one grant
                 result.append(None)
-                fresh.append((row, lots_of(row, grant)))  # lots only for what is written
+                fresh.append((row, grant))  # lots only for what is written
             tx.insert_grants(fresh)
             return result
         return self.transaction(work)
@@ -477,34 +482,49 @@ class Tx:
             found.update((row.idempotency_key, row) for row in rows)  # for their keys only
         return found
 
-    def insert_grants(self, rows: Sequence[tuple[Row, Sequence[Lot]]]) -> None:
-        """Insert new grants (keys known to be new) with their lots and ``granted`` entries,
-        a statement per table for the whole batch."""
+    def insert_grants(self, rows: Sequence[tuple[Row, bc.CreditGrant]]) -> None:
+        """Insert new grants (keys known to be new) with their lots and ``granted`` entries:
+        a statement per table for the whole batch. What a lot or an entry copies from its
+        grant row (sequence number, customer, unit, times, amount) the database copies; a
+        grant of one window (no schedule) gets its lot that way, a scheduled one from
+        ``lots_of``."""
         if not rows:
             return
         d = self.d
+        stored_time = d.stored_time
         self.cursor.executemany(d.sql(
             "INSERT INTO grants (id, customer_id, idempotency_key, key_supplied, request_hash, "
             "amount, unit, request_json, effective_at, expires_at, voided_at, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             [(row.id, row.customer_id, row.idempotency_key, int(row.key_supplied),
               row.request_hash, d.amount_in(Decimal(row.amount)), row.unit, row.request_json,
-              d.stored_time(row.effective_at), d.stored_time(row.expires_at),
-              d.stored_time(row.voided_at), d.stored_time(row.created_at))
+              stored_time(row.effective_at), stored_time(row.expires_at),
+              stored_time(row.voided_at), stored_time(row.created_at))
              for row, _ in rows])
-        seqs: dict[str, int] = {}
+        single = [(money_json(grant.amount), d.amount_in(grant.priority),
+                   int(admits_all(grant)), row.id)
+                  for row, grant in rows if grant.schedule is None]
+        a = d.amount_type
+        self.cursor.executemany(d.sql(
+            f"INSERT INTO lots ({_LOT}) SELECT id, 0, seq, customer_id, unit, CAST(? AS TEXT), "  # noqa: S608
+            f"CAST(? AS {a}), created_at, effective_at, expires_at, amount, amount, NULL, "
+            "CAST(? AS INTEGER), 1 FROM grants WHERE id = ?"), single)
+        scheduled = [(row, grant) for row, grant in rows if grant.schedule is not None]
+        if scheduled:
+            seqs: dict[str, int] = {}
+            for start in range(0, len(scheduled), 500):
+                chunk = [row.id for row, _ in scheduled[start:start + 500]]
+                seqs.update((gid, int(seq)) for gid, seq in self.all(
+                    f"SELECT id, seq FROM grants WHERE id IN ({', '.join('?' * len(chunk))})",  # noqa: S608
+                    *chunk))
+            self.add_lots([lot for row, grant in scheduled for lot in lots_of(row, grant)], seqs)
         for start in range(0, len(rows), 500):
             chunk = [row.id for row, _ in rows[start:start + 500]]
-            seqs.update((gid, int(seq)) for gid, seq in self.all(
-                f"SELECT id, seq FROM grants WHERE id IN ({', '.join('?' * len(chunk))})",  # noqa: S608
-                *chunk))
-        self.add_lots([lot for _, lots in rows for lot in lots], seqs)
-        self.cursor.executemany(d.sql(
-            "INSERT INTO ledger (customer_id, grant_id, segment, kind, amount, unit, at, "
-            "reference, recorded_at) VALUES (?, ?, NULL, 'granted', ?, ?, ?, NULL, ?)"),
-            [(row.customer_id, row.id, d.amount_in(Decimal(row.amount)), row.unit,
-              d.stored_time(row.created_at), d.stored_time(row.created_at))
-             for row, _ in rows])
+            self.run(
+                "INSERT INTO ledger (customer_id, grant_id, segment, kind, amount, unit, at, "  # noqa: S608
+                "reference, recorded_at) SELECT customer_id, id, NULL, 'granted', amount, unit, "
+                "created_at, NULL, created_at FROM grants WHERE id IN "
+                f"({', '.join('?' * len(chunk))}) ORDER BY seq", *chunk)
 
     def grant_lots(self, grant_id: str, *, lock: bool = False) -> list[Lot]:
         return [self.lot(r) for r in self.all(
