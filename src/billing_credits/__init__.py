@@ -66,6 +66,7 @@ if typing.TYPE_CHECKING:
         Segment,
         Specifier,
     )
+    from ._base import VendorPayload, json_text_is_valid
     from ._money import CreditUnit, Money, currency_exponent, exact_sum, is_iso_currency
     from ._money import exact as exact_context
     from ._priority import (
@@ -239,6 +240,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ".plugins._sandbox": (
         "Sandbox", "SandboxRegister",
     ),
+    "._base": (
+        "VendorPayload", "json_text_is_valid",
+    ),
     "._priority": (
         "ANY_DECIMAL", "FLOAT64", "PriorityDomain", "PriorityMapping",
         "PriorityNotRepresentableError", "float64_exact", "preserve_order",
@@ -352,6 +356,7 @@ __all__ = [
     "UnreadableGrantsError",
     "UnsupportedOperationError",
     "Usage",
+    "VendorPayload",
     "VerifyReport",
     "__version__",
     "admits",
@@ -372,6 +377,7 @@ __all__ = [
     "hookimpl",
     "import_grants",
     "is_iso_currency",
+    "json_text_is_valid",
     "migration_key",
     "plan_migration",
     "plugin_manager",

@@ -5,22 +5,22 @@ from __future__ import annotations
 import enum
 import itertools
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     Field,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
 from pydantic_core import TzInfo
 
 from ._base import NAIVE_REFUSED, NeutralModel, RawPayload
 from ._errors import FieldProblem, InvalidGrantError
-from ._money import BEYOND_DOUBLE, MAX_DIGITS, ExactDecimal, Money, exact_json, exact_sum
+from ._money import BEYOND_DOUBLE, MAX_DIGITS, Money, _digits, exact_json, exact_sum
 
 __all__ = [
     "MIGRATED_KEY",
@@ -85,6 +85,9 @@ _PRIORITY_EXPONENT = 400
 Priority = Annotated[Decimal, Field(allow_inf_nan=False), AfterValidator(_priority_bounds)]
 """Exact like ``ExactDecimal`` (floats from their text, no bool, NaN or infinity)."""
 NonEmpty = Annotated[str, Field(min_length=1)]
+_Number = Annotated[Decimal, Field(allow_inf_nan=False)]
+"""A finite exact number, converted in pydantic's core (floats from their text, no bool, NaN
+or infinity; see ``ExactDecimal``); the rest of the checks happen in the model's ``_rules``."""
 
 
 class Category(enum.StrEnum):
@@ -110,9 +113,9 @@ class Segment(NeutralModel):
     the last segment only.
     """
 
-    amount: ExactDecimal
-    starts_at: UtcDatetime
-    ends_before: UtcDatetime | None = None
+    amount: _Number
+    starts_at: AwareDatetime
+    ends_before: AwareDatetime | None = None
     id: str | None = None
 
     @classmethod
@@ -122,20 +125,21 @@ class Segment(NeutralModel):
         """As pydantic's, but JSON numbers are read exactly (see ``exact_json``)."""
         return cls.model_validate(exact_json(json_data), *args, **kwargs)
 
-    @field_validator("amount")
-    @classmethod
-    def _positive(cls, value: Decimal) -> Decimal:
-        if value <= 0:
-            raise ValueError("must be greater than zero")
-        return value
-
-    @field_validator("ends_before")
-    @classmethod
-    def _after_start(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        start = info.data.get("starts_at")
-        if value is not None and start is not None and value <= start:
-            raise ValueError("must be after starts_at")
-        return value
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        """Every rule of a segment in one call (see ``CreditGrant._rules``)."""
+        fields = self.__dict__
+        found: list[FieldProblem] = []
+        amount = _checked("amount", _digits, fields["amount"], found)
+        if amount is not None and amount <= 0:
+            found.append(FieldProblem("amount", "must be greater than zero"))
+        start = _utc_field(fields, "starts_at", found)
+        end = _utc_field(fields, "ends_before", found)
+        if end is not None and start is not None and end <= start:
+            found.append(FieldProblem("ends_before", "must be after starts_at"))
+        if found:
+            raise InvalidGrantError(found)
+        return self
 
 
 class Specifier(NeutralModel):
@@ -250,10 +254,10 @@ class CreditGrant(NeutralModel):
     category: Category | None = None
     category_label: str | None = None
     paid_amount: Money | None = None
-    effective_at: UtcDatetime | None = None
-    expires_at: UtcDatetime | None = None
+    effective_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
     schedule: tuple[Segment, ...] | None = None
-    priority: Priority | None = None
+    priority: _Number | None = None
     scope: Scope = Field(default_factory=lambda: _ALL_USAGE)
     metadata: dict[str, str] = Field(default_factory=dict)
     idempotency_key: Annotated[str, Field(min_length=1, max_length=128)] | None = None
@@ -264,7 +268,7 @@ class CreditGrant(NeutralModel):
     provider: str | None = None
     status: GrantStatus | None = None
     balance: Money | None = None
-    created_at: UtcDatetime | None = None
+    created_at: AwareDatetime | None = None
     raw: RawPayload | None = Field(default=None, repr=False)
     adjustments: tuple[Adjustment, ...] = ()
     replayed: bool | None = None
@@ -279,79 +283,56 @@ class CreditGrant(NeutralModel):
         """As pydantic's, but JSON numbers are read exactly (see ``exact_json``)."""
         return cls.model_validate(exact_json(json_data), *args, **kwargs)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _window_from_schedule(cls, data: Any) -> Any:
-        """With a schedule, the window defaults to the span of its segments."""
-        if not isinstance(data, dict) or not data.get("schedule"):
-            return data
-        segments = data["schedule"]
-        if not isinstance(segments, list | tuple):
-            return data  # not a schedule: validation names the field
-        data = dict(data)
-        if data.get("effective_at") is None:
-            data["effective_at"] = _get(segments[0], "starts_at")
-        if "expires_at" not in data:
-            data["expires_at"] = _get(segments[-1], "ends_before")
-        return data
-
-    @field_validator("customer_id", "idempotency_key")
-    @classmethod
-    def _not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be blank")
-        return value
-
-    @field_validator("amount")
-    @classmethod
-    def _amount_positive(cls, value: Money) -> Money:
-        if value.amount <= 0:
-            raise ValueError("must be greater than zero")
-        return value
-
-    @field_validator("paid_amount")
-    @classmethod
-    def _paid_not_negative(cls, value: Money | None) -> Money | None:
-        if value is not None and value.amount < 0:
-            raise ValueError("must not be negative")
-        return value
-
-    @field_validator("expires_at")
-    @classmethod
-    def _expiry_after_effect(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        effective = info.data.get("effective_at")
-        if value is not None and effective is not None and value <= effective:
-            raise ValueError("must be after effective_at")
-        return value
-
-    @field_validator("schedule")
-    @classmethod
-    def _consistent_schedule(
-        cls, value: tuple[Segment, ...] | None, info: ValidationInfo
-    ) -> tuple[Segment, ...] | None:
-        if value is None:
-            return None
-        if not value:
-            raise ValueError("give at least one segment, or None for a single window")
-        for earlier, later in itertools.pairwise(value):
-            if later.starts_at < earlier.starts_at:
-                raise ValueError("segments must be ordered by starts_at")
-            if earlier.ends_before is None:
-                raise ValueError("only the last segment may have no ends_before")
-        amount = info.data.get("amount")
-        total = exact_sum(s.amount for s in value)
-        if amount is not None and total != amount.amount:
-            raise ValueError(f"segment amounts sum to {total}, not the grant amount {amount.amount}")
-        if "effective_at" in info.data and info.data["effective_at"] != value[0].starts_at:
-            raise ValueError("effective_at must equal the first segment's starts_at")
-        if "expires_at" in info.data and info.data["expires_at"] != value[-1].ends_before:
-            raise ValueError("expires_at must equal the last segment's ends_before")
-        return value
-
     @model_validator(mode="after")
-    def _units_agree(self) -> Self:
-        if self.balance is not None and not self.balance.same_unit(self.amount):
-            raise ValueError("balance must be in the grant's unit")
+    def _rules(self) -> Self:
+        """Every rule of the grant, in one call once pydantic's core has validated the fields
+        (types, text, nested models): one Python call instead of one per rule and field, which
+        was most of what validation cost beyond a plain model (issue 17). Every problem found is
+        reported at once, under its field's name.
+
+        With a schedule, the window defaults to the span of its segments (``effective_at``
+        when not given or None, ``expires_at`` when not given), and must equal it."""
+        fields = self.__dict__
+        found: list[FieldProblem] = []
+        if not fields["customer_id"].strip():
+            found.append(FieldProblem("customer_id", "must not be blank"))
+        key = fields["idempotency_key"]
+        if key is not None and not key.strip():
+            found.append(FieldProblem("idempotency_key", "must not be blank"))
+        amount: Money = fields["amount"]
+        if amount.amount <= 0:
+            found.append(FieldProblem("amount", "must be greater than zero"))
+        paid = fields["paid_amount"]
+        if paid is not None and paid.amount < 0:
+            found.append(FieldProblem("paid_amount", "must not be negative"))
+        if fields["priority"] is not None:
+            _checked("priority", _priority_bounds, fields["priority"], found)
+        before_times = len(found)
+        effective = _utc_field(fields, "effective_at", found)
+        expires = _utc_field(fields, "expires_at", found)
+        if fields["created_at"] is not None:
+            _utc_field(fields, "created_at", found)
+        times_read = len(found) == before_times
+        schedule = fields["schedule"]
+        if schedule:
+            if effective is None and fields["effective_at"] is None:
+                effective = fields["effective_at"] = schedule[0].starts_at
+                self.__pydantic_fields_set__.add("effective_at")
+            if "expires_at" not in self.__pydantic_fields_set__:
+                expires = fields["expires_at"] = schedule[-1].ends_before
+                self.__pydantic_fields_set__.add("expires_at")
+        if expires is not None and effective is not None and expires <= effective:
+            found.append(FieldProblem("expires_at", "must be after effective_at"))
+        if schedule is not None and times_read:  # compared only with times in range
+            problem = _schedule_problem(schedule, amount.amount, fields["effective_at"],
+                                        fields["expires_at"])
+            if problem is not None:
+                found.append(FieldProblem("schedule", problem))
+        balance = fields["balance"]
+        if balance is not None and balance.unit_key != amount.unit_key:
+            found.append(FieldProblem("", "balance must be in the grant's unit"))
+        if found:
+            raise InvalidGrantError(found)
         return self
 
     def __eq__(self, other: object) -> bool:
@@ -428,8 +409,50 @@ class CreditGrant(NeutralModel):
         return GrantStatus.ACTIVE
 
 
-def _get(item: Any, name: str) -> Any:
-    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+def _checked(name: str, check: Callable[[Decimal], Decimal], value: Decimal,
+             found: list[FieldProblem]) -> Decimal | None:
+    """``check(value)``, or None with the problem added under ``name``."""
+    try:
+        return check(value)
+    except ValueError as error:
+        found.append(FieldProblem(name, str(error)))
+        return None
+
+
+def _utc_field(fields: dict[str, Any], name: str, found: list[FieldProblem]) -> datetime | None:
+    """The field ``name`` (an aware time, or None) normalized to UTC in place; None with the
+    problem added when it is out of range (or has no UTC offset)."""
+    value = fields[name]
+    if value is None:
+        return None
+    try:
+        utc = _to_utc(value)
+    except ValueError as error:
+        found.append(FieldProblem(name, str(error)))
+        return None
+    if utc is not value:
+        fields[name] = utc
+    return utc
+
+
+def _schedule_problem(schedule: tuple[Segment, ...], amount: Decimal,
+                      effective: datetime | None, expires: datetime | None) -> str | None:
+    """What is wrong with a grant's schedule against its amount and window, if anything."""
+    if not schedule:
+        return "give at least one segment, or None for a single window"
+    for earlier, later in itertools.pairwise(schedule):
+        if later.starts_at < earlier.starts_at:
+            return "segments must be ordered by starts_at"
+        if earlier.ends_before is None:
+            return "only the last segment may have no ends_before"
+    total = exact_sum(s.amount for s in schedule)
+    if total != amount:
+        return f"segment amounts sum to {total}, not the grant amount {amount}"
+    if effective != schedule[0].starts_at:
+        return "effective_at must equal the first segment's starts_at"
+    if expires != schedule[-1].ends_before:
+        return "expires_at must equal the last segment's ends_before"
+    return None
 
 
 READ_BACK_FIELDS = _READ_BACK

@@ -10,7 +10,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from ._base import NeutralModel
 from ._errors import FieldProblem, InvalidGrantError
@@ -127,6 +127,15 @@ def _money_codes() -> dict[str, str]:
     return codes | {code.lower(): code for code in codes}
 
 
+def _currency(value: str) -> tuple[str, str | None]:
+    """A currency code not found as given: its upper-case form, and why it is refused."""
+    if not is_iso_currency(value):
+        return value, f"{value!r} is not an ISO 4217 currency code"
+    if value.upper() in _NOT_MONEY:
+        return value, f"{value.upper()} is reserved for testing or 'no currency'"
+    return value.upper(), None
+
+
 def is_iso_currency(code: str) -> bool:
     """Whether ``code`` (any case) is an active ISO 4217 currency code."""
     return code.upper() in _iso_table()
@@ -157,7 +166,7 @@ class Money(NeutralModel):
     (a grant amount must be positive, a paid amount may be zero).
     """
 
-    amount: ExactDecimal
+    amount: Annotated[Decimal, Field(allow_inf_nan=False)]  # an ExactDecimal: see _rules
     currency: str | None = None
     unit: CreditUnit | None = None
 
@@ -187,24 +196,30 @@ class Money(NeutralModel):
         """As pydantic's, but JSON numbers are read exactly (see ``exact_json``)."""
         return cls.model_validate(exact_json(json_data), *args, **kwargs)
 
-    @field_validator("currency")
-    @classmethod
-    def _known_currency(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        code = _money_codes().get(value)
-        if code is not None:  # the common case: a known code, upper or lower case
-            return code
-        if not is_iso_currency(value):
-            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
-        if value.upper() in _NOT_MONEY:
-            raise ValueError(f"{value.upper()} is reserved for testing or 'no currency'")
-        return value.upper()
-
     @model_validator(mode="after")
-    def _one_unit(self) -> Self:
-        if (self.currency is None) == (self.unit is None):
-            raise ValueError("give exactly one of currency (ISO 4217) or unit (custom credit unit)")
+    def _rules(self) -> Self:
+        """The amount's digits, the currency (an ISO 4217 code, stored upper case) and exactly
+        one unit: one Python call for the whole amount, after pydantic's core (issue 17)."""
+        fields = self.__dict__
+        found: list[FieldProblem] = []
+        try:
+            _digits(fields["amount"])
+        except ValueError as error:
+            found.append(FieldProblem("amount", str(error)))
+        currency = fields["currency"]
+        if currency is not None:
+            code = _money_codes().get(currency)
+            if code is None:  # the common case is a known code, upper or lower case
+                code, problem = _currency(currency)
+                if problem is not None:
+                    found.append(FieldProblem("currency", problem))
+            if code != currency:
+                fields["currency"] = code
+        if (currency is None) == (fields["unit"] is None):
+            found.append(FieldProblem(
+                "", "give exactly one of currency (ISO 4217) or unit (custom credit unit)"))
+        if found:
+            raise InvalidGrantError(found)
         return self
 
     @property

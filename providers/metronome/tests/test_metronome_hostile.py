@@ -444,3 +444,58 @@ def test_an_oversized_answer_is_an_invalid_response(name: str, length: int | Non
         assert "larger than" in str(error.value)
         assert len(repr(error.value.body)) < 1_000
         provider.close()
+
+
+# -- issue 17: a page's text is checked once; a lone surrogate is still refused -------------
+
+
+def _listing_body(fake: MetronomeFake) -> bytes:
+    return json.dumps(fake._list_grants({"limit": "100"}, {}), default=str,
+                      ensure_ascii=False).encode()
+
+
+def _serving(body: bytes) -> bc.Provider:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+    return bc.get_provider("metronome-plans", bearer_token=TOKEN, runtime=runtime(),
+                           base_url="https://api.metronome.com",
+                           http_client=httpx.Client(transport=httpx.MockTransport(answer)))
+
+
+@pytest.mark.parametrize(("spoiled", "checked"), [
+    pytest.param(b'"lone \\ud800"', False, id="escaped-lone-surrogate"),
+    pytest.param(b'"lone \\uDC00 low"', False, id="escaped-low-surrogate"),
+    pytest.param(b'"lone \xed\xa0\x80 utf8-encoded"', False, id="utf8-encoded-surrogate"),
+    pytest.param(b'"team \\ud83d\\ude00 pair"', False, id="escaped-pair-checked-each"),
+    pytest.param(b'"team \xf0\x9f\x98\x80 plain"', True, id="plain-utf8-trusted"),
+])
+def test_a_page_is_trusted_only_when_its_text_cannot_hold_a_surrogate(
+        spoiled: bytes, checked: bool) -> None:
+    fake = make_fake()
+    in_process("metronome-plans", fake).create_grant(sample(metadata={"note": "t"}))
+    clean = _listing_body(fake)
+    assert clean.startswith(b'{"data": [{')
+    # a field of the vendor's that no neutral field holds: only ``raw`` can refuse it
+    body = b'{"data": [{"x_vendor_note": ' + spoiled + b", " + clean[len(b'{"data": [{'):]
+    assert bc.json_text_is_valid(body) is checked
+    decoded = tr_loads(body)
+    assert (type(decoded["data"][0]) is bc.VendorPayload) is checked
+    entries: list[bc.UnreadableGrant] = []
+    listed = list(_serving(body).list_grants(CUSTOMER, on_unreadable=entries.append))
+    lone = b"\\ud800" in body or b"\\uDC00" in body or b"\xed\xa0\x80" in body
+    if lone:  # checked string by string, and refused: never kept as a grant's raw
+        assert listed == [] and len(entries) == 1
+        assert "surrogate" in entries[0].problem
+    else:
+        (grant,) = listed
+        assert grant.raw is not None
+        assert grant.raw["x_vendor_note"] in ("team \U0001F600 pair", "team \U0001F600 plain")
+        assert (type(grant.raw) is bc.VendorPayload) is checked
+        json.dumps(grant.raw, default=str).encode()  # its text encodes, whichever way it came
+
+
+def tr_loads(body: bytes) -> Any:
+    from billing_credits_metronome._transport import loads
+
+    return loads(body)

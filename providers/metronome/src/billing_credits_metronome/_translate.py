@@ -545,7 +545,9 @@ def _grant_from_item(
     balance_data = get("balance") or {}
     remaining, rule = grant_balance(item, expires_at=ends, now=now)
     balance = None if remaining is None else _money_data(remaining, credit_type, config)
-    raw = dict(item)
+    # The item's text was checked with its page (see ``_transport.loads``), and the summary
+    # holds only its text and this module's: the grant keeps ``raw`` without walking it again.
+    raw = bc.VendorPayload(item) if type(item) is bc.VendorPayload else dict(item)
     raw["_summary"] = {
         "balance_excluding_pending": _text(balance_data.get("excluding_pending")),
         "balance_including_pending": _text(balance_data.get("including_pending")),
@@ -847,5 +849,5 @@ def _credit_from_item(
         status=_status(effective, expires, now),
         balance=balance,
         created_at=parse_time(created) if isinstance(created, str) else None,
-        raw=dict(item),
+        raw=bc.VendorPayload(item) if type(item) is bc.VendorPayload else dict(item),
     )
