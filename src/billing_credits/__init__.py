@@ -11,6 +11,7 @@ import importlib
 import typing
 
 if typing.TYPE_CHECKING:
+    from ._base import VendorPayload, json_text_is_valid
     from ._capabilities import (
         ALL_OPERATIONS,
         ALL_SCOPE_KINDS,
@@ -66,7 +67,6 @@ if typing.TYPE_CHECKING:
         Segment,
         Specifier,
     )
-    from ._base import VendorPayload, json_text_is_valid
     from ._money import CreditUnit, Money, currency_exponent, exact_sum, is_iso_currency
     from ._money import exact as exact_context
     from ._priority import (
