@@ -361,6 +361,21 @@ class reading_vendor_payload:  # noqa: N801 - used as a function, ``with reading
         # A class rather than ``@contextmanager``: it wraps every item of every listing, and a
         # generator's context manager costs several times more per use. Returns None: an
         # exception is never swallowed, only replaced.
+        self.refuse(error)
+
+    def refuse(self, error: BaseException | None) -> None:
+        """Raise the ``InvalidResponseError`` that leaving the block with ``error`` raises (or
+        return, for None, a ``ProviderError`` or an exception that is not an ``Exception``).
+
+        For the hottest readers, the same without a ``with`` block (about a microsecond less
+        per item)::
+
+            try:
+                return read(item)
+            except Exception as error:
+                reading_vendor_payload(provider, "listGrants item", item).refuse(error)
+                raise
+        """
         if error is None or isinstance(error, ProviderError) or not isinstance(error, Exception):
             return
         payload = self.payload

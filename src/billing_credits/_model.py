@@ -182,7 +182,9 @@ class Scope(NeutralModel):
 
     @property
     def is_all_usage(self) -> bool:
-        return self is _ALL_USAGE or self == _ALL_USAGE
+        return self is _ALL_USAGE or not (
+            self.product_ids or self.product_tags or self.price_ids or self.metered_prices_only
+            or self.contract_ids or self.specifiers)
 
     def kinds(self) -> frozenset[str]:
         """The scope kinds in use, named as in ``Capabilities.scope_kinds``."""
@@ -227,6 +229,8 @@ assert _CLEARED.keys() == _READ_BACK
 _AS_NEW_SET = frozenset({*_CLEARED, "schedule"})
 """The fields ``as_new`` sets (as ``model_copy(update=...)`` marks them set)."""
 _set = object.__setattr__
+_new_grant = object.__new__
+"""``CreditGrant.__new__`` (pydantic's models define none of their own)."""
 
 
 class CreditGrant(NeutralModel):
@@ -258,7 +262,7 @@ class CreditGrant(NeutralModel):
     expires_at: AwareDatetime | None = None
     schedule: tuple[Segment, ...] | None = None
     priority: _Number | None = None
-    scope: Scope = Field(default_factory=lambda: _ALL_USAGE)
+    scope: Scope = _ALL_USAGE  # frozen, so hashable: pydantic shares it, with no call
     metadata: dict[str, str] = Field(default_factory=dict)
     idempotency_key: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     """Makes creates safe to repeat. Without one, each call is a new grant: a retry by the
@@ -305,11 +309,19 @@ class CreditGrant(NeutralModel):
         paid = fields["paid_amount"]
         if paid is not None and paid.amount < 0:
             found.append(FieldProblem("paid_amount", "must not be negative"))
-        if fields["priority"] is not None:
-            _checked("priority", _priority_bounds, fields["priority"], found)
+        priority = fields["priority"]
+        if priority is not None:
+            text = str(priority)
+            if len(text) > MAX_DIGITS or "E" in text:  # else in bounds (see _priority_bounds)
+                _checked("priority", _priority_bounds, priority, found)
         before_times = len(found)
-        effective = _utc_field(fields, "effective_at", found)
-        expires = _utc_field(fields, "expires_at", found)
+        effective, expires = fields["effective_at"], fields["expires_at"]
+        if effective is not None and (effective.tzinfo is not UTC
+                                      or not EARLIEST <= effective <= LATEST):
+            effective = _utc_field(fields, "effective_at", found)
+        if expires is not None and (expires.tzinfo is not UTC
+                                    or not EARLIEST <= expires <= LATEST):
+            expires = _utc_field(fields, "expires_at", found)
         if fields["created_at"] is not None:
             _utc_field(fields, "created_at", found)
         times_read = len(found) == before_times
@@ -329,7 +341,8 @@ class CreditGrant(NeutralModel):
             if problem is not None:
                 found.append(FieldProblem("schedule", problem))
         balance = fields["balance"]
-        if balance is not None and balance.unit_key != amount.unit_key:
+        if balance is not None and (balance.currency != amount.currency or (
+                balance.currency is None and balance.unit_key != amount.unit_key)):
             found.append(FieldProblem("", "balance must be in the grant's unit"))
         if found:
             raise InvalidGrantError(found)
@@ -383,8 +396,10 @@ class CreditGrant(NeutralModel):
         if not changes:
             # pydantic's model_copy(update=...), without its generic steps (three copy.copy
             # calls, the extra="allow" branch): the same instance state, a third of the time.
-            copied = type(self).__new__(type(self))
-            fields = {**self.__dict__, **_CLEARED}
+            copied = _new_grant(CreditGrant) if type(self) is CreditGrant \
+                else type(self).__new__(type(self))
+            fields = self.__dict__.copy()
+            fields.update(_CLEARED)
             fields["schedule"] = schedule
             _set(copied, "__dict__", fields)
             _set(copied, "__pydantic_extra__", None)  # extra="forbid": never any extra

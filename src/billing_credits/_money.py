@@ -120,11 +120,16 @@ def _iso_table() -> dict[str, int | None]:
     return {c.code: c.exponent for c in Currency}
 
 
-@cache
 def _money_codes() -> dict[str, str]:
-    """Every ISO 4217 code usable as money, upper and lower case, to its upper-case form."""
-    codes = {code: code for code in _iso_table() if code not in _NOT_MONEY}
-    return codes | {code.lower(): code for code in codes}
+    """Every ISO 4217 code usable as money, upper and lower case, to its upper-case form
+    (made at first use: ``iso4217`` loads only then)."""
+    if not _CODES:
+        codes = {code: code for code in _iso_table() if code not in _NOT_MONEY}
+        _CODES.update(codes | {code.lower(): code for code in codes})
+    return _CODES
+
+
+_CODES: dict[str, str] = {}
 
 
 def _currency(value: str) -> tuple[str, str | None]:
@@ -201,19 +206,24 @@ class Money(NeutralModel):
         """The amount's digits, the currency (an ISO 4217 code, stored upper case) and exactly
         one unit: one Python call for the whole amount, after pydantic's core (issue 17)."""
         fields = self.__dict__
+        currency = fields["currency"]
+        if currency is not None and fields["unit"] is None:  # the common case, in a few steps
+            text = str(fields["amount"])
+            code = (_CODES or _money_codes()).get(currency)
+            if code is not None and len(text) <= MAX_DIGITS and "E" not in text:
+                if code != currency:
+                    fields["currency"] = code
+                return self
         found: list[FieldProblem] = []
         try:
             _digits(fields["amount"])
         except ValueError as error:
             found.append(FieldProblem("amount", str(error)))
-        currency = fields["currency"]
         if currency is not None:
-            code = _money_codes().get(currency)
-            if code is None:  # the common case is a known code, upper or lower case
-                code, problem = _currency(currency)
-                if problem is not None:
-                    found.append(FieldProblem("currency", problem))
-            if code != currency:
+            code, problem = _currency(currency)
+            if problem is not None:
+                found.append(FieldProblem("currency", problem))
+            elif code != currency:
                 fields["currency"] = code
         if (currency is None) == (fields["unit"] is None):
             found.append(FieldProblem(

@@ -168,11 +168,13 @@ def _money_data(amount: Any, credit_type: Mapping[str, Any] | None,
     """``money_from_vendor``'s fields, not yet validated (the grant holding them validates
     them with everything else, in one pass)."""
     value = Decimal(amount) if type(amount) is int else to_decimal(amount)
-    type_id = str(credit_type["id"]) if credit_type else USD_CENTS
-    scale = config.credit_types.get(type_id)
+    type_id = credit_type["id"] if credit_type else USD_CENTS
+    scale = config.credit_types.get(type_id if type(type_id) is str else str(type_id))
     if scale is not None:
         # exact: the thread's default context would round past 28 digits
-        return {"amount": value.scaleb(-scale.scale, _exact()), "currency": scale.currency}
+        return {"amount": value.scaleb(-scale.scale, _EXACT or _exact()),
+                "currency": scale.currency}
+    type_id = str(type_id)
     name = credit_type.get("name") if credit_type else None
     return {"amount": value, "unit": {"id": type_id, "name": name}}
 
@@ -464,7 +466,10 @@ def _end(moment: datetime, config: TranslationConfig) -> datetime | None:
     return None if moment >= config.far_future else moment
 
 
-@cache
+_EXACT: Any = None
+"""``_exact()`` once it was made (read without a call)."""
+
+
 def _exact() -> Any:
     """This module's own copy of ``billing_credits.exact_context()`` (160 digits, ``Inexact``
     trapped), made once and only ever passed to single operations (``add``, ``scaleb``):
@@ -472,7 +477,10 @@ def _exact() -> Any:
     rest of reading a small item), and the thread's default context would round a scaling
     to 28 digits. A trap raises for the operation that hits it whatever flags earlier ones
     left, so sharing the copy is safe."""
-    return bc.exact_context()
+    global _EXACT  # made once, at first use (the models load lazily)
+    if _EXACT is None:
+        _EXACT = bc.exact_context()
+    return _EXACT
 
 
 def _exact_total(values: Iterable[Decimal]) -> Decimal:
@@ -491,9 +499,9 @@ listing holds, so their ``int`` sum is the exact sum."""
 
 
 def _ledger_summary(entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    listed = list(entries)
-    if not listed:
+    if not entries:  # the common case, an empty list: nothing to add up
         return {"count": 0, "amount": "0", "invoice_ids": []}
+    listed = list(entries)
     amounts = [e.get("amount", 0) for e in listed]
     if all(type(a) is int and -_SMALL_INT < a < _SMALL_INT for a in amounts):
         total = str(sum(amounts))  # whole numbers far inside 160 digits: the same text
@@ -518,8 +526,11 @@ def grant_from_item(
     deductions summed. An item of the wrong shape is ``InvalidResponseError``
     (``bc.reading_vendor_payload``), never any other exception.
     """
-    with bc.reading_vendor_payload(provider, "listGrants item", item):
+    try:  # as ``with bc.reading_vendor_payload(...)``, without a block's cost for each item
         return _grant_from_item(item, config, now, provider=provider)
+    except Exception as error:
+        bc.reading_vendor_payload(provider, "listGrants item", item).refuse(error)
+        raise
 
 
 def _grant_from_item(
@@ -548,13 +559,18 @@ def _grant_from_item(
     # The item's text was checked with its page (see ``_transport.loads``), and the summary
     # holds only its text and this module's: the grant keeps ``raw`` without walking it again.
     raw = bc.VendorPayload(item) if type(item) is bc.VendorPayload else dict(item)
-    raw["_summary"] = {
-        "balance_excluding_pending": _text(balance_data.get("excluding_pending")),
-        "balance_including_pending": _text(balance_data.get("including_pending")),
+    posted, including = balance_data.get("excluding_pending"), balance_data.get("including_pending")
+    deductions, pending = get("deductions"), get("pending_deductions")
+    raw["_summary"] = {  # (ints, the usual numbers, and empty lists written directly)
+        "balance_excluding_pending": str(posted) if type(posted) is int else _text(posted),
+        "balance_including_pending": str(including) if type(including) is int
+        else _text(including),
         "balance_effective_at": balance_data.get("effective_at"),
         "balance_rule": rule,
-        "deductions": _ledger_summary(get("deductions") or ()),
-        "pending_deductions": _ledger_summary(get("pending_deductions") or ()),
+        "deductions": _ledger_summary(deductions) if deductions
+        else {"count": 0, "amount": "0", "invoice_ids": []},
+        "pending_deductions": _ledger_summary(pending) if pending
+        else {"count": 0, "amount": "0", "invoice_ids": []},
         "native_paid_amount": None if native_paid is None else _money_text(native_paid),
         "invoice_id": get("invoice_id"),
     }
@@ -574,10 +590,10 @@ def _grant_from_item(
             Decimal(priority) if type(priority) is int  # what from_vendor gives an int
             else config.priority_domain.from_vendor(
                 None if priority is None else to_decimal(priority))),
-        "metadata": {k: v for k, v in fields.items() if k not in RESERVED_KEYS}
-        if fields else {},
-        "idempotency_key": key if type(key) is str and not GENERATED_KEY.match(key)
-        else _idempotency_key(key),
+        "metadata": fields if RESERVED_KEYS.isdisjoint(fields)  # (a dict made above)
+        else {k: v for k, v in fields.items() if k not in RESERVED_KEYS},
+        "idempotency_key": key if type(key) is str and not (
+            key.startswith("bc-") and GENERATED_KEY.match(key)) else _idempotency_key(key),
         "id": str(item["id"]),
         "provider": provider,
         "status": _status(effective, expires, now),
@@ -646,15 +662,17 @@ def grant_balance(item: Mapping[str, Any], *, expires_at: datetime,
     data = item.get("balance")
     if now >= expires_at:
         return Decimal(0), "expired"
-    if not isinstance(data, Mapping) or data.get("excluding_pending") is None:
+    if not (type(data) is dict or isinstance(data, Mapping)) \
+            or data.get("excluding_pending") is None:
         return None, "no balance"
-    posted = to_decimal(data["excluding_pending"])
+    posted = data["excluding_pending"]
     including = data.get("including_pending")
     period_end = data.get("effective_at")
-    if including is not None and isinstance(period_end, str) and expires_at > parse_time(
+    if including is not None and type(period_end) is str and expires_at > parse_time(
             period_end):
-        usable = to_decimal(including)
+        usable = Decimal(including) if type(including) is int else to_decimal(including)
         return (_ZERO if usable < 0 else usable), "including_pending"  # max(usable, 0)
+    posted = Decimal(posted) if type(posted) is int else to_decimal(posted)
     pending = _pending_total(item.get("pending_deductions"))
     if pending is None:
         return max(posted, Decimal(0)), "excluding_pending (pending deductions not listed)"
@@ -788,8 +806,11 @@ def credit_from_item(
     it, plus the full amounts of segments that have not started yet. An item of the wrong
     shape is ``InvalidResponseError`` (``bc.reading_vendor_payload``), never any other exception.
     """
-    with bc.reading_vendor_payload(provider, "credit", item):
+    try:  # as ``with bc.reading_vendor_payload(...)``, without a block's cost for each item
         return _credit_from_item(item, customer_id, config, now, provider=provider)
+    except Exception as error:
+        bc.reading_vendor_payload(provider, "credit", item).refuse(error)
+        raise
 
 
 def _credit_from_item(

@@ -127,6 +127,8 @@ provider builds no model)."""
 PRIORITY_DOMAIN = bc.PriorityDomain(
     "integer", Decimal(0), Decimal(100), default=Decimal(DEFAULT_PRIORITY)
 )
+_MAX_PRIORITY = 100
+assert PRIORITY_DOMAIN.minimum == 0 and PRIORITY_DOMAIN.maximum == _MAX_PRIORITY  # noqa: PT018
 
 ZERO_DECIMAL_CURRENCIES = frozenset({
     "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
@@ -180,6 +182,11 @@ def stripe_exponent(currency: str) -> int | None:
     return bc.currency_exponent(code)
 
 
+_NEUTRAL_EXPONENTS: dict[str, int | None] = {}
+"""``stripe_exponent`` of the neutral currencies seen (ISO 4217 codes, upper case, as a
+``Money`` holds them: a bounded set), read with one dict lookup."""
+
+
 @lru_cache(maxsize=1)
 def _exact() -> decimal.Context:
     """This module's own copy of ``billing_credits._money.exact()`` (its module, and pydantic,
@@ -190,20 +197,18 @@ def _exact() -> decimal.Context:
     return bc.exact_context()
 
 
-def _minor(amount: Decimal, exponent: int) -> Decimal | None:
-    """``amount`` in minor units, exactly (None: not a whole number of them).
+def _minor(amount: Decimal, exponent: int) -> int | None:
+    """``amount`` in minor units (10^-``exponent``), exactly (None: not a whole number of them).
 
-    Computed in the exact context (``billing_credits._money.exact``): the default 28-digit
-    context would round ``1234567890123456789012345678.91`` silently, and ``%`` on a 30-digit
-    value would raise ``DivisionImpossible``.
+    In integers, from the amount's exact ratio: no decimal context can round it (the default
+    28-digit one would round ``1234567890123456789012345678.91`` silently), and it costs a
+    third of a scaling in an exact context.
     """
-    try:
-        context = _exact()
-        minor = amount.scaleb(exponent, context=context)
-        whole = minor.to_integral_value(context=context)  # only rounds (to the integer)
-    except decimal.DecimalException:
+    numerator, denominator = amount.as_integer_ratio()
+    scaled: int = numerator * 10**exponent
+    if scaled % denominator:
         return None
-    return minor if minor == whole else None
+    return scaled // denominator
 
 
 def _money_problem(where: str, money: bc.Money) -> str | None:
@@ -215,15 +220,16 @@ def _minor_units(money: bc.Money) -> int | str:
     """``money`` in Stripe's integer minor units, or the reason it cannot be."""
     if money.currency is None:
         return "custom credit units are not supported: Stripe grants are monetary only"
-    exponent = stripe_exponent(money.currency)
+    exponent = _NEUTRAL_EXPONENTS.get(money.currency, -1)
+    if exponent == -1:
+        exponent = _NEUTRAL_EXPONENTS[money.currency] = stripe_exponent(money.currency)
     if exponent is None:
         return (f"{money.currency} is not a currency Stripe supports "
                 "(https://docs.stripe.com/currencies)")
-    minor = _minor(money.amount, exponent)
-    if minor is None:
+    value = _minor(money.amount, exponent)
+    if value is None:
         return (f"{money.amount} {money.currency} is not a whole number of Stripe's minor units "
                 f"(10^-{exponent})")
-    value = int(minor)
     if money.currency in TWO_DECIMAL_WHOLE_UNITS and value % 100:
         return f"{money.amount} {money.currency}: Stripe accepts whole units of this currency only"
     if money.currency in THREE_DECIMAL_CURRENCIES and value % 10:
@@ -278,12 +284,17 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def to_timestamp(moment: datetime) -> int:
     """A UTC-aware datetime as Unix seconds (refuses sub-second precision)."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime")
-    since = moment - _EPOCH  # exact (a timedelta), whatever the zone
-    if since.microseconds:
+    if moment.tzinfo is not UTC:  # (the neutral model holds every time in UTC)
+        if moment.tzinfo is None:
+            raise ValueError("naive datetime")
+        since = moment - _EPOCH  # exact (a timedelta), whatever the zone
+        if since.microseconds:
+            raise ValueError(f"{moment.isoformat()} has sub-second precision")
+        return since.days * 86_400 + since.seconds
+    if moment.microsecond:
         raise ValueError(f"{moment.isoformat()} has sub-second precision")
-    return since.days * 86_400 + since.seconds
+    # exact: whole seconds of years 1-9999 are integers far below 2^53, which a double holds
+    return int(moment.timestamp())
 
 
 def from_timestamp(value: int | None) -> datetime | None:
@@ -312,7 +323,10 @@ def problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
 
 def _problems(grant: bc.CreditGrant, reserved: Mapping[str, str],
               amount_minor: int | str | None = None) -> list[bc.FieldProblem]:
-    found = _text_problems(grant)
+    # Every string of a CreditGrant is valid Unicode (pydantic's core refuses a lone surrogate,
+    # see ``NeutralModel``), and ``Provider.prepare`` validates again whatever it is given, so
+    # the text needs no check of its own here.
+    found: list[bc.FieldProblem] = []
     amount, paid = grant.amount, grant.paid_amount
     if amount.currency is not None:
         minor = amount_minor if amount_minor is not None else _minor_units(amount)
@@ -324,20 +338,23 @@ def _problems(grant: bc.CreditGrant, reserved: Mapping[str, str],
             found.append(bc.FieldProblem("paid_amount", minor))
     if len(grant.customer_id) > MAX_ID_LENGTH:
         found.append(bc.FieldProblem("customer_id", f"longer than {MAX_ID_LENGTH} characters"))
-    for i, price in enumerate(grant.scope.price_ids):
+    for i, price in enumerate(grant.scope.price_ids or ()):
         if len(price) > MAX_ID_LENGTH:
             found.append(bc.FieldProblem(
                 f"scope.price_ids.{i}", f"{len(price)} characters; Stripe ids hold at most "
                 f"{MAX_ID_LENGTH}"))
     key = grant.idempotency_key
-    if key is not None and not _header_safe(key):
+    if key is not None and not (key.isascii() and key.isprintable()):  # as _header_safe
         found.append(bc.FieldProblem(
             "idempotency_key", "travels in the Idempotency-Key header: printable ASCII only "
             "(no control characters, no line breaks, no non-ASCII)"))
     if grant.name == "":
         found.append(bc.FieldProblem("name", "Stripe stores an empty name as none; give None"))
     reason, label = grant.reason, grant.category_label
-    if reason is not None or label is not None or key is not None:
+    most = MAX_METADATA_VALUE_LENGTH
+    if (reason is not None and not 0 < len(reason) <= most) or (
+            label is not None and not 0 < len(label) <= most) or (
+            key is not None and not 0 < len(key) <= most):
         for field, text in (("reason", reason), ("category_label", label),
                             ("idempotency_key", key)):
             if text is None:
@@ -376,38 +393,6 @@ def _header_safe(text: str) -> bool:
 _PRINTABLE_ASCII = re.compile(r"[ -~]*\Z").match
 
 
-def _text_problems(grant: bc.CreditGrant) -> list[bc.FieldProblem]:
-    """Text Stripe's form encoding cannot carry: strings that are not valid Unicode (a lone
-    surrogate cannot be encoded as UTF-8, so the request could not even be written)."""
-    plain = [grant.customer_id, grant.name or "", grant.reason or "", grant.category_label or "",
-             grant.idempotency_key or "", *grant.scope.price_ids, *grant.metadata,
-             *grant.metadata.values()]
-    try:  # one encoding of them all (a surrogate cannot pair with one from the next text)
-        "".join(plain).encode("utf-8")
-        return []
-    except UnicodeEncodeError:
-        pass
-    texts: list[tuple[str, str | None]] = [
-        ("customer_id", grant.customer_id), ("name", grant.name), ("reason", grant.reason),
-        ("category_label", grant.category_label), ("idempotency_key", grant.idempotency_key),
-    ]
-    texts += [(f"scope.price_ids.{i}", p) for i, p in enumerate(grant.scope.price_ids)]
-    for key, value in grant.metadata.items():
-        texts += [(f"metadata.{key!r}", key), (f"metadata.{key!r}", value)]
-    found = []
-    for where, text in texts:
-        if text is None:
-            continue
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            found.append(bc.FieldProblem(
-                where.encode("utf-8", "backslashreplace").decode("utf-8"),
-                "holds characters that are not valid Unicode (a lone surrogate) and cannot "
-                "be sent"))
-    return found
-
-
 # -- neutral → Stripe ----------------------------------------------------------------------
 
 
@@ -428,14 +413,15 @@ def _flags(grant: bc.CreditGrant) -> list[str]:
 
 def _reserved_metadata(grant: bc.CreditGrant) -> dict[str, str]:
     reserved: dict[str, str] = {}
-    if grant.reason is not None:
-        reserved[META_REASON] = grant.reason
-    if grant.paid_amount is not None:
-        reserved[META_PAID_AMOUNT] = _format_money(grant.paid_amount)
-    if grant.category_label is not None:
-        reserved[META_CATEGORY_LABEL] = grant.category_label
-    if grant.idempotency_key is not None:
-        reserved[META_IDEMPOTENCY_KEY] = grant.idempotency_key
+    fields = grant.__dict__  # the same values as the attributes, read without a lookup each
+    if fields["reason"] is not None:
+        reserved[META_REASON] = fields["reason"]
+    if fields["paid_amount"] is not None:
+        reserved[META_PAID_AMOUNT] = _format_money(fields["paid_amount"])
+    if fields["category_label"] is not None:
+        reserved[META_CATEGORY_LABEL] = fields["category_label"]
+    if fields["idempotency_key"] is not None:
+        reserved[META_IDEMPOTENCY_KEY] = fields["idempotency_key"]
     if flags := _flags(grant):
         reserved[META_FLAGS] = ",".join(flags)
     return reserved
@@ -460,9 +446,11 @@ def create_params(grant: bc.CreditGrant) -> CreditGrantCreateParams:
     if isinstance(minor, str):  # a custom unit (the capabilities refuse it first)
         raise bc.NotRepresentableError(PROVIDER_NAME, [bc.FieldProblem("amount", minor)])
     currency, value = grant.amount.currency.lower(), minor  # type: ignore[union-attr]
+    customer = grant.customer_id
     params: dict[str, Any] = {
         "amount": {"type": "monetary", "monetary": {"currency": currency, "value": value}},
-        **_customer_params(grant.customer_id),
+        # as _customer_params: Accounts v2 ids in customer_account
+        "customer_account" if customer.startswith("acct_") else "customer": customer,
     }
     if grant.scope.price_ids:
         if len(grant.scope.price_ids) > MAX_PRICES:
@@ -479,7 +467,7 @@ def create_params(grant: bc.CreditGrant) -> CreditGrantCreateParams:
         scope = {"price_type": "metered"}
     params["applicability_config"] = {"scope": scope}
     if grant.category is not None:
-        params["category"] = grant.category.value
+        params["category"] = grant.category._value_  # .value, without the enum's property
     try:
         if grant.effective_at is not None:
             params["effective_at"] = to_timestamp(grant.effective_at)
@@ -490,8 +478,11 @@ def create_params(grant: bc.CreditGrant) -> CreditGrantCreateParams:
             bc.FieldProblem("effective_at/expires_at", str(error))]) from None
     if grant.name is not None:
         params["name"] = grant.name
-    if grant.priority is not None:
-        params["priority"] = PRIORITY_DOMAIN.to_vendor(grant.priority, provider=PROVIDER_NAME)
+    priority = grant.priority
+    if priority is not None:
+        whole = int(priority)  # the common case: a whole number in 0-100, as it is
+        params["priority"] = whole if whole == priority and 0 <= whole <= _MAX_PRIORITY \
+            else PRIORITY_DOMAIN.to_vendor(priority, provider=PROVIDER_NAME)
     metadata = {**grant.metadata, **reserved}
     if metadata:
         params["metadata"] = metadata
