@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -437,3 +438,42 @@ def test_every_neutral_model_is_validated_in_one_pass_of_the_core() -> None:
         bc.CreditGrant(customer_id="c", amount={"amount": "x", "currency": "USD"})
     assert info.value.fields == ("amount.amount",)
 
+
+
+@pytest.mark.parametrize("field", sorted(bc.CreditGrant.read_back_fields()))
+def test_every_read_back_field_makes_a_grant_read_back(field: str) -> None:
+    """``is_read_back`` names each read-back field (issue 17 wrote it without a loop)."""
+    grant = bc.CreditGrant(customer_id="c", amount=bc.Money("1", "USD"))
+    assert not grant.is_read_back()
+    value: object = {
+        "id": "g", "provider": "p", "status": bc.GrantStatus.ACTIVE,
+        "balance": bc.Money("1", "USD"), "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "raw": {}, "adjustments": (bc.Adjustment(field="f", requested=None, stored=None,
+                                                 reason="r"),),
+        "replayed": False}[field]
+    assert grant.model_copy(update={field: value}).is_read_back()
+
+
+@pytest.mark.parametrize(("content", "valid"), [
+    (b'{"a": "plain text, \xc3\xa9 and \xf0\x9f\x98\x80"}', True),
+    (b'{"a": "an escape \\u00e9 of a letter"}', True),
+    (b'{"a": "\\ud800"}', False),  # an escaped lone surrogate
+    (b'{"a": "\\uDFFF"}', False),
+    (b'{"a": "\\ud83d\\ude00"}', False),  # a pair: valid, but left to be checked string by string
+    (b'{"a": "\xed\xa0\x80"}', False),  # a surrogate encoded in UTF-8 bytes
+    (b'{"a": "\xff"}', False),  # not UTF-8
+])
+def test_json_text_is_valid_only_when_no_string_can_hold_a_surrogate(content: bytes,
+                                                                       valid: bool) -> None:
+    assert bc.json_text_is_valid(content) is valid
+    if valid:  # then every decoded string encodes
+        for text in json.loads(content).values():
+            text.encode("utf-8")
+
+
+def test_a_vendor_payload_is_kept_and_any_other_mapping_checked() -> None:
+    data = {"customer_id": "c", "amount": {"amount": "1", "currency": "USD"}, "id": "g"}
+    kept = bc.VendorPayload({"k": "v"})
+    assert bc.CreditGrant.model_validate({**data, "raw": kept}).raw is kept
+    with pytest.raises(bc.InvalidGrantError, match="surrogate"):
+        bc.CreditGrant.model_validate({**data, "raw": {"k": "\ud800"}})

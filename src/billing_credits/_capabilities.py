@@ -56,6 +56,8 @@ class MetadataLimits:
     reserved_prefix: str | None = None
 
     def problems(self, metadata: dict[str, str], *, reserved: int = 0) -> list[FieldProblem]:
+        if self == _NO_LIMITS:  # nothing to check (``local``): no loop over the keys
+            return []
         found = []
         if self.max_keys is not None and len(metadata) + reserved > self.max_keys:
             extra = f" (plus {reserved} the provider needs)" if reserved else ""
@@ -79,6 +81,8 @@ class MetadataLimits:
                     f"metadata.{key}", f"keys starting {self.reserved_prefix!r} are reserved"))
         return found
 
+
+_NO_LIMITS = MetadataLimits()
 
 CONSERVATIVE_METADATA = MetadataLimits(max_keys=20, max_key_length=40, max_value_length=500)
 """The metadata ``Capabilities()`` assumes when a provider declares none."""
@@ -149,15 +153,18 @@ class Capabilities:
     def check(self, grant: CreditGrant) -> list[FieldProblem]:
         """Every field of ``grant`` this provider cannot represent (empty: all fine)."""
         found: list[FieldProblem] = []
-        found += self._money_problems("amount", grant.amount, [grant.amount.amount])
-        if grant.schedule is not None:
-            found += self._money_problems(
-                "schedule.amount", grant.amount, [s.amount for s in grant.schedule],
-                check_unit=False,
-            )
-        if grant.paid_amount is not None:
-            paid = grant.paid_amount
-            found += self._money_problems("paid_amount", paid, [paid.amount])
+        any_amount = self.currencies is None and self.custom_units \
+            and not self.minor_units_only and not self.amount_float64
+        if not any_amount:  # (else every amount in every unit fits, as in ``local``)
+            found += self._money_problems("amount", grant.amount, [grant.amount.amount])
+            if grant.schedule is not None:
+                found += self._money_problems(
+                    "schedule.amount", grant.amount, [s.amount for s in grant.schedule],
+                    check_unit=False,
+                )
+            if grant.paid_amount is not None:
+                paid = grant.paid_amount
+                found += self._money_problems("paid_amount", paid, [paid.amount])
         if grant.priority is not None and (reason := self.priority.problem(grant.priority)):
             found.append(FieldProblem(
                 "priority", f"{grant.priority} {reason} ({self.priority.describe()})"))
@@ -176,7 +183,8 @@ class Capabilities:
             found.append(FieldProblem(
                 "name", f"{len(grant.name)} characters; at most {self.name_max_length} fit"))
         found += self._time_problems(grant)
-        reserved = len([f for f in self.fields_in_metadata if _present(grant, f)])
+        reserved = len([f for f in self.fields_in_metadata if _present(grant, f)]) \
+            if self.fields_in_metadata else 0
         found += self.metadata.problems(grant.metadata, reserved=reserved)
         return found
 

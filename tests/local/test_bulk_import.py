@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 
 import billing_credits as bc
 from billing_credits.local import LocalProvider
-from billing_credits.local._canonical import _canonical, _canonical_from_request, iso_and_stored
+from billing_credits.local._canonical import (
+    _canonical,
+    _canonical_from_request,
+    _grant_ids,
+    canonical_text,
+    iso_and_stored,
+)
+from billing_credits.local._store import request_hash, text_hash
 from billing_credits.testing import strategies as bcst
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -60,6 +67,44 @@ def test_faster_canonical_form_is_unchanged(grant: bc.CreditGrant) -> None:
     assert _canonical_from_request(grant, grant.request_fields()) == reference
     times = iso_and_stored(grant.effective_at), iso_and_stored(grant.expires_at)
     assert _canonical_from_request(grant, grant.request_fields(), times) == reference
+
+
+def _times(grant: bc.CreditGrant) -> tuple[str | None, str | None]:
+    return iso_and_stored(grant.effective_at)[0], iso_and_stored(grant.expires_at)[0]
+
+
+@settings(max_examples=300)
+@given(bcst.grants(bc.Capabilities()).filter(lambda grant: grant.schedule is None))
+# the common grant: a currency, one window (no schedule), all usage
+def test_canonical_text_is_the_encoded_canonical_form(grant: bc.CreditGrant) -> None:
+    """The request hash of a common grant is written directly (issue 17): it must be the hash
+    of the canonical form as first written, byte for byte, or stored hashes would no longer
+    match their grants."""
+    text = canonical_text(grant, *_times(grant))
+    assert text is not None  # the direct path is the one taken for these grants
+    assert text_hash(text) == request_hash(_reference_canonical(grant))
+
+
+@settings(max_examples=150)
+@given(bcst.grants())
+def test_canonical_text_is_exact_or_declines(grant: bc.CreditGrant) -> None:
+    """Any grant: the direct text equals the encoder's, or the grant is left to the encoder."""
+    text = canonical_text(grant, *_times(grant))
+    if text is not None:
+        assert text_hash(text) == request_hash(_reference_canonical(grant))
+    else:
+        assert grant.schedule is not None or not grant.scope.is_all_usage \
+            or grant.amount.unit is not None \
+            or (grant.paid_amount is not None and grant.paid_amount.unit is not None)
+
+
+def test_batch_grant_ids_are_new_sortable_and_distinct() -> None:
+    ids = _grant_ids(1_000)
+    assert len(set(ids)) == 1_000
+    assert all(len(i) == 36 and i.startswith("lcg_") and int(i[4:], 16) >= 0 for i in ids)
+    assert len({i[:16] for i in ids}) == 1  # one clock reading for the batch: they sort together
+    later = _grant_ids(1)[0]
+    assert later[:16] >= ids[0][:16]
 
 
 @settings(max_examples=300)

@@ -10,9 +10,19 @@ import os
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from json.encoder import c_make_encoder  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _quote  # (C) what the encoder writes
 from typing import Any
 
 import billing_credits as bc
+
+
+def _grant_ids(count: int) -> list[str]:
+    """``count`` new grant ids at once, as ``_grant_id`` makes them (one clock reading and
+    one read of random bytes for a whole import batch)."""
+    stamp = f"lcg_{time.time_ns() // 1_000_000:012x}"
+    noise = os.urandom(10 * count).hex()
+    return [stamp + noise[i:i + 20] for i in range(0, 20 * count, 20)]
 
 
 def _grant_id() -> str:
@@ -128,3 +138,90 @@ def _canonical_from_request(
              "ends_before": None if segment.ends_before is None else segment.ends_before.isoformat()}
             for segment, data in zip(grant.schedule, request["schedule"], strict=True)]
     return result
+
+
+_HASH_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
+"""The request hash's encoder (``_store.request_hash``): sorted keys, compact, ASCII."""
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _sorted_encoder() -> Any:
+    """``_HASH_ENCODER.encode``, with the C encoder made once instead of on every call (what
+    ``JSONEncoder.encode`` does: most of its cost for a small dict). The same arguments as
+    ``JSONEncoder.iterencode`` gives it, so the same text (a property test compares them)."""
+    if c_make_encoder is None:  # an interpreter without the C accelerator
+        return _HASH_ENCODER.encode
+    encode = c_make_encoder(None, _refuse, _quote, None, ":", ",", True, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode_sorted = _sorted_encoder()
+_SCOPE_TEXT: list[str] = []
+
+
+def _quoted(text: str | None) -> str:
+    """A string (or None) exactly as the hash's encoder writes it (``ensure_ascii``)."""
+    return "null" if text is None else _quote(text)
+
+
+def _money_text(money: bc.Money | None, context: Any) -> str | None:
+    """``{"amount":…,"currency":…,"unit":null}`` as the hash's encoder writes the canonical
+    form of a money in a currency (None: a custom unit, left to the encoder)."""
+    if money is None:
+        return "null"
+    if money.unit is not None:
+        return None
+    return (f'{{"amount":{_quote(str(money.amount.normalize(context)))},'
+            f'"currency":{_quote(money.currency)},"unit":null}}')  # type: ignore[arg-type]
+
+
+def canonical_text(grant: bc.CreditGrant, effective_iso: str | None,
+                   expires_iso: str | None) -> str | None:
+    """``_HASH_JSON.encode(_canonical(grant))``, written directly for the common grant (amounts
+    in a currency, one window, all usage), or None for any other (the caller encodes the
+    canonical form). ``effective_iso``/``expires_iso``: the two times' ``isoformat()``.
+
+    The same text, key for key (the keys in sorted order, as the encoder sorts them): a
+    property test holds it equal to the encoder's for generated grants. It skips building the
+    canonical dict and encoding it, most of what a request hash cost (issue 17)."""
+    if grant.schedule is not None or not grant.scope.is_all_usage:
+        return None
+    context = _exact_context()
+    amount = _money_text(grant.amount, context)
+    paid = _money_text(grant.paid_amount, context)
+    if amount is None or paid is None:
+        return None
+    if not _SCOPE_TEXT:
+        _SCOPE_TEXT.append(_HASH_ENCODER.encode(_canonical_scope()))
+    priority = grant.priority
+    category = grant.category
+    metadata = grant.metadata
+    return (
+        f'{{"amount":{amount},'
+        f'"category":{"null" if category is None else _quote(category.value)},'
+        f'"category_label":{_quoted(grant.category_label)},'
+        f'"customer_id":{_quote(grant.customer_id)},'
+        f'"effective_at":{_quoted(effective_iso)},"expires_at":{_quoted(expires_iso)},'
+        f'"metadata":{_encode_sorted(metadata) if metadata else "{}"},'
+        f'"name":{_quoted(grant.name)},"paid_amount":{paid},'
+        f'"priority":{"null" if priority is None else _quote(str(priority.normalize(context)))},'
+        f'"reason":{_quoted(grant.reason)},"schedule":null,"scope":{_SCOPE_TEXT[0]}}}')
+
+
+def _canonical_scope() -> Any:
+    """The canonical form of the empty scope (all usage), as ``_canonical`` writes it."""
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in bc.Scope().model_dump().items()}
+
+
+_CONTEXT: list[Any] = []
+
+
+def _exact_context() -> Any:
+    """One exact context for ``normalize`` (a single operation each: sharing it is safe)."""
+    if not _CONTEXT:
+        _CONTEXT.append(bc.exact_context())
+    return _CONTEXT[0]

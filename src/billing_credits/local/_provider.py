@@ -21,7 +21,9 @@ from ._canonical import (
     NOTHING_CONSUMED,
     _canonical_from_request,
     _grant_id,
+    _grant_ids,
     _request_excluded,
+    canonical_text,
     iso_and_stored,
 )
 from ._sqlite import SqliteStore
@@ -38,6 +40,7 @@ from ._store import (
     lots_of,
     request_hash,
     signed,
+    text_hash,
 )
 
 __all__ = ["LocalProvider", "default_database_path", "open_store"]
@@ -238,13 +241,15 @@ class LocalProvider(bc.Provider):
         results: list[bool | bc.BillingCreditsError] = []
         rows: list[tuple[Row, bc.CreditGrant]] = []
         places: list[int] = []
-        for grant in grants:
+        ids = _grant_ids(len(grants))
+        now = _text(self._clock())  # the batch's grants are created together
+        for grant, grant_id in zip(grants, ids, strict=True):
             try:
                 if grant.idempotency_key is None or grant.is_read_back():
                     raise bc.InvalidGrantError([bc.FieldProblem(
                         "idempotency_key", "a batch import needs keyed, new grants")])
                 self.check(grant)
-                row = self._row(grant, grant.idempotency_key)
+                row = self._row(grant, grant.idempotency_key, grant_id, now)
                 # "now" as start must still read back (as in _create); it gives the window too
                 rows.append((row, grant if grant.effective_at is not None
                              else self._read_row(row, None)))
@@ -263,15 +268,19 @@ class LocalProvider(bc.Provider):
                                      code="idempotency_key_reused")
         return results
 
-    def _row(self, grant: bc.CreditGrant, idempotency_key: str) -> Row:
+    def _row(self, grant: bc.CreditGrant, idempotency_key: str,
+             grant_id: str | None = None, now: str | None = None) -> Row:
         """The row storing ``grant``: its request serialised once (by pydantic, to JSON text)
-        and read back as data for its hash; "now" as start made the row's time."""
-        now = _text(self._clock()) or ""
+        and its canonical form written directly for the hash (``canonical_text``; read back
+        from the JSON for an uncommon grant); "now" as start made the row's time. A batch
+        gives its ids and its one creation time (``now``, stored text)."""
+        now = now or _text(self._clock()) or ""
         if grant.effective_at is not None:
             request_json = grant.model_dump_json(exclude=_request_excluded())
-            request = json.loads(request_json)
             times = iso_and_stored(grant.effective_at), iso_and_stored(grant.expires_at)
-            digest = request_hash(_canonical_from_request(grant, request, times))
+            text = canonical_text(grant, times[0][0], times[1][0])  # the common grant
+            digest = text_hash(text) if text is not None else request_hash(
+                _canonical_from_request(grant, json.loads(request_json), times))
             effective, expires = times[0][1] or "", times[1][1]
         else:
             request = grant.request_fields()
@@ -281,7 +290,7 @@ class LocalProvider(bc.Provider):
             request_json = _REQUEST_JSON.encode(request)
             expires = _text(grant.expires_at)
         money = grant.amount
-        return Row(0, _grant_id(), grant.customer_id, idempotency_key,
+        return Row(0, grant_id or _grant_id(), grant.customer_id, idempotency_key,
                    grant.idempotency_key is not None, digest, str(money.amount), money.unit_key,
                    request_json, effective, expires, None, now,
                    NOTHING_CONSUMED if grant.schedule is None

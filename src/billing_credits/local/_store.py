@@ -62,7 +62,12 @@ JSON-ready data built fresh, a tree)."""
 
 def request_hash(request: dict[str, Any]) -> str:
     """A digest of what was asked, to tell an idempotent replay from a reused key."""
-    return hashlib.sha256(_HASH_JSON.encode(request).encode()).hexdigest()
+    return text_hash(_HASH_JSON.encode(request))
+
+
+def text_hash(text: str) -> str:
+    """``request_hash`` of a request whose encoding (``_HASH_JSON``) is ``text``."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class SchemaError(bc.ConfigurationError):
@@ -497,10 +502,10 @@ class Tx:
             "amount, unit, request_json, effective_at, expires_at, voided_at, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             [(row.id, row.customer_id, row.idempotency_key, int(row.key_supplied),
-              row.request_hash, d.amount_in(Decimal(row.amount)), row.unit, row.request_json,
+              row.request_hash, d.amount_in(grant.amount.amount), row.unit, row.request_json,
               stored_time(row.effective_at), stored_time(row.expires_at),
               stored_time(row.voided_at), stored_time(row.created_at))
-             for row, _ in rows])
+             for row, grant in rows])  # (row.amount is the text of grant.amount.amount)
         single = [(money_json(grant.amount), d.amount_in(grant.priority),
                    int(admits_all(grant)), row.id)
                   for row, grant in rows if grant.schedule is None]
@@ -710,7 +715,6 @@ def grant_of(row: Row) -> bc.CreditGrant:
 
 
 _MONEY_JSON: dict[tuple[str | None, str | None, str | None], str] = {}
-_EVERYTHING: list[bc.Scope] = []
 
 
 def money_json(money: bc.Money) -> str:
@@ -728,10 +732,8 @@ def money_json(money: bc.Money) -> str:
 
 def admits_all(grant: bc.CreditGrant) -> bool:
     """Whether the grant's scope admits all usage (``billing_credits.admits`` without a test)."""
-    if not _EVERYTHING:
-        _EVERYTHING.append(bc.Scope())
     scope = grant.scope
-    return scope == _EVERYTHING[0] or scope.kinds() == {"metered_prices_only"}
+    return scope.is_all_usage or scope.kinds() == {"metered_prices_only"}
 
 
 def lots_of(row: Row, grant: bc.CreditGrant, consumed: Sequence[Decimal] = ()) -> list[Lot]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import IO, Any, Protocol, cast
 
@@ -225,6 +225,7 @@ def import_grants(
     """
     run = _Import(provider, on_reject, progress)
     size = batch_size if run.batch is not None else 1
+    aligns = provider.capabilities.time_resolution > timedelta(microseconds=1)
     moment = now or datetime.now(UTC)
     for number, raw in _numbered(lines):
         run.read = number
@@ -232,14 +233,23 @@ def import_grants(
             run.fail(number, raw.head, InputTooLargeError(_source(lines), number, MAX_LINE_BYTES,
                                                           raw.problem))
             continue
-        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-        if not text.strip():
+        undecodable: UnicodeDecodeError | None = None
+        if isinstance(raw, bytes):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:  # refused below, its text shown replaced
+                text, undecodable = raw.decode("utf-8", errors="replace"), error
+        else:
+            text = raw
+        if not text or text.isspace():
             continue
         try:
-            grant, ended, exported = _new_grant(raw, text, include_ended)
-            grant, moved, refusal = aligned_times(grant, provider)
-            if refusal is not None:
-                raise MigrationError(f"not imported: {refusal}")
+            grant, ended, exported = _new_grant(undecodable, text, include_ended)
+            moved: list[Any] = []
+            if aligns:  # (a target holding any time needs no alignment: skipped)
+                grant, moved, refusal = aligned_times(grant, provider)
+                if refusal is not None:
+                    raise MigrationError(f"not imported: {refusal}")
             if moved:
                 run.report.alignment = (moved[0].why.split(":")[0] + ": starts moved later, "
                                         "ends earlier (the safe direction)")
@@ -296,7 +306,7 @@ _EXACT_JSON = json.JSONDecoder(parse_float=Decimal)
 """``json.loads(line, parse_float=Decimal)``, built once (not once per line)."""
 
 
-def _new_grant(raw: str | bytes, line: str,
+def _new_grant(undecodable: UnicodeDecodeError | None, line: str,
                include_ended: bool) -> tuple[CreditGrant, str | None, bool]:
     """One exported line as a new grant to create, under its key (validated once), for
     an ended grant imported with ``include_ended`` its name, and whether the line names its
@@ -306,12 +316,9 @@ def _new_grant(raw: str | bytes, line: str,
     fields are dropped as ``CreditGrant.as_new`` would. Whatever is wrong with the line is an
     ``InvalidGrantError`` (or ``MigrationError`` for a grant that cannot be imported safely).
     """
-    if isinstance(raw, bytes):
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise MigrationError(f"not UTF-8 text ({error.reason} at byte {error.start})") \
-                from None
+    if undecodable is not None:  # the line's bytes, refused by a strict decoding
+        raise MigrationError(f"not UTF-8 text ({undecodable.reason} at byte "
+                             f"{undecodable.start})")
     try:
         data = _EXACT_JSON.decode(line)
     except ValueError as error:
