@@ -30,6 +30,7 @@ from ._store import (
 
 class PostgresDialect(Dialect):
     name = "postgresql"
+    batch_sequence = False  # a sequence is shared with concurrent writers: numbers come from it
     amount_type = "NUMERIC"
     time_type = "TIMESTAMPTZ"
     serial = "BIGSERIAL PRIMARY KEY"
