@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 from ._errors import FieldProblem, NotRepresentableError
@@ -55,8 +56,13 @@ class MetadataLimits:
     forbidden_key_chars: str = ""
     reserved_prefix: str | None = None
 
+    @cached_property
+    def unlimited(self) -> bool:
+        """Whether these limits refuse nothing (no limit, no forbidden character or prefix)."""
+        return self == _NO_LIMITS
+
     def problems(self, metadata: dict[str, str], *, reserved: int = 0) -> list[FieldProblem]:
-        if self == _NO_LIMITS:  # nothing to check (``local``): no loop over the keys
+        if self.unlimited:  # nothing to check (``local``): no loop over the keys
             return []
         found = []
         if self.max_keys is not None and len(metadata) + reserved > self.max_keys:

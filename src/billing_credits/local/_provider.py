@@ -276,7 +276,9 @@ class LocalProvider(bc.Provider):
         gives its ids and its one creation time (``now``, stored text)."""
         now = now or _text(self._clock()) or ""
         if grant.effective_at is not None:
-            request_json = grant.model_dump_json(exclude=_request_excluded())
+            # (``model_dump_json(exclude=...)`` without its Python wrapper)
+            request_json = grant.__pydantic_serializer__.to_json(
+                grant, exclude=_request_excluded()).decode()
             times = iso_and_stored(grant.effective_at), iso_and_stored(grant.expires_at)
             text = canonical_text(grant, times[0][0], times[1][0])  # the common grant
             digest = text_hash(text) if text is not None else request_hash(
@@ -367,8 +369,8 @@ class LocalProvider(bc.Provider):
             request.update(_truncated(grant, now))
             kept = len(request.get("schedule") or (None,))
             request_json = json.dumps(request, sort_keys=True)
-            self._read_row(dataclasses.replace(row, expires_at=_text(now), request_json=request_json,
-                                           consumed=row.consumed[:kept]), now)  # validate first
+            self._read_row(row._replace(expires_at=_text(now), request_json=request_json,
+                                        consumed=row.consumed[:kept]), now)  # validate first
             # Windows still to come are dropped: what they held expires now, as a row.
             dropped = bc.exact_sum(lot.remaining for lot in lots[kept:])
             tx.set_grant(grant_id, request_json=request_json, expires_at=now)
@@ -528,10 +530,10 @@ class LocalProvider(bc.Provider):
                 request["metadata"] = changes["metadata"] or {}
             changed = row
             if "expires_at" in changes:
-                changed = dataclasses.replace(changed, expires_at=_text(changes["expires_at"]))
+                changed = changed._replace(expires_at=_text(changes["expires_at"]))
                 request.update(self._new_expiry(tx, row, changes["expires_at"], now))
             request_json = json.dumps(request, sort_keys=True)
-            self._read_row(dataclasses.replace(changed, request_json=request_json), now)  # validate
+            self._read_row(changed._replace(request_json=request_json), now)  # validate
             if "expires_at" in changes:
                 tx.set_grant(grant_id, request_json=request_json, expires_at=changes["expires_at"])
                 tx.end_window(grant_id, lots[-1].idx, changes["expires_at"])

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import billing_credits as bc
 
@@ -77,9 +77,12 @@ class SchemaError(bc.ConfigurationError):
 # -- rows ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Row:
-    """One stored grant (times as stored text), with what was consumed from each window."""
+class Row(NamedTuple):
+    """One stored grant (times as stored text), with what was consumed from each window.
+
+    Immutable, as a frozen dataclass, and made in a fifth of the time (a row per grant read
+    or imported: a frozen dataclass sets each of its 14 fields through ``object.__setattr__``).
+    A changed copy is ``row._replace(...)``."""
 
     seq: int
     id: str
@@ -334,7 +337,7 @@ class GrantStore:
                 existing = tx.grant_by_key(row.idempotency_key)
                 assert existing is not None
                 return existing, False
-            return Row(**{**row.__dict__, "seq": seq}), True
+            return row._replace(seq=seq), True
         return self.transaction(work)
 
     def insert_many(self, rows: Sequence[tuple[Row, bc.CreditGrant]]) -> list[Row | None]:
@@ -466,8 +469,7 @@ class Tx:
         result = []
         for row in rows:
             windows = consumed.get(row.id, {})
-            result.append(Row(**{**row.__dict__, "consumed": tuple(
-                windows[i] for i in sorted(windows))}))
+            result.append(row._replace(consumed=tuple(windows[i] for i in sorted(windows))))
         return result
 
     def grant(self, grant_id: str, *, lock: bool = False) -> Row | None:

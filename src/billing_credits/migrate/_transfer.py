@@ -304,6 +304,23 @@ def _name(status: object, grant_id: object, provider: object, customer: object) 
 
 _EXACT_JSON = json.JSONDecoder(parse_float=Decimal)
 """``json.loads(line, parse_float=Decimal)``, built once (not once per line)."""
+_scan = _EXACT_JSON.scan_once  # type: ignore[attr-defined]  # (set by __init__, C)
+_VOIDED = GrantStatus.VOIDED.value
+
+
+def _decoded(line: str) -> Any:
+    """``_EXACT_JSON.decode(line)``: a line that starts with its object and ends with at most
+    a line break is scanned directly (``decode`` adds two regular-expression calls and a
+    method call around the same scan); any other line, and every error, goes through it."""
+    if line[:1] == "{":
+        try:
+            value, end = _scan(line, 0)
+        except StopIteration:
+            pass  # decode raises the error, worded
+        else:
+            if end == len(line) or not line[end:].strip(" \t\n\r"):  # JSON's whitespace only
+                return value
+    return _EXACT_JSON.decode(line)
 
 
 def _new_grant(undecodable: UnicodeDecodeError | None, line: str,
@@ -320,7 +337,7 @@ def _new_grant(undecodable: UnicodeDecodeError | None, line: str,
         raise MigrationError(f"not UTF-8 text ({undecodable.reason} at byte "
                              f"{undecodable.start})")
     try:
-        data = _EXACT_JSON.decode(line)
+        data = _decoded(line)
     except ValueError as error:
         raise InvalidGrantError([FieldProblem("", f"not JSON: {error}")]) from None
     except RecursionError:
@@ -347,7 +364,7 @@ def _new_grant(undecodable: UnicodeDecodeError | None, line: str,
             ended = _name(state.value, grant_id, provider, data.get("customer_id"))
             if not include_ended:
                 raise _Skipped(ended)
-    voided = status == GrantStatus.VOIDED.value
+    voided = status == _VOIDED
     for name in CreditGrant.read_back_fields():
         data.pop(name, None)
     schedule = data.get("schedule")
