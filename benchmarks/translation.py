@@ -140,7 +140,7 @@ def main() -> None:
     m_raw = metronome_items(args.grants)
     s_raw = stripe_objects(m_raw)
     # Decoded as the transport decodes a listing page: Decimal floats, and the page's text
-    # checked once (``bc.json_text_is_valid``), its items marked ``bc.VendorPayload``.
+    # checked once (``bc.decode_vendor_json``), its items marked as known-valid text.
     m_ours = [item for start in range(0, len(m_raw), 100)
               for item in loads(b'{"data":[' + b",".join(m_raw[start:start + 100]) + b"]}")["data"]]
     m_sdk = [json.loads(raw) for raw in m_raw]  # what the SDK's client decodes

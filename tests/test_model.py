@@ -471,9 +471,16 @@ def test_json_text_is_valid_only_when_no_string_can_hold_a_surrogate(content: by
             text.encode("utf-8")
 
 
-def test_a_vendor_payload_is_kept_and_any_other_mapping_checked() -> None:
+def test_a_checked_payload_is_kept_and_any_other_mapping_checked() -> None:
     data = {"customer_id": "c", "amount": {"amount": "1", "currency": "USD"}, "id": "g"}
-    kept = bc.VendorPayload({"k": "v"})
+    (kept,) = bc.decode_vendor_json(b'{"data": [{"k": "v"}]}')["data"]
+    assert bc.is_checked_payload(kept)
     assert bc.CreditGrant.model_validate({**data, "raw": kept}).raw is kept
+    assert not bc.is_checked_payload(bc.decode_vendor_json(b'{"data": [{"k": "\\ud800"}]}')
+                                     ["data"][0])
     with pytest.raises(bc.InvalidGrantError, match="surrogate"):
         bc.CreditGrant.model_validate({**data, "raw": {"k": "\ud800"}})
+    mine = {"k": "v"}  # a caller's own mapping is copied, never kept
+    assert bc.CreditGrant.model_validate({**data, "raw": mine}).raw is not mine
+    assert not bc.is_checked_payload(bc.payload_copy(mine))
+    assert bc.is_checked_payload(bc.payload_copy(kept))

@@ -11,7 +11,7 @@ import importlib
 import typing
 
 if typing.TYPE_CHECKING:
-    from ._base import VendorPayload, json_text_is_valid
+    from ._base import decode_vendor_json, is_checked_payload, json_text_is_valid, payload_copy
     from ._capabilities import (
         ALL_OPERATIONS,
         ALL_SCOPE_KINDS,
@@ -241,7 +241,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "Sandbox", "SandboxRegister",
     ),
     "._base": (
-        "VendorPayload", "json_text_is_valid",
+        "decode_vendor_json", "is_checked_payload", "json_text_is_valid", "payload_copy",
     ),
     "._priority": (
         "ANY_DECIMAL", "FLOAT64", "PriorityDomain", "PriorityMapping",
@@ -356,7 +356,6 @@ __all__ = [
     "UnreadableGrantsError",
     "UnsupportedOperationError",
     "Usage",
-    "VendorPayload",
     "VerifyReport",
     "__version__",
     "admits",
@@ -367,6 +366,7 @@ __all__ = [
     "check_base_url",
     "compare_plan",
     "currency_exponent",
+    "decode_vendor_json",
     "error_class_for_status",
     "exact_context",
     "exact_sum",
@@ -376,9 +376,11 @@ __all__ = [
     "get_provider",
     "hookimpl",
     "import_grants",
+    "is_checked_payload",
     "is_iso_currency",
     "json_text_is_valid",
     "migration_key",
+    "payload_copy",
     "plan_migration",
     "plugin_manager",
     "preserve_order",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Mapping
@@ -14,8 +15,8 @@ from pydantic import ConfigDict, PlainValidator
 
 from ._errors import FieldProblem, InvalidGrantError
 
-__all__ = ["NeutralModel", "RawPayload", "VendorPayload", "exact_decimal", "json_text_is_valid",
-           "problems_from"]
+__all__ = ["NeutralModel", "RawPayload", "decode_vendor_json", "exact_decimal",
+           "is_checked_payload", "json_text_is_valid", "payload_copy", "problems_from"]
 
 
 _SURROGATE = "contains a lone surrogate (not valid Unicode text)"
@@ -114,12 +115,15 @@ _MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 def json_text_is_valid(content: bytes) -> bool:
     """Whether every string that ``json.loads(content)`` can give is valid Unicode text.
 
-    True when ``content`` is valid UTF-8 (which cannot encode a surrogate) and holds no JSON
-    escape of a surrogate (``\\uD800``-``\\uDFFF``): the only two ways a decoded string could
-    hold a lone surrogate (``json.loads`` of bytes decodes with ``surrogatepass``). A surrogate
+    True when ``content`` is UTF-8 (``json.loads`` would read it as UTF-8: no UTF-16 or
+    UTF-32 byte pattern, which it would decode with ``surrogatepass``), decodes strictly (which
+    refuses an encoded surrogate) and holds no JSON escape of a surrogate
+    (``\\uD800``-``\\uDFFF``): then no decoded string can hold a lone surrogate. A surrogate
     *pair*'s escapes (one valid character) make it False too: False means "check each
-    string", never "invalid". Two C scans of the bytes, a fraction of a microsecond per KB.
+    string", never "invalid". A few C scans of the bytes, a fraction of a microsecond per KB.
     """
+    if not json.detect_encoding(content).startswith("utf-8"):
+        return False
     if b"\\u" in content and _MAYBE_SURROGATE.search(content) is not None:
         return False
     try:
@@ -129,30 +133,59 @@ def json_text_is_valid(content: bytes) -> bool:
     return True
 
 
-class VendorPayload(dict[str, Any]):
-    """A vendor payload (a JSON object with string keys) whose text is known to be valid
-    Unicode: decoded from bytes that ``json_text_is_valid`` passed, or built from such a
-    payload and the library's own text.
-
-    ``CreditGrant.raw`` keeps one as it is, without walking it again (a walk of every string
-    costs a few microseconds a grant: issue 17); any other mapping is checked. A transport
-    that decodes the vendor's bytes marks what it decoded; only code that knows the text was
-    checked may make one.
-    """
+class _CheckedPayload(dict[str, Any]):
+    """A vendor payload (a JSON object) whose text is known to be valid Unicode: made only by
+    ``decode_vendor_json`` from bytes that ``json_text_is_valid`` passed, or copied from one
+    by ``payload_copy``. ``CreditGrant.raw`` keeps one without walking it again (a walk of
+    every string costs a few microseconds a grant: issue 17)."""
 
     __slots__ = ()
 
 
+def decode_vendor_json(content: bytes, *, parse_float: Any = None) -> Any:
+    """``json.loads(content, parse_float=...)`` of a vendor's answer, its objects one level
+    down (the items of a top-level list, or of a list under a top-level key, and objects
+    directly under a top-level key: a listing's items, a single answer's object) marked as
+    known-valid text when ``json_text_is_valid(content)``; a grant read from one keeps it as
+    ``raw`` without checking every string again. Use ``payload_copy`` to make ``raw``."""
+    decoded = json.loads(content, parse_float=parse_float)
+    if not json_text_is_valid(content):
+        return decoded
+    if type(decoded) is list:
+        return [_CheckedPayload(item) if type(item) is dict else item for item in decoded]
+    if type(decoded) is dict:
+        for key, value in decoded.items():
+            if type(value) is list:
+                decoded[key] = [_CheckedPayload(item) if type(item) is dict else item
+                                for item in value]
+            elif type(value) is dict:
+                decoded[key] = _CheckedPayload(value)
+    return decoded
+
+
+def payload_copy(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a vendor payload to keep as a grant's ``raw`` (and add to, with the item's
+    own text or the reader's): still known-valid text when ``item`` came from
+    ``decode_vendor_json`` marked so, a plain ``dict`` (checked by the model) otherwise."""
+    return _CheckedPayload(item) if type(item) is _CheckedPayload else dict(item)
+
+
+def is_checked_payload(value: object) -> bool:
+    """Whether ``value`` is a payload ``decode_vendor_json`` marked as known-valid text."""
+    return type(value) is _CheckedPayload
+
+
 def _raw_payload(value: Any) -> dict[str, Any]:
     """A vendor payload (``raw``): a mapping with string keys, copied, whose text is valid
-    Unicode at any depth. A ``VendorPayload`` is known valid: kept as it is.
+    Unicode at any depth. A payload ``decode_vendor_json`` marked (or its ``payload_copy``) is
+    known valid: kept as it is (it is never the caller's own object).
 
     The neutral models' own strings are checked by pydantic's core (see ``NeutralModel``);
     ``raw`` is free-form, so it is checked here: in one pass of pydantic-core's JSON writer
     (which refuses a lone surrogate, in keys and values alike, at any depth), and by walking
     it only when that fails, to name the place. One Python call, no per-key validation.
     """
-    if type(value) is VendorPayload:
+    if type(value) is _CheckedPayload:
         return value
     if not isinstance(value, Mapping):
         raise ValueError("Input should be a valid dictionary")

@@ -156,8 +156,23 @@ class Capabilities:
     def supports(self, operation: Operation) -> bool:
         return operation in self.operations
 
+    @cached_property
+    def holds_every_grant(self) -> bool:
+        """Whether ``check`` can find nothing in any valid grant: any amount in any unit, every
+        scope kind, any number of prices and segments, any name, time, priority and metadata
+        (``local``). Then ``check`` returns at once (a bulk import checks every grant)."""
+        return (self.currencies is None and self.custom_units and not self.minor_units_only
+                and not self.amount_float64 and self.scope_kinds >= ALL_SCOPE_KINDS
+                and self.max_price_ids is None and self.max_segments is None
+                and self.name_max_length is None
+                and self.time_resolution <= timedelta(microseconds=1)
+                and not self.fields_in_metadata and self.metadata.unlimited
+                and self.priority == ANY_DECIMAL)
+
     def check(self, grant: CreditGrant) -> list[FieldProblem]:
         """Every field of ``grant`` this provider cannot represent (empty: all fine)."""
+        if self.holds_every_grant:
+            return []
         found: list[FieldProblem] = []
         any_amount = self.currencies is None and self.custom_units \
             and not self.minor_units_only and not self.amount_float64

@@ -103,6 +103,7 @@ def test_batch_grant_ids_are_new_sortable_and_distinct() -> None:
     assert len(set(ids)) == 1_000
     assert all(len(i) == 36 and i.startswith("lcg_") and int(i[4:], 16) >= 0 for i in ids)
     assert len({i[:16] for i in ids}) == 1  # one clock reading for the batch: they sort together
+    assert ids == sorted(ids)  # in line order: the id breaks the tie of one creation time
     later = _grant_ids(1)[0]
     assert later[:16] >= ids[0][:16]
 
@@ -222,3 +223,18 @@ def test_a_batch_writes_the_lots_and_entries_a_create_writes(engine: str) -> Non
         for i in range(len(grants)):
             assert [(b.usable, b.pending) for b in local.get_balance(f"a-{i}")] == [
                 (b.usable, b.pending) for b in local.get_balance(f"b-{i}")]
+
+
+def test_a_batch_consumes_in_the_order_of_its_lines(tmp_path: Path) -> None:
+    """A batch's grants share one creation time (one clock reading): with the same priority
+    and window, the id breaks the tie, so credit still burns in the order of the lines."""
+    source = [line(i, customer_id="cus_same", amount=bc.Money("1.00", "USD"),
+                   metadata={"n": str(i)}) for i in range(40)]
+    with LocalProvider(tmp_path / "order.db") as local:
+        assert bc.import_grants(local, source, batch_size=40).created == 40
+        drawn = []
+        for i in range(40):
+            result = local.consume("cus_same", bc.Money("1.00", "USD"), reference=f"r{i}")
+            drawn += [entry.grant_id for entry in result]
+        listed = {g.id: g.metadata["n"] for g in local.list_grants("cus_same")}
+        assert [listed[d] for d in drawn] == [str(i) for i in range(40)]

@@ -304,6 +304,9 @@ def _name(status: object, grant_id: object, provider: object, customer: object) 
 
 _EXACT_JSON = json.JSONDecoder(parse_float=Decimal)
 """``json.loads(line, parse_float=Decimal)``, built once (not once per line)."""
+_ALL_USAGE_JSON = {"product_ids": [], "product_tags": [], "price_ids": [],
+                   "metered_prices_only": False, "contract_ids": [], "specifiers": []}
+"""The empty scope (all usage) as ``export`` writes it (a test holds it to the model's)."""
 _scan = _EXACT_JSON.scan_once  # type: ignore[attr-defined]  # (set by __init__, C)
 _VOIDED = GrantStatus.VOIDED.value
 
@@ -367,6 +370,8 @@ def _new_grant(undecodable: UnicodeDecodeError | None, line: str,
     voided = status == _VOIDED
     for name in CreditGrant.read_back_fields():
         data.pop(name, None)
+    if data.get("scope") == _ALL_USAGE_JSON:  # every exported line says so: the default scope,
+        del data["scope"]  # shared, not validated again as a new one (issue 17)
     schedule = data.get("schedule")
     if schedule is not None and not isinstance(schedule, list):
         raise InvalidGrantError([FieldProblem("schedule", f"expected a list of segments, got "

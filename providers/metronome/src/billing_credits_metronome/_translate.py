@@ -558,7 +558,7 @@ def _grant_from_item(
     balance = None if remaining is None else _money_data(remaining, credit_type, config)
     # The item's text was checked with its page (see ``_transport.loads``), and the summary
     # holds only its text and this module's: the grant keeps ``raw`` without walking it again.
-    raw = bc.VendorPayload(item) if type(item) is bc.VendorPayload else dict(item)
+    raw = bc.payload_copy(item)
     posted, including = balance_data.get("excluding_pending"), balance_data.get("including_pending")
     deductions, pending = get("deductions"), get("pending_deductions")
     raw["_summary"] = {  # (ints, the usual numbers, and empty lists written directly)
@@ -870,5 +870,5 @@ def _credit_from_item(
         status=_status(effective, expires, now),
         balance=balance,
         created_at=parse_time(created) if isinstance(created, str) else None,
-        raw=bc.VendorPayload(item) if type(item) is bc.VendorPayload else dict(item),
+        raw=bc.payload_copy(item),
     )

@@ -85,20 +85,13 @@ def dumps(body: Mapping[str, Any]) -> bytes:
 def loads(content: bytes | str) -> Any:
     """JSON with every non-integer number as an exact ``Decimal``.
 
-    The objects of a response's ``data`` (a listing's items, or the one object answered) come
-    as ``bc.VendorPayload`` when the bytes' text is known valid Unicode
-    (``bc.json_text_is_valid``, checked once for the page): a grant read from one keeps it as
+    From bytes, the objects of a response's ``data`` (a listing's items, or the one object
+    answered) come marked as known-valid text when the page's text is
+    (``bc.decode_vendor_json``, checked once for the page): a grant read from one keeps it as
     ``raw`` without walking every string of it again."""
-    decoded = json.loads(content, parse_float=Decimal)
-    if type(decoded) is dict and "data" in decoded and isinstance(content, bytes) \
-            and bc.json_text_is_valid(content):
-        data = decoded["data"]
-        if type(data) is list:
-            decoded["data"] = [bc.VendorPayload(item) if type(item) is dict else item
-                               for item in data]
-        elif type(data) is dict:
-            decoded["data"] = bc.VendorPayload(data)
-    return decoded
+    if isinstance(content, bytes):
+        return bc.decode_vendor_json(content, parse_float=Decimal)
+    return json.loads(content, parse_float=Decimal)
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
