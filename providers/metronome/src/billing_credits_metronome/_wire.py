@@ -71,7 +71,10 @@ def parse_time(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:  # a lowercase "z", or not a time at all
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    if moment.tzinfo is None:
+    zone = moment.tzinfo
+    if zone is UTC:  # a trailing "Z" (Python 3.11 reads it as UTC): already as wanted
+        return moment
+    if zone is None:
         raise ValueError(f"timestamp without offset: {text!r}")
     return moment.astimezone(UTC)
 

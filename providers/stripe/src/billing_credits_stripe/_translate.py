@@ -182,6 +182,8 @@ def stripe_exponent(currency: str) -> int | None:
     return bc.currency_exponent(code)
 
 
+_WHOLE_OR_TENS = frozenset(TWO_DECIMAL_WHOLE_UNITS) | frozenset(THREE_DECIMAL_CURRENCIES)
+"""The currencies whose minor units Stripe restricts further (one membership test for all)."""
 _NEUTRAL_EXPONENTS: dict[str, int | None] = {}
 """``stripe_exponent`` of the neutral currencies seen (ISO 4217 codes, upper case, as a
 ``Money`` holds them: a bounded set), read with one dict lookup."""
@@ -197,20 +199,6 @@ def _exact() -> decimal.Context:
     return bc.exact_context()
 
 
-def _minor(amount: Decimal, exponent: int) -> int | None:
-    """``amount`` in minor units (10^-``exponent``), exactly (None: not a whole number of them).
-
-    In integers, from the amount's exact ratio: no decimal context can round it (the default
-    28-digit one would round ``1234567890123456789012345678.91`` silently), and it costs a
-    third of a scaling in an exact context.
-    """
-    numerator, denominator = amount.as_integer_ratio()
-    scaled: int = numerator * 10**exponent
-    if scaled % denominator:
-        return None
-    return scaled // denominator
-
-
 def _money_problem(where: str, money: bc.Money) -> str | None:
     found = _minor_units(money)
     return found if isinstance(found, str) else None
@@ -218,25 +206,32 @@ def _money_problem(where: str, money: bc.Money) -> str | None:
 
 def _minor_units(money: bc.Money) -> int | str:
     """``money`` in Stripe's integer minor units, or the reason it cannot be."""
-    if money.currency is None:
+    currency = money.currency
+    if currency is None:
         return "custom credit units are not supported: Stripe grants are monetary only"
-    exponent = _NEUTRAL_EXPONENTS.get(money.currency, -1)
+    exponent = _NEUTRAL_EXPONENTS.get(currency, -1)
     if exponent == -1:
-        exponent = _NEUTRAL_EXPONENTS[money.currency] = stripe_exponent(money.currency)
+        exponent = _NEUTRAL_EXPONENTS[currency] = stripe_exponent(currency)
     if exponent is None:
-        return (f"{money.currency} is not a currency Stripe supports "
+        return (f"{currency} is not a currency Stripe supports "
                 "(https://docs.stripe.com/currencies)")
-    value = _minor(money.amount, exponent)
-    if value is None:
-        return (f"{money.amount} {money.currency} is not a whole number of Stripe's minor units "
+    amount = money.amount
+    # Exactly, in integers from the amount's ratio: no decimal context can round it (the
+    # default 28-digit one would round ``1234567890123456789012345678.91`` silently).
+    numerator, denominator = amount.as_integer_ratio()
+    scaled: int = numerator * 10**exponent
+    if scaled % denominator:
+        return (f"{amount} {currency} is not a whole number of Stripe's minor units "
                 f"(10^-{exponent})")
-    if money.currency in TWO_DECIMAL_WHOLE_UNITS and value % 100:
-        return f"{money.amount} {money.currency}: Stripe accepts whole units of this currency only"
-    if money.currency in THREE_DECIMAL_CURRENCIES and value % 10:
-        return (f"{money.amount} {money.currency}: Stripe requires the last of three decimals "
-                "to be 0")
+    value = scaled // denominator
+    if currency in _WHOLE_OR_TENS:
+        if currency in TWO_DECIMAL_WHOLE_UNITS and value % 100:
+            return f"{amount} {currency}: Stripe accepts whole units of this currency only"
+        if currency in THREE_DECIMAL_CURRENCIES and value % 10:
+            return (f"{amount} {currency}: Stripe requires the last of three decimals "
+                    "to be 0")
     if value > MAX_AMOUNT_VALUE:
-        return (f"{money.amount} {money.currency} is {value} minor units; Stripe amounts are "
+        return (f"{amount} {currency} is {value} minor units; Stripe amounts are "
                 f"64-bit integers of at most {MAX_AMOUNT_VALUE}")
     return value
 
@@ -422,8 +417,9 @@ def _reserved_metadata(grant: bc.CreditGrant) -> dict[str, str]:
         reserved[META_CATEGORY_LABEL] = fields["category_label"]
     if fields["idempotency_key"] is not None:
         reserved[META_IDEMPOTENCY_KEY] = fields["idempotency_key"]
-    if flags := _flags(grant):
-        reserved[META_FLAGS] = ",".join(flags)
+    flags = ",".join(_flags(grant))
+    if flags:
+        reserved[META_FLAGS] = flags
     return reserved
 
 
