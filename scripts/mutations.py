@@ -171,6 +171,34 @@ MUTATIONS = (
         tests=("tests/migration/test_verify.py::"
                "test_retire_leaves_the_source_when_its_target_grant_was_voided",),
     ),
+    # -- issue 17: the fast paths keep every guarantee ---------------------------------------------
+    Mutation(
+        "a vendor page in UTF-16 is trusted without a check of its strings",
+        find='    if not json.detect_encoding(content).startswith("utf-8"):\n        return False\n',
+        replace="",
+        tests=("tests/test_model.py::test_json_text_is_valid_only_when_no_string_can_hold_a_surrogate",
+               "providers/metronome/tests/test_metronome_hostile.py::"
+               "test_a_page_is_trusted_only_when_its_text_cannot_hold_a_surrogate"),
+    ),
+    Mutation(
+        "the request hash's direct text writes metadata in insertion order",
+        find="""        f'"metadata":{_encode_sorted(metadata) if metadata else "{}"},'""",
+        replace="""        f'"metadata":{json.dumps(metadata, separators=(",", ":"))"""
+                """ if metadata else "{}"},'""",
+        tests=("tests/local/test_bulk_import.py::test_canonical_text_is_the_encoded_canonical_form",),
+    ),
+    Mutation(
+        "a batch's ids are not in line order",
+        find="    return sorted(stamp + noise[i:i + 20] for i in range(0, 20 * count, 20))",
+        replace="    return [stamp + noise[i:i + 20] for i in range(0, 20 * count, 20)]",
+        tests=("tests/local/test_bulk_import.py::test_a_batch_consumes_in_the_order_of_its_lines",),
+    ),
+    Mutation(
+        "the grant's rules let an amount of zero through",
+        find='        if amount.amount <= 0:\n            found.append(FieldProblem("amount", "must be',
+        replace='        if amount.amount < 0:\n            found.append(FieldProblem("amount", "must be',
+        tests=("tests/test_model.py",),
+    ),
 )
 
 
