@@ -20,7 +20,7 @@ from pydantic_core import TzInfo
 
 from ._base import NAIVE_REFUSED, NeutralModel, RawPayload
 from ._errors import FieldProblem, InvalidGrantError
-from ._money import BEYOND_DOUBLE, MAX_DIGITS, Money, _digits, exact_json, exact_sum
+from ._money import BEYOND_DOUBLE, MAX_DIGITS, Money, _digits, exact, exact_json
 
 __all__ = [
     "MIGRATED_KEY",
@@ -129,9 +129,15 @@ class Segment(NeutralModel):
     def _rules(self) -> Self:
         """Every rule of a segment in one call (see ``CreditGrant._rules``)."""
         fields = self.__dict__
+        amount, start, end = fields["amount"], fields["starts_at"], fields["ends_before"]
+        text = str(amount)
+        if (amount > 0 and len(text) <= MAX_DIGITS and "E" not in text  # the common segment
+                and start.tzinfo is UTC and EARLIEST <= start <= LATEST
+                and (end is None or (end.tzinfo is UTC and start < end <= LATEST))):
+            return self
         found: list[FieldProblem] = []
-        amount = _checked("amount", _digits, fields["amount"], found)
-        if amount is not None and amount <= 0:
+        checked = _checked("amount", _digits, amount, found)
+        if checked is not None and checked <= 0:
             found.append(FieldProblem("amount", "must be greater than zero"))
         start = _utc_field(fields, "starts_at", found)
         end = _utc_field(fields, "ends_before", found)
@@ -455,6 +461,17 @@ def _utc_field(fields: dict[str, Any], name: str, found: list[FieldProblem]) -> 
     return utc
 
 
+_EXACT_ADD: list[Callable[[Decimal, Decimal], Decimal]] = []
+
+
+def _exact_add() -> Callable[[Decimal, Decimal], Decimal]:
+    """``add`` of one exact context (``exact()``), made once: a single operation at a time,
+    so sharing it is safe (a trap raises for the operation that hits it)."""
+    if not _EXACT_ADD:
+        _EXACT_ADD.append(exact().add)
+    return _EXACT_ADD[0]
+
+
 def _schedule_problem(schedule: tuple[Segment, ...], amount: Decimal,
                       effective: datetime | None, expires: datetime | None) -> str | None:
     """What is wrong with a grant's schedule against its amount and window, if anything."""
@@ -465,7 +482,10 @@ def _schedule_problem(schedule: tuple[Segment, ...], amount: Decimal,
             return "segments must be ordered by starts_at"
         if earlier.ends_before is None:
             return "only the last segment may have no ends_before"
-    total = exact_sum(s.amount for s in schedule)
+    add = _exact_add()
+    total = Decimal(0)
+    for segment in schedule:  # exact_sum's additions in its context, without entering it
+        total = add(total, segment.amount)
     if total != amount:
         return f"segment amounts sum to {total}, not the grant amount {amount}"
     if effective != schedule[0].starts_at:
