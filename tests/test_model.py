@@ -484,3 +484,14 @@ def test_a_checked_payload_is_kept_and_any_other_mapping_checked() -> None:
     assert bc.CreditGrant.model_validate({**data, "raw": mine}).raw is not mine
     assert not bc.is_checked_payload(bc.payload_copy(mine))
     assert bc.is_checked_payload(bc.payload_copy(kept))
+
+
+def test_every_validation_entry_point_raises_the_projects_error() -> None:
+    """``model_validate_strings`` too (pydantic's own entry point): only ``InvalidGrantError``."""
+    with pytest.raises(bc.InvalidGrantError):
+        bc.CreditGrant.model_validate_strings({"customer_id": "c", "amount": {"amount": "x"}})
+    grant = bc.CreditGrant.model_validate_strings(
+        {"customer_id": "c", "amount": {"amount": "10", "currency": "usd"},
+         "effective_at": "2026-01-01T00:00:00+01:00"})
+    assert grant.amount.currency == "USD"
+    assert grant.effective_at == datetime(2025, 12, 31, 23, tzinfo=UTC)

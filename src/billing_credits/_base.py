@@ -271,6 +271,17 @@ class NeutralModel(pydantic.BaseModel):
             raise _internal(error, cls.__name__) from None
 
     @classmethod
+    def model_validate_strings(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        try:
+            return super().model_validate_strings(obj, *args, **kwargs)
+        except pydantic.ValidationError as error:
+            raise InvalidGrantError(problems_from(error), model=cls.__name__) from None
+        except InvalidGrantError:
+            raise
+        except Exception as error:
+            raise _internal(error, cls.__name__) from None
+
+    @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any) -> Self:
         try:
             return super().model_validate_json(json_data, *args, **kwargs)
