@@ -82,8 +82,6 @@ def _priority_bounds(value: Decimal) -> Decimal:
 _PRIORITY_EXPONENT = 400
 """Every finite double (10^-324 to 10^308) fits; nothing beyond is anybody's priority."""
 
-Priority = Annotated[Decimal, Field(allow_inf_nan=False), AfterValidator(_priority_bounds)]
-"""Exact like ``ExactDecimal`` (floats from their text, no bool, NaN or infinity)."""
 NonEmpty = Annotated[str, Field(min_length=1)]
 _Number = Annotated[Decimal, Field(allow_inf_nan=False)]
 """A finite exact number, converted in pydantic's core (floats from their text, no bool, NaN
