@@ -302,10 +302,10 @@ class CreditGrant(NeutralModel):
         when not given or None, ``expires_at`` when not given), and must equal it."""
         fields = self.__dict__
         found: list[FieldProblem] = []
-        if not fields["customer_id"].strip():
+        if fields["customer_id"].isspace():  # (not empty: the core checked min_length=1)
             found.append(FieldProblem("customer_id", "must not be blank"))
         key = fields["idempotency_key"]
-        if key is not None and not key.strip():
+        if key is not None and key.isspace():  # ``not key.strip()``, without a copy
             found.append(FieldProblem("idempotency_key", "must not be blank"))
         amount: Money = fields["amount"]
         if amount.amount <= 0:
