@@ -238,3 +238,15 @@ def test_a_batch_consumes_in_the_order_of_its_lines(tmp_path: Path) -> None:
             drawn += [entry.grant_id for entry in result]
         listed = {g.id: g.metadata["n"] for g in local.list_grants("cus_same")}
         assert [listed[d] for d in drawn] == [str(i) for i in range(40)]
+
+
+def test_the_default_scope_an_import_skips_is_the_one_export_writes() -> None:
+    """An exported line's empty scope is left out before validation (the shared default is
+    used instead): it must be exactly what ``export`` writes for the default scope."""
+    import json
+
+    from billing_credits.migrate._transfer import _ALL_USAGE_JSON
+
+    assert json.loads(bc.Scope().model_dump_json()) == _ALL_USAGE_JSON
+    exported = json.loads(bc.CreditGrant.model_validate_json(line(1)).model_dump_json())
+    assert exported["scope"] == _ALL_USAGE_JSON
