@@ -213,6 +213,16 @@ RawPayload = Annotated[dict[str, Any], PlainValidator(_raw_payload)]
 """A vendor payload kept as read (``raw``): any JSON-like data whose text is valid Unicode."""
 
 
+def _project_error(error: Exception, model: str) -> InvalidGrantError:
+    """What a validation failure of ``model`` is raised as: pydantic's errors field by field,
+    the project's own error as it is, any other exception as ``_internal`` words it."""
+    if isinstance(error, pydantic.ValidationError):
+        return InvalidGrantError(problems_from(error), model=model)
+    if isinstance(error, InvalidGrantError):
+        return error
+    return _internal(error, model)
+
+
 def _internal(error: Exception, model: str) -> InvalidGrantError:
     """Any other exception of validation (a validator's bug, an overflow, a bad key type) as
     the project's error: a caller only ever has to catch ``BillingCreditsError``."""
@@ -245,12 +255,8 @@ class NeutralModel(pydantic.BaseModel):
         def __init__(self, /, **data: Any) -> None:
             try:
                 self.__pydantic_validator__.validate_python(data, self_instance=self)
-            except pydantic.ValidationError as error:
-                raise InvalidGrantError(problems_from(error), model=type(self).__name__) from None
-            except InvalidGrantError:
-                raise
             except Exception as error:
-                raise _internal(error, type(self).__name__) from None
+                raise _project_error(error, type(self).__name__) from None
 
         # Only the error translation differs from pydantic's own __init__: nested models are
         # still validated in pydantic's core (a "custom" __init__ would be called for each).
@@ -263,31 +269,19 @@ class NeutralModel(pydantic.BaseModel):
                 # own model_validate only checks its options and then does the same)
                 return cls.__pydantic_validator__.validate_python(obj)  # type: ignore[no-any-return]
             return super().model_validate(obj, *args, **kwargs)
-        except pydantic.ValidationError as error:
-            raise InvalidGrantError(problems_from(error), model=cls.__name__) from None
-        except InvalidGrantError:
-            raise
         except Exception as error:
-            raise _internal(error, cls.__name__) from None
+            raise _project_error(error, cls.__name__) from None
 
     @classmethod
     def model_validate_strings(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
         try:
             return super().model_validate_strings(obj, *args, **kwargs)
-        except pydantic.ValidationError as error:
-            raise InvalidGrantError(problems_from(error), model=cls.__name__) from None
-        except InvalidGrantError:
-            raise
         except Exception as error:
-            raise _internal(error, cls.__name__) from None
+            raise _project_error(error, cls.__name__) from None
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any) -> Self:
         try:
             return super().model_validate_json(json_data, *args, **kwargs)
-        except pydantic.ValidationError as error:
-            raise InvalidGrantError(problems_from(error), model=cls.__name__) from None
-        except InvalidGrantError:
-            raise
         except Exception as error:
-            raise _internal(error, cls.__name__) from None
+            raise _project_error(error, cls.__name__) from None

@@ -157,12 +157,18 @@ class Capabilities:
         return operation in self.operations
 
     @cached_property
+    def holds_every_amount(self) -> bool:
+        """Whether any amount in any unit fits: no currency list, custom units, no minor-unit
+        or double-precision limit (then no amount needs checking)."""
+        return (self.currencies is None and self.custom_units and not self.minor_units_only
+                and not self.amount_float64)
+
+    @cached_property
     def holds_every_grant(self) -> bool:
         """Whether ``check`` can find nothing in any valid grant: any amount in any unit, every
         scope kind, any number of prices and segments, any name, time, priority and metadata
         (``local``). Then ``check`` returns at once (a bulk import checks every grant)."""
-        return (self.currencies is None and self.custom_units and not self.minor_units_only
-                and not self.amount_float64 and self.scope_kinds >= ALL_SCOPE_KINDS
+        return (self.holds_every_amount and self.scope_kinds >= ALL_SCOPE_KINDS
                 and self.max_price_ids is None and self.max_segments is None
                 and self.name_max_length is None
                 and self.time_resolution <= timedelta(microseconds=1)
@@ -174,9 +180,7 @@ class Capabilities:
         if self.holds_every_grant:
             return []
         found: list[FieldProblem] = []
-        any_amount = self.currencies is None and self.custom_units \
-            and not self.minor_units_only and not self.amount_float64
-        if not any_amount:  # (else every amount in every unit fits, as in ``local``)
+        if not self.holds_every_amount:
             found += self._money_problems("amount", grant.amount, [grant.amount.amount])
             if grant.schedule is not None:
                 found += self._money_problems(

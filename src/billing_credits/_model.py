@@ -20,7 +20,7 @@ from pydantic_core import TzInfo
 
 from ._base import NAIVE_REFUSED, NeutralModel, RawPayload
 from ._errors import FieldProblem, InvalidGrantError
-from ._money import BEYOND_DOUBLE, MAX_DIGITS, Money, _digits, exact, exact_json
+from ._money import BEYOND_DOUBLE, MAX_DIGITS, Money, _digits, exact_json, shared_exact
 
 __all__ = [
     "MIGRATED_KEY",
@@ -459,17 +459,6 @@ def _utc_field(fields: dict[str, Any], name: str, found: list[FieldProblem]) -> 
     return utc
 
 
-_EXACT_ADD: list[Callable[[Decimal, Decimal], Decimal]] = []
-
-
-def _exact_add() -> Callable[[Decimal, Decimal], Decimal]:
-    """``add`` of one exact context (``exact()``), made once: a single operation at a time,
-    so sharing it is safe (a trap raises for the operation that hits it)."""
-    if not _EXACT_ADD:
-        _EXACT_ADD.append(exact().add)
-    return _EXACT_ADD[0]
-
-
 def _schedule_problem(schedule: tuple[Segment, ...], amount: Decimal,
                       effective: datetime | None, expires: datetime | None) -> str | None:
     """What is wrong with a grant's schedule against its amount and window, if anything."""
@@ -480,7 +469,7 @@ def _schedule_problem(schedule: tuple[Segment, ...], amount: Decimal,
             return "segments must be ordered by starts_at"
         if earlier.ends_before is None:
             return "only the last segment may have no ends_before"
-    add = _exact_add()
+    add = shared_exact().add
     total = Decimal(0)
     for segment in schedule:  # exact_sum's additions in its context, without entering it
         total = add(total, segment.amount)

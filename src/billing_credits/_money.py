@@ -46,6 +46,16 @@ _EXACT = decimal.Context(prec=_PRECISION, traps=[decimal.Inexact, decimal.Invali
                                                  decimal.Overflow])
 """The template of ``exact()``: never handed out itself (a context's flags are mutable)."""
 
+_SHARED_EXACT = _EXACT.copy()
+
+
+def shared_exact() -> decimal.Context:
+    """One ``exact()`` context kept for single operations (``ctx.add(a, b)``,
+    ``value.normalize(ctx)``) on hot paths, where copying a context per call costs more than
+    the operation: never installed as a thread's context, never given to code that reads its
+    flags (a trap raises for the operation that hits it whatever earlier ones left)."""
+    return _SHARED_EXACT
+
 
 def exact_sum(values: Iterable[Decimal]) -> Decimal:
     """The exact sum of ``values`` (never rounded to the default 28 digits).

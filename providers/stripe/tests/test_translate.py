@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 from billing_credits_stripe import StripeProvider
 from billing_credits_stripe import _translate as tr
 from billing_credits_stripe.testing import StripeFake
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import billing_credits as bc
@@ -248,3 +248,45 @@ def test_minor_units_round_trip(value: int, currency: str) -> None:
         value *= 10
     money = tr.from_minor_units(currency, value)
     assert tr.to_minor_units(money) == (currency, value)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 3), max_value=datetime(9999, 12, 29)),
+       st.sampled_from([UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30))]))
+def test_timestamps_are_the_exact_whole_seconds(moment: datetime, zone: timezone) -> None:
+    """``to_timestamp`` reads a UTC time through a double (issue 17): every whole second of
+    years 1-9999 must come out exact, and any other zone and any fraction as before."""
+    aware = moment.replace(tzinfo=zone)
+    since = aware - _EPOCH
+    if since.microseconds:
+        with pytest.raises(ValueError, match="sub-second"):
+            tr.to_timestamp(aware)
+    else:
+        assert tr.to_timestamp(aware) == since.days * 86_400 + since.seconds
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=None,
+                   min_value=Decimal("0.0000001"), max_value=Decimal("1e30")),
+       st.sampled_from(["USD", "JPY", "KWD", "ISK", "EUR"]))
+@example(Decimal("1234567890123456789012345678.91"), "USD")  # beyond 28 digits and a double
+@example(Decimal("90071992547409.93"), "USD")
+def test_minor_units_are_exact_or_refused(amount: Decimal, currency: str) -> None:
+    """Minor units come from the amount's exact integer ratio (issue 17): a whole number of
+    them is exact, never rounded; anything else is refused, never truncated."""
+    try:
+        money = bc.Money(amount=amount, currency=currency)
+    except bc.InvalidGrantError:  # beyond what the model holds (40 digits)
+        assume(False)
+        return
+    exponent = tr.stripe_exponent(currency)
+    assert exponent is not None
+    scaled = amount.scaleb(exponent, context=bc.exact_context())
+    try:
+        _, value = tr.to_minor_units(money)
+    except bc.NotRepresentableError:
+        assert scaled != scaled.to_integral_value() or scaled > tr.MAX_AMOUNT_VALUE \
+            or currency in ("ISK", "KWD")
+        return
+    assert Decimal(value) == scaled

@@ -15,6 +15,7 @@ from json.encoder import encode_basestring_ascii as _quote  # (C) what the encod
 from typing import Any
 
 import billing_credits as bc
+from billing_credits._money import shared_exact
 
 
 def _grant_ids(count: int) -> list[str]:
@@ -32,7 +33,7 @@ def _grant_id() -> str:
     80 random bits. Ids made one after another sort together, so the indexes on grant ids
     (``grants.id``, the ``lots`` key, ``ledger_by_grant``) grow at their end instead of
     splitting pages at random places: a bulk import writes far fewer pages."""
-    return f"lcg_{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return _grant_ids(1)[0]
 
 
 _REQUEST_JSON = json.JSONEncoder(sort_keys=True, check_circular=False)
@@ -191,7 +192,7 @@ def canonical_text(grant: bc.CreditGrant, effective_iso: str | None,
     canonical dict and encoding it, most of what a request hash cost (issue 17)."""
     if grant.schedule is not None or not grant.scope.is_all_usage:
         return None
-    context = _exact_context()
+    context = shared_exact()
     amount = _money_text(grant.amount, context)
     paid = _money_text(grant.paid_amount, context)
     if amount is None or paid is None:
@@ -217,13 +218,3 @@ def _canonical_scope() -> Any:
     """The canonical form of the empty scope (all usage), as ``_canonical`` writes it."""
     return {key: list(value) if isinstance(value, tuple) else value
             for key, value in bc.Scope().model_dump().items()}
-
-
-_CONTEXT: list[Any] = []
-
-
-def _exact_context() -> Any:
-    """One exact context for ``normalize`` (a single operation each: sharing it is safe)."""
-    if not _CONTEXT:
-        _CONTEXT.append(bc.exact_context())
-    return _CONTEXT[0]

@@ -264,6 +264,13 @@ _GRANT = ("seq, id, customer_id, idempotency_key, key_supplied, request_hash, am
 _LOT = ("grant_id, idx, grant_seq, customer_id, unit, money, priority, created_at, starts_at, "
         "ends_before, amount, remaining, voided_at, admits_all, windows")
 _ENTRY = "seq, customer_id, grant_id, segment, kind, amount, unit, at, reference, recorded_at"
+_NEW_GRANT = ("id, customer_id, idempotency_key, key_supplied, request_hash, amount, unit, "
+              "request_json, effective_at, expires_at, voided_at, created_at")
+"""A new grant row's columns (its ``seq`` given by the database)."""
+_INSERT_GRANT = f"INSERT INTO grants ({_NEW_GRANT}) VALUES ({', '.join('?' * 12)})"  # noqa: S608
+_INSERT_NUMBERED_GRANT = (f"INSERT INTO grants (seq, {_NEW_GRANT}) "  # noqa: S608
+                          f"VALUES ({', '.join('?' * 13)})")
+_INSERT_LOT = f"INSERT INTO lots ({_LOT}) VALUES ({', '.join('?' * 15)})"  # noqa: S608
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -504,10 +511,7 @@ class Tx:
             return
         d = self.d
         stored_time = d.stored_time
-        self.cursor.executemany(d.sql(
-            "INSERT INTO grants (id, customer_id, idempotency_key, key_supplied, request_hash, "
-            "amount, unit, request_json, effective_at, expires_at, voided_at, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+        self.cursor.executemany(d.sql(_INSERT_GRANT),
             [(row.id, row.customer_id, row.idempotency_key, int(row.key_supplied),
               row.request_hash, d.amount_in(grant.amount.amount), row.unit, row.request_json,
               stored_time(row.effective_at), stored_time(row.expires_at),
@@ -568,13 +572,8 @@ class Tx:
             else:
                 scheduled.append((row, grant))
                 seqs[row.id] = seq
-        self.cursor.executemany(
-            "INSERT INTO grants (seq, id, customer_id, idempotency_key, key_supplied, "
-            "request_hash, amount, unit, request_json, effective_at, expires_at, voided_at, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", grants)
-        self.cursor.executemany(
-            f"INSERT INTO lots ({_LOT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-            lots)
+        self.cursor.executemany(_INSERT_NUMBERED_GRANT, grants)
+        self.cursor.executemany(_INSERT_LOT, lots)
         if scheduled:
             self.add_lots([lot for row, grant in scheduled for lot in lots_of(row, grant)], seqs)
         self.run(  # the entries of the batch's grants, by their sequence numbers (no list)
@@ -647,10 +646,7 @@ class Tx:
         """Insert a grant with its lots and ``granted`` entry; None when its key exists."""
         d = self.d
         found = self.one(
-            "INSERT INTO grants (id, customer_id, idempotency_key, key_supplied, request_hash, "
-            "amount, unit, request_json, effective_at, expires_at, voided_at, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq",
+            f"{_INSERT_GRANT} ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq",
             row.id, row.customer_id, row.idempotency_key, int(row.key_supplied),
             row.request_hash, d.amount_in(Decimal(row.amount)), row.unit, row.request_json,
             d.stored_time(row.effective_at), d.stored_time(row.expires_at),
@@ -667,8 +663,7 @@ class Tx:
         """Insert ``lots`` (``seqs``: their grants' sequence numbers, when only known now)."""
         d = self.d
         amount, time_in = d.amount_in, d.time_in
-        self.cursor.executemany(d.sql(
-            f"INSERT INTO lots ({_LOT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),  # noqa: S608
+        self.cursor.executemany(d.sql(_INSERT_LOT),
             [(lot.grant_id, lot.idx, seqs[lot.grant_id] if seqs else lot.grant_seq,
               lot.customer_id, lot.unit, lot.money, amount(lot.priority),
               time_in(lot.created_at), time_in(lot.starts_at), time_in(lot.ends_before),

@@ -447,23 +447,16 @@ def grant_create_payload(
 
 
 _SCHEDULED, _EXPIRED, _ACTIVE = "scheduled", "expired", "active"
-"""``bc.GrantStatus`` values (the model reads them as its members)."""
+"""``bc.GrantStatus`` values (the model reads them as its members; a member looked up on its
+class costs more than the comparisons that choose it)."""
 
 
-def _status(effective: datetime | None, expires: datetime | None, now: datetime) -> bc.GrantStatus:
-    scheduled, expired, active = _statuses()
+def _status(effective: datetime | None, expires: datetime | None, now: datetime) -> str:
     if effective is not None and now < effective:
-        return scheduled
+        return _SCHEDULED
     if expires is not None and now >= expires:
-        return expired
-    return active
-
-
-@cache
-def _statuses() -> tuple[bc.GrantStatus, bc.GrantStatus, bc.GrantStatus]:
-    """Scheduled, expired, active (an enum member looked up on its class costs more than the
-    comparisons that choose it)."""
-    return bc.GrantStatus.SCHEDULED, bc.GrantStatus.EXPIRED, bc.GrantStatus.ACTIVE
+        return _EXPIRED
+    return _ACTIVE
 
 
 def _end(moment: datetime, config: TranslationConfig) -> datetime | None:
@@ -605,8 +598,7 @@ def _grant_from_item(
             key.startswith("bc-") and GENERATED_KEY.match(key)) else _idempotency_key(key),
         "id": str(item["id"]),
         "provider": provider,
-        "status": (_SCHEDULED if now < effective else _EXPIRED  # as _status, inline
-                   if expires is not None and now >= expires else _ACTIVE),
+        "status": _status(effective, expires, now),
         "balance": balance,
         "raw": raw,
     }

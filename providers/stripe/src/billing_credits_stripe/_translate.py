@@ -21,7 +21,6 @@ Neutral fields Stripe has no place for travel in metadata keys under ``RESERVED_
 from __future__ import annotations
 
 import decimal
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -339,7 +338,7 @@ def _problems(grant: bc.CreditGrant, reserved: Mapping[str, str],
                 f"scope.price_ids.{i}", f"{len(price)} characters; Stripe ids hold at most "
                 f"{MAX_ID_LENGTH}"))
     key = grant.idempotency_key
-    if key is not None and not (key.isascii() and key.isprintable()):  # as _header_safe
+    if key is not None and not _header_safe(key):
         found.append(bc.FieldProblem(
             "idempotency_key", "travels in the Idempotency-Key header: printable ASCII only "
             "(no control characters, no line breaks, no non-ASCII)"))
@@ -382,10 +381,8 @@ def _problems(grant: bc.CreditGrant, reserved: Mapping[str, str],
 
 
 def _header_safe(text: str) -> bool:
-    return _PRINTABLE_ASCII(text) is not None
-
-
-_PRINTABLE_ASCII = re.compile(r"[ -~]*\Z").match
+    """Printable ASCII only (space to ``~``): what an HTTP header value may carry."""
+    return text.isascii() and text.isprintable()
 
 
 # -- neutral → Stripe ----------------------------------------------------------------------
