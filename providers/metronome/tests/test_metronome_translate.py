@@ -437,3 +437,15 @@ def test_round_trip_customer_credits_including_multi_segment(alignment: str) -> 
 
     check()
     assert {2, 3} & seen_segments, "multi-segment schedules were drawn"
+
+
+def test_the_kept_period_end_is_the_one_asked_for() -> None:
+    """``grant_balance`` keeps the last billing-period end it parsed (the same on every grant
+    of a page): a different text must be parsed anew, never answered from the kept one."""
+    from billing_credits_metronome._translate import _period_end
+    from billing_credits_metronome._wire import parse_time
+
+    for text in ("2026-01-01T00:00:00.000Z", "2026-02-01T00:00:00.000Z",
+                 "2026-02-01T00:00:00.000Z", "2026-01-31T19:00:00-05:00",
+                 "2026-01-01T00:00:00.000Z"):
+        assert _period_end(text) == parse_time(text)

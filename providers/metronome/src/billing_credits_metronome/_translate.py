@@ -628,6 +628,20 @@ def _pending_total(entries: Any) -> Decimal | None:
 _ZERO = Decimal(0)
 
 
+_LAST_PERIOD_END: list[tuple[str, datetime]] = [("", _EPOCH)]
+
+
+def _period_end(text: str) -> datetime:
+    """``parse_time`` of a balance's ``effective_at``, the end of the customer's billing
+    period: the same text on every grant of a customer's page, so the last one is kept."""
+    last = _LAST_PERIOD_END[0]
+    if last[0] == text:
+        return last[1]
+    moment = parse_time(text)
+    _LAST_PERIOD_END[0] = (text, moment)
+    return moment
+
+
 def grant_balance(item: Mapping[str, Any], *, expires_at: datetime,
                   now: datetime) -> tuple[Decimal | None, str]:
     """The neutral balance of a ``listGrants`` item, in its credit type's unit, and the rule used.
@@ -670,7 +684,7 @@ def grant_balance(item: Mapping[str, Any], *, expires_at: datetime,
     posted = data["excluding_pending"]
     including = data.get("including_pending")
     period_end = data.get("effective_at")
-    if including is not None and type(period_end) is str and expires_at > parse_time(
+    if including is not None and type(period_end) is str and expires_at > _period_end(
             period_end):
         usable = Decimal(including) if type(including) is int else to_decimal(including)
         return (_ZERO if usable < 0 else usable), "including_pending"  # max(usable, 0)
