@@ -5,7 +5,12 @@ Two paths, each per grant, with the providers' pure translation functions (no I/
 - Metronome ``listGrants`` item -> neutral ``CreditGrant`` -> Stripe create parameters:
   ``billing_credits_metronome._translate.grant_from_item``, ``CreditGrant.as_new`` (what a
   migration creates from a read-back grant), ``billing_credits_stripe._translate.create_params``;
-  against ``metronome.types.v1.CreditGrantListResponse.model_validate(item)``.
+  against ``metronome.types.v1.CreditGrantListResponse.model_validate(item)``. For context,
+  what metronome-sdk's client itself does with a response (``_process_response_data`` in
+  ``metronome/_base_client.py``) is measured beside it: ``validate_type`` when the client was
+  made with ``_strict_response_validation=True`` (model_validate behind a small wrapper), and
+  by default ``construct_type``, an unvalidated build in Python, many times slower. The
+  baseline stays the bare ``model_validate``: the strictest of the three.
 - Stripe ``billing.credit_grant`` object -> neutral -> Metronome ``createGrant`` body:
   ``billing_credits_stripe._translate.from_stripe``, ``as_new``,
   ``billing_credits_metronome._translate.grant_create_payload``; against
@@ -47,6 +52,7 @@ from billing_credits_metronome.testing import MetronomeFake
 from billing_credits_stripe import StripeProvider
 from billing_credits_stripe import _translate as stripe_tr
 from billing_credits_stripe.testing import StripeFake
+from metronome._models import construct_type, validate_type
 from metronome.types.v1 import CreditGrantListResponse
 
 NOW = datetime.now(UTC)
@@ -105,16 +111,22 @@ def timed(fn: Callable[[Any], Any], inputs: list[Any]) -> float:
 
 def compare(name: str, ours: dict[str, Callable[[Any], Any]], sdk: Callable[[Any], Any],
             ours_inputs: list[Any], sdk_inputs: list[Any], repeats: int,
-            what: dict[str, str]) -> None:
+            what: dict[str, str], clients: dict[str, Callable[[Any], Any]] | None = None) -> None:
+    """Each of ``ours`` against ``sdk`` (the baseline); ``clients`` are the SDK client's own
+    response paths, measured the same way and quoted for context beside the baseline."""
+    clients = clients or {}
     sdk_passes: list[float] = []
     our_passes: dict[str, list[float]] = {key: [] for key in ours}
-    for fn in (*ours.values(), sdk):  # warm up: imports, caches, pydantic schemas
-        for value in (ours_inputs if fn is not sdk else sdk_inputs)[:20]:
+    client_passes: dict[str, list[float]] = {key: [] for key in clients}
+    for fn in (*ours.values(), sdk, *clients.values()):  # warm up: imports, caches, schemas
+        for value in (ours_inputs if fn in ours.values() else sdk_inputs)[:20]:
             fn(value)
     for _ in range(repeats):
         sdk_passes.append(timed(sdk, sdk_inputs))
         for key, fn in ours.items():
             our_passes[key].append(timed(fn, ours_inputs))
+        for key, fn in clients.items():
+            client_passes[key].append(timed(fn, sdk_inputs))
     count = len(sdk_inputs)
     sdk_us = best(sdk_passes, count)
     record: dict[str, Any] = {"benchmark": f"translation.{name}", "grants": count,
@@ -123,6 +135,11 @@ def compare(name: str, ours: dict[str, Callable[[Any], Any]], sdk: Callable[[Any
         us = best(passes, count)
         record[f"{key}_us_per_grant"] = round(us, 1)
         record[f"{key}_over_sdk_parse"] = round(us / sdk_us, 2)
+    ours_us = best(our_passes["ours"], count)
+    for key, passes in client_passes.items():
+        us = best(passes, count)
+        record[f"{key}_us_per_grant"] = round(us, 1)
+        record[f"ours_over_{key}"] = round(ours_us / us, 2)
     emit(record)
 
 
@@ -166,7 +183,16 @@ def main() -> None:
         CreditGrantListResponse.model_validate, m_ours, m_sdk, args.repeats,
         {"ours_path": "grant_from_item -> as_new -> stripe create_params",
          "ours_read_only_path": "grant_from_item (vendor JSON -> neutral only)",
-         "sdk_path": "metronome CreditGrantListResponse.model_validate(item)"},
+         "sdk_path": "metronome CreditGrantListResponse.model_validate(item)",
+         "sdk_client_strict_path": "validate_type(...): the client with "
+         "_strict_response_validation=True (metronome/_base_client.py _process_response_data)",
+         "sdk_client_default_path": "construct_type(...): the client's default, unvalidated"},
+        clients={
+            "sdk_client_strict": lambda item: validate_type(
+                type_=CreditGrantListResponse, value=item),
+            "sdk_client_default": lambda item: construct_type(
+                type_=CreditGrantListResponse, value=item),
+        },
     )
     compare(
         "stripe_to_metronome",

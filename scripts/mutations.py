@@ -199,6 +199,24 @@ MUTATIONS = (
         replace='        if amount.amount < 0:\n            found.append(FieldProblem("amount", "must be',
         tests=("tests/test_model.py",),
     ),
+    Mutation(
+        "a Metronome ledger summary skips deductions that are not small whole numbers",
+        find="""            else:
+                whole = None
+        invoice = entry.get("invoice_id")""",
+        replace="""            else:
+                pass
+        invoice = entry.get("invoice_id")""",
+        tests=("providers/metronome/tests/test_metronome_translate.py::"
+               "test_deductions_are_summed_exactly_with_their_invoices",),
+    ),
+    Mutation(
+        "a Metronome paid amount in another credit type is read in the grant's",
+        find="scale if paid_type == credit_type",
+        replace="scale if True",
+        tests=("providers/metronome/tests/test_metronome_translate.py::"
+               "test_seed_003_list_grants_reads_with_every_field_kept",),
+    ),
 )
 
 

@@ -79,6 +79,26 @@ def test_the_synthetic_stream_is_steady_exact_and_spends_what_never_expires(
     assert not result.uncovered
 
 
+def test_a_rest_of_more_digits_than_one_amount_holds_is_spent_exactly(
+    plans_order: bc.ConsumptionOrder,
+) -> None:
+    """Two grants that never expire start after the first draws, which only the first grant
+    covers: what they have left adds up to 43 digits (39 whole, 4 decimal), more than a
+    ``Money`` given by a caller may hold; the last synthetic draw still spends all of it,
+    exactly (it was refused with ``InvalidGrantError`` before: found by hypothesis in
+    ``test_spooled_synthetic_run_equals_simulate_over_the_whole_listing``)."""
+    late = T0 + timedelta(days=5)
+    grants = [grant("a", "1", days=None),
+              *(bc.CreditGrant(id=gid, customer_id="cus_1", amount=usd(amount), effective_at=late)
+                for gid, amount in (("b", "9" * 39), ("c", "0.0001")))]
+    with pytest.raises(bc.InvalidGrantError):  # the rest is not an amount one may give
+        usd(str(bc.exact_sum([Decimal("9" * 39), Decimal("0.0001")])))
+    result = bc.simulate(grants, None, plans_order).customers["cus_1"]
+    for gid in ("a", "b", "c"):
+        outcome = result.outcome(gid)
+        assert (outcome.consumed, outcome.remaining) == (outcome.granted, 0)
+
+
 def test_the_synthetic_stream_goes_to_the_products_grants_are_scoped_to(
     plans_order: bc.ConsumptionOrder,
 ) -> None:

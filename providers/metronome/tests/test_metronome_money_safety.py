@@ -17,6 +17,7 @@ import pytest
 from billing_credits_metronome import MetronomeCreditsProvider, MetronomePlansProvider
 from billing_credits_metronome import _provider as mp
 from billing_credits_metronome import _translate as tr
+from billing_credits_metronome._balance import grant_balance
 from billing_credits_metronome.testing import MetronomeFake
 from click.testing import CliRunner
 from metronome_helpers import PRODUCT, TOKEN, make_fake, runtime, set_up
@@ -130,16 +131,16 @@ def test_balance_rules_on_raw_items() -> None:
                         "including_pending": 0},
             "pending_deductions": [{"amount": -300}, {"amount": 200}]}
     expires = datetime(2026, 11, 20, tzinfo=UTC)
-    assert tr.grant_balance(item, expires_at=expires, now=NOW)[0] == Decimal(7500)
+    assert grant_balance(item, expires_at=expires, now=NOW)[0] == Decimal(7500)
     # pending deductions not given: nothing is certain to be taken
-    assert tr.grant_balance({"balance": item["balance"]}, expires_at=expires, now=NOW) == (
+    assert grant_balance({"balance": item["balance"]}, expires_at=expires, now=NOW) == (
         Decimal(8000), "excluding_pending (pending deductions not listed)")
     # expired: nothing left, whatever a stale balance says
-    assert tr.grant_balance(item, expires_at=expires, now=expires)[0] == Decimal(0)
+    assert grant_balance(item, expires_at=expires, now=expires)[0] == Decimal(0)
     # never below zero
     over = {**item, "pending_deductions": [{"amount": 9000}]}
-    assert tr.grant_balance(over, expires_at=expires, now=NOW)[0] == Decimal(0)
-    assert tr.grant_balance({}, expires_at=expires, now=NOW) == (None, "no balance")
+    assert grant_balance(over, expires_at=expires, now=NOW)[0] == Decimal(0)
+    assert grant_balance({}, expires_at=expires, now=NOW) == (None, "no balance")
 
 
 def test_plan_migration_moves_the_80(fake: MetronomeFake, tmp_path: Path) -> None:
@@ -454,7 +455,7 @@ def test_balance_arithmetic_is_exact_not_the_default_28_digits() -> None:
                         "excluding_pending": Decimal("1E+27"), "including_pending": 0},
             "pending_deductions": [{"amount": Decimal("0.001")}]}
     expires = datetime(2026, 11, 20, tzinfo=UTC)
-    assert tr.grant_balance(item, expires_at=expires, now=NOW)[0] == Decimal(
+    assert grant_balance(item, expires_at=expires, now=NOW)[0] == Decimal(
         "999999999999999999999999999.999")
     # a customer credit's total and balance over segments of very different sizes
     config = MetronomeCreditsProvider(bearer_token=TOKEN, product_id=PRODUCT).config

@@ -304,6 +304,30 @@ def test_seed_003_list_grants_reads_with_every_field_kept() -> None:
     assert {k: v for k, v in g.raw.items() if k != "_summary"} == item
 
 
+_LEDGER_AMOUNTS = st.one_of(
+    st.integers(min_value=-10**6, max_value=10**6),
+    st.integers(min_value=10**99, max_value=10**120),  # beyond the whole-number shortcut
+    st.decimals(allow_nan=False, allow_infinity=False, places=4,
+                min_value=Decimal("-1e6"), max_value=Decimal("1e6")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.fixed_dictionaries(
+    {"amount": _LEDGER_AMOUNTS},
+    optional={"invoice_id": st.sampled_from(["inv_b", "inv_a", "", "inv_b"])}), max_size=6))
+def test_deductions_are_summed_exactly_with_their_invoices(entries: list[dict[str, Any]]) -> None:
+    """A grant's deductions as its summary states them: how many, their exact sum (whole
+    numbers, fractions and numbers of 100+ digits alike) and the invoices named, once each."""
+    item = dict(loads(SEED003.read_bytes())["data"][0], deductions=entries)
+    summary = tr.grant_from_item(item, PLANS, NOW, provider="metronome-plans").raw["_summary"]
+    exact = bc.exact_sum(Decimal(e["amount"]) for e in entries)
+    assert summary["deductions"]["count"] == len(entries)
+    assert Decimal(summary["deductions"]["amount"]) == exact
+    assert summary["deductions"]["invoice_ids"] == sorted(
+        {e["invoice_id"] for e in entries if e.get("invoice_id")})
+
+
 def test_customer_credit_spec_example_reads() -> None:
     item = {"id": "fa411f5b-fb85-4755-9d4d-530717be083c", "type": "CREDIT",
             "rate_type": "LIST_RATE", "name": "My test credit",
@@ -442,10 +466,10 @@ def test_round_trip_customer_credits_including_multi_segment(alignment: str) -> 
 def test_the_kept_period_end_is_the_one_asked_for() -> None:
     """``grant_balance`` keeps the last billing-period end it parsed (the same on every grant
     of a page): a different text must be parsed anew, never answered from the kept one."""
-    from billing_credits_metronome._translate import _period_end
+    from billing_credits_metronome._balance import period_end
     from billing_credits_metronome._wire import parse_time
 
     for text in ("2026-01-01T00:00:00.000Z", "2026-02-01T00:00:00.000Z",
                  "2026-02-01T00:00:00.000Z", "2026-01-31T19:00:00-05:00",
                  "2026-01-01T00:00:00.000Z"):
-        assert _period_end(text) == parse_time(text)
+        assert period_end(text) == parse_time(text)

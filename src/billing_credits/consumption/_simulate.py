@@ -314,9 +314,16 @@ def _top_up(grants: Sequence[CreditGrant], usage: Sequence[Usage], result: Custo
     if not left or not usage:
         return None
     when = max(u.at for u in usage) + timedelta(seconds=1)
-    extra = [Usage(customer_id=result.customer_id, amount=template[unit].with_amount(exact_sum(v)),
-                   at=when, reference=f"synthetic-{result.customer_id}-{unit}-rest")
-             for unit, v in sorted(left.items())]
+    # Built from validated parts, as ``synthetic_usage`` builds its draws: the grants' unit and
+    # the exact sum of what they have left, which may have more digits than a Money given by a
+    # caller may (several grants' rests of up to MAX_DIGITS digits each), and must not be
+    # refused or rounded: it is spent exactly.
+    extra = [Usage.model_construct(
+        customer_id=result.customer_id,
+        amount=Money.model_construct(amount=exact_sum(v), currency=template[unit].currency,
+                                     unit=template[unit].unit),
+        at=when, reference=f"synthetic-{result.customer_id}-{unit}-rest")
+        for unit, v in sorted(left.items())]
     return [*usage, *extra]
 
 

@@ -27,12 +27,14 @@ from typing import Any
 
 import billing_credits as bc
 
+from ._balance import grant_balance, ledger_summary, number_text
 from ._wire import (
     _EPOCH,
     _MS,
     Alignment,
     align,
     ceil_hour,
+    exact_context,
     floor_hour,
     format_time,
     json_number,
@@ -140,7 +142,7 @@ def _vendor_amount(money: bc.Money, config: TranslationConfig) -> tuple[str, Dec
         known = ", ".join(sorted(s.currency for s in config.credit_types.values()))
         return (f"currency {money.currency} has no configured Metronome credit type "
                 f"(configured: {known}); add it to the credit_types setting")
-    return type_id, money.amount.scaleb(config.credit_types[type_id].scale, _exact())
+    return type_id, money.amount.scaleb(config.credit_types[type_id].scale, exact_context())
 
 
 def _money_problems(name: str, money: bc.Money, amounts: Iterable[Decimal],
@@ -167,14 +169,27 @@ def _money_data(amount: Any, credit_type: Mapping[str, Any] | None,
                 config: TranslationConfig) -> dict[str, Any]:
     """``money_from_vendor``'s fields, not yet validated (the grant holding them validates
     them with everything else, in one pass)."""
-    value = Decimal(amount) if type(amount) is int else to_decimal(amount)
+    return _money_in(amount, credit_type, _scale_of(credit_type, config))
+
+
+def _scale_of(credit_type: Mapping[str, Any] | None,
+              config: TranslationConfig) -> CurrencyScale | None:
+    """The configured currency of a credit type (``{id, name}``; None: USD (cents)), if any."""
     type_id = credit_type["id"] if credit_type else USD_CENTS
-    scale = config.credit_types.get(type_id if type(type_id) is str else str(type_id))
+    return config.credit_types.get(type_id if type(type_id) is str else str(type_id))
+
+
+def _money_in(amount: Any, credit_type: Mapping[str, Any] | None,
+              scale: CurrencyScale | None) -> dict[str, Any]:
+    """``_money_data`` with the credit type's ``_scale_of`` already known (an item's amounts
+    share one credit type: it is looked up once)."""
+    value = Decimal(amount) if type(amount) is int else \
+        amount if type(amount) is Decimal else to_decimal(amount)  # (a balance: a Decimal)
     if scale is not None:
         # exact: the thread's default context would round past 28 digits
-        return {"amount": value.scaleb(-scale.scale, _EXACT or _exact()),
+        return {"amount": value.scaleb(-scale.scale, exact_context()),
                 "currency": scale.currency}
-    type_id = str(type_id)
+    type_id = str(credit_type["id"] if credit_type else USD_CENTS)
     name = credit_type.get("name") if credit_type else None
     return {"amount": value, "unit": {"id": type_id, "name": name}}
 
@@ -463,59 +478,6 @@ def _end(moment: datetime, config: TranslationConfig) -> datetime | None:
     return None if moment >= config.far_future else moment
 
 
-_EXACT: Any = None
-"""``_exact()`` once it was made (read without a call)."""
-
-
-def _exact() -> Any:
-    """This module's own copy of ``billing_credits.exact_context()`` (160 digits, ``Inexact``
-    trapped), made once and only ever passed to single operations (``add``, ``scaleb``):
-    ``bc.exact_sum`` copies a context and enters it on every call (about 3 µs, more than the
-    rest of reading a small item), and the thread's default context would round a scaling
-    to 28 digits. A trap raises for the operation that hits it whatever flags earlier ones
-    left, so sharing the copy is safe."""
-    global _EXACT  # made once, at first use (the models load lazily)
-    if _EXACT is None:
-        _EXACT = bc.exact_context()
-    return _EXACT
-
-
-def _exact_total(values: Iterable[Decimal]) -> Decimal:
-    """``bc.exact_sum`` of values already computed: the same additions from ``Decimal(0)``,
-    in the same exact context, so the same result (or the same ``Inexact``)."""
-    add = _exact().add
-    total = Decimal(0)
-    for value in values:
-        total = add(total, value)
-    return total
-
-
-_SMALL_INT = 10**100
-"""Integers below this in size add up exactly in ``_exact()`` (160 digits) in any number a
-listing holds, so their ``int`` sum is the exact sum."""
-
-
-def _ledger_summary(entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    if not entries:  # the common case, an empty list: nothing to add up
-        return {"count": 0, "amount": "0", "invoice_ids": []}
-    listed = list(entries)
-    amounts = [e.get("amount", 0) for e in listed]
-    whole = 0
-    for amount in amounts:  # (a loop, not all(...) over a generator: a third of the cost)
-        if type(amount) is not int or not -_SMALL_INT < amount < _SMALL_INT:
-            total = str(_exact_total([to_decimal(a) for a in amounts]))
-            break
-        whole += amount
-    else:
-        total = str(whole)  # whole numbers far inside 160 digits: the same text
-    invoices = [e["invoice_id"] for e in listed if e.get("invoice_id")]
-    return {
-        "count": len(listed),
-        "amount": total,
-        "invoice_ids": sorted({str(i) for i in invoices}) if invoices else [],
-    }
-
-
 def grant_from_item(
     item: Mapping[str, Any], config: TranslationConfig, now: datetime, *, provider: str
 ) -> bc.CreditGrant:
@@ -543,10 +505,15 @@ def _grant_from_item(
     fields: dict[str, str] = {str(k): str(v) for k, v in custom.items()} if custom else {}
     grant_amount = item["grant_amount"]
     credit_type = grant_amount.get("credit_type")
-    amount = _money_data(grant_amount["amount"], credit_type, config)
+    scale = _scale_of(credit_type, config)  # (the balance is in it too)
+    amount = _money_in(grant_amount["amount"], credit_type, scale)
     paid_item = get("paid_amount")
-    native_paid = None if paid_item is None else _money_data(
-        paid_item["amount"], paid_item.get("credit_type"), config)
+    if paid_item is None:
+        native_paid = None
+    else:
+        paid_type = paid_item.get("credit_type")
+        native_paid = _money_in(paid_item["amount"], paid_type, scale if paid_type == credit_type
+                                else _scale_of(paid_type, config))
     paid = native_paid if native_paid is not None and native_paid["amount"] > 0 else None
     if paid is None and fields:
         paid = _carried_paid_data(fields)
@@ -557,21 +524,21 @@ def _grant_from_item(
     expires = None if ends >= config.far_future else ends
     balance_data = get("balance") or {}
     remaining, rule = grant_balance(item, expires_at=ends, now=now)
-    balance = None if remaining is None else _money_data(remaining, credit_type, config)
+    balance = None if remaining is None else _money_in(remaining, credit_type, scale)
     # The item's text was checked with its page (see ``_transport.loads``), and the summary
     # holds only its text and this module's: the grant keeps ``raw`` without walking it again.
     raw = bc.payload_copy(item)
     posted, including = balance_data.get("excluding_pending"), balance_data.get("including_pending")
     deductions, pending = get("deductions"), get("pending_deductions")
     raw["_summary"] = {  # (ints, the usual numbers, and empty lists written directly)
-        "balance_excluding_pending": str(posted) if type(posted) is int else _text(posted),
+        "balance_excluding_pending": str(posted) if type(posted) is int else number_text(posted),
         "balance_including_pending": str(including) if type(including) is int
-        else _text(including),
+        else number_text(including),
         "balance_effective_at": balance_data.get("effective_at"),
         "balance_rule": rule,
-        "deductions": _ledger_summary(deductions) if deductions
+        "deductions": ledger_summary(deductions) if deductions
         else {"count": 0, "amount": "0", "invoice_ids": []},
-        "pending_deductions": _ledger_summary(pending) if pending
+        "pending_deductions": ledger_summary(pending) if pending
         else {"count": 0, "amount": "0", "invoice_ids": []},
         "native_paid_amount": None if native_paid is None else _money_text(native_paid),
         "invoice_id": get("invoice_id"),
@@ -608,106 +575,12 @@ def _grant_from_item(
     return bc.CreditGrant.model_validate(data)  # one validation, nested money included
 
 
-def _pending_total(entries: Any) -> Decimal | None:
-    """What the listed pending deductions will take, or None when that is not known.
-
-    A ``CreditLedgerEntry.amount`` is "an amount representing the change to the customer's
-    credit balance" (``metronome/types/v1/credit_ledger_entry.py``); the docs' example writes a
-    deduction as a positive 20 (seed003). Either way a deduction takes its magnitude.
-    """
-    if not isinstance(entries, list):
-        return None
-    amounts = []
-    for entry in entries:
-        if not isinstance(entry, Mapping) or entry.get("amount") is None:
-            return None
-        amounts.append(to_decimal(entry["amount"]).copy_abs())
-    return _exact_total(amounts)  # never rounded to the default 28 digits
-
-
-_ZERO = Decimal(0)
-
-
-_LAST_PERIOD_END: list[tuple[str, datetime]] = [("", _EPOCH)]
-
-
-def _period_end(text: str) -> datetime:
-    """``parse_time`` of a balance's ``effective_at``, the end of the customer's billing
-    period: the same text on every grant of a customer's page, so the last one is kept."""
-    last = _LAST_PERIOD_END[0]
-    if last[0] == text:
-        return last[1]
-    moment = parse_time(text)
-    _LAST_PERIOD_END[0] = (text, moment)
-    return moment
-
-
-def grant_balance(item: Mapping[str, Any], *, expires_at: datetime,
-                  now: datetime) -> tuple[Decimal | None, str]:
-    """The neutral balance of a ``listGrants`` item, in its credit type's unit, and the rule used.
-
-    Neutral meaning: what the customer can still use, now or in windows to come; credit
-    already consumed by usage counts zero, whether its deduction is posted or still pending on
-    a draft invoice. Metronome's fields, by their documented meaning
-    (``CreditGrantListResponse.Balance`` in ``metronome/types/v1/credit_grant_list_response.py``;
-    https://docs.metronome.com/api-reference/credit-grants/list-credit-grants):
-
-    - ``balance`` is "the effective balance of the grant as of the end of the customer's
-      current billing period" (``effective_at``, "the end_date of the customer's current
-      billing period"); "expiration deductions will be included only if the grant expires
-      before the end of the current billing period";
-    - ``excluding_pending``: "the grant's current balance including all posted deductions. If
-      the grant has expired, this amount will be 0";
-    - ``including_pending``: "... including all posted and pending deductions. If the grant
-      expires before the end of the customer's current billing period, this amount will be 0".
-
-    So:
-
-    - expired (``now >= expires_at``): 0;
-    - the grant outlives the billing period (``expires_at`` after ``balance.effective_at``):
-      ``including_pending``, Metronome's own figure for "posted and pending deductions taken";
-    - the grant expires within the period: ``including_pending`` is 0 by the rule above (the
-      expiration is counted as a deduction), which says nothing about what is usable until
-      then. The balance is ``excluding_pending`` minus the pending deductions listed on the
-      grant (``pending_deductions``: usage already incurred, which the draft invoice will take),
-      never below 0. When the pending deductions are not given, nothing is certain to be
-      taken: ``excluding_pending``.
-
-    None when the item has no balance (``balance.excluding_pending`` missing).
-    """
-    data = item.get("balance")
-    if now >= expires_at:
-        return Decimal(0), "expired"
-    if not (type(data) is dict or isinstance(data, Mapping)) \
-            or data.get("excluding_pending") is None:
-        return None, "no balance"
-    posted = data["excluding_pending"]
-    including = data.get("including_pending")
-    period_end = data.get("effective_at")
-    if including is not None and type(period_end) is str and expires_at > _period_end(
-            period_end):
-        usable = Decimal(including) if type(including) is int else to_decimal(including)
-        return (_ZERO if usable < 0 else usable), "including_pending"  # max(usable, 0)
-    posted = Decimal(posted) if type(posted) is int else to_decimal(posted)
-    pending = _pending_total(item.get("pending_deductions"))
-    if pending is None:
-        return max(posted, Decimal(0)), "excluding_pending (pending deductions not listed)"
-    return max(_exact_total((posted, pending.copy_negate())), Decimal(0)), \
-        "excluding_pending - pending_deductions"
-
-
 def _priority_in(value: Any, fields: Mapping[str, str],
                  config: TranslationConfig) -> Decimal | None:
     """The neutral priority: None when the library sent the default for "no priority"."""
     if PRIORITY_DEFAULT in fields:
         return None
     return config.priority_domain.from_vendor(None if value is None else to_decimal(value))
-
-
-def _text(value: Any) -> str | None:
-    if type(value) is int:  # the common case: the decimal text of an int is its own
-        return str(value)
-    return None if value is None else str(to_decimal(value))
 
 
 # -- contract customer credits ------------------------------------------------------------------

@@ -321,30 +321,33 @@ def _problems(grant: bc.CreditGrant, reserved: Mapping[str, str],
     # see ``NeutralModel``), and ``Provider.prepare`` validates again whatever it is given, so
     # the text needs no check of its own here.
     found: list[bc.FieldProblem] = []
-    amount, paid = grant.amount, grant.paid_amount
+    fields = grant.__dict__  # the attributes' values, read without a lookup each
+    amount, paid = fields["amount"], fields["paid_amount"]
     if amount.currency is not None:
         minor = amount_minor if amount_minor is not None else _minor_units(amount)
-        if isinstance(minor, str):
+        if type(minor) is str:
             found.append(bc.FieldProblem("amount", minor))
     if paid is not None and paid.currency is not None:
         minor = _minor_units(paid)
-        if isinstance(minor, str):
+        if type(minor) is str:
             found.append(bc.FieldProblem("paid_amount", minor))
-    if len(grant.customer_id) > MAX_ID_LENGTH:
+    if len(fields["customer_id"]) > MAX_ID_LENGTH:
         found.append(bc.FieldProblem("customer_id", f"longer than {MAX_ID_LENGTH} characters"))
-    for i, price in enumerate(grant.scope.price_ids or ()):
-        if len(price) > MAX_ID_LENGTH:
-            found.append(bc.FieldProblem(
-                f"scope.price_ids.{i}", f"{len(price)} characters; Stripe ids hold at most "
-                f"{MAX_ID_LENGTH}"))
-    key = grant.idempotency_key
+    price_ids = fields["scope"].price_ids
+    if price_ids:
+        for i, price in enumerate(price_ids):
+            if len(price) > MAX_ID_LENGTH:
+                found.append(bc.FieldProblem(
+                    f"scope.price_ids.{i}", f"{len(price)} characters; Stripe ids hold at "
+                    f"most {MAX_ID_LENGTH}"))
+    key = fields["idempotency_key"]
     if key is not None and not _header_safe(key):
         found.append(bc.FieldProblem(
             "idempotency_key", "travels in the Idempotency-Key header: printable ASCII only "
             "(no control characters, no line breaks, no non-ASCII)"))
-    if grant.name == "":
+    if fields["name"] == "":
         found.append(bc.FieldProblem("name", "Stripe stores an empty name as none; give None"))
-    reason, label = grant.reason, grant.category_label
+    reason, label = fields["reason"], fields["category_label"]
     most = MAX_METADATA_VALUE_LENGTH
     if (reason is not None and not 0 < len(reason) <= most) or (
             label is not None and not 0 < len(label) <= most) or (
@@ -359,7 +362,7 @@ def _problems(grant: bc.CreditGrant, reserved: Mapping[str, str],
                 found.append(bc.FieldProblem(
                     field, f"{len(text)} characters; Stripe metadata values hold at most "
                     f"{MAX_METADATA_VALUE_LENGTH} (it travels in metadata)"))
-    metadata = grant.metadata
+    metadata = fields["metadata"]
     if metadata and ("" in metadata or "" in metadata.values()):
         for key, value in metadata.items():
             if key == "":
@@ -367,8 +370,8 @@ def _problems(grant: bc.CreditGrant, reserved: Mapping[str, str],
             if value == "":
                 found.append(bc.FieldProblem(
                     f"metadata.{key}", "Stripe deletes a key whose value is empty"))
-    if grant.schedule is not None:
-        for i, segment in enumerate(grant.schedule):
+    if fields["schedule"] is not None:
+        for i, segment in enumerate(fields["schedule"]):
             if segment.id is not None:
                 found.append(bc.FieldProblem(
                     f"schedule.{i}.id", "Stripe grants have no segment ids"))
@@ -388,17 +391,18 @@ def _header_safe(text: str) -> bool:
 # -- neutral → Stripe ----------------------------------------------------------------------
 
 
-def _flags(grant: bc.CreditGrant) -> list[str]:
+def _flags(fields: Mapping[str, Any]) -> list[str]:
+    """The ``bc_flags`` of a grant's fields (its ``__dict__``)."""
     flags = []
-    if grant.category is None:
+    if fields["category"] is None:
         flags.append(_UNSET_CATEGORY)
-    if grant.effective_at is None:
+    if fields["effective_at"] is None:
         flags.append(_UNSET_EFFECTIVE_AT)
-    if grant.priority is None:
+    if fields["priority"] is None:
         flags.append(_UNSET_PRIORITY)
-    if grant.scope.is_all_usage:
+    if fields["scope"].is_all_usage:
         flags.append(_FLAG_SCOPE_ALL)
-    if grant.schedule is not None:
+    if fields["schedule"] is not None:
         flags.append(_FLAG_SCHEDULE)
     return flags
 
@@ -414,9 +418,9 @@ def _reserved_metadata(grant: bc.CreditGrant) -> dict[str, str]:
         reserved[META_CATEGORY_LABEL] = fields["category_label"]
     if fields["idempotency_key"] is not None:
         reserved[META_IDEMPOTENCY_KEY] = fields["idempotency_key"]
-    flags = ",".join(_flags(grant))
+    flags = _flags(fields)
     if flags:
-        reserved[META_FLAGS] = flags
+        reserved[META_FLAGS] = ",".join(flags)
     return reserved
 
 
@@ -433,50 +437,55 @@ def create_params(grant: bc.CreditGrant) -> CreditGrantCreateParams:
     Raises ``NotRepresentableError`` naming every field Stripe cannot hold.
     """
     reserved = _reserved_metadata(grant)
-    minor = _minor_units(grant.amount)
+    fields = grant.__dict__  # the attributes' values, read without a lookup each
+    amount = fields["amount"]
+    minor = _minor_units(amount)
     if found := _problems(grant, reserved, minor):
         raise bc.NotRepresentableError(PROVIDER_NAME, found)
-    if isinstance(minor, str):  # a custom unit (the capabilities refuse it first)
+    if type(minor) is str:  # a custom unit (the capabilities refuse it first)
         raise bc.NotRepresentableError(PROVIDER_NAME, [bc.FieldProblem("amount", minor)])
-    currency, value = grant.amount.currency.lower(), minor  # type: ignore[union-attr]
-    customer = grant.customer_id
+    customer = fields["customer_id"]
     params: dict[str, Any] = {
-        "amount": {"type": "monetary", "monetary": {"currency": currency, "value": value}},
+        "amount": {"type": "monetary",
+                   "monetary": {"currency": amount.currency.lower(), "value": minor}},
         # as _customer_params: Accounts v2 ids in customer_account
         "customer_account" if customer.startswith("acct_") else "customer": customer,
     }
-    if grant.scope.price_ids:
-        if len(grant.scope.price_ids) > MAX_PRICES:
+    grant_scope = fields["scope"]
+    price_ids = grant_scope.price_ids
+    if price_ids:
+        if len(price_ids) > MAX_PRICES:
             raise bc.NotRepresentableError(PROVIDER_NAME, [bc.FieldProblem(
                 "scope.price_ids", f"at most {MAX_PRICES} prices fit")])
-        scope: dict[str, Any] = {"prices": [{"id": price} for price in grant.scope.price_ids]}
+        scope: dict[str, Any] = {"prices": [{"id": price} for price in price_ids]}
     else:
-        unsupported = () if grant.scope.is_all_usage else \
-            grant.scope.kinds() - {"metered_prices_only"}
+        unsupported = () if grant_scope.is_all_usage else \
+            grant_scope.kinds() - {"metered_prices_only"}
         if unsupported:
             raise bc.NotRepresentableError(PROVIDER_NAME, [
                 bc.FieldProblem(f"scope.{kind}", "not supported by Stripe")
                 for kind in sorted(unsupported)])
         scope = {"price_type": "metered"}
     params["applicability_config"] = {"scope": scope}
-    if grant.category is not None:
-        params["category"] = grant.category._value_  # .value, without the enum's property
+    category, effective, expires = fields["category"], fields["effective_at"], fields["expires_at"]
+    if category is not None:
+        params["category"] = category._value_  # .value, without the enum's property
     try:
-        if grant.effective_at is not None:
-            params["effective_at"] = to_timestamp(grant.effective_at)
-        if grant.expires_at is not None:
-            params["expires_at"] = to_timestamp(grant.expires_at)
+        if effective is not None:
+            params["effective_at"] = to_timestamp(effective)
+        if expires is not None:
+            params["expires_at"] = to_timestamp(expires)
     except ValueError as error:
         raise bc.NotRepresentableError(PROVIDER_NAME, [
             bc.FieldProblem("effective_at/expires_at", str(error))]) from None
-    if grant.name is not None:
-        params["name"] = grant.name
-    priority = grant.priority
+    if fields["name"] is not None:
+        params["name"] = fields["name"]
+    priority = fields["priority"]
     if priority is not None:
         whole = int(priority)  # the common case: a whole number in 0-100, as it is
         params["priority"] = whole if whole == priority and 0 <= whole <= _MAX_PRIORITY \
             else PRIORITY_DOMAIN.to_vendor(priority, provider=PROVIDER_NAME)
-    metadata = {**grant.metadata, **reserved}
+    metadata = {**fields["metadata"], **reserved}
     if metadata:
         params["metadata"] = metadata
     return params  # type: ignore[return-value]
