@@ -39,6 +39,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -49,11 +50,19 @@ from _common import API_KEY, emit, machine, seed_metronome
 from billing_credits_metronome import _translate as metronome_tr
 from billing_credits_metronome._transport import dumps, loads
 from billing_credits_metronome.testing import MetronomeFake
+from billing_credits_orb import OrbProvider
+from billing_credits_orb import _translate as orb_tr
+from billing_credits_orb.testing import OrbFake, dumps_exact
 from billing_credits_stripe import StripeProvider
 from billing_credits_stripe import _translate as stripe_tr
 from billing_credits_stripe.testing import StripeFake
 from metronome._models import construct_type, validate_type
 from metronome.types.v1 import CreditGrantListResponse
+from orb._models import construct_type as orb_construct_type
+from orb._models import validate_type as orb_validate_type
+from orb.types.customers import CreditListResponse as OrbBlock
+
+import billing_credits as bc
 
 NOW = datetime.now(UTC)
 CONFIG = metronome_tr.TranslationConfig(provider="metronome-plans")
@@ -81,19 +90,51 @@ def metronome_items(count: int) -> list[bytes]:
             return items
 
 
-def stripe_objects(items: list[bytes]) -> list[bytes]:
-    """The same grants created on the Stripe fake through the Stripe provider (JSON bytes)."""
+def metronome_grants(items: list[bytes]) -> list[bc.CreditGrant]:
+    return [metronome_tr.grant_from_item(loads(raw), CONFIG, NOW, provider="metronome-plans")
+            for raw in items]
+
+
+def stripe_objects(grants: list[bc.CreditGrant]) -> list[bytes]:
+    """The grants created on the Stripe fake through the Stripe provider (JSON bytes)."""
     fake = StripeFake()
     provider = StripeProvider(API_KEY, base_url="http://127.0.0.1:9", rate_limit=0,
                               http_client=httpx.Client(transport=fake.transport()))
-    for i, raw in enumerate(items):
-        grant = metronome_tr.grant_from_item(loads(raw), CONFIG, NOW, provider="metronome-plans")
+    for i, grant in enumerate(grants):
         update: dict[str, Any] = {"idempotency_key": f"bench-{i}"}
         if i % 2 == 0:
             update["paid_amount"] = grant.amount
         provider.create_grant(grant.as_new(**update))
     provider.close()
     return [json.dumps(obj).encode() for obj in fake.grants.values()]
+
+
+def _day(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def orb_blocks(grants: list[bc.CreditGrant]) -> list[bytes]:
+    """The grants created on the Orb fake through the Orb provider, as whole UTC days (Orb
+    holds dates) without a priority (Orb has none), every other one paid: each block as the
+    fake lists it (JSON bytes)."""
+    fake = OrbFake(clock=NOW.timestamp, seed=2026)
+    customers: dict[str, str] = {}
+    with OrbProvider(API_KEY, base_url="http://127.0.0.1:9/v1", rate_limit=0, clock=lambda: NOW,
+                     http_client=httpx.Client(transport=fake.transport())) as provider:
+        for i, grant in enumerate(grants):
+            if grant.customer_id not in customers:
+                customers[grant.customer_id] = fake.add_customer(grant.customer_id)
+            provider.create_grant(grant.as_new(
+                customer_id=customers[grant.customer_id], idempotency_key=f"bench-{i}",
+                priority=None, effective_at=_day(grant.effective_at),
+                expires_at=_day(grant.expires_at), paid_amount=grant.amount if i % 2 else None))
+    return [dumps_exact(block.json()) for block in fake.blocks.values()]
+
+
+def pages(raw: list[bytes], decode: Callable[[bytes], Any]) -> list[Any]:
+    """``raw`` items decoded as a listing's pages of 100 are (``decode`` of each page)."""
+    return [item for start in range(0, len(raw), 100)
+            for item in decode(b'{"data":[' + b",".join(raw[start:start + 100]) + b"]}")["data"]]
 
 
 def best(passes: list[float], count: int) -> float:
@@ -125,6 +166,7 @@ def compare(name: str, ours: dict[str, Callable[[Any], Any]], sdk: Callable[[Any
         sdk_passes.append(timed(sdk, sdk_inputs))
         for key, fn in ours.items():
             our_passes[key].append(timed(fn, ours_inputs))
+    for _ in range(repeats):  # after: context only, kept out of the baseline's own passes
         for key, fn in clients.items():
             client_passes[key].append(timed(fn, sdk_inputs))
     count = len(sdk_inputs)
@@ -155,13 +197,18 @@ def main() -> None:
     emit(machine())
 
     m_raw = metronome_items(args.grants)
-    s_raw = stripe_objects(m_raw)
+    m_grants = metronome_grants(m_raw)
+    s_raw = stripe_objects(m_grants)
     # Decoded as the transport decodes a listing page: Decimal floats, and the page's text
     # checked once (``bc.decode_vendor_json``), its items marked as known-valid text.
-    m_ours = [item for start in range(0, len(m_raw), 100)
-              for item in loads(b'{"data":[' + b",".join(m_raw[start:start + 100]) + b"]}")["data"]]
+    m_ours = pages(m_raw, loads)
     m_sdk = [json.loads(raw) for raw in m_raw]  # what the SDK's client decodes
     s_dicts = [json.loads(raw) for raw in s_raw]
+    o_raw = orb_blocks(m_grants)
+    o_ours = pages(o_raw, lambda page: bc.decode_vendor_json(page, parse_float=Decimal))
+    o_sdk = [json.loads(raw) for raw in o_raw]
+    o_dicts = [json.loads(raw) for raw in stripe_objects(
+        [orb_tr.from_block(block, currency="USD", now=NOW) for block in o_ours])]
 
     def metronome_to_stripe(item: Any) -> Any:
         grant = metronome_tr.grant_from_item(item, CONFIG, NOW, provider="metronome-plans")
@@ -205,6 +252,34 @@ def main() -> None:
          "ours_read_only_path": "from_stripe (vendor JSON -> neutral only)",
          "ours_with_sdk_parse_path": "CreditGrant.construct_from -> to_dict -> ours_path "
          "(the Stripe provider's real read path)",
+         "sdk_path": "stripe.billing.CreditGrant.construct_from(obj, key)"},
+    )
+
+    compare(
+        "orb_to_stripe",
+        {"ours": lambda block: stripe_tr.create_params(
+            orb_tr.from_block(block, currency="USD", now=NOW).as_new()),
+         "ours_read_only": lambda block: orb_tr.from_block(block, currency="USD", now=NOW)},
+        OrbBlock.model_validate, o_ours, o_sdk, args.repeats,
+        {"ours_path": "from_block -> as_new -> stripe create_params",
+         "ours_read_only_path": "from_block (vendor JSON -> neutral only)",
+         "sdk_path": "orb customers.CreditListResponse.model_validate(block)",
+         "sdk_client_strict_path": "validate_type(...): orb-billing's client with "
+         "_strict_response_validation=True",
+         "sdk_client_default_path": "construct_type(...): the client's default, unvalidated"},
+        clients={
+            "sdk_client_strict": lambda block: orb_validate_type(type_=OrbBlock, value=block),
+            "sdk_client_default": lambda block: orb_construct_type(type_=OrbBlock, value=block),
+        },
+    )
+    compare(
+        "stripe_to_orb",
+        {"ours": lambda obj: orb_tr.increment_params(stripe_tr.from_stripe(obj, now=NOW).as_new()),
+         "ours_read_only": lambda obj: stripe_tr.from_stripe(obj, now=NOW)},
+        lambda obj: stripe.billing.CreditGrant.construct_from(obj, API_KEY),
+        o_dicts, o_dicts, args.repeats,
+        {"ours_path": "from_stripe -> as_new -> orb increment_params",
+         "ours_read_only_path": "from_stripe (vendor JSON -> neutral only)",
          "sdk_path": "stripe.billing.CreditGrant.construct_from(obj, key)"},
     )
 

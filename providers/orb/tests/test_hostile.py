@@ -85,6 +85,33 @@ def test_an_unreadable_block_is_reported_not_skipped() -> None:
         list(provider.list_grants(customer))
 
 
+def test_a_block_with_a_lone_surrogate_is_refused_and_a_clean_page_is_checked_once() -> None:
+    """A listing page's text is checked once (``bc.decode_vendor_json``): a clean page's
+    grants keep their block as ``raw`` unchecked again; a page holding a lone surrogate (an
+    escape no text can encode) is not trusted, so the block holding it is refused, never kept
+    in ``raw``, and the others are read."""
+    fake = OrbFake()
+    customer = _seed(fake)
+    clean = list(OrbProvider(KEY, http_client=httpx.Client(transport=fake.transport()))
+                 .list_grants(customer))
+    assert len(clean) == 3
+    assert all(bc.is_checked_payload(grant.raw) for grant in clean)
+
+    def add_surrogate(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        if "/credits" not in request.url.path or request.method != "GET":
+            return response
+        text = response.content.replace(b'"balance":', b'"note":"\\ud800","balance":', 1)
+        return httpx.Response(response.status_code, content=text,
+                              headers={"content-type": "application/json"})
+
+    seen: list[bc.UnreadableGrant] = []
+    grants = list(_provider(fake, add_surrogate).list_grants(customer, on_unreadable=seen.append))
+    assert len(grants) == 2
+    assert len(seen) == 1
+    assert not any(bc.is_checked_payload(grant.raw) for grant in grants)
+    assert all("note" not in (grant.raw or {}) for grant in grants)
+
+
 def test_a_cursor_that_cycles_ends_the_listing() -> None:
     fake = OrbFake()
     customer = _seed(fake)

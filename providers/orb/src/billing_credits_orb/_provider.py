@@ -15,7 +15,6 @@ the class, its settings and capabilities load without them (``billing-credits pr
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -181,7 +180,8 @@ def _answer(raw: Any) -> Answer:
     headers = response.headers
     content = response.content
     try:
-        data = json.loads(content, parse_float=Decimal) if content else None
+        # a page's items marked as checked text: a grant read from one keeps it as ``raw``
+        data = bc.decode_vendor_json(content, parse_float=Decimal) if content else None
     except (ValueError, UnicodeDecodeError):
         raise bc.InvalidResponseError(
             f"Orb answered {response.status_code} with a body that is not JSON: "

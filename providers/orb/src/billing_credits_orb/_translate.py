@@ -493,6 +493,8 @@ def _moment(value: Any, where: str, timezone: str = "UTC") -> datetime | None:
     if not isinstance(value, str):
         raise TypeError(f"{where} is {value!r:.80}, not an ISO 8601 text")
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is UTC:  # "+00:00", as Orb writes its times: already as wanted
+        return moment
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone(timezone))
     return moment.astimezone(UTC)
@@ -503,7 +505,8 @@ def block_balance(block: Mapping[str, Any]) -> Decimal:
     return decimal_of(block.get("balance"), "balance")
 
 
-def _scope_of(block: Mapping[str, Any]) -> bc.Scope:
+def _scope_of(block: Mapping[str, Any]) -> tuple[str, ...]:
+    """The items a block's filter limits it to (``Scope.product_ids``); none: all usage."""
     filters = block.get("filters") or []
     if not isinstance(filters, list):
         raise _bad(block, f"has filters that are not a list ({filters!r:.80})")
@@ -524,10 +527,10 @@ def _scope_of(block: Mapping[str, Any]) -> bc.Scope:
         if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
             raise _bad(block, f"has filter values that are not ids ({values!r:.80})")
         items += values
-    return bc.Scope(product_ids=tuple(items))
+    return tuple(items)
 
 
-def _paid_of(block: Mapping[str, Any], amount: bc.Money) -> bc.Money | None:
+def _paid_of(block: Mapping[str, Any], amount: Decimal) -> Decimal | None:
     """``per_unit_cost_basis × amount``, exact (None without a cost basis)."""
     basis_text = block.get("per_unit_cost_basis")
     if basis_text is None:
@@ -537,13 +540,24 @@ def _paid_of(block: Mapping[str, Any], amount: bc.Money) -> bc.Money | None:
     basis = Decimal(basis_text)
     if not basis.is_finite() or basis < 0:
         raise _bad(block, f"has per_unit_cost_basis {basis_text!r:.80}")
-    product = _exact().multiply(basis, amount.amount)
+    product = _exact().multiply(basis, amount)
     shape = product.as_tuple()
     if product and (len(shape.digits) > _MONEY_DIGITS or int(shape.exponent) < -_MONEY_DIGITS):
         # the texts' trailing zeros ("100000000000.0" × "5.6…", "1.0" × "0.0…01") add digits,
         # not value: dropped exactly (normalize in the exact context never rounds)
         product = product.normalize(_exact())
-    return amount.with_amount(product)
+    return product
+
+
+def _all_text(mapping: Mapping[Any, Any]) -> bool:
+    """Whether every key and value of ``mapping`` is a string (two loops in C: ``join``
+    refuses anything else with ``TypeError``)."""
+    try:
+        "".join(mapping)
+        "".join(mapping.values())
+    except TypeError:
+        return False
+    return True
 
 
 @bc.reads_vendor_payload(PROVIDER_NAME, "credit block")
@@ -558,8 +572,7 @@ def from_block(block: Mapping[str, Any], *, currency: str, now: datetime,
     what is left (zero once voided or expired).
     """
     raw_meta = block.get("metadata") or {}
-    if not isinstance(raw_meta, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in raw_meta.items()):
+    if not isinstance(raw_meta, Mapping) or not _all_text(raw_meta):
         raise _bad(block, "has metadata that is not a map of strings")
     flags = set(filter(None, (raw_meta.get(META_FLAGS) or "").split(",")))
     customer = raw_meta.get(META_CUSTOMER) or customer_id
@@ -569,7 +582,8 @@ def from_block(block: Mapping[str, Any], *, currency: str, now: datetime,
     initial = block.get("maximum_initial_balance")
     if initial is None:
         raise _bad(block, "has no maximum_initial_balance (the amount it was created with)")
-    amount = bc.Money(amount=decimal_of(initial, "maximum_initial_balance"), currency=currency)
+    # The amounts go to the grant as data: validated with it, in one pass.
+    amount = decimal_of(initial, "maximum_initial_balance")
     adjustments: list[bc.Adjustment] = []
     paid = _paid_of(block, amount)
     effective = _moment(block.get("effective_date"), "effective_date", timezone)
@@ -589,9 +603,7 @@ def from_block(block: Mapping[str, Any], *, currency: str, now: datetime,
         priority = Decimal(priority_text)
         adjustments.append(bc.Adjustment(field="priority", requested=priority_text,
                                          stored=None, reason=PRIORITY_RECORDED))
-    category = None
-    if (category_text := raw_meta.get(META_CATEGORY)) is not None:
-        category = bc.Category(category_text)
+    category = raw_meta.get(META_CATEGORY)  # its text: a Category once validated with the grant
     voided = raw_meta.get(META_VOIDED)
     balance = block_balance(block)
     if voided is not None:
@@ -605,25 +617,29 @@ def from_block(block: Mapping[str, Any], *, currency: str, now: datetime,
     if status in (bc.GrantStatus.VOIDED, bc.GrantStatus.EXPIRED):
         balance = Decimal(0)
     metadata = {k: v for k, v in raw_meta.items() if k not in _KNOWN}
+    items = _scope_of(block)
     return bc.CreditGrant.model_validate({
         "customer_id": customer,
-        "amount": amount,
+        "amount": {"amount": amount, "currency": currency},
         "name": raw_meta.get(META_NAME),
         "reason": raw_meta.get(META_REASON),
         "category": category,
         "category_label": raw_meta.get(META_CATEGORY_LABEL),
-        "paid_amount": paid,
+        "paid_amount": None if paid is None else {"amount": paid, "currency": currency},
         "effective_at": effective,
         "expires_at": expires,
         "priority": priority,
-        "scope": _scope_of(block),
+        # validated with the grant; no filter is the default scope, all usage (one shared)
+        **({"scope": {"product_ids": items}} if items else {}),
         "metadata": metadata,
         "idempotency_key": raw_meta.get(META_IDEMPOTENCY_KEY),
         "id": block.get("id"),
         "provider": PROVIDER_NAME,
         "status": status,
-        "balance": amount.with_amount(balance),
-        "raw": dict(block),
+        "balance": {"amount": balance, "currency": currency},
+        # the block's text was checked with its page (``bc.decode_vendor_json``) when it came
+        # from one: kept without walking every string again
+        "raw": bc.payload_copy(block),
         "adjustments": tuple(adjustments),
     })
 
