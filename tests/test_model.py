@@ -83,6 +83,28 @@ def test_offset_datetime_is_the_same_instant_in_utc() -> None:
     assert grant.effective_at.tzinfo is UTC
 
 
+def test_every_time_of_a_grant_and_its_segments_is_held_in_utc_itself() -> None:
+    """Times given as text ("Z", an offset) come out of pydantic's core in its own zone; the
+    grant and each segment hold them in ``datetime.UTC`` itself, the same instants (the
+    providers' fast paths test ``tzinfo is UTC``)."""
+    grant = bc.CreditGrant.model_validate({
+        "customer_id": "c", "amount": {"amount": "10", "currency": "USD"},
+        "schedule": [
+            {"amount": "4", "starts_at": "2030-01-01T00:00:00Z",
+             "ends_before": "2030-01-01T02:00:00+01:00"},
+            {"amount": "6", "starts_at": "2030-01-01T01:00:00Z",
+             "ends_before": "2030-02-01T00:00:00-00:30"}],
+        "created_at": "2029-12-31T23:00:00+00:00"})
+    assert grant.schedule is not None
+    moments = [grant.effective_at, grant.expires_at, grant.created_at,
+               *(t for segment in grant.schedule for t in (segment.starts_at, segment.ends_before))]
+    assert all(moment is not None and moment.tzinfo is UTC for moment in moments)
+    assert moments == [T0, datetime(2030, 2, 1, 0, 30, tzinfo=UTC),
+                       datetime(2029, 12, 31, 23, tzinfo=UTC), T0,
+                       datetime(2030, 1, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, 1, tzinfo=UTC),
+                       datetime(2030, 2, 1, 0, 30, tzinfo=UTC)]
+
+
 def test_json_numbers_are_read_exactly_not_through_a_double() -> None:
     text = (
         '{"customer_id": "c", "priority": 0.30000000000000000001,'

@@ -41,20 +41,38 @@ LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)
 time zone, hour alignment or a day's arithmetic on a valid time can overflow."""
 
 
-def _to_utc(value: datetime) -> datetime:
+def _utc_or_none(value: datetime) -> datetime | None:
+    """``value`` in UTC when it has a UTC offset and is in range (the common case, without an
+    exception); None otherwise (``_time_problem`` says why)."""
     zone = value.tzinfo
     if zone is UTC:
-        utc: datetime | None = value
-    elif zone is None or (type(zone) not in _FIXED_ZONES and value.utcoffset() is None):
-        raise ValueError(NAIVE_REFUSED)
-    else:
-        try:
-            utc = value.astimezone(UTC)
-        except OverflowError:
-            utc = None
-    if utc is None or not EARLIEST <= utc <= LATEST:
-        raise ValueError(f"{value.isoformat()} is out of range: give a time between "
-                         f"{EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
+        return value if EARLIEST <= value <= LATEST else None
+    if not _has_offset(value):
+        return None
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        return None
+    return utc if EARLIEST <= utc <= LATEST else None
+
+
+def _has_offset(value: datetime) -> bool:
+    zone = value.tzinfo
+    return zone is not None and (type(zone) in _FIXED_ZONES or value.utcoffset() is not None)
+
+
+def _time_problem(value: datetime) -> str:
+    """Why ``_utc_or_none(value)`` is None: naive, or out of range."""
+    if not _has_offset(value):
+        return NAIVE_REFUSED
+    return (f"{value.isoformat()} is out of range: give a time between "
+            f"{EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
+
+
+def _to_utc(value: datetime) -> datetime:
+    utc = _utc_or_none(value)
+    if utc is None:
+        raise ValueError(_time_problem(value))
     return utc
 
 
@@ -128,17 +146,18 @@ class Segment(NeutralModel):
         """Every rule of a segment in one call (see ``CreditGrant._rules``)."""
         fields = self.__dict__
         amount, start, end = fields["amount"], fields["starts_at"], fields["ends_before"]
-        text = str(amount)
-        if (amount > 0 and len(text) <= MAX_DIGITS and "E" not in text  # the common segment
-                and start.tzinfo is UTC and EARLIEST <= start <= LATEST
-                and (end is None or (end.tzinfo is UTC and start < end <= LATEST))):
-            return self
         found: list[FieldProblem] = []
-        checked = _checked("amount", _digits, amount, found)
-        if checked is not None and checked <= 0:
-            found.append(FieldProblem("amount", "must be greater than zero"))
-        start = _utc_field(fields, "starts_at", found)
-        end = _utc_field(fields, "ends_before", found)
+        text = str(amount)
+        if not (amount > 0 and len(text) <= MAX_DIGITS and "E" not in text):  # (the common one)
+            checked = _checked("amount", _digits, amount, found)
+            if checked is not None and checked <= 0:
+                found.append(FieldProblem("amount", "must be greater than zero"))
+        # Times already in UTC and range are kept as they are; any other (a parsed "Z" has
+        # pydantic-core's own zone) is converted, or its problem added.
+        if start.tzinfo is not UTC or not EARLIEST <= start <= LATEST:
+            start = _utc_field(fields, "starts_at", found)
+        if end is not None and (end.tzinfo is not UTC or not EARLIEST <= end <= LATEST):
+            end = _utc_field(fields, "ends_before", found)
         if end is not None and start is not None and end <= start:
             found.append(FieldProblem("ends_before", "must be after starts_at"))
         if found:
@@ -449,12 +468,10 @@ def _utc_field(fields: dict[str, Any], name: str, found: list[FieldProblem]) -> 
     value = fields[name]
     if value is None:
         return None
-    try:
-        utc = _to_utc(value)
-    except ValueError as error:
-        found.append(FieldProblem(name, str(error)))
-        return None
-    if utc is not value:
+    utc = _utc_or_none(value)
+    if utc is None:
+        found.append(FieldProblem(name, _time_problem(value)))
+    elif utc is not value:
         fields[name] = utc
     return utc
 
