@@ -212,8 +212,8 @@ MUTATIONS = (
     ),
     Mutation(
         "a Metronome paid amount in another credit type is read in the grant's",
-        find="scale if paid_type == credit_type",
-        replace="scale if True",
+        find="scale if same else _scale_of(paid_type, config)",
+        replace="scale",
         tests=("providers/metronome/tests/test_metronome_translate.py::"
                "test_seed_003_list_grants_reads_with_every_field_kept",),
     ),

@@ -190,3 +190,19 @@ def test_the_report_shows_unit_and_customer_names_and_axes() -> None:
     assert len(page.all("text", **{"class": "tx"})) == 4  # time ticks
     assert page.all("ul", **{"class": "legend"})
     assert "2026-01-01 00:00 UTC" in text  # times carry their zone
+
+
+def test_a_report_of_totals_beyond_28_digits_renders_exactly_labelled() -> None:
+    """A unit whose total has more digits than the default decimal context holds (10^29 and
+    more: 40-digit custom units, or many large grants): the chart's axis labels it, no
+    ``decimal.InvalidOperation`` (the half mark was once quantized in 28 digits)."""
+    from decimal import Decimal
+
+    from .conftest import STRIPE
+
+    for amount in ("1E+29", "9" * 39):
+        grants = [_grant("g1", "cus_big", "Big", amount, 30), _grant("g2", "cus_big", "Small",
+                                                                      "0.0001", 30)]
+        page = bc.simulate(grants, [_usage("cus_big", "1", 1)], STRIPE).html()
+        total = bc.exact_sum([Decimal(amount), Decimal("0.0001")])
+        assert f"{total:f}" in page.replace(",", "")

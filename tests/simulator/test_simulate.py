@@ -99,6 +99,24 @@ def test_a_rest_of_more_digits_than_one_amount_holds_is_spent_exactly(
         assert (outcome.consumed, outcome.remaining) == (outcome.granted, 0)
 
 
+def test_the_last_synthetic_draw_stays_within_the_times_the_model_holds(
+    plans_order: bc.ConsumptionOrder,
+) -> None:
+    """Grants that start in the calendar's last seconds: the draw spending what is left comes
+    after the stream, but never after ``LATEST`` (every usage of the run is one a caller could
+    give; the draw once went half a second past the end, unchecked)."""
+    from billing_credits._model import LATEST
+
+    grants = [bc.CreditGrant(id=gid, customer_id="cus_1", amount=usd(amount),
+                             effective_at=LATEST - timedelta(seconds=seconds))
+              for gid, amount, seconds in (("a", "1", 3), ("b", "5", 1))]
+    result = bc.simulate(grants, None, plans_order).customers["cus_1"]
+    assert result.usage
+    assert max(u.at for u in result.usage) <= LATEST
+    for usage in result.usage:
+        bc.Usage.model_validate(usage.model_dump())
+
+
 def test_the_synthetic_stream_goes_to_the_products_grants_are_scoped_to(
     plans_order: bc.ConsumptionOrder,
 ) -> None:

@@ -328,6 +328,22 @@ def test_deductions_are_summed_exactly_with_their_invoices(entries: list[dict[st
         {e["invoice_id"] for e in entries if e.get("invoice_id")})
 
 
+def test_a_paid_amount_is_read_in_its_own_credit_type_whatever_equals_the_grants() -> None:
+    """The grant's credit type is looked up once and reused for the paid amount only when
+    both name it by the same id text: ids equal as numbers (1 and 1.0) but written
+    differently are looked up each by its own text, as the amount always was."""
+    config = tr.TranslationConfig(provider="metronome-plans", credit_types={
+        tr.USD_CENTS: tr.CurrencyScale("USD", 2), "1": tr.CurrencyScale("EUR", 5)})
+    item = dict(loads(SEED003.read_bytes())["data"][0])
+    item["grant_amount"] = {"amount": 100, "credit_type": {"id": 1, "name": "one"}}
+    item["paid_amount"] = {"amount": Decimal("733749.89"),
+                           "credit_type": {"id": Decimal("1.0"), "name": "one"}}
+    read = tr.grant_from_item(item, config, NOW, provider="metronome-plans")
+    assert read.amount == bc.Money(amount=Decimal("0.001"), currency="EUR")
+    assert read.paid_amount == bc.Money(amount=Decimal("733749.89"),
+                                        unit=bc.CreditUnit(id="1.0", name="one"))
+
+
 def test_customer_credit_spec_example_reads() -> None:
     item = {"id": "fa411f5b-fb85-4755-9d4d-530717be083c", "type": "CREDIT",
             "rate_type": "LIST_RATE", "name": "My test credit",

@@ -357,8 +357,17 @@ def _ticks(top: Decimal) -> list[Decimal]:
     if top <= 0:
         return [Decimal(0)]
     exponent = min(int(top.as_tuple().exponent), 0)
-    half = (top / 2).quantize(Decimal(1).scaleb(exponent))
+    # In a context as wide as the exact one: the default 28 digits cannot hold half of a
+    # total of 10^29 or more at its own exponent (quantize would raise InvalidOperation).
+    # Rounding the half mark is fine; it is only a label.
+    with decimal.localcontext(_WIDE):
+        half = (top / 2).quantize(Decimal(1).scaleb(exponent))
     return [Decimal(0), half, top]
+
+
+_WIDE = decimal.Context(prec=exact().prec + 2)
+"""A context wider than any exact total (``exact()``'s precision, and room for the half's
+extra digit) that rounds without a trap (``Inexact`` is not trapped)."""
 
 
 def _chart(sim: CustomerSimulation | None, unit: str, unit_text: str, side: str,

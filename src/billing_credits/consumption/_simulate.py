@@ -313,7 +313,8 @@ def _top_up(grants: Sequence[CreditGrant], usage: Sequence[Usage], result: Custo
             template[grant.amount.unit_key] = grant.amount
     if not left or not usage:
         return None
-    when = max(u.at for u in usage) + timedelta(seconds=1)
+    last = max(u.at for u in usage)  # a second after the stream, or its last instant (LATEST)
+    when = last + timedelta(seconds=1) if last <= LATEST - timedelta(seconds=1) else LATEST
     # Built from validated parts, as ``synthetic_usage`` builds its draws: the grants' unit and
     # the exact sum of what they have left, which may have more digits than a Money given by a
     # caller may (several grants' rests of up to MAX_DIGITS digits each), and must not be

@@ -512,8 +512,11 @@ def _grant_from_item(
         native_paid = None
     else:
         paid_type = paid_item.get("credit_type")
-        native_paid = _money_in(paid_item["amount"], paid_type, scale if paid_type == credit_type
-                                else _scale_of(paid_type, config))
+        # The grant's scale when it is the same credit type by the same id text (ids that are
+        # equal but not text, 1 and 1.0, are looked up each by its own text)
+        same = paid_type == credit_type and (not credit_type or type(credit_type["id"]) is str)
+        native_paid = _money_in(paid_item["amount"], paid_type,
+                                scale if same else _scale_of(paid_type, config))
     paid = native_paid if native_paid is not None and native_paid["amount"] > 0 else None
     if paid is None and fields:
         paid = _carried_paid_data(fields)
