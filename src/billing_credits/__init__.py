@@ -69,6 +69,7 @@ if typing.TYPE_CHECKING:
     )
     from ._money import CreditUnit, Money, currency_exponent, exact_sum, is_iso_currency
     from ._money import exact as exact_context
+    from ._money import shared_exact as shared_exact_context
     from ._priority import (
         ANY_DECIMAL,
         FLOAT64,
@@ -266,6 +267,7 @@ _SOURCES: dict[str, tuple[str, str]] = {
     name: (module, name) for module, names in _EXPORTS.items() for name in names
 }
 _SOURCES["exact_context"] = ("._money", "exact")
+_SOURCES["shared_exact_context"] = ("._money", "shared_exact")
 
 __all__ = [
     "ALL_OPERATIONS",
@@ -390,6 +392,7 @@ __all__ = [
     "reads_vendor_payload",
     "redact",
     "register_secret",
+    "shared_exact_context",
     "simulate",
     "synthetic_usage",
     "verify_plan",

@@ -51,9 +51,11 @@ _SHARED_EXACT = _EXACT.copy()
 
 def shared_exact() -> decimal.Context:
     """One ``exact()`` context kept for single operations (``ctx.add(a, b)``,
-    ``value.normalize(ctx)``) on hot paths, where copying a context per call costs more than
-    the operation: never installed as a thread's context, never given to code that reads its
-    flags (a trap raises for the operation that hits it whatever earlier ones left)."""
+    ``value.scaleb(n, ctx)``, ``value.normalize(ctx)``) on hot paths, where copying a context
+    per call costs more than the operation (``bc.shared_exact_context``, the one the core and
+    the providers use): never installed as a thread's context (``decimal.localcontext`` takes
+    ``exact()``), never given to code that reads its flags (a trap raises for the operation
+    that hits it whatever earlier ones left, so sharing it is safe)."""
     return _SHARED_EXACT
 
 

@@ -191,7 +191,7 @@ def canonical_text(grant: bc.CreditGrant, effective_iso: str | None,
     canonical dict and encoding it, most of what a request hash cost (issue 17)."""
     if grant.schedule is not None or not grant.scope.is_all_usage:
         return None
-    context = _CONTEXT[0] if _CONTEXT else _shared_exact()
+    context = bc.shared_exact_context()
     amount = _money_text(grant.amount, context)
     paid = _money_text(grant.paid_amount, context)
     if amount is None or paid is None:
@@ -217,15 +217,3 @@ def _canonical_scope() -> Any:
     """The canonical form of the empty scope (all usage), as ``_canonical`` writes it."""
     return {key: list(value) if isinstance(value, tuple) else value
             for key, value in bc.Scope().model_dump().items()}
-
-
-_CONTEXT: list[Any] = []
-
-
-def _shared_exact() -> Any:
-    """``billing_credits._money.shared_exact()``, imported at first use: listing the providers
-    loads this module, and must not load pydantic (which ``_money`` brings)."""
-    from billing_credits._money import shared_exact
-
-    _CONTEXT.append(shared_exact())
-    return _CONTEXT[0]

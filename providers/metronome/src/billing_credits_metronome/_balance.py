@@ -18,7 +18,7 @@ __all__ = ["grant_balance", "ledger_summary", "number_text", "pending_total", "p
 
 
 _SMALL_INT = 10**100
-"""Integers below this in size add up exactly in ``exact_context()`` (160 digits) in any number a
+"""Integers below this in size add up exactly in ``bc.shared_exact_context()`` (160 digits) in any number a
 listing holds, so their ``int`` sum is the exact sum."""
 
 

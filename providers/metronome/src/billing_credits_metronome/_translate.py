@@ -34,7 +34,6 @@ from ._wire import (
     Alignment,
     align,
     ceil_hour,
-    exact_context,
     floor_hour,
     format_time,
     json_number,
@@ -142,7 +141,8 @@ def _vendor_amount(money: bc.Money, config: TranslationConfig) -> tuple[str, Dec
         known = ", ".join(sorted(s.currency for s in config.credit_types.values()))
         return (f"currency {money.currency} has no configured Metronome credit type "
                 f"(configured: {known}); add it to the credit_types setting")
-    return type_id, money.amount.scaleb(config.credit_types[type_id].scale, exact_context())
+    return type_id, money.amount.scaleb(config.credit_types[type_id].scale,
+                                           bc.shared_exact_context())
 
 
 def _money_problems(name: str, money: bc.Money, amounts: Iterable[Decimal],
@@ -187,7 +187,7 @@ def _money_in(amount: Any, credit_type: Mapping[str, Any] | None,
         amount if type(amount) is Decimal else to_decimal(amount)  # (a balance: a Decimal)
     if scale is not None:
         # exact: the thread's default context would round past 28 digits
-        return {"amount": value.scaleb(-scale.scale, exact_context()),
+        return {"amount": value.scaleb(-scale.scale, bc.shared_exact_context()),
                 "currency": scale.currency}
     type_id = str(credit_type["id"] if credit_type else USD_CENTS)
     name = credit_type.get("name") if credit_type else None

@@ -17,7 +17,6 @@ __all__ = [
     "Alignment",
     "align",
     "ceil_hour",
-    "exact_context",
     "exact_total",
     "floor_hour",
     "format_time",
@@ -118,27 +117,12 @@ def align(
     return aligned
 
 
-_EXACT: Any = None
-"""``exact_context()`` once it was made (read without a call)."""
-
-
-def exact_context() -> Any:
-    """The Metronome provider's copy of ``billing_credits.exact_context()`` (160 digits, ``Inexact``
-    trapped), made once and only ever passed to single operations (``add``, ``scaleb``):
-    ``bc.exact_sum`` copies a context and enters it on every call (about 3 µs, more than the
-    rest of reading a small item), and the thread's default context would round a scaling
-    to 28 digits. A trap raises for the operation that hits it whatever flags earlier ones
-    left, so sharing the copy is safe."""
-    global _EXACT  # made once, at first use (the models load lazily)
-    if _EXACT is None:
-        _EXACT = bc.exact_context()
-    return _EXACT
-
-
 def exact_total(values: Iterable[Decimal]) -> Decimal:
     """``bc.exact_sum`` of values already computed: the same additions from ``Decimal(0)``,
-    in the same exact context, so the same result (or the same ``Inexact``)."""
-    add = exact_context().add
+    in the same exact context, so the same result (or the same ``Inexact``): the shared one
+    (``bc.shared_exact_context``; ``bc.exact_sum`` copies a context and enters it on every
+    call, about 3 µs, more than the rest of reading a small item)."""
+    add = bc.shared_exact_context().add
     total = Decimal(0)
     for value in values:
         total = add(total, value)

@@ -174,10 +174,6 @@ documents nothing after the cost basis: ties go by block id, reported by the eng
 # -- money ---------------------------------------------------------------------------------
 
 
-def _exact() -> decimal.Context:
-    return bc.exact_context()
-
-
 def decimal_of(value: Any, where: str) -> Decimal:
     """A JSON number read exactly (the provider parses Orb's JSON with ``parse_float=Decimal``)
     as a finite ``Decimal``; a float (a lossy reading), a boolean or text is refused."""
@@ -208,7 +204,7 @@ def cost_basis(grant: bc.CreditGrant) -> Decimal | None:
             "paid_amount", f"Orb's per_unit_cost_basis is in the customer's currency: give it in "
             f"{grant.amount.unit_key}, not {paid.unit_key}")])
     try:
-        return _exact().divide(paid.amount, grant.amount.amount)
+        return bc.shared_exact_context().divide(paid.amount, grant.amount.amount)
     except decimal.Inexact:
         raise bc.NotRepresentableError(PROVIDER_NAME, [bc.FieldProblem(
             "paid_amount", f"{paid.amount} / {grant.amount.amount} per credit is not a finite "
@@ -217,7 +213,7 @@ def cost_basis(grant: bc.CreditGrant) -> Decimal | None:
 
 def _text(value: Decimal) -> str:
     """A decimal as plain text, no exponent (``0.75``, ``120``)."""
-    text = f"{value.normalize(_exact()):f}" if value else "0"
+    text = f"{value.normalize(bc.shared_exact_context()):f}" if value else "0"
     return text
 
 
@@ -540,12 +536,12 @@ def _paid_of(block: Mapping[str, Any], amount: Decimal) -> Decimal | None:
     basis = Decimal(basis_text)
     if not basis.is_finite() or basis < 0:
         raise _bad(block, f"has per_unit_cost_basis {basis_text!r:.80}")
-    product = _exact().multiply(basis, amount)
+    product = bc.shared_exact_context().multiply(basis, amount)
     shape = product.as_tuple()
     if product and (len(shape.digits) > _MONEY_DIGITS or int(shape.exponent) < -_MONEY_DIGITS):
         # the texts' trailing zeros ("100000000000.0" × "5.6…", "1.0" × "0.0…01") add digits,
         # not value: dropped exactly (normalize in the exact context never rounds)
-        product = product.normalize(_exact())
+        product = product.normalize(bc.shared_exact_context())
     return product
 
 

@@ -20,7 +20,6 @@ Neutral fields Stripe has no place for travel in metadata keys under ``RESERVED_
 
 from __future__ import annotations
 
-import decimal
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -188,16 +187,6 @@ _NEUTRAL_EXPONENTS: dict[str, int | None] = {}
 ``Money`` holds them: a bounded set), read with one dict lookup."""
 
 
-@lru_cache(maxsize=1)
-def _exact() -> decimal.Context:
-    """This module's own copy of ``billing_credits._money.exact()`` (its module, and pydantic,
-    imported on first use), made once: copying a context on every amount cost more than the
-    rest of the conversion. It is only passed to single operations (``scaleb``), never
-    installed as a thread's context; a trap raises for the operation that hits it whatever
-    flags earlier ones left, so sharing it is safe."""
-    return bc.exact_context()
-
-
 def _money_problem(where: str, money: bc.Money) -> str | None:
     found = _minor_units(money)
     return found if isinstance(found, str) else None
@@ -253,7 +242,7 @@ def from_minor_units(currency: str, value: int) -> bc.Money:
     exponent = stripe_exponent(currency)
     if exponent is None:
         raise ValueError(f"unknown Stripe currency {currency!r}")
-    return bc.Money(amount=Decimal(value).scaleb(-exponent, context=_exact()),
+    return bc.Money(amount=Decimal(value).scaleb(-exponent, context=bc.shared_exact_context()),
                     currency=currency.upper())
 
 
